@@ -1,0 +1,124 @@
+// Package api holds one file per Kafka API key (NN_name.go). Each file opens with
+// the versions it serves and registers its handler in init(); the registry built
+// from those calls is the single source of the ApiVersions table, so a key is
+// advertised exactly when a handler for it exists.
+//
+// Handlers translate between the wire (kmsg types, kerr codes) and the broker's
+// services in Env. Packages below this one never see Kafka error codes.
+package api
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync/atomic"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/group"
+)
+
+// Handler serves one decoded request. It returns the response (already at the
+// request's version, usually from req.ResponseKind()), or an error that makes the
+// server close the connection. A nil response with a nil error means "send
+// nothing" (acks=0 Produce).
+//
+// Handlers run on the connection's reading goroutine in request order. A handler
+// that must wait (for an fsync, for data to arrive) returns a *Deferred so that
+// the reader can go on decoding the next pipelined request while the writer waits.
+type Handler func(ctx context.Context, env *Env, conn *Conn, req kmsg.Request) (kmsg.Response, error)
+
+// Deferred is a response that is not complete yet. The connection's writer calls
+// Wait (in request order, on the writer goroutine) before encoding Response; Wait
+// fills in whatever the handler could not know yet, such as the outcome of an
+// fsync. ctx is cancelled when the connection or the broker closes, in which case
+// Wait should return promptly; the response is then dropped.
+//
+// Deferred embeds the response so it satisfies kmsg.Response and can be returned
+// from a Handler unchanged.
+type Deferred struct {
+	kmsg.Response
+	// Wait completes Response. A non-nil error closes the connection.
+	Wait func(ctx context.Context) error
+}
+
+// Conn describes the client connection a request arrived on.
+type Conn struct {
+	ID         uint64 // unique per broker process, for logs
+	RemoteAddr string
+	// ClientID is the client_id of the request being handled (it may change per request).
+	ClientID string
+}
+
+// Env carries the broker's services to handlers. It is built once by the broker
+// and shared by every connection; its fields are not modified after Start.
+type Env struct {
+	// Groups is the classic consumer-group coordinator (nil until wired).
+	Groups *group.Coordinator
+	// PartitionExists reports whether topic/partition exists now; the group
+	// coordinator's handlers use it to validate OffsetCommit.
+	PartitionExists func(topic string, partition int32) bool
+	Logger          *slog.Logger
+
+	// NodeID, Host and Port are what Metadata and FindCoordinator advertise.
+	NodeID    int32
+	Host      string
+	Port      int32
+	ClusterID string
+}
+
+// entry is one registered API key.
+type entry struct {
+	key, min, max int16
+	h             Handler
+}
+
+var (
+	registry [256]*entry
+	// sealed is set once the server has read the registry; registering after
+	// that would silently change nothing on live connections.
+	sealed atomic.Bool
+)
+
+// register adds the handler for key serving versions min..max. It is called from
+// each NN_name.go init(); registering a key twice is a programming error.
+func register(key, minVersion, maxVersion int16, h Handler) {
+	if sealed.Load() {
+		panic("api: register after the registry was read")
+	}
+	if key < 0 || int(key) >= len(registry) || minVersion < 0 || maxVersion < minVersion || h == nil {
+		panic(fmt.Sprintf("api: bad registration for key %d (%d..%d)", key, minVersion, maxVersion))
+	}
+	if registry[key] != nil {
+		panic(fmt.Sprintf("api: key %d registered twice", key))
+	}
+	registry[key] = &entry{key: key, min: minVersion, max: maxVersion, h: h}
+}
+
+// Lookup returns the handler and version range for key.
+func Lookup(key int16) (h Handler, minVersion, maxVersion int16, ok bool) {
+	sealed.Store(true)
+	if key < 0 || int(key) >= len(registry) || registry[key] == nil {
+		return nil, 0, 0, false
+	}
+	e := registry[key]
+	return e.h, e.min, e.max, true
+}
+
+// VersionRange is one row of the ApiVersions table.
+type VersionRange struct{ Key, Min, Max int16 }
+
+// Versions returns every registered key with its range, sorted by key (Kafka
+// always sends ApiVersions sorted).
+func Versions() []VersionRange {
+	sealed.Store(true)
+	var out []VersionRange
+	for _, e := range registry {
+		if e != nil {
+			out = append(out, VersionRange{e.key, e.min, e.max})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
