@@ -1,0 +1,109 @@
+package verify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// SendOutcome classifies the result of producing one record. Only errors
+// that guarantee the record was never appended are Fail: the client refused
+// it before sending, or the broker rejected the batch as invalid. Everything
+// else (timeouts, retries exhausted, lost connections, a killed broker) is
+// Info, because the batch may have been appended before the answer was lost.
+func SendOutcome(err error) Type {
+	if err == nil {
+		return OK
+	}
+	if errors.Is(err, kgo.ErrMaxBuffered) {
+		return Fail
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		switch ke {
+		case kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord,
+			kerr.InvalidTopicException, kerr.TopicAuthorizationFailed,
+			kerr.InvalidRequiredAcks, kerr.UnsupportedForMessageFormat,
+			kerr.InvalidProducerEpoch, kerr.ProducerFenced:
+			return Fail
+		}
+	}
+	return Info
+}
+
+// Drain reads every partition of topic from its log start offset up to the
+// high watermark it has when Drain starts, with a fresh client on seeds, and
+// returns the records in partition and offset order. It is the final "read
+// everything" phase of a test, after the faults have healed. opts are added
+// to the client's options (e.g. kgo.FetchIsolationLevel). It stops at the
+// last record below the watermark, so it assumes that record is data, not a
+// transaction marker: transactional workloads need another stop rule.
+func Drain(ctx context.Context, seeds []string, topic string, opts ...kgo.Opt) ([]Record, error) {
+	adm, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		return nil, err
+	}
+	admin := kadm.NewClient(adm)
+	starts, err := admin.ListStartOffsets(ctx, topic)
+	if err == nil {
+		err = starts.Error()
+	}
+	var ends kadm.ListedOffsets
+	if err == nil {
+		ends, err = admin.ListEndOffsets(ctx, topic)
+		if err == nil {
+			err = ends.Error()
+		}
+	}
+	adm.Close()
+	if err != nil {
+		return nil, fmt.Errorf("verify: drain %s: list offsets: %w", topic, err)
+	}
+
+	want := map[int32]int64{} // partition → high watermark still to reach
+	from := map[int32]kgo.Offset{}
+	ends.Each(func(o kadm.ListedOffset) {
+		start, _ := starts.Lookup(topic, o.Partition)
+		if o.Offset > start.Offset {
+			want[o.Partition] = o.Offset
+			from[o.Partition] = kgo.NewOffset().At(start.Offset)
+		}
+	})
+	var out []Record
+	if len(want) == 0 {
+		return out, nil
+	}
+	cl, err := kgo.NewClient(append([]kgo.Opt{
+		kgo.SeedBrokers(seeds...),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
+	}, opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	defer cl.Close()
+	byPartition := map[int32][]Record{}
+	for len(want) > 0 {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("verify: drain %s: %w (still waiting for %v)", topic, err, want)
+		}
+		// Fetch errors are retried by the client; they only matter if ctx
+		// expires, which is reported above with what is still missing.
+		fs.EachRecord(func(r *kgo.Record) {
+			byPartition[r.Partition] = append(byPartition[r.Partition], Record{Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
+				delete(want, r.Partition)
+			}
+		})
+	}
+	for _, p := range slices.Sorted(maps.Keys(byPartition)) {
+		out = append(out, byPartition[p]...)
+	}
+	return out, nil
+}
