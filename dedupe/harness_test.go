@@ -1,0 +1,217 @@
+package dedupe_test
+
+import (
+	"context"
+	"crypto/rand"
+	"database/sql"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/idem-dev/idem/dedupe"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// The tests are written once against storeUnderTest and run on both stores.
+// storeUnderTest hides the native transaction type behind effectWriter so a
+// test reads as the specification, not as two copies of it.
+
+type effectWriter interface {
+	// addEffect inserts one row for id into the application's effects table,
+	// inside the store's transaction.
+	addEffect(ctx context.Context, id string) error
+}
+
+type storeUnderTest struct {
+	name    string
+	clock   *fakeClock
+	process func(ctx context.Context, id string, fn func(ctx context.Context, w effectWriter) error) (dedupe.Result, error)
+	lookup  func(ctx context.Context, id string) (dedupe.Record, error)
+	cleanup func(ctx context.Context) (int64, error)
+	// effects returns how many effect rows exist for id ("" = all rows).
+	effects func(t testing.TB, id string) int
+	// dsn reopens the same database from another process (crash test).
+	dsn string
+}
+
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+// eachStore runs fn as a subtest against a fresh SQLite file and a fresh
+// PostgreSQL schema.
+func eachStore(t *testing.T, cfg dedupe.Config, fn func(t *testing.T, s *storeUnderTest)) {
+	t.Run("sqlite", func(t *testing.T) { fn(t, newSQLiteUnderTest(t, cfg)) })
+	t.Run("postgres", func(t *testing.T) { fn(t, newPostgresUnderTest(t, cfg)) })
+}
+
+const effectsDDL = `CREATE TABLE IF NOT EXISTS effects (event_id TEXT NOT NULL, n INTEGER NOT NULL)`
+
+type sqlEffects struct{ tx *sql.Tx }
+
+func (w sqlEffects) addEffect(ctx context.Context, id string) error {
+	_, err := w.tx.ExecContext(ctx, `INSERT INTO effects (event_id, n) VALUES (?, 1)`, id)
+	return err
+}
+
+type pgEffects struct{ tx pgx.Tx }
+
+func (w pgEffects) addEffect(ctx context.Context, id string) error {
+	_, err := w.tx.Exec(ctx, `INSERT INTO effects (event_id, n) VALUES ($1, 1)`, id)
+	return err
+}
+
+func newSQLiteUnderTest(t testing.TB, cfg dedupe.Config) *storeUnderTest {
+	path := filepath.Join(t.TempDir(), "dedupe.db")
+	return openSQLiteUnderTest(t, path, cfg)
+}
+
+func openSQLiteUnderTest(t testing.TB, path string, cfg dedupe.Config) *storeUnderTest {
+	ctx := context.Background()
+	clock := newFakeClock()
+	if cfg.Now == nil {
+		cfg.Now = clock.Now
+	}
+	s, err := dedupe.OpenSQLite(ctx, path, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	if _, err := s.DB().ExecContext(ctx, effectsDDL); err != nil {
+		t.Fatal(err)
+	}
+	return &storeUnderTest{
+		name:  "sqlite",
+		clock: clock,
+		process: func(ctx context.Context, id string, fn func(context.Context, effectWriter) error) (dedupe.Result, error) {
+			return s.Process(ctx, id, func(ctx context.Context, tx *sql.Tx) error { return fn(ctx, sqlEffects{tx}) })
+		},
+		lookup:  s.Lookup,
+		cleanup: s.Cleanup,
+		effects: func(t testing.TB, id string) int {
+			var n int
+			err := s.DB().QueryRowContext(context.Background(),
+				`SELECT count(*) FROM effects WHERE ? = '' OR event_id = ?`, id, id).Scan(&n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		},
+		dsn: path,
+	}
+}
+
+func newPostgresUnderTest(t testing.TB, cfg dedupe.Config) *storeUnderTest {
+	ctx := context.Background()
+	pool, dsn := pgSchema(t)
+	clock := newFakeClock()
+	if cfg.Now == nil {
+		cfg.Now = clock.Now
+	}
+	s, err := dedupe.NewPostgres(ctx, pool, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, effectsDDL); err != nil {
+		t.Fatal(err)
+	}
+	return &storeUnderTest{
+		name:  "postgres",
+		clock: clock,
+		process: func(ctx context.Context, id string, fn func(context.Context, effectWriter) error) (dedupe.Result, error) {
+			return s.Process(ctx, id, func(ctx context.Context, tx pgx.Tx) error { return fn(ctx, pgEffects{tx}) })
+		},
+		lookup:  s.Lookup,
+		cleanup: s.Cleanup,
+		effects: func(t testing.TB, id string) int {
+			var n int
+			err := pool.QueryRow(context.Background(),
+				`SELECT count(*) FROM effects WHERE $1 = '' OR event_id = $1`, id).Scan(&n)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n
+		},
+		dsn: dsn,
+	}
+}
+
+// pgBaseDSN is the test server: trust auth, user postgres, database test.
+func pgBaseDSN() string {
+	if v := os.Getenv("IDEM_TEST_POSTGRES"); v != "" {
+		return v
+	}
+	return "postgres://postgres@localhost:5432/test?sslmode=disable"
+}
+
+// pgSchema creates a schema unique to this test, returns a pool whose
+// search_path points at it (and a DSN that does the same, for child
+// processes), and drops the schema when the test ends. Without a server it
+// skips locally and fails under CI.
+func pgSchema(t testing.TB) (*pgxpool.Pool, string) {
+	t.Helper()
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, pgBaseDSN())
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("PostgreSQL is required under CI: %v", err)
+		}
+		t.Skipf("PostgreSQL not reachable at %s (start it with pg_ctlcluster, or set IDEM_TEST_POSTGRES): %v", pgBaseDSN(), err)
+	}
+	defer admin.Close(ctx)
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "dedupe_test_" + hex.EncodeToString(b[:])
+	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
+		t.Fatal(err)
+	}
+	sep := "?"
+	if strings.Contains(pgBaseDSN(), "?") {
+		sep = "&"
+	}
+	dsn := pgBaseDSN() + sep + "search_path=" + schema
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.MaxConns = 20
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		pool.Close()
+		c, err := pgx.Connect(context.Background(), pgBaseDSN())
+		if err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+			return
+		}
+		defer c.Close(context.Background())
+		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
+			t.Errorf("drop schema %s: %v", schema, err)
+		}
+	})
+	return pool, dsn
+}

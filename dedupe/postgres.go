@@ -1,0 +1,250 @@
+package dedupe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Postgres is the store for PostgreSQL through pgx v5. The handler receives
+// the pgx.Tx of a READ COMMITTED transaction whose first statement claimed
+// the event id.
+//
+// Concurrency comes from the primary key: a second transaction inserting the
+// same id blocks on the first one's uncommitted row. If the first commits,
+// the second sees the conflict and reports a duplicate; if it rolls back, the
+// second's insert proceeds and its handler runs. Different ids never wait for
+// each other, so throughput scales with the pool.
+type Postgres struct {
+	cfg  Config
+	pool *pgxpool.Pool
+	q    queries
+}
+
+// NewPostgres uses pool (owned by the caller, who closes it) and creates the
+// processed-ids table if it does not exist. The table lives in the pool's
+// search_path, next to the application's tables.
+func NewPostgres(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Postgres, error) {
+	cfg = cfg.withDefaults()
+	if err := validIdent(cfg.Table); err != nil {
+		return nil, err
+	}
+	t := cfg.Table
+	s := &Postgres{cfg: cfg, pool: pool}
+	s.q = queries{
+		claim: `INSERT INTO ` + t + ` AS t (event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at)
+			VALUES ($1, $2, $3, $4, 0, NULL, $5)
+			ON CONFLICT (event_id) DO UPDATE SET consumer = excluded.consumer, outcome = excluded.outcome,
+				processed_at = excluded.processed_at, duplicates = 0, last_duplicate_at = NULL, expires_at = excluded.expires_at
+			WHERE t.expires_at <= excluded.processed_at
+			RETURNING event_id`,
+		dup: `UPDATE ` + t + ` SET duplicates = duplicates + 1, last_duplicate_at = $1 WHERE event_id = $2
+			RETURNING event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at`,
+		lookup: `SELECT event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at
+			FROM ` + t + ` WHERE event_id = $1 AND expires_at > $2`,
+		// SKIP LOCKED: cleanup never waits for, nor blocks, a claim that is
+		// reviving an expired row.
+		cleanup: `DELETE FROM ` + t + ` WHERE event_id IN (
+			SELECT event_id FROM ` + t + ` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+	}
+	if err := s.migrate(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// migrate is idempotent. CREATE TABLE IF NOT EXISTS is not safe against a
+// concurrent identical CREATE (both can pass the check), so migrations take a
+// transaction-scoped advisory lock first.
+func (s *Postgres) migrate(ctx context.Context) error {
+	t := s.cfg.Table
+	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		for _, stmt := range []string{
+			`SELECT pg_advisory_xact_lock(hashtext('idem.dedupe.migrate'))`,
+			`CREATE TABLE IF NOT EXISTS ` + t + ` (
+				event_id          text PRIMARY KEY,
+				consumer          text NOT NULL,
+				outcome           text NOT NULL,
+				processed_at      timestamptz NOT NULL,
+				duplicates        bigint NOT NULL DEFAULT 0,
+				last_duplicate_at timestamptz,
+				expires_at        timestamptz NOT NULL
+			)`,
+			`CREATE INDEX IF NOT EXISTS ` + t + `_expires_at ON ` + t + ` (expires_at)`,
+		} {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("dedupe: migrate: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// Pool returns the pool the store uses.
+func (s *Postgres) Pool() *pgxpool.Pool { return s.pool }
+
+// Close does nothing: the pool belongs to the caller. It exists to satisfy
+// Store.
+func (s *Postgres) Close() error { return nil }
+
+// Process has the contract of [SQLite.Process]. With Config.LockTimeout set, a
+// delivery that waits longer than that for a concurrent delivery of the same
+// id gives up with ErrInProgress.
+func (s *Postgres) Process(ctx context.Context, eventID string, h Handler[pgx.Tx]) (Result, error) {
+	if eventID == "" {
+		return Result{}, ErrEmptyEventID
+	}
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return Result{}, fmt.Errorf("dedupe: begin: %w", err)
+	}
+	// Rollback after Commit is a no-op; this also covers a handler panic.
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	if s.cfg.LockTimeout > 0 {
+		// SET LOCAL cannot take a bind parameter; the value is an integer we format.
+		if _, err := tx.Exec(ctx, fmt.Sprintf("SET LOCAL lock_timeout = %d", s.cfg.LockTimeout.Milliseconds())); err != nil {
+			return Result{}, fmt.Errorf("dedupe: set lock_timeout: %w", err)
+		}
+	}
+	now := s.cfg.now()
+	claimed, err := s.claim(ctx, tx, eventID, outcomeProcessed, now)
+	if err != nil {
+		return Result{}, err
+	}
+	if !claimed {
+		rec, err := s.countDuplicate(ctx, tx, eventID, now)
+		if err != nil {
+			return Result{}, err
+		}
+		if err := tx.Commit(ctx); err != nil {
+			return Result{}, fmt.Errorf("dedupe: commit duplicate: %w", err)
+		}
+		return Result{Status: Duplicate, Record: rec}, nil
+	}
+	if herr := h(ctx, tx); herr != nil {
+		if rerr := tx.Rollback(context.WithoutCancel(ctx)); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
+			return Result{}, errors.Join(herr, rerr)
+		}
+		if IsPermanent(herr) {
+			return s.reject(ctx, eventID, herr)
+		}
+		return Result{}, herr
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return Result{}, fmt.Errorf("dedupe: commit: %w", err)
+	}
+	return Result{Status: Processed, Record: s.fresh(eventID, outcomeProcessed, now)}, nil
+}
+
+func (s *Postgres) reject(ctx context.Context, eventID string, herr error) (Result, error) {
+	var res Result
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		now := s.cfg.now()
+		outcome := rejectedOutcome(herr)
+		claimed, err := s.claim(ctx, tx, eventID, outcome, now)
+		if err != nil {
+			return err
+		}
+		if claimed {
+			res = Result{Status: Rejected, Record: s.fresh(eventID, outcome, now)}
+			return nil
+		}
+		// Another delivery committed while ours was rolling back.
+		rec, err := s.countDuplicate(ctx, tx, eventID, now)
+		res = Result{Status: Duplicate, Record: rec}
+		return err
+	})
+	if err != nil {
+		return Result{}, errors.Join(herr, err)
+	}
+	return res, herr
+}
+
+func (s *Postgres) fresh(eventID, outcome string, now time.Time) Record {
+	return Record{EventID: eventID, Consumer: s.cfg.Consumer, Outcome: outcome, ProcessedAt: now, ExpiresAt: s.cfg.expiry(now)}
+}
+
+func (s *Postgres) claim(ctx context.Context, tx pgx.Tx, eventID, outcome string, now time.Time) (bool, error) {
+	var got string
+	err := tx.QueryRow(ctx, s.q.claim, eventID, s.cfg.Consumer, outcome, now, s.cfg.expiry(now)).Scan(&got)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, pgErr("claim", eventID, err)
+	}
+	return true, nil
+}
+
+func (s *Postgres) countDuplicate(ctx context.Context, tx pgx.Tx, eventID string, now time.Time) (Record, error) {
+	rec, err := scanPgRecord(tx.QueryRow(ctx, s.q.dup, now, eventID))
+	if err != nil {
+		return Record{}, pgErr("count duplicate", eventID, err)
+	}
+	return rec, nil
+}
+
+// pgErr maps lock_not_available (lock_timeout expired) to ErrInProgress.
+func pgErr(op, eventID string, err error) error {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) && pe.Code == "55P03" {
+		return fmt.Errorf("dedupe: %s %q: %w", op, eventID, ErrInProgress)
+	}
+	return fmt.Errorf("dedupe: %s %q: %w", op, eventID, err)
+}
+
+func scanPgRecord(row pgx.Row) (Record, error) {
+	var rec Record
+	var lastDup *time.Time
+	if err := row.Scan(&rec.EventID, &rec.Consumer, &rec.Outcome, &rec.ProcessedAt, &rec.Duplicates, &lastDup, &rec.ExpiresAt); err != nil {
+		return Record{}, err
+	}
+	rec.ProcessedAt = rec.ProcessedAt.UTC()
+	if lastDup != nil {
+		rec.LastDuplicateAt = lastDup.UTC()
+	}
+	rec.ExpiresAt = rec.ExpiresAt.UTC()
+	if rec.ExpiresAt.Equal(forever) {
+		rec.ExpiresAt = time.Time{}
+	}
+	return rec, nil
+}
+
+// Lookup returns the audit record of eventID, or ErrNotFound if there is none
+// or it has expired.
+func (s *Postgres) Lookup(ctx context.Context, eventID string) (Record, error) {
+	rec, err := scanPgRecord(s.pool.QueryRow(ctx, s.q.lookup, eventID, s.cfg.now()))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Record{}, ErrNotFound
+	}
+	if err != nil {
+		return Record{}, fmt.Errorf("dedupe: lookup %q: %w", eventID, err)
+	}
+	return rec, nil
+}
+
+// Cleanup deletes expired records, at most CleanupBatch per statement, until
+// none are left or ctx is done. It returns how many rows it deleted.
+func (s *Postgres) Cleanup(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		tag, err := s.pool.Exec(ctx, s.q.cleanup, s.cfg.now(), s.cfg.CleanupBatch)
+		if err != nil {
+			return total, fmt.Errorf("dedupe: cleanup: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < int64(s.cfg.CleanupBatch) {
+			return total, nil
+		}
+	}
+}
+
+var _ Store[pgx.Tx] = (*Postgres)(nil)
