@@ -1,0 +1,36 @@
+// Package logstore is idem's partition log: Kafka v2 record batches kept
+// byte-for-byte as received, in segment files with sparse offset and time
+// indexes, made durable by a group-commit fsync and recovered on open.
+//
+// # Durability contract
+//
+// Append returns after write(2): the batch survives a process crash (kill -9)
+// but not a power loss. WaitDurable (or AppendDurable) returns only once an
+// fsync covers the batch; concurrent callers share one fsync. A background
+// syncer fsyncs every appended byte shortly after it is written, so
+// DurableOffset — the broker's high watermark — always advances. A failed
+// fsync poisons the log: Linux may drop the dirty pages and report the error
+// once (PostgreSQL's "fsyncgate"), so a retried fsync could falsely succeed.
+// Every later Append and WaitDurable fails with ErrPoisoned.
+//
+// # Recovery
+//
+// Open validates batches (length, magic, CRC-32C, offset continuity). Every
+// segment but the last was fsynced when it was rolled and is below the durable
+// point; the last segment is scanned completely. Damage at or above the
+// recovery point recorded in the checkpoint file is a torn tail: it is
+// truncated, and the truncation is logged. Damage below the recovery point is
+// acknowledged data gone bad: Open fails with ErrCorrupt and the partition
+// refuses to serve rather than silently dropping it. Index files are trusted
+// only when their checksum and recorded segment size match; otherwise they are
+// rebuilt from the segment.
+//
+// # Layout
+//
+//	<dir>/00000000000000000000.log    record batches, base offsets in the name
+//	<dir>/00000000000000000000.index  sparse offset and time index of a sealed segment
+//	<dir>/checkpoint                  recovery point and log start offset
+//
+// All file access goes through the FS interface; the package never calls os
+// directly, so tests can run it on MemFS, which simulates power loss.
+package logstore

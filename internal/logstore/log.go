@@ -1,0 +1,452 @@
+package logstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config tunes a Log. Zero values take the defaults noted on each field.
+type Config struct {
+	// SegmentBytes rolls to a new segment when the active one would exceed
+	// it (log.segment.bytes; default 1 GiB).
+	SegmentBytes int64
+	// RollInterval rolls a non-empty segment this long after it was opened
+	// (log.roll.ms; default 168h).
+	RollInterval time.Duration
+	// RetentionBytes caps the log's size; older sealed segments are deleted
+	// by EnforceRetention (log.retention.bytes; 0 or negative = unlimited).
+	RetentionBytes int64
+	// RetentionTime deletes sealed segments whose newest timestamp is older
+	// (log.retention.ms; default 168h; negative = unlimited).
+	RetentionTime time.Duration
+	// IndexIntervalBytes is the spacing of sparse index entries (default 4096).
+	IndexIntervalBytes int
+	// CheckpointInterval is how often the recovery point is persisted
+	// (default 1s). Damage at or above the recovery point is treated as a
+	// torn tail on the next open, so a shorter interval narrows that window.
+	CheckpointInterval time.Duration
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// Logger receives recovery and fsync reports (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if c.SegmentBytes <= 0 {
+		c.SegmentBytes = 1 << 30
+	}
+	if c.RollInterval <= 0 {
+		c.RollInterval = 168 * time.Hour
+	}
+	if c.RetentionTime == 0 {
+		c.RetentionTime = 168 * time.Hour
+	}
+	if c.IndexIntervalBytes <= 0 {
+		c.IndexIntervalBytes = 4096
+	}
+	if c.CheckpointInterval <= 0 {
+		c.CheckpointInterval = time.Second
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// AppendInfo describes where an appended batch landed.
+type AppendInfo struct {
+	BaseOffset int64
+	LastOffset int64
+	Position   int64 // byte position in its segment
+}
+
+// Log is one partition's log. All methods are safe for concurrent use.
+//
+// Lock order: syncMu → ckptMu → mu → waitMu.
+type Log struct {
+	fs  FS
+	dir string
+	cfg Config
+	log *slog.Logger
+
+	// syncMu is held by the syncer while it fsyncs the active segment and
+	// by anything that closes segment files, so a file is never closed
+	// under an fsync in flight.
+	syncMu sync.Mutex
+	// ckptMu serialises checkpoint writes with changes that lower the
+	// recovery point (Truncate).
+	ckptMu       sync.Mutex
+	lastCkptTime time.Time // guarded by ckptMu
+	lastCkpt     checkpoint
+
+	mu     sync.RWMutex // guards segs, closed and the segments' fields
+	segs   []*segment   // ascending base offsets; the last is active
+	closed bool
+
+	start   atomic.Int64 // log start offset; written with mu held
+	durable atomic.Int64 // every offset below is fsynced
+	poison  atomic.Pointer[error]
+
+	waitMu   sync.Mutex
+	advanced chan struct{} // closed and replaced whenever durable advances or the log fails
+
+	kick chan struct{} // wakes the syncer; capacity 1
+	quit chan struct{}
+	done chan struct{} // closed when the syncer exits
+}
+
+// Open opens or creates the log in dir and recovers it (see the package doc).
+func Open(fsys FS, dir string, cfg Config) (*Log, error) {
+	cfg = cfg.withDefaults()
+	l := &Log{
+		fs: fsys, dir: dir, cfg: cfg, log: cfg.Logger.With("log", dir),
+		advanced: make(chan struct{}),
+		kick:     make(chan struct{}, 1),
+		quit:     make(chan struct{}),
+		done:     make(chan struct{}),
+	}
+	if err := fsys.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("logstore: create %s: %w", dir, err)
+	}
+	if err := l.recover(); err != nil {
+		l.closeFiles()
+		return nil, err
+	}
+	go l.syncLoop()
+	return l, nil
+}
+
+// recover loads the segments, validates them and truncates a torn tail.
+func (l *Log) recover() error {
+	names, err := l.fs.ReadDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("logstore: list %s: %w", l.dir, err)
+	}
+	var bases []int64
+	hasIndex := map[int64]bool{}
+	for _, n := range names {
+		switch {
+		case strings.HasSuffix(n, ".tmp"):
+			if err := l.fs.Remove(join(l.dir, n)); err != nil {
+				return fmt.Errorf("logstore: remove leftover %s: %w", n, err)
+			}
+		case strings.HasSuffix(n, ".log"):
+			if b, ok := parseSegmentName(n, ".log"); ok {
+				bases = append(bases, b)
+			}
+		case strings.HasSuffix(n, ".index"):
+			if b, ok := parseSegmentName(n, ".index"); ok {
+				hasIndex[b] = true
+			}
+		}
+	}
+	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	ck, ckOK, err := readCheckpoint(l.fs, l.dir)
+	if err != nil {
+		return fmt.Errorf("logstore: read checkpoint: %w", err)
+	}
+	if !ckOK && len(bases) > 0 {
+		l.log.Warn("no valid checkpoint; treating sealed segments as durable and scanning the last", "segments", len(bases))
+	}
+
+	for i, base := range bases {
+		seg := &segment{base: base, path: join(l.dir, segmentName(base)), maxTS: -1}
+		if seg.f, err = l.fs.OpenReadWrite(seg.path); err != nil {
+			return fmt.Errorf("logstore: open %s: %w", seg.path, err)
+		}
+		l.segs = append(l.segs, seg)
+		size, err := seg.f.Size()
+		if err != nil {
+			return fmt.Errorf("logstore: size of %s: %w", seg.path, err)
+		}
+		if i < len(bases)-1 {
+			if err := l.loadSealed(seg, size, hasIndex[base]); err != nil {
+				return err
+			}
+		} else if err := l.recoverActive(seg, size, ck.recovery); err != nil {
+			return err
+		}
+		if i > 0 && l.segs[i-1].next != base {
+			return fmt.Errorf("%w: segment %s starts at %d but the one before ends at %d", ErrCorrupt, seg.path, base, l.segs[i-1].next)
+		}
+	}
+	if len(l.segs) == 0 {
+		base := int64(0)
+		if ckOK {
+			base = ck.start
+		}
+		if err := l.createSegment(base); err != nil {
+			return err
+		}
+	}
+	active := l.segs[len(l.segs)-1]
+	active.rollTime = l.cfg.Now().Add(l.cfg.RollInterval)
+	if ckOK && active.next < ck.recovery {
+		return fmt.Errorf("%w: log ends at %d but offsets up to %d were fsynced", ErrCorrupt, active.next, ck.recovery)
+	}
+
+	start := l.segs[0].base
+	if ckOK && ck.start > start {
+		start = min(ck.start, active.next)
+	}
+	l.start.Store(start)
+	if err := l.dropSegmentsBelowStartLocked(); err != nil {
+		return err
+	}
+	// What survived a process crash may still be only in the page cache:
+	// make it durable before calling it durable.
+	if err := active.f.Sync(); err != nil {
+		return fmt.Errorf("logstore: fsync %s: %w", active.path, err)
+	}
+	l.durable.Store(active.next)
+	l.ckptMu.Lock()
+	defer l.ckptMu.Unlock()
+	return l.writeCheckpointLocked(checkpoint{recovery: active.next, start: start})
+}
+
+// loadSealed loads a sealed segment's persisted index, or rebuilds it by
+// scanning; a sealed segment was fsynced when it was rolled, so any damage
+// in it is below the durable point.
+func (l *Log) loadSealed(seg *segment, size int64, hasIndex bool) error {
+	if hasIndex {
+		b, err := readWholeFile(l.fs, join(l.dir, indexName(seg.base)), 64+size)
+		if err == nil && seg.decodeIndex(b, size) == nil {
+			return nil
+		}
+		l.log.Warn("rebuilding damaged index", "segment", seg.path)
+	}
+	res, err := seg.scan(size, l.cfg.IndexIntervalBytes)
+	if err != nil {
+		return fmt.Errorf("logstore: read %s: %w", seg.path, err)
+	}
+	if res.badErr != nil {
+		return fmt.Errorf("%w: sealed segment %s: %v", ErrCorrupt, seg.path, res.badErr)
+	}
+	return writeFileAtomic(l.fs, l.dir, indexName(seg.base), seg.encodeIndex())
+}
+
+// recoverActive scans the last segment and truncates a torn tail, unless the
+// damage lies below the recovery point.
+func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64) error {
+	res, err := seg.scan(size, l.cfg.IndexIntervalBytes)
+	if err != nil {
+		return fmt.Errorf("logstore: read %s: %w", seg.path, err)
+	}
+	if res.badErr == nil {
+		return nil
+	}
+	if seg.next < recoveryPoint {
+		return fmt.Errorf("%w: %s at offset %d (recovery point %d): %v", ErrCorrupt, seg.path, seg.next, recoveryPoint, res.badErr)
+	}
+	l.log.Warn("truncating torn tail", "segment", seg.path, "offset", seg.next, "position", res.valid, "bytes", size-res.valid, "reason", res.badErr)
+	if err := seg.f.Truncate(res.valid); err != nil {
+		return fmt.Errorf("logstore: truncate %s: %w", seg.path, err)
+	}
+	// A stale index of this segment (it was sealed once, then truncated
+	// back into the active one) must not outlive the truncation.
+	if err := l.fs.Remove(join(l.dir, indexName(seg.base))); err == nil {
+		return l.fs.SyncDir(l.dir)
+	}
+	return nil
+}
+
+// createSegment adds a new, empty active segment and makes its directory
+// entry durable before any batch can be acknowledged in it.
+func (l *Log) createSegment(base int64) error {
+	seg := &segment{base: base, path: join(l.dir, segmentName(base)), next: base, maxTS: -1}
+	f, err := l.fs.Create(seg.path)
+	if err != nil {
+		return fmt.Errorf("logstore: create %s: %w", seg.path, err)
+	}
+	seg.f = f
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		f.Close()
+		return fmt.Errorf("logstore: fsync directory %s: %w", l.dir, err)
+	}
+	seg.rollTime = l.cfg.Now().Add(l.cfg.RollInterval)
+	l.segs = append(l.segs, seg)
+	return nil
+}
+
+func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
+
+// Append writes one whole v2 record batch at the end of the log and returns
+// once write(2) has taken it. The log assigns the base offset and writes it
+// into batch[0:8]. The batch is validated first (length, magic, CRC-32C).
+func (l *Log) Append(batch []byte) (AppendInfo, error) {
+	h, err := ParseBatch(batch)
+	if err != nil {
+		return AppendInfo{}, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return AppendInfo{}, ErrClosed
+	}
+	if p := l.poison.Load(); p != nil {
+		return AppendInfo{}, *p
+	}
+	seg := l.active()
+	if seg.size > 0 && (seg.size+int64(len(batch)) > l.cfg.SegmentBytes || !l.cfg.Now().Before(seg.rollTime)) {
+		if err := l.rollLocked(); err != nil {
+			return AppendInfo{}, err
+		}
+		seg = l.active()
+	}
+	h.BaseOffset = seg.next
+	SetBaseOffset(batch, h.BaseOffset)
+	pos := seg.size
+	if _, err := seg.f.WriteAt(batch, pos); err != nil {
+		// Take back a partial write so the file stays a sequence of whole
+		// batches; if even that fails the file is in an unknown state.
+		if terr := seg.f.Truncate(pos); terr != nil {
+			l.poisonLocked(fmt.Errorf("truncate after failed write: %w", terr))
+		}
+		return AppendInfo{}, fmt.Errorf("logstore: write %s: %w", seg.path, err)
+	}
+	seg.track(h, pos, len(batch), l.cfg.IndexIntervalBytes)
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	return AppendInfo{BaseOffset: h.BaseOffset, LastOffset: h.LastOffset(), Position: pos}, nil
+}
+
+// AppendDurable appends and waits until an fsync covers the batch.
+func (l *Log) AppendDurable(ctx context.Context, batch []byte) (AppendInfo, error) {
+	info, err := l.Append(batch)
+	if err != nil {
+		return info, err
+	}
+	return info, l.WaitDurable(ctx, info.LastOffset+1)
+}
+
+// rollLocked seals the active segment (fsync, persist its index) and starts a
+// new one. The new segment file is created only after the old one is
+// durable, which is why every segment but the last is below the durable
+// point on recovery.
+func (l *Log) rollLocked() error {
+	old := l.active()
+	if err := old.f.Sync(); err != nil {
+		l.poisonLocked(fmt.Errorf("fsync %s: %w", old.path, err))
+		return *l.poison.Load()
+	}
+	if err := writeFileAtomic(l.fs, l.dir, indexName(old.base), old.encodeIndex()); err != nil {
+		return fmt.Errorf("logstore: write index of %s: %w", old.path, err)
+	}
+	if err := l.createSegment(old.next); err != nil {
+		return err
+	}
+	l.advanceDurable(old.next)
+	return nil
+}
+
+// poisonLocked records a failed fsync; every later write and wait fails.
+func (l *Log) poisonLocked(cause error) {
+	err := fmt.Errorf("%w: %v", ErrPoisoned, cause)
+	if l.poison.CompareAndSwap(nil, &err) {
+		l.log.Error("log poisoned: refusing further writes", "err", cause)
+	}
+	l.waitMu.Lock()
+	close(l.advanced)
+	l.advanced = make(chan struct{})
+	l.waitMu.Unlock()
+}
+
+func (l *Log) advanceDurable(off int64) {
+	l.waitMu.Lock()
+	defer l.waitMu.Unlock()
+	if off > l.durable.Load() {
+		l.durable.Store(off)
+		close(l.advanced)
+		l.advanced = make(chan struct{})
+	}
+}
+
+// StartOffset is the first offset still in the log.
+func (l *Log) StartOffset() int64 { return l.start.Load() }
+
+// EndOffset is the offset the next appended record will get.
+func (l *Log) EndOffset() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.active().next
+}
+
+// DurableOffset is the offset below which every record is fsynced. The
+// broker serves nothing at or above it, so a consumer never sees a record
+// that a power loss could take back.
+func (l *Log) DurableOffset() int64 { return l.durable.Load() }
+
+// Err returns the poisoning error, or nil while the log is healthy.
+func (l *Log) Err() error {
+	if p := l.poison.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// Close fsyncs the log, records a checkpoint and closes its files.
+func (l *Log) Close() error {
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.quit)
+	<-l.done
+
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.ckptMu.Lock()
+	defer l.ckptMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var err error
+	if l.poison.Load() == nil {
+		active := l.active()
+		if err = active.f.Sync(); err == nil {
+			l.advanceDurable(active.next)
+			err = l.writeCheckpointLocked(checkpoint{recovery: active.next, start: l.start.Load()})
+		}
+	}
+	l.waitMu.Lock()
+	close(l.advanced) // wake waiters; they see closed and give up
+	l.advanced = make(chan struct{})
+	l.waitMu.Unlock()
+	if cerr := l.closeFiles(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func (l *Log) closeFiles() error {
+	var errs []error
+	for _, s := range l.segs {
+		if s.f != nil {
+			errs = append(errs, s.f.Close())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// writeCheckpointLocked persists c; ckptMu must be held.
+func (l *Log) writeCheckpointLocked(c checkpoint) error {
+	if err := writeFileAtomic(l.fs, l.dir, checkpointName, encodeCheckpoint(c)); err != nil {
+		return fmt.Errorf("logstore: write checkpoint: %w", err)
+	}
+	l.lastCkpt, l.lastCkptTime = c, l.cfg.Now()
+	return nil
+}

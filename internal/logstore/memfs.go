@@ -1,0 +1,510 @@
+package logstore
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+)
+
+// MemFS is an in-memory FS that remembers, for every file, its bytes as of
+// the last Sync and, for every directory, its entries as of the last SyncDir.
+// CrashClone turns that into the state a power loss could leave behind, in the
+// manner of Pebble's StrictMem: synced data always survives, un-synced data
+// and un-synced directory entries may or may not.
+//
+// Directories themselves are treated as durable once created. MemFS is safe
+// for concurrent use.
+type MemFS struct {
+	mu sync.Mutex // guards every field below and all inode contents
+	// dirs maps a cleaned directory path to its entries.
+	dirs map[string]*memDir
+	// syncErr, when set, makes every later Sync and SyncDir fail.
+	syncErr error
+	// hook is called around every Sync and SyncDir, without mu held.
+	hook  func(SyncEvent)
+	syncs int
+}
+
+// SyncEvent describes one sync as seen by a hook: N counts syncs from 1,
+// Done is false just before the sync takes effect and true just after.
+type SyncEvent struct {
+	N    int
+	Name string
+	Dir  bool
+	Done bool
+}
+
+type memDir struct {
+	entries map[string]*memInode // the live directory
+	durable map[string]*memInode // the directory as of its last SyncDir
+}
+
+type memInode struct {
+	data   []byte
+	synced []byte // contents as of the last Sync; nil means never synced
+}
+
+// NewMemFS returns an empty in-memory file system.
+func NewMemFS() *MemFS {
+	return &MemFS{dirs: map[string]*memDir{}}
+}
+
+// SetSyncError makes every later Sync and SyncDir fail with err (nil heals).
+func (m *MemFS) SetSyncError(err error) {
+	m.mu.Lock()
+	m.syncErr = err
+	m.mu.Unlock()
+}
+
+// SetSyncHook installs fn to be called before and after every sync; tests use
+// it to take a CrashClone at each sync point.
+func (m *MemFS) SetSyncHook(fn func(SyncEvent)) {
+	m.mu.Lock()
+	m.hook = fn
+	m.mu.Unlock()
+}
+
+// Syncs reports how many Sync and SyncDir calls have been made.
+func (m *MemFS) Syncs() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.syncs
+}
+
+// CrashOptions shapes what a simulated power loss keeps beyond synced state.
+type CrashOptions struct {
+	// Rand chooses what survives; nil keeps exactly the synced state.
+	Rand *rand.Rand
+	// TornTail is the chance that kept un-synced bytes are partly garbage,
+	// as when the last write's pages reach the disk half written.
+	TornTail float64
+}
+
+// CrashClone returns the file system a power loss at this instant could
+// leave: every file keeps its synced bytes; with opts.Rand, a random prefix of
+// the un-synced tail may survive too (possibly torn), and each directory entry
+// changed since its directory's last sync may or may not have survived.
+func (m *MemFS) CrashClone(opts CrashOptions) *MemFS {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r := opts.Rand
+	out := NewMemFS()
+	for path, d := range m.dirs {
+		nd := &memDir{entries: map[string]*memInode{}, durable: map[string]*memInode{}}
+		names := map[string]bool{}
+		for n := range d.entries {
+			names[n] = true
+		}
+		for n := range d.durable {
+			names[n] = true
+		}
+		sorted := make([]string, 0, len(names))
+		for n := range names {
+			sorted = append(sorted, n)
+		}
+		slices.Sort(sorted) // deterministic for a given seed
+		for _, n := range sorted {
+			live, durable := d.entries[n], d.durable[n]
+			ino := durable
+			if live != durable && r != nil && r.IntN(2) == 0 {
+				ino = live // the un-synced directory change reached the disk
+			}
+			if ino == nil {
+				continue
+			}
+			c := &memInode{data: crashContents(ino, r, opts.TornTail)}
+			c.synced = slices.Clone(c.data)
+			nd.entries[n], nd.durable[n] = c, c
+		}
+		out.dirs[path] = nd
+	}
+	return out
+}
+
+// crashContents is what survives of one file after a power loss.
+func crashContents(ino *memInode, r *rand.Rand, torn float64) []byte {
+	synced := slices.Clone(ino.synced)
+	if synced == nil {
+		synced = []byte{}
+	}
+	if r == nil {
+		return synced
+	}
+	if len(ino.data) <= len(synced) || !slices.Equal(ino.data[:len(synced)], synced) {
+		// Shrunk or rewritten since the last sync: either version may survive.
+		if r.IntN(2) == 0 {
+			return slices.Clone(ino.data)
+		}
+		return synced
+	}
+	tail := ino.data[len(synced):]
+	keep := r.IntN(len(tail) + 1)
+	out := append(synced, tail[:keep]...)
+	if keep > 0 && r.Float64() < torn {
+		// Garble a random stretch of the kept tail, as a torn page would.
+		from := len(synced) + r.IntN(keep)
+		for i := from; i < len(out) && i < from+512; i++ {
+			out[i] = byte(r.Uint32())
+		}
+	}
+	return out
+}
+
+// ReadFile returns a copy of a file's live contents (for tests).
+func (m *MemFS) ReadFile(name string) ([]byte, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino, err := m.lookupLocked(name)
+	if err != nil {
+		return nil, err
+	}
+	return slices.Clone(ino.data), nil
+}
+
+// WriteFile replaces a file's live and synced contents (for corruption tests).
+func (m *MemFS) WriteFile(name string, data []byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino, err := m.lookupLocked(name)
+	if err != nil {
+		return err
+	}
+	ino.data = slices.Clone(data)
+	ino.synced = slices.Clone(data)
+	return nil
+}
+
+func split(name string) (dir, base string) {
+	name = filepath.Clean(name)
+	return filepath.Dir(name), filepath.Base(name)
+}
+
+func (m *MemFS) dirLocked(dir string, op, name string) (*memDir, error) {
+	d, ok := m.dirs[filepath.Clean(dir)]
+	if !ok {
+		return nil, &fs.PathError{Op: op, Path: name, Err: fs.ErrNotExist}
+	}
+	return d, nil
+}
+
+func (m *MemFS) lookupLocked(name string) (*memInode, error) {
+	dir, base := split(name)
+	d, err := m.dirLocked(dir, "open", name)
+	if err != nil {
+		return nil, err
+	}
+	ino, ok := d.entries[base]
+	if !ok {
+		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
+	}
+	return ino, nil
+}
+
+// Create implements FS.
+func (m *MemFS) Create(name string) (File, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dir, base := split(name)
+	d, err := m.dirLocked(dir, "create", name)
+	if err != nil {
+		return nil, err
+	}
+	ino, ok := d.entries[base]
+	if ok {
+		ino.data = ino.data[:0:0]
+	} else {
+		ino = &memInode{data: []byte{}}
+		d.entries[base] = ino
+	}
+	return &memFile{fs: m, ino: ino, name: name}, nil
+}
+
+// OpenReadWrite implements FS.
+func (m *MemFS) OpenReadWrite(name string) (File, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino, err := m.lookupLocked(name)
+	if err != nil {
+		return nil, err
+	}
+	return &memFile{fs: m, ino: ino, name: name}, nil
+}
+
+// Open implements FS.
+func (m *MemFS) Open(name string) (File, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino, err := m.lookupLocked(name)
+	if err != nil {
+		return nil, err
+	}
+	return &memFile{fs: m, ino: ino, name: name, readOnly: true}, nil
+}
+
+// Remove implements FS.
+func (m *MemFS) Remove(name string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	dir, base := split(name)
+	d, err := m.dirLocked(dir, "remove", name)
+	if err != nil {
+		return err
+	}
+	if _, ok := d.entries[base]; !ok {
+		if _, isDir := m.dirs[filepath.Clean(name)]; isDir {
+			return m.removeDirLocked(filepath.Clean(name), false)
+		}
+		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
+	}
+	delete(d.entries, base)
+	return nil
+}
+
+// RemoveAll implements FS.
+func (m *MemFS) RemoveAll(dir string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.removeDirLocked(filepath.Clean(dir), true)
+}
+
+func (m *MemFS) removeDirLocked(dir string, recursive bool) error {
+	if d, ok := m.dirs[dir]; ok && !recursive && len(d.entries) > 0 {
+		return &fs.PathError{Op: "remove", Path: dir, Err: errors.New("directory not empty")}
+	}
+	for p := range m.dirs {
+		if p == dir || strings.HasPrefix(p, dir+string(filepath.Separator)) {
+			delete(m.dirs, p)
+		}
+	}
+	return nil
+}
+
+// Rename implements FS.
+func (m *MemFS) Rename(oldname, newname string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	od, ob := split(oldname)
+	nd, nb := split(newname)
+	odir, err := m.dirLocked(od, "rename", oldname)
+	if err != nil {
+		return err
+	}
+	ndir, err := m.dirLocked(nd, "rename", newname)
+	if err != nil {
+		return err
+	}
+	ino, ok := odir.entries[ob]
+	if !ok {
+		return &fs.PathError{Op: "rename", Path: oldname, Err: fs.ErrNotExist}
+	}
+	delete(odir.entries, ob)
+	ndir.entries[nb] = ino
+	return nil
+}
+
+// MkdirAll implements FS.
+func (m *MemFS) MkdirAll(dir string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for p := filepath.Clean(dir); ; p = filepath.Dir(p) {
+		if _, ok := m.dirs[p]; !ok {
+			m.dirs[p] = &memDir{entries: map[string]*memInode{}, durable: map[string]*memInode{}}
+		}
+		if p == filepath.Dir(p) {
+			return nil
+		}
+	}
+}
+
+// ReadDir implements FS: files and subdirectories, sorted.
+func (m *MemFS) ReadDir(dir string) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	clean := filepath.Clean(dir)
+	d, err := m.dirLocked(clean, "readdir", dir)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for n := range d.entries {
+		names = append(names, n)
+	}
+	for p := range m.dirs {
+		if p != clean && filepath.Dir(p) == clean {
+			names = append(names, filepath.Base(p))
+		}
+	}
+	slices.Sort(names)
+	return names, nil
+}
+
+// SyncDir implements FS.
+func (m *MemFS) SyncDir(dir string) error {
+	return m.doSync(dir, true, func() error {
+		d, err := m.dirLocked(dir, "syncdir", dir)
+		if err != nil {
+			return err
+		}
+		d.durable = make(map[string]*memInode, len(d.entries))
+		for n, ino := range d.entries {
+			d.durable[n] = ino
+		}
+		return nil
+	})
+}
+
+// doSync runs apply under mu, bracketed by hook calls made without mu.
+func (m *MemFS) doSync(name string, dir bool, apply func() error) error {
+	m.mu.Lock()
+	m.syncs++
+	n, hook := m.syncs, m.hook
+	m.mu.Unlock()
+	if hook != nil {
+		hook(SyncEvent{N: n, Name: name, Dir: dir})
+	}
+	m.mu.Lock()
+	err := m.syncErr
+	if err == nil {
+		err = apply()
+	}
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if hook != nil {
+		hook(SyncEvent{N: n, Name: name, Dir: dir, Done: true})
+	}
+	return nil
+}
+
+// Stat implements FS.
+func (m *MemFS) Stat(name string) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ino, err := m.lookupLocked(name)
+	if err != nil {
+		return 0, err
+	}
+	return int64(len(ino.data)), nil
+}
+
+type memFile struct {
+	fs       *MemFS
+	ino      *memInode
+	name     string
+	readOnly bool
+	closed   bool // guarded by fs.mu
+}
+
+var errReadOnly = errors.New("memfs: file opened read-only")
+
+func (f *memFile) check(write bool) error {
+	if f.closed {
+		return fmt.Errorf("memfs: %s: %w", f.name, fs.ErrClosed)
+	}
+	if write && f.readOnly {
+		return fmt.Errorf("memfs: %s: %w", f.name, errReadOnly)
+	}
+	return nil
+}
+
+func (f *memFile) ReadAt(p []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if err := f.check(false); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("memfs: negative offset %d", off)
+	}
+	if off >= int64(len(f.ino.data)) {
+		return 0, io.EOF
+	}
+	n := copy(p, f.ino.data[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+func (f *memFile) Write(p []byte) (int, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if err := f.check(true); err != nil {
+		return 0, err
+	}
+	f.ino.data = append(f.ino.data, p...)
+	return len(p), nil
+}
+
+func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if err := f.check(true); err != nil {
+		return 0, err
+	}
+	if off < 0 {
+		return 0, fmt.Errorf("memfs: negative offset %d", off)
+	}
+	end := off + int64(len(p))
+	if end > int64(len(f.ino.data)) {
+		f.ino.data = append(f.ino.data, make([]byte, end-int64(len(f.ino.data)))...)
+	}
+	copy(f.ino.data[off:], p)
+	return len(p), nil
+}
+
+func (f *memFile) Truncate(size int64) error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if err := f.check(true); err != nil {
+		return err
+	}
+	if size < 0 {
+		return fmt.Errorf("memfs: negative size %d", size)
+	}
+	if size <= int64(len(f.ino.data)) {
+		f.ino.data = f.ino.data[:size:size]
+	} else {
+		f.ino.data = append(f.ino.data, make([]byte, size-int64(len(f.ino.data)))...)
+	}
+	return nil
+}
+
+func (f *memFile) Sync() error {
+	f.fs.mu.Lock()
+	err := f.check(false)
+	f.fs.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return f.fs.doSync(f.name, false, func() error {
+		f.ino.synced = slices.Clone(f.ino.data)
+		return nil
+	})
+}
+
+func (f *memFile) Size() (int64, error) {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if err := f.check(false); err != nil {
+		return 0, err
+	}
+	return int64(len(f.ino.data)), nil
+}
+
+func (f *memFile) Close() error {
+	f.fs.mu.Lock()
+	defer f.fs.mu.Unlock()
+	if f.closed {
+		return fmt.Errorf("memfs: %s: %w", f.name, fs.ErrClosed)
+	}
+	f.closed = true
+	return nil
+}

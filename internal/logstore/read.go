@@ -1,0 +1,208 @@
+package logstore
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+)
+
+// segmentFor returns the index of the segment holding offset; mu must be held.
+func (l *Log) segmentFor(offset int64) int {
+	i := sort.Search(len(l.segs), func(i int) bool { return l.segs[i].base > offset })
+	return max(i-1, 0)
+}
+
+// Read returns whole batches as stored, starting with the batch that holds
+// offset, as Kafka's fetch does: at most maxBytes, but always at least one
+// batch if any is readable, and never a batch whose last offset is at or
+// beyond maxOffset (the high watermark or last stable offset). Every batch is
+// checked against its CRC before it is served; a mismatch is ErrCorrupt.
+func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	end := l.active().next
+	if offset < l.start.Load() || offset > end {
+		return nil, fmt.Errorf("%w: %d not in [%d, %d]", ErrOffsetOutOfRange, offset, l.start.Load(), end)
+	}
+	maxOffset = min(maxOffset, end)
+	if offset >= maxOffset {
+		return nil, nil
+	}
+	var out []byte
+	for i := l.segmentFor(offset); i < len(l.segs); i++ {
+		seg := l.segs[i]
+		pos, err := l.findBatchLocked(seg, offset)
+		if err != nil {
+			return nil, err
+		}
+		var full bool
+		out, full, err = l.copyBatchesLocked(seg, pos, out, maxBytes, maxOffset)
+		if err != nil || full {
+			return out, err
+		}
+	}
+	return out, nil
+}
+
+// findBatchLocked returns the position of the first batch in seg whose last
+// offset is >= offset, walking headers forward from the sparse index.
+func (l *Log) findBatchLocked(seg *segment, offset int64) (int64, error) {
+	pos := seg.positionFor(offset)
+	var hdr [BatchHeaderSize]byte
+	for pos < seg.size {
+		if _, err := readFull(seg.f, hdr[:], pos); err != nil {
+			return 0, fmt.Errorf("logstore: read %s: %w", seg.path, err)
+		}
+		h := decodeHeader(hdr[:])
+		if h.Length < BatchHeaderSize-lengthPrefix || pos+int64(h.TotalSize()) > seg.size {
+			return 0, fmt.Errorf("%w: %s: bad batch length %d at position %d", ErrCorrupt, seg.path, h.Length, pos)
+		}
+		if h.LastOffset() >= offset {
+			return pos, nil
+		}
+		pos += int64(h.TotalSize())
+	}
+	return pos, nil
+}
+
+// copyBatchesLocked appends whole batches of seg from pos to out. It reports
+// full once the byte budget or maxOffset stops the read.
+func (l *Log) copyBatchesLocked(seg *segment, pos int64, out []byte, maxBytes int, maxOffset int64) ([]byte, bool, error) {
+	for pos < seg.size {
+		want := int64(maxBytes - len(out))
+		if len(out) == 0 {
+			// The first batch is served whole even if it exceeds maxBytes.
+			var lenBuf [lengthPrefix]byte
+			if _, err := readFull(seg.f, lenBuf[:], pos); err != nil {
+				return out, true, fmt.Errorf("logstore: read %s: %w", seg.path, err)
+			}
+			want = max(want, lengthPrefix+int64(int32(binary.BigEndian.Uint32(lenBuf[8:]))))
+		}
+		want = min(want, seg.size-pos)
+		if want < BatchHeaderSize {
+			return out, true, nil
+		}
+		old := len(out)
+		out = append(out, make([]byte, want)...)
+		if _, err := readFull(seg.f, out[old:], pos); err != nil {
+			return out[:old], true, fmt.Errorf("logstore: read %s: %w", seg.path, err)
+		}
+		chunk, used := out[old:], 0
+		stop := false
+		for len(chunk)-used >= BatchHeaderSize {
+			h := decodeHeader(chunk[used:])
+			total := h.TotalSize()
+			if h.Length < BatchHeaderSize-lengthPrefix {
+				return out[:old+used], true, fmt.Errorf("%w: %s: bad batch length %d at position %d", ErrCorrupt, seg.path, h.Length, pos+int64(used))
+			}
+			if total > len(chunk)-used {
+				break // the next batch does not fit the budget or the chunk
+			}
+			if h.LastOffset() >= maxOffset {
+				stop = true
+				break
+			}
+			if _, _, err := parseBatchPrefix(chunk[used : used+total]); err != nil {
+				return out[:old+used], true, fmt.Errorf("%w: %s at position %d: %v", ErrCorrupt, seg.path, pos+int64(used), err)
+			}
+			used += total
+		}
+		out = out[:old+used]
+		pos += int64(used)
+		if stop || used == 0 {
+			return out, true, nil
+		}
+	}
+	return out, false, nil
+}
+
+// OffsetForTime returns the base offset of the first batch whose max
+// timestamp is >= ts (ListOffsets by timestamp), or false if there is none.
+func (l *Log) OffsetForTime(ts int64) (int64, bool, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return 0, false, ErrClosed
+	}
+	start := l.start.Load()
+	for _, seg := range l.segs {
+		if seg.maxTS < ts {
+			continue
+		}
+		pos := seg.positionFor(max(seg.timeScanStart(ts), start))
+		var hdr [BatchHeaderSize]byte
+		for pos < seg.size {
+			if _, err := readFull(seg.f, hdr[:], pos); err != nil {
+				return 0, false, fmt.Errorf("logstore: read %s: %w", seg.path, err)
+			}
+			h := decodeHeader(hdr[:])
+			if h.Length < BatchHeaderSize-lengthPrefix {
+				return 0, false, fmt.Errorf("%w: %s: bad batch length at position %d", ErrCorrupt, seg.path, pos)
+			}
+			if h.MaxTimestamp >= ts && h.LastOffset() >= start {
+				return max(h.BaseOffset, start), true, nil
+			}
+			pos += int64(h.TotalSize())
+		}
+	}
+	return 0, false, nil
+}
+
+// MaxTimestamp returns the largest batch timestamp in the log and the base
+// offset of a batch carrying it (ListOffsets with timestamp -3).
+func (l *Log) MaxTimestamp() (ts, offset int64, ok bool, err error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	best := int64(-1)
+	var bestSeg *segment
+	for _, seg := range l.segs {
+		if seg.maxTS > best {
+			best, bestSeg = seg.maxTS, seg
+		}
+	}
+	if bestSeg == nil {
+		return 0, 0, false, nil
+	}
+	var hdr [BatchHeaderSize]byte
+	for pos := bestSeg.positionFor(bestSeg.timeScanStart(best)); pos < bestSeg.size; {
+		if _, err := readFull(bestSeg.f, hdr[:], pos); err != nil {
+			return 0, 0, false, err
+		}
+		h := decodeHeader(hdr[:])
+		if h.MaxTimestamp == best {
+			return best, h.BaseOffset, true, nil
+		}
+		pos += int64(h.TotalSize())
+	}
+	return 0, 0, false, nil
+}
+
+// Scan calls fn for each batch from the one holding from up to the current
+// end, without holding the log's lock during fn. The batch slice is only
+// valid during the call.
+func (l *Log) Scan(from int64, fn func(h BatchHeader, batch []byte) error) error {
+	off := max(from, l.StartOffset())
+	for {
+		b, err := l.Read(off, 1<<20, l.EndOffset())
+		if err != nil {
+			return err
+		}
+		if len(b) == 0 {
+			return nil
+		}
+		for len(b) > 0 {
+			h, n, err := parseBatchPrefix(b)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrCorrupt, err)
+			}
+			if err := fn(h, b[:n]); err != nil {
+				return err
+			}
+			b = b[n:]
+			off = h.NextOffset()
+		}
+	}
+}
