@@ -1,0 +1,240 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+)
+
+// topicCmd groups the rpk-style topic verbs.
+var topicCmd = &cobra.Command{
+	Use:   "topic",
+	Short: "Create, list, describe and delete topics",
+}
+
+func init() {
+	addClientFlags(topicCmd)
+	topicCmd.AddCommand(topicCreateCmd(), topicListCmd(), topicDescribeCmd(), topicDeleteCmd())
+	rootCmd.AddCommand(topicCmd)
+}
+
+func topicCreateCmd() *cobra.Command {
+	var (
+		partitions int32
+		replicas   int16
+		configs    []string
+	)
+	cmd := &cobra.Command{
+		Use:   "create TOPIC...",
+		Short: "Create topics",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, topics []string) error {
+			cfg := map[string]*string{}
+			for _, c := range configs {
+				k, v, ok := strings.Cut(c, "=")
+				if !ok {
+					return fmt.Errorf("-c %q: want name=value", c)
+				}
+				cfg[k] = kadm.StringPtr(v)
+			}
+			adm, done, err := newAdmin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := adm.CreateTopics(cmd.Context(), partitions, replicas, cfg, topics...)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TOPIC\tSTATUS")
+			var failed []string
+			for _, t := range topics {
+				r := resp[t]
+				status := "OK"
+				if r.Err != nil {
+					status = errText(r.Err, r.ErrMessage)
+					failed = append(failed, t)
+				}
+				fmt.Fprintf(tw, "%s\t%s\n", t, status)
+			}
+			tw.Flush()
+			if len(failed) > 0 {
+				return fmt.Errorf("could not create %s", strings.Join(failed, ", "))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().Int32VarP(&partitions, "partitions", "p", -1, "number of partitions (-1: the broker's num.partitions)")
+	cmd.Flags().Int16VarP(&replicas, "replicas", "r", -1, "replication factor (-1: broker default; idem is one node, so 1)")
+	cmd.Flags().StringArrayVarP(&configs, "topic-config", "c", nil, "topic config name=value (e.g. retention.ms=3600000); repeatable")
+	return cmd
+}
+
+func topicListCmd() *cobra.Command {
+	var internal bool
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List topics",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			adm, done, err := newAdmin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			var ts kadm.TopicDetails
+			if internal {
+				ts, err = adm.ListTopicsWithInternal(cmd.Context())
+			} else {
+				ts, err = adm.ListTopics(cmd.Context())
+			}
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tPARTITIONS\tREPLICAS")
+			for _, t := range ts.Sorted() {
+				if t.Err != nil {
+					fmt.Fprintf(tw, "%s\t-\t-\t%v\n", t.Topic, t.Err)
+					continue
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%d\n", t.Topic, len(t.Partitions), t.Partitions.NumReplicas())
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVarP(&internal, "internal", "i", false, "include internal topics")
+	return cmd
+}
+
+func topicDescribeCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "describe TOPIC...",
+		Short: "Describe topics: summary, configs and partitions with offsets",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, topics []string) error {
+			ctx := cmd.Context()
+			adm, done, err := newAdmin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			details, err := adm.ListTopics(ctx, topics...)
+			if err != nil {
+				return err
+			}
+			configs, cfgErr := adm.DescribeTopicConfigs(ctx, topics...)
+			starts, err := adm.ListStartOffsets(ctx, topics...)
+			if err != nil {
+				return err
+			}
+			ends, err := adm.ListEndOffsets(ctx, topics...)
+			if err != nil {
+				return err
+			}
+			w := cmd.OutOrStdout()
+			var missing []string
+			for i, name := range topics {
+				if i > 0 {
+					fmt.Fprintln(w)
+				}
+				t, ok := details[name]
+				if !ok || t.Err != nil {
+					msg := "not returned by the broker"
+					if ok {
+						msg = t.Err.Error()
+					}
+					fmt.Fprintf(w, "%s: %s\n", name, msg)
+					missing = append(missing, name)
+					continue
+				}
+				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+				fmt.Fprintln(tw, "SUMMARY\n=======")
+				fmt.Fprintf(tw, "NAME\t%s\n", t.Topic)
+				fmt.Fprintf(tw, "ID\t%s\n", t.ID)
+				fmt.Fprintf(tw, "PARTITIONS\t%d\n", len(t.Partitions))
+				fmt.Fprintf(tw, "REPLICAS\t%d\n", t.Partitions.NumReplicas())
+				fmt.Fprintln(tw, "\nCONFIGS\n=======")
+				fmt.Fprintln(tw, "KEY\tVALUE\tSOURCE")
+				if cfgErr != nil {
+					fmt.Fprintf(tw, "(unavailable: %v)\n", cfgErr)
+				} else if rc, err := configs.On(name, nil); err != nil || rc.Err != nil {
+					fmt.Fprintf(tw, "(unavailable: %v)\n", errors.Join(err, rc.Err))
+				} else {
+					cs := slices.Clone(rc.Configs)
+					slices.SortFunc(cs, func(a, b kadm.Config) int { return strings.Compare(a.Key, b.Key) })
+					for _, c := range cs {
+						fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Key, c.MaybeValue(), c.Source)
+					}
+				}
+				fmt.Fprintln(tw, "\nPARTITIONS\n==========")
+				fmt.Fprintln(tw, "PARTITION\tLEADER\tREPLICAS\tLOG-START-OFFSET\tHIGH-WATERMARK")
+				for _, p := range t.Partitions.Sorted() {
+					s, _ := starts.Lookup(name, p.Partition)
+					e, _ := ends.Lookup(name, p.Partition)
+					fmt.Fprintf(tw, "%d\t%d\t%v\t%d\t%d\n", p.Partition, p.Leader, p.Replicas, s.Offset, e.Offset)
+				}
+				tw.Flush()
+			}
+			if len(missing) > 0 {
+				return fmt.Errorf("could not describe %s", strings.Join(missing, ", "))
+			}
+			return nil
+		},
+	}
+}
+
+func topicDeleteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "delete TOPIC...",
+		Short: "Delete topics and their data",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, topics []string) error {
+			adm, done, err := newAdmin()
+			if err != nil {
+				return err
+			}
+			defer done()
+			resp, err := adm.DeleteTopics(cmd.Context(), topics...)
+			if err != nil {
+				return err
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "TOPIC\tSTATUS")
+			var failed []string
+			for _, t := range topics {
+				r, ok := resp[t]
+				status := "OK"
+				switch {
+				case !ok:
+					status = "not returned by the broker"
+					failed = append(failed, t)
+				case r.Err != nil:
+					status = errText(r.Err, r.ErrMessage)
+					failed = append(failed, t)
+				}
+				fmt.Fprintf(tw, "%s\t%s\n", t, status)
+			}
+			tw.Flush()
+			if len(failed) > 0 {
+				return fmt.Errorf("could not delete %s", strings.Join(failed, ", "))
+			}
+			return nil
+		},
+	}
+}
+
+// errText is a Kafka error with the broker's message, if it sent one.
+func errText(err error, msg string) string {
+	if msg != "" {
+		return fmt.Sprintf("%v: %s", err, msg)
+	}
+	return err.Error()
+}
