@@ -1,0 +1,42 @@
+// Package group is idem's classic consumer-group coordinator (JoinGroup,
+// SyncGroup, Heartbeat, LeaveGroup) and the store of committed offsets
+// (OffsetCommit, OffsetFetch, OffsetDelete, DeleteGroups), for one node.
+//
+// It speaks Go, not Kafka: requests and results are plain structs and errors
+// are the sentinels in errors.go; internal/kafka/api translates both ways.
+//
+// # States
+//
+// A group is Empty, PreparingRebalance, CompletingRebalance or Stable (Dead
+// only as it is deleted). A join moves it to PreparingRebalance; the join
+// phase completes when every member has rejoined (and no KIP-394 member id
+// handed out is still outstanding), or at the rebalance timeout, after which
+// it waits in CompletingRebalance for the leader's SyncGroup and becomes
+// Stable. A new group first waits Config.InitialRebalanceDelay. Sessions
+// expire members that stop heartbeating; members that never SyncGroup are
+// removed at the sync deadline (the rebalance timeout).
+//
+// # Durability
+//
+// Committed offsets and a little group metadata (generation, protocol type,
+// when the group became Empty) are records in a logstore.Log under
+// Config.Dir, in Kafka's own __consumer_offsets record format. CommitOffsets
+// returns only after the fsync that covers its records; FetchOffsets waits
+// until everything it returns is fsynced, so no consumer starts from an
+// offset a power loss could take back. NewCoordinator replays the log. When
+// the log holds many more records than live state it is rewritten as a
+// snapshot and the log below the snapshot is deleted. Members are not
+// persisted: after a restart every group is Empty and its members rejoin.
+//
+// # Concurrency
+//
+// One mutex, Coordinator.mu, guards all group state; functions ending in
+// Locked need it held. Lock order: Coordinator.mu → the offsets log's locks.
+// JoinGroup and SyncGroup block on per-member buffered channels outside the
+// lock; WaitDurable is always called outside it. The only goroutine is the
+// timer loop started by NewCoordinator and joined by Close.
+//
+// Callers must: check that committed partitions exist (the coordinator does
+// not know topics), pass the request's client id and host, and pass
+// RebalanceTimeout = SessionTimeout for JoinGroup v0.
+package group

@@ -1,0 +1,384 @@
+package group
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TopicPartition names one partition.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+// Offset is a committed offset.
+type Offset struct {
+	Offset      int64
+	LeaderEpoch int32 // -1 when unknown
+	Metadata    string
+	CommitTime  time.Time
+}
+
+// OffsetCommit is one partition of an OffsetCommit request.
+type OffsetCommit struct {
+	Topic       string
+	Partition   int32
+	Offset      int64
+	LeaderEpoch int32
+	Metadata    string
+}
+
+// CommitRequest is an OffsetCommit. Generation -1 with no member id is a
+// "simple" commit, allowed only while the group has no members.
+type CommitRequest struct {
+	Group      string
+	MemberID   string
+	InstanceID string
+	Generation int32
+	Offsets    []OffsetCommit
+}
+
+func sortedPartitions(m map[TopicPartition]Offset) []TopicPartition {
+	tps := make([]TopicPartition, 0, len(m))
+	for tp := range m {
+		tps = append(tps, tp)
+	}
+	slices.SortFunc(tps, func(a, b TopicPartition) int {
+		if c := cmpString(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		return int64cmp(int64(a.Partition), int64(b.Partition))
+	})
+	return tps
+}
+
+// validateCommitLocked applies Kafka's classic rules: a simple commit needs
+// an Empty group; otherwise member and generation must match, and a commit
+// waits out CompletingRebalance (the assignment may be about to change).
+func (g *group) validateCommitLocked(req CommitRequest) (*member, error) {
+	if req.Generation < 0 && req.MemberID == "" && req.InstanceID == "" {
+		if g.state == Empty {
+			return nil, nil
+		}
+		return nil, ErrUnknownMember
+	}
+	m, err := g.validateMemberLocked(req.MemberID, req.InstanceID)
+	if err != nil {
+		return nil, err
+	}
+	if req.Generation != g.generation {
+		return nil, ErrIllegalGeneration
+	}
+	if g.state == CompletingRebalance {
+		return nil, ErrRebalanceInProgress
+	}
+	return m, nil
+}
+
+// CommitOffsets validates and stores offsets and returns once they are
+// durable (fsynced). The slice has one error (or nil) per entry of
+// req.Offsets; a group-level error rejects them all.
+func (c *Coordinator) CommitOffsets(ctx context.Context, req CommitRequest) ([]error, error) {
+	if req.Group == "" {
+		return nil, ErrInvalidGroupID
+	}
+	now := c.now()
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	g := c.groups[req.Group]
+	if g == nil {
+		if req.Generation >= 0 || req.MemberID != "" {
+			c.mu.Unlock()
+			return nil, ErrIllegalGeneration
+		}
+		g = c.newGroupLocked(req.Group, now)
+	}
+	m, err := g.validateCommitLocked(req)
+	if err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	if m != nil {
+		m.deadline = now.Add(m.sessionTimeout) // a commit proves the member alive
+	}
+	errs := make([]error, len(req.Offsets))
+	var recs []logRecord
+	var apply []OffsetCommit
+	for i, o := range req.Offsets {
+		if len(o.Metadata) > c.cfg.MaxMetadataBytes {
+			errs[i] = ErrOffsetMetadataTooLarge
+			continue
+		}
+		tp := TopicPartition{o.Topic, o.Partition}
+		recs = append(recs, offsetRecord(g.id, tp, Offset{o.Offset, o.LeaderEpoch, o.Metadata, now}))
+		apply = append(apply, o)
+	}
+	end, err := c.appendLocked(recs)
+	if err != nil {
+		c.mu.Unlock()
+		return nil, err
+	}
+	for _, o := range apply {
+		g.offsets[TopicPartition{o.Topic, o.Partition}] = Offset{o.Offset, o.LeaderEpoch, o.Metadata, now}
+	}
+	c.mu.Unlock()
+	if err := c.waitDurable(ctx, end); err != nil {
+		return nil, err
+	}
+	return errs, nil
+}
+
+// waitDurable waits for the offsets log to be fsynced below end.
+func (c *Coordinator) waitDurable(ctx context.Context, end int64) error {
+	if err := c.log.WaitDurable(ctx, end); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	return nil
+}
+
+// FetchOffsets returns the group's committed offsets (none for an unknown
+// group). Memory runs ahead of the disk by the commits still waiting for
+// their fsync, so it first waits until everything it could return is durable:
+// a consumer must never start from an offset that a power loss takes back.
+func (c *Coordinator) FetchOffsets(ctx context.Context, groupID string) (map[TopicPartition]Offset, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	out := map[TopicPartition]Offset{}
+	if g := c.groups[groupID]; g != nil {
+		for tp, o := range g.offsets {
+			out[tp] = o
+		}
+	}
+	end := c.log.EndOffset()
+	c.mu.Unlock()
+	if err := c.waitDurable(ctx, end); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// subscribedTopicsLocked returns the topics the members of a live "consumer"
+// group subscribe to, parsed from their protocol metadata; ok is false when
+// that cannot be told (another protocol type or unreadable metadata).
+func (g *group) subscribedTopicsLocked() (topics map[string]bool, ok bool) {
+	topics = map[string]bool{}
+	if len(g.members) == 0 {
+		return topics, true
+	}
+	if g.protocolType != "consumer" {
+		return nil, false
+	}
+	for _, m := range g.members {
+		var meta kmsg.ConsumerMemberMetadata
+		if err := meta.ReadFrom(m.metadataFor(g.protocol)); err != nil {
+			return nil, false
+		}
+		for _, t := range meta.Topics {
+			topics[t] = true
+		}
+	}
+	return topics, true
+}
+
+// DeleteOffsets removes committed offsets (OffsetDelete). A live group may
+// only lose offsets of topics it does not subscribe to.
+func (c *Coordinator) DeleteOffsets(ctx context.Context, groupID string, tps []TopicPartition) ([]error, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil, ErrClosed
+	}
+	g := c.groups[groupID]
+	if g == nil {
+		c.mu.Unlock()
+		return nil, ErrGroupNotFound
+	}
+	subscribed, ok := g.subscribedTopicsLocked()
+	if !ok {
+		c.mu.Unlock()
+		return nil, ErrNonEmptyGroup
+	}
+	errs := make([]error, len(tps))
+	var recs []logRecord
+	for i, tp := range tps {
+		if subscribed[tp.Topic] {
+			errs[i] = ErrSubscribedToTopic
+			continue
+		}
+		if _, ok := g.offsets[tp]; ok {
+			recs = append(recs, offsetTombstone(g.id, tp))
+			delete(g.offsets, tp)
+		}
+	}
+	end, err := c.appendLocked(recs)
+	c.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if err := c.waitDurable(ctx, end); err != nil {
+		return nil, err
+	}
+	return errs, nil
+}
+
+// DeleteGroups deletes groups that have no members, with their offsets, and
+// returns once that is durable; one error (or nil) per group.
+func (c *Coordinator) DeleteGroups(ctx context.Context, ids []string) []error {
+	errs := make([]error, len(ids))
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		for i := range errs {
+			errs[i] = ErrClosed
+		}
+		return errs
+	}
+	var recs []logRecord
+	var deleted []int
+	for i, id := range ids {
+		g := c.groups[id]
+		switch {
+		case id == "":
+			errs[i] = ErrInvalidGroupID
+		case g == nil:
+			errs[i] = ErrGroupNotFound
+		case len(g.members) > 0 || g.state != Empty:
+			errs[i] = ErrNonEmptyGroup
+		default:
+			recs = append(recs, c.deleteGroupLocked(g)...)
+			deleted = append(deleted, i)
+		}
+	}
+	end, err := c.appendLocked(recs)
+	c.mu.Unlock()
+	if err == nil {
+		err = c.waitDurable(ctx, end)
+	}
+	if err != nil {
+		for _, i := range deleted {
+			errs[i] = err
+		}
+	}
+	return errs
+}
+
+// deleteGroupLocked removes g from memory and returns the tombstones that
+// remove it from the log.
+func (c *Coordinator) deleteGroupLocked(g *group) []logRecord {
+	var recs []logRecord
+	for _, tp := range sortedPartitions(g.offsets) {
+		recs = append(recs, offsetTombstone(g.id, tp))
+	}
+	recs = append(recs, groupTombstone(g.id))
+	for _, m := range g.members {
+		c.removeMemberLocked(g, m, ErrUnknownMember)
+	}
+	g.setState(Dead, c.now())
+	delete(c.groups, g.id)
+	return recs
+}
+
+// expireOffsetsLocked applies offsets.retention.minutes. Only groups without
+// members lose offsets: a group that has had members expires them all once
+// it has been Empty for the retention time (KIP-211); a standalone group
+// (commits with generation -1 only) expires each offset by its commit time.
+// An Empty group left with no offsets is deleted.
+func (c *Coordinator) expireOffsetsLocked(now time.Time) {
+	retention := c.cfg.OffsetsRetention
+	var recs []logRecord
+	for _, g := range c.sortedGroupsLocked() {
+		if g.state != Empty || len(g.members) > 0 || len(g.pending) > 0 {
+			continue
+		}
+		groupBased := g.protocolType != "" && !g.emptySince.IsZero()
+		for _, tp := range sortedPartitions(g.offsets) {
+			base := g.offsets[tp].CommitTime
+			if groupBased {
+				base = g.emptySince
+			}
+			if now.Sub(base) >= retention {
+				recs = append(recs, offsetTombstone(g.id, tp))
+				delete(g.offsets, tp)
+			}
+		}
+		if len(g.offsets) == 0 {
+			c.logger.Info("removing empty group", "group", g.id)
+			recs = append(recs, c.deleteGroupLocked(g)...)
+		}
+	}
+	c.appendBestEffortLocked(recs)
+}
+
+// GroupListing is one ListGroups entry.
+type GroupListing struct {
+	Group        string
+	ProtocolType string
+	State        State
+}
+
+// ListGroups lists the groups, optionally only those in the given states.
+func (c *Coordinator) ListGroups(states []State) []GroupListing {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []GroupListing
+	for _, g := range c.sortedGroupsLocked() {
+		if len(states) > 0 && !slices.Contains(states, g.state) {
+			continue
+		}
+		out = append(out, GroupListing{g.id, g.protocolType, g.state})
+	}
+	return out
+}
+
+// MemberDescription is one member in DescribeGroups.
+type MemberDescription struct {
+	MemberID, InstanceID, ClientID, ClientHost string
+	Metadata, Assignment                       []byte
+}
+
+// GroupDescription is one DescribeGroups entry. An unknown group is reported
+// as Dead with no members, as Kafka does.
+type GroupDescription struct {
+	Group        string
+	State        State
+	ProtocolType string
+	Protocol     string
+	Members      []MemberDescription
+}
+
+// DescribeGroup describes a group; metadata and assignments are included
+// only when the group is Stable (before that they are not settled).
+func (c *Coordinator) DescribeGroup(id string) GroupDescription {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	g := c.groups[id]
+	if g == nil {
+		return GroupDescription{Group: id, State: Dead}
+	}
+	d := GroupDescription{Group: id, State: g.state, ProtocolType: g.protocolType}
+	if g.state == Stable {
+		d.Protocol = g.protocol
+	}
+	for _, m := range g.sortedMembersLocked() {
+		md := MemberDescription{MemberID: m.id, InstanceID: m.instanceID, ClientID: m.clientID, ClientHost: m.clientHost}
+		if g.state == Stable {
+			md.Metadata = m.metadataFor(g.protocol)
+			md.Assignment = m.assignment
+		}
+		d.Members = append(d.Members, md)
+	}
+	return d
+}

@@ -1,0 +1,372 @@
+package group
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/logstore"
+)
+
+// The offsets log holds Kafka's own __consumer_offsets records in v2 record
+// batches, the on-disk format of topic data:
+//
+//	key version 1 (OffsetCommitKey: group, topic, partition) → OffsetCommitValue v3
+//	key version 2 (GroupMetadataKey: group)                  → GroupMetadataValue v3
+//
+// A nil value is a tombstone. Replaying the log from its start in order
+// rebuilds exactly the coordinator's committed offsets and group records; the
+// coordinator keeps that equality as an invariant (memory is updated under
+// c.mu in the same critical section that appends the records), which is what
+// lets compaction snapshot memory and drop the log below the snapshot.
+
+const (
+	keyOffsetCommit = 1
+	keyGroup        = 2
+	valueOffset     = 3
+	valueGroup      = 3
+
+	// maxRecordsPerBatch bounds a snapshot batch so no single batch gets huge.
+	maxRecordsPerBatch = 1000
+)
+
+// offsetLog is the part of *logstore.Log the coordinator uses. Offsets are
+// log offsets (record positions), not consumer offsets.
+type offsetLog interface {
+	// Append writes one batch and returns the log end offset after it.
+	Append(batch []byte) (end int64, err error)
+	// WaitDurable returns once every record below end is fsynced.
+	WaitDurable(ctx context.Context, end int64) error
+	EndOffset() int64
+	StartOffset() int64
+	// DeleteBefore drops whole batches below offset (used after a snapshot).
+	DeleteBefore(offset int64) error
+	// Scan calls fn with every batch from offset on, in order.
+	Scan(from int64, fn func(batch []byte) error) error
+	Close() error
+}
+
+// storeLog adapts *logstore.Log to offsetLog.
+type storeLog struct{ l *logstore.Log }
+
+func (s storeLog) Append(batch []byte) (int64, error) {
+	info, err := s.l.Append(batch)
+	if err != nil {
+		return 0, err
+	}
+	return info.LastOffset + 1, nil
+}
+func (s storeLog) WaitDurable(ctx context.Context, end int64) error {
+	return s.l.WaitDurable(ctx, end)
+}
+func (s storeLog) EndOffset() int64                { return s.l.EndOffset() }
+func (s storeLog) StartOffset() int64              { return s.l.StartOffset() }
+func (s storeLog) DeleteBefore(offset int64) error { return s.l.DeleteBefore(offset) }
+func (s storeLog) Close() error                    { return s.l.Close() }
+func (s storeLog) Scan(from int64, fn func([]byte) error) error {
+	return s.l.Scan(from, func(_ logstore.BatchHeader, b []byte) error { return fn(b) })
+}
+
+// logRecord is one key/value of the offsets log; value nil is a tombstone.
+type logRecord struct{ key, value []byte }
+
+func offsetKey(group string, tp TopicPartition) []byte {
+	k := kmsg.OffsetCommitKey{Version: keyOffsetCommit, Group: group, Topic: tp.Topic, Partition: tp.Partition}
+	return k.AppendTo(nil)
+}
+
+func offsetRecord(group string, tp TopicPartition, o Offset) logRecord {
+	v := kmsg.NewOffsetCommitValue()
+	v.Version = valueOffset
+	v.Offset = o.Offset
+	v.LeaderEpoch = o.LeaderEpoch
+	v.Metadata = o.Metadata
+	v.CommitTimestamp = o.CommitTime.UnixMilli()
+	return logRecord{key: offsetKey(group, tp), value: v.AppendTo(nil)}
+}
+
+func offsetTombstone(group string, tp TopicPartition) logRecord {
+	return logRecord{key: offsetKey(group, tp)}
+}
+
+func groupKey(group string) []byte {
+	k := kmsg.GroupMetadataKey{Version: keyGroup, Group: group}
+	return k.AppendTo(nil)
+}
+
+// groupRecord persists what must outlive a restart: the generation (so ids are
+// never reused), the protocol type, and when the group last changed state.
+// Members are written by id only when the group has some, which tells replay
+// whether the group was Empty (and since when: the retention clock, KIP-211).
+func groupRecordLocked(g *group) logRecord {
+	v := kmsg.NewGroupMetadataValue()
+	v.Version = valueGroup
+	v.ProtocolType = g.protocolType
+	v.Generation = g.generation
+	if g.protocol != "" {
+		v.Protocol = kmsg.StringPtr(g.protocol)
+	}
+	if g.leader != "" {
+		v.Leader = kmsg.StringPtr(g.leader)
+	}
+	v.CurrentStateTimestamp = g.stateTime.UnixMilli()
+	for _, m := range g.sortedMembersLocked() {
+		gm := kmsg.NewGroupMetadataValueMember()
+		gm.MemberID = m.id
+		if m.instanceID != "" {
+			gm.InstanceID = kmsg.StringPtr(m.instanceID)
+		}
+		gm.ClientID = m.clientID
+		gm.ClientHost = m.clientHost
+		gm.RebalanceTimeoutMillis = int32(m.rebalanceTimeout / time.Millisecond)
+		gm.SessionTimeoutMillis = int32(m.sessionTimeout / time.Millisecond)
+		v.Members = append(v.Members, gm)
+	}
+	return logRecord{key: groupKey(g.id), value: v.AppendTo(nil)}
+}
+
+func groupTombstone(group string) logRecord { return logRecord{key: groupKey(group)} }
+
+// encodeBatch builds one v2 record batch holding recs, CRC included.
+func encodeBatch(recs []logRecord, now time.Time) []byte {
+	ts := now.UnixMilli()
+	var raw []byte
+	for i, r := range recs {
+		rec := kmsg.Record{OffsetDelta: int32(i), Key: r.key, Value: r.value}
+		body := rec.AppendTo(nil) // Length 0 encodes as one varint byte
+		rec.Length = int32(len(body) - 1)
+		raw = rec.AppendTo(raw)
+	}
+	b := kmsg.RecordBatch{
+		PartitionLeaderEpoch: -1,
+		Magic:                2,
+		LastOffsetDelta:      int32(len(recs) - 1),
+		FirstTimestamp:       ts,
+		MaxTimestamp:         ts,
+		ProducerID:           -1,
+		ProducerEpoch:        -1,
+		FirstSequence:        -1,
+		NumRecords:           int32(len(recs)),
+		Records:              raw,
+	}
+	out := b.AppendTo(nil)
+	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
+	logstore.FixCRC(out)
+	return out
+}
+
+// decodeBatch calls fn for every record of one batch read back from the log.
+func decodeBatch(b []byte, fn func(logRecord) error) error {
+	h, err := logstore.ParseBatch(b)
+	if err != nil {
+		return err
+	}
+	if h.Compression() != 0 {
+		return fmt.Errorf("group: compressed batch at offset %d in the offsets log", h.BaseOffset)
+	}
+	raw := b[logstore.BatchHeaderSize:]
+	for i := int32(0); i < h.NumRecords; i++ {
+		l, n := binary.Varint(raw)
+		if n <= 0 || l < 0 || int64(len(raw)-n) < l {
+			return fmt.Errorf("group: truncated record %d in batch at offset %d", i, h.BaseOffset)
+		}
+		var rec kmsg.Record
+		if err := rec.ReadFrom(raw[:n+int(l)]); err != nil {
+			return fmt.Errorf("group: bad record %d in batch at offset %d: %w", i, h.BaseOffset, err)
+		}
+		raw = raw[n+int(l):]
+		if err := fn(logRecord{key: rec.Key, value: rec.Value}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// errUnknownRecord is logged and skipped on replay: a record from a newer
+// version of idem must not make an older one refuse to start.
+var errUnknownRecord = errors.New("group: unknown offsets-log record")
+
+// applyRecordLocked applies one replayed record to memory.
+func (c *Coordinator) applyRecordLocked(r logRecord, now time.Time) error {
+	if len(r.key) < 2 {
+		return errUnknownRecord
+	}
+	switch int16(binary.BigEndian.Uint16(r.key)) {
+	case 0, 1:
+		var k kmsg.OffsetCommitKey
+		if err := k.ReadFrom(r.key); err != nil {
+			return err
+		}
+		tp := TopicPartition{Topic: k.Topic, Partition: k.Partition}
+		if r.value == nil {
+			if g := c.groups[k.Group]; g != nil {
+				delete(g.offsets, tp)
+			}
+			return nil
+		}
+		var v kmsg.OffsetCommitValue
+		if err := v.ReadFrom(r.value); err != nil {
+			return err
+		}
+		g := c.groups[k.Group]
+		if g == nil {
+			g = c.newGroupLocked(k.Group, now)
+		}
+		epoch := v.LeaderEpoch
+		if v.Version < 3 {
+			epoch = -1
+		}
+		g.offsets[tp] = Offset{Offset: v.Offset, LeaderEpoch: epoch, Metadata: v.Metadata, CommitTime: time.UnixMilli(v.CommitTimestamp)}
+	case 2:
+		var k kmsg.GroupMetadataKey
+		if err := k.ReadFrom(r.key); err != nil {
+			return err
+		}
+		if r.value == nil {
+			delete(c.groups, k.Group)
+			return nil
+		}
+		var v kmsg.GroupMetadataValue
+		if err := v.ReadFrom(r.value); err != nil {
+			return err
+		}
+		g := c.groups[k.Group]
+		if g == nil {
+			g = c.newGroupLocked(k.Group, now)
+		}
+		g.generation = v.Generation
+		g.protocolType = v.ProtocolType
+		// Members are not restored: after a restart every group is Empty and
+		// its members rejoin. The retention clock of a group that was Empty
+		// keeps its original start; one that had members starts it now.
+		if len(v.Members) == 0 {
+			g.emptySince = time.UnixMilli(v.CurrentStateTimestamp)
+		} else {
+			g.emptySince = now
+		}
+		g.stateTime = g.emptySince
+	default:
+		return errUnknownRecord
+	}
+	return nil
+}
+
+// replay rebuilds memory from the whole log; called before the coordinator
+// is shared, so it takes c.mu only to keep the Locked convention honest.
+func (c *Coordinator) replay() error {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var skipped int
+	err := c.log.Scan(c.log.StartOffset(), func(b []byte) error {
+		return decodeBatch(b, func(r logRecord) error {
+			c.logRecords++
+			err := c.applyRecordLocked(r, now)
+			if errors.Is(err, errUnknownRecord) {
+				skipped++
+				return nil
+			}
+			return err
+		})
+	})
+	if skipped > 0 {
+		c.logger.Warn("skipped unknown records in the offsets log", "count", skipped)
+	}
+	return err
+}
+
+// appendLocked writes recs as one batch and returns the log end offset to
+// wait for. Called with c.mu held so log order matches memory order.
+func (c *Coordinator) appendLocked(recs []logRecord) (int64, error) {
+	if len(recs) == 0 {
+		return c.log.EndOffset(), nil
+	}
+	end, err := c.log.Append(encodeBatch(recs, c.now()))
+	if err != nil {
+		return 0, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	c.logRecords += len(recs)
+	if c.logRecords > c.compactThresholdLocked() {
+		c.kick()
+	}
+	return end, nil
+}
+
+// appendBestEffortLocked appends records whose loss in a crash is harmless
+// (group records, expiry tombstones): they are replayed consistently if they
+// made it and the state they describe is rebuilt conservatively if not.
+func (c *Coordinator) appendBestEffortLocked(recs []logRecord) {
+	if _, err := c.appendLocked(recs); err != nil {
+		c.logger.Error("offsets log append failed", "err", err)
+	}
+}
+
+// compactThresholdLocked is how many records the log may hold before it is
+// rewritten as a snapshot: twice the live records, and at least
+// Config.CompactRecords so small groups do not rewrite constantly.
+func (c *Coordinator) compactThresholdLocked() int {
+	live := len(c.groups)
+	for _, g := range c.groups {
+		live += len(g.offsets)
+	}
+	return max(2*live, c.cfg.CompactRecords)
+}
+
+// compact rewrites the live state as a snapshot at the log end, waits for it
+// to be durable, then deletes the log below it. A crash at any point leaves a
+// log whose in-order replay gives the same state: the snapshot only repeats
+// what the records before it already say.
+func (c *Coordinator) compact() error {
+	c.mu.Lock()
+	if c.closed || c.logRecords <= c.compactThresholdLocked() {
+		c.mu.Unlock()
+		return nil
+	}
+	start := c.log.EndOffset()
+	var recs []logRecord
+	var end int64
+	n := 0
+	flush := func() error {
+		if len(recs) == 0 {
+			return nil
+		}
+		e, err := c.log.Append(encodeBatch(recs, c.now()))
+		if err != nil {
+			return fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+		end, n, recs = e, n+len(recs), recs[:0]
+		return nil
+	}
+	for _, g := range c.sortedGroupsLocked() {
+		recs = append(recs, groupRecordLocked(g))
+		for _, tp := range sortedPartitions(g.offsets) {
+			recs = append(recs, offsetRecord(g.id, tp, g.offsets[tp]))
+			if len(recs) >= maxRecordsPerBatch {
+				if err := flush(); err != nil {
+					c.mu.Unlock()
+					return err
+				}
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.logRecords = n
+	c.mu.Unlock()
+	if n > 0 {
+		if err := c.log.WaitDurable(context.Background(), end); err != nil {
+			return fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+	}
+	if err := c.log.DeleteBefore(start); err != nil {
+		return fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	c.logger.Debug("compacted the offsets log", "snapshot_records", n, "start", start)
+	return nil
+}
