@@ -127,6 +127,43 @@ func (m *MemFS) CrashClone(opts CrashOptions) *MemFS {
 	return out
 }
 
+// KillClone returns the file system a process crash (kill -9) at this instant
+// leaves: the page cache survives, so every file keeps its live bytes and
+// every directory its live entries, but what was never synced is still only
+// as durable as before. A later CrashClone of the result shows what a power
+// loss after the restart would keep.
+func (m *MemFS) KillClone() *MemFS {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := NewMemFS()
+	copies := map[*memInode]*memInode{}
+	cp := func(ino *memInode) *memInode {
+		if ino == nil {
+			return nil
+		}
+		if c, ok := copies[ino]; ok {
+			return c
+		}
+		c := &memInode{data: slices.Clone(ino.data)}
+		if ino.synced != nil {
+			c.synced = slices.Clone(ino.synced)
+		}
+		copies[ino] = c
+		return c
+	}
+	for path, d := range m.dirs {
+		nd := &memDir{entries: map[string]*memInode{}, durable: map[string]*memInode{}}
+		for n, ino := range d.entries {
+			nd.entries[n] = cp(ino)
+		}
+		for n, ino := range d.durable {
+			nd.durable[n] = cp(ino)
+		}
+		out.dirs[path] = nd
+	}
+	return out
+}
+
 // crashContents is what survives of one file after a power loss.
 func crashContents(ino *memInode, r *rand.Rand, torn float64) []byte {
 	synced := slices.Clone(ino.synced)

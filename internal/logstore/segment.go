@@ -109,11 +109,10 @@ type scanResult struct {
 func (s *segment) scan(fileSize int64, indexInterval int) (scanResult, error) {
 	s.size, s.next, s.maxTS = 0, s.base, -1
 	s.offIdx, s.timeIdx, s.sinceOff, s.sinceTime = nil, nil, 0, 0
-	const chunk = 1 << 20
-	buf := make([]byte, 0, chunk)
+	var buf []byte
+	hdr := make([]byte, BatchHeaderSize)
 	var pos int64
 	for pos < fileSize {
-		hdr := make([]byte, BatchHeaderSize)
 		if fileSize-pos < BatchHeaderSize {
 			return scanResult{valid: pos, badErr: fmt.Errorf("%w: %d trailing bytes are shorter than a batch header", ErrInvalidBatch, fileSize-pos)}, nil
 		}
