@@ -1,0 +1,481 @@
+// Package idempotency is net/http middleware for the Idempotency-Key request
+// header (IETF draft-ietf-httpapi-idempotency-key-header, with Stripe's
+// semantics where the draft leaves a choice).
+//
+// For a request carrying a key:
+//
+//   - First request: the key is claimed, the handler runs, and its response
+//     (status, headers, body) is stored together with a fingerprint of the
+//     request, then sent.
+//   - Retry after completion, same fingerprint: the stored response is
+//     replayed without running the handler, with "Idempotent-Replayed: true".
+//   - Same key, different fingerprint: 422 Unprocessable Content.
+//   - Retry while the first is still running: 409 Conflict (with
+//     Retry-After); the only case in which the client may resend unchanged.
+//   - Key missing on a route that requires it: 400 Bad Request.
+//   - Keys are scoped per client (Config.Scope) and expire after
+//     Config.Retention (24 h by default, Stripe's minimum).
+//
+// # Failures release the key
+//
+// Stripe stores and replays 500s too. This middleware instead releases the
+// key when the handler answers 5xx or 429 (Config.ReleaseOn), and when it
+// panics: the client's retry runs the handler again. That is safe because of
+// atomic phases: a handler that writes through the request's transaction
+// (SQLiteTx, PostgresTx) has those writes rolled back with the release, so a
+// failed attempt leaves nothing behind that a retry could duplicate. A
+// handler that calls other services must make those calls idempotent itself,
+// for instance by passing the same key downstream.
+//
+// # Atomic phases
+//
+// The handler's own database writes and the stored response commit in one
+// transaction: the handler gets it with SQLiteTx(r.Context()) or
+// PostgresTx(r.Context()). Either the order row and the stored "201 Created"
+// both exist, or neither does. If the claim's lease (Config.Lease) ran out
+// and a retry took the key over, completing fails, the transaction rolls
+// back, and this request answers 409: its successor's result stands.
+//
+// Responses are buffered, so streaming handlers do not belong behind this
+// middleware.
+package idempotency
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Header names.
+const (
+	HeaderKey      = "Idempotency-Key"
+	HeaderReplayed = "Idempotent-Replayed"
+)
+
+// MaxKeyLength is Stripe's limit; the draft sets none.
+const MaxKeyLength = 255
+
+// Config configures Middleware. Store is required.
+type Config struct {
+	Store Store
+	// Methods the middleware applies to (default POST and PATCH, the
+	// non-idempotent methods the draft names). Other methods pass through.
+	Methods []string
+	// Optional lets requests without a key through, unprotected. By default
+	// a key is required and its absence answers 400.
+	Optional bool
+	// Scope returns the client identity keys are scoped to. Set it to your
+	// authenticated user or tenant id. The default hashes the Authorization
+	// header, which keeps clients with different credentials apart.
+	Scope func(r *http.Request) string
+	// Fingerprint identifies "the same request". The default hashes the
+	// method, the path with its query, and the body.
+	Fingerprint func(r *http.Request, body []byte) string
+	// Retention is how long a key is remembered (default 24 h).
+	Retention time.Duration
+	// Lease bounds how long an in-flight request holds its key (default
+	// 90 s). After it a retry may take the key over, so that a server that
+	// crashed mid-request does not block the key until it expires. Set it
+	// above your handlers' worst-case duration.
+	Lease time.Duration
+	// MaxBodyBytes caps the request body read for the fingerprint (default
+	// 1 MiB); larger bodies answer 413.
+	MaxBodyBytes int64
+	// ReleaseOn decides which response statuses are not stored, so the key is
+	// released and a retry runs the handler again (default: 5xx and 429).
+	ReleaseOn func(status int) bool
+	// Now is the clock (default time.Now).
+	Now func() time.Time
+	// DocsURL, if set, is linked from error responses (type and Link header).
+	DocsURL string
+	// Logger receives store errors (default slog.Default()).
+	Logger *slog.Logger
+}
+
+func (c Config) withDefaults() Config {
+	if len(c.Methods) == 0 {
+		c.Methods = []string{http.MethodPost, http.MethodPatch}
+	}
+	if c.Scope == nil {
+		c.Scope = ScopeByAuthorization
+	}
+	if c.Fingerprint == nil {
+		c.Fingerprint = DefaultFingerprint
+	}
+	if c.Retention <= 0 {
+		c.Retention = 24 * time.Hour
+	}
+	if c.Lease <= 0 {
+		c.Lease = 90 * time.Second
+	}
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.ReleaseOn == nil {
+		c.ReleaseOn = func(status int) bool { return status >= 500 || status == http.StatusTooManyRequests }
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return c
+}
+
+// ScopeByAuthorization is the default Config.Scope: a hash of the
+// Authorization header ("" without one).
+func ScopeByAuthorization(r *http.Request) string {
+	a := r.Header.Get("Authorization")
+	if a == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(a))
+	return hex.EncodeToString(sum[:16])
+}
+
+// DefaultFingerprint hashes the method, path and query, and body.
+func DefaultFingerprint(r *http.Request, body []byte) string {
+	h := sha256.New()
+	io.WriteString(h, r.Method+" "+r.URL.RequestURI()+"\n")
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+// Middleware returns the Idempotency-Key middleware. It panics if cfg.Store
+// is nil, a programming error.
+func Middleware(cfg Config) func(http.Handler) http.Handler {
+	if cfg.Store == nil {
+		panic("idempotency: Config.Store is nil")
+	}
+	cfg = cfg.withDefaults()
+	return func(next http.Handler) http.Handler {
+		return &middleware{cfg: cfg, next: next}
+	}
+}
+
+type middleware struct {
+	cfg  Config
+	next http.Handler
+}
+
+func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !slices.Contains(m.cfg.Methods, r.Method) {
+		m.next.ServeHTTP(w, r)
+		return
+	}
+	values := r.Header.Values(HeaderKey)
+	if len(values) == 0 {
+		if m.cfg.Optional {
+			m.runUnkeyed(w, r)
+			return
+		}
+		m.problem(w, http.StatusBadRequest, "Idempotency-Key is missing",
+			"This operation is idempotent and requires an Idempotency-Key header.")
+		return
+	}
+	keyValue, err := parseKey(values)
+	if err != nil {
+		m.problem(w, http.StatusBadRequest, "Invalid Idempotency-Key", err.Error())
+		return
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, m.cfg.MaxBodyBytes+1))
+	if err != nil {
+		m.problem(w, http.StatusBadRequest, "Unreadable request body", err.Error())
+		return
+	}
+	if int64(len(body)) > m.cfg.MaxBodyBytes {
+		m.problem(w, http.StatusRequestEntityTooLarge, "Request body too large",
+			"The body exceeds "+strconv.FormatInt(m.cfg.MaxBodyBytes, 10)+" bytes.")
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	key := Key{Scope: m.cfg.Scope(r), Key: keyValue}
+	fp := m.cfg.Fingerprint(r, body)
+
+	// Store operations must not die with the client's connection: a client
+	// that timed out will retry, and must find the result stored.
+	sctx := context.WithoutCancel(r.Context())
+	claim, err := m.cfg.Store.Claim(sctx, key, fp, m.cfg.Now(), m.cfg.Lease, m.cfg.Retention)
+	if err != nil {
+		m.cfg.Logger.Error("idempotency: claim failed", "err", err)
+		m.problem(w, http.StatusServiceUnavailable, "Idempotency store unavailable", "Retry the request with the same key.")
+		return
+	}
+	switch claim.Status {
+	case Completed:
+		writeResponse(w, claim.Response, true)
+	case Mismatch:
+		m.problem(w, http.StatusUnprocessableEntity, "Idempotency-Key reused",
+			"This key was already used with a different request payload.")
+	case InProgress:
+		w.Header().Set("Retry-After", "1")
+		m.problem(w, http.StatusConflict, "Request in progress",
+			"A request with this Idempotency-Key is still being processed; retry later.")
+	case Claimed:
+		m.run(w, r, sctx, key, claim.Token)
+	}
+}
+
+// run executes the handler for a claimed key and stores or releases.
+func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Context, key Key, token string) {
+	holder := &txHolder{store: m.cfg.Store, ctx: sctx}
+	rec := &recorder{header: http.Header{}}
+	completed := false
+	defer func() {
+		if completed {
+			return
+		}
+		// The handler panicked: undo its writes and free the key.
+		holder.rollback()
+		if err := m.cfg.Store.Release(sctx, key, token); err != nil {
+			m.cfg.Logger.Error("idempotency: release after panic failed", "err", err)
+		}
+	}()
+	m.next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), txKey{}, holder)))
+	completed = true
+	resp := rec.response()
+
+	if m.cfg.ReleaseOn(resp.Status) {
+		holder.rollback()
+		if err := m.cfg.Store.Release(sctx, key, token); err != nil {
+			m.cfg.Logger.Error("idempotency: release failed", "err", err)
+		}
+		writeResponse(w, resp, false)
+		return
+	}
+	tx, err := holder.get()
+	if err == nil {
+		err = m.cfg.Store.Complete(sctx, tx, key, token, resp)
+		if err == nil {
+			err = tx.Commit(sctx)
+		}
+	}
+	if err != nil {
+		holder.rollback()
+		if errors.Is(err, ErrLeaseLost) {
+			m.problem(w, http.StatusConflict, "Request superseded",
+				"This request outlived its lease and a retry with the same key took over; its changes were rolled back.")
+			return
+		}
+		m.cfg.Logger.Error("idempotency: storing the response failed", "err", err)
+		// If the commit did happen after all, Release is a no-op (the key is
+		// done) and a retry replays; otherwise the retry runs again.
+		if rerr := m.cfg.Store.Release(sctx, key, token); rerr != nil {
+			m.cfg.Logger.Error("idempotency: release failed", "err", rerr)
+		}
+		m.problem(w, http.StatusInternalServerError, "Could not store the response",
+			"The request's changes were rolled back; retry with the same key.")
+		return
+	}
+	writeResponse(w, resp, false)
+}
+
+// runUnkeyed serves a request without a key on an Optional route. It gets
+// no replay protection, but the handler still finds its transaction in the
+// context, so one handler serves keyed and unkeyed requests alike; the
+// transaction commits before the response is sent unless ReleaseOn says the
+// response is a failure.
+func (m *middleware) runUnkeyed(w http.ResponseWriter, r *http.Request) {
+	sctx := context.WithoutCancel(r.Context())
+	holder := &txHolder{store: m.cfg.Store, ctx: sctx}
+	defer holder.rollback() // after a commit a no-op; on a panic an undo
+	rec := &recorder{header: http.Header{}}
+	m.next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), txKey{}, holder)))
+	resp := rec.response()
+	if !m.cfg.ReleaseOn(resp.Status) {
+		if err := holder.commit(); err != nil {
+			m.cfg.Logger.Error("idempotency: commit failed", "err", err)
+			m.problem(w, http.StatusInternalServerError, "Could not commit", "The request's changes were rolled back.")
+			return
+		}
+	}
+	writeResponse(w, resp, false)
+}
+
+// parseKey accepts the draft's Structured Field string ("…") and, as Stripe
+// clients send, a bare token. One header line only.
+func parseKey(values []string) (string, error) {
+	if len(values) != 1 {
+		return "", errors.New("exactly one Idempotency-Key header is allowed")
+	}
+	v := strings.TrimSpace(values[0])
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		var b strings.Builder
+		for i := 1; i < len(v)-1; i++ {
+			c := v[i]
+			if c == '\\' {
+				i++
+				if i >= len(v)-1 || (v[i] != '"' && v[i] != '\\') {
+					return "", errors.New("bad escape in Idempotency-Key string")
+				}
+				c = v[i]
+			} else if c == '"' {
+				return "", errors.New("unescaped quote in Idempotency-Key string")
+			}
+			b.WriteByte(c)
+		}
+		v = b.String()
+	}
+	if v == "" {
+		return "", errors.New("Idempotency-Key is empty")
+	}
+	if len(v) > MaxKeyLength {
+		return "", errors.New("Idempotency-Key is longer than " + strconv.Itoa(MaxKeyLength) + " characters")
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] < 0x20 || v[i] > 0x7e {
+			return "", errors.New("Idempotency-Key must be printable ASCII")
+		}
+	}
+	return v, nil
+}
+
+func (m *middleware) problem(w http.ResponseWriter, status int, title, detail string) {
+	typ := "about:blank"
+	if m.cfg.DocsURL != "" {
+		typ = m.cfg.DocsURL
+		w.Header().Set("Link", "<"+m.cfg.DocsURL+`>; rel="describedby"; type="text/html"`)
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"type": typ, "title": title, "status": status, "detail": detail})
+}
+
+func writeResponse(w http.ResponseWriter, resp Response, replayed bool) {
+	h := w.Header()
+	for k, v := range resp.Header {
+		h[k] = slices.Clone(v)
+	}
+	if replayed {
+		h.Set(HeaderReplayed, "true")
+	}
+	h.Set("Content-Length", strconv.Itoa(len(resp.Body)))
+	w.WriteHeader(resp.Status)
+	w.Write(resp.Body)
+}
+
+// recorder buffers the handler's response so it can be stored before any of
+// it reaches the client.
+type recorder struct {
+	header http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+func (r *recorder) WriteHeader(status int) {
+	if r.status == 0 {
+		r.status = status
+	}
+}
+func (r *recorder) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.body.Write(p)
+}
+
+func (r *recorder) response() Response {
+	status := r.status
+	if status == 0 {
+		status = http.StatusOK
+	}
+	h := r.header.Clone()
+	h.Del("Content-Length") // recomputed on every write
+	return Response{Status: status, Header: h, Body: bytes.Clone(r.body.Bytes())}
+}
+
+// txHolder begins the request's transaction on first use, so a handler that
+// never touches the database never holds a connection (for SQLite: the
+// single writer) while it runs.
+type txHolder struct {
+	mu    sync.Mutex
+	store Store
+	ctx   context.Context
+	tx    Tx
+}
+
+type txKey struct{}
+
+func (h *txHolder) get() (Tx, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tx == nil {
+		tx, err := h.store.Begin(h.ctx)
+		if err != nil {
+			return nil, err
+		}
+		h.tx = tx
+	}
+	return h.tx, nil
+}
+
+// commit commits the transaction if the handler began one.
+func (h *txHolder) commit() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tx == nil {
+		return nil
+	}
+	return h.tx.Commit(h.ctx)
+}
+
+func (h *txHolder) rollback() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.tx != nil {
+		h.tx.Rollback(h.ctx)
+	}
+}
+
+func holderFrom(ctx context.Context) (Tx, error) {
+	h, ok := ctx.Value(txKey{}).(*txHolder)
+	if !ok {
+		return nil, ErrNoTransaction
+	}
+	return h.get()
+}
+
+// SQLiteTx returns the request's transaction on the SQLite store, beginning
+// it on first call. Writes through it commit together with the stored
+// response, or roll back if the response is not stored. Do not commit or
+// roll it back yourself.
+func SQLiteTx(ctx context.Context) (*sql.Tx, error) {
+	tx, err := holderFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := tx.(sqliteConn)
+	if !ok {
+		return nil, ErrNoTransaction
+	}
+	return c.tx, nil
+}
+
+// PostgresTx is SQLiteTx for the PostgreSQL store.
+func PostgresTx(ctx context.Context) (pgx.Tx, error) {
+	tx, err := holderFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c, ok := tx.(pgConn)
+	if !ok {
+		return nil, ErrNoTransaction
+	}
+	return c.tx, nil
+}

@@ -1,0 +1,278 @@
+package idempotency_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+	"github.com/idem-dev/idem/idempotency"
+)
+
+// C9 (reliability-plan §7.2): concurrent claim / complete / release / get /
+// cleanup against a real store, with a fake clock jumping forward so leases
+// and retention run out mid-run, checked for linearizability against a
+// sequential model of one key with TTLs. Each operation passes its own "now"
+// to the store (the Store API takes the time as an argument), so the model
+// evaluates expiry at exactly the time the store did, whatever order the
+// operations linearize in.
+
+const (
+	c9Lease     = 5 * time.Second
+	c9Retention = 20 * time.Second
+)
+
+type c9Op int
+
+const (
+	opClaim c9Op = iota
+	opComplete
+	opRelease
+	opGet
+	opCleanup
+)
+
+type c9Input struct {
+	op    c9Op
+	key   string // "" for cleanup, which touches every key
+	fp    string // claim
+	token string // complete, release
+	body  string // complete
+	now   int64  // claim, get, cleanup: unix microseconds
+}
+
+type c9Output struct {
+	status idempotency.ClaimStatus // claim
+	token  string                  // claim
+	ok     bool                    // complete: stored; get: found
+	done   bool                    // get
+	fp     string                  // get
+	body   string                  // claim (completed), get
+	err    error
+}
+
+// c9State is one key in the model. Comparable, so porcupine's == works.
+type c9State struct {
+	exists      bool
+	fp, token   string
+	done        bool
+	body        string
+	lockedUntil int64
+	expiresAt   int64
+}
+
+var c9Model = porcupine.Model{
+	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
+		byKey := map[string][]porcupine.Operation{}
+		var cleanups []porcupine.Operation
+		for _, op := range history {
+			in := op.Input.(c9Input)
+			if in.op == opCleanup {
+				cleanups = append(cleanups, op)
+				continue
+			}
+			byKey[in.key] = append(byKey[in.key], op)
+		}
+		var parts [][]porcupine.Operation
+		for _, ops := range byKey {
+			// A cleanup deletes each expired key atomically, so its projection
+			// onto every key is one atomic step of that key's history.
+			parts = append(parts, append(ops, cleanups...))
+		}
+		return parts
+	},
+	Init: func() any { return c9State{} },
+	Step: func(st, input, output any) (bool, any) {
+		s, in, out := st.(c9State), input.(c9Input), output.(c9Output)
+		if out.err != nil {
+			return false, s
+		}
+		expired := !s.exists || s.expiresAt <= in.now
+		switch in.op {
+		case opClaim:
+			abandoned := s.exists && !s.done && s.lockedUntil <= in.now && s.fp == in.fp
+			if expired || abandoned {
+				if out.status != idempotency.Claimed {
+					return false, s
+				}
+				return true, c9State{exists: true, fp: in.fp, token: out.token,
+					lockedUntil: in.now + c9Lease.Microseconds(), expiresAt: in.now + c9Retention.Microseconds()}
+			}
+			switch {
+			case s.fp != in.fp:
+				return out.status == idempotency.Mismatch, s
+			case !s.done:
+				return out.status == idempotency.InProgress, s
+			}
+			return out.status == idempotency.Completed && out.body == s.body, s
+		case opComplete:
+			owns := s.exists && !s.done && s.token == in.token
+			if !owns {
+				return !out.ok, s
+			}
+			if !out.ok {
+				return false, s
+			}
+			s.done, s.body, s.token, s.lockedUntil = true, in.body, "", 0
+			return true, s
+		case opRelease:
+			if s.exists && !s.done && s.token == in.token {
+				return true, c9State{}
+			}
+			return true, s
+		case opGet:
+			if expired {
+				return !out.ok, s
+			}
+			return out.ok && out.done == s.done && out.fp == s.fp && (!s.done || out.body == s.body), s
+		case opCleanup:
+			if s.exists && s.expiresAt <= in.now {
+				return true, c9State{}
+			}
+			return true, s
+		}
+		return false, s
+	},
+	DescribeOperation: func(input, output any) string {
+		in, out := input.(c9Input), output.(c9Output)
+		switch in.op {
+		case opClaim:
+			return fmt.Sprintf("claim(%s,%s,t=%d) -> %v %s %s", in.key, in.fp, in.now, out.status, out.token, out.body)
+		case opComplete:
+			return fmt.Sprintf("complete(%s,%s,%s) -> %v", in.key, in.token, in.body, out.ok)
+		case opRelease:
+			return fmt.Sprintf("release(%s,%s)", in.key, in.token)
+		case opGet:
+			return fmt.Sprintf("get(%s,t=%d) -> found=%v done=%v %s %s", in.key, in.now, out.ok, out.done, out.fp, out.body)
+		}
+		return fmt.Sprintf("cleanup(t=%d)", in.now)
+	},
+}
+
+func TestC9ClaimCompleteGetWithTTLIsLinearizable(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *storeUnderTest) {
+		seed := uint64(time.Now().UnixNano())
+		t.Logf("seed %d", seed)
+		history := runC9(t, s.store, seed, 6, 300)
+		res, info := porcupine.CheckOperationsVerbose(c9Model, history, 30*time.Second)
+		if res != porcupine.Ok {
+			// Kept after the test ends, unlike t.TempDir, so it can be inspected.
+			path := filepath.Join(os.TempDir(), fmt.Sprintf("idem-c9-%s-%d.html", s.name, seed))
+			if f, err := os.Create(path); err == nil {
+				porcupine.Visualize(c9Model, info, f)
+				f.Close()
+			}
+			t.Fatalf("history of %d operations is %s (visualization: %s, seed %d)", len(history), res, path, seed)
+		}
+		counts := map[idempotency.ClaimStatus]int{}
+		for _, op := range history {
+			if op.Input.(c9Input).op == opClaim {
+				counts[op.Output.(c9Output).status]++
+			}
+		}
+		t.Logf("%d operations linearizable; claims: %v", len(history), counts)
+		// The run must have exercised every outcome, or it proves little.
+		for _, st := range []idempotency.ClaimStatus{idempotency.Claimed, idempotency.InProgress, idempotency.Completed, idempotency.Mismatch} {
+			if counts[st] == 0 {
+				t.Errorf("no claim returned %v; the workload is too narrow", st)
+			}
+		}
+	})
+}
+
+func runC9(t *testing.T, store idempotency.Store, seed uint64, workers, opsPerWorker int) []porcupine.Operation {
+	ctx := context.Background()
+	clock := newFakeClock()
+	var seq atomic.Int64 // porcupine only needs the order of call and return events
+	keys := []string{"k0", "k1", "k2"}
+
+	var mu sync.Mutex
+	var history []porcupine.Operation
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(w)+2))
+			tokens := map[string]string{} // the last token this worker claimed, per key
+			for i := range opsPerWorker {
+				if rng.IntN(8) == 0 { // time jumps forward while other operations run
+					clock.Advance(time.Duration(rng.IntN(3000)) * time.Millisecond)
+				}
+				key := keys[rng.IntN(len(keys))]
+				now := clock.Now()
+				in := c9Input{key: key, now: now.UnixMicro()}
+				switch r := rng.IntN(100); {
+				case r < 40:
+					in.op, in.fp = opClaim, []string{"A", "B"}[rng.IntN(4)/3] // mostly A
+				case r < 65:
+					in.op, in.token, in.body = opComplete, tokens[key], fmt.Sprintf("w%d-%d", w, i)
+				case r < 72:
+					in.op, in.token = opRelease, tokens[key]
+				case r < 97:
+					in.op = opGet
+				default:
+					in.op, in.key = opCleanup, ""
+				}
+				var out c9Output
+				call := seq.Add(1)
+				k := idempotency.Key{Scope: "s", Key: in.key}
+				switch in.op {
+				case opClaim:
+					c, err := store.Claim(ctx, k, in.fp, now, c9Lease, c9Retention)
+					out = c9Output{status: c.Status, token: c.Token, body: string(c.Response.Body), err: err}
+				case opComplete:
+					out.err = c9Complete(ctx, store, k, in.token, in.body)
+					if out.err == nil {
+						out.ok = true
+					} else if errors.Is(out.err, idempotency.ErrLeaseLost) {
+						out.err = nil
+					}
+				case opRelease:
+					out.err = store.Release(ctx, k, in.token)
+				case opGet:
+					e, err := store.Get(ctx, k, now)
+					if errors.Is(err, idempotency.ErrNotFound) {
+						err = nil
+					} else if err == nil {
+						out = c9Output{ok: true, done: e.Done, fp: e.Fingerprint, body: string(e.Response.Body)}
+					}
+					out.err = err
+				case opCleanup:
+					_, out.err = store.Cleanup(ctx, now)
+				}
+				ret := seq.Add(1)
+				if out.err != nil {
+					t.Errorf("%v: %v", in.op, out.err)
+				}
+				if in.op == opClaim && out.status == idempotency.Claimed {
+					tokens[key] = out.token
+				}
+				mu.Lock()
+				history = append(history, porcupine.Operation{ClientId: w, Input: in, Call: call, Output: out, Return: ret})
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return history
+}
+
+func c9Complete(ctx context.Context, store idempotency.Store, k idempotency.Key, token, body string) error {
+	tx, err := store.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback(ctx)
+	if err := store.Complete(ctx, tx, k, token, idempotency.Response{Status: 201, Body: []byte(body)}); err != nil {
+		return err
+	}
+	return tx.Commit(ctx)
+}
