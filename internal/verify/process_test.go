@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -214,5 +215,16 @@ func TestSaveArtifactsWritesHistorySeedAndDirs(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "dir0-"+filepath.Base(data), "00000000.log")); err != nil || string(b) != "batch" {
 		t.Fatalf("data dir not copied: %q, %v", b, err)
+	}
+}
+
+func TestBuildBinaryBuildsARunnableExecutable(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the idem command")
+	}
+	bin := BuildBinary(t, "./cmd/idem")
+	out, err := exec.Command(bin, "version").CombinedOutput()
+	if err != nil || !strings.HasPrefix(string(out), "idem ") {
+		t.Fatalf("%s version: %q, %v", bin, out, err)
 	}
 }
