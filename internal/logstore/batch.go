@@ -29,6 +29,10 @@ const (
 	lengthPrefix = 12
 	crcStart     = 21
 
+	// leaderEpoch is the partition leader epoch idem stamps on every batch:
+	// a single node is leader forever, in epoch 0.
+	leaderEpoch = 0
+
 	attrCompressionMask = 0x07
 	attrTransactional   = 0x10
 	attrControl         = 0x20

@@ -2,6 +2,7 @@ package logstore
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -305,6 +306,10 @@ func (l *Log) Append(batch []byte) (AppendInfo, error) {
 	}
 	h.BaseOffset = seg.next
 	SetBaseOffset(batch, h.BaseOffset)
+	// The leader epoch, like the base offset, is the broker's to set and is
+	// not covered by the CRC; stamping a known value lets recovery and reads
+	// detect damage to those four bytes too.
+	binary.BigEndian.PutUint32(batch[12:], uint32(leaderEpoch))
 	pos := seg.size
 	if _, err := seg.f.WriteAt(batch, pos); err != nil {
 		// Take back a partial write so the file stays a sequence of whole

@@ -32,6 +32,10 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) 
 		return nil, nil
 	}
 	var out []byte
+	// The base offset is not covered by the CRC, so continuity is checked:
+	// the first batch served must hold offset, and each later one must
+	// start where the one before ended.
+	expect := int64(-1)
 	for i := l.segmentFor(offset); i < len(l.segs); i++ {
 		seg := l.segs[i]
 		pos, err := l.findBatchLocked(seg, offset)
@@ -39,9 +43,12 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) 
 			return nil, err
 		}
 		var full bool
-		out, full, err = l.copyBatchesLocked(seg, pos, out, maxBytes, maxOffset)
+		out, expect, full, err = l.copyBatchesLocked(seg, pos, out, maxBytes, maxOffset, offset, expect)
 		if err != nil || full {
 			return out, err
+		}
+		if expect < 0 {
+			return nil, fmt.Errorf("%w: %s: offset %d is missing from its segment", ErrCorrupt, seg.path, offset)
 		}
 	}
 	return out, nil
@@ -69,54 +76,72 @@ func (l *Log) findBatchLocked(seg *segment, offset int64) (int64, error) {
 }
 
 // copyBatchesLocked appends whole batches of seg from pos to out. It reports
-// full once the byte budget or maxOffset stops the read.
-func (l *Log) copyBatchesLocked(seg *segment, pos int64, out []byte, maxBytes int, maxOffset int64) ([]byte, bool, error) {
+// full once the byte budget or maxOffset stops the read. target is the offset
+// the read asked for; expect is the base offset the next batch must have, or
+// -1 before the first batch, which must hold target. It returns the new expect.
+func (l *Log) copyBatchesLocked(seg *segment, pos int64, out []byte, maxBytes int, maxOffset, target, expect int64) ([]byte, int64, bool, error) {
+	corrupt := func(at int64, format string, args ...any) error {
+		return fmt.Errorf("%w: %s at position %d: %s", ErrCorrupt, seg.path, at, fmt.Sprintf(format, args...))
+	}
 	for pos < seg.size {
 		want := int64(maxBytes - len(out))
 		if len(out) == 0 {
 			// The first batch is served whole even if it exceeds maxBytes.
 			var lenBuf [lengthPrefix]byte
 			if _, err := readFull(seg.f, lenBuf[:], pos); err != nil {
-				return out, true, fmt.Errorf("logstore: read %s: %w", seg.path, err)
+				return out, expect, true, fmt.Errorf("logstore: read %s: %w", seg.path, err)
 			}
 			want = max(want, lengthPrefix+int64(int32(binary.BigEndian.Uint32(lenBuf[8:]))))
 		}
 		want = min(want, seg.size-pos)
 		if want < BatchHeaderSize {
-			return out, true, nil
+			return out, expect, true, nil
 		}
 		old := len(out)
 		out = append(out, make([]byte, want)...)
 		if _, err := readFull(seg.f, out[old:], pos); err != nil {
-			return out[:old], true, fmt.Errorf("logstore: read %s: %w", seg.path, err)
+			return out[:old], expect, true, fmt.Errorf("logstore: read %s: %w", seg.path, err)
 		}
 		chunk, used := out[old:], 0
 		stop := false
 		for len(chunk)-used >= BatchHeaderSize {
+			at := pos + int64(used)
 			h := decodeHeader(chunk[used:])
 			total := h.TotalSize()
-			if h.Length < BatchHeaderSize-lengthPrefix {
-				return out[:old+used], true, fmt.Errorf("%w: %s: bad batch length %d at position %d", ErrCorrupt, seg.path, h.Length, pos+int64(used))
+			if h.Length < BatchHeaderSize-lengthPrefix || at+int64(total) > seg.size {
+				return out[:old+used], expect, true, corrupt(at, "batch length %d does not fit the segment", h.Length)
 			}
 			if total > len(chunk)-used {
-				break // the next batch does not fit the budget or the chunk
+				break // the next batch does not fit the budget
+			}
+			// Offsets first: the base offset is outside the CRC, and a
+			// damaged one must not pass for "beyond maxOffset".
+			switch {
+			case expect >= 0 && h.BaseOffset != expect:
+				return out[:old+used], expect, true, corrupt(at, "base offset %d, expected %d", h.BaseOffset, expect)
+			case expect < 0 && (h.BaseOffset > target || h.LastOffset() < target):
+				return out[:old+used], expect, true, corrupt(at, "batch %d..%d found for offset %d", h.BaseOffset, h.LastOffset(), target)
+			}
+			if _, _, err := parseBatchPrefix(chunk[used : used+total]); err != nil {
+				return out[:old+used], expect, true, corrupt(at, "%v", err)
+			}
+			if h.PartitionLeaderEpoch != leaderEpoch {
+				return out[:old+used], expect, true, corrupt(at, "leader epoch %d", h.PartitionLeaderEpoch)
 			}
 			if h.LastOffset() >= maxOffset {
 				stop = true
 				break
 			}
-			if _, _, err := parseBatchPrefix(chunk[used : used+total]); err != nil {
-				return out[:old+used], true, fmt.Errorf("%w: %s at position %d: %v", ErrCorrupt, seg.path, pos+int64(used), err)
-			}
+			expect = h.NextOffset()
 			used += total
 		}
 		out = out[:old+used]
 		pos += int64(used)
 		if stop || used == 0 {
-			return out, true, nil
+			return out, expect, true, nil
 		}
 	}
-	return out, false, nil
+	return out, expect, false, nil
 }
 
 // OffsetForTime returns the base offset of the first batch whose max
@@ -186,11 +211,15 @@ func (l *Log) MaxTimestamp() (ts, offset int64, ok bool, err error) {
 func (l *Log) Scan(from int64, fn func(h BatchHeader, batch []byte) error) error {
 	off := max(from, l.StartOffset())
 	for {
-		b, err := l.Read(off, 1<<20, l.EndOffset())
+		end := l.EndOffset()
+		b, err := l.Read(off, 1<<20, end)
 		if err != nil {
 			return err
 		}
 		if len(b) == 0 {
+			if off < end {
+				return fmt.Errorf("%w: no batch readable at offset %d below the end %d", ErrCorrupt, off, end)
+			}
 			return nil
 		}
 		for len(b) > 0 {

@@ -135,6 +135,9 @@ func (s *segment) scan(fileSize int64, indexInterval int) (scanResult, error) {
 		if err != nil {
 			return scanResult{valid: pos, badErr: fmt.Errorf("at position %d: %w", pos, err)}, nil
 		}
+		if h.PartitionLeaderEpoch != leaderEpoch {
+			return scanResult{valid: pos, badErr: fmt.Errorf("%w: batch at position %d has leader epoch %d, expected %d", ErrInvalidBatch, pos, h.PartitionLeaderEpoch, leaderEpoch)}, nil
+		}
 		if h.BaseOffset != s.next {
 			return scanResult{valid: pos, badErr: fmt.Errorf("%w: batch at position %d has base offset %d, expected %d", ErrInvalidBatch, pos, h.BaseOffset, s.next)}, nil
 		}
