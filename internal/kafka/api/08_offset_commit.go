@@ -1,0 +1,102 @@
+package api
+
+// OffsetCommit, versions 2–9.
+//
+// The response is sent only after the commit is fsynced: acknowledged offsets
+// survive kill -9 and power loss (the consumer side of at-least-once).
+// librdkafka 2.0.2 needs [1,2] to overlap (§2.2) and kafka-go's Conn uses v2,
+// so the minimum is 2; v0–1 (ZooKeeper-era, per-partition timestamps) are not
+// served. v10 (topic ids, Kafka 4.2) is not advertised.
+//
+// Behaviour:
+//   - Generation -1 with no member id is a "simple" commit (librdkafka
+//     assign(), kcat, admin tools): accepted while the group has no members,
+//     and it creates the group.
+//   - Otherwise member and generation must match (UNKNOWN_MEMBER_ID,
+//     ILLEGAL_GENERATION, FENCED_INSTANCE_ID); during CompletingRebalance the
+//     answer is REBALANCE_IN_PROGRESS. A group-level error is set on every
+//     partition.
+//   - A partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION and is
+//     not stored; metadata over offset.metadata.max.bytes gets
+//     OFFSET_METADATA_TOO_LARGE.
+//
+// Version notes:
+//   - v2–4: RetentionTimeMillis, ignored (offsets.retention.minutes rules, as
+//     in Kafka since 2.1).
+//   - v3: ThrottleMillis.
+//   - v6: LeaderEpoch per partition (stored and returned by OffsetFetch v5+).
+//   - v7: InstanceID (static membership).
+//   - v8: flexible.
+//   - v9: same wire format (KIP-848 member epochs; classic groups only here).
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/group"
+)
+
+func init() { register(8, 2, 9, handleOffsetCommit) }
+
+func handleOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.OffsetCommitRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+
+	// codes[i][j] is the answer for req.Topics[i].Partitions[j]; -1 = pending.
+	codes := make([][]int16, len(req.Topics))
+	cr := group.CommitRequest{
+		Group:      req.Group,
+		MemberID:   req.MemberID,
+		InstanceID: deref(req.InstanceID),
+		Generation: req.Generation,
+	}
+	type pos struct{ t, p int }
+	var sent []pos
+	for i, t := range req.Topics {
+		codes[i] = make([]int16, len(t.Partitions))
+		for j, p := range t.Partitions {
+			if env.PartitionExists != nil && !env.PartitionExists(t.Topic, p.Partition) {
+				codes[i][j] = kerr.UnknownTopicOrPartition.Code
+				continue
+			}
+			epoch := p.LeaderEpoch
+			if req.Version < 6 {
+				epoch = -1
+			}
+			cr.Offsets = append(cr.Offsets, group.OffsetCommit{
+				Topic: t.Topic, Partition: p.Partition, Offset: p.Offset, LeaderEpoch: epoch, Metadata: deref(p.Metadata),
+			})
+			sent = append(sent, pos{i, j})
+		}
+	}
+	var groupErr int16
+	if env.Groups == nil {
+		groupErr = kerr.CoordinatorNotAvailable.Code
+	} else if len(cr.Offsets) > 0 || req.Group == "" {
+		errs, err := env.Groups.CommitOffsets(ctx, cr)
+		if err != nil {
+			groupErr = groupCode(err)
+		} else {
+			for k, at := range sent {
+				codes[at.t][at.p] = groupCode(errs[k])
+			}
+		}
+	}
+	for i, t := range req.Topics {
+		rt := kmsg.NewOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for j, p := range t.Partitions {
+			rp := kmsg.NewOffsetCommitResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.ErrorCode = codes[i][j]
+			if groupErr != 0 && rp.ErrorCode == 0 {
+				rp.ErrorCode = groupErr
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil
+}

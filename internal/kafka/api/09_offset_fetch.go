@@ -1,0 +1,170 @@
+package api
+
+// OffsetFetch, versions 1–9.
+//
+// Returns committed offsets; a partition without one gets offset -1 and no
+// error. Only fsynced commits are returned (the coordinator waits for the
+// fsync of any commit still in flight), so a consumer never resumes from an
+// offset a power loss could take back. librdkafka 2.0.2 needs v1 in range and
+// kafka-go's Conn uses v1 (§2.2, §2.3); v10 (topic ids) is not advertised.
+//
+// Version notes:
+//   - v1: per-partition errors only (a group-wide error is copied to every
+//     partition).
+//   - v2: Topics null = every partition the group has committed; a
+//     top-level ErrorCode.
+//   - v3: ThrottleMillis.
+//   - v5: LeaderEpoch per partition (-1 when unknown).
+//   - v6: flexible.
+//   - v7: RequireStable. Accepted; there are no pending transactional
+//     offsets yet, so every offset is stable.
+//   - v8: batched form: Groups, each with its own topics and error.
+//   - v9: MemberID/MemberEpoch (KIP-848 groups); ignored for classic groups.
+
+import (
+	"cmp"
+	"context"
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/group"
+)
+
+func init() { register(9, 1, 9, handleOffsetFetch) }
+
+// fetchedTopic is one topic of an answer in a version-neutral shape.
+type fetchedTopic struct {
+	topic string
+	parts []fetchedPartition
+}
+
+type fetchedPartition struct {
+	partition int32
+	offset    group.Offset
+	code      int16
+}
+
+// fetchGroup answers one group. topics nil means every committed partition.
+func fetchGroup(ctx context.Context, env *Env, groupID string, topics map[string][]int32, order []string, all bool) ([]fetchedTopic, int16) {
+	if env.Groups == nil {
+		return nil, kerr.CoordinatorNotAvailable.Code
+	}
+	offs, err := env.Groups.FetchOffsets(ctx, groupID)
+	if err != nil {
+		return nil, groupCode(err)
+	}
+	none := group.Offset{Offset: -1, LeaderEpoch: -1}
+	var out []fetchedTopic
+	if all {
+		byTopic := map[string]int{}
+		for _, tp := range sortedTopicPartitions(offs) {
+			i, ok := byTopic[tp.Topic]
+			if !ok {
+				i = len(out)
+				byTopic[tp.Topic] = i
+				out = append(out, fetchedTopic{topic: tp.Topic})
+			}
+			out[i].parts = append(out[i].parts, fetchedPartition{partition: tp.Partition, offset: offs[tp]})
+		}
+		return out, 0
+	}
+	for _, t := range order {
+		ft := fetchedTopic{topic: t}
+		for _, p := range topics[t] {
+			o, ok := offs[group.TopicPartition{Topic: t, Partition: p}]
+			if !ok {
+				o = none
+			}
+			ft.parts = append(ft.parts, fetchedPartition{partition: p, offset: o})
+		}
+		out = append(out, ft)
+	}
+	return out, 0
+}
+
+func handleOffsetFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.OffsetFetchRequest)
+	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
+	if req.Version >= 8 {
+		for _, g := range req.Groups {
+			topics, order := map[string][]int32{}, []string(nil)
+			for _, t := range g.Topics {
+				if _, ok := topics[t.Topic]; !ok {
+					order = append(order, t.Topic)
+				}
+				topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
+			}
+			fts, code := fetchGroup(ctx, env, g.Group, topics, order, g.Topics == nil)
+			rg := kmsg.NewOffsetFetchResponseGroup()
+			rg.Group = g.Group
+			rg.ErrorCode = code
+			for _, ft := range fts {
+				rt := kmsg.NewOffsetFetchResponseGroupTopic()
+				rt.Topic = ft.topic
+				for _, fp := range ft.parts {
+					rp := kmsg.NewOffsetFetchResponseGroupTopicPartition()
+					rp.Partition = fp.partition
+					rp.Offset = fp.offset.Offset
+					rp.LeaderEpoch = fp.offset.LeaderEpoch
+					rp.Metadata = kmsg.StringPtr(fp.offset.Metadata)
+					rt.Partitions = append(rt.Partitions, rp)
+				}
+				rg.Topics = append(rg.Topics, rt)
+			}
+			resp.Groups = append(resp.Groups, rg)
+		}
+		return resp, nil
+	}
+
+	topics, order := map[string][]int32{}, []string(nil)
+	for _, t := range req.Topics {
+		if _, ok := topics[t.Topic]; !ok {
+			order = append(order, t.Topic)
+		}
+		topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
+	}
+	fts, code := fetchGroup(ctx, env, req.Group, topics, order, req.Topics == nil && req.Version >= 2)
+	if code != 0 {
+		if req.Version >= 2 {
+			resp.ErrorCode = code
+			return resp, nil
+		}
+		// v1 has no top-level error: answer every requested partition with it.
+		fts = nil
+		for _, t := range order {
+			ft := fetchedTopic{topic: t}
+			for _, p := range topics[t] {
+				ft.parts = append(ft.parts, fetchedPartition{partition: p, offset: group.Offset{Offset: -1, LeaderEpoch: -1}, code: code})
+			}
+			fts = append(fts, ft)
+		}
+	}
+	for _, ft := range fts {
+		rt := kmsg.NewOffsetFetchResponseTopic()
+		rt.Topic = ft.topic
+		for _, fp := range ft.parts {
+			rp := kmsg.NewOffsetFetchResponseTopicPartition()
+			rp.Partition = fp.partition
+			rp.Offset = fp.offset.Offset
+			rp.LeaderEpoch = fp.offset.LeaderEpoch
+			rp.Metadata = kmsg.StringPtr(fp.offset.Metadata)
+			rp.ErrorCode = fp.code
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil
+}
+
+func sortedTopicPartitions(offs map[group.TopicPartition]group.Offset) []group.TopicPartition {
+	tps := make([]group.TopicPartition, 0, len(offs))
+	for tp := range offs {
+		tps = append(tps, tp)
+	}
+	slices.SortFunc(tps, func(a, b group.TopicPartition) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	return tps
+}

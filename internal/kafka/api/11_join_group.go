@@ -1,0 +1,144 @@
+package api
+
+// JoinGroup, versions 0–9.
+//
+// JoinGroup v0 must stay advertised: librdkafka < 2.11 enables its balanced
+// consumer only when JoinGroup [0,0] overlaps our range (kafka-protocol.md
+// §2.2, KAFKA-19444). The handler blocks its connection until the join phase
+// of the rebalance completes (Kafka also serves one request per connection at
+// a time), at most the rebalance timeout.
+//
+// Version notes:
+//   - v0: no RebalanceTimeoutMillis; the session timeout is used for both.
+//   - v1: RebalanceTimeoutMillis.
+//   - v2: ThrottleMillis in the response.
+//   - v4: a first join (empty member id) of a dynamic member gets
+//     MEMBER_ID_REQUIRED with a member id to rejoin with (KIP-394); v0–3
+//     clients (kafka-go, old librdkafka paths) are added directly.
+//   - v5: InstanceID (static membership, KIP-345) and FENCED_INSTANCE_ID.
+//   - v6: flexible.
+//   - v7: ProtocolType in the response; Protocol nullable.
+//   - v8: Reason (logged only).
+//   - v9: SkipAssignment for a static leader rejoining a Stable group (KIP-814).
+//
+// This file also holds groupCode, the mapping of the group coordinator's Go
+// errors to Kafka codes shared by every group API file.
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/group"
+)
+
+func init() { register(11, 0, 9, handleJoinGroup) }
+
+func handleJoinGroup(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.JoinGroupRequest)
+	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
+	resp.Generation = -1
+	resp.MemberID = req.MemberID
+	if env.Groups == nil {
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp, nil
+	}
+	jr := group.JoinRequest{
+		Group:                  req.Group,
+		MemberID:               req.MemberID,
+		InstanceID:             deref(req.InstanceID),
+		ClientID:               conn.ClientID,
+		ClientHost:             clientHost(conn.RemoteAddr),
+		ProtocolType:           req.ProtocolType,
+		SessionTimeout:         time.Duration(req.SessionTimeoutMillis) * time.Millisecond,
+		RebalanceTimeout:       time.Duration(req.RebalanceTimeoutMillis) * time.Millisecond,
+		RequireKnownMemberID:   req.Version >= 4,
+		SupportsSkipAssignment: req.Version >= 9,
+		Reason:                 deref(req.Reason),
+	}
+	if req.Version == 0 {
+		jr.RebalanceTimeout = jr.SessionTimeout
+	}
+	for _, p := range req.Protocols {
+		jr.Protocols = append(jr.Protocols, group.Protocol{Name: p.Name, Metadata: p.Metadata})
+	}
+	res, err := env.Groups.JoinGroup(ctx, jr)
+	resp.ErrorCode = groupCode(err)
+	resp.MemberID = res.MemberID
+	if err != nil {
+		return resp, nil
+	}
+	resp.Generation = res.Generation
+	resp.ProtocolType = kmsg.StringPtr(res.ProtocolType)
+	resp.Protocol = kmsg.StringPtr(res.Protocol)
+	resp.LeaderID = res.LeaderID
+	resp.SkipAssignment = res.SkipAssignment
+	for _, m := range res.Members {
+		rm := kmsg.NewJoinGroupResponseMember()
+		rm.MemberID = m.MemberID
+		if m.InstanceID != "" {
+			rm.InstanceID = kmsg.StringPtr(m.InstanceID)
+		}
+		rm.ProtocolMetadata = m.Metadata
+		resp.Members = append(resp.Members, rm)
+	}
+	return resp, nil
+}
+
+// groupCode maps the group coordinator's errors to Kafka error codes. Storage
+// failures and shutdown become COORDINATOR_NOT_AVAILABLE: retriable, and it
+// makes clients look the coordinator up again.
+func groupCode(err error) int16 {
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, group.ErrClosed), errors.Is(err, group.ErrStorage):
+		return kerr.CoordinatorNotAvailable.Code
+	case errors.Is(err, group.ErrInvalidGroupID):
+		return kerr.InvalidGroupID.Code
+	case errors.Is(err, group.ErrInvalidSessionTimeout):
+		return kerr.InvalidSessionTimeout.Code
+	case errors.Is(err, group.ErrInconsistentProtocol):
+		return kerr.InconsistentGroupProtocol.Code
+	case errors.Is(err, group.ErrMemberIDRequired):
+		return kerr.MemberIDRequired.Code
+	case errors.Is(err, group.ErrUnknownMember):
+		return kerr.UnknownMemberID.Code
+	case errors.Is(err, group.ErrIllegalGeneration):
+		return kerr.IllegalGeneration.Code
+	case errors.Is(err, group.ErrRebalanceInProgress):
+		return kerr.RebalanceInProgress.Code
+	case errors.Is(err, group.ErrFencedInstanceID):
+		return kerr.FencedInstanceID.Code
+	case errors.Is(err, group.ErrGroupNotFound):
+		return kerr.GroupIDNotFound.Code
+	case errors.Is(err, group.ErrNonEmptyGroup):
+		return kerr.NonEmptyGroup.Code
+	case errors.Is(err, group.ErrSubscribedToTopic):
+		return kerr.GroupSubscribedToTopic.Code
+	case errors.Is(err, group.ErrOffsetMetadataTooLarge):
+		return kerr.OffsetMetadataTooLarge.Code
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return kerr.RequestTimedOut.Code
+	}
+	return kerr.UnknownServerError.Code
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+// clientHost formats the peer as Kafka does in DescribeGroups: "/1.2.3.4".
+func clientHost(remote string) string {
+	if host, _, err := net.SplitHostPort(remote); err == nil {
+		return "/" + host
+	}
+	return "/" + remote
+}

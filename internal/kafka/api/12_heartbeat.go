@@ -1,0 +1,37 @@
+package api
+
+// Heartbeat, versions 0–4.
+//
+// Keeps the member's session alive; REBALANCE_IN_PROGRESS tells it to rejoin.
+//
+// Version notes:
+//   - v1: ThrottleMillis.
+//   - v3: InstanceID (static membership); FENCED_INSTANCE_ID.
+//   - v4: flexible.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/group"
+)
+
+func init() { register(12, 0, 4, handleHeartbeat) }
+
+func handleHeartbeat(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.HeartbeatRequest)
+	resp := req.ResponseKind().(*kmsg.HeartbeatResponse)
+	if env.Groups == nil {
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp, nil
+	}
+	resp.ErrorCode = groupCode(env.Groups.Heartbeat(group.HeartbeatRequest{
+		Group:      req.Group,
+		MemberID:   req.MemberID,
+		InstanceID: deref(req.InstanceID),
+		Generation: req.Generation,
+	}))
+	return resp, nil
+}

@@ -1,0 +1,58 @@
+package api
+
+// DescribeGroups, versions 0–5.
+//
+// An unknown group is described as Dead with no error, as Kafka does before
+// v6. Member metadata and assignments are filled only when the group is
+// Stable; Protocol likewise.
+//
+// Version notes:
+//   - v1: ThrottleMillis.
+//   - v3: IncludeAuthorizedOperations; there is no authorization, so
+//     AuthorizedOperations stays "not requested" (INT32_MIN).
+//   - v4: InstanceID per member.
+//   - v5: flexible.
+//   - v6 (GROUP_ID_NOT_FOUND for unknown groups, ErrorMessage) is not advertised.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(15, 0, 5, handleDescribeGroups) }
+
+func handleDescribeGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DescribeGroupsRequest)
+	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
+	for _, id := range req.Groups {
+		rg := kmsg.NewDescribeGroupsResponseGroup()
+		rg.Group = id
+		switch {
+		case env.Groups == nil:
+			rg.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		case id == "":
+			rg.ErrorCode = kerr.InvalidGroupID.Code
+		default:
+			d := env.Groups.DescribeGroup(id)
+			rg.State = d.State.String()
+			rg.ProtocolType = d.ProtocolType
+			rg.Protocol = d.Protocol
+			for _, m := range d.Members {
+				rm := kmsg.NewDescribeGroupsResponseGroupMember()
+				rm.MemberID = m.MemberID
+				if m.InstanceID != "" {
+					rm.InstanceID = kmsg.StringPtr(m.InstanceID)
+				}
+				rm.ClientID = m.ClientID
+				rm.ClientHost = m.ClientHost
+				rm.ProtocolMetadata = m.Metadata
+				rm.MemberAssignment = m.Assignment
+				rg.Members = append(rg.Members, rm)
+			}
+		}
+		resp.Groups = append(resp.Groups, rg)
+	}
+	return resp, nil
+}
