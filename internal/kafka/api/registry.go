@@ -16,7 +16,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/partition"
 )
 
 // Handler serves one decoded request. It returns the response (already at the
@@ -66,6 +68,13 @@ type Env struct {
 	Host      string
 	Port      int32
 	ClusterID string
+
+	Config      *config.Config
+	Partitions  *partition.Manager     // topics and their open partitions (and the catalog)
+	ProducerIDs *partition.IDAllocator // durable, never-reused producer ids
+	// Closing is closed when the broker starts shutting down; long-polls
+	// answer early instead of holding up Close.
+	Closing <-chan struct{}
 }
 
 // entry is one registered API key.

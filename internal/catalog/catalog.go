@@ -1,0 +1,390 @@
+// Package catalog keeps the broker's topics: names, stable topic ids, partition
+// counts and per-topic configuration overrides, plus the cluster id. It is a
+// small JSON document rewritten atomically (write a temporary file, fsync it,
+// rename it over the old one, fsync the directory) on every change, so after a
+// crash or power loss the catalog is either the old or the new version, never a
+// mix.
+//
+// Topic ids are random, non-zero UUIDs that are never reused: a topic deleted
+// and created again under the same name gets a new id (clients use ids to
+// notice that a topic was recreated).
+package catalog
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"path"
+	"sort"
+	"sync"
+
+	"github.com/idem-dev/idem/internal/config"
+	"github.com/idem-dev/idem/internal/logstore"
+)
+
+// Errors returned by the catalog (the Kafka layer maps them to error codes).
+var (
+	ErrTopicExists       = errors.New("catalog: topic already exists")
+	ErrUnknownTopic      = errors.New("catalog: unknown topic")
+	ErrInvalidTopic      = errors.New("catalog: invalid topic name")
+	ErrInvalidPartitions = errors.New("catalog: invalid partition count")
+	ErrInvalidConfig     = errors.New("catalog: invalid topic config")
+)
+
+// MaxTopicNameLen is Kafka's limit (249, so that "<name>-<partition>" and the
+// suffixes Kafka appends still fit in a 255-byte file name).
+const MaxTopicNameLen = 249
+
+// MaxPartitions bounds a topic's partition count; every partition is a
+// directory with open files, so a typo like 1000000 must not take the node down.
+const MaxPartitions = 10000
+
+// ID is a topic id: a random UUID, never all zero.
+type ID [16]byte
+
+// String returns the id in the base64 form Kafka tools print.
+func (id ID) String() string { return base64.RawURLEncoding.EncodeToString(id[:]) }
+
+// Hex returns the id as 32 hex digits (used for directory names).
+func (id ID) Hex() string { return hex.EncodeToString(id[:]) }
+
+// Topic is one topic's catalog entry. Topics returned by the catalog are copies.
+type Topic struct {
+	Name       string            `json:"name"`
+	ID         ID                `json:"id"`
+	Partitions int32             `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"` // topic-level names (retention.ms, …)
+}
+
+func (t Topic) clone() Topic {
+	c := t
+	if t.Configs != nil {
+		c.Configs = make(map[string]string, len(t.Configs))
+		for k, v := range t.Configs {
+			c.Configs[k] = v
+		}
+	}
+	return c
+}
+
+// file is the on-disk form.
+type file struct {
+	Version   int     `json:"version"`
+	ClusterID string  `json:"cluster_id"`
+	Topics    []Topic `json:"topics"`
+}
+
+const (
+	fileName    = "catalog.json"
+	tmpName     = "catalog.json.tmp"
+	fileVersion = 1
+	maxFileSize = 64 << 20
+)
+
+// Catalog is the set of topics. It is safe for concurrent use.
+type Catalog struct {
+	fs  logstore.FS
+	dir string
+
+	mu        sync.RWMutex
+	clusterID string
+	topics    map[string]*Topic // mu guards topics and byID
+	byID      map[ID]*Topic
+}
+
+// Open loads the catalog from dir (creating an empty one with a fresh cluster
+// id if none exists).
+func Open(fsys logstore.FS, dir string) (*Catalog, error) {
+	c := &Catalog{fs: fsys, dir: dir, topics: map[string]*Topic{}, byID: map[ID]*Topic{}}
+	if err := fsys.MkdirAll(dir); err != nil {
+		return nil, fmt.Errorf("catalog: %w", err)
+	}
+	// A leftover temporary file is an interrupted write: the rename never
+	// happened, so the old catalog is the truth.
+	_ = fsys.Remove(path.Join(dir, tmpName))
+	data, err := readAll(fsys, path.Join(dir, fileName))
+	switch {
+	case err == nil:
+		var f file
+		if err := json.Unmarshal(data, &f); err != nil {
+			return nil, fmt.Errorf("catalog: %s is damaged: %w", path.Join(dir, fileName), err)
+		}
+		if f.Version != fileVersion {
+			return nil, fmt.Errorf("catalog: %s has version %d, this build reads %d", path.Join(dir, fileName), f.Version, fileVersion)
+		}
+		c.clusterID = f.ClusterID
+		for i := range f.Topics {
+			t := f.Topics[i]
+			if err := ValidateName(t.Name); err != nil || t.ID == (ID{}) || t.Partitions < 1 {
+				return nil, fmt.Errorf("catalog: %s holds an invalid topic entry %q", path.Join(dir, fileName), t.Name)
+			}
+			c.topics[t.Name] = &t
+			c.byID[t.ID] = &t
+		}
+	case isNotExist(fsys, path.Join(dir, fileName)):
+		id := newID()
+		c.clusterID = base64.RawURLEncoding.EncodeToString(id[:])
+		if err := c.persistLocked(); err != nil {
+			return nil, err
+		}
+	default:
+		return nil, fmt.Errorf("catalog: reading %s: %w", path.Join(dir, fileName), err)
+	}
+	return c, nil
+}
+
+func isNotExist(fsys logstore.FS, name string) bool {
+	_, err := fsys.Stat(name)
+	return err != nil
+}
+
+func readAll(fsys logstore.FS, name string) ([]byte, error) {
+	f, err := fsys.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	size, err := f.Size()
+	if err != nil {
+		return nil, err
+	}
+	if size > maxFileSize {
+		return nil, fmt.Errorf("file is %d bytes, larger than the %d allowed", size, maxFileSize)
+	}
+	buf := make([]byte, size)
+	if _, err := f.ReadAt(buf, 0); err != nil && !(errors.Is(err, io.EOF) && size == 0) {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// persistLocked writes the catalog atomically and durably.
+func (c *Catalog) persistLocked() error {
+	f := file{Version: fileVersion, ClusterID: c.clusterID}
+	for _, t := range c.topics {
+		f.Topics = append(f.Topics, *t)
+	}
+	sort.Slice(f.Topics, func(i, j int) bool { return f.Topics[i].Name < f.Topics[j].Name })
+	data, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	tmp, final := path.Join(c.dir, tmpName), path.Join(c.dir, fileName)
+	w, err := c.fs.Create(tmp)
+	if err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	if _, err := w.Write(data); err != nil {
+		w.Close()
+		return fmt.Errorf("catalog: writing: %w", err)
+	}
+	if err := w.Sync(); err != nil {
+		w.Close()
+		return fmt.Errorf("catalog: fsync: %w", err)
+	}
+	if err := w.Close(); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	if err := c.fs.Rename(tmp, final); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	if err := c.fs.SyncDir(c.dir); err != nil {
+		return fmt.Errorf("catalog: fsync dir: %w", err)
+	}
+	return nil
+}
+
+// ClusterID is the id generated when the data directory was created.
+func (c *Catalog) ClusterID() string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.clusterID
+}
+
+// ValidateName applies Kafka's topic name rules: 1–249 characters from
+// [a-zA-Z0-9._-], and not "." or "..".
+func ValidateName(name string) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty", ErrInvalidTopic)
+	}
+	if len(name) > MaxTopicNameLen {
+		return fmt.Errorf("%w: %d characters, at most %d allowed", ErrInvalidTopic, len(name), MaxTopicNameLen)
+	}
+	if name == "." || name == ".." {
+		return fmt.Errorf("%w: %q is reserved", ErrInvalidTopic, name)
+	}
+	for _, r := range name {
+		ok := r == '.' || r == '_' || r == '-' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (r >= '0' && r <= '9')
+		if !ok {
+			return fmt.Errorf("%w: %q contains %q; allowed are ASCII letters, digits, '.', '_' and '-'", ErrInvalidTopic, name, r)
+		}
+	}
+	return nil
+}
+
+// ValidateConfigs checks topic-level properties against the config registry.
+func ValidateConfigs(configs map[string]string) error {
+	for k, v := range configs {
+		if _, err := config.ValidateTopic(k, v); err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalidConfig, err)
+		}
+	}
+	return nil
+}
+
+// Validate checks a prospective topic without creating it (CreateTopics with
+// ValidateOnly uses it).
+func (c *Catalog) Validate(name string, partitions int32, configs map[string]string) error {
+	if err := ValidateName(name); err != nil {
+		return err
+	}
+	if partitions < 1 || partitions > MaxPartitions {
+		return fmt.Errorf("%w: %d (want 1..%d)", ErrInvalidPartitions, partitions, MaxPartitions)
+	}
+	if err := ValidateConfigs(configs); err != nil {
+		return err
+	}
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if _, ok := c.topics[name]; ok {
+		return fmt.Errorf("%w: %q", ErrTopicExists, name)
+	}
+	return nil
+}
+
+// Create adds a topic with a new id and persists the catalog before returning.
+func (c *Catalog) Create(name string, partitions int32, configs map[string]string) (Topic, error) {
+	if err := c.Validate(name, partitions, configs); err != nil {
+		return Topic{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.topics[name]; ok {
+		return Topic{}, fmt.Errorf("%w: %q", ErrTopicExists, name)
+	}
+	id := newID()
+	for c.byID[id] != nil {
+		id = newID()
+	}
+	t := &Topic{Name: name, ID: id, Partitions: partitions}
+	if len(configs) > 0 {
+		t.Configs = map[string]string{}
+		for k, v := range configs {
+			t.Configs[k] = v
+		}
+	}
+	c.topics[name], c.byID[id] = t, t
+	if err := c.persistLocked(); err != nil {
+		delete(c.topics, name)
+		delete(c.byID, id)
+		return Topic{}, err
+	}
+	return t.clone(), nil
+}
+
+// Delete removes a topic and persists the catalog; the caller then removes
+// its partition data.
+func (c *Catalog) Delete(name string) (Topic, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.topics[name]
+	if !ok {
+		return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	delete(c.topics, name)
+	delete(c.byID, t.ID)
+	if err := c.persistLocked(); err != nil {
+		c.topics[name], c.byID[t.ID] = t, t
+		return Topic{}, err
+	}
+	return t.clone(), nil
+}
+
+// SetPartitions grows a topic to total partitions (Kafka never shrinks one).
+func (c *Catalog) SetPartitions(name string, total int32, validateOnly bool) (Topic, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.topics[name]
+	if !ok {
+		return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	if total <= t.Partitions {
+		return Topic{}, fmt.Errorf("%w: topic %q has %d partitions; the new count %d must be larger", ErrInvalidPartitions, name, t.Partitions, total)
+	}
+	if total > MaxPartitions {
+		return Topic{}, fmt.Errorf("%w: %d (at most %d)", ErrInvalidPartitions, total, MaxPartitions)
+	}
+	if validateOnly {
+		return t.clone(), nil
+	}
+	old := t.Partitions
+	t.Partitions = total
+	if err := c.persistLocked(); err != nil {
+		t.Partitions = old
+		return Topic{}, err
+	}
+	return t.clone(), nil
+}
+
+// Get returns the topic called name.
+func (c *Catalog) Get(name string) (Topic, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t, ok := c.topics[name]
+	if !ok {
+		return Topic{}, false
+	}
+	return t.clone(), true
+}
+
+// ByID returns the topic with the given id.
+func (c *Catalog) ByID(id ID) (Topic, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t, ok := c.byID[id]
+	if !ok {
+		return Topic{}, false
+	}
+	return t.clone(), true
+}
+
+// List returns every topic sorted by name.
+func (c *Catalog) List() []Topic {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make([]Topic, 0, len(c.topics))
+	for _, t := range c.topics {
+		out = append(out, t.clone())
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func newID() ID {
+	var id ID
+	for id == (ID{}) {
+		if _, err := rand.Read(id[:]); err != nil {
+			panic("catalog: crypto/rand failed: " + err.Error())
+		}
+		// RFC 4122 version 4 layout, as Kafka's Uuid.randomUuid produces.
+		id[6] = id[6]&0x0f | 0x40
+		id[8] = id[8]&0x3f | 0x80
+	}
+	return id
+}
+
+// MarshalText stores ids as hex in the catalog file.
+func (id ID) MarshalText() ([]byte, error) { return []byte(id.Hex()), nil }
+
+// UnmarshalText parses the hex form written by MarshalText.
+func (id *ID) UnmarshalText(b []byte) error {
+	if hex.DecodedLen(len(b)) != len(id) {
+		return fmt.Errorf("topic id %q: want 32 hex digits", b)
+	}
+	_, err := hex.Decode(id[:], b)
+	return err
+}

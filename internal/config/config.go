@@ -1,0 +1,492 @@
+// Package config is the one registry of idem's broker and topic properties, named
+// as Kafka names them (log.retention.ms, num.partitions, …) so that users can copy
+// settings from Kafka's documentation and tools can read them back through
+// DescribeConfigs. The registry drives validation, defaults, DescribeConfigs and
+// generated help; nothing else in the broker keeps its own list of settings.
+package config
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Type is the value type of a property (the same set Kafka's ConfigDef uses).
+type Type int
+
+// Property value types.
+const (
+	Bool Type = iota + 1
+	String
+	Int   // int32
+	Short // int16
+	Long  // int64
+	List  // comma-separated strings
+)
+
+func (t Type) String() string {
+	switch t {
+	case Bool:
+		return "boolean"
+	case String:
+		return "string"
+	case Int:
+		return "int"
+	case Short:
+		return "short"
+	case Long:
+		return "long"
+	case List:
+		return "list"
+	}
+	return "unknown"
+}
+
+// Property describes one setting.
+type Property struct {
+	Name string
+	Type Type
+	// Default is the value when nothing sets it; Null properties have no value
+	// by default (Kafka shows them as null), e.g. log.retention.ms, whose
+	// effective value then comes from log.retention.minutes or .hours.
+	Default string
+	Null    bool
+	Doc     string
+	// Topic is the topic-level name that overrides this broker property per
+	// topic (retention.ms for log.retention.ms), or "" when there is none.
+	Topic string
+	// Min and Max bound numeric values (inclusive) when Max > Min.
+	Min, Max int64
+	// Enum, when set, lists the accepted values (case-sensitive, as Kafka's are).
+	Enum []string
+	// check is an extra validation (beyond type, range and enum).
+	check func(string) error
+}
+
+// ErrUnknown is wrapped by errors for property names that are not in the registry.
+var ErrUnknown = errors.New("unknown property")
+
+// ErrInvalid is wrapped by errors for values that a property does not accept.
+var ErrInvalid = errors.New("invalid value")
+
+const (
+	maxInt32 = math.MaxInt32
+	day      = int64(24 * time.Hour / time.Millisecond)
+)
+
+// registry lists every broker property; keep it sorted by name within groups
+// for readable help output (Properties() sorts anyway).
+var registry = []*Property{
+	// Node and listeners.
+	{Name: "node.id", Type: Int, Default: "1", Min: 0, Max: maxInt32,
+		Doc: "The id this broker advertises in Metadata and FindCoordinator."},
+	{Name: "log.dirs", Type: String, Default: "./idem-data",
+		Doc: "Directory that holds all data: topic partitions, consumer offsets, producer ids and the topic catalog. Only one directory is supported."},
+	{Name: "listeners", Type: String, Default: "127.0.0.1:9092", check: checkListener,
+		Doc: "host:port (or PLAINTEXT://host:port) the Kafka listener binds to."},
+	{Name: "advertised.listeners", Type: String, Default: "", check: checkAdvertised,
+		Doc: "host:port (or PLAINTEXT://host:port) that clients are told to connect to; empty means the bound listener address (with 0.0.0.0 replaced by 127.0.0.1)."},
+	{Name: "socket.request.max.bytes", Type: Int, Default: "104857600", Min: 1024, Max: maxInt32,
+		Doc: "Largest request frame accepted; a larger size prefix closes the connection."},
+	{Name: "connections.max.idle.ms", Type: Long, Default: "600000", Min: 1, Max: math.MaxInt64,
+		Doc: "Connections idle for longer are closed."},
+
+	// Topics.
+	{Name: "num.partitions", Type: Int, Default: "1", Min: 1, Max: 100000,
+		Doc: "Partitions of automatically created topics and of CreateTopics requests that ask for the default (-1)."},
+	{Name: "auto.create.topics.enable", Type: Bool, Default: "true",
+		Doc: "Create a topic when a Metadata request names an unknown topic and allows auto-creation."},
+	{Name: "default.replication.factor", Type: Short, Default: "1", Min: 1, Max: 1,
+		Doc: "Replication factor of new topics. idem is a single node, so only 1 is accepted."},
+	{Name: "min.insync.replicas", Type: Int, Default: "1", Min: 1, Max: 1, Topic: "min.insync.replicas",
+		Doc: "Accepted for compatibility; a single node is always its only in-sync replica."},
+	{Name: "offsets.topic.replication.factor", Type: Short, Default: "1", Min: 1, Max: 1,
+		Doc: "Accepted for compatibility; committed offsets live on this node only."},
+	{Name: "transaction.state.log.replication.factor", Type: Short, Default: "1", Min: 1, Max: 1,
+		Doc: "Accepted for compatibility; transaction state lives on this node only."},
+	{Name: "transaction.state.log.min.isr", Type: Int, Default: "1", Min: 1, Max: 1,
+		Doc: "Accepted for compatibility."},
+
+	// Log segments and retention.
+	{Name: "log.segment.bytes", Type: Int, Default: "1073741824", Min: 1024, Max: maxInt32, Topic: "segment.bytes",
+		Doc: "Size at which a partition's active segment is rolled."},
+	{Name: "log.roll.ms", Type: Long, Null: true, Min: 1, Max: math.MaxInt64, Topic: "segment.ms",
+		Doc: "Age at which a segment is rolled even if not full; when unset, log.roll.hours applies."},
+	{Name: "log.roll.hours", Type: Int, Default: "168", Min: 1, Max: maxInt32,
+		Doc: "Segment roll age in hours, used when log.roll.ms is unset."},
+	{Name: "log.retention.ms", Type: Long, Null: true, Min: -1, Max: math.MaxInt64, Topic: "retention.ms",
+		Doc: "How long to keep a segment after its newest record; -1 keeps data forever. The most specific of log.retention.ms, .minutes and .hours wins."},
+	{Name: "log.retention.minutes", Type: Int, Null: true, Min: -1, Max: maxInt32,
+		Doc: "Retention in minutes, used when log.retention.ms is unset."},
+	{Name: "log.retention.hours", Type: Int, Default: "168", Min: -1, Max: maxInt32,
+		Doc: "Retention in hours, used when log.retention.ms and log.retention.minutes are unset."},
+	{Name: "log.retention.bytes", Type: Long, Default: "-1", Min: -1, Max: math.MaxInt64, Topic: "retention.bytes",
+		Doc: "Largest size of a partition before old segments are deleted; -1 means unlimited."},
+	{Name: "log.retention.check.interval.ms", Type: Long, Default: "300000", Min: 1, Max: math.MaxInt64,
+		Doc: "How often retention runs and idempotent-producer state is snapshotted (bounding the log replay after a crash)."},
+	{Name: "log.index.interval.bytes", Type: Int, Default: "4096", Min: 0, Max: maxInt32,
+		Doc: "Bytes between entries of the sparse offset and time indexes."},
+	{Name: "log.cleanup.policy", Type: List, Default: "delete", Enum: []string{"delete"}, Topic: "cleanup.policy",
+		Doc: "Only delete is supported; compaction is not implemented."},
+	{Name: "message.max.bytes", Type: Int, Default: "1048588", Min: 0, Max: maxInt32, Topic: "max.message.bytes",
+		Doc: "Largest record batch accepted by Produce (after compression)."},
+	{Name: "log.message.timestamp.type", Type: String, Default: "CreateTime", Enum: []string{"CreateTime", "LogAppendTime"}, Topic: "message.timestamp.type",
+		Doc: "Whether a record's timestamp is the producer's (CreateTime) or the broker's append time (LogAppendTime)."},
+	{Name: "compression.type", Type: String, Default: "producer", Enum: []string{"producer"}, Topic: "compression.type",
+		Doc: "Batches are stored exactly as the producer compressed them; recompression is not implemented."},
+
+	// Consumer groups.
+	{Name: "group.initial.rebalance.delay.ms", Type: Int, Default: "3000", Min: 0, Max: maxInt32,
+		Doc: "How long a new, empty group waits for more members before its first rebalance."},
+	{Name: "group.min.session.timeout.ms", Type: Int, Default: "6000", Min: 0, Max: maxInt32,
+		Doc: "Smallest session timeout a member may ask for."},
+	{Name: "group.max.session.timeout.ms", Type: Int, Default: "1800000", Min: 0, Max: maxInt32,
+		Doc: "Largest session timeout a member may ask for."},
+	{Name: "offsets.retention.minutes", Type: Int, Default: "10080", Min: 1, Max: maxInt32,
+		Doc: "How long committed offsets of an empty group (or standalone commits) are kept."},
+	{Name: "offsets.retention.check.interval.ms", Type: Long, Default: "600000", Min: 1, Max: math.MaxInt64,
+		Doc: "How often expired committed offsets are removed."},
+	{Name: "offset.metadata.max.bytes", Type: Int, Default: "4096", Min: 0, Max: maxInt32,
+		Doc: "Largest metadata string accepted with a committed offset."},
+
+	// Producers and transactions.
+	{Name: "producer.id.expiration.ms", Type: Int, Default: strconv.FormatInt(day, 10), Min: 1, Max: maxInt32,
+		Doc: "How long an idempotent producer's sequence state is kept after its last write; a retry arriving later than this may be appended twice."},
+	{Name: "transaction.max.timeout.ms", Type: Int, Default: "900000", Min: 1, Max: maxInt32,
+		Doc: "Largest transaction timeout a producer may ask for."},
+	{Name: "transactional.id.expiration.ms", Type: Int, Default: strconv.FormatInt(7*day, 10), Min: 1, Max: maxInt32,
+		Doc: "How long an idle transactional id is remembered."},
+}
+
+// byName and byTopic index the registry by broker and by topic-level name.
+var byName, byTopic = func() (map[string]*Property, map[string]*Property) {
+	n, t := map[string]*Property{}, map[string]*Property{}
+	for _, p := range registry {
+		if _, dup := n[p.Name]; dup {
+			panic("config: duplicate property " + p.Name)
+		}
+		n[p.Name] = p
+		if p.Topic != "" {
+			t[p.Topic] = p
+		}
+	}
+	return n, t
+}()
+
+// Lookup returns the broker property called name.
+func Lookup(name string) (*Property, bool) {
+	p, ok := byName[name]
+	return p, ok
+}
+
+// LookupTopic returns the broker property that the topic-level property name
+// overrides (retention.ms → log.retention.ms).
+func LookupTopic(name string) (*Property, bool) {
+	p, ok := byTopic[name]
+	return p, ok
+}
+
+// Properties returns every broker property sorted by name.
+func Properties() []*Property {
+	out := append([]*Property(nil), registry...)
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+// TopicProperties returns every property that can be set per topic, sorted by
+// topic-level name.
+func TopicProperties() []*Property {
+	var out []*Property
+	for _, p := range registry {
+		if p.Topic != "" {
+			out = append(out, p)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Topic < out[j].Topic })
+	return out
+}
+
+// Validate reports whether v is an acceptable value for p, with an error that
+// names the property and says what is expected.
+func (p *Property) Validate(v string) error {
+	return p.validate(p.Name, v)
+}
+
+func (p *Property) validate(name, v string) error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("%w for %s=%q: %s", ErrInvalid, name, v, fmt.Sprintf(format, args...))
+	}
+	switch p.Type {
+	case Bool:
+		if v != "true" && v != "false" {
+			return bad("want true or false")
+		}
+	case Int, Short, Long:
+		bits := map[Type]int{Int: 32, Short: 16, Long: 64}[p.Type]
+		n, err := strconv.ParseInt(strings.TrimSpace(v), 10, bits)
+		if err != nil {
+			return bad("want a %d-bit integer", bits)
+		}
+		if p.Max > p.Min && (n < p.Min || n > p.Max) {
+			if p.Min == p.Max {
+				return bad("only %d is supported", p.Min)
+			}
+			return bad("want a value in [%d, %d]", p.Min, p.Max)
+		}
+	}
+	if len(p.Enum) > 0 {
+		vals := []string{v}
+		if p.Type == List {
+			vals = strings.Split(v, ",")
+		}
+		for _, x := range vals {
+			x = strings.TrimSpace(x)
+			ok := false
+			for _, e := range p.Enum {
+				ok = ok || e == x
+			}
+			if !ok {
+				return bad("want one of %s", strings.Join(p.Enum, ", "))
+			}
+		}
+	}
+	if p.check != nil {
+		if err := p.check(v); err != nil {
+			return bad("%v", err)
+		}
+	}
+	return nil
+}
+
+// Config is a set of broker property values. It is safe for concurrent use;
+// values are fixed once the broker starts (no dynamic reconfiguration yet).
+type Config struct {
+	mu  sync.RWMutex
+	set map[string]string // mu guards set: explicitly set values only
+}
+
+// New returns a Config holding only defaults.
+func New() *Config { return &Config{set: map[string]string{}} }
+
+// Set validates and stores one property.
+func (c *Config) Set(name, value string) error {
+	p, ok := byName[name]
+	if !ok {
+		return fmt.Errorf("%w %q (see `idem serve --help-properties` for the list)", ErrUnknown, name)
+	}
+	if err := p.Validate(value); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.set[name] = value
+	c.mu.Unlock()
+	return c.check()
+}
+
+// check validates relations between properties.
+func (c *Config) check() error {
+	min, max := c.Int("group.min.session.timeout.ms"), c.Int("group.max.session.timeout.ms")
+	if min > max {
+		return fmt.Errorf("%w: group.min.session.timeout.ms (%d) is above group.max.session.timeout.ms (%d)", ErrInvalid, min, max)
+	}
+	return nil
+}
+
+// Value returns the value of name and whether it was set explicitly. A null
+// property that is unset returns ("", false).
+func (c *Config) Value(name string) (v string, explicit bool) {
+	p := mustLookup(name)
+	c.mu.RLock()
+	v, explicit = c.set[name]
+	c.mu.RUnlock()
+	if !explicit {
+		v = p.Default
+	}
+	return v, explicit
+}
+
+// IsNull reports whether name has no value (a Null property that is unset).
+func (c *Config) IsNull(name string) bool {
+	p := mustLookup(name)
+	_, explicit := c.Value(name)
+	return p.Null && !explicit
+}
+
+// String returns the value of a property as a string.
+func (c *Config) String(name string) string {
+	v, _ := c.Value(name)
+	return v
+}
+
+// Int returns a numeric property (0 for an unset null property).
+func (c *Config) Int(name string) int64 {
+	v, _ := c.Value(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		panic(fmt.Sprintf("config: %s=%q is not numeric (validation should have caught it)", name, v))
+	}
+	return n
+}
+
+// Bool returns a boolean property.
+func (c *Config) Bool(name string) bool {
+	v, _ := c.Value(name)
+	return v == "true"
+}
+
+// Millis returns a *.ms property as a duration.
+func (c *Config) Millis(name string) time.Duration {
+	return time.Duration(c.Int(name)) * time.Millisecond
+}
+
+// RetentionMs resolves log.retention.ms / .minutes / .hours the way Kafka does:
+// the most specific one that is set wins. -1 (or any negative) means unlimited.
+func (c *Config) RetentionMs() int64 {
+	if !c.IsNull("log.retention.ms") {
+		return c.Int("log.retention.ms")
+	}
+	if !c.IsNull("log.retention.minutes") {
+		if m := c.Int("log.retention.minutes"); m >= 0 {
+			return m * 60_000
+		}
+		return -1
+	}
+	if h := c.Int("log.retention.hours"); h >= 0 {
+		return h * 3_600_000
+	}
+	return -1
+}
+
+// RollMs resolves log.roll.ms / log.roll.hours.
+func (c *Config) RollMs() int64 {
+	if !c.IsNull("log.roll.ms") {
+		return c.Int("log.roll.ms")
+	}
+	return c.Int("log.roll.hours") * 3_600_000
+}
+
+// Effective returns the value the broker actually uses for name, resolving the
+// retention and roll families; it is what DescribeConfigs reports.
+func (c *Config) Effective(name string) (v string, null bool) {
+	switch name {
+	case "log.retention.ms":
+		return strconv.FormatInt(c.RetentionMs(), 10), false
+	case "log.roll.ms":
+		return strconv.FormatInt(c.RollMs(), 10), false
+	}
+	if c.IsNull(name) {
+		return "", true
+	}
+	return c.String(name), false
+}
+
+// Explicit returns the explicitly set properties, sorted by name.
+func (c *Config) Explicit() map[string]string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]string, len(c.set))
+	for k, v := range c.set {
+		out[k] = v
+	}
+	return out
+}
+
+func mustLookup(name string) *Property {
+	p, ok := byName[name]
+	if !ok {
+		panic("config: unknown property " + name)
+	}
+	return p
+}
+
+// ValidateTopic validates one topic-level property (retention.ms=…) and returns
+// the broker property it overrides.
+func ValidateTopic(name, value string) (*Property, error) {
+	p, ok := byTopic[name]
+	if !ok {
+		return nil, fmt.Errorf("%w %q for a topic", ErrUnknown, name)
+	}
+	if err := p.validate(name, value); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// ParseProperties reads a Java-style properties file (name=value or name: value
+// per line, # and ! comments, blank lines ignored). Line continuations and
+// escapes are not supported; a line without a separator is an error naming the
+// line number.
+func ParseProperties(r io.Reader) ([][2]string, error) {
+	var out [][2]string
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 4096), 1<<20)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || line[0] == '#' || line[0] == '!' {
+			continue
+		}
+		i := strings.IndexAny(line, "=:")
+		if i <= 0 {
+			return nil, fmt.Errorf("line %d: want name=value, got %q", n, line)
+		}
+		out = append(out, [2]string{strings.TrimSpace(line[:i]), strings.TrimSpace(line[i+1:])})
+	}
+	return out, sc.Err()
+}
+
+// HostPort parses a listener value: host:port, optionally prefixed by
+// PLAINTEXT:// (the only security protocol supported).
+func HostPort(v string) (host string, port int, err error) {
+	v = strings.TrimSpace(v)
+	if i := strings.Index(v, "://"); i >= 0 {
+		if proto := v[:i]; !strings.EqualFold(proto, "PLAINTEXT") {
+			return "", 0, fmt.Errorf("listener protocol %q is not supported (only PLAINTEXT)", proto)
+		}
+		v = v[i+3:]
+	}
+	if strings.Contains(v, ",") {
+		return "", 0, errors.New("only one listener is supported")
+	}
+	h, p, err := net.SplitHostPort(v)
+	if err != nil {
+		return "", 0, fmt.Errorf("want host:port: %v", err)
+	}
+	pn, err := strconv.Atoi(p)
+	if err != nil || pn < 0 || pn > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	return h, pn, nil
+}
+
+func checkListener(v string) error {
+	_, _, err := HostPort(v)
+	return err
+}
+
+func checkAdvertised(v string) error {
+	if v == "" {
+		return nil
+	}
+	h, p, err := HostPort(v)
+	if err != nil {
+		return err
+	}
+	if h == "" || h == "0.0.0.0" || h == "::" {
+		return errors.New("an advertised host must be reachable by clients (not empty or a wildcard)")
+	}
+	if p == 0 {
+		return errors.New("an advertised port cannot be 0")
+	}
+	return nil
+}

@@ -1,0 +1,184 @@
+package api
+
+// Produce, versions 0–11 advertised; 3–11 served.
+//
+// v0–2 are advertised only because librdkafka ≤2.x enables gzip/snappy/lz4 only
+// when Produce v0 is in range (KAFKA-18659); they carry old message sets, so
+// every partition of such a request gets UNSUPPORTED_VERSION, as Kafka 4 does.
+// v12 (transaction version 2) and v13 (topic ids) are not advertised yet.
+//
+// Behaviour:
+//   - One v2 record batch per partition, CRC-32C checked (CORRUPT_MESSAGE),
+//     client rules checked (INVALID_RECORD), stored byte-for-byte as sent
+//     (compressed batches stay compressed; zstd needs v7+).
+//   - Size: a batch over max.message.bytes (or the topic's max.message.bytes)
+//     gets MESSAGE_TOO_LARGE; over the segment size RECORD_LIST_TOO_LARGE.
+//   - Appends happen here, on the connection's reader, in request order: the
+//     idempotent sequence checks depend on it. A duplicate batch (same
+//     producer, epoch and sequences as one of the last five) is answered with
+//     its original offsets and nothing is written.
+//   - acks=0: nothing is sent back; if any partition failed, the connection is
+//     closed so the client refreshes metadata (Kafka does the same).
+//   - acks=1: answered after write(2) (survives kill -9).
+//   - acks=-1: answered after the fsync covering every batch of the request
+//     (survives power loss); concurrent requests share fsyncs. The wait is a
+//     Deferred, so the reader goes on appending the next pipelined request.
+//     TimeoutMillis bounds the wait (REQUEST_TIMED_OUT); a failed fsync
+//     answers KAFKA_STORAGE_ERROR.
+//   - Transactional batches get INVALID_TXN_STATE until transactions exist.
+
+import (
+	"context"
+	"encoding/binary"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/partition"
+)
+
+func init() { register(0, 0, 11, handleProduce) }
+
+// durableWait is one partition of an acks=all request waiting for its fsync.
+type durableWait struct {
+	p   *partition.Partition
+	end int64
+	rp  *kmsg.ProduceResponseTopicPartition
+}
+
+func handleProduce(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.ProduceRequest)
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	version := req.GetVersion()
+
+	acksOK := req.Acks == 0 || req.Acks == 1 || req.Acks == -1
+	failed := false
+	var waits []durableWait
+	for _, rt := range req.Topics {
+		st := kmsg.NewProduceResponseTopic()
+		st.Topic = rt.Topic
+		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, 0, len(rt.Partitions))
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewProduceResponseTopicPartition()
+			sp.Partition = rp.Partition
+			var p *partition.Partition
+			var res partition.AppendResult
+			var err error
+			switch {
+			case !acksOK:
+				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
+			case version < 3:
+				sp.ErrorCode = kerr.UnsupportedVersion.Code
+			default:
+				p, res, sp.ErrorCode, err = produceOne(env, version, rt.Topic, rp.Partition, rp.Records)
+			}
+			if sp.ErrorCode != 0 {
+				failed = true
+				if err != nil && version >= 8 {
+					sp.ErrorMessage = errMessage(err)
+				}
+				if sp.ErrorCode == kerr.OutOfOrderSequenceNumber.Code {
+					env.Partitions.OutOfOrders.Add(1)
+				}
+			} else {
+				sp.BaseOffset = res.BaseOffset
+				sp.LogAppendTime = res.LogAppendTime
+				sp.LogStartOffset = p.StartOffset()
+				if res.Duplicate {
+					env.Partitions.Duplicates.Add(1)
+				}
+			}
+			st.Partitions = append(st.Partitions, sp)
+			if sp.ErrorCode == 0 && req.Acks == -1 {
+				waits = append(waits, durableWait{p: p, end: res.LastOffset + 1})
+			}
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	if req.Acks == 0 {
+		if failed {
+			return nil, errAcks0Failed
+		}
+		return nil, nil
+	}
+	if len(waits) == 0 {
+		return resp, nil
+	}
+	// Point each wait at its response partition now that the slices are final.
+	i := 0
+	for ti := range resp.Topics {
+		for pi := range resp.Topics[ti].Partitions {
+			sp := &resp.Topics[ti].Partitions[pi]
+			if i < len(waits) && sp.ErrorCode == 0 {
+				waits[i].rp = sp
+				i++
+			}
+		}
+	}
+	timeout := time.Duration(req.TimeoutMillis) * time.Millisecond
+	return &Deferred{Response: resp, Wait: func(ctx context.Context) error {
+		if timeout > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, timeout)
+			defer cancel()
+		}
+		for _, w := range waits {
+			if err := w.p.WaitDurable(ctx, w.end); err != nil {
+				if ctx.Err() != nil && ctx.Err() != context.DeadlineExceeded {
+					return err // connection closing: drop the response
+				}
+				w.rp.ErrorCode = code(err)
+				if ctx.Err() == context.DeadlineExceeded {
+					w.rp.ErrorCode = kerr.RequestTimedOut.Code
+				}
+				w.rp.BaseOffset, w.rp.LogAppendTime = -1, -1
+			}
+		}
+		return nil
+	}}, nil
+}
+
+type produceError string
+
+func (e produceError) Error() string { return string(e) }
+
+const errAcks0Failed = produceError("acks=0 produce failed for a partition; closing so the client refreshes metadata")
+
+// produceOne validates and appends one partition's batch.
+func produceOne(env *Env, version int16, topic string, index int32, records []byte) (*partition.Partition, partition.AppendResult, int16, error) {
+	var none partition.AppendResult
+	p, ok := env.Partitions.Partition(topic, index)
+	if !ok {
+		return nil, none, kerr.UnknownTopicOrPartition.Code, nil
+	}
+	t, _ := env.Partitions.Topic(topic)
+	maxMsg := env.Config.Int("message.max.bytes")
+	if v, ok := t.Configs["max.message.bytes"]; ok {
+		maxMsg = parseInt(v, maxMsg)
+	}
+	segBytes := env.Partitions.LogConfig(t).SegmentBytes
+	switch {
+	case len(records) < 61:
+		return nil, none, kerr.CorruptMessage.Code, produceError("records shorter than a v2 batch header")
+	case records[16] != 2:
+		return nil, none, kerr.InvalidRecord.Code, produceError("only record batches of magic 2 are supported")
+	case 12+int64(int32(binary.BigEndian.Uint32(records[8:]))) < int64(len(records)):
+		return nil, none, kerr.InvalidRecord.Code, produceError("exactly one record batch per partition is allowed")
+	case int64(len(records)) > segBytes:
+		return nil, none, kerr.RecordListTooLarge.Code, nil
+	case int64(len(records)) > maxMsg:
+		return nil, none, kerr.MessageTooLarge.Code, nil
+	}
+	switch codec := binary.BigEndian.Uint16(records[21:]) & 0x07; {
+	case codec > 4:
+		return nil, none, kerr.CorruptMessage.Code, produceError("unknown compression codec")
+	case codec == 4 && version < 7:
+		return nil, none, kerr.UnsupportedCompressionType.Code, nil
+	}
+	res, err := p.Append(records)
+	if err != nil {
+		return nil, none, code(err), err
+	}
+	return p, res, 0, nil
+}

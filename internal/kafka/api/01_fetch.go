@@ -1,0 +1,168 @@
+package api
+
+// Fetch, versions 4–12.
+//
+// v4 is the floor: record batches only, no down-conversion (Kafka 4 does the
+// same). v13+ name topics by id and are not advertised yet; kgo then fetches
+// with v12.
+//
+// Behaviour:
+//   - Visible data ends at the high watermark, which is the durable offset:
+//     a consumer never sees a record that a power loss could take back.
+//   - Whole batches are returned as stored, starting with the batch holding
+//     FetchOffset (clients skip the earlier records of that batch). At least
+//     one batch is returned even if it exceeds PartitionMaxBytes or MaxBytes
+//     (KIP-74), but once the response holds data MaxBytes stops further reads.
+//   - Long-poll: with less than MinBytes available the response waits, up to
+//     MaxWaitMillis, for the high watermark of any requested partition to
+//     advance. The wait is a Deferred, so it never blocks later requests on
+//     the connection from being read.
+//   - Fetch sessions (KIP-227) are declined: SessionID is always 0 and every
+//     request is a full fetch. A request naming a session id gets
+//     FETCH_SESSION_ID_NOT_FOUND.
+//   - IsolationLevel is accepted; until transactions exist read_committed
+//     sees the same data (LastStableOffset = high watermark, no aborted
+//     transactions).
+//   - FetchOffset outside [log start, log end] gives OFFSET_OUT_OF_RANGE;
+//     between the high watermark and the log end it is a valid empty poll.
+//   - CurrentLeaderEpoch (v9+) above ours (always 0) gives UNKNOWN_LEADER_EPOCH.
+
+import (
+	"context"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/partition"
+)
+
+func init() { register(1, 4, 12, handleFetch) }
+
+// defaultFetchMaxBytes applies when a request has no MaxBytes (v<3) or a
+// non-positive one; it is Kafka's fetch.max.bytes default.
+const defaultFetchMaxBytes = 50 << 20
+
+// maxFetchWait caps MaxWaitMillis so a hostile client cannot park a
+// connection's response for days.
+const maxFetchWait = 5 * time.Minute
+
+func handleFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.FetchRequest)
+	resp := req.ResponseKind().(*kmsg.FetchResponse)
+	if req.SessionID != 0 {
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp, nil
+	}
+	n := fillFetch(env, req, resp)
+	wait := min(time.Duration(req.MaxWaitMillis)*time.Millisecond, maxFetchWait)
+	if n >= int(req.MinBytes) || wait <= 0 || fetchHasError(resp) {
+		return resp, nil
+	}
+	deadline := time.Now().Add(wait)
+	return &Deferred{Response: resp, Wait: func(ctx context.Context) error {
+		// Watch before re-reading so an advance between the read and the wait
+		// is not missed.
+		wake := make(chan struct{}, 1)
+		for _, rt := range req.Topics {
+			for _, rp := range rt.Partitions {
+				if p, ok := env.Partitions.Partition(rt.Topic, rp.Partition); ok {
+					defer p.Watch(wake)()
+				}
+			}
+		}
+		timer := time.NewTimer(time.Until(deadline))
+		defer timer.Stop()
+		for {
+			fresh := req.ResponseKind().(*kmsg.FetchResponse)
+			n := fillFetch(env, req, fresh)
+			*resp = *fresh
+			if n >= int(req.MinBytes) || fetchHasError(resp) {
+				return nil
+			}
+			select {
+			case <-wake:
+			case <-timer.C:
+				return nil
+			case <-env.Closing:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+	}}, nil
+}
+
+func fetchHasError(resp *kmsg.FetchResponse) bool {
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// fillFetch reads every requested partition into resp and returns the number
+// of record bytes.
+func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) int {
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = defaultFetchMaxBytes
+	}
+	total := 0
+	resp.Topics = resp.Topics[:0]
+	for _, rt := range req.Topics {
+		st := kmsg.NewFetchResponseTopic()
+		st.Topic = rt.Topic
+		st.TopicID = rt.TopicID
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewFetchResponseTopicPartition()
+			sp.Partition = rp.Partition
+			p, ok := env.Partitions.Partition(rt.Topic, rp.Partition)
+			if !ok {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
+			total += fetchPartition(p, req, &rp, &sp, maxBytes-total, total > 0)
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return total
+}
+
+func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, remaining int, haveData bool) int {
+	hwm := p.HighWatermark()
+	sp.HighWatermark = hwm
+	sp.LastStableOffset = hwm
+	sp.LogStartOffset = p.StartOffset()
+	if req.IsolationLevel == 1 {
+		sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+	}
+	if c := leaderEpochCode(rp.CurrentLeaderEpoch); c != 0 {
+		sp.ErrorCode = c
+		return 0
+	}
+	off := rp.FetchOffset
+	if off < sp.LogStartOffset || off > p.EndOffset() {
+		sp.ErrorCode = kerr.OffsetOutOfRange.Code
+		return 0
+	}
+	if off >= hwm || (haveData && remaining <= 0) {
+		return 0
+	}
+	limit := int(rp.PartitionMaxBytes)
+	if limit <= 0 || (remaining > 0 && remaining < limit) {
+		limit = max(remaining, 1)
+	}
+	data, err := p.Read(off, limit)
+	if err != nil {
+		sp.ErrorCode = code(err)
+		return 0
+	}
+	sp.RecordBatches = data
+	return len(data)
+}

@@ -1,0 +1,118 @@
+package api
+
+// Metadata, versions 0–12.
+//
+// v13 is not advertised (it only adds a top-level error code, but kgo sends
+// Fetch v13+ once it sees Metadata v13 and topic ids, and id-based fetches are
+// not served yet).
+//
+// Behaviour:
+//   - Topics: v0 empty list = all topics; v1+ null = all, empty = none.
+//     v10+ may name a topic by id with a null name; an unknown id gives
+//     UNKNOWN_TOPIC_ID.
+//   - Auto-creation: for names that do not exist, when
+//     auto.create.topics.enable is true and the request allows it (always
+//     below v4, AllowAutoTopicCreation from v4), the topic is created
+//     synchronously with num.partitions partitions and returned complete
+//     (kfake does the same; Kafka would say LEADER_NOT_AVAILABLE first).
+//     An invalid name gives INVALID_TOPIC_EXCEPTION; otherwise
+//     UNKNOWN_TOPIC_OR_PARTITION.
+//   - This node is the only broker, the controller, and the leader of every
+//     partition with leader epoch 0; topic ids are stable and non-zero.
+//   - Authorized-operations fields keep their "not requested" default.
+
+import (
+	"context"
+	"errors"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/catalog"
+)
+
+func init() { register(3, 0, 12, handleMetadata) }
+
+func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.MetadataRequest)
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+	version := req.GetVersion()
+
+	b := kmsg.NewMetadataResponseBroker()
+	b.NodeID, b.Host, b.Port = env.NodeID, env.Host, env.Port
+	resp.Brokers = append(resp.Brokers, b)
+	clusterID := env.ClusterID
+	resp.ClusterID = &clusterID
+	resp.ControllerID = env.NodeID
+
+	all := req.Topics == nil || (version == 0 && len(req.Topics) == 0)
+	if all {
+		for _, t := range env.Partitions.Topics() {
+			resp.Topics = append(resp.Topics, metadataTopic(env, t))
+		}
+		return resp, nil
+	}
+	autoCreate := env.Config.Bool("auto.create.topics.enable") && (version < 4 || req.AllowAutoTopicCreation)
+	for _, rt := range req.Topics {
+		if rt.Topic == nil {
+			t, ok := env.Partitions.Catalog().ByID(catalog.ID(rt.TopicID))
+			if !ok {
+				st := kmsg.NewMetadataResponseTopic()
+				st.TopicID = rt.TopicID
+				st.ErrorCode = kerr.UnknownTopicID.Code
+				resp.Topics = append(resp.Topics, st)
+				continue
+			}
+			resp.Topics = append(resp.Topics, metadataTopic(env, t))
+			continue
+		}
+		name := *rt.Topic
+		t, ok := env.Partitions.Topic(name)
+		if !ok && autoCreate {
+			var err error
+			t, err = env.Partitions.CreateTopic(name, int32(env.Config.Int("num.partitions")), nil)
+			if errors.Is(err, catalog.ErrTopicExists) {
+				t, _ = env.Partitions.Topic(name) // created concurrently
+				err = nil
+			}
+			if err != nil {
+				st := kmsg.NewMetadataResponseTopic()
+				st.Topic = &name
+				st.ErrorCode = code(err)
+				resp.Topics = append(resp.Topics, st)
+				continue
+			}
+			ok = true
+		}
+		if !ok {
+			st := kmsg.NewMetadataResponseTopic()
+			st.Topic = &name
+			st.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			if catalog.ValidateName(name) != nil {
+				st.ErrorCode = kerr.InvalidTopicException.Code
+			}
+			resp.Topics = append(resp.Topics, st)
+			continue
+		}
+		resp.Topics = append(resp.Topics, metadataTopic(env, t))
+	}
+	return resp, nil
+}
+
+func metadataTopic(env *Env, t catalog.Topic) kmsg.MetadataResponseTopic {
+	st := kmsg.NewMetadataResponseTopic()
+	name := t.Name
+	st.Topic = &name
+	st.TopicID = t.ID
+	for i := int32(0); i < t.Partitions; i++ {
+		sp := kmsg.NewMetadataResponseTopicPartition()
+		sp.Partition = i
+		sp.Leader = env.NodeID
+		sp.LeaderEpoch = 0
+		sp.Replicas = []int32{env.NodeID}
+		sp.ISR = []int32{env.NodeID}
+		sp.OfflineReplicas = []int32{}
+		st.Partitions = append(st.Partitions, sp)
+	}
+	return st
+}

@@ -1,0 +1,56 @@
+package api
+
+// FindCoordinator, versions 0–6.
+//
+// v0 must stay in range: librdkafka 2.0.2 needs it for its group-coordinator,
+// consumer-group and LZ4 features, and kafka-go's Conn sends v0. v4+ batch the
+// keys (CoordinatorKeys); v0–3 carry one key.
+//
+// A single node coordinates everything, so every group (key type 0) and
+// transactional id (key type 1) maps to this node, with the same node id, host
+// and port as Metadata. An empty group id or an unknown key type gives
+// INVALID_REQUEST; share-group keys (type 2) are not served.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(10, 0, 6, handleFindCoordinator) }
+
+func handleFindCoordinator(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.FindCoordinatorRequest)
+	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
+	check := func(key string) int16 {
+		switch {
+		case req.CoordinatorType != 0 && req.CoordinatorType != 1:
+			return kerr.InvalidRequest.Code
+		case key == "":
+			return kerr.InvalidRequest.Code
+		}
+		return 0
+	}
+	if req.GetVersion() < 4 {
+		resp.ErrorCode = check(req.CoordinatorKey)
+		if resp.ErrorCode == 0 {
+			resp.NodeID, resp.Host, resp.Port = env.NodeID, env.Host, env.Port
+		} else {
+			resp.NodeID, resp.Port = -1, -1
+		}
+		return resp, nil
+	}
+	for _, key := range req.CoordinatorKeys {
+		c := kmsg.NewFindCoordinatorResponseCoordinator()
+		c.Key = key
+		c.ErrorCode = check(key)
+		if c.ErrorCode == 0 {
+			c.NodeID, c.Host, c.Port = env.NodeID, env.Host, env.Port
+		} else {
+			c.NodeID, c.Port = -1, -1
+		}
+		resp.Coordinators = append(resp.Coordinators, c)
+	}
+	return resp, nil
+}

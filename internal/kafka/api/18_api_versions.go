@@ -1,0 +1,55 @@
+package api
+
+// ApiVersions, versions 0–4.
+//
+// The table comes from the registry, so an API is advertised exactly when this
+// broker has a handler for it. The ranges follow kafka-protocol.md §2.1; several
+// minimums are deliberately old (Produce 0, FindCoordinator 0, JoinGroup 0,
+// InitProducerId 0, ListOffsets 1) because librdkafka 2.0.2 switches features on
+// only when fixed old versions overlap the broker's range (§2.2).
+//
+// Version notes:
+//   - v0–v2: ErrorCode, ApiKeys (v1+ ThrottleMillis).
+//   - v3+: flexible; the request carries ClientSoftwareName/Version (not
+//     validated: a mismatch would only make librdkafka fall back to v0);
+//     the response may carry SupportedFeatures/FinalizedFeatures. We implement
+//     no feature flags yet (no transaction.version=2), so none are sent and
+//     FinalizedFeaturesEpoch stays -1.
+//   - A request above v4 is answered by the server in the v0 layout with
+//     UNSUPPORTED_VERSION (see UnsupportedApiVersions); the response header is
+//     always v0, even for flexible versions.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(18, 0, 4, handleApiVersions) }
+
+func handleApiVersions(_ context.Context, _ *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.ApiVersionsRequest)
+	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
+	fillApiKeys(resp)
+	return resp, nil
+}
+
+func fillApiKeys(resp *kmsg.ApiVersionsResponse) {
+	for _, v := range Versions() {
+		k := kmsg.NewApiVersionsResponseApiKey()
+		k.ApiKey, k.MinVersion, k.MaxVersion = v.Key, v.Min, v.Max
+		resp.ApiKeys = append(resp.ApiKeys, k)
+	}
+}
+
+// UnsupportedApiVersions is the v0-layout answer to an ApiVersions request newer
+// than we serve: UNSUPPORTED_VERSION plus our whole table (KIP-511), so that the
+// client retries at a version in range.
+func UnsupportedApiVersions() *kmsg.ApiVersionsResponse {
+	resp := kmsg.NewPtrApiVersionsResponse()
+	resp.SetVersion(0)
+	resp.ErrorCode = kerr.UnsupportedVersion.Code
+	fillApiKeys(resp)
+	return resp
+}

@@ -1,0 +1,70 @@
+package api
+
+// DeleteTopics, versions 1–6.
+//
+// v0–5 name topics (TopicNames); v6 takes name-or-id pairs. Deleting removes
+// the topic from the catalog durably, closes its partitions and removes their
+// data; the topic's id is never reused, so a topic created again under the
+// same name is a new topic to clients that track ids.
+//
+// Errors: unknown name UNKNOWN_TOPIC_OR_PARTITION, unknown id
+// UNKNOWN_TOPIC_ID, neither given INVALID_REQUEST.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/catalog"
+)
+
+func init() { register(20, 1, 6, handleDeleteTopics) }
+
+func handleDeleteTopics(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DeleteTopicsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
+	type target struct {
+		name *string
+		id   [16]byte
+	}
+	var targets []target
+	if req.GetVersion() < 6 {
+		for _, n := range req.TopicNames {
+			targets = append(targets, target{name: &n})
+		}
+	} else {
+		for _, t := range req.Topics {
+			targets = append(targets, target{name: t.Topic, id: t.TopicID})
+		}
+	}
+	for _, t := range targets {
+		st := kmsg.NewDeleteTopicsResponseTopic()
+		st.Topic, st.TopicID = t.name, t.id
+		name := ""
+		switch {
+		case t.name != nil && *t.name != "":
+			name = *t.name
+		case t.id != [16]byte{}:
+			tp, ok := env.Partitions.Catalog().ByID(catalog.ID(t.id))
+			if !ok {
+				st.ErrorCode = kerr.UnknownTopicID.Code
+			}
+			name = tp.Name
+			st.Topic = &tp.Name
+		default:
+			st.ErrorCode = kerr.InvalidRequest.Code
+		}
+		if st.ErrorCode == 0 {
+			tp, err := env.Partitions.DeleteTopic(name)
+			if err != nil {
+				st.ErrorCode = code(err)
+				st.ErrorMessage = errMessage(err)
+			} else {
+				st.TopicID = tp.ID
+			}
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}

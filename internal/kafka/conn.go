@@ -1,0 +1,298 @@
+package kafka
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime/debug"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/kafka/api"
+)
+
+const (
+	// firstChunk is the most a frame read allocates before any body byte has
+	// arrived; after that the buffer at most doubles what has arrived, so a
+	// lying size prefix costs at most twice the bytes really sent.
+	firstChunk = 64 << 10
+	// maxNonProduceRequest caps frames of every API but Produce. kmsg allocates
+	// decoded arrays by their declared length (bounded by the bytes left, one
+	// byte per element), and an element is tens of bytes in memory, so a large
+	// garbage frame of another API could cost far more memory than it carries.
+	// Legitimate non-produce requests are far smaller than this.
+	maxNonProduceRequest = 8 << 20
+	// minHeader is api_key, api_version, correlation_id and a client_id length.
+	minHeader = 10
+	// queueDepth bounds responses waiting on a connection; a client pipelining
+	// more than this waits for its oldest answers (backpressure, not memory).
+	queueDepth = 128
+)
+
+// conn is one client connection: a reader (the serve goroutine) and a writer.
+type conn struct {
+	s    *Server
+	nc   net.Conn
+	log  *slog.Logger
+	info api.Conn
+
+	ctx    context.Context // cancelled when the connection dies; aborts Deferred waits
+	cancel context.CancelFunc
+
+	queue      chan *pending // reader → writer, in request order
+	writerDone chan struct{}
+	stopped    atomic.Bool // set by stopReading (server shutdown)
+}
+
+// pending is a response on its way to the writer.
+type pending struct {
+	corr     int32
+	key      int16
+	version  int16
+	resp     kmsg.Response
+	deferred *api.Deferred
+	raw      []byte // a pre-encoded body (the v0 ApiVersions fallback); resp is nil then
+	start    time.Time
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	id := s.nextID.Add(1)
+	ctx, cancel := context.WithCancel(s.ctx)
+	remote := addrString(nc.RemoteAddr())
+	return &conn{
+		s: s, nc: nc,
+		log:        s.log.With("conn", id, "remote", remote),
+		info:       api.Conn{ID: id, RemoteAddr: remote},
+		ctx:        ctx,
+		cancel:     cancel,
+		queue:      make(chan *pending, queueDepth),
+		writerDone: make(chan struct{}),
+	}
+}
+
+// stopReading makes the reader stop at its next frame boundary (or now, if it
+// is blocked reading); responses already queued are still written.
+func (c *conn) stopReading() {
+	c.stopped.Store(true)
+	c.nc.SetReadDeadline(time.Unix(1, 0))
+}
+
+// serve runs the reader on the calling goroutine and the writer on a second one,
+// and returns once both have finished and the socket is closed.
+func (c *conn) serve() {
+	go c.writeLoop()
+	err := c.readLoop()
+	close(c.queue)
+	<-c.writerDone
+	c.cancel()
+	c.nc.Close()
+	switch {
+	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.stopped.Load():
+		c.log.Debug("connection closed")
+	default:
+		c.log.Info("closing connection", "err", err)
+	}
+}
+
+func (c *conn) readLoop() error {
+	br := bufio.NewReaderSize(c.nc, 32<<10)
+	var sizeBuf [4]byte
+	for {
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		if c.stopped.Load() {
+			return nil
+		}
+		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
+			if errors.Is(err, io.ErrUnexpectedEOF) {
+				return fmt.Errorf("%w: truncated size prefix", errFrame)
+			}
+			return err
+		}
+		frame, err := readFrame(br, int32(binary.BigEndian.Uint32(sizeBuf[:])), c.s.cfg.MaxRequestBytes)
+		if err != nil {
+			return err
+		}
+		p, err := c.handle(frame)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			continue // acks=0: no response
+		}
+		select {
+		case c.queue <- p:
+		case <-c.writerDone:
+			return errors.New("writer stopped")
+		}
+	}
+}
+
+// readFrame reads a frame body of the given declared size, never allocating much
+// beyond what has actually arrived.
+func readFrame(r io.Reader, size, maxBytes int32) ([]byte, error) {
+	if size < minHeader {
+		return nil, fmt.Errorf("%w: size %d is smaller than a request header", errFrame, size)
+	}
+	if size > maxBytes {
+		return nil, fmt.Errorf("%w: size %d exceeds socket.request.max.bytes %d", errFrame, size, maxBytes)
+	}
+	n := int(size)
+	buf := make([]byte, min(n, firstChunk))
+	if _, err := io.ReadFull(r, buf); err != nil {
+		return nil, fmt.Errorf("%w: %d of %d bytes arrived: %v", errFrame, 0, n, err)
+	}
+	// The API key is now known: frames other than Produce get a tighter cap.
+	if key := int16(binary.BigEndian.Uint16(buf)); key != 0 && n > maxNonProduceRequest {
+		return nil, fmt.Errorf("%w: size %d too large for api key %d", errFrame, n, key)
+	}
+	for len(buf) < n {
+		have := len(buf)
+		grow := min(n-have, have)
+		buf = slices.Grow(buf, grow)[:have+grow]
+		if _, err := io.ReadFull(r, buf[have:]); err != nil {
+			return nil, fmt.Errorf("%w: short frame of %d bytes: %v", errFrame, n, err)
+		}
+	}
+	return buf, nil
+}
+
+// handle decodes one frame and runs its handler. It returns the response to
+// queue (nil for none) or an error that closes the connection.
+func (c *conn) handle(frame []byte) (*pending, error) {
+	start := time.Now()
+	r := kbin.Reader{Src: frame}
+	key, version, corr := r.Int16(), r.Int16(), r.Int32()
+	clientID := r.NullableString()
+	if !r.Ok() {
+		return nil, fmt.Errorf("%w: truncated request header", errFrame)
+	}
+	h, minV, maxV, ok := api.Lookup(key)
+	if !ok {
+		return nil, fmt.Errorf("unsupported api key %d (version %d)", key, version)
+	}
+	if key == 18 && version > maxV {
+		// KIP-511: a client newer than us sends ApiVersions at a version we cannot
+		// parse; answer in the v0 layout with UNSUPPORTED_VERSION and our table so
+		// it can retry at a version we serve.
+		return &pending{corr: corr, key: key, version: 0, raw: api.UnsupportedApiVersions().AppendTo(nil), start: start}, nil
+	}
+	if version < minV || version > maxV {
+		return nil, fmt.Errorf("unsupported version %d of api key %d (serving %d..%d)", version, key, minV, maxV)
+	}
+	req := kmsg.RequestForKey(key)
+	if req == nil {
+		return nil, fmt.Errorf("no request type for api key %d", key)
+	}
+	req.SetVersion(version)
+	if req.IsFlexible() {
+		kmsg.SkipTags(&r)
+		if !r.Ok() {
+			return nil, fmt.Errorf("%w: truncated header tags", errFrame)
+		}
+	}
+	if err := req.ReadFrom(r.Src); err != nil {
+		return nil, fmt.Errorf("decoding %s v%d: %w", kmsg.NameForKey(key), version, err)
+	}
+	if clientID != nil {
+		c.info.ClientID = *clientID
+	} else {
+		c.info.ClientID = ""
+	}
+	resp, err := c.call(h, req)
+	if err != nil {
+		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
+	}
+	if resp == nil {
+		c.s.cfg.Metrics.observe(key, time.Since(start))
+		return nil, nil
+	}
+	p := &pending{corr: corr, key: key, version: version, resp: resp, start: start}
+	if d, ok := resp.(*api.Deferred); ok {
+		if d.Response == nil || d.Wait == nil {
+			return nil, fmt.Errorf("%s: handler returned an incomplete Deferred", kmsg.NameForKey(key))
+		}
+		p.deferred, p.resp = d, d.Response
+	}
+	return p, nil
+}
+
+// call runs a handler, turning a panic into a closed connection: hostile input
+// must never take the broker down. The stack is logged because a panic here is
+// always a bug.
+func (c *conn) call(h api.Handler, req kmsg.Request) (resp kmsg.Response, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			c.log.Error("handler panic", "api", kmsg.NameForKey(req.Key()), "version", req.GetVersion(), "panic", r, "stack", string(debug.Stack()))
+			resp, err = nil, fmt.Errorf("internal error: %v", r)
+		}
+	}()
+	return h(c.ctx, c.s.cfg.Env, &c.info, req)
+}
+
+// writeLoop writes responses in request order, waiting for Deferred ones in turn.
+// It flushes only when no further response is ready, so pipelined responses go
+// out in one write.
+func (c *conn) writeLoop() {
+	defer close(c.writerDone)
+	bw := bufio.NewWriterSize(c.nc, 32<<10)
+	var buf []byte
+	fail := func(err error) {
+		c.log.Debug("writer stopping", "err", err)
+		c.cancel()
+		c.nc.Close() // unblocks the reader
+	}
+	for p := range c.queue {
+		if p.deferred != nil {
+			if err := p.deferred.Wait(c.ctx); err != nil {
+				fail(fmt.Errorf("%s: %w", kmsg.NameForKey(p.key), err))
+				return
+			}
+		}
+		buf = encodeResponse(buf[:0], p)
+		if _, err := bw.Write(buf); err != nil {
+			fail(err)
+			return
+		}
+		c.s.cfg.Metrics.observe(p.key, time.Since(p.start))
+		if len(c.queue) == 0 {
+			c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+			if err := bw.Flush(); err != nil {
+				fail(err)
+				return
+			}
+		}
+		if cap(buf) > 1<<20 {
+			buf = nil // do not pin one huge fetch response's buffer
+		}
+	}
+	bw.Flush()
+}
+
+// encodeResponse appends a whole response frame to dst.
+func encodeResponse(dst []byte, p *pending) []byte {
+	dst = append(dst, 0, 0, 0, 0)
+	dst = kbin.AppendInt32(dst, p.corr)
+	if p.raw != nil {
+		dst = append(dst, p.raw...)
+	} else {
+		p.resp.SetVersion(p.version)
+		// Flexible responses carry header v1 (an empty tag section), except
+		// ApiVersions, whose response header is always v0 so that a client can
+		// parse it before it knows what we support.
+		if p.resp.IsFlexible() && p.key != 18 {
+			dst = append(dst, 0)
+		}
+		dst = p.resp.AppendTo(dst)
+	}
+	binary.BigEndian.PutUint32(dst, uint32(len(dst)-4))
+	return dst
+}

@@ -1,0 +1,48 @@
+package kafka
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/kafka/api"
+)
+
+// Metrics are the wire server's Prometheus collectors, registered on the
+// broker's own registry (never the global one, so two brokers in one test
+// process do not clash).
+type Metrics struct {
+	latency *prometheus.HistogramVec
+	byKey   [256]prometheus.Observer // resolved once per key: no label lookups per request
+}
+
+// NewMetrics registers the server's collectors on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "idem_kafka_request_latency_seconds",
+			Help:    "Time from reading a Kafka request to writing its response (or dropping it for acks=0), by API.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
+		}, []string{"api"}),
+	}
+	reg.MustRegister(m.latency)
+	// Only served keys get series: a request for any other key closes the
+	// connection before it is observed.
+	for _, v := range api.Versions() {
+		name := kmsg.NameForKey(v.Key)
+		if name == "" {
+			name = strconv.Itoa(int(v.Key))
+		}
+		m.byKey[v.Key] = m.latency.WithLabelValues(name)
+	}
+	return m
+}
+
+func (m *Metrics) observe(key int16, d time.Duration) {
+	if m == nil || key < 0 || int(key) >= len(m.byKey) || m.byKey[key] == nil {
+		return
+	}
+	m.byKey[key].Observe(d.Seconds())
+}

@@ -1,0 +1,202 @@
+// Package kafka is the broker's wire server: it accepts TCP connections, reads
+// size-prefixed request frames, decodes them with kmsg, dispatches them to the
+// handlers registered in internal/kafka/api, and writes responses strictly in
+// request order on each connection.
+//
+// Each connection has two goroutines. The reader decodes requests and runs their
+// handlers in arrival order (so Produce appends to a partition in the order the
+// client pipelined them, which idempotent sequence checks rely on). A handler may
+// return an api.Deferred; the writer waits for it in order (an fsync for
+// acks=all, data for a Fetch long-poll) while the reader goes on, which is what
+// lets five in-flight produce requests share one fsync.
+package kafka
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/idem-dev/idem/internal/kafka/api"
+)
+
+// Config configures a Server.
+type Config struct {
+	// Env is handed to every handler.
+	Env *api.Env
+	// MaxRequestBytes caps a request frame (socket.request.max.bytes).
+	MaxRequestBytes int32
+	// IdleTimeout closes a connection that sends nothing for this long
+	// (connections.max.idle.ms); 0 means 10 minutes.
+	IdleTimeout time.Duration
+	// Metrics, if non-nil, records per-API request counts and latencies.
+	Metrics *Metrics
+	Logger  *slog.Logger
+	// DrainTimeout bounds how long Close waits for in-flight responses before
+	// cancelling them; 0 means 10 seconds.
+	DrainTimeout time.Duration
+}
+
+// Server serves the Kafka protocol on listeners given to Serve.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	nextID atomic.Uint64
+
+	ctx    context.Context // cancelled by Close after the drain timeout: aborts Deferred waits
+	cancel context.CancelFunc
+
+	mu        sync.Mutex
+	closing   bool                  // mu guards closing, listeners, conns
+	listeners map[net.Listener]bool // mu guards
+	conns     map[*conn]bool        // mu guards
+	wg        sync.WaitGroup        // accept loops and connection goroutines
+	closed    chan struct{}         // closed when Close starts; long-polls return early
+}
+
+// NewServer returns a server; call Serve to accept connections.
+func NewServer(cfg Config) *Server {
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = 100 << 20
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 10 * time.Minute
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Server{
+		cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel,
+		listeners: map[net.Listener]bool{},
+		conns:     map[*conn]bool{},
+		closed:    make(chan struct{}),
+	}
+}
+
+// Closing returns a channel closed when the server starts shutting down; Fetch
+// long-polls watch it to answer early.
+func (s *Server) Closing() <-chan struct{} { return s.closed }
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("kafka: server closed")
+
+// Serve accepts connections on ln until Close; it owns ln and closes it.
+// It runs the accept loop on a goroutine tracked by the server and returns
+// immediately.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[ln] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		s.acceptLoop(ln)
+	}()
+	return nil
+}
+
+func (s *Server) acceptLoop(ln net.Listener) {
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing || errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary failures (EMFILE and the like): back off rather than spin.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.log.Warn("accept failed", "err", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.closed:
+				return
+			}
+			continue
+		}
+		backoff = 0
+		if tc, ok := nc.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+		}
+		c := newConn(s, nc)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			nc.Close()
+			return
+		}
+		s.conns[c] = true
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			c.serve()
+			s.mu.Lock()
+			delete(s.conns, c)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops accepting, stops reading new requests, lets the responses already
+// in flight finish (up to the drain timeout), then closes every connection and
+// waits for all goroutines.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.closing = true
+	close(s.closed)
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	for c := range s.conns {
+		c.stopReading()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(s.cfg.DrainTimeout):
+		s.log.Warn("kafka server: drain timeout, cancelling in-flight responses")
+		s.cancel()
+		s.mu.Lock()
+		for c := range s.conns {
+			c.nc.Close()
+		}
+		s.mu.Unlock()
+		<-done
+	}
+	s.cancel()
+	return nil
+}
+
+// Addr is a helper for logs.
+func addrString(a net.Addr) string {
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+var errFrame = fmt.Errorf("kafka: bad frame")

@@ -1,0 +1,396 @@
+// Package partition is one topic partition as the broker sees it: a
+// logstore.Log plus the idempotent-producer state that decides whether a batch
+// is new, a retry, or out of order, and the high-watermark notifications that
+// wake Fetch long-polls.
+//
+// The high watermark is the log's durable offset: consumers never see a record
+// a power loss could take back. Producer state is rebuilt on open from a
+// snapshot plus a replay of the log after it, so a producer's retry after kill -9
+// or power loss is still recognised as a duplicate.
+package partition
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/idem-dev/idem/internal/logstore"
+)
+
+// Batch validation errors (the Kafka layer maps them to error codes).
+var (
+	// ErrCorruptBatch: the batch fails its length or CRC check (CORRUPT_MESSAGE).
+	ErrCorruptBatch = errors.New("partition: corrupt record batch")
+	// ErrInvalidRecord: a structurally valid batch that clients may not send:
+	// a control batch, a record count that disagrees with the offset delta, a
+	// negative sequence from an idempotent producer (INVALID_RECORD).
+	ErrInvalidRecord = errors.New("partition: invalid record batch")
+	// ErrTransactionsUnsupported: a transactional batch; transactions are not
+	// implemented yet (INVALID_TXN_STATE).
+	ErrTransactionsUnsupported = errors.New("partition: transactional produce is not supported yet")
+	// ErrClosed: the partition was closed or deleted.
+	ErrClosed = errors.New("partition: closed")
+)
+
+// Config describes one partition to Open.
+type Config struct {
+	Topic string
+	Index int32
+	FS    logstore.FS
+	// Dir is the log's directory; SnapshotPath the producer-state snapshot
+	// (kept outside Dir so the log owns its directory alone).
+	Dir          string
+	SnapshotPath string
+	Log          logstore.Config
+	// LogAppendTime stamps batches with the broker's clock
+	// (message.timestamp.type=LogAppendTime).
+	LogAppendTime bool
+	// ProducerExpiration forgets an idempotent producer's state this long
+	// after its last write (producer.id.expiration.ms); 0 means never.
+	ProducerExpiration time.Duration
+	Now                func() time.Time
+	Logger             *slog.Logger
+}
+
+// Partition is one open partition. All methods are safe for concurrent use.
+type Partition struct {
+	topic string
+	index int32
+	cfg   Config
+	log   *logstore.Log
+	lg    *slog.Logger
+
+	// mu serialises appends so that sequence checks and the log's offset
+	// order agree; it guards producers, dirty and closed.
+	mu        sync.Mutex
+	producers producers
+	dirty     bool // producer state changed since the last snapshot
+	closed    bool
+
+	wmu      sync.Mutex
+	watchers map[chan<- struct{}]struct{} // wmu guards; signalled when the high watermark moves
+
+	kick   chan struct{} // an append happened; capacity 1
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{} // notifier exited
+}
+
+// AppendResult says where a batch is (or already was) in the log.
+type AppendResult struct {
+	BaseOffset, LastOffset int64
+	// Duplicate is true when the batch was a retry of one already appended;
+	// the offsets are the original ones and nothing was written.
+	Duplicate bool
+	// LogAppendTime is the broker timestamp for LogAppendTime topics, else -1.
+	LogAppendTime int64
+}
+
+// Open opens the partition's log (recovering it) and rebuilds producer state.
+func Open(cfg Config) (*Partition, error) {
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	lg := cfg.Logger.With("topic", cfg.Topic, "partition", cfg.Index)
+	if cfg.Log.Logger == nil {
+		cfg.Log.Logger = lg
+	}
+	if cfg.Log.Now == nil {
+		cfg.Log.Now = cfg.Now
+	}
+	l, err := logstore.Open(cfg.FS, cfg.Dir, cfg.Log)
+	if err != nil {
+		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Index, err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	p := &Partition{
+		topic: cfg.Topic, index: cfg.Index, cfg: cfg, log: l, lg: lg,
+		producers: producers{},
+		watchers:  map[chan<- struct{}]struct{}{},
+		kick:      make(chan struct{}, 1),
+		ctx:       ctx, cancel: cancel,
+		done: make(chan struct{}),
+	}
+	if err := p.recoverProducers(); err != nil {
+		cancel()
+		l.Close()
+		return nil, fmt.Errorf("partition %s-%d: %w", cfg.Topic, cfg.Index, err)
+	}
+	go p.notifyLoop()
+	return p, nil
+}
+
+// recoverProducers loads the snapshot if it is usable and replays the log
+// after it. A snapshot that claims more of the log than survived (the tail was
+// lost to a power loss) is ignored and the whole log is replayed.
+func (p *Partition) recoverProducers() error {
+	from := p.log.StartOffset()
+	data, err := readFile(p.cfg.FS, p.cfg.SnapshotPath, 64<<20)
+	if err == nil {
+		ps, off, derr := decodeSnapshot(data)
+		switch {
+		case derr != nil:
+			p.lg.Warn("ignoring damaged producer snapshot; replaying the whole log", "err", derr)
+		case off > p.log.EndOffset():
+			p.lg.Warn("producer snapshot is ahead of the recovered log; replaying the whole log", "snapshot_offset", off, "log_end", p.log.EndOffset())
+		default:
+			p.producers, from = ps, max(off, from)
+		}
+	}
+	now := p.cfg.Now().UnixMilli()
+	replayed := 0
+	err = p.log.Scan(from, func(h logstore.BatchHeader, _ []byte) error {
+		if h.ProducerID < 0 || h.IsControl() || h.BaseOffset < from {
+			return nil
+		}
+		// Replayed entries are stamped with the recovery time rather than the
+		// producer's timestamps, so a restart never shortens how long a
+		// producer is deduplicated.
+		p.producers.update(h.ProducerID, h.ProducerEpoch, batchMeta{
+			FirstSeq: h.BaseSequence, LastSeq: lastSeqOf(h.BaseSequence, h.LastOffsetDelta),
+			FirstOffset: h.BaseOffset, LastOffset: h.LastOffset(),
+		}, now)
+		replayed++
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("replaying producer state: %w", err)
+	}
+	p.dirty = replayed > 0
+	if replayed > 0 {
+		p.lg.Debug("rebuilt producer state", "from_offset", from, "batches", replayed, "producers", len(p.producers))
+	}
+	return nil
+}
+
+// Topic and Index name the partition.
+func (p *Partition) Topic() string { return p.topic }
+func (p *Partition) Index() int32  { return p.index }
+
+// HighWatermark is the offset below which records are durable and visible.
+func (p *Partition) HighWatermark() int64 { return p.log.DurableOffset() }
+
+// StartOffset is the log start offset.
+func (p *Partition) StartOffset() int64 { return p.log.StartOffset() }
+
+// EndOffset is the log end offset (written, maybe not yet durable).
+func (p *Partition) EndOffset() int64 { return p.log.EndOffset() }
+
+// LeaderEpoch is always 0: a single node is the only leader a partition ever
+// has, so the epoch is stable across restarts without being persisted.
+func (p *Partition) LeaderEpoch() int32 { return 0 }
+
+// Err reports a failed fsync: the partition then accepts no more writes.
+func (p *Partition) Err() error { return p.log.Err() }
+
+func (p *Partition) expired(e *producerEntry) bool {
+	exp := p.cfg.ProducerExpiration
+	return exp > 0 && p.cfg.Now().UnixMilli()-e.LastTime > exp.Milliseconds()
+}
+
+// Append validates a client's record batch, deduplicates it against the
+// producer's recent batches and appends it. It returns after write(2); call
+// WaitDurable(ctx, res.LastOffset+1) for acks=all. The batch is modified in
+// place (offsets, leader epoch, and for LogAppendTime topics the timestamp).
+func (p *Partition) Append(batch []byte) (AppendResult, error) {
+	h, err := logstore.ParseBatch(batch)
+	if err != nil {
+		return AppendResult{}, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
+	}
+	switch {
+	case h.IsControl():
+		return AppendResult{}, fmt.Errorf("%w: clients may not write control batches", ErrInvalidRecord)
+	case h.NumRecords < 1 || int64(h.LastOffsetDelta)+1 != int64(h.NumRecords):
+		return AppendResult{}, fmt.Errorf("%w: %d records but last offset delta %d", ErrInvalidRecord, h.NumRecords, h.LastOffsetDelta)
+	case h.ProducerID >= 0 && (h.BaseSequence < 0 || h.ProducerEpoch < 0):
+		return AppendResult{}, fmt.Errorf("%w: idempotent batch with sequence %d epoch %d", ErrInvalidRecord, h.BaseSequence, h.ProducerEpoch)
+	case h.IsTransactional():
+		return AppendResult{}, ErrTransactionsUnsupported
+	}
+	lastSeq := lastSeqOf(h.BaseSequence, h.LastOffsetDelta)
+
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return AppendResult{}, ErrClosed
+	}
+	if h.ProducerID >= 0 {
+		dup, err := p.producers.check(h.ProducerID, h.ProducerEpoch, h.BaseSequence, lastSeq, p.expired)
+		if err != nil {
+			return AppendResult{}, err
+		}
+		if dup != nil {
+			return AppendResult{BaseOffset: dup.FirstOffset, LastOffset: dup.LastOffset, Duplicate: true, LogAppendTime: -1}, nil
+		}
+	}
+	res := AppendResult{LogAppendTime: -1}
+	// The broker owns PartitionLeaderEpoch (outside the CRC).
+	binary.BigEndian.PutUint32(batch[12:], uint32(p.LeaderEpoch()))
+	if p.cfg.LogAppendTime {
+		now := p.cfg.Now().UnixMilli()
+		attrs := binary.BigEndian.Uint16(batch[21:]) | 0x08
+		binary.BigEndian.PutUint16(batch[21:], attrs)
+		binary.BigEndian.PutUint64(batch[35:], uint64(now))
+		logstore.FixCRC(batch)
+		res.LogAppendTime = now
+	}
+	info, err := p.log.Append(batch)
+	if err != nil {
+		return AppendResult{}, err
+	}
+	res.BaseOffset, res.LastOffset = info.BaseOffset, info.LastOffset
+	if h.ProducerID >= 0 {
+		p.producers.update(h.ProducerID, h.ProducerEpoch, batchMeta{
+			FirstSeq: h.BaseSequence, LastSeq: lastSeq, FirstOffset: info.BaseOffset, LastOffset: info.LastOffset,
+		}, p.cfg.Now().UnixMilli())
+		p.dirty = true
+	}
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	return res, nil
+}
+
+// WaitDurable returns once every offset below end is fsynced.
+func (p *Partition) WaitDurable(ctx context.Context, end int64) error {
+	return p.log.WaitDurable(ctx, end)
+}
+
+// Read returns whole batches from the one containing offset, stopping at the
+// high watermark. An offset between the high watermark and the log end is
+// valid and reads nothing; outside [log start, log end] it is
+// logstore.ErrOffsetOutOfRange.
+func (p *Partition) Read(offset int64, maxBytes int) ([]byte, error) {
+	return p.log.Read(offset, maxBytes, p.log.DurableOffset())
+}
+
+// OffsetForTime is the first visible offset whose batch has a timestamp >= ts.
+func (p *Partition) OffsetForTime(ts int64) (int64, bool, error) {
+	off, ok, err := p.log.OffsetForTime(ts)
+	if err != nil || !ok || off >= p.HighWatermark() {
+		return -1, false, err
+	}
+	return off, true, nil
+}
+
+// MaxTimestamp is the largest timestamp among visible batches and the offset
+// of a batch carrying it.
+func (p *Partition) MaxTimestamp() (ts, offset int64, ok bool, err error) {
+	ts, offset, ok, err = p.log.MaxTimestamp()
+	if err != nil || !ok || offset >= p.HighWatermark() {
+		return -1, -1, false, err
+	}
+	return ts, offset, true, nil
+}
+
+// EnforceRetention deletes segments past the retention limits.
+func (p *Partition) EnforceRetention() error { return p.log.EnforceRetention() }
+
+// Watch registers ch to receive a non-blocking send whenever the high
+// watermark advances; call the returned function to unregister.
+func (p *Partition) Watch(ch chan<- struct{}) (stop func()) {
+	p.wmu.Lock()
+	p.watchers[ch] = struct{}{}
+	p.wmu.Unlock()
+	return func() {
+		p.wmu.Lock()
+		delete(p.watchers, ch)
+		p.wmu.Unlock()
+	}
+}
+
+func (p *Partition) broadcast() {
+	p.wmu.Lock()
+	defer p.wmu.Unlock()
+	for ch := range p.watchers {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// notifyLoop turns appends into high-watermark notifications: after each burst
+// of appends it waits for the fsync covering them (sharing it with acks=all
+// waiters) and wakes the watchers. For acks=1 writes this wait is also what
+// gets them fsynced promptly.
+func (p *Partition) notifyLoop() {
+	defer close(p.done)
+	for {
+		select {
+		case <-p.kick:
+		case <-p.ctx.Done():
+			return
+		}
+		end := p.log.EndOffset()
+		if err := p.log.WaitDurable(p.ctx, end); err != nil {
+			if p.ctx.Err() != nil {
+				return
+			}
+			p.lg.Error("partition cannot make writes durable", "err", err)
+		}
+		p.broadcast()
+	}
+}
+
+// Snapshot writes the producer state if it changed since the last snapshot.
+// It holds the append lock, so the state matches the log end offset exactly.
+func (p *Partition) Snapshot() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.snapshotLocked()
+}
+
+func (p *Partition) snapshotLocked() error {
+	if !p.dirty {
+		return nil
+	}
+	p.pruneLocked()
+	if err := writeFileAtomic(p.cfg.FS, p.cfg.SnapshotPath, p.producers.encode(p.log.EndOffset())); err != nil {
+		return fmt.Errorf("partition %s-%d: producer snapshot: %w", p.topic, p.index, err)
+	}
+	p.dirty = false
+	return nil
+}
+
+// pruneLocked forgets expired producers.
+func (p *Partition) pruneLocked() {
+	for pid, e := range p.producers {
+		if p.expired(e) {
+			delete(p.producers, pid)
+		}
+	}
+}
+
+// Producers returns how many producers have live state here.
+func (p *Partition) Producers() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.producers)
+}
+
+// Close snapshots producer state, fsyncs and closes the log, and stops the
+// notifier.
+func (p *Partition) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	snapErr := p.snapshotLocked()
+	p.mu.Unlock()
+	p.cancel()
+	<-p.done
+	err := p.log.Close()
+	p.broadcast() // wake long-polls so they notice
+	return errors.Join(err, snapErr)
+}
