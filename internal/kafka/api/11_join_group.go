@@ -66,6 +66,8 @@ func handleJoinGroup(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Reques
 	for _, p := range req.Protocols {
 		jr.Protocols = append(jr.Protocols, group.Protocol{Name: p.Name, Metadata: p.Metadata})
 	}
+	ctx, cancel := untilClosing(ctx, env.Closing)
+	defer cancel()
 	res, err := env.Groups.JoinGroup(ctx, jr)
 	resp.ErrorCode = groupCode(err)
 	resp.MemberID = res.MemberID
@@ -96,7 +98,9 @@ func groupCode(err error) int16 {
 	switch {
 	case err == nil:
 		return 0
-	case errors.Is(err, group.ErrClosed), errors.Is(err, group.ErrStorage):
+	case errors.Is(err, group.ErrClosed), errors.Is(err, group.ErrStorage), errors.Is(err, context.Canceled):
+		// context.Canceled: the broker is shutting down under a waiting
+		// JoinGroup or SyncGroup (or the connection died).
 		return kerr.CoordinatorNotAvailable.Code
 	case errors.Is(err, group.ErrInvalidGroupID):
 		return kerr.InvalidGroupID.Code
@@ -122,10 +126,27 @@ func groupCode(err error) int16 {
 		return kerr.GroupSubscribedToTopic.Code
 	case errors.Is(err, group.ErrOffsetMetadataTooLarge):
 		return kerr.OffsetMetadataTooLarge.Code
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.DeadlineExceeded):
 		return kerr.RequestTimedOut.Code
 	}
 	return kerr.UnknownServerError.Code
+}
+
+// untilClosing derives a context that also ends when the broker starts
+// shutting down, so a JoinGroup or SyncGroup waiting for a rebalance does not
+// hold up Close until the drain timeout. The goroutine ends with cancel.
+func untilClosing(ctx context.Context, closing <-chan struct{}) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	if closing != nil {
+		go func() {
+			select {
+			case <-closing:
+				cancel()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ctx, cancel
 }
 
 func deref(s *string) string {

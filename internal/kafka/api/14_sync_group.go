@@ -44,6 +44,8 @@ func handleSyncGroup(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) 
 			sr.Assignments[a.MemberID] = a.MemberAssignment
 		}
 	}
+	ctx, cancel := untilClosing(ctx, env.Closing)
+	defer cancel()
 	res, err := env.Groups.SyncGroup(ctx, sr)
 	resp.ErrorCode = groupCode(err)
 	if err != nil {

@@ -1,0 +1,176 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idem-dev/idem/broker"
+	"github.com/idem-dev/idem/broker/brokertest"
+)
+
+// consumed records every value each consumer saw.
+type consumed struct {
+	mu   sync.Mutex
+	seen map[string]int
+}
+
+func (c *consumed) add(v string) {
+	c.mu.Lock()
+	c.seen[v]++
+	c.mu.Unlock()
+}
+
+func (c *consumed) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return len(c.seen)
+}
+
+// groupConsumer polls in the background until ctx ends, committing what it
+// polled after each poll and before giving partitions up.
+func groupConsumer(t *testing.T, ctx context.Context, b *brokertest.Broker, name string, out *consumed, assigned chan<- string) (*kgo.Client, <-chan struct{}) {
+	t.Helper()
+	var cl *kgo.Client
+	commit := func(ctx context.Context, cl *kgo.Client, _ map[string][]int32) {
+		if err := cl.CommitUncommittedOffsets(ctx); err != nil {
+			t.Logf("%s: commit on revoke: %v", name, err)
+		}
+	}
+	cl = b.Client(t,
+		kgo.ClientID(name),
+		kgo.ConsumerGroup("g"),
+		kgo.ConsumeTopics("events"),
+		kgo.DisableAutoCommit(),
+		kgo.SessionTimeout(6*time.Second),
+		kgo.HeartbeatInterval(100*time.Millisecond),
+		kgo.OnPartitionsRevoked(commit),
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+			if assigned != nil {
+				assigned <- fmt.Sprintf("%s:%v", name, m["events"])
+			}
+		}),
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ctx.Err() == nil {
+			fs := cl.PollFetches(ctx)
+			fs.EachRecord(func(r *kgo.Record) { out.add(string(r.Value)) })
+			if err := cl.CommitUncommittedOffsets(context.Background()); err != nil && ctx.Err() == nil {
+				t.Logf("%s: commit: %v", name, err)
+			}
+		}
+	}()
+	return cl, done
+}
+
+func produce(t *testing.T, cl *kgo.Client, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		r := &kgo.Record{Topic: "events", Key: []byte(fmt.Sprint(i)), Value: []byte(fmt.Sprint(i))}
+		if err := cl.ProduceSync(context.Background(), r).FirstErr(); err != nil {
+			t.Fatalf("produce %d: %v", i, err)
+		}
+	}
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestConsumerGroupWithFranzGo: two kgo group members share a topic through a
+// rebalance, commit as they go, and after both leave and the broker restarts
+// a new member resumes exactly where they stopped.
+func TestConsumerGroupWithFranzGo(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker and real clients")
+	}
+	b := brokertest.Run(t, broker.WithTopics("events"), broker.WithProperty("num.partitions", "4"))
+	prod := b.Client(t)
+	produce(t, prod, 0, 100)
+
+	seen := &consumed{seen: map[string]int{}}
+	assigned := make(chan string, 16)
+	ctxA, stopA := context.WithCancel(context.Background())
+	clA, doneA := groupConsumer(t, ctxA, b, "a", seen, assigned)
+	t.Logf("assigned %s", <-assigned)
+	waitFor(t, "the first 100 records", func() bool { return seen.count() == 100 })
+
+	// A second member joins: the group rebalances and both keep consuming.
+	ctxB, stopB := context.WithCancel(context.Background())
+	clB, doneB := groupConsumer(t, ctxB, b, "b", seen, assigned)
+	waitFor(t, "member b to get partitions", func() bool {
+		select {
+		case s := <-assigned:
+			t.Logf("assigned %s", s)
+			return s[0] == 'b' && s != "b:[]" // cooperative-sticky: b gets partitions in a second rebalance
+		default:
+			return false
+		}
+	})
+	adm := kadm.NewClient(prod)
+	waitFor(t, "a Stable group of two", func() bool {
+		dg, err := adm.DescribeGroups(context.Background(), "g")
+		if err != nil {
+			return false
+		}
+		d := dg["g"]
+		return d.State == "Stable" && len(d.Members) == 2
+	})
+	produce(t, prod, 100, 200)
+	waitFor(t, "all 200 records", func() bool { return seen.count() == 200 })
+	waitFor(t, "committed offsets to cover all 200 records", func() bool {
+		offs, err := adm.FetchOffsets(context.Background(), "g")
+		if err != nil {
+			return false
+		}
+		var sum int64
+		offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+		return sum == 200
+	})
+	stopA()
+	stopB()
+	<-doneA
+	<-doneB
+	clA.Close() // leaves the group
+	clB.Close()
+	for v, n := range seen.seen {
+		if n != 1 {
+			t.Errorf("record %s consumed %d times", v, n)
+		}
+	}
+
+	// The broker restarts; committed offsets are read back from disk.
+	b.Restart(t)
+	prod2 := b.Client(t)
+	produce(t, prod2, 200, 250)
+	resumed := &consumed{seen: map[string]int{}}
+	ctxC, stopC := context.WithCancel(context.Background())
+	defer stopC()
+	_, doneC := groupConsumer(t, ctxC, b, "c", resumed, nil)
+	waitFor(t, "the 50 records produced after the restart", func() bool { return resumed.count() >= 50 })
+	time.Sleep(200 * time.Millisecond) // anything older would arrive with them
+	stopC()
+	<-doneC
+	for i := 200; i < 250; i++ {
+		if resumed.seen[fmt.Sprint(i)] != 1 {
+			t.Errorf("record %d consumed %d times after the restart", i, resumed.seen[fmt.Sprint(i)])
+		}
+	}
+	if resumed.count() != 50 {
+		t.Errorf("consumer resumed with %d records, want exactly the 50 new ones", resumed.count())
+	}
+}
