@@ -37,6 +37,8 @@ type storeUnderTest struct {
 	effects func(t testing.TB, id string) int
 	// dsn reopens the same database from another process (crash test).
 	dsn string
+	// raw is the *dedupe.SQLite or *dedupe.Postgres itself.
+	raw any
 }
 
 type fakeClock struct {
@@ -120,6 +122,7 @@ func openSQLiteUnderTest(t testing.TB, path string, cfg dedupe.Config) *storeUnd
 			return n
 		},
 		dsn: path,
+		raw: s,
 	}
 }
 
@@ -155,6 +158,7 @@ func newPostgresUnderTest(t testing.TB, cfg dedupe.Config) *storeUnderTest {
 			return n
 		},
 		dsn: dsn,
+		raw: s,
 	}
 }
 

@@ -51,6 +51,8 @@ func NewPostgres(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Postgres
 		// reviving an expired row.
 		cleanup: `DELETE FROM ` + t + ` WHERE event_id IN (
 			SELECT event_id FROM ` + t + ` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
+		storeOffset: storeOffsetSQL(t),
+		loadOffsets: loadOffsetsSQL(t),
 	}
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
@@ -76,6 +78,7 @@ func (s *Postgres) migrate(ctx context.Context) error {
 				expires_at        timestamptz NOT NULL
 			)`,
 			`CREATE INDEX IF NOT EXISTS ` + t + `_expires_at ON ` + t + ` (expires_at)`,
+			offsetsDDL(t),
 		} {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("dedupe: migrate: %w", err)
@@ -96,6 +99,10 @@ func (s *Postgres) Close() error { return nil }
 // delivery that waits longer than that for a concurrent delivery of the same
 // id gives up with ErrInProgress.
 func (s *Postgres) Process(ctx context.Context, eventID string, h Handler[pgx.Tx]) (Result, error) {
+	return s.process(ctx, eventID, nil, h)
+}
+
+func (s *Postgres) process(ctx context.Context, eventID string, pos *position, h Handler[pgx.Tx]) (Result, error) {
 	if eventID == "" {
 		return Result{}, ErrEmptyEventID
 	}
@@ -121,17 +128,24 @@ func (s *Postgres) Process(ctx context.Context, eventID string, h Handler[pgx.Tx
 		if err != nil {
 			return Result{}, err
 		}
+		if err := s.storeOffset(ctx, tx, pos); err != nil {
+			return Result{}, err
+		}
 		if err := tx.Commit(ctx); err != nil {
 			return Result{}, fmt.Errorf("dedupe: commit duplicate: %w", err)
 		}
 		return Result{Status: Duplicate, Record: rec}, nil
 	}
-	if herr := h(ctx, tx); herr != nil {
+	herr := h(ctx, tx)
+	if herr == nil {
+		herr = s.storeOffset(ctx, tx, pos)
+	}
+	if herr != nil {
 		if rerr := tx.Rollback(context.WithoutCancel(ctx)); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
 			return Result{}, errors.Join(herr, rerr)
 		}
 		if IsPermanent(herr) {
-			return s.reject(ctx, eventID, herr)
+			return s.reject(ctx, eventID, pos, herr)
 		}
 		return Result{}, herr
 	}
@@ -141,7 +155,7 @@ func (s *Postgres) Process(ctx context.Context, eventID string, h Handler[pgx.Tx
 	return Result{Status: Processed, Record: s.fresh(eventID, outcomeProcessed, now)}, nil
 }
 
-func (s *Postgres) reject(ctx context.Context, eventID string, herr error) (Result, error) {
+func (s *Postgres) reject(ctx context.Context, eventID string, pos *position, herr error) (Result, error) {
 	var res Result
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		now := s.cfg.now()
@@ -152,12 +166,15 @@ func (s *Postgres) reject(ctx context.Context, eventID string, herr error) (Resu
 		}
 		if claimed {
 			res = Result{Status: Rejected, Record: s.fresh(eventID, outcome, now)}
-			return nil
+		} else {
+			// Another delivery committed while ours was rolling back.
+			rec, err := s.countDuplicate(ctx, tx, eventID, now)
+			if err != nil {
+				return err
+			}
+			res = Result{Status: Duplicate, Record: rec}
 		}
-		// Another delivery committed while ours was rolling back.
-		rec, err := s.countDuplicate(ctx, tx, eventID, now)
-		res = Result{Status: Duplicate, Record: rec}
-		return err
+		return s.storeOffset(ctx, tx, pos)
 	})
 	if err != nil {
 		return Result{}, errors.Join(herr, err)
@@ -247,4 +264,36 @@ func (s *Postgres) Cleanup(ctx context.Context) (int64, error) {
 	}
 }
 
-var _ Store[pgx.Tx] = (*Postgres)(nil)
+func (s *Postgres) storeOffset(ctx context.Context, tx pgx.Tx, pos *position) error {
+	if pos == nil {
+		return nil
+	}
+	if _, err := tx.Exec(ctx, s.q.storeOffset, pos.group, pos.topic, pos.partition, pos.next); err != nil {
+		return fmt.Errorf("dedupe: store offset: %w", err)
+	}
+	return nil
+}
+
+func (s *Postgres) loadOffsets(ctx context.Context, group string) (map[string]map[int32]int64, error) {
+	rows, err := s.pool.Query(ctx, s.q.loadOffsets, group)
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: load offsets: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[int32]int64{}
+	for rows.Next() {
+		var topic string
+		var partition int32
+		var next int64
+		if err := rows.Scan(&topic, &partition, &next); err != nil {
+			return nil, err
+		}
+		if out[topic] == nil {
+			out[topic] = map[int32]int64{}
+		}
+		out[topic][partition] = next
+	}
+	return out, rows.Err()
+}
+
+var _ OffsetStore[pgx.Tx] = (*Postgres)(nil)

@@ -32,11 +32,12 @@ type SQLite struct {
 	table string
 }
 
-var _ Store[*sql.Tx] = (*SQLite)(nil)
+var _ OffsetStore[*sql.Tx] = (*SQLite)(nil)
 
 // queries are built once per store because the table name is configurable.
 type queries struct {
 	claim, dup, lookup, cleanup string
+	storeOffset, loadOffsets    string
 }
 
 // OpenSQLite opens (creating if needed) the database file at path and the
@@ -78,7 +79,9 @@ func OpenSQLite(ctx context.Context, path string, cfg Config) (*SQLite, error) {
 			RETURNING event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at`,
 		lookup: `SELECT event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at
 			FROM ` + s.table + ` WHERE event_id = ? AND expires_at > ?`,
-		cleanup: `DELETE FROM ` + s.table + ` WHERE rowid IN (SELECT rowid FROM ` + s.table + ` WHERE expires_at <= ? LIMIT ?)`,
+		cleanup:     `DELETE FROM ` + s.table + ` WHERE rowid IN (SELECT rowid FROM ` + s.table + ` WHERE expires_at <= ? LIMIT ?)`,
+		storeOffset: storeOffsetSQL(s.table),
+		loadOffsets: loadOffsetsSQL(s.table),
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
@@ -106,6 +109,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 			expires_at        INTEGER NOT NULL
 		)`,
 		`CREATE INDEX IF NOT EXISTS ` + s.table + `_expires_at ON ` + s.table + ` (expires_at)`,
+		offsetsDDL(s.table),
 	} {
 		if _, err := tx.ExecContext(ctx, stmt); err != nil {
 			return fmt.Errorf("dedupe: migrate: %w", err)
@@ -138,6 +142,12 @@ func (s *SQLite) Close() error {
 // Concurrent deliveries of one id wait for each other; exactly one runs h to
 // commit. h must not call tx.Commit or tx.Rollback.
 func (s *SQLite) Process(ctx context.Context, eventID string, h Handler[*sql.Tx]) (Result, error) {
+	return s.process(ctx, eventID, nil, h)
+}
+
+// process is Process that, if pos is not nil, also stores the consumer's
+// next offset in the same transaction, whatever the outcome.
+func (s *SQLite) process(ctx context.Context, eventID string, pos *position, h Handler[*sql.Tx]) (Result, error) {
 	if eventID == "" {
 		return Result{}, ErrEmptyEventID
 	}
@@ -156,17 +166,24 @@ func (s *SQLite) Process(ctx context.Context, eventID string, h Handler[*sql.Tx]
 		if err != nil {
 			return Result{}, err
 		}
+		if err := s.storeOffset(ctx, tx, pos); err != nil {
+			return Result{}, err
+		}
 		if err := tx.Commit(); err != nil {
 			return Result{}, fmt.Errorf("dedupe: commit duplicate: %w", err)
 		}
 		return Result{Status: Duplicate, Record: rec}, nil
 	}
-	if herr := h(ctx, tx); herr != nil {
+	herr := h(ctx, tx)
+	if herr == nil {
+		herr = s.storeOffset(ctx, tx, pos)
+	}
+	if herr != nil {
 		if rerr := tx.Rollback(); rerr != nil && !errors.Is(rerr, sql.ErrTxDone) {
 			return Result{}, errors.Join(herr, rerr)
 		}
 		if IsPermanent(herr) {
-			return s.reject(ctx, eventID, herr)
+			return s.reject(ctx, eventID, pos, herr)
 		}
 		return Result{}, herr
 	}
@@ -178,7 +195,7 @@ func (s *SQLite) Process(ctx context.Context, eventID string, h Handler[*sql.Tx]
 
 // reject records a permanently failed event in its own transaction, after the
 // handler's writes were rolled back.
-func (s *SQLite) reject(ctx context.Context, eventID string, herr error) (Result, error) {
+func (s *SQLite) reject(ctx context.Context, eventID string, pos *position, herr error) (Result, error) {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return Result{}, errors.Join(herr, err)
@@ -197,6 +214,9 @@ func (s *SQLite) reject(ctx context.Context, eventID string, herr error) (Result
 			return Result{}, errors.Join(herr, err)
 		}
 		res = Result{Status: Duplicate, Record: rec}
+	}
+	if err := s.storeOffset(ctx, tx, pos); err != nil {
+		return Result{}, errors.Join(herr, err)
 	}
 	if err := tx.Commit(); err != nil {
 		return Result{}, errors.Join(herr, err)
@@ -278,4 +298,36 @@ func (s *SQLite) Cleanup(ctx context.Context) (int64, error) {
 			return total, nil
 		}
 	}
+}
+
+func (s *SQLite) storeOffset(ctx context.Context, tx *sql.Tx, pos *position) error {
+	if pos == nil {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, s.q.storeOffset, pos.group, pos.topic, pos.partition, pos.next); err != nil {
+		return fmt.Errorf("dedupe: store offset: %w", err)
+	}
+	return nil
+}
+
+func (s *SQLite) loadOffsets(ctx context.Context, group string) (map[string]map[int32]int64, error) {
+	rows, err := s.r.QueryContext(ctx, s.q.loadOffsets, group)
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: load offsets: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]map[int32]int64{}
+	for rows.Next() {
+		var topic string
+		var partition int32
+		var next int64
+		if err := rows.Scan(&topic, &partition, &next); err != nil {
+			return nil, err
+		}
+		if out[topic] == nil {
+			out[topic] = map[int32]int64{}
+		}
+		out[topic][partition] = next
+	}
+	return out, rows.Err()
 }
