@@ -33,6 +33,10 @@ type Config struct {
 	// (default 1s). Damage at or above the recovery point is treated as a
 	// torn tail on the next open, so a shorter interval narrows that window.
 	CheckpointInterval time.Duration
+	// BackgroundSyncDelay is how long appends that nobody waits for may
+	// stay un-fsynced (and so unreadable) while more bytes gather (default
+	// 2ms). Durable waiters are never delayed by it.
+	BackgroundSyncDelay time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives recovery and fsync reports (default slog.Default()).
@@ -54,6 +58,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.CheckpointInterval <= 0 {
 		c.CheckpointInterval = time.Second
+	}
+	if c.BackgroundSyncDelay <= 0 {
+		c.BackgroundSyncDelay = 2 * time.Millisecond
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -101,9 +108,10 @@ type Log struct {
 	waitMu   sync.Mutex
 	advanced chan struct{} // closed and replaced whenever durable advances or the log fails
 
-	kick chan struct{} // wakes the syncer; capacity 1
-	quit chan struct{}
-	done chan struct{} // closed when the syncer exits
+	kick   chan struct{} // tells the syncer bytes were appended; capacity 1
+	urgent chan struct{} // tells the syncer someone waits for durability; capacity 1
+	quit   chan struct{}
+	done   chan struct{} // closed when the syncer exits
 }
 
 // Open opens or creates the log in dir and recovers it (see the package doc).
@@ -113,6 +121,7 @@ func Open(fsys FS, dir string, cfg Config) (*Log, error) {
 		fs: fsys, dir: dir, cfg: cfg, log: cfg.Logger.With("log", dir),
 		advanced: make(chan struct{}),
 		kick:     make(chan struct{}, 1),
+		urgent:   make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}

@@ -3,19 +3,37 @@ package logstore
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // syncLoop is the group commit: one goroutine fsyncs the active segment
 // whenever bytes were appended since the last fsync. Every append and waiter
 // that arrives while an fsync runs is covered by the next one, so N
 // concurrent durable appenders cost about one fsync per round, not N.
+//
+// Appends nobody waits for (acks=1) are synced too, so that the durable
+// offset, which is what consumers may read, keeps up; but that sync is put
+// off by up to BackgroundSyncDelay to gather more bytes per fsync and keep
+// fsyncs from contending with a stream of writes. A durable waiter cuts the
+// delay short.
 func (l *Log) syncLoop() {
 	defer close(l.done)
+	timer := time.NewTimer(time.Hour)
+	timer.Stop()
 	for {
 		select {
 		case <-l.quit:
 			return
+		case <-l.urgent:
 		case <-l.kick:
+			timer.Reset(l.cfg.BackgroundSyncDelay)
+			select {
+			case <-l.quit:
+				return
+			case <-l.urgent:
+				timer.Stop()
+			case <-timer.C:
+			}
 		}
 		for l.syncOnce() {
 		}
@@ -103,7 +121,7 @@ func (l *Log) WaitDurable(ctx context.Context, end int64) error {
 			return fmt.Errorf("logstore: cannot wait for offset %d: the log ends at %d", end, appended)
 		}
 		select {
-		case l.kick <- struct{}{}:
+		case l.urgent <- struct{}{}:
 		default:
 		}
 		select {
