@@ -100,6 +100,9 @@ type Coordinator struct {
 	closed     bool
 	groups     map[string]*group
 	logRecords int       // records in the log since its last snapshot
+	// compactCheckAt is the logRecords count at which appendLocked next
+	// compares the log with the live state.
+	compactCheckAt int
 	nextExpiry time.Time // next offsets-retention pass
 	seq        uint64    // join order of members, for stable member lists
 

@@ -290,8 +290,13 @@ func (c *Coordinator) appendLocked(recs []logRecord) (int64, error) {
 		return 0, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
 	c.logRecords += len(recs)
-	if c.logRecords > c.compactThresholdLocked() {
-		c.kick()
+	// Counting live records walks every group, so do it only every so
+	// often rather than on each commit.
+	if c.logRecords >= c.compactCheckAt {
+		c.compactCheckAt = c.logRecords + max(c.cfg.CompactRecords/8, 1)
+		if c.logRecords > c.compactThresholdLocked() {
+			c.kick()
+		}
 	}
 	return end, nil
 }
