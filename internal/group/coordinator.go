@@ -99,12 +99,12 @@ type Coordinator struct {
 	mu         sync.Mutex
 	closed     bool
 	groups     map[string]*group
-	logRecords int       // records in the log since its last snapshot
+	logRecords int // records in the log since its last snapshot
 	// compactCheckAt is the logRecords count at which appendLocked next
 	// compares the log with the live state.
 	compactCheckAt int
-	nextExpiry time.Time // next offsets-retention pass
-	seq        uint64    // join order of members, for stable member lists
+	nextExpiry     time.Time // next offsets-retention pass
+	seq            uint64    // join order of members, for stable member lists
 
 	kickc chan struct{} // wakes the timer goroutine to recompute its deadline
 	done  chan struct{}
