@@ -174,3 +174,144 @@ func TestConsumerGroupWithFranzGo(t *testing.T) {
 		t.Errorf("consumer resumed with %d records, want exactly the 50 new ones", resumed.count())
 	}
 }
+
+// TestStaticMemberRejoinsWithoutRebalance: a static member (kgo InstanceID)
+// that restarts gets its partitions back without the other member noticing:
+// no rebalance, so no revocation or new assignment for it (KIP-345).
+func TestStaticMemberRejoinsWithoutRebalance(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker and real clients")
+	}
+	b := brokertest.Run(t, broker.WithTopics("events"), broker.WithProperty("num.partitions", "4"))
+	var mu sync.Mutex
+	events := map[string][]string{}
+	note := func(who, what string) {
+		mu.Lock()
+		events[who] = append(events[who], what)
+		mu.Unlock()
+	}
+	member := func(instance string) *kgo.Client {
+		cl, err := kgo.NewClient(
+			kgo.SeedBrokers(b.Addr()),
+			kgo.ConsumerGroup("static"),
+			kgo.ConsumeTopics("events"),
+			kgo.InstanceID(instance),
+			kgo.SessionTimeout(10*time.Second),
+			kgo.HeartbeatInterval(100*time.Millisecond),
+			kgo.Balancers(kgo.RangeBalancer()),
+			kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+				note(instance, fmt.Sprint("assigned ", m["events"]))
+			}),
+			kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, m map[string][]int32) {
+				note(instance, fmt.Sprint("revoked ", m["events"]))
+			}),
+		)
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				fs := cl.PollFetches(context.Background())
+				if fs.IsClientClosed() {
+					return
+				}
+			}
+		}()
+		return cl
+	}
+	adm := kadm.NewClient(b.Client(t))
+	stable := func() kadm.DescribedGroup {
+		var d kadm.DescribedGroup
+		waitFor(t, "a Stable group of two", func() bool {
+			dg, err := adm.DescribeGroups(context.Background(), "static")
+			d = dg["static"]
+			return err == nil && d.State == "Stable" && len(d.Members) == 2
+		})
+		return d
+	}
+	a := member("ia")
+	defer a.Close()
+	bcl := member("ib")
+	before := stable()
+	// Let the follower catch up on the generation before it goes away.
+	time.Sleep(300 * time.Millisecond)
+	mu.Lock()
+	aEvents := len(events["ia"])
+	mu.Unlock()
+	bcl.Close() // static members do not leave the group on close
+	b2 := member("ib")
+	defer b2.Close()
+	waitFor(t, "the restarted member to get its partitions back", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(events["ib"]) >= 3 // assigned, revoked on close, assigned again
+	})
+	after := stable()
+	mu.Lock()
+	defer mu.Unlock()
+	if got := events["ia"][aEvents:]; len(got) != 0 {
+		t.Errorf("member ia saw %v: the static rejoin caused a rebalance", got)
+	}
+	if ib := events["ib"]; ib[0] != ib[2] {
+		t.Errorf("member ib: %v, want the same assignment back", ib)
+	}
+	same := 0
+	for _, m := range before.Members {
+		for _, n := range after.Members {
+			if m.MemberID == n.MemberID {
+				same++
+			}
+		}
+	}
+	if same != 1 {
+		t.Errorf("members before %v, after %v: want only ib's member id replaced", before.Members, after.Members)
+	}
+}
+
+// TestGroupSurvivesBrokerRestart: two members consume while the broker
+// restarts under them; they rejoin, nothing is lost, and the committed
+// offsets end at the end of every partition.
+func TestGroupSurvivesBrokerRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts a broker and real clients")
+	}
+	b := brokertest.Run(t, broker.WithTopics("events"), broker.WithProperty("num.partitions", "4"))
+	seen := &consumed{seen: map[string]int{}}
+	ctx, stop := context.WithCancel(context.Background())
+	clA, doneA := groupConsumer(t, ctx, b, "a", seen, nil)
+	clB, doneB := groupConsumer(t, ctx, b, "b", seen, nil)
+	prod := b.Client(t, kgo.RecordRetries(100))
+	produceRetrying := func(from, to int) {
+		for i := from; i < to; i++ {
+			r := &kgo.Record{Topic: "events", Value: []byte(fmt.Sprint(i))}
+			for {
+				err := prod.ProduceSync(context.Background(), r).FirstErr()
+				if err == nil {
+					break
+				}
+				t.Logf("produce %d: %v (retrying)", i, err)
+				time.Sleep(50 * time.Millisecond)
+			}
+		}
+	}
+	produceRetrying(0, 100)
+	waitFor(t, "the first 100 records", func() bool { return seen.count() >= 100 })
+	b.Restart(t)
+	produceRetrying(100, 200)
+	waitFor(t, "all 200 records after the restart", func() bool { return seen.count() == 200 })
+	adm := kadm.NewClient(prod)
+	waitFor(t, "committed offsets to cover all 200 records", func() bool {
+		offs, err := adm.FetchOffsets(context.Background(), "g")
+		if err != nil {
+			return false
+		}
+		var sum int64
+		offs.Each(func(o kadm.OffsetResponse) { sum += o.At })
+		return sum == 200
+	})
+	stop()
+	<-doneA
+	<-doneB
+	clA.Close()
+	clB.Close()
+}
