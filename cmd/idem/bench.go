@@ -1,0 +1,108 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/idem-dev/idem/broker"
+	"github.com/idem-dev/idem/internal/benchmark"
+)
+
+func init() {
+	var (
+		brokers  []string
+		dataDir  string
+		cfg      benchmark.Config
+		asJSON   bool
+		duration time.Duration
+	)
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure produce/consume throughput and end-to-end latency with franz-go",
+		Long: `bench drives a broker with franz-go: produce 100 B and 1 KiB records with
+acks=all and acks=1, consume them back, then measure end-to-end latency
+(acks=all, fsynced) at fixed rates. Without --brokers it starts its own broker
+on a temporary data directory (fsync on, as always).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
+			defer stop()
+			cfg.LatencyDuration = duration
+			if len(brokers) == 0 {
+				b, cleanup, err := startBenchBroker(dataDir)
+				if err != nil {
+					return err
+				}
+				defer cleanup()
+				brokers = []string{b.Addr()}
+				fmt.Fprintf(cmd.ErrOrStderr(), "started a broker at %s\n", b.Addr())
+			}
+			cfg.Brokers = brokers
+			if isTerminal(os.Stderr) {
+				cfg.Progress = cmd.ErrOrStderr()
+			}
+			rep, err := benchmark.Run(ctx, cfg)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(rep)
+			}
+			benchmark.Format(cmd.OutOrStdout(), rep)
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringSliceVar(&brokers, "brokers", nil, "bootstrap brokers to measure (default: start an embedded broker)")
+	f.StringVar(&dataDir, "data-dir", "", "data directory of the embedded broker (default: a temporary directory, removed afterwards)")
+	f.IntVar(&cfg.Records100, "records-100", 1_000_000, "100-byte records per throughput run (0 skips)")
+	f.IntVar(&cfg.Records1K, "records-1k", 200_000, "1-KiB records per throughput run (0 skips)")
+	f.IntSliceVar(&cfg.Rates, "rates", []int{1000, 5000}, "fixed produce rates (msgs/s) for the latency runs")
+	f.DurationVar(&duration, "latency-duration", 10*time.Second, "length of each latency run")
+	f.Int32Var(&cfg.Partitions, "partitions", 4, "partitions per benchmark topic")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	rootCmd.AddCommand(cmd)
+}
+
+// startBenchBroker starts an embedded broker for bench on a loopback port.
+func startBenchBroker(dataDir string) (*broker.Broker, func(), error) {
+	remove := func() {}
+	if dataDir == "" {
+		dir, err := os.MkdirTemp("", "idem-bench-")
+		if err != nil {
+			return nil, nil, fmt.Errorf("temporary data directory: %w", err)
+		}
+		dataDir, remove = dir, func() { os.RemoveAll(dir) }
+	}
+	b, err := broker.New(
+		broker.WithDataDir(dataDir),
+		broker.WithKafkaAddr("127.0.0.1:0"),
+		broker.WithAdminAddr(""),
+		broker.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+	)
+	if err == nil {
+		err = b.Start()
+	}
+	if err != nil {
+		remove()
+		return nil, nil, fmt.Errorf("start broker: %w", err)
+	}
+	return b, func() { b.Close(); remove() }, nil
+}
+
+// isTerminal reports whether f is a character device (a terminal), where a
+// progress line helps; in a pipe or CI log it would be noise.
+func isTerminal(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+

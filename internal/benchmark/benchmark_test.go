@@ -1,0 +1,45 @@
+package benchmark
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idem-dev/idem/broker/brokertest"
+)
+
+// TestRunSmall runs every workload at a small size against a real broker and
+// checks the report accounts for every record.
+func TestRunSmall(t *testing.T) {
+	b := brokertest.Run(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Config{
+		Brokers: []string{b.Addr()}, Records100: 5000, Records1K: 1000,
+		Rates: []int{500}, LatencyDuration: time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Throughput) != 6 {
+		t.Fatalf("want 6 throughput runs (2 sizes × acks all/1 + 2 consumes), got %d", len(rep.Throughput))
+	}
+	for _, tp := range rep.Throughput {
+		if tp.MsgsPerS <= 0 || tp.Records == 0 {
+			t.Errorf("%s: empty measurement %+v", tp.Name, tp)
+		}
+		if strings.HasPrefix(tp.Name, "consume 100B") && tp.Bytes != 5000*100 {
+			t.Errorf("consume read %d bytes, want %d", tp.Bytes, 5000*100)
+		}
+	}
+	if len(rep.Latency) != 1 || rep.Latency[0].Records != 500 || rep.Latency[0].P50Ms <= 0 {
+		t.Fatalf("latency run: %+v", rep.Latency)
+	}
+	var out bytes.Buffer
+	Format(&out, rep)
+	if !strings.Contains(out.String(), "produce 100B acks=all") {
+		t.Fatalf("table lacks the acks=all row:\n%s", out.String())
+	}
+}
