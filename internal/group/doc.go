@@ -25,8 +25,11 @@
 // until everything it returns is fsynced, so no consumer starts from an
 // offset a power loss could take back. NewCoordinator replays the log. When
 // the log holds many more records than live state it is rewritten as a
-// snapshot and the log below the snapshot is deleted. Members are not
-// persisted: after a restart every group is Empty and its members rejoin.
+// snapshot and the log below the snapshot is deleted. When a group becomes
+// Stable its members (ids, instance ids, subscriptions, assignments) are
+// written too, so after a restart they keep heartbeating and committing in
+// the same generation without a rebalance; a group caught mid-rebalance comes
+// back as its last Stable generation (or Empty) and its members rejoin.
 //
 // # Concurrency
 //

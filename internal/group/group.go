@@ -532,6 +532,9 @@ func (c *Coordinator) replaceStaticLocked(g *group, old *member, id string, req 
 			// the others rejoining. Kafka sends it no members.
 			res.Members = nil
 		}
+		// Persist the new member id so that the old one stays fenced
+		// after a restart.
+		c.appendBestEffortLocked([]logRecord{groupRecordLocked(g)})
 		return nil, res, nil
 	}
 	m.protocols = req.Protocols
@@ -704,6 +707,7 @@ func (c *Coordinator) syncLocked(req SyncRequest, now time.Time) (chan syncReply
 			for _, o := range g.members {
 				o.replySync(SyncResult{ProtocolType: g.protocolType, Protocol: g.protocol, Assignment: o.assignment}, nil)
 			}
+			c.appendBestEffortLocked([]logRecord{groupRecordLocked(g)})
 		}
 		return ch, SyncResult{}, nil
 	case Stable:

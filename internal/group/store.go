@@ -98,10 +98,16 @@ func groupKey(group string) []byte {
 	return k.AppendTo(nil)
 }
 
-// groupRecord persists what must outlive a restart: the generation (so ids are
-// never reused), the protocol type, and when the group last changed state.
-// Members are written by id only when the group has some, which tells replay
-// whether the group was Empty (and since when: the retention clock, KIP-211).
+// groupRecordLocked persists what must outlive a restart: the generation (so
+// ids are never reused), the protocol type, and when the group last changed
+// state. A Stable group's record also carries its members with their
+// subscriptions and assignments, so that after a restart they go on
+// heartbeating and committing in the same generation, without a rebalance
+// (Kafka does the same). The three shapes, told apart on replay:
+//
+//	members listed             Stable: restore the members
+//	no members, Protocol set   rebalancing: Empty; the retention clock starts at replay
+//	no members, Protocol nil   Empty since CurrentStateTimestamp (KIP-211)
 func groupRecordLocked(g *group) logRecord {
 	v := kmsg.NewGroupMetadataValue()
 	v.Version = valueGroup
@@ -114,6 +120,9 @@ func groupRecordLocked(g *group) logRecord {
 		v.Leader = kmsg.StringPtr(g.leader)
 	}
 	v.CurrentStateTimestamp = g.stateTime.UnixMilli()
+	if g.state != Stable {
+		return logRecord{key: groupKey(g.id), value: v.AppendTo(nil)}
+	}
 	for _, m := range g.sortedMembersLocked() {
 		gm := kmsg.NewGroupMetadataValueMember()
 		gm.MemberID = m.id
@@ -124,6 +133,8 @@ func groupRecordLocked(g *group) logRecord {
 		gm.ClientHost = m.clientHost
 		gm.RebalanceTimeoutMillis = int32(m.rebalanceTimeout / time.Millisecond)
 		gm.SessionTimeoutMillis = int32(m.sessionTimeout / time.Millisecond)
+		gm.Subscription = m.metadataFor(g.protocol)
+		gm.Assignment = m.assignment
 		v.Members = append(v.Members, gm)
 	}
 	return logRecord{key: groupKey(g.id), value: v.AppendTo(nil)}
@@ -238,21 +249,70 @@ func (c *Coordinator) applyRecordLocked(r logRecord, now time.Time) error {
 		if g == nil {
 			g = c.newGroupLocked(k.Group, now)
 		}
-		g.generation = v.Generation
-		g.protocolType = v.ProtocolType
-		// Members are not restored: after a restart every group is Empty and
-		// its members rejoin. The retention clock of a group that was Empty
-		// keeps its original start; one that had members starts it now.
-		if len(v.Members) == 0 {
-			g.emptySince = time.UnixMilli(v.CurrentStateTimestamp)
-		} else {
-			g.emptySince = now
-		}
-		g.stateTime = g.emptySince
+		c.restoreGroupLocked(g, &v, now)
 	default:
 		return errUnknownRecord
 	}
 	return nil
+}
+
+// restoreGroupLocked applies a replayed group record (see groupRecordLocked
+// for its three shapes). Restored members get a fresh session: those that do
+// not come back expire and the group rebalances without them.
+func (c *Coordinator) restoreGroupLocked(g *group, v *kmsg.GroupMetadataValue, now time.Time) {
+	g.generation = v.Generation
+	g.protocolType = v.ProtocolType
+	g.members = make(map[string]*member)
+	g.static = make(map[string]string)
+	g.protocol, g.leader = "", ""
+	g.state = Empty
+	switch {
+	case len(v.Members) > 0:
+		g.protocol = deref(v.Protocol)
+		g.leader = deref(v.Leader)
+		g.state = Stable
+		g.stateTime = now
+		for _, vm := range v.Members {
+			c.seq++
+			m := &member{
+				id:               vm.MemberID,
+				instanceID:       deref(vm.InstanceID),
+				clientID:         vm.ClientID,
+				clientHost:       vm.ClientHost,
+				sessionTimeout:   time.Duration(vm.SessionTimeoutMillis) * time.Millisecond,
+				rebalanceTimeout: time.Duration(vm.RebalanceTimeoutMillis) * time.Millisecond,
+				protocols:        []Protocol{{Name: g.protocol, Metadata: vm.Subscription}},
+				assignment:       vm.Assignment,
+				seq:              c.seq,
+				synced:           true,
+			}
+			m.deadline = now.Add(m.sessionTimeout)
+			g.members[m.id] = m
+			if m.instanceID != "" {
+				g.static[m.instanceID] = m.id
+			}
+		}
+		if g.members[g.leader] == nil {
+			// Cannot happen with records we wrote; rebalance rather than
+			// serve a group without a leader.
+			g.leader = ""
+			g.state = PreparingRebalance
+			g.joinDeadline = now.Add(g.maxRebalanceTimeoutLocked())
+		}
+	case v.Protocol != nil:
+		g.emptySince = now
+		g.stateTime = now
+	default:
+		g.emptySince = time.UnixMilli(v.CurrentStateTimestamp)
+		g.stateTime = g.emptySince
+	}
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }
 
 // replay rebuilds memory from the whole log; called before the coordinator
