@@ -335,3 +335,25 @@ func TestConcurrentGroup(t *testing.T) {
 		t.Fatal("members did not finish their rounds")
 	}
 }
+
+// TestDeleteTopicOffsets: offsets of a deleted topic disappear from every
+// group, durably.
+func TestDeleteTopicOffsets(t *testing.T) {
+	fs := logstore.NewMemFS()
+	cfg := testConfig(fs)
+	c := mustOpen(t, cfg)
+	commit(t, c, "g1", map[TopicPartition]int64{{"gone", 0}: 1, {"kept", 0}: 2})
+	commit(t, c, "g2", map[TopicPartition]int64{{"gone", 3}: 4})
+	if err := c.DeleteTopicOffsets(context.Background(), []string{"gone"}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	c = mustOpen(t, cfg)
+	defer c.Close()
+	if got := fetch(t, c, "g1"); len(got) != 1 || got[TopicPartition{"kept", 0}] != 2 {
+		t.Fatalf("g1: %v", got)
+	}
+	if got := fetch(t, c, "g2"); len(got) != 0 {
+		t.Fatalf("g2: %v", got)
+	}
+}

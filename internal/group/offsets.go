@@ -382,3 +382,34 @@ func (c *Coordinator) DescribeGroup(id string) GroupDescription {
 	}
 	return d
 }
+
+// DeleteTopicOffsets removes every group's committed offsets for the given
+// topics, as Kafka does when a topic is deleted: a topic re-created under the
+// same name must not inherit offsets that point into the old one. The broker
+// calls it from DeleteTopics; it returns once the removal is durable.
+func (c *Coordinator) DeleteTopicOffsets(ctx context.Context, topics []string) error {
+	gone := make(map[string]bool, len(topics))
+	for _, t := range topics {
+		gone[t] = true
+	}
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return ErrClosed
+	}
+	var recs []logRecord
+	for _, g := range c.sortedGroupsLocked() {
+		for _, tp := range sortedPartitions(g.offsets) {
+			if gone[tp.Topic] {
+				recs = append(recs, offsetTombstone(g.id, tp))
+				delete(g.offsets, tp)
+			}
+		}
+	}
+	end, err := c.appendLocked(recs)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.waitDurable(ctx, end)
+}
