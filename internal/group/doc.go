@@ -39,6 +39,15 @@
 // lock; WaitDurable is always called outside it. The only goroutine is the
 // timer loop started by NewCoordinator and joined by Close.
 //
+// # Deliberately not implemented (yet)
+//
+//   - group.max.size (GROUP_MAX_SIZE_REACHED).
+//   - KIP-496: a live group's offsets for topics it no longer subscribes to
+//     never expire; only groups without members lose offsets.
+//   - Pending transactional offsets (TxnOffsetCommit, RequireStable and
+//     UNSTABLE_OFFSET_COMMIT): nothing is pending until transactions exist.
+//   - KIP-848 consumer groups (ConsumerGroupHeartbeat) and share groups.
+//
 // Callers must: check that committed partitions exist (the coordinator does
 // not know topics), pass the request's client id and host, and pass
 // RebalanceTimeout = SessionTimeout for JoinGroup v0.

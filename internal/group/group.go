@@ -365,6 +365,9 @@ func (c *Coordinator) joinStart(req JoinRequest) (chan joinReply, JoinResult, er
 	if req.RebalanceTimeout <= 0 {
 		req.RebalanceTimeout = req.SessionTimeout
 	}
+	if req.ProtocolType == "" || len(req.Protocols) == 0 {
+		return nil, fail, ErrInconsistentProtocol // before a group is created for it
+	}
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
