@@ -509,7 +509,7 @@ func (c *Coordinator) updateMemberLocked(g *group, m *member, req JoinRequest, n
 }
 
 // replaceStaticLocked gives a known group.instance.id a new member id (the
-// instance restarted). In a Stable group whose member's protocols did not
+// instance restarted). In a Stable group whose chosen protocol would not
 // change there is no rebalance: the member gets the current generation back
 // and its old assignment from SyncGroup (KIP-345).
 func (c *Coordinator) replaceStaticLocked(g *group, old *member, id string, req JoinRequest, now time.Time) (chan joinReply, JoinResult, error) {
@@ -527,7 +527,11 @@ func (c *Coordinator) replaceStaticLocked(g *group, old *member, id string, req 
 	if g.leader == oldID {
 		g.leader = id
 	}
-	if g.state == Stable && sameProtocols(m.protocols, req.Protocols) {
+	m.protocols = req.Protocols
+	// Like Kafka, compare the protocol the group would choose, not the
+	// metadata bytes: a restarted client's subscription metadata differs in
+	// details (owned partitions, generation) that do not call for a rebalance.
+	if g.state == Stable && g.selectProtocolLocked(g.sortedMembersLocked()) == g.protocol {
 		skip := id == g.leader && req.SupportsSkipAssignment
 		res := g.joinResultLocked(m, skip)
 		if id == g.leader && !skip {
@@ -540,7 +544,6 @@ func (c *Coordinator) replaceStaticLocked(g *group, old *member, id string, req 
 		c.appendBestEffortLocked([]logRecord{groupRecordLocked(g)})
 		return nil, res, nil
 	}
-	m.protocols = req.Protocols
 	m.joinWait = make(chan joinReply, 1)
 	ch := m.joinWait
 	if g.state != PreparingRebalance {
