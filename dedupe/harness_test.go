@@ -39,7 +39,12 @@ type storeUnderTest struct {
 	dsn string
 	// raw is the *dedupe.SQLite or *dedupe.Postgres itself.
 	raw any
+	// committedRecords sums the next offsets a consumer group stored for
+	// its partitions: the number of records it settled, on a fresh topic.
+	committedRecords func(t testing.TB, group string) int64
 }
+
+const offsetsSumSQL = `SELECT coalesce(sum(next_offset), 0) FROM idem_processed_offsets WHERE consumer_group = $1`
 
 type fakeClock struct {
 	mu  sync.Mutex
@@ -123,6 +128,13 @@ func openSQLiteUnderTest(t testing.TB, path string, cfg dedupe.Config) *storeUnd
 		},
 		dsn: path,
 		raw: s,
+		committedRecords: func(t testing.TB, group string) int64 {
+			var n int64
+			if err := s.DB().QueryRowContext(context.Background(), offsetsSumSQL, group).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		},
 	}
 }
 
@@ -159,6 +171,13 @@ func newPostgresUnderTest(t testing.TB, cfg dedupe.Config) *storeUnderTest {
 		},
 		dsn: dsn,
 		raw: s,
+		committedRecords: func(t testing.TB, group string) int64 {
+			var n int64
+			if err := pool.QueryRow(context.Background(), offsetsSumSQL, group).Scan(&n); err != nil {
+				t.Fatal(err)
+			}
+			return n
+		},
 	}
 }
 
