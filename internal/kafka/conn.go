@@ -91,6 +91,12 @@ func (c *conn) stopReading() {
 func (c *conn) serve() {
 	go c.writeLoop()
 	err := c.readLoop()
+	if !c.stopped.Load() {
+		// The client is gone or broke the protocol: abort pending long-polls
+		// and fsync waits instead of holding the writer until they time out.
+		// On a graceful shutdown (stopped) in-flight responses still finish.
+		c.cancel()
+	}
 	close(c.queue)
 	<-c.writerDone
 	c.cancel()
@@ -233,6 +239,9 @@ func (c *conn) call(h api.Handler, req kmsg.Request) (resp kmsg.Response, err er
 		if r := recover(); r != nil {
 			c.log.Error("handler panic", "api", kmsg.NameForKey(req.Key()), "version", req.GetVersion(), "panic", r, "stack", string(debug.Stack()))
 			resp, err = nil, fmt.Errorf("internal error: %v", r)
+			if c.s.cfg.OnPanic != nil {
+				c.s.cfg.OnPanic(r)
+			}
 		}
 	}()
 	return h(c.ctx, c.s.cfg.Env, &c.info, req)

@@ -39,6 +39,9 @@ type Config struct {
 	// DrainTimeout bounds how long Close waits for in-flight responses before
 	// cancelling them; 0 means 10 seconds.
 	DrainTimeout time.Duration
+	// OnPanic, if set, is called with the value of a recovered handler panic
+	// (the connection is closed either way). Fuzz tests use it to fail.
+	OnPanic func(v any)
 }
 
 // Server serves the Kafka protocol on listeners given to Serve.
@@ -133,24 +136,33 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		c := newConn(s, nc)
-		s.mu.Lock()
-		if s.closing {
-			s.mu.Unlock()
-			nc.Close()
+		if !s.ServeConn(nc) {
 			return
 		}
-		s.conns[c] = true
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			c.serve()
-			s.mu.Lock()
-			delete(s.conns, c)
-			s.mu.Unlock()
-		}()
 	}
+}
+
+// ServeConn serves one already-accepted connection (tests pass one end of a
+// net.Pipe). It returns false, closing nc, if the server is closing.
+func (s *Server) ServeConn(nc net.Conn) bool {
+	c := newConn(s, nc)
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return false
+	}
+	s.conns[c] = true
+	s.wg.Add(1)
+	s.mu.Unlock()
+	go func() {
+		defer s.wg.Done()
+		c.serve()
+		s.mu.Lock()
+		delete(s.conns, c)
+		s.mu.Unlock()
+	}()
+	return true
 }
 
 // Close stops accepting, stops reading new requests, lets the responses already

@@ -1,0 +1,395 @@
+package kafka
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/catalog"
+	"github.com/idem-dev/idem/internal/config"
+	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/kafka/api"
+	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/partition"
+)
+
+// newTestServer builds a server over an in-memory file system with one topic
+// "t" of two partitions. Panics in handlers fail the test.
+func newTestServer(t testing.TB, props ...string) *Server {
+	t.Helper()
+	mem := logstore.NewMemFS()
+	conf := config.New()
+	for i := 0; i+1 < len(props); i += 2 {
+		if err := conf.Set(props[i], props[i+1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cat, err := catalog.Open(mem, "/d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	parts, err := partition.OpenManager(partition.ManagerConfig{FS: mem, DataDir: "/d", Catalog: cat, Config: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := parts.CreateTopic("t", 2, nil); err != nil {
+		t.Fatal(err)
+	}
+	pids, err := partition.OpenIDAllocator(mem, "/d/producer_ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := group.NewCoordinator(group.Config{FS: mem, Dir: "/d/__consumer_offsets", InitialRebalanceDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := &api.Env{
+		Groups: groups, PartitionExists: parts.Exists, Logger: discard(),
+		NodeID: 1, Host: "127.0.0.1", Port: 9092, ClusterID: cat.ClusterID(),
+		Config: conf, Partitions: parts, ProducerIDs: pids,
+	}
+	s := NewServer(Config{
+		Env: env, MaxRequestBytes: int32(conf.Int("socket.request.max.bytes")), Logger: discard(),
+		DrainTimeout: 2 * time.Second,
+		OnPanic:      func(v any) { t.Errorf("handler panic: %v", v) },
+	})
+	env.Closing = s.Closing()
+	t.Cleanup(func() {
+		s.Close()
+		groups.Close()
+		parts.Close()
+	})
+	return s
+}
+
+// listen starts serving s on a loopback port and returns a dial function.
+func listen(t testing.TB, s *Server) func() net.Conn {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Serve(ln); err != nil {
+		t.Fatal(err)
+	}
+	return func() net.Conn {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		return c
+	}
+}
+
+// frame encodes a request with header v1/v2 as a client would.
+func frame(req kmsg.Request, corr int32) []byte {
+	b := []byte{0, 0, 0, 0}
+	b = kbin.AppendInt16(b, req.Key())
+	b = kbin.AppendInt16(b, req.GetVersion())
+	b = kbin.AppendInt32(b, corr)
+	b = kbin.AppendNullableString(b, kmsg.StringPtr("test"))
+	if req.IsFlexible() {
+		b = append(b, 0)
+	}
+	b = req.AppendTo(b)
+	binary.BigEndian.PutUint32(b, uint32(len(b)-4))
+	return b
+}
+
+// readResponse reads one response frame and returns its correlation id and
+// body (after the header tag byte when flexible is true).
+func readResponse(t testing.TB, c net.Conn, flexible bool) (int32, []byte) {
+	t.Helper()
+	var size [4]byte
+	if _, err := io.ReadFull(c, size[:]); err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	body := make([]byte, binary.BigEndian.Uint32(size[:]))
+	if _, err := io.ReadFull(c, body); err != nil {
+		t.Fatalf("reading response: %v", err)
+	}
+	corr := int32(binary.BigEndian.Uint32(body))
+	body = body[4:]
+	if flexible {
+		body = body[1:]
+	}
+	return corr, body
+}
+
+// expectClosed asserts that the server closes the connection.
+func expectClosed(t testing.TB, c net.Conn) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := io.ReadAll(c)
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		t.Fatal("connection still open")
+	}
+}
+
+func apiVersions(version int16) *kmsg.ApiVersionsRequest {
+	r := kmsg.NewPtrApiVersionsRequest()
+	r.SetVersion(version)
+	r.ClientSoftwareName, r.ClientSoftwareVersion = "test", "1"
+	return r
+}
+
+func TestApiVersionsAllVersions(t *testing.T) {
+	dial := listen(t, newTestServer(t))
+	c := dial()
+	for v := int16(0); v <= 4; v++ {
+		c.Write(frame(apiVersions(v), int32(v)))
+		corr, body := readResponse(t, c, false) // header v0 even when flexible
+		resp := kmsg.NewPtrApiVersionsResponse()
+		resp.SetVersion(v)
+		if err := resp.ReadFrom(body); err != nil || corr != int32(v) || resp.ErrorCode != 0 {
+			t.Fatalf("v%d: corr %d err %v code %d", v, corr, err, resp.ErrorCode)
+		}
+		want := map[int16][2]int16{0: {0, 11}, 1: {4, 12}, 3: {0, 12}, 10: {0, 6}, 11: {0, 9}, 18: {0, 4}, 22: {0, 5}}
+		got := map[int16][2]int16{}
+		last := int16(-1)
+		for _, k := range resp.ApiKeys {
+			if k.ApiKey <= last {
+				t.Fatal("ApiKeys not sorted")
+			}
+			last = k.ApiKey
+			got[k.ApiKey] = [2]int16{k.MinVersion, k.MaxVersion}
+		}
+		for k, r := range want {
+			if got[k] != r {
+				t.Fatalf("key %d advertised %v, want %v", k, got[k], r)
+			}
+		}
+	}
+}
+
+func TestApiVersionsTooNew(t *testing.T) {
+	dial := listen(t, newTestServer(t))
+	c := dial()
+	req := apiVersions(4)
+	f := frame(req, 7)
+	binary.BigEndian.PutUint16(f[6:], 9) // claim v9, which we cannot parse
+	c.Write(f)
+	corr, body := readResponse(t, c, false)
+	resp := kmsg.NewPtrApiVersionsResponse()
+	resp.SetVersion(0)
+	if err := resp.ReadFrom(body); err != nil || corr != 7 {
+		t.Fatalf("corr %d err %v", corr, err)
+	}
+	if resp.ErrorCode != kerr.UnsupportedVersion.Code || len(resp.ApiKeys) == 0 {
+		t.Fatalf("code %d keys %d", resp.ErrorCode, len(resp.ApiKeys))
+	}
+	// The connection stays usable.
+	c.Write(frame(apiVersions(3), 8))
+	if corr, _ := readResponse(t, c, false); corr != 8 {
+		t.Fatalf("corr %d", corr)
+	}
+}
+
+func TestUnsupportedVersionsClose(t *testing.T) {
+	dial := listen(t, newTestServer(t))
+	for _, tc := range []struct {
+		name         string
+		key, version int16
+	}{
+		{"fetch v99", 1, 99},
+		{"fetch v3", 1, 3},
+		{"unknown key", 250, 0},
+		{"negative key", -5, 0},
+		{"listoffsets v0", 2, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial()
+			f := frame(apiVersions(0), 1)
+			binary.BigEndian.PutUint16(f[4:], uint16(tc.key))
+			binary.BigEndian.PutUint16(f[6:], uint16(tc.version))
+			c.Write(f)
+			expectClosed(t, c)
+		})
+	}
+}
+
+func TestProduceOldVersionsRejectedPerPartition(t *testing.T) {
+	dial := listen(t, newTestServer(t))
+	c := dial()
+	for v := int16(0); v <= 2; v++ {
+		req := kmsg.NewPtrProduceRequest()
+		req.SetVersion(v)
+		req.Acks = 1
+		rt := kmsg.NewProduceRequestTopic()
+		rt.Topic = "t"
+		rp := kmsg.NewProduceRequestTopicPartition()
+		rp.Records = []byte("old message set")
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		c.Write(frame(req, 1))
+		_, body := readResponse(t, c, false)
+		resp := req.ResponseKind().(*kmsg.ProduceResponse)
+		if err := resp.ReadFrom(body); err != nil {
+			t.Fatal(err)
+		}
+		if code := resp.Topics[0].Partitions[0].ErrorCode; code != kerr.UnsupportedVersion.Code {
+			t.Fatalf("v%d: code %d", v, code)
+		}
+	}
+}
+
+func TestHostileFrames(t *testing.T) {
+	s := newTestServer(t, "socket.request.max.bytes", "1048576")
+	dial := listen(t, s)
+	t.Run("oversize", func(t *testing.T) {
+		c := dial()
+		c.Write([]byte{0x00, 0x20, 0x00, 0x00}) // 2 MiB > 1 MiB cap
+		expectClosed(t, c)
+	})
+	t.Run("negative size", func(t *testing.T) {
+		c := dial()
+		c.Write([]byte{0xff, 0xff, 0xff, 0xf0})
+		expectClosed(t, c)
+	})
+	t.Run("tiny size", func(t *testing.T) {
+		c := dial()
+		c.Write([]byte{0, 0, 0, 3, 1, 2, 3})
+		expectClosed(t, c)
+	})
+	t.Run("lying length then hang up", func(t *testing.T) {
+		c := dial()
+		c.Write([]byte{0x00, 0x0f, 0xff, 0xff, 0, 18, 0, 0})
+		c.(*net.TCPConn).CloseWrite()
+		expectClosed(t, c)
+	})
+	t.Run("large non-produce frame", func(t *testing.T) {
+		s2 := newTestServer(t)
+		c := listen(t, s2)()
+		hdr := []byte{0x01, 0x00, 0x00, 0x00, 0, 3, 0, 1} // 16 MiB Metadata
+		c.Write(hdr)
+		c.Write(make([]byte, 64<<10))
+		expectClosed(t, c)
+	})
+	t.Run("garbage body", func(t *testing.T) {
+		c := dial()
+		f := frame(apiVersions(0), 1)
+		f = append(f[:14], bytes.Repeat([]byte{0x7f}, 40)...) // array length far beyond the bytes present
+		binary.BigEndian.PutUint16(f[4:], 3)                  // Metadata v0 with a garbage body
+		binary.BigEndian.PutUint32(f, uint32(len(f)-4))
+		c.Write(f)
+		expectClosed(t, c)
+	})
+	t.Run("random garbage", func(t *testing.T) {
+		for i := range 20 {
+			c := dial()
+			g := make([]byte, 200)
+			for j := range g {
+				g[j] = byte(j*31 + i*7)
+			}
+			binary.BigEndian.PutUint32(g, 190)
+			c.Write(g)
+			c.(*net.TCPConn).CloseWrite()
+			io.ReadAll(c)
+		}
+	})
+	// The server still answers afterwards.
+	c := dial()
+	c.Write(frame(apiVersions(3), 42))
+	if corr, _ := readResponse(t, c, false); corr != 42 {
+		t.Fatalf("corr %d", corr)
+	}
+}
+
+// TestReadFrameBoundedAllocation: a size prefix promising 100 MiB followed by
+// a few bytes must not allocate anywhere near 100 MiB.
+func TestReadFrameBoundedAllocation(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for range 10 {
+		r := io.MultiReader(bytes.NewReader([]byte{0, 0}), strings.NewReader(strings.Repeat("x", 1000)))
+		if _, err := readFrame(r, 100<<20, 100<<20); err == nil {
+			t.Fatal("short frame accepted")
+		}
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 4<<20 {
+		t.Fatalf("10 lying frames allocated %d bytes", grew)
+	}
+	// A real frame arriving in pieces is read whole.
+	want := bytes.Repeat([]byte("abcdefgh"), 100000)
+	got, err := readFrame(iotestHalf{bytes.NewReader(want)}, int32(len(want)), 100<<20)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("readFrame: %v", err)
+	}
+}
+
+type iotestHalf struct{ r io.Reader }
+
+func (h iotestHalf) Read(p []byte) (int, error) {
+	if len(p) > 1000 {
+		p = p[:1000]
+	}
+	return h.r.Read(p)
+}
+
+// TestPipelinedOrderAndAcks0 sends several requests at once, including an
+// acks=0 produce, and checks responses come back in order with none for the
+// acks=0 request.
+func TestPipelinedOrderAndAcks0(t *testing.T) {
+	dial := listen(t, newTestServer(t))
+	c := dial()
+	var buf []byte
+	for i := int32(1); i <= 10; i++ {
+		if i == 5 {
+			req := kmsg.NewPtrProduceRequest()
+			req.SetVersion(7)
+			req.Acks = 0
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = "t"
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Records = testBatch(3)
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+			buf = append(buf, frame(req, i)...)
+			continue
+		}
+		m := kmsg.NewPtrMetadataRequest()
+		m.SetVersion(int16(i % 13))
+		buf = append(buf, frame(m, i)...)
+	}
+	c.Write(buf)
+	for i := int32(1); i <= 10; i++ {
+		if i == 5 {
+			continue
+		}
+		corr, _ := readResponse(t, c, i%13 >= 9)
+		if corr != i {
+			t.Fatalf("response %d has correlation id %d", i, corr)
+		}
+	}
+}
+
+// testBatch is a minimal valid non-idempotent batch of n records.
+func testBatch(n int) []byte {
+	var recs []byte
+	for i := range n {
+		r := kmsg.Record{OffsetDelta: int32(i), Value: []byte("v")}
+		r.Length = int32(len(r.AppendTo(nil)) - 1)
+		recs = r.AppendTo(recs)
+	}
+	b := kmsg.RecordBatch{PartitionLeaderEpoch: -1, Magic: 2, LastOffsetDelta: int32(n - 1), ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: int32(n), Records: recs}
+	out := b.AppendTo(nil)
+	b.Length = int32(len(out) - 12)
+	out = b.AppendTo(nil)
+	logstore.FixCRC(out)
+	return out
+}
