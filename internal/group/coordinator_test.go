@@ -357,3 +357,38 @@ func TestDeleteTopicOffsets(t *testing.T) {
 		t.Fatalf("g2: %v", got)
 	}
 }
+
+// TestExpireUnsubscribedTopics: a Stable consumer group keeps the offsets of
+// the topics it subscribes to and loses the others after the retention time
+// (KIP-496).
+func TestExpireUnsubscribedTopics(t *testing.T) {
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	cfg := testConfig(logstore.NewMemFS())
+	cfg.Now = func() time.Time { return now }
+	cfg.manualTick = true
+	cfg.OffsetsRetention = time.Hour
+	cfg.OffsetsRetentionCheckInterval = time.Minute
+	c := mustOpen(t, cfg)
+	defer c.Close()
+	ctx := context.Background()
+	commit(t, c, "g", map[TopicPartition]int64{{"sub", 0}: 1, {"old", 0}: 2})
+	ch, res, err := c.joinStart(JoinRequest{Group: "g", ClientID: "c", ProtocolType: "consumer",
+		Protocols: []Protocol{{Name: "range", Metadata: consumerMeta("sub")}}, SessionTimeout: 30 * time.Minute})
+	if err != nil || ch == nil {
+		t.Fatalf("join: %v %v", res, err)
+	}
+	res = (<-ch).res
+	if _, err := c.SyncGroup(ctx, SyncRequest{Group: "g", MemberID: res.MemberID, Generation: res.Generation}); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		now = now.Add(25 * time.Minute)
+		if err := c.Heartbeat(HeartbeatRequest{Group: "g", MemberID: res.MemberID, Generation: res.Generation}); err != nil {
+			t.Fatal(err)
+		}
+		c.tick()
+	}
+	if got := fetch(t, c, "g"); len(got) != 1 || got[TopicPartition{"sub", 0}] != 1 {
+		t.Fatalf("offsets after retention: %v, want only the subscribed topic", got)
+	}
+}

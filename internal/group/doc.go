@@ -42,8 +42,6 @@
 // # Deliberately not implemented (yet)
 //
 //   - group.max.size (GROUP_MAX_SIZE_REACHED).
-//   - KIP-496: a live group's offsets for topics it no longer subscribes to
-//     never expire; only groups without members lose offsets.
 //   - Pending transactional offsets (TxnOffsetCommit, RequireStable and
 //     UNSTABLE_OFFSET_COMMIT): nothing is pending until transactions exist.
 //   - KIP-848 consumer groups (ConsumerGroupHeartbeat) and share groups.

@@ -291,15 +291,29 @@ func (c *Coordinator) deleteGroupLocked(g *group) []logRecord {
 	return recs
 }
 
-// expireOffsetsLocked applies offsets.retention.minutes. Only groups without
-// members lose offsets: a group that has had members expires them all once
-// it has been Empty for the retention time (KIP-211); a standalone group
-// (commits with generation -1 only) expires each offset by its commit time.
-// An Empty group left with no offsets is deleted.
+// expireOffsetsLocked applies offsets.retention.minutes. A group that has
+// had members expires all its offsets once it has been Empty for the
+// retention time (KIP-211); a standalone group (commits with generation -1
+// only) expires each offset by its commit time; a Stable consumer group keeps
+// the offsets of the topics it subscribes to and expires the others by commit
+// time (KIP-496). An Empty group left with no offsets is deleted.
 func (c *Coordinator) expireOffsetsLocked(now time.Time) {
 	retention := c.cfg.OffsetsRetention
 	var recs []logRecord
 	for _, g := range c.sortedGroupsLocked() {
+		if g.state == Stable && g.protocolType == "consumer" {
+			// KIP-496: a live consumer group's offsets for topics it no
+			// longer subscribes to expire by their commit time.
+			if subscribed, ok := g.subscribedTopicsLocked(); ok {
+				for _, tp := range sortedPartitions(g.offsets) {
+					if !subscribed[tp.Topic] && now.Sub(g.offsets[tp].CommitTime) >= retention {
+						recs = append(recs, offsetTombstone(g.id, tp))
+						delete(g.offsets, tp)
+					}
+				}
+			}
+			continue
+		}
 		if g.state != Empty || len(g.members) > 0 || len(g.pending) > 0 {
 			continue
 		}
