@@ -41,7 +41,8 @@ var (
 	// Config.MaxMetadataBytes (OFFSET_METADATA_TOO_LARGE).
 	ErrOffsetMetadataTooLarge = errors.New("group: offset metadata too large")
 	// ErrStorage: the offsets log failed (for example a failed fsync poisoned
-	// it); nothing can be acknowledged any more (KAFKA_STORAGE_ERROR for
-	// commits, COORDINATOR_NOT_AVAILABLE elsewhere). It wraps the logstore error.
+	// it); nothing can be acknowledged any more (COORDINATOR_NOT_AVAILABLE,
+	// retriable, so clients keep their offsets and retry). It wraps the
+	// logstore error.
 	ErrStorage = errors.New("group: offsets log failed")
 )
