@@ -1,0 +1,283 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/broker"
+	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/logstore"
+)
+
+func TestFetchLongPollWakesOnAppend(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("lp"))
+	cl := b.Client(t)
+	type result struct {
+		resp *kmsg.FetchResponse
+		err  error
+		took time.Duration
+	}
+	done := make(chan result, 1)
+	go func() {
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxWaitMillis, req.MinBytes, req.MaxBytes = 10000, 1, 1<<20
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "lp"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.PartitionMaxBytes = 1 << 20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		start := time.Now()
+		resp, err := req.RequestWith(context.Background(), cl)
+		done <- result{resp, err, time.Since(start)}
+	}()
+	time.Sleep(300 * time.Millisecond)
+	select {
+	case r := <-done:
+		t.Fatalf("fetch returned before any data: %+v", r)
+	default:
+	}
+	if err := cl.ProduceSync(ctxT(t), &kgo.Record{Topic: "lp", Value: []byte("wake")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	p := r.resp.Topics[0].Partitions[0]
+	if p.ErrorCode != 0 || len(p.RecordBatches) == 0 || p.HighWatermark != 1 {
+		t.Fatalf("fetch: code %d, %d bytes, hwm %d", p.ErrorCode, len(p.RecordBatches), p.HighWatermark)
+	}
+	if r.took > 5*time.Second {
+		t.Fatalf("long-poll took %v: not woken by the append", r.took)
+	}
+	if p.PreferredReadReplica != -1 || p.LastStableOffset != 1 || p.LogStartOffset != 0 {
+		t.Fatalf("defaults: preferred %d lso %d start %d", p.PreferredReadReplica, p.LastStableOffset, p.LogStartOffset)
+	}
+}
+
+func TestFetchMaxWaitAndOutOfRange(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("w"))
+	cl := b.Client(t)
+	fetch := func(offset int64, wait int32) (*kmsg.FetchResponseTopicPartition, time.Duration) {
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxWaitMillis, req.MinBytes = wait, 1
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "w"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.FetchOffset, rp.PartitionMaxBytes = offset, 1<<20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		start := time.Now()
+		resp, err := req.RequestWith(ctxT(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &resp.Topics[0].Partitions[0], time.Since(start)
+	}
+	p, took := fetch(0, 300)
+	if p.ErrorCode != 0 || took < 250*time.Millisecond || took > 3*time.Second {
+		t.Fatalf("empty poll: code %d took %v", p.ErrorCode, took)
+	}
+	p, _ = fetch(5, 0)
+	mustCode(t, p.ErrorCode, kerr.OffsetOutOfRange.Code, "fetch past the end")
+}
+
+func TestListOffsetsByTime(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("ts"))
+	cl := b.Client(t, kgo.DefaultProduceTopic("ts"))
+	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+	for i := range 10 {
+		r := &kgo.Record{Value: fmt.Appendf(nil, "%d", i), Timestamp: base.Add(time.Duration(i) * time.Minute)}
+		if err := cl.ProduceSync(ctxT(t), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adm := kadm.NewClient(cl)
+	check := func(ms int64, wantOff int64) {
+		t.Helper()
+		lo, err := adm.ListOffsetsAfterMilli(ctxT(t), ms, "ts")
+		if err != nil {
+			t.Fatal(err)
+		}
+		o, _ := lo.Lookup("ts", 0)
+		if o.Err != nil || o.Offset != wantOff {
+			t.Fatalf("after %d: offset %d err %v, want %d", ms, o.Offset, o.Err, wantOff)
+		}
+	}
+	check(base.UnixMilli(), 0)
+	check(base.Add(3*time.Minute).UnixMilli(), 3)
+	check(base.Add(3*time.Minute+time.Second).UnixMilli(), 4)
+	// Past the last record Kafka answers -1, which kadm reports as the end.
+	lo, err := adm.ListOffsetsAfterMilli(ctxT(t), base.Add(time.Hour).UnixMilli(), "ts")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := lo.Lookup("ts", 0); o.Err != nil || (o.Offset != -1 && o.Offset != 10) {
+		t.Fatalf("after the end: %+v", o)
+	}
+	// Max timestamp (-3).
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "ts"
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp = -3
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctxT(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := resp.Topics[0].Partitions[0]; p.Offset != 9 || p.Timestamp != base.Add(9*time.Minute).UnixMilli() {
+		t.Fatalf("max timestamp: offset %d ts %d", p.Offset, p.Timestamp)
+	}
+	// Earliest and latest.
+	st, _ := adm.ListStartOffsets(ctxT(t), "ts")
+	en, _ := adm.ListEndOffsets(ctxT(t), "ts")
+	if s, _ := st.Lookup("ts", 0); s.Offset != 0 {
+		t.Fatalf("start %d", s.Offset)
+	}
+	if e, _ := en.Lookup("ts", 0); e.Offset != 10 {
+		t.Fatalf("end %d", e.Offset)
+	}
+}
+
+func TestAdminTopicsAndConfigs(t *testing.T) {
+	b := brokertest.Run(t)
+	adm := kadm.NewClient(b.Client(t))
+	ctx := ctxT(t)
+	ret := "3600000"
+	cr, err := adm.CreateTopic(ctx, 2, 1, map[string]*string{"retention.ms": &ret}, "cfg")
+	if err != nil || cr.Err != nil {
+		t.Fatal(err, cr.Err)
+	}
+	if r, _ := adm.CreateTopic(ctx, 2, 3, nil, "rf3"); r.Err != kerr.InvalidReplicationFactor {
+		t.Fatalf("replication factor 3: %v", r.Err)
+	}
+	bad := "soon"
+	if r, _ := adm.CreateTopic(ctx, 1, 1, map[string]*string{"retention.ms": &bad}, "badcfg"); r.Err != kerr.InvalidConfig {
+		t.Fatalf("bad config: %v", r.Err)
+	}
+	if r, _ := adm.CreateTopic(ctx, 1, 1, nil, "cfg"); r.Err != kerr.TopicAlreadyExists {
+		t.Fatalf("duplicate topic: %v", r.Err)
+	}
+	rcs, err := adm.DescribeTopicConfigs(ctx, "cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := rcs.On("cfg", nil)
+	vals := map[string]string{}
+	for _, c := range rc.Configs {
+		vals[c.Key] = c.MaybeValue()
+	}
+	if vals["retention.ms"] != "3600000" || vals["max.message.bytes"] != "1048588" || vals["segment.bytes"] != "1073741824" {
+		t.Fatalf("topic configs %v", vals)
+	}
+	bcs, err := adm.DescribeBrokerConfigs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, bc := range bcs {
+		for _, c := range bc.Configs {
+			if c.Key == "num.partitions" && c.MaybeValue() == "1" {
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatal("broker config num.partitions not described")
+	}
+	if _, err := adm.CreatePartitions(ctx, 3, "cfg"); err != nil {
+		t.Fatal(err)
+	}
+	td, _ := adm.ListTopics(ctx, "cfg")
+	if n := len(td["cfg"].Partitions); n != 5 {
+		t.Fatalf("%d partitions after adding 3", n)
+	}
+	oldID := td["cfg"].ID
+
+	b.Restart(t)
+	adm = kadm.NewClient(b.Client(t))
+	td, _ = adm.ListTopics(ctx, "cfg")
+	if td["cfg"].ID != oldID || len(td["cfg"].Partitions) != 5 {
+		t.Fatalf("after restart: id %v (was %v), %d partitions", td["cfg"].ID, oldID, len(td["cfg"].Partitions))
+	}
+	dr, err := adm.DeleteTopics(ctx, "cfg")
+	if err != nil || dr["cfg"].Err != nil {
+		t.Fatal(err, dr["cfg"].Err)
+	}
+	if r, err := adm.CreateTopic(ctx, 1, 1, nil, "cfg"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	adm = kadm.NewClient(b.Client(t)) // a fresh client: kgo caches metadata briefly
+	td, _ = adm.ListTopics(ctx, "cfg")
+	if td["cfg"].ID == oldID {
+		t.Fatalf("topic id reused after delete and create: %v %+v", oldID, td["cfg"])
+	}
+}
+
+func TestPowerLossKeepsAcknowledged(t *testing.T) {
+	mem := logstore.NewMemFS()
+	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("pl"))
+	cl := b.Client(t, kgo.DefaultProduceTopic("pl"))
+	const n = 2000
+	acked := 0
+	for i := range n {
+		cl.Produce(ctxT(t), &kgo.Record{Value: fmt.Appendf(nil, "%d", i)}, func(_ *kgo.Record, err error) {
+			if err == nil {
+				acked++ // callbacks run serially per partition
+			}
+		})
+	}
+	if err := cl.Flush(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	crashed := mem.CrashClone(logstore.CrashOptions{})
+	b.Restart(t, broker.WithFS(crashed))
+	recs := consumeN(t, b, "pl", acked)
+	for i, r := range recs[:acked] {
+		if string(r.Value) != fmt.Sprint(i) {
+			t.Fatalf("record %d is %q", i, r.Value)
+		}
+	}
+}
+
+func TestAdminHTTP(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("m"))
+	cl := b.Client(t)
+	if err := cl.ProduceSync(ctxT(t), &kgo.Record{Topic: "m", Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) string {
+		resp, err := http.Get("http://" + b.AdminAddr() + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 {
+			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
+		}
+		return string(body)
+	}
+	if h := get("/healthz"); strings.TrimSpace(h) != "ok" {
+		t.Fatalf("healthz %q", h)
+	}
+	m := get("/metrics")
+	for _, want := range []string{`idem_partition_high_watermark{partition="0",topic="m"} 1`, `idem_kafka_request_latency_seconds_count{api="Produce"}`} {
+		if !strings.Contains(m, want) {
+			t.Fatalf("metrics lack %q", want)
+		}
+	}
+}
