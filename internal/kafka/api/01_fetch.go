@@ -120,6 +120,9 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) int {
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
+			// Empty, not null: librdkafka rejects a null record set
+			// ("invalid MessageSetSize -1"); Kafka always sends size 0.
+			sp.RecordBatches = []byte{}
 			p, ok := env.Partitions.Partition(rt.Topic, rp.Partition)
 			if !ok {
 				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
@@ -163,6 +166,8 @@ func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.Fet
 		sp.ErrorCode = code(err)
 		return 0
 	}
-	sp.RecordBatches = data
+	if len(data) > 0 {
+		sp.RecordBatches = data
+	}
 	return len(data)
 }
