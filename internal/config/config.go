@@ -63,7 +63,7 @@ type Property struct {
 	// Topic is the topic-level name that overrides this broker property per
 	// topic (retention.ms for log.retention.ms), or "" when there is none.
 	Topic string
-	// Min and Max bound numeric values (inclusive) when Max > Min.
+	// Min and Max bound numeric values (inclusive) unless both are 0.
 	Min, Max int64
 	// Enum, when set, lists the accepted values (case-sensitive, as Kafka's are).
 	Enum []string
@@ -235,7 +235,7 @@ func (p *Property) validate(name, v string) error {
 		if err != nil {
 			return bad("want a %d-bit integer", bits)
 		}
-		if p.Max > p.Min && (n < p.Min || n > p.Max) {
+		if (p.Min != 0 || p.Max != 0) && (n < p.Min || n > p.Max) {
 			if p.Min == p.Max {
 				return bad("only %d is supported", p.Min)
 			}

@@ -1,0 +1,89 @@
+package config
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDefaultsAndSet(t *testing.T) {
+	c := New()
+	if c.Int("num.partitions") != 1 || !c.Bool("auto.create.topics.enable") || c.Int("message.max.bytes") != 1048588 {
+		t.Fatal("defaults")
+	}
+	if c.RetentionMs() != 168*3600*1000 {
+		t.Fatalf("retention %d", c.RetentionMs())
+	}
+	if err := c.Set("log.retention.minutes", "5"); err != nil {
+		t.Fatal(err)
+	}
+	if c.RetentionMs() != 300000 {
+		t.Fatalf("minutes: %d", c.RetentionMs())
+	}
+	if err := c.Set("log.retention.ms", "-1"); err != nil {
+		t.Fatal(err)
+	}
+	if c.RetentionMs() != -1 {
+		t.Fatalf("ms: %d", c.RetentionMs())
+	}
+	for _, tc := range []struct{ name, value string }{
+		{"num.partitions", "0"},
+		{"num.partitions", "many"},
+		{"auto.create.topics.enable", "yes"},
+		{"default.replication.factor", "3"},
+		{"log.cleanup.policy", "compact"},
+		{"advertised.listeners", "0.0.0.0:9092"},
+		{"listeners", "SSL://host:1"},
+	} {
+		err := c.Set(tc.name, tc.value)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.name) {
+			t.Errorf("%s=%s: %v", tc.name, tc.value, err)
+		}
+	}
+	if err := c.Set("no.such.property", "1"); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("unknown: %v", err)
+	}
+	if err := c.Set("group.min.session.timeout.ms", "9999999"); err == nil {
+		t.Fatal("min above max accepted")
+	}
+}
+
+func TestRequiredPropertiesExist(t *testing.T) {
+	for _, n := range []string{"log.dirs", "num.partitions", "auto.create.topics.enable", "default.replication.factor",
+		"log.segment.bytes", "log.roll.ms", "log.retention.ms", "log.retention.bytes", "message.max.bytes",
+		"socket.request.max.bytes", "group.initial.rebalance.delay.ms", "group.min.session.timeout.ms",
+		"group.max.session.timeout.ms", "offsets.retention.minutes", "transaction.max.timeout.ms",
+		"transactional.id.expiration.ms", "producer.id.expiration.ms", "advertised.listeners"} {
+		p, ok := Lookup(n)
+		if !ok || p.Doc == "" {
+			t.Errorf("%s missing or undocumented", n)
+		}
+	}
+	for _, p := range Properties() {
+		if !p.Null {
+			if err := p.Validate(p.Default); err != nil {
+				t.Errorf("default of %s invalid: %v", p.Name, err)
+			}
+		}
+	}
+}
+
+func TestTopicPropertiesAndFiles(t *testing.T) {
+	if p, err := ValidateTopic("retention.ms", "1000"); err != nil || p.Name != "log.retention.ms" {
+		t.Fatal(p, err)
+	}
+	if _, err := ValidateTopic("retention.ms", "x"); !errors.Is(err, ErrInvalid) {
+		t.Fatal(err)
+	}
+	kv, err := ParseProperties(strings.NewReader("# comment\nnum.partitions=3\n\n! also\nlog.dirs : /data\n"))
+	if err != nil || len(kv) != 2 || kv[1] != [2]string{"log.dirs", "/data"} {
+		t.Fatal(kv, err)
+	}
+	if _, err := ParseProperties(strings.NewReader("novalue\n")); err == nil {
+		t.Fatal("bad line accepted")
+	}
+	h, p, err := HostPort("PLAINTEXT://example.com:9093")
+	if err != nil || h != "example.com" || p != 9093 {
+		t.Fatal(h, p, err)
+	}
+}
