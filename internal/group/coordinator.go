@@ -262,13 +262,14 @@ func (c *Coordinator) nextDeadlineLocked() time.Time {
 
 func (c *Coordinator) newGroupLocked(id string, now time.Time) *group {
 	g := &group{
-		id:        id,
-		state:     Empty,
-		stateTime: now,
-		members:   make(map[string]*member),
-		static:    make(map[string]string),
-		pending:   make(map[string]time.Time),
-		offsets:   make(map[TopicPartition]Offset),
+		id:         id,
+		state:      Empty,
+		stateTime:  now,
+		members:    make(map[string]*member),
+		static:     make(map[string]string),
+		pending:    make(map[string]time.Time),
+		offsets:    make(map[TopicPartition]Offset),
+		pendingTxn: make(map[int64]*pendingTxn),
 	}
 	c.groups[id] = g
 	return g

@@ -392,3 +392,45 @@ func TestExpireUnsubscribedTopics(t *testing.T) {
 		t.Fatalf("offsets after retention: %v, want only the subscribed topic", got)
 	}
 }
+
+// TestCompactionKeepsPendingTxnOffsets: a snapshot keeps pending
+// transactional offsets pending (a later marker still completes them) and
+// keeps "the later commit wins" between pending and committed offsets.
+func TestCompactionKeepsPendingTxnOffsets(t *testing.T) {
+	fs := logstore.NewMemFS()
+	cfg := testConfig(fs)
+	cfg.CompactRecords = 20
+	c := mustOpen(t, cfg)
+	ctx := context.Background()
+	txn := func(tp TopicPartition, off int64) {
+		t.Helper()
+		if _, err := c.TxnOffsetCommit(ctx, TxnCommitRequest{Group: "g", ProducerID: 5, Generation: -1,
+			Offsets: []OffsetCommit{{Topic: tp.Topic, Partition: tp.Partition, Offset: off, LeaderEpoch: -1}}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stale, fresh := TopicPartition{"t", 0}, TopicPartition{"t", 1}
+	txn(stale, 100) // pending, then overtaken by an ordinary commit
+	commit(t, c, "g", map[TopicPartition]int64{stale: 7})
+	commit(t, c, "g", map[TopicPartition]int64{fresh: 1})
+	txn(fresh, 200) // pending and newer than the committed 1
+	for i := range int64(100) {
+		commit(t, c, "other", map[TopicPartition]int64{{"x", 0}: i})
+	}
+	c.tick()
+	if c.log.StartOffset() == 0 {
+		t.Fatal("log not compacted")
+	}
+	c.Close()
+	c = mustOpen(t, cfg)
+	defer c.Close()
+	if got := fetch(t, c, "g"); got[stale] != 7 || got[fresh] != 1 {
+		t.Fatalf("before the marker: %v", got)
+	}
+	if err := c.CompleteTxnOffsets(ctx, "g", 5, 0, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := fetch(t, c, "g"); got[stale] != 7 || got[fresh] != 200 {
+		t.Fatalf("after the marker: %v, want t/0=7 (the later ordinary commit) and t/1=200", got)
+	}
+}

@@ -23,9 +23,11 @@ func FuzzReplayRecords(f *testing.F) {
 	}
 	for _, recs := range seeds {
 		b := encodeBatch(recs, now)
-		f.Add(b[logstore.BatchHeaderSize:], int32(len(recs)))
+		f.Add(b[logstore.BatchHeaderSize:], int32(len(recs)), uint8(0))
+		f.Add(b[logstore.BatchHeaderSize:], int32(len(recs)), uint8(attrTransactional))
 	}
-	f.Fuzz(func(t *testing.T, raw []byte, n int32) {
+	f.Add([]byte{}, int32(0), uint8(0))
+	f.Fuzz(func(t *testing.T, raw []byte, n int32, attrs uint8) {
 		if n < 0 || n > 64 {
 			return
 		}
@@ -34,12 +36,13 @@ func FuzzReplayRecords(f *testing.F) {
 		binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
 		binary.BigEndian.PutUint32(b[23:], uint32(max(n-1, 0))) // last offset delta
 		binary.BigEndian.PutUint32(b[57:], uint32(n))           // record count
+		binary.BigEndian.PutUint16(b[21:], uint16(attrs&(attrTransactional|attrControl)))
 		logstore.FixCRC(b)
 		c := &Coordinator{groups: map[string]*group{}}
 		c.cfg.setDefaults()
 		c.logger = c.cfg.Logger
-		_ = decodeBatch(b, func(r logRecord) error {
-			_ = c.applyRecordLocked(r, now)
+		_ = decodeBatch(b, func(h logstore.BatchHeader, pos int64, r logRecord) error {
+			_ = c.applyRecordLocked(h, pos, r, now)
 			return nil
 		})
 	})

@@ -210,6 +210,9 @@ type group struct {
 	syncDeadline time.Time // members must SyncGroup by then; zero when all did
 
 	offsets map[TopicPartition]Offset
+	// pendingTxn holds transactional offsets by producer id until the
+	// transaction's marker commits or aborts them.
+	pendingTxn map[int64]*pendingTxn
 	// emptySince starts the retention clock of a group that has had members
 	// (KIP-211); standalone groups expire offsets by commit time.
 	emptySince time.Time

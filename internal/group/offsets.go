@@ -21,6 +21,12 @@ type Offset struct {
 	LeaderEpoch int32 // -1 when unknown
 	Metadata    string
 	CommitTime  time.Time
+	// Unstable (FetchOffsets only): a transactional commit for this
+	// partition is pending; with RequireStable the answer is
+	// UNSTABLE_OFFSET_COMMIT. Offset is -1 if nothing is committed yet.
+	Unstable bool
+
+	pos int64 // log position of the record; the later of two commits wins
 }
 
 // OffsetCommit is one partition of an OffsetCommit request.
@@ -117,7 +123,7 @@ func (c *Coordinator) CommitOffsets(ctx context.Context, req CommitRequest) ([]e
 			continue
 		}
 		tp := TopicPartition{o.Topic, o.Partition}
-		recs = append(recs, offsetRecord(g.id, tp, Offset{o.Offset, o.LeaderEpoch, o.Metadata, now}))
+		recs = append(recs, offsetRecord(g.id, tp, Offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: now}))
 		apply = append(apply, o)
 	}
 	end, err := c.appendLocked(recs)
@@ -125,8 +131,9 @@ func (c *Coordinator) CommitOffsets(ctx context.Context, req CommitRequest) ([]e
 		c.mu.Unlock()
 		return nil, err
 	}
-	for _, o := range apply {
-		g.offsets[TopicPartition{o.Topic, o.Partition}] = Offset{o.Offset, o.LeaderEpoch, o.Metadata, now}
+	base := end - int64(len(recs))
+	for i, o := range apply {
+		g.offsets[TopicPartition{o.Topic, o.Partition}] = Offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: now, pos: base + int64(i)}
 	}
 	c.mu.Unlock()
 	if err := c.waitDurable(ctx, end); err != nil {
@@ -160,6 +167,16 @@ func (c *Coordinator) FetchOffsets(ctx context.Context, groupID string) (map[Top
 	if g := c.groups[groupID]; g != nil {
 		for tp, o := range g.offsets {
 			out[tp] = o
+		}
+		for _, p := range g.pendingTxn {
+			for tp := range p.offsets {
+				o, ok := out[tp]
+				if !ok {
+					o = Offset{Offset: -1, LeaderEpoch: -1}
+				}
+				o.Unstable = true
+				out[tp] = o
+			}
 		}
 	}
 	end := c.log.EndOffset()
@@ -328,7 +345,7 @@ func (c *Coordinator) expireOffsetsLocked(now time.Time) {
 				delete(g.offsets, tp)
 			}
 		}
-		if len(g.offsets) == 0 {
+		if len(g.offsets) == 0 && len(g.pendingTxn) == 0 {
 			c.logger.Info("removing empty group", "group", g.id)
 			recs = append(recs, c.deleteGroupLocked(g)...)
 		}

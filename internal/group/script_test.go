@@ -37,7 +37,9 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testda
 //	heartbeat C g=G [gen=N]
 //	leave g=G C... | leave g=G i=INSTANCE [m=ID]
 //	commit C|- g=G [gen=N] topic/part=offset...
-//	fetch g=G
+//	fetch g=G                                        "(unstable)": a transactional commit is pending
+//	txn-commit C|- g=G pid=N [epoch=E] [gen=N] topic/part=offset...
+//	txn-end g=G pid=N [epoch=E] commit|abort
 //	offset-delete g=G topic/part...
 //	delete G...
 //	describe G | list [states]
@@ -281,8 +283,34 @@ func (e *scriptEnv) run(line string) string {
 		fmt.Fprintf(&out, "fetch %s", errName(err))
 		for _, tp := range sortedPartitions(offs) {
 			fmt.Fprintf(&out, " %s/%d=%d", tp.Topic, tp.Partition, offs[tp].Offset)
+			if offs[tp].Unstable {
+				out.WriteString("(unstable)")
+			}
 		}
 		out.WriteString("\n")
+	case "txn-commit":
+		req := TxnCommitRequest{Group: g, Generation: -1, ProducerID: int64(a.int("pid", 1)), ProducerEpoch: int16(a.int("epoch", 0))}
+		if a.pos[0] != "-" {
+			cl := e.client(a.pos[0])
+			req.MemberID, req.Generation = cl.member, cl.gen
+		}
+		req.Generation = int32(a.int("gen", int(req.Generation)))
+		for _, p := range a.pos[1:] {
+			tp, off, _ := strings.Cut(p, "=")
+			topic, part, _ := strings.Cut(tp, "/")
+			pn, _ := strconv.Atoi(part)
+			o, _ := strconv.ParseInt(off, 10, 64)
+			req.Offsets = append(req.Offsets, OffsetCommit{Topic: topic, Partition: int32(pn), Offset: o, LeaderEpoch: -1})
+		}
+		errs, err := e.c.TxnOffsetCommit(ctx, req)
+		fmt.Fprintf(&out, "txn-commit %s", errName(err))
+		for _, err := range errs {
+			fmt.Fprintf(&out, " %s", errName(err))
+		}
+		out.WriteString("\n")
+	case "txn-end":
+		err := e.c.CompleteTxnOffsets(ctx, g, int64(a.int("pid", 1)), int16(a.int("epoch", 0)), a.has("commit"))
+		fmt.Fprintf(&out, "txn-end %s\n", errName(err))
 	case "offset-delete":
 		var tps []TopicPartition
 		for _, p := range a.pos {

@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -144,6 +146,18 @@ func groupTombstone(group string) logRecord { return logRecord{key: groupKey(gro
 
 // encodeBatch builds one v2 record batch holding recs, CRC included.
 func encodeBatch(recs []logRecord, now time.Time) []byte {
+	return encodeBatchAs(recs, now, 0, -1, -1)
+}
+
+const (
+	attrTransactional = 0x10
+	attrControl       = 0x20
+)
+
+// encodeBatchAs builds a batch with the given attributes and producer, as
+// transactional offset commits and their markers need (Kafka writes them to
+// __consumer_offsets the same way).
+func encodeBatchAs(recs []logRecord, now time.Time, attrs int16, pid int64, epoch int16) []byte {
 	ts := now.UnixMilli()
 	var raw []byte
 	for i, r := range recs {
@@ -155,11 +169,12 @@ func encodeBatch(recs []logRecord, now time.Time) []byte {
 	b := kmsg.RecordBatch{
 		PartitionLeaderEpoch: -1,
 		Magic:                2,
+		Attributes:           attrs,
 		LastOffsetDelta:      int32(len(recs) - 1),
 		FirstTimestamp:       ts,
 		MaxTimestamp:         ts,
-		ProducerID:           -1,
-		ProducerEpoch:        -1,
+		ProducerID:           pid,
+		ProducerEpoch:        epoch,
 		FirstSequence:        -1,
 		NumRecords:           int32(len(recs)),
 		Records:              raw,
@@ -170,8 +185,9 @@ func encodeBatch(recs []logRecord, now time.Time) []byte {
 	return out
 }
 
-// decodeBatch calls fn for every record of one batch read back from the log.
-func decodeBatch(b []byte, fn func(logRecord) error) error {
+// decodeBatch calls fn for every record of one batch read back from the
+// log, with the batch header and the record's log position.
+func decodeBatch(b []byte, fn func(h logstore.BatchHeader, pos int64, r logRecord) error) error {
 	h, err := logstore.ParseBatch(b)
 	if err != nil {
 		return err
@@ -190,7 +206,7 @@ func decodeBatch(b []byte, fn func(logRecord) error) error {
 			return fmt.Errorf("group: bad record %d in batch at offset %d: %w", i, h.BaseOffset, err)
 		}
 		raw = raw[n+int(l):]
-		if err := fn(logRecord{key: rec.Key, value: rec.Value}); err != nil {
+		if err := fn(h, h.BaseOffset+int64(rec.OffsetDelta), logRecord{key: rec.Key, value: rec.Value}); err != nil {
 			return err
 		}
 	}
@@ -201,8 +217,23 @@ func decodeBatch(b []byte, fn func(logRecord) error) error {
 // version of idem must not make an older one refuse to start.
 var errUnknownRecord = errors.New("group: unknown offsets-log record")
 
-// applyRecordLocked applies one replayed record to memory.
-func (c *Coordinator) applyRecordLocked(r logRecord, now time.Time) error {
+// applyRecordLocked applies one replayed record (at log position pos) to
+// memory. Records of transactional batches are pending offsets of their
+// producer; a control batch's marker commits or aborts them.
+func (c *Coordinator) applyRecordLocked(h logstore.BatchHeader, pos int64, r logRecord, now time.Time) error {
+	if h.IsControl() {
+		var k kmsg.ControlRecordKey
+		if err := k.ReadFrom(r.key); err != nil {
+			return errUnknownRecord
+		}
+		switch k.Type {
+		case kmsg.ControlRecordKeyTypeCommit:
+			c.completeTxnLocked(h.ProducerID, true)
+		case kmsg.ControlRecordKeyTypeAbort:
+			c.completeTxnLocked(h.ProducerID, false)
+		}
+		return nil
+	}
 	if len(r.key) < 2 {
 		return errUnknownRecord
 	}
@@ -214,7 +245,7 @@ func (c *Coordinator) applyRecordLocked(r logRecord, now time.Time) error {
 		}
 		tp := TopicPartition{Topic: k.Topic, Partition: k.Partition}
 		if r.value == nil {
-			if g := c.groups[k.Group]; g != nil {
+			if g := c.groups[k.Group]; g != nil && !h.IsTransactional() {
 				delete(g.offsets, tp)
 			}
 			return nil
@@ -231,7 +262,12 @@ func (c *Coordinator) applyRecordLocked(r logRecord, now time.Time) error {
 		if v.Version < 3 {
 			epoch = -1
 		}
-		g.offsets[tp] = Offset{Offset: v.Offset, LeaderEpoch: epoch, Metadata: v.Metadata, CommitTime: time.UnixMilli(v.CommitTimestamp)}
+		o := Offset{Offset: v.Offset, LeaderEpoch: epoch, Metadata: v.Metadata, CommitTime: time.UnixMilli(v.CommitTimestamp), pos: pos}
+		if h.IsTransactional() {
+			g.addPendingLocked(h.ProducerID, h.ProducerEpoch, tp, o)
+		} else {
+			g.offsets[tp] = o
+		}
 	case 2:
 		var k kmsg.GroupMetadataKey
 		if err := k.ReadFrom(r.key); err != nil {
@@ -323,9 +359,9 @@ func (c *Coordinator) replay() error {
 	defer c.mu.Unlock()
 	var skipped int
 	err := c.log.Scan(c.log.StartOffset(), func(b []byte) error {
-		return decodeBatch(b, func(r logRecord) error {
+		return decodeBatch(b, func(h logstore.BatchHeader, pos int64, r logRecord) error {
 			c.logRecords++
-			err := c.applyRecordLocked(r, now)
+			err := c.applyRecordLocked(h, pos, r, now)
 			if errors.Is(err, errUnknownRecord) {
 				skipped++
 				return nil
@@ -340,12 +376,17 @@ func (c *Coordinator) replay() error {
 }
 
 // appendLocked writes recs as one batch and returns the log end offset to
-// wait for. Called with c.mu held so log order matches memory order.
+// wait for; record i lands at position end-len(recs)+i. Called with c.mu held
+// so log order matches memory order.
 func (c *Coordinator) appendLocked(recs []logRecord) (int64, error) {
+	return c.appendAsLocked(recs, 0, -1, -1)
+}
+
+func (c *Coordinator) appendAsLocked(recs []logRecord, attrs int16, pid int64, epoch int16) (int64, error) {
 	if len(recs) == 0 {
 		return c.log.EndOffset(), nil
 	}
-	end, err := c.log.Append(encodeBatch(recs, c.now()))
+	end, err := c.log.Append(encodeBatchAs(recs, c.now(), attrs, pid, epoch))
 	if err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrStorage, err)
 	}
@@ -384,7 +425,10 @@ func (c *Coordinator) compactThresholdLocked() int {
 // compact rewrites the live state as a snapshot at the log end, waits for it
 // to be durable, then deletes the log below it. A crash at any point leaves a
 // log whose in-order replay gives the same state: the snapshot only repeats
-// what the records before it already say.
+// what the records before it already say. Pending transactional offsets are
+// written after the committed ones, each producer's in a transactional batch,
+// so a later marker still completes them; a pending offset already older than
+// the committed one could never win and is dropped.
 func (c *Coordinator) compact() error {
 	c.mu.Lock()
 	if c.closed || c.logRecords <= c.compactThresholdLocked() {
@@ -392,35 +436,79 @@ func (c *Coordinator) compact() error {
 		return nil
 	}
 	start := c.log.EndOffset()
-	var recs []logRecord
-	var end int64
-	n := 0
-	flush := func() error {
+	var (
+		recs []logRecord
+		sets []func(pos int64) // sets[i] records where recs[i] landed
+		end  int64
+		n    int
+	)
+	flush := func(attrs int16, pid int64, epoch int16) error {
 		if len(recs) == 0 {
 			return nil
 		}
-		e, err := c.log.Append(encodeBatch(recs, c.now()))
+		e, err := c.log.Append(encodeBatchAs(recs, c.now(), attrs, pid, epoch))
 		if err != nil {
 			return fmt.Errorf("%w: %w", ErrStorage, err)
 		}
-		end, n, recs = e, n+len(recs), recs[:0]
+		base := e - int64(len(recs))
+		for i, set := range sets {
+			if set != nil {
+				set(base + int64(i))
+			}
+		}
+		end, n, recs, sets = e, n+len(recs), recs[:0], sets[:0]
 		return nil
 	}
-	for _, g := range c.sortedGroupsLocked() {
-		recs = append(recs, groupRecordLocked(g))
+	fail := func(err error) error {
+		c.mu.Unlock()
+		return err
+	}
+	groups := c.sortedGroupsLocked()
+	pids := map[int64]int16{}
+	for _, g := range groups {
+		// Before any position changes: drop pending offsets that lost.
+		for pid, p := range g.pendingTxn {
+			for tp, o := range p.offsets {
+				if cur, ok := g.offsets[tp]; ok && cur.pos > o.pos {
+					delete(p.offsets, tp)
+				}
+			}
+			if len(p.offsets) == 0 {
+				delete(g.pendingTxn, pid)
+				continue
+			}
+			pids[pid] = p.epoch
+		}
+	}
+	for _, g := range groups {
+		recs, sets = append(recs, groupRecordLocked(g)), append(sets, nil)
 		for _, tp := range sortedPartitions(g.offsets) {
 			recs = append(recs, offsetRecord(g.id, tp, g.offsets[tp]))
+			sets = append(sets, func(pos int64) { o := g.offsets[tp]; o.pos = pos; g.offsets[tp] = o })
 			if len(recs) >= maxRecordsPerBatch {
-				if err := flush(); err != nil {
-					c.mu.Unlock()
-					return err
+				if err := flush(0, -1, -1); err != nil {
+					return fail(err)
 				}
 			}
 		}
 	}
-	if err := flush(); err != nil {
-		c.mu.Unlock()
-		return err
+	if err := flush(0, -1, -1); err != nil {
+		return fail(err)
+	}
+	for _, pid := range slices.Sorted(maps.Keys(pids)) {
+		for _, g := range groups {
+			p := g.pendingTxn[pid]
+			if p == nil {
+				continue
+			}
+			for _, tp := range sortedPartitions(p.offsets) {
+				recs = append(recs, offsetRecord(g.id, tp, p.offsets[tp]))
+				sets = append(sets, func(pos int64) { o := p.offsets[tp]; o.pos = pos; p.offsets[tp] = o })
+			}
+		}
+		if err := flush(attrTransactional, pid, pids[pid]); err != nil {
+			return fail(err)
+		}
 	}
 	c.logRecords = n
 	c.mu.Unlock()
