@@ -16,8 +16,9 @@ package api
 //   - v3: ThrottleMillis.
 //   - v5: LeaderEpoch per partition (-1 when unknown).
 //   - v6: flexible.
-//   - v7: RequireStable. Accepted; there are no pending transactional
-//     offsets yet, so every offset is stable.
+//   - v7: RequireStable: a partition with a pending transactional commit
+//     gets offset -1 and UNSTABLE_OFFSET_COMMIT (the client retries) instead
+//     of the offset committed before the transaction.
 //   - v8: batched form: Groups, each with its own topics and error.
 //   - v9: MemberID/MemberEpoch (KIP-848 groups); ignored for classic groups.
 
@@ -47,7 +48,7 @@ type fetchedPartition struct {
 }
 
 // fetchGroup answers one group. topics nil means every committed partition.
-func fetchGroup(ctx context.Context, env *Env, groupID string, topics map[string][]int32, order []string, all bool) ([]fetchedTopic, int16) {
+func fetchGroup(ctx context.Context, env *Env, groupID string, topics map[string][]int32, order []string, all, requireStable bool) ([]fetchedTopic, int16) {
 	if env.Groups == nil {
 		return nil, kerr.CoordinatorNotAvailable.Code
 	}
@@ -56,17 +57,34 @@ func fetchGroup(ctx context.Context, env *Env, groupID string, topics map[string
 		return nil, groupCode(err)
 	}
 	none := group.Offset{Offset: -1, LeaderEpoch: -1}
+	// answer turns what the coordinator has for a partition into the reply.
+	answer := func(p int32, o group.Offset, ok bool) (fetchedPartition, bool) {
+		switch {
+		case !ok:
+			return fetchedPartition{partition: p, offset: none}, true
+		case o.Unstable && requireStable:
+			return fetchedPartition{partition: p, offset: none, code: kerr.UnstableOffsetCommit.Code}, true
+		case o.Unstable && o.Offset < 0:
+			// Only a pending transactional commit: nothing committed yet.
+			return fetchedPartition{partition: p, offset: none}, false
+		}
+		return fetchedPartition{partition: p, offset: o}, true
+	}
 	var out []fetchedTopic
 	if all {
 		byTopic := map[string]int{}
 		for _, tp := range sortedTopicPartitions(offs) {
+			fp, show := answer(tp.Partition, offs[tp], true)
+			if !show {
+				continue
+			}
 			i, ok := byTopic[tp.Topic]
 			if !ok {
 				i = len(out)
 				byTopic[tp.Topic] = i
 				out = append(out, fetchedTopic{topic: tp.Topic})
 			}
-			out[i].parts = append(out[i].parts, fetchedPartition{partition: tp.Partition, offset: offs[tp]})
+			out[i].parts = append(out[i].parts, fp)
 		}
 		return out, 0
 	}
@@ -74,10 +92,8 @@ func fetchGroup(ctx context.Context, env *Env, groupID string, topics map[string
 		ft := fetchedTopic{topic: t}
 		for _, p := range topics[t] {
 			o, ok := offs[group.TopicPartition{Topic: t, Partition: p}]
-			if !ok {
-				o = none
-			}
-			ft.parts = append(ft.parts, fetchedPartition{partition: p, offset: o})
+			fp, _ := answer(p, o, ok)
+			ft.parts = append(ft.parts, fp)
 		}
 		out = append(out, ft)
 	}
@@ -96,7 +112,7 @@ func handleOffsetFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request
 				}
 				topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 			}
-			fts, code := fetchGroup(ctx, env, g.Group, topics, order, g.Topics == nil)
+			fts, code := fetchGroup(ctx, env, g.Group, topics, order, g.Topics == nil, req.RequireStable)
 			rg := kmsg.NewOffsetFetchResponseGroup()
 			rg.Group = g.Group
 			rg.ErrorCode = code
@@ -109,6 +125,7 @@ func handleOffsetFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request
 					rp.Offset = fp.offset.Offset
 					rp.LeaderEpoch = fp.offset.LeaderEpoch
 					rp.Metadata = kmsg.StringPtr(fp.offset.Metadata)
+					rp.ErrorCode = fp.code
 					rt.Partitions = append(rt.Partitions, rp)
 				}
 				rg.Topics = append(rg.Topics, rt)
@@ -125,7 +142,7 @@ func handleOffsetFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request
 		}
 		topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 	}
-	fts, code := fetchGroup(ctx, env, req.Group, topics, order, req.Topics == nil && req.Version >= 2)
+	fts, code := fetchGroup(ctx, env, req.Group, topics, order, req.Topics == nil && req.Version >= 2, req.RequireStable && req.Version >= 7)
 	if code != 0 {
 		if req.Version >= 2 {
 			resp.ErrorCode = code

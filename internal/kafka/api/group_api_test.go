@@ -246,3 +246,45 @@ func TestSimpleCommitAndNoCoordinator(t *testing.T) {
 		t.Fatalf("join without coordinator: %+v", resp)
 	}
 }
+
+// TestTxnOffsetCommitAndRequireStable: transactional offsets are pending
+// until the marker; OffsetFetch with RequireStable reports them unstable.
+func TestTxnOffsetCommitAndRequireStable(t *testing.T) {
+	for v := int16(0); v <= 4; v++ {
+		env := groupEnv(t)
+		treq := kmsg.NewPtrTxnOffsetCommitRequest()
+		treq.TransactionalID, treq.Group, treq.ProducerID, treq.ProducerEpoch, treq.Generation = "tx", "g", 42, 0, -1
+		tt := kmsg.NewTxnOffsetCommitRequestTopic()
+		tt.Topic = "t"
+		for _, part := range []int32{0, 9} {
+			tp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+			tp.Partition, tp.Offset = part, 10
+			tt.Partitions = append(tt.Partitions, tp)
+		}
+		treq.Topics = append(treq.Topics, tt)
+		tresp := call[*kmsg.TxnOffsetCommitResponse](t, env, treq, v)
+		if ps := tresp.Topics[0].Partitions; ps[0].ErrorCode != 0 || ps[1].ErrorCode != kerr.UnknownTopicOrPartition.Code {
+			t.Fatalf("TxnOffsetCommit v%d: %+v", v, ps)
+		}
+		fetchAt := func(fv int16, stable bool) kmsg.OffsetFetchResponseTopicPartition {
+			freq := kmsg.NewPtrOffsetFetchRequest()
+			freq.Group, freq.RequireStable = "g", stable
+			ft := kmsg.NewOffsetFetchRequestTopic()
+			ft.Topic, ft.Partitions = "t", []int32{0}
+			freq.Topics = append(freq.Topics, ft)
+			return call[*kmsg.OffsetFetchResponse](t, env, freq, fv).Topics[0].Partitions[0]
+		}
+		if p := fetchAt(7, true); p.ErrorCode != kerr.UnstableOffsetCommit.Code {
+			t.Fatalf("RequireStable fetch of a pending offset: %+v", p)
+		}
+		if p := fetchAt(6, false); p.ErrorCode != 0 || p.Offset != -1 {
+			t.Fatalf("fetch of a pending offset: %+v", p)
+		}
+		if err := env.Groups.CompleteTxnOffsets(context.Background(), "g", 42, 0, true); err != nil {
+			t.Fatal(err)
+		}
+		if p := fetchAt(7, true); p.ErrorCode != 0 || p.Offset != 10 {
+			t.Fatalf("fetch after the commit marker: %+v", p)
+		}
+	}
+}

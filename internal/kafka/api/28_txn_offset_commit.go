@@ -1,0 +1,100 @@
+package api
+
+// TxnOffsetCommit, versions 0–4.
+//
+// Commits offsets inside a transaction: they stay pending, invisible to
+// OffsetFetch (and UNSTABLE_OFFSET_COMMIT under RequireStable), until the
+// transaction coordinator writes the COMMIT or ABORT marker through the group
+// coordinator. The answer follows the fsync of the pending offsets. v5 (TV2,
+// KIP-890) is not advertised until transaction.version 2 exists.
+//
+// Behaviour:
+//   - The group is created if it does not exist.
+//   - Without member information (v0–2, or generation -1 and no member id)
+//     the commit is accepted even while the group has members; with it (v3+,
+//     KIP-447) member and generation are checked like OffsetCommit's
+//     (UNKNOWN_MEMBER_ID, ILLEGAL_GENERATION, FENCED_INSTANCE_ID). Unlike
+//     OffsetCommit, a commit during CompletingRebalance is accepted.
+//   - A partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION;
+//     metadata over offset.metadata.max.bytes, OFFSET_METADATA_TOO_LARGE.
+//   - That the producer added this group to its transaction (AddOffsetsToTxn)
+//     is the transaction coordinator's to check, as in Kafka's TV1.
+//
+// Version notes:
+//   - v2: LeaderEpoch per partition.
+//   - v3: flexible; Generation, MemberID and InstanceID (KIP-447).
+//   - v4: same as v3 (retriable errors widened, client side).
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/group"
+)
+
+func init() { register(28, 0, 4, handleTxnOffsetCommit) }
+
+func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.TxnOffsetCommitRequest)
+	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
+
+	codes := make([][]int16, len(req.Topics))
+	tr := group.TxnCommitRequest{
+		Group:         req.Group,
+		ProducerID:    req.ProducerID,
+		ProducerEpoch: req.ProducerEpoch,
+		Generation:    -1,
+	}
+	if req.Version >= 3 {
+		tr.Generation, tr.MemberID, tr.InstanceID = req.Generation, req.MemberID, deref(req.InstanceID)
+	}
+	type pos struct{ t, p int }
+	var sent []pos
+	for i, t := range req.Topics {
+		codes[i] = make([]int16, len(t.Partitions))
+		for j, p := range t.Partitions {
+			if env.PartitionExists != nil && !env.PartitionExists(t.Topic, p.Partition) {
+				codes[i][j] = kerr.UnknownTopicOrPartition.Code
+				continue
+			}
+			epoch := p.LeaderEpoch
+			if req.Version < 2 {
+				epoch = -1
+			}
+			tr.Offsets = append(tr.Offsets, group.OffsetCommit{
+				Topic: t.Topic, Partition: p.Partition, Offset: p.Offset, LeaderEpoch: epoch, Metadata: deref(p.Metadata),
+			})
+			sent = append(sent, pos{i, j})
+		}
+	}
+	var groupErr int16
+	if env.Groups == nil {
+		groupErr = kerr.CoordinatorNotAvailable.Code
+	} else if len(tr.Offsets) > 0 || req.Group == "" {
+		errs, err := env.Groups.TxnOffsetCommit(ctx, tr)
+		if err != nil {
+			groupErr = groupCode(err)
+		} else {
+			for k, at := range sent {
+				codes[at.t][at.p] = groupCode(errs[k])
+			}
+		}
+	}
+	for i, t := range req.Topics {
+		rt := kmsg.NewTxnOffsetCommitResponseTopic()
+		rt.Topic = t.Topic
+		for j, p := range t.Partitions {
+			rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
+			rp.Partition = p.Partition
+			rp.ErrorCode = codes[i][j]
+			if groupErr != 0 && rp.ErrorCode == 0 {
+				rp.ErrorCode = groupErr
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil
+}
