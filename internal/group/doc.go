@@ -31,6 +31,10 @@
 // the same generation without a rebalance; a group caught mid-rebalance comes
 // back as its last Stable generation (or Empty) and its members rejoin.
 //
+// Transactional offset commits (txn.go) are pending until the transaction
+// coordinator's CompleteTxnOffsets writes a COMMIT or ABORT marker; both are
+// records in the same log, in Kafka's transactional batch format.
+//
 // # Concurrency
 //
 // One mutex, Coordinator.mu, guards all group state; functions ending in
@@ -42,8 +46,6 @@
 // # Deliberately not implemented (yet)
 //
 //   - group.max.size (GROUP_MAX_SIZE_REACHED).
-//   - Pending transactional offsets (TxnOffsetCommit, RequireStable and
-//     UNSTABLE_OFFSET_COMMIT): nothing is pending until transactions exist.
 //   - KIP-848 consumer groups (ConsumerGroupHeartbeat) and share groups.
 //
 // Callers must: check that committed partitions exist (the coordinator does
