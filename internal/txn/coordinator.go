@@ -1,0 +1,642 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/idem-dev/idem/internal/logstore"
+)
+
+// MarkerWriter writes transaction markers into partitions. WriteMarker
+// returns once the control batch is durable. An error wrapping
+// ErrUnknownPartition makes the coordinator skip the partition; any other
+// error is retried (with backoff) until it succeeds or the coordinator
+// closes, because a prepared decision must reach every partition.
+type MarkerWriter interface {
+	WriteMarker(ctx context.Context, topic string, partition int32, pid int64, epoch int16, commit bool, coordinatorEpoch int32) error
+}
+
+// OffsetCommitter completes a transaction's offsets in a consumer group.
+type OffsetCommitter interface {
+	// CompleteTxnOffsets makes the pending transactional offsets of pid in group
+	// visible (commit) or drops them (abort), durably.
+	CompleteTxnOffsets(ctx context.Context, group string, pid int64, epoch int16, commit bool) error
+}
+
+// Config configures a Coordinator. Zero durations take Kafka's defaults.
+type Config struct {
+	FS  logstore.FS
+	Dir string // <data>/__transaction_state
+	// ProducerIDs hands out producer ids that are never reused.
+	ProducerIDs interface{ Next() (int64, error) }
+	Markers     MarkerWriter
+	Offsets     OffsetCommitter
+	// MaxTimeout is transaction.max.timeout.ms (900000).
+	MaxTimeout time.Duration
+	// IDExpiration is transactional.id.expiration.ms (604800000): an id
+	// with no transaction open and no request for this long is forgotten.
+	IDExpiration time.Duration
+	// AbortInterval is transaction.abort.timed.out.transaction.cleanup.interval.ms
+	// (10000): how often timed-out transactions are looked for.
+	AbortInterval time.Duration
+	// ExpireInterval is transaction.remove.expired.transaction.cleanup.interval.ms
+	// (3600000).
+	ExpireInterval time.Duration
+	// SegmentBytes is the transaction log's segment size (16 MiB).
+	SegmentBytes int64
+	// CompactRecords is the least number of records in the log before it
+	// is rewritten as a snapshot (10000).
+	CompactRecords int
+	Now            func() time.Time
+	Logger         *slog.Logger
+
+	// manualTick (tests only) starts no timer goroutine: the test calls tick.
+	manualTick bool
+	// retryBackoff (tests only) is the first marker retry delay (10ms).
+	retryBackoff time.Duration
+}
+
+func (cfg *Config) setDefaults() {
+	if cfg.MaxTimeout <= 0 {
+		cfg.MaxTimeout = 15 * time.Minute
+	}
+	if cfg.IDExpiration <= 0 {
+		cfg.IDExpiration = 7 * 24 * time.Hour
+	}
+	if cfg.AbortInterval <= 0 {
+		cfg.AbortInterval = 10 * time.Second
+	}
+	if cfg.ExpireInterval <= 0 {
+		cfg.ExpireInterval = time.Hour
+	}
+	if cfg.SegmentBytes <= 0 {
+		cfg.SegmentBytes = 16 << 20
+	}
+	if cfg.CompactRecords <= 0 {
+		cfg.CompactRecords = 10000
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.retryBackoff <= 0 {
+		cfg.retryBackoff = 10 * time.Millisecond
+	}
+}
+
+// Coordinator is the transaction coordinator of one node. All exported
+// methods are safe for concurrent use.
+type Coordinator struct {
+	cfg    Config
+	logger *slog.Logger
+	log    *logstore.Log
+
+	// mu guards every field below and every txnMeta (see the package doc
+	// for the lock order).
+	mu         sync.RWMutex
+	closed     bool
+	txns       map[string]*txnMeta
+	byPID      map[int64]*txnMeta // current and previous producer id → owner
+	logRecords int                // records in the log since its last snapshot
+	nextAbort  time.Time          // next timed-out-transaction pass
+	nextExpire time.Time          // next transactional-id expiry pass
+
+	// ctx is cancelled by Close; completion goroutines run under it.
+	ctx    context.Context
+	cancel context.CancelFunc
+	kickc  chan struct{}
+	wg     sync.WaitGroup
+}
+
+// New opens (or creates) the transaction log under cfg.Dir, replays it,
+// resumes the completion of every prepared transaction and starts the timer
+// goroutine.
+func New(cfg Config) (*Coordinator, error) {
+	cfg.setDefaults()
+	if cfg.FS == nil || cfg.ProducerIDs == nil || cfg.Markers == nil || cfg.Offsets == nil {
+		return nil, errors.New("txn: Config.FS, ProducerIDs, Markers and Offsets are required")
+	}
+	l, err := logstore.Open(cfg.FS, cfg.Dir, logstore.Config{
+		SegmentBytes:   cfg.SegmentBytes,
+		RetentionBytes: -1,
+		RetentionTime:  -1, // the coordinator deletes what it compacted, nothing else
+		Logger:         cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("txn: open transaction log: %w", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &Coordinator{
+		cfg:    cfg,
+		logger: cfg.Logger,
+		log:    l,
+		txns:   make(map[string]*txnMeta),
+		byPID:  make(map[int64]*txnMeta),
+		ctx:    ctx,
+		cancel: cancel,
+		kickc:  make(chan struct{}, 1),
+	}
+	if err := c.replay(); err != nil {
+		cancel()
+		l.Close()
+		return nil, fmt.Errorf("txn: replay transaction log: %w", err)
+	}
+	now := c.now()
+	c.nextAbort = now.Add(cfg.AbortInterval)
+	c.nextExpire = now.Add(cfg.ExpireInterval)
+	c.mu.Lock()
+	for _, t := range c.txns {
+		switch t.s.state {
+		case PrepareEpochFence:
+			// Not written by idem; if another writer did, the abort it
+			// announces is what must happen.
+			t.s.state = PrepareAbort
+			fallthrough
+		case PrepareCommit, PrepareAbort:
+			c.logger.Info("finishing a transaction prepared before the restart",
+				"transactional_id", t.id, "state", t.s.state, "producer_id", t.s.pid, "epoch", t.s.epoch)
+			c.startCompletionLocked(t)
+		}
+	}
+	c.mu.Unlock()
+	if !cfg.manualTick {
+		c.wg.Add(1)
+		go c.run()
+	}
+	return c, nil
+}
+
+// Close stops the timer and every completion goroutine, joins them and
+// closes the log. Transactions still being completed are finished by the
+// next New on the same log.
+func (c *Coordinator) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return nil
+	}
+	c.closed = true
+	c.cancel()
+	c.mu.Unlock()
+	c.wg.Wait()
+	return c.log.Close()
+}
+
+func (c *Coordinator) now() time.Time { return c.cfg.Now() }
+
+func (c *Coordinator) kick() {
+	select {
+	case c.kickc <- struct{}{}:
+	default:
+	}
+}
+
+// ProducerIDEpoch is a producer id with its epoch.
+type ProducerIDEpoch struct {
+	ProducerID int64
+	Epoch      int16
+}
+
+// NoProducer is what InitProducerID takes when the request carries no
+// producer id and epoch (versions before 3, or a producer's first call).
+var NoProducer = ProducerIDEpoch{-1, -1}
+
+// InitProducerID registers (or re-registers) transactional id: a new id gets
+// a fresh producer id with epoch 0; a known one gets its epoch bumped, which
+// fences every older instance. If a transaction is Ongoing it is aborted
+// first, with a bumped epoch, and ErrConcurrentTransactions is returned until
+// the abort has completed (the client retries and then gets yet another
+// bump). An exhausted epoch rotates to a new producer id. expected is the
+// request's KIP-360 producer id and epoch (NoProducer when absent): it must
+// be the current id and epoch (bump) or the previous epoch (a retry of a bump
+// whose answer was lost: the current epoch is returned again); otherwise
+// ErrProducerFenced.
+func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeout time.Duration, expected ProducerIDEpoch) (ProducerIDEpoch, error) {
+	if id == "" {
+		return NoProducer, ErrInvalidRequest
+	}
+	if timeout <= 0 || timeout > c.cfg.MaxTimeout {
+		return NoProducer, ErrInvalidTransactionTimeout
+	}
+	hasExpected := expected.ProducerID >= 0
+	var freshPID int64 = -1 // allocated outside the lock when needed
+	for {
+		c.mu.Lock()
+		if c.closed {
+			c.mu.Unlock()
+			return NoProducer, ErrClosed
+		}
+		now := c.now()
+		t := c.txns[id]
+		var cur txnState
+		if t == nil {
+			if freshPID < 0 {
+				c.mu.Unlock()
+				pid, err := c.cfg.ProducerIDs.Next()
+				if err != nil {
+					return NoProducer, fmt.Errorf("%w: allocating a producer id: %w", ErrStorage, err)
+				}
+				freshPID = pid
+				continue
+			}
+			cur = txnState{pid: freshPID, lastPID: -1, epoch: noEpoch, lastEpoch: noEpoch, state: Empty}
+			freshPID = -1
+		} else {
+			if t.busy {
+				c.mu.Unlock()
+				return NoProducer, ErrConcurrentTransactions
+			}
+			cur = t.s
+		}
+		validPID := cur.epoch == noEpoch || expected.ProducerID == cur.pid ||
+			(expected.ProducerID == cur.lastPID && epochExhausted(expected.Epoch))
+		if hasExpected && !validPID {
+			c.mu.Unlock()
+			return NoProducer, ErrProducerFenced
+		}
+		next := cur.clone()
+		switch cur.state {
+		case PrepareCommit, PrepareAbort:
+			c.mu.Unlock()
+			return NoProducer, ErrConcurrentTransactions
+		case Ongoing:
+			// Fence: the bumped epoch is never returned; the client's
+			// retry after the abort gets a second bump.
+			next.state = PrepareAbort
+			next.epoch = bump(cur.epoch)
+			next.lastEpoch = noEpoch
+			next.lastUpdate = now
+			if err := c.prepareLocked(ctx, id, t, next); err != nil {
+				return NoProducer, err
+			}
+			return NoProducer, ErrConcurrentTransactions
+		}
+		// Empty, CompleteCommit, CompleteAbort.
+		if epochExhausted(cur.epoch) && (!hasExpected || expected.Epoch == cur.epoch) {
+			if freshPID < 0 {
+				c.mu.Unlock()
+				pid, err := c.cfg.ProducerIDs.Next()
+				if err != nil {
+					return NoProducer, fmt.Errorf("%w: allocating a producer id: %w", ErrStorage, err)
+				}
+				freshPID = pid
+				continue
+			}
+			next.lastPID, next.pid, next.epoch = cur.pid, freshPID, 0
+			next.lastEpoch = noEpoch
+			if hasExpected {
+				next.lastEpoch = cur.epoch
+			}
+		} else {
+			switch {
+			case !hasExpected:
+				next.epoch, next.lastEpoch = cur.epoch+1, noEpoch
+			case cur.epoch == noEpoch || expected.Epoch == cur.epoch:
+				next.epoch, next.lastEpoch = cur.epoch+1, cur.epoch
+			case expected.Epoch == cur.lastEpoch:
+				// A retry whose first answer was lost: same epoch again.
+			default:
+				c.mu.Unlock()
+				return NoProducer, ErrProducerFenced
+			}
+		}
+		next.state = Empty
+		next.timeout = timeout
+		next.partitions, next.groups = nil, nil
+		next.start = time.Time{}
+		next.lastUpdate = now
+		if t == nil {
+			t = &txnMeta{id: id}
+		}
+		end, err := c.transitionLocked(t, next)
+		c.mu.Unlock()
+		if err != nil {
+			return NoProducer, err
+		}
+		if err := c.awaitDurable(t, end); err != nil {
+			return NoProducer, err
+		}
+		return ProducerIDEpoch{next.pid, next.epoch}, nil
+	}
+}
+
+func bump(e int16) int16 {
+	if e == 1<<15-1 {
+		return e // cannot happen: epochs handed out stop at MaxInt16-1
+	}
+	return e + 1
+}
+
+// transitionLocked checks t's state → next.state against the state
+// machine, writes the record, installs it and marks t busy until
+// awaitDurable. t may be new (not yet in c.txns): it is registered only if
+// its first record is written.
+func (c *Coordinator) transitionLocked(t *txnMeta, next txnState) (int64, error) {
+	known := c.txns[t.id] == t
+	from := t.s.state
+	if !known {
+		from = Empty
+	}
+	if !CanTransition(from, next.state) {
+		c.logger.Error("refusing an invalid transaction state transition", "transactional_id", t.id, "from", from, "to", next.state)
+		return 0, fmt.Errorf("%w: %s → %s", ErrInvalidTxnState, from, next.state)
+	}
+	if !known {
+		c.txns[t.id] = t // installLocked finds it and keeps this pointer
+	}
+	end, err := c.writeLocked(t.id, &next)
+	if err != nil {
+		if !known {
+			delete(c.txns, t.id)
+		}
+		return 0, err
+	}
+	t.busy = true
+	return end, nil
+}
+
+// prepareLocked writes a PrepareCommit/PrepareAbort decision, unlocks, waits
+// until it is durable and starts the completion. It returns with mu
+// released.
+func (c *Coordinator) prepareLocked(_ context.Context, id string, t *txnMeta, next txnState) error {
+	end, err := c.transitionLocked(t, next)
+	if err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	c.mu.Unlock()
+	if err := c.awaitDurable(t, end); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	if !c.closed && c.txns[id] == t && t.done == nil {
+		c.startCompletionLocked(t)
+	}
+	c.mu.Unlock()
+	return nil
+}
+
+// lookupLocked finds id and checks the producer id and epoch a client
+// request carries (AddPartitions, AddOffsets, EndTxn).
+func (c *Coordinator) lookupLocked(id string, pid int64, epoch int16) (*txnMeta, error) {
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if id == "" {
+		return nil, ErrInvalidRequest
+	}
+	t := c.txns[id]
+	switch {
+	case t == nil, t.s.pid != pid:
+		return nil, ErrInvalidProducerIDMapping
+	case t.s.epoch != epoch:
+		return nil, ErrProducerFenced
+	case t.busy:
+		return nil, ErrConcurrentTransactions
+	}
+	return t, nil
+}
+
+// AddPartitions adds partitions to the transaction of id, starting it if
+// none is Ongoing (the transaction timeout runs from here).
+func (c *Coordinator) AddPartitions(ctx context.Context, id string, pid int64, epoch int16, parts []TopicPartition) error {
+	return c.add(id, pid, epoch, func(s *txnState) bool {
+		added := false
+		for _, tp := range parts {
+			if _, ok := s.partitions[tp]; !ok {
+				if s.partitions == nil {
+					s.partitions = map[TopicPartition]struct{}{}
+				}
+				s.partitions[tp] = struct{}{}
+				added = true
+			}
+		}
+		return added
+	})
+}
+
+// AddOffsets adds a consumer group to the transaction of id: its
+// transactional offset commits are completed with the transaction. On one
+// node the group's offsets partition is implicit.
+func (c *Coordinator) AddOffsets(ctx context.Context, id string, pid int64, epoch int16, group string) error {
+	return c.add(id, pid, epoch, func(s *txnState) bool {
+		if _, ok := s.groups[group]; ok {
+			return false
+		}
+		if s.groups == nil {
+			s.groups = map[string]struct{}{}
+		}
+		s.groups[group] = struct{}{}
+		return true
+	})
+}
+
+func (c *Coordinator) add(id string, pid int64, epoch int16, change func(*txnState) bool) error {
+	c.mu.Lock()
+	t, err := c.lookupLocked(id, pid, epoch)
+	if err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	switch t.s.state {
+	case PrepareCommit, PrepareAbort:
+		c.mu.Unlock()
+		return ErrConcurrentTransactions
+	case Empty, Ongoing, CompleteCommit, CompleteAbort:
+	default:
+		c.mu.Unlock()
+		return ErrInvalidTxnState
+	}
+	next := t.s.clone()
+	if next.state != Ongoing {
+		next.partitions, next.groups = nil, nil
+	}
+	if !change(&next) && t.s.state == Ongoing {
+		c.mu.Unlock()
+		return nil // already part of the transaction
+	}
+	now := c.now()
+	if t.s.state != Ongoing {
+		next.start = now
+	}
+	next.state = Ongoing
+	next.lastUpdate = now
+	end, err := c.transitionLocked(t, next)
+	c.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return c.awaitDurable(t, end)
+}
+
+// EndTxn commits or aborts the Ongoing transaction of id. The decision is
+// durable before any marker is written; EndTxn then waits until every
+// marker and offset completion is written (or ctx ends, or the coordinator
+// closes: the decision stands and is completed later either way). A retry
+// after completion with the same outcome succeeds; the opposite outcome is
+// ErrInvalidTxnState; during completion the answer is
+// ErrConcurrentTransactions.
+func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch int16, commit bool) error {
+	c.mu.Lock()
+	t, err := c.lookupLocked(id, pid, epoch)
+	if err != nil {
+		c.mu.Unlock()
+		return err
+	}
+	prepare, complete := PrepareAbort, CompleteAbort
+	if commit {
+		prepare, complete = PrepareCommit, CompleteCommit
+	}
+	switch t.s.state {
+	case Ongoing:
+	case complete:
+		c.mu.Unlock()
+		return nil
+	case prepare:
+		c.mu.Unlock()
+		return ErrConcurrentTransactions
+	default:
+		c.mu.Unlock()
+		return ErrInvalidTxnState
+	}
+	next := t.s.clone()
+	next.state = prepare
+	next.lastUpdate = c.now()
+	if err := c.prepareLocked(ctx, id, t, next); err != nil {
+		return err
+	}
+	c.mu.RLock()
+	done := t.done
+	c.mu.RUnlock()
+	if done != nil {
+		select {
+		case <-done:
+		case <-ctx.Done():
+		}
+	}
+	return nil
+}
+
+// Verify is called by Produce for every transactional batch: nil if pid and
+// epoch own an Ongoing transaction that includes topic/partition;
+// ErrInvalidTxnState if the partition was not added (or no transaction is
+// open: a late write from a finished one); ErrProducerFenced if the epoch
+// (or the producer id) was superseded; ErrInvalidProducerIDMapping if pid is
+// unknown.
+func (c *Coordinator) Verify(pid int64, epoch int16, topic string, partition int32) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t, err := c.verifyLocked(pid, epoch)
+	if err != nil {
+		return err
+	}
+	if _, ok := t.s.partitions[TopicPartition{topic, partition}]; !ok {
+		return ErrInvalidTxnState
+	}
+	return nil
+}
+
+// VerifyGroup is Verify for TxnOffsetCommit: nil if pid and epoch own an
+// Ongoing transaction to which AddOffsetsToTxn added group.
+func (c *Coordinator) VerifyGroup(pid int64, epoch int16, group string) error {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t, err := c.verifyLocked(pid, epoch)
+	if err != nil {
+		return err
+	}
+	if _, ok := t.s.groups[group]; !ok {
+		return ErrInvalidTxnState
+	}
+	return nil
+}
+
+// verifyLocked needs mu held for reading.
+func (c *Coordinator) verifyLocked(pid int64, epoch int16) (*txnMeta, error) {
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if err := c.log.Err(); err != nil {
+		// Memory may be ahead of a log that can no longer be made durable;
+		// accepting writes now could leave transactions a restart forgets.
+		return nil, fmt.Errorf("%w: %w", ErrStorage, err)
+	}
+	t := c.byPID[pid]
+	switch {
+	case t == nil:
+		return nil, ErrInvalidProducerIDMapping
+	case t.s.pid != pid, epoch < t.s.epoch:
+		return nil, ErrProducerFenced
+	case epoch != t.s.epoch:
+		return nil, ErrInvalidProducerEpoch
+	case t.s.state != Ongoing:
+		return nil, ErrInvalidTxnState
+	}
+	return t, nil
+}
+
+// Describe returns the state of one transactional id.
+func (c *Coordinator) Describe(id string) (Info, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return Info{}, ErrClosed
+	}
+	if id == "" {
+		return Info{}, ErrInvalidRequest
+	}
+	t := c.txns[id]
+	if t == nil {
+		return Info{}, ErrTransactionalIDNotFound
+	}
+	return t.info(), nil
+}
+
+// ListFilter selects transactions for List; zero fields select everything.
+type ListFilter struct {
+	States      []State
+	ProducerIDs []int64
+	// MinDuration (>0) keeps only transactions that started at least this
+	// long ago and are not complete (ListTransactions v1's duration filter).
+	MinDuration time.Duration
+}
+
+// List returns the transactional ids matching f, sorted by id.
+func (c *Coordinator) List(f ListFilter) ([]Info, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	now := c.now()
+	var out []Info
+	for _, id := range slices.Sorted(maps.Keys(c.txns)) {
+		t := c.txns[id]
+		if len(f.States) > 0 && !slices.Contains(f.States, t.s.state) {
+			continue
+		}
+		if len(f.ProducerIDs) > 0 && !slices.Contains(f.ProducerIDs, t.s.pid) {
+			continue
+		}
+		if f.MinDuration > 0 {
+			switch t.s.state {
+			case Ongoing, PrepareCommit, PrepareAbort, PrepareEpochFence:
+			default:
+				continue
+			}
+			if t.s.start.IsZero() || now.Sub(t.s.start) < f.MinDuration {
+				continue
+			}
+		}
+		out = append(out, t.info())
+	}
+	return out, nil
+}

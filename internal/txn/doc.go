@@ -1,0 +1,55 @@
+// Package txn is idem's transaction coordinator (KIP-98, TV1): it owns every
+// transactional id's producer id, epoch and transaction state, decides commit
+// or abort durably, and drives the markers that make the decision visible in
+// partitions (MarkerWriter) and in consumer-group offsets (OffsetCommitter).
+//
+// It speaks Go, not Kafka: the sentinels in errors.go are mapped to Kafka
+// codes in internal/kafka/api.
+//
+// # States
+//
+// Per transactional id, as in Kafka's TransactionMetadata:
+//
+//	Empty ──Add*──▶ Ongoing ──EndTxn──▶ PrepareCommit ──markers──▶ CompleteCommit
+//	  ▲               │   └──EndTxn────▶ PrepareAbort ───markers──▶ CompleteAbort
+//	  │               └─InitProducerId / timeout─▶ PrepareEpochFence ─▶ PrepareAbort
+//	  └──InitProducerId (epoch bump) from Empty, CompleteCommit, CompleteAbort
+//	Empty/Complete* ──transactional.id.expiration──▶ Dead (removed)
+//
+// PrepareEpochFence is never written to the log: the fence is persisted as
+// the PrepareAbort record that carries the bumped epoch, which is what makes
+// the fence and the abort decision durable together (Kafka does the same).
+//
+// # Durability
+//
+// Every state change is a record in a logstore.Log under Config.Dir: Kafka's
+// own __transaction_state key (TxnMetadataKey) and value (TxnMetadataValue
+// v1, with two idem tags for the consumer groups of the transaction and the
+// previous epoch) in v2 record batches. A request is answered only after the
+// record it caused is fsynced. The commit or abort decision (PrepareCommit,
+// PrepareAbort) is fsynced before the first marker is written; markers and
+// offset completions are then written (each durable before it returns), and
+// only then is CompleteCommit/CompleteAbort appended. The Complete record is
+// not waited for: if it is lost in a crash, New finds the transaction
+// prepared and writes its markers again, which partitions and the group
+// coordinator accept idempotently; and anything the client does next (the
+// next AddPartitions) is a later record whose fsync covers it.
+//
+// Memory always equals an in-order replay of the whole log, non-durable tail
+// included: records are appended under Coordinator.mu in the same critical
+// section that changes memory. That is what lets compaction write memory as
+// a snapshot at the log end and delete the log below it. While a record is
+// not yet durable its transaction is marked busy and every other state change
+// of that id is answered ErrConcurrentTransactions (Kafka's pending state).
+//
+// # Concurrency and lock order
+//
+// Coordinator.mu (an RWMutex) guards every transaction; functions ending in
+// Locked need it held (write lock unless they say otherwise). Lock order:
+// Coordinator.mu → the log's internal locks (Append is called under mu).
+// WaitDurable, MarkerWriter, OffsetCommitter and ProducerIDs.Next are never
+// called with mu held. Goroutines: the timer loop (timeouts, id expiry,
+// compaction) and one completion goroutine per prepared transaction; Close
+// stops and joins all of them. A completion interrupted by Close resumes
+// when the coordinator is next opened on the same log.
+package txn

@@ -1,0 +1,164 @@
+package txn
+
+import (
+	"maps"
+	"math"
+	"slices"
+	"time"
+)
+
+// State is a transaction's state; the values are Kafka's (TxnMetadataValue
+// and DescribeTransactions use the same numbers and names).
+type State int8
+
+const (
+	Empty             State = 0
+	Ongoing           State = 1
+	PrepareCommit     State = 2
+	PrepareAbort      State = 3
+	CompleteCommit    State = 4
+	CompleteAbort     State = 5
+	Dead              State = 6
+	PrepareEpochFence State = 7
+)
+
+var stateNames = [...]string{"Empty", "Ongoing", "PrepareCommit", "PrepareAbort", "CompleteCommit", "CompleteAbort", "Dead", "PrepareEpochFence"}
+
+// String returns Kafka's name for the state (what ListTransactions and
+// DescribeTransactions carry).
+func (s State) String() string {
+	if s >= 0 && int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return "Unknown"
+}
+
+// ParseState is the inverse of String; ok is false for unknown names.
+func ParseState(name string) (State, bool) {
+	i := slices.Index(stateNames[:], name)
+	return State(i), i >= 0
+}
+
+// validPrevious lists, for each state, the states it may be entered from
+// (Kafka's TransactionState.validPreviousStates). Every transition the
+// coordinator makes is checked against it, so a bug shows as a refused
+// transition instead of a silently corrupted transaction.
+var validPrevious = map[State][]State{
+	Empty:             {Empty, CompleteCommit, CompleteAbort},
+	Ongoing:           {Empty, Ongoing, CompleteCommit, CompleteAbort},
+	PrepareCommit:     {Ongoing},
+	PrepareAbort:      {Ongoing, PrepareEpochFence},
+	CompleteCommit:    {PrepareCommit},
+	CompleteAbort:     {PrepareAbort},
+	Dead:              {Empty, CompleteCommit, CompleteAbort},
+	PrepareEpochFence: {Ongoing},
+}
+
+// CanTransition reports whether from → to is a transition of the state
+// machine.
+func CanTransition(from, to State) bool { return slices.Contains(validPrevious[to], from) }
+
+// TopicPartition names a partition of a transaction.
+type TopicPartition struct {
+	Topic     string
+	Partition int32
+}
+
+func cmpTP(a, b TopicPartition) int {
+	switch {
+	case a.Topic < b.Topic:
+		return -1
+	case a.Topic > b.Topic:
+		return 1
+	case a.Partition < b.Partition:
+		return -1
+	case a.Partition > b.Partition:
+		return 1
+	}
+	return 0
+}
+
+// noEpoch is Kafka's RecordBatch.NO_PRODUCER_EPOCH.
+const noEpoch int16 = -1
+
+// epochExhausted reports whether no more epochs may be handed out for a
+// producer id. One below the maximum, as in Kafka, so that a fence (timeout
+// or InitProducerId while Ongoing) can still bump an epoch that was handed
+// out.
+func epochExhausted(e int16) bool { return e >= math.MaxInt16-1 }
+
+// txnState is what one record of the log says about a transactional id. It is
+// a value: transitions build a new one (cloning the sets) and install it only
+// once its record is appended, so a failed append leaves memory unchanged.
+type txnState struct {
+	pid, lastPID     int64
+	epoch, lastEpoch int16
+	timeout          time.Duration
+	state            State
+	partitions       map[TopicPartition]struct{}
+	groups           map[string]struct{}
+	start            time.Time // when the current transaction started; zero if none
+	lastUpdate       time.Time
+}
+
+func (s txnState) clone() txnState {
+	s.partitions = maps.Clone(s.partitions)
+	s.groups = maps.Clone(s.groups)
+	return s
+}
+
+func (s txnState) sortedPartitions() []TopicPartition {
+	out := slices.Collect(maps.Keys(s.partitions))
+	slices.SortFunc(out, cmpTP)
+	return out
+}
+
+func (s txnState) sortedGroups() []string {
+	out := slices.Collect(maps.Keys(s.groups))
+	slices.Sort(out)
+	return out
+}
+
+// txnMeta is one transactional id in memory.
+type txnMeta struct {
+	id string
+	s  txnState
+	// busy is set while a record of this id is written but not yet durable:
+	// the request that wrote it has not been answered, and no other state
+	// change may start (ErrConcurrentTransactions).
+	busy bool
+	// done is non-nil while a completion goroutine writes this prepared
+	// transaction's markers; it is closed when the Complete record is
+	// appended (or the completion stops because the coordinator closes).
+	done chan struct{}
+}
+
+// Info describes one transactional id (DescribeTransactions,
+// ListTransactions, `idem txn`).
+type Info struct {
+	TransactionalID string
+	ProducerID      int64
+	ProducerEpoch   int16
+	State           State
+	Timeout         time.Duration
+	// StartTime is when the current (or last) transaction started; zero if
+	// none has since the last epoch bump.
+	StartTime  time.Time
+	LastUpdate time.Time
+	Partitions []TopicPartition // sorted
+	Groups     []string         // sorted
+}
+
+func (t *txnMeta) info() Info {
+	return Info{
+		TransactionalID: t.id,
+		ProducerID:      t.s.pid,
+		ProducerEpoch:   t.s.epoch,
+		State:           t.s.state,
+		Timeout:         t.s.timeout,
+		StartTime:       t.s.start,
+		LastUpdate:      t.s.lastUpdate,
+		Partitions:      t.s.sortedPartitions(),
+		Groups:          t.s.sortedGroups(),
+	}
+}
