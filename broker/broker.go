@@ -295,6 +295,43 @@ func (b *Broker) Close() error {
 	return err
 }
 
+// Crash stops the broker the way a crash would, for fault tests: every
+// connection is dropped at once without finishing responses in flight, then
+// atCrash runs (a test takes logstore.MemFS.CrashClone or KillClone there:
+// nothing acknowledged after that instant), and only then is storage closed
+// so that the broker's goroutines end. With the OS file system Crash is not
+// a real crash: use a separate process and SIGKILL for that.
+func (b *Broker) Crash(atCrash func()) error {
+	b.mu.Lock()
+	if b.closed || !b.started {
+		b.closed = true
+		b.mu.Unlock()
+		if atCrash != nil {
+			atCrash()
+		}
+		return nil
+	}
+	b.closed = true
+	b.mu.Unlock()
+	if b.server != nil {
+		b.server.Abort()
+	}
+	if atCrash != nil {
+		atCrash()
+	}
+	var errs []error
+	if b.adminSrv != nil {
+		errs = append(errs, b.adminSrv.Close())
+	}
+	if b.groups != nil {
+		errs = append(errs, b.groups.Close())
+	}
+	if b.parts != nil {
+		errs = append(errs, b.parts.Close())
+	}
+	return errors.Join(errs...)
+}
+
 // registerMetrics adds the partition and process collectors.
 func (b *Broker) registerMetrics(parts *partition.Manager) {
 	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))

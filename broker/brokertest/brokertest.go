@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker"
+	"github.com/idem-dev/idem/internal/logstore"
 )
 
 // Broker is a broker started by Run.
@@ -94,6 +95,34 @@ func (b *Broker) Restart(t testing.TB, extra ...broker.Option) {
 	}
 	opts := append(append([]broker.Option{}, b.opts...), broker.WithKafkaAddr(addr))
 	b.start(t, append(opts, extra...))
+}
+
+// CrashRestart simulates a crash of a broker running on mem (started with
+// broker.WithFS(mem)): connections drop at once, the file system is cut at
+// that instant (a power loss keeps only fsynced data; a kill -9 keeps the
+// page cache too), and the broker restarts on what survived, at the same
+// address. It returns the new file system, for the next crash.
+func (b *Broker) CrashRestart(t testing.TB, mem *logstore.MemFS, powerLoss bool) *logstore.MemFS {
+	t.Helper()
+	addr := b.Addr()
+	var after *logstore.MemFS
+	b.mu.Lock()
+	inner := b.Broker
+	b.mu.Unlock()
+	err := inner.Crash(func() {
+		if powerLoss {
+			after = mem.CrashClone(logstore.CrashOptions{})
+		} else {
+			after = mem.KillClone()
+		}
+	})
+	if err != nil {
+		t.Logf("brokertest: closing after crash: %v", err)
+	}
+	opts := append(append([]broker.Option{}, b.opts...), broker.WithKafkaAddr(addr), broker.WithFS(after))
+	b.opts = opts
+	b.start(t, opts)
+	return after
 }
 
 // Ctx returns a context cancelled at test cleanup.

@@ -203,6 +203,27 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// Abort stops serving at once, as a crash would: listeners and connections
+// are closed without finishing the responses in flight, and every connection
+// goroutine has exited when it returns. Crash tests use it so that no
+// acknowledgement can leave after the moment they snapshot the file system.
+func (s *Server) Abort() {
+	s.mu.Lock()
+	if !s.closing {
+		s.closing = true
+		close(s.closed)
+	}
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.cancel()
+	for c := range s.conns {
+		c.nc.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
 // Addr is a helper for logs.
 func addrString(a net.Addr) string {
 	if a == nil {
