@@ -393,3 +393,104 @@ func testBatch(n int) []byte {
 	logstore.FixCRC(out)
 	return out
 }
+
+func produceReq(version int16, acks int16, topic string, records []byte) *kmsg.ProduceRequest {
+	req := kmsg.NewPtrProduceRequest()
+	req.SetVersion(version)
+	req.Acks, req.TimeoutMillis = acks, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Records = records
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	return req
+}
+
+func produceCode(t *testing.T, c net.Conn, req *kmsg.ProduceRequest) int16 {
+	t.Helper()
+	c.Write(frame(req, 3))
+	_, body := readResponse(t, c, req.IsFlexible())
+	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	if err := resp.ReadFrom(body); err != nil {
+		t.Fatal(err)
+	}
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+func TestProduceLimitsAndErrors(t *testing.T) {
+	dial := listen(t, newTestServer(t, "message.max.bytes", "2000", "auto.create.topics.enable", "true"))
+	c := dial()
+	if code := produceCode(t, c, produceReq(9, -1, "t", testBatch(3))); code != 0 {
+		t.Fatalf("valid batch: %v", kerr.ErrorForCode(code))
+	}
+	big := testBatch(400) // ~3 KiB
+	if code := produceCode(t, c, produceReq(9, -1, "t", big)); code != kerr.MessageTooLarge.Code {
+		t.Fatalf("oversize batch: %v", kerr.ErrorForCode(code))
+	}
+	// Produce never auto-creates.
+	if code := produceCode(t, c, produceReq(9, 1, "nope", testBatch(1))); code != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("unknown topic: %v", kerr.ErrorForCode(code))
+	}
+	if code := produceCode(t, c, produceReq(9, 2, "t", testBatch(1))); code != kerr.InvalidRequiredAcks.Code {
+		t.Fatalf("acks=2: %v", kerr.ErrorForCode(code))
+	}
+	zstd := testBatch(1)
+	zstd[22] |= 4
+	logstore.FixCRC(zstd)
+	if code := produceCode(t, c, produceReq(6, 1, "t", zstd)); code != kerr.UnsupportedCompressionType.Code {
+		t.Fatalf("zstd at v6: %v", kerr.ErrorForCode(code))
+	}
+	// acks=0 with an error closes the connection (the client refreshes metadata).
+	c.Write(frame(produceReq(9, 0, "nope", testBatch(1)), 4))
+	expectClosed(t, c)
+}
+
+func TestMetadataTopicsAndAutoCreate(t *testing.T) {
+	dial := listen(t, newTestServer(t, "num.partitions", "3"))
+	c := dial()
+	md := func(version int16, allowAuto bool, topics ...string) *kmsg.MetadataResponse {
+		t.Helper()
+		req := kmsg.NewPtrMetadataRequest()
+		req.SetVersion(version)
+		req.AllowAutoTopicCreation = allowAuto
+		req.Topics = []kmsg.MetadataRequestTopic{}
+		for _, n := range topics {
+			rt := kmsg.NewMetadataRequestTopic()
+			rt.Topic = kmsg.StringPtr(n)
+			req.Topics = append(req.Topics, rt)
+		}
+		c.Write(frame(req, 9))
+		_, body := readResponse(t, c, req.IsFlexible())
+		resp := req.ResponseKind().(*kmsg.MetadataResponse)
+		if err := resp.ReadFrom(body); err != nil {
+			t.Fatal(err)
+		}
+		return resp
+	}
+	// v1+: an empty list means no topics; v0: all topics.
+	if r := md(1, false); len(r.Topics) != 0 || r.ControllerID != 1 {
+		t.Fatalf("v1 empty list: %d topics, controller %d", len(r.Topics), r.ControllerID)
+	}
+	if r := md(0, false); len(r.Topics) != 1 {
+		t.Fatalf("v0 empty list: %d topics", len(r.Topics))
+	}
+	if r := md(9, false, "fresh"); r.Topics[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {
+		t.Fatalf("no auto-create: %d", r.Topics[0].ErrorCode)
+	}
+	r := md(12, true, "fresh", "bad name!")
+	if r.Topics[0].ErrorCode != 0 || len(r.Topics[0].Partitions) != 3 || r.Topics[0].TopicID == [16]byte{} {
+		t.Fatalf("auto-created: %+v", r.Topics[0])
+	}
+	if r.Topics[1].ErrorCode != kerr.InvalidTopicException.Code {
+		t.Fatalf("invalid name: %d", r.Topics[1].ErrorCode)
+	}
+	p := r.Topics[0].Partitions[0]
+	if p.Leader != 1 || p.LeaderEpoch != 0 || len(p.ISR) != 1 {
+		t.Fatalf("partition %+v", p)
+	}
+	// Before v4 auto-creation is implied.
+	if r := md(3, false, "implied"); r.Topics[0].ErrorCode != 0 {
+		t.Fatalf("v3 auto-create: %d", r.Topics[0].ErrorCode)
+	}
+}
