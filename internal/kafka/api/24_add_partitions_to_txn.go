@@ -1,0 +1,66 @@
+//go:build idemtxnwired
+
+package api
+
+// AddPartitionsToTxn, versions 0–3 (the client form; v4's broker-to-broker
+// batched verification is not needed on one node, where Produce asks the
+// coordinator in process).
+//
+// Every partition must exist; otherwise the missing ones get
+// UNKNOWN_TOPIC_OR_PARTITION and the rest OPERATION_NOT_ATTEMPTED, and
+// nothing is added (as Kafka does). Otherwise the coordinator's answer
+// applies to every partition. PRODUCER_FENCED is INVALID_PRODUCER_EPOCH below
+// v2 (KIP-588).
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/txn"
+)
+
+func init() { register(24, 0, 3, handleAddPartitionsToTxn) }
+
+func handleAddPartitionsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.AddPartitionsToTxnRequest)
+	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
+	var parts []txn.TopicPartition
+	missing := map[txn.TopicPartition]bool{}
+	for _, t := range req.Topics {
+		for _, p := range t.Partitions {
+			tp := txn.TopicPartition{Topic: t.Topic, Partition: p}
+			parts = append(parts, tp)
+			if env.PartitionExists != nil && !env.PartitionExists(t.Topic, p) {
+				missing[tp] = true
+			}
+		}
+	}
+	var all int16
+	switch {
+	case env.Txn == nil:
+		all = kerr.CoordinatorNotAvailable.Code
+	case len(missing) > 0:
+	default:
+		all = txnCode(env.Txn.AddPartitions(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts), req.Version < 2)
+	}
+	for _, t := range req.Topics {
+		rt := kmsg.NewAddPartitionsToTxnResponseTopic()
+		rt.Topic = t.Topic
+		for _, p := range t.Partitions {
+			rp := kmsg.NewAddPartitionsToTxnResponseTopicPartition()
+			rp.Partition = p
+			rp.ErrorCode = all
+			if len(missing) > 0 {
+				rp.ErrorCode = kerr.OperationNotAttempted.Code
+				if missing[txn.TopicPartition{Topic: t.Topic, Partition: p}] {
+					rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				}
+			}
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		resp.Topics = append(resp.Topics, rt)
+	}
+	return resp, nil
+}

@@ -1,0 +1,32 @@
+//go:build idemtxnwired
+
+package api
+
+// AddOffsetsToTxn, versions 0–3. Adds the consumer group to the transaction
+// so that its TxnOffsetCommits are completed with it. Kafka would add the
+// group's __consumer_offsets partition; on one node that partition is
+// implicit, so success needs no partition check. PRODUCER_FENCED is
+// INVALID_PRODUCER_EPOCH below v2 (KIP-588).
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(25, 0, 3, handleAddOffsetsToTxn) }
+
+func handleAddOffsetsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.AddOffsetsToTxnRequest)
+	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
+	switch {
+	case env.Txn == nil:
+		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+	case req.Group == "":
+		resp.ErrorCode = kerr.InvalidGroupID.Code
+	default:
+		resp.ErrorCode = txnCode(env.Txn.AddOffsets(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group), req.Version < 2)
+	}
+	return resp, nil
+}
