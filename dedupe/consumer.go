@@ -18,6 +18,7 @@ import (
 type OffsetStore[Tx any] interface {
 	Store[Tx]
 	process(ctx context.Context, eventID string, pos *position, h Handler[Tx]) (Result, error)
+	processBatch(ctx context.Context, ids []string, pos *position, run func(ctx context.Context, tx Tx, i int) error) ([]Result, error)
 	loadOffsets(ctx context.Context, group string) (map[string]map[int32]int64, error)
 }
 
@@ -79,6 +80,16 @@ type ConsumerConfig[Tx any] struct {
 	ClientOpts []kgo.Opt
 	// RetryBackoff is the pause before a failed record is retried (default 1 s).
 	RetryBackoff time.Duration
+	// MaxBatch > 1 settles up to that many consecutive records of a
+	// partition in one transaction: one commit, and on PostgreSQL one
+	// round trip to claim them all, which is what makes dedupe nearly free
+	// in throughput (see docs/toolkit.md). The price: if any handler of the
+	// batch fails, the whole batch rolls back and its records are settled
+	// again one by one, so the other handlers run a second time. That is
+	// the same re-run a crash causes, so external calls must already be
+	// idempotent; but with MaxBatch 1 (the default) a failing record never
+	// re-runs its neighbours.
+	MaxBatch int
 	// OnResult, if set, is called after each record is settled.
 	OnResult func(r *kgo.Record, res Result)
 	Logger   *slog.Logger
@@ -112,6 +123,9 @@ func NewConsumer[Tx any](cfg ConsumerConfig[Tx]) (*Consumer[Tx], error) {
 	}
 	if cfg.KeyHeader == "" {
 		cfg.KeyHeader = DefaultKeyHeader
+	}
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = 1
 	}
 	if cfg.RetryBackoff <= 0 {
 		cfg.RetryBackoff = time.Second
@@ -172,9 +186,16 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for _, r := range p.Records {
-					if !c.settle(ctx, r) {
-						return
+				for recs := p.Records; len(recs) > 0; {
+					chunk := recs[:min(len(recs), c.cfg.MaxBatch)]
+					recs = recs[len(chunk):]
+					if len(chunk) > 1 && c.settleBatch(ctx, chunk) {
+						continue
+					}
+					for _, r := range chunk {
+						if !c.settle(ctx, r) {
+							return
+						}
 					}
 				}
 			}()
@@ -220,6 +241,33 @@ func (c *Consumer[Tx]) settle(ctx context.Context, r *kgo.Record) bool {
 		case <-time.After(c.cfg.RetryBackoff):
 		}
 	}
+}
+
+// settleBatch tries to settle records (consecutive, one partition) in one
+// transaction. On false nothing was committed and the caller settles them
+// one by one (which also handles permanent errors and retries).
+func (c *Consumer[Tx]) settleBatch(ctx context.Context, recs []*kgo.Record) bool {
+	ids := make([]string, len(recs))
+	for i, r := range recs {
+		ids[i] = EventID(r, c.cfg.KeyHeader)
+	}
+	last := recs[len(recs)-1]
+	pos := &position{group: c.cfg.Group, topic: last.Topic, partition: last.Partition, next: last.Offset + 1}
+	results, err := c.cfg.Store.processBatch(ctx, ids, pos, func(ctx context.Context, tx Tx, i int) error {
+		return c.cfg.Handler(ctx, tx, recs[i])
+	})
+	if err != nil {
+		if ctx.Err() == nil {
+			c.cfg.Logger.Debug("dedupe: batch failed, settling its records one by one", "records", len(recs), "err", err)
+		}
+		return false
+	}
+	if c.cfg.OnResult != nil {
+		for i, r := range recs {
+			c.cfg.OnResult(r, results[i])
+		}
+	}
+	return true
 }
 
 // adjustOffsets replaces the offsets Kafka has for the newly assigned

@@ -3,7 +3,10 @@ package dedupe_test
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -55,6 +58,16 @@ type consumerUnderTest struct {
 
 func startConsumer(t *testing.T, s *storeUnderTest, addr, group, topic string) *consumerUnderTest {
 	t.Helper()
+	return startConsumerWith(t, s, addr, group, topic, 1, nil)
+}
+
+// startConsumerWith also sets MaxBatch and a hook that runs inside the
+// handler after its write (nil: none); the hook's error fails the handler.
+func startConsumerWith(t *testing.T, s *storeUnderTest, addr, group, topic string, maxBatch int, hook func(*kgo.Record) error) *consumerUnderTest {
+	t.Helper()
+	if hook == nil {
+		hook = func(*kgo.Record) error { return nil }
+	}
 	c := &consumerUnderTest{done: make(chan error, 1)}
 	ctx, cancel := context.WithCancel(context.Background())
 	c.cancel = cancel
@@ -64,10 +77,13 @@ func startConsumer(t *testing.T, s *storeUnderTest, addr, group, topic string) *
 	case *dedupe.SQLite:
 		cons, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{
 			Store: st, Group: group, Topics: []string{topic}, ClientOpts: groupOpts(addr), OnResult: onResult,
+			MaxBatch: maxBatch, RetryBackoff: 10 * time.Millisecond, Logger: quietLogger,
 			Handler: func(ctx context.Context, tx *sql.Tx, r *kgo.Record) error {
 				c.runs.Add(1)
-				_, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, n) VALUES (?, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader))
-				return err
+				if _, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, n) VALUES (?, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader)); err != nil {
+					return err
+				}
+				return hook(r)
 			},
 		})
 		if err != nil {
@@ -77,10 +93,13 @@ func startConsumer(t *testing.T, s *storeUnderTest, addr, group, topic string) *
 	case *dedupe.Postgres:
 		cons, err := dedupe.NewConsumer(dedupe.ConsumerConfig[pgx.Tx]{
 			Store: st, Group: group, Topics: []string{topic}, ClientOpts: groupOpts(addr), OnResult: onResult,
+			MaxBatch: maxBatch, RetryBackoff: 10 * time.Millisecond, Logger: quietLogger,
 			Handler: func(ctx context.Context, tx pgx.Tx, r *kgo.Record) error {
 				c.runs.Add(1)
-				_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, n) VALUES ($1, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader))
-				return err
+				if _, err := tx.Exec(ctx, `INSERT INTO effects (event_id, n) VALUES ($1, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader)); err != nil {
+					return err
+				}
+				return hook(r)
 			},
 		})
 		if err != nil {
@@ -92,6 +111,8 @@ func startConsumer(t *testing.T, s *storeUnderTest, addr, group, topic string) *
 	t.Cleanup(c.stop)
 	return c
 }
+
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 var stopOnce sync.Map
 
@@ -136,26 +157,81 @@ func ids(prefix string, n int) []string {
 }
 
 func TestConsumerAppliesEachEventOnceAndCountsProducerResends(t *testing.T) {
-	b := startBroker(t, "payments-sqlite", "payments-postgres")
+	for _, maxBatch := range []int{1, 50} {
+		t.Run(fmt.Sprintf("MaxBatch=%d", maxBatch), func(t *testing.T) {
+			b := startBroker(t, "payments-sqlite", "payments-postgres")
+			eachStore(t, dedupe.Config{}, func(t *testing.T, s *storeUnderTest) {
+				topic := "payments-" + s.name
+				group := "billing-" + s.name
+				events := ids("pay", 30)
+				producePayments(t, b.Client(t), topic, events...)
+				producePayments(t, b.Client(t), topic, events[:6]...) // a producer retried six sends
+				c := startConsumerWith(t, s, b.Addr(), group, topic, maxBatch, nil)
+				c.waitSettled(t, 36)
+				c.stop()
+				for _, id := range events {
+					if n := s.effects(t, id); n != 1 {
+						t.Errorf("%s applied %d times", id, n)
+					}
+				}
+				if n := c.runs.Load(); n != 30 {
+					t.Errorf("handler ran %d times for 30 distinct events", n)
+				}
+				if d := auditDuplicates(t, s, events); d != 6 {
+					t.Errorf("audit trail counts %d suppressed duplicates, want 6", d)
+				}
+				if got := s.committedRecords(t, group); got != 36 {
+					t.Errorf("database offsets cover %d records, want 36", got)
+				}
+			})
+		})
+	}
+}
+
+// In a batch, one failing handler rolls back its neighbours too; they are
+// then settled one by one, so every event still lands once. A permanent
+// failure is recorded as rejected and the partition moves on.
+func TestConsumerBatchWithFailingHandlersAppliesEachEventOnce(t *testing.T) {
+	b := startBroker(t, "flaky-sqlite", "flaky-postgres")
 	eachStore(t, dedupe.Config{}, func(t *testing.T, s *storeUnderTest) {
-		topic := "payments-" + s.name
-		group := "billing-" + s.name
-		events := ids("pay", 30)
+		topic, group := "flaky-"+s.name, "billing-"+s.name
+		events := ids("pay", 20)
 		producePayments(t, b.Client(t), topic, events...)
-		producePayments(t, b.Client(t), topic, events[:6]...) // a producer retried six sends
-		c := startConsumer(t, s, b.Addr(), group, topic)
-		c.waitSettled(t, 36)
+		var mu sync.Mutex
+		failures := map[string]int{}
+		hook := func(r *kgo.Record) error {
+			id := dedupe.EventID(r, dedupe.DefaultKeyHeader)
+			mu.Lock()
+			defer mu.Unlock()
+			switch id {
+			case "pay-3", "pay-11": // fail twice, then succeed
+				if failures[id] < 2 {
+					failures[id]++
+					return errors.New("gateway timeout")
+				}
+			case "pay-7":
+				return dedupe.Permanent(errors.New("card declined"))
+			}
+			return nil
+		}
+		c := startConsumerWith(t, s, b.Addr(), group, topic, 50, hook)
+		c.waitSettled(t, 20)
 		c.stop()
 		for _, id := range events {
-			if n := s.effects(t, id); n != 1 {
-				t.Errorf("%s applied %d times", id, n)
+			want := 1
+			if id == "pay-7" {
+				want = 0
+			}
+			if n := s.effects(t, id); n != want {
+				t.Errorf("%s applied %d times, want %d", id, n, want)
 			}
 		}
-		if n := c.runs.Load(); n != 30 {
-			t.Errorf("handler ran %d times for 30 distinct events", n)
+		rec, err := s.lookup(context.Background(), "pay-7")
+		if err != nil || rec.Outcome != "rejected: card declined" {
+			t.Errorf("pay-7 audit %+v %v; want rejected", rec, err)
 		}
-		if d := auditDuplicates(t, s, events); d != 6 {
-			t.Errorf("audit trail counts %d suppressed duplicates, want 6", d)
+		if got := s.committedRecords(t, group); got != 20 {
+			t.Errorf("database offsets cover %d records, want 20", got)
 		}
 	})
 }

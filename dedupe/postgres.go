@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,6 +54,17 @@ func NewPostgres(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Postgres
 			SELECT event_id FROM ` + t + ` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 		storeOffset: storeOffsetSQL(t),
 		loadOffsets: loadOffsetsSQL(t),
+		// Batch forms: one round trip claims, or counts duplicates of, a
+		// whole batch of ids.
+		claimMany: `INSERT INTO ` + t + ` AS t (event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at)
+			SELECT id, $2, 'processed', $3, 0, NULL, $4 FROM unnest($1::text[]) AS id
+			ON CONFLICT (event_id) DO UPDATE SET consumer = excluded.consumer, outcome = excluded.outcome,
+				processed_at = excluded.processed_at, duplicates = 0, last_duplicate_at = NULL, expires_at = excluded.expires_at
+			WHERE t.expires_at <= excluded.processed_at
+			RETURNING event_id`,
+		dupMany: `UPDATE ` + t + ` AS t SET duplicates = t.duplicates + d.n, last_duplicate_at = $1
+			FROM unnest($2::text[], $3::bigint[]) AS d(id, n) WHERE t.event_id = d.id
+			RETURNING t.event_id, t.consumer, t.outcome, t.processed_at, t.duplicates, t.last_duplicate_at, t.expires_at`,
 	}
 	if err := s.migrate(ctx); err != nil {
 		return nil, err
@@ -294,6 +306,92 @@ func (s *Postgres) loadOffsets(ctx context.Context, group string) (map[string]ma
 		out[topic][partition] = next
 	}
 	return out, rows.Err()
+}
+
+// processBatch is SQLite.processBatch in four round trips plus the
+// handlers': claim all ids, run the handlers of the claimed ones, count the
+// duplicates, store the offset (then COMMIT). Ids are claimed in sorted
+// order so two consumers claiming overlapping batches cannot deadlock.
+func (s *Postgres) processBatch(ctx context.Context, ids []string, pos *position, run func(ctx context.Context, tx pgx.Tx, i int) error) ([]Result, error) {
+	distinct := make([]string, 0, len(ids))
+	seen := make(map[string]bool, len(ids))
+	for _, id := range ids {
+		if id == "" {
+			return nil, ErrEmptyEventID
+		}
+		if !seen[id] {
+			seen[id] = true
+			distinct = append(distinct, id)
+		}
+	}
+	slices.Sort(distinct)
+	tx, err := s.pool.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: begin: %w", err)
+	}
+	defer tx.Rollback(context.WithoutCancel(ctx))
+	now := s.cfg.now()
+	rows, err := tx.Query(ctx, s.q.claimMany, distinct, s.cfg.Consumer, now, s.cfg.expiry(now))
+	if err != nil {
+		return nil, pgErr("claim batch", "", err)
+	}
+	claimed, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, pgErr("claim batch", "", err)
+	}
+	mine := make(map[string]bool, len(claimed))
+	for _, id := range claimed {
+		mine[id] = true
+	}
+	results := make([]Result, len(ids))
+	dups := map[string]int64{}
+	for i, id := range ids {
+		if !mine[id] {
+			dups[id]++
+			continue
+		}
+		delete(mine, id) // a second occurrence in the batch is a duplicate
+		if err := run(ctx, tx, i); err != nil {
+			return nil, err
+		}
+		results[i] = Result{Status: Processed, Record: s.fresh(id, outcomeProcessed, now)}
+	}
+	if len(dups) > 0 {
+		dupIDs, counts := make([]string, 0, len(dups)), make([]int64, 0, len(dups))
+		for _, id := range distinct {
+			if n, ok := dups[id]; ok {
+				dupIDs, counts = append(dupIDs, id), append(counts, n)
+			}
+		}
+		rows, err := tx.Query(ctx, s.q.dupMany, now, dupIDs, counts)
+		if err != nil {
+			return nil, pgErr("count duplicates", "", err)
+		}
+		recs := map[string]Record{}
+		for rows.Next() {
+			rec, err := scanPgRecord(rows)
+			if err != nil {
+				rows.Close()
+				return nil, err
+			}
+			recs[rec.EventID] = rec
+		}
+		if err := rows.Err(); err != nil {
+			return nil, pgErr("count duplicates", "", err)
+		}
+		for i, id := range ids {
+			if results[i].Status == 0 {
+				results[i] = Result{Status: Duplicate, Record: recs[id]}
+			}
+		}
+	}
+	if err := s.storeOffset(ctx, tx, pos); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return nil, fmt.Errorf("dedupe: commit: %w", err)
+	}
+	return results, nil
 }
 
 var _ OffsetStore[pgx.Tx] = (*Postgres)(nil)

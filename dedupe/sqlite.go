@@ -3,6 +3,7 @@ package dedupe
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -30,6 +31,9 @@ type SQLite struct {
 	w, r  *sql.DB
 	q     queries
 	table string
+	// Statements prepared once on the writer connection: parsing the claim
+	// upsert costs more than running it.
+	claimStmt, claimManyStmt, dupStmt, offsetStmt *sql.Stmt
 }
 
 var _ OffsetStore[*sql.Tx] = (*SQLite)(nil)
@@ -38,6 +42,7 @@ var _ OffsetStore[*sql.Tx] = (*SQLite)(nil)
 type queries struct {
 	claim, dup, lookup, cleanup string
 	storeOffset, loadOffsets    string
+	claimMany, dupMany          string // batch forms; dupMany on Postgres only
 }
 
 // OpenSQLite opens (creating if needed) the database file at path and the
@@ -73,19 +78,35 @@ func OpenSQLite(ctx context.Context, path string, cfg Config) (*SQLite, error) {
 			VALUES (?, ?, ?, ?, 0, NULL, ?)
 			ON CONFLICT (event_id) DO UPDATE SET consumer = excluded.consumer, outcome = excluded.outcome,
 				processed_at = excluded.processed_at, duplicates = 0, last_duplicate_at = NULL, expires_at = excluded.expires_at
-			WHERE ` + s.table + `.expires_at <= excluded.processed_at
-			RETURNING event_id`,
+			WHERE ` + s.table + `.expires_at <= excluded.processed_at`,
 		dup: `UPDATE ` + s.table + ` SET duplicates = duplicates + 1, last_duplicate_at = ? WHERE event_id = ?
 			RETURNING event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at`,
 		lookup: `SELECT event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at
 			FROM ` + s.table + ` WHERE event_id = ? AND expires_at > ?`,
-		cleanup:     `DELETE FROM ` + s.table + ` WHERE rowid IN (SELECT rowid FROM ` + s.table + ` WHERE expires_at <= ? LIMIT ?)`,
+		cleanup:     `DELETE FROM ` + s.table + ` WHERE event_id IN (SELECT event_id FROM ` + s.table + ` WHERE expires_at <= ? LIMIT ?)`,
 		storeOffset: storeOffsetSQL(s.table),
 		loadOffsets: loadOffsetsSQL(s.table),
+		// The ids arrive as one JSON array. "WHERE true" resolves SQLite's
+		// INSERT … SELECT … ON CONFLICT parsing ambiguity.
+		claimMany: `INSERT INTO ` + s.table + ` (event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at)
+			SELECT value, ?2, 'processed', ?3, 0, NULL, ?4 FROM json_each(?1) WHERE true
+			ON CONFLICT (event_id) DO UPDATE SET consumer = excluded.consumer, outcome = excluded.outcome,
+				processed_at = excluded.processed_at, duplicates = 0, last_duplicate_at = NULL, expires_at = excluded.expires_at
+			WHERE ` + s.table + `.expires_at <= excluded.processed_at
+			RETURNING event_id`,
 	}
 	if err := s.migrate(ctx); err != nil {
 		s.Close()
 		return nil, err
+	}
+	for _, p := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{{&s.claimStmt, s.q.claim}, {&s.claimManyStmt, s.q.claimMany}, {&s.dupStmt, s.q.dup}, {&s.offsetStmt, s.q.storeOffset}} {
+		if *p.stmt, err = w.PrepareContext(ctx, p.sql); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("dedupe: prepare: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -107,7 +128,7 @@ func (s *SQLite) migrate(ctx context.Context) error {
 			duplicates        INTEGER NOT NULL DEFAULT 0,
 			last_duplicate_at INTEGER,
 			expires_at        INTEGER NOT NULL
-		)`,
+		) WITHOUT ROWID`, // one B-tree keyed by event_id, not a rowid table plus a key index
 		`CREATE INDEX IF NOT EXISTS ` + s.table + `_expires_at ON ` + s.table + ` (expires_at)`,
 		offsetsDDL(s.table),
 	} {
@@ -124,6 +145,11 @@ func (s *SQLite) DB() *sql.DB { return s.w }
 
 // Close closes both connection pools.
 func (s *SQLite) Close() error {
+	for _, st := range []*sql.Stmt{s.claimStmt, s.claimManyStmt, s.dupStmt, s.offsetStmt} {
+		if st != nil {
+			st.Close()
+		}
+	}
 	return errors.Join(s.w.Close(), s.r.Close())
 }
 
@@ -229,19 +255,21 @@ func (s *SQLite) fresh(eventID, outcome string, now time.Time) Record {
 }
 
 func (s *SQLite) claim(ctx context.Context, tx *sql.Tx, eventID, outcome string, now time.Time) (bool, error) {
-	var got string
-	err := tx.QueryRowContext(ctx, s.q.claim, eventID, s.cfg.Consumer, outcome, now.UnixMicro(), s.cfg.expiry(now).UnixMicro()).Scan(&got)
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil
-	}
+	// An upsert whose DO UPDATE is skipped by its WHERE changes no row, so
+	// RowsAffected tells claimed from duplicate without a result set.
+	res, err := tx.StmtContext(ctx, s.claimStmt).ExecContext(ctx, eventID, s.cfg.Consumer, outcome, now.UnixMicro(), s.cfg.expiry(now).UnixMicro())
 	if err != nil {
 		return false, fmt.Errorf("dedupe: claim %q: %w", eventID, err)
 	}
-	return true, nil
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("dedupe: claim %q: %w", eventID, err)
+	}
+	return n == 1, nil
 }
 
 func (s *SQLite) countDuplicate(ctx context.Context, tx *sql.Tx, eventID string, now time.Time) (Record, error) {
-	rec, err := scanSQLiteRecord(tx.QueryRowContext(ctx, s.q.dup, now.UnixMicro(), eventID))
+	rec, err := scanSQLiteRecord(tx.StmtContext(ctx, s.dupStmt).QueryRowContext(ctx, now.UnixMicro(), eventID))
 	if err != nil {
 		return Record{}, fmt.Errorf("dedupe: count duplicate %q: %w", eventID, err)
 	}
@@ -304,7 +332,7 @@ func (s *SQLite) storeOffset(ctx context.Context, tx *sql.Tx, pos *position) err
 	if pos == nil {
 		return nil
 	}
-	if _, err := tx.ExecContext(ctx, s.q.storeOffset, pos.group, pos.topic, pos.partition, pos.next); err != nil {
+	if _, err := tx.StmtContext(ctx, s.offsetStmt).ExecContext(ctx, pos.group, pos.topic, pos.partition, pos.next); err != nil {
 		return fmt.Errorf("dedupe: store offset: %w", err)
 	}
 	return nil
@@ -330,4 +358,63 @@ func (s *SQLite) loadOffsets(ctx context.Context, group string) (map[string]map[
 		out[topic][partition] = next
 	}
 	return out, rows.Err()
+}
+
+// processBatch claims and handles several records in one transaction: one
+// commit (one fsync) for the batch. Any error rolls the whole batch back;
+// the Consumer then settles the records one by one.
+func (s *SQLite) processBatch(ctx context.Context, ids []string, pos *position, run func(ctx context.Context, tx *sql.Tx, i int) error) ([]Result, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: begin: %w", err)
+	}
+	defer tx.Rollback()
+	for _, id := range ids {
+		if id == "" {
+			return nil, ErrEmptyEventID
+		}
+	}
+	now := s.cfg.now()
+	// One statement claims the whole batch; a repeated id conflicts with
+	// its own first row and is not returned.
+	list, _ := json.Marshal(ids)
+	rows, err := tx.StmtContext(ctx, s.claimManyStmt).QueryContext(ctx, string(list), s.cfg.Consumer, now.UnixMicro(), s.cfg.expiry(now).UnixMicro())
+	if err != nil {
+		return nil, fmt.Errorf("dedupe: claim batch: %w", err)
+	}
+	mine := make(map[string]bool, len(ids))
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		mine[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("dedupe: claim batch: %w", err)
+	}
+	results := make([]Result, len(ids))
+	for i, id := range ids {
+		if !mine[id] {
+			rec, err := s.countDuplicate(ctx, tx, id, now)
+			if err != nil {
+				return nil, err
+			}
+			results[i] = Result{Status: Duplicate, Record: rec}
+			continue
+		}
+		delete(mine, id) // a second occurrence in the batch is a duplicate
+		if err := run(ctx, tx, i); err != nil {
+			return nil, err
+		}
+		results[i] = Result{Status: Processed, Record: s.fresh(id, outcomeProcessed, now)}
+	}
+	if err := s.storeOffset(ctx, tx, pos); err != nil {
+		return nil, err
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, fmt.Errorf("dedupe: commit: %w", err)
+	}
+	return results, nil
 }
