@@ -431,7 +431,9 @@ func (c *Coordinator) compactThresholdLocked() int {
 // the committed one could never win and is dropped.
 func (c *Coordinator) compact() error {
 	c.mu.Lock()
-	if c.closed || c.logRecords <= c.compactThresholdLocked() {
+	// The first test is cheap and usually decides; counting live records
+	// walks every group.
+	if c.closed || c.logRecords <= c.cfg.CompactRecords || c.logRecords <= c.compactThresholdLocked() {
 		c.mu.Unlock()
 		return nil
 	}
