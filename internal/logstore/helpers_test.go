@@ -3,7 +3,6 @@ package logstore
 import (
 	"context"
 	"encoding/binary"
-	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -104,5 +103,3 @@ func (c *fakeClock) Advance(d time.Duration) {
 	defer c.mu.Unlock()
 	c.now = c.now.Add(d)
 }
-
-func isCorrupt(err error) bool { return errors.Is(err, ErrCorrupt) }
