@@ -13,6 +13,7 @@
 package broker
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,6 +34,7 @@ import (
 	"github.com/idem-dev/idem/internal/kafka/api"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/txn"
 )
 
 // Broker is one idem broker.
@@ -53,6 +55,7 @@ type Broker struct {
 
 	parts    *partition.Manager
 	groups   *group.Coordinator
+	txns     *txn.Coordinator
 	server   *kafka.Server
 	adminSrv *admin.Server
 }
@@ -151,6 +154,20 @@ func (b *Broker) Start() (err error) {
 		return err
 	}
 	cleanup = append(cleanup, groups.Close)
+	txns, err := txn.New(txn.Config{
+		FS:           b.fs,
+		Dir:          path.Join(dir, "__transaction_state"),
+		ProducerIDs:  pids,
+		Markers:      markerWriter{parts},
+		Offsets:      groups,
+		MaxTimeout:   b.conf.Millis("transaction.max.timeout.ms"),
+		IDExpiration: b.conf.Millis("transactional.id.expiration.ms"),
+		Logger:       b.log,
+	})
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, txns.Close)
 	for _, t := range b.seed {
 		if _, ok := parts.Topic(t); ok {
 			continue
@@ -180,6 +197,7 @@ func (b *Broker) Start() (err error) {
 		Config:          b.conf,
 		Partitions:      parts,
 		ProducerIDs:     pids,
+		Txn:             txns,
 	}
 	srv := kafka.NewServer(kafka.Config{
 		Env:             env,
@@ -201,7 +219,7 @@ func (b *Broker) Start() (err error) {
 		}
 		b.adminSrv, b.adminAddr = as, as.Addr()
 	}
-	b.parts, b.groups, b.server = parts, groups, srv
+	b.parts, b.groups, b.txns, b.server = parts, groups, txns, srv
 	b.addr = net.JoinHostPort(host, strconv.Itoa(port))
 	b.log.Info("idem broker started", "kafka", ln.Addr().String(), "advertised", b.addr, "admin", b.adminAddr, "data", dir, "cluster_id", cat.ClusterID())
 	return nil
@@ -277,15 +295,7 @@ func (b *Broker) Close() error {
 	if b.server != nil {
 		errs = append(errs, b.server.Close())
 	}
-	if b.adminSrv != nil {
-		errs = append(errs, b.adminSrv.Close())
-	}
-	if b.groups != nil {
-		errs = append(errs, b.groups.Close())
-	}
-	if b.parts != nil {
-		errs = append(errs, b.parts.Close())
-	}
+	errs = append(errs, b.closeStorage()...)
 	err := errors.Join(errs...)
 	if err != nil {
 		b.log.Error("broker closed with errors", "err", err)
@@ -319,9 +329,19 @@ func (b *Broker) Crash(atCrash func()) error {
 	if atCrash != nil {
 		atCrash()
 	}
+	return errors.Join(b.closeStorage()...)
+}
+
+// closeStorage closes everything behind the wire server, users before what
+// they use: the transaction coordinator writes markers to partitions and
+// completes offsets in the group coordinator.
+func (b *Broker) closeStorage() []error {
 	var errs []error
 	if b.adminSrv != nil {
 		errs = append(errs, b.adminSrv.Close())
+	}
+	if b.txns != nil {
+		errs = append(errs, b.txns.Close())
 	}
 	if b.groups != nil {
 		errs = append(errs, b.groups.Close())
@@ -329,7 +349,25 @@ func (b *Broker) Crash(atCrash func()) error {
 	if b.parts != nil {
 		errs = append(errs, b.parts.Close())
 	}
-	return errors.Join(errs...)
+	return errs
+}
+
+// markerWriter lets the transaction coordinator write COMMIT/ABORT markers
+// to partitions.
+type markerWriter struct{ m *partition.Manager }
+
+func (w markerWriter) WriteMarker(ctx context.Context, topic string, index int32, pid int64, epoch int16, commit bool, coordinatorEpoch int32) error {
+	p, ok := w.m.Partition(topic, index)
+	if !ok {
+		return fmt.Errorf("%w: %s-%d", txn.ErrUnknownPartition, topic, index)
+	}
+	_, err := p.WriteMarker(ctx, pid, epoch, commit, coordinatorEpoch)
+	if errors.Is(err, partition.ErrClosed) || errors.Is(err, logstore.ErrClosed) {
+		if _, still := w.m.Partition(topic, index); !still {
+			return fmt.Errorf("%w: %s-%d deleted", txn.ErrUnknownPartition, topic, index)
+		}
+	}
+	return err
 }
 
 // registerMetrics adds the partition and process collectors.

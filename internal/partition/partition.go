@@ -15,8 +15,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"sync"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kbin"
 
 	"github.com/idem-dev/idem/internal/logstore"
 )
@@ -29,9 +32,12 @@ var (
 	// a control batch, a record count that disagrees with the offset delta, a
 	// negative sequence from an idempotent producer (INVALID_RECORD).
 	ErrInvalidRecord = errors.New("partition: invalid record batch")
-	// ErrTransactionsUnsupported: a transactional batch; transactions are not
-	// implemented yet (INVALID_TXN_STATE).
-	ErrTransactionsUnsupported = errors.New("partition: transactional produce is not supported yet")
+	// ErrInvalidTxnState: a non-transactional batch from a producer whose
+	// transaction is open on this partition (INVALID_TXN_STATE).
+	ErrInvalidTxnState = errors.New("partition: non-transactional write while the producer's transaction is open")
+	// ErrProducerFenced: a transaction marker with an epoch older than the
+	// producer's current one.
+	ErrProducerFenced = errors.New("partition: marker epoch is older than the producer's")
 	// ErrClosed: the partition was closed or deleted.
 	ErrClosed = errors.New("partition: closed")
 )
@@ -68,7 +74,9 @@ type Partition struct {
 	// order agree; it guards producers, dirty and closed.
 	mu        sync.Mutex
 	producers producers
-	dirty     bool // producer state changed since the last snapshot
+	ongoing   map[int64]int64 // producer id → first offset of its open transaction here
+	aborted   []AbortedTxn    // ascending by LastOffset (marker offset)
+	dirty     bool            // producer state changed since the last snapshot
 	closed    bool
 
 	wmu      sync.Mutex
@@ -113,6 +121,7 @@ func Open(cfg Config) (*Partition, error) {
 	p := &Partition{
 		topic: cfg.Topic, index: cfg.Index, cfg: cfg, log: l, lg: lg,
 		producers: producers{},
+		ongoing:   map[int64]int64{},
 		watchers:  map[chan<- struct{}]struct{}{},
 		kick:      make(chan struct{}, 1),
 		ctx:       ctx, cancel: cancel,
@@ -134,30 +143,41 @@ func (p *Partition) recoverProducers() error {
 	from := p.log.StartOffset()
 	data, err := readFile(p.cfg.FS, p.cfg.SnapshotPath, 64<<20)
 	if err == nil {
-		ps, off, derr := decodeSnapshot(data)
+		ps, aborted, off, derr := decodeSnapshot(data)
 		switch {
 		case derr != nil:
 			p.lg.Warn("ignoring damaged producer snapshot; replaying the whole log", "err", derr)
 		case off > p.log.EndOffset():
 			p.lg.Warn("producer snapshot is ahead of the recovered log; replaying the whole log", "snapshot_offset", off, "log_end", p.log.EndOffset())
 		default:
-			p.producers, from = ps, max(off, from)
+			p.producers, p.aborted, from = ps, aborted, max(off, from)
+			for pid, e := range ps {
+				if e.TxnFirst >= 0 {
+					p.ongoing[pid] = e.TxnFirst
+				}
+			}
 		}
 	}
 	now := p.cfg.Now().UnixMilli()
 	replayed := 0
-	err = p.log.Scan(from, func(h logstore.BatchHeader, _ []byte) error {
-		if h.ProducerID < 0 || h.IsControl() || h.BaseOffset < from {
+	err = p.log.Scan(from, func(h logstore.BatchHeader, batch []byte) error {
+		if h.ProducerID < 0 || h.BaseOffset < from {
+			return nil
+		}
+		replayed++
+		if h.IsControl() {
+			commit, ok := markerType(batch)
+			if !ok {
+				p.lg.Warn("unreadable transaction marker in the log; skipped", "offset", h.BaseOffset)
+				return nil
+			}
+			p.applyMarkerLocked(h.ProducerID, h.ProducerEpoch, commit, h.BaseOffset)
 			return nil
 		}
 		// Replayed entries are stamped with the recovery time rather than the
 		// producer's timestamps, so a restart never shortens how long a
 		// producer is deduplicated.
-		p.producers.update(h.ProducerID, h.ProducerEpoch, batchMeta{
-			FirstSeq: h.BaseSequence, LastSeq: lastSeqOf(h.BaseSequence, h.LastOffsetDelta),
-			FirstOffset: h.BaseOffset, LastOffset: h.LastOffset(),
-		}, now)
-		replayed++
+		p.applyDataLocked(h, lastSeqOf(h.BaseSequence, h.LastOffsetDelta), h.BaseOffset, h.LastOffset(), now)
 		return nil
 	})
 	if err != nil {
@@ -168,6 +188,66 @@ func (p *Partition) recoverProducers() error {
 		p.lg.Debug("rebuilt producer state", "from_offset", from, "batches", replayed, "producers", len(p.producers))
 	}
 	return nil
+}
+
+// applyDataLocked records an appended data batch of an idempotent producer.
+func (p *Partition) applyDataLocked(h logstore.BatchHeader, lastSeq int32, base, last, now int64) {
+	p.producers.update(h.ProducerID, h.ProducerEpoch, batchMeta{
+		FirstSeq: h.BaseSequence, LastSeq: lastSeq, FirstOffset: base, LastOffset: last,
+	}, now)
+	if h.IsTransactional() {
+		if e := p.producers[h.ProducerID]; e.TxnFirst < 0 {
+			e.TxnFirst = base
+			p.ongoing[h.ProducerID] = base
+		}
+	}
+	p.dirty = true
+}
+
+// applyMarkerLocked records a COMMIT or ABORT marker at offset: it ends the
+// producer's open transaction here and, for an abort, indexes it.
+func (p *Partition) applyMarkerLocked(pid int64, epoch int16, commit bool, offset int64) {
+	e := p.producers.entry(pid, epoch)
+	if e.TxnFirst >= 0 && !commit {
+		p.aborted = append(p.aborted, AbortedTxn{ProducerID: pid, FirstOffset: e.TxnFirst, LastOffset: offset})
+	}
+	e.TxnFirst = -1
+	delete(p.ongoing, pid)
+	p.dirty = true
+}
+
+// markerType decodes the control record key of a marker batch: version int16,
+// type int16 (0 = ABORT, 1 = COMMIT).
+func markerType(batch []byte) (commit, ok bool) {
+	if len(batch) <= logstore.BatchHeaderSize {
+		return false, false
+	}
+	r := batch[logstore.BatchHeaderSize:]
+	_, n := kbin.Varint(r) // record length
+	if n == 0 || len(r) < n+1 {
+		return false, false
+	}
+	r = r[n+1:]                         // attributes
+	if _, n = kbin.Varlong(r); n == 0 { // timestamp delta
+		return false, false
+	}
+	r = r[n:]
+	if _, n = kbin.Varint(r); n == 0 { // offset delta
+		return false, false
+	}
+	r = r[n:]
+	klen, n := kbin.Varint(r)
+	if n == 0 || klen < 4 || len(r) < n+int(klen) {
+		return false, false
+	}
+	key := r[n:]
+	switch binary.BigEndian.Uint16(key[2:]) {
+	case 0:
+		return false, true
+	case 1:
+		return true, true
+	}
+	return false, false
 }
 
 // Topic and Index name the partition.
@@ -211,8 +291,8 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 		return AppendResult{}, fmt.Errorf("%w: %d records but last offset delta %d", ErrInvalidRecord, h.NumRecords, h.LastOffsetDelta)
 	case h.ProducerID >= 0 && (h.BaseSequence < 0 || h.ProducerEpoch < 0):
 		return AppendResult{}, fmt.Errorf("%w: idempotent batch with sequence %d epoch %d", ErrInvalidRecord, h.BaseSequence, h.ProducerEpoch)
-	case h.IsTransactional():
-		return AppendResult{}, ErrTransactionsUnsupported
+	case h.IsTransactional() && h.ProducerID < 0:
+		return AppendResult{}, fmt.Errorf("%w: transactional batch without a producer id", ErrInvalidRecord)
 	}
 	lastSeq := lastSeqOf(h.BaseSequence, h.LastOffsetDelta)
 
@@ -228,6 +308,9 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 		}
 		if dup != nil {
 			return AppendResult{BaseOffset: dup.FirstOffset, LastOffset: dup.LastOffset, Duplicate: true, LogAppendTime: -1}, nil
+		}
+		if _, open := p.ongoing[h.ProducerID]; open && !h.IsTransactional() {
+			return AppendResult{}, ErrInvalidTxnState
 		}
 	}
 	res := AppendResult{LogAppendTime: -1}
@@ -247,16 +330,143 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	}
 	res.BaseOffset, res.LastOffset = info.BaseOffset, info.LastOffset
 	if h.ProducerID >= 0 {
-		p.producers.update(h.ProducerID, h.ProducerEpoch, batchMeta{
-			FirstSeq: h.BaseSequence, LastSeq: lastSeq, FirstOffset: info.BaseOffset, LastOffset: info.LastOffset,
-		}, p.cfg.Now().UnixMilli())
-		p.dirty = true
+		p.applyDataLocked(h, lastSeq, info.BaseOffset, info.LastOffset, p.cfg.Now().UnixMilli())
 	}
 	select {
 	case p.kick <- struct{}{}:
 	default:
 	}
 	return res, nil
+}
+
+// LastStableOffset is the first offset of the earliest open transaction, or
+// the high watermark when none is open: read_committed consumers read below
+// it.
+func (p *Partition) LastStableOffset() int64 {
+	hwm := p.log.DurableOffset()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	lso := hwm
+	for _, first := range p.ongoing {
+		lso = min(lso, first)
+	}
+	return lso
+}
+
+// ReadCommitted is Read for read_committed consumers: it stops at the last
+// stable offset.
+func (p *Partition) ReadCommitted(offset int64, maxBytes int) ([]byte, error) {
+	return p.log.Read(offset, maxBytes, p.LastStableOffset())
+}
+
+// AbortedTransactions lists the aborted transactions overlapping [from, to):
+// those whose marker is at or after from and whose first offset is before
+// to. A read_committed Fetch returns exactly these beside its batches.
+func (p *Partition) AbortedTransactions(from, to int64) []AbortedTxn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	i := sort.Search(len(p.aborted), func(i int) bool { return p.aborted[i].LastOffset >= from })
+	var out []AbortedTxn
+	for _, a := range p.aborted[i:] {
+		if a.FirstOffset < to {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// OngoingTxn is a transaction open on this partition.
+type OngoingTxn struct {
+	ProducerID  int64
+	Epoch       int16
+	FirstOffset int64
+	LastTime    int64 // milliseconds of the producer's last write here
+}
+
+// OngoingTransactions lists the open transactions (DescribeProducers, the console).
+func (p *Partition) OngoingTransactions() []OngoingTxn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []OngoingTxn
+	for pid, first := range p.ongoing {
+		e := p.producers[pid]
+		out = append(out, OngoingTxn{ProducerID: pid, Epoch: e.Epoch, FirstOffset: first, LastTime: e.LastTime})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].FirstOffset < out[j].FirstOffset })
+	return out
+}
+
+// WriteMarker appends a COMMIT or ABORT control batch for pid/epoch, ends the
+// producer's open transaction here (indexing it if aborted) and returns once
+// the marker is fsynced. A marker for a producer with no open transaction
+// here is still written, as Kafka does. An epoch older than the producer's
+// is ErrProducerFenced.
+func (p *Partition) WriteMarker(ctx context.Context, pid int64, epoch int16, commit bool, coordinatorEpoch int32) (int64, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return 0, ErrClosed
+	}
+	if e := p.producers[pid]; e != nil && epoch < e.Epoch {
+		p.mu.Unlock()
+		return 0, fmt.Errorf("%w: marker epoch %d, producer epoch %d", ErrProducerFenced, epoch, e.Epoch)
+	}
+	b := markerBatch(pid, epoch, commit, coordinatorEpoch, p.cfg.Now().UnixMilli())
+	info, err := p.log.Append(b)
+	if err != nil {
+		p.mu.Unlock()
+		return 0, err
+	}
+	p.applyMarkerLocked(pid, epoch, commit, info.BaseOffset)
+	p.mu.Unlock()
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+	if err := p.log.WaitDurable(ctx, info.LastOffset+1); err != nil {
+		return 0, err
+	}
+	return info.BaseOffset, nil
+}
+
+// markerBatch builds a control batch holding one marker record (kafka-protocol
+// §3.3): key = version 0, type (0 abort, 1 commit); value = version 0,
+// coordinator epoch.
+func markerBatch(pid int64, epoch int16, commit bool, coordinatorEpoch int32, now int64) []byte {
+	typ := uint16(0)
+	if commit {
+		typ = 1
+	}
+	key := binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint16(nil, 0), typ)
+	val := binary.BigEndian.AppendUint32(binary.BigEndian.AppendUint16(nil, 0), uint32(coordinatorEpoch))
+	var body []byte
+	body = append(body, 0)             // attributes
+	body = kbin.AppendVarlong(body, 0) // timestamp delta
+	body = kbin.AppendVarint(body, 0)  // offset delta
+	body = kbin.AppendVarint(body, int32(len(key)))
+	body = append(body, key...)
+	body = kbin.AppendVarint(body, int32(len(val)))
+	body = append(body, val...)
+	body = kbin.AppendVarint(body, 0) // headers
+	rec := kbin.AppendVarint(nil, int32(len(body)))
+	rec = append(rec, body...)
+
+	be := binary.BigEndian
+	b := make([]byte, logstore.BatchHeaderSize, logstore.BatchHeaderSize+len(rec))
+	be.PutUint32(b[8:], uint32(logstore.BatchHeaderSize-12+len(rec)))
+	be.PutUint32(b[12:], 0) // leader epoch
+	b[16] = 2
+	be.PutUint16(b[21:], 0x30) // transactional | control
+	be.PutUint32(b[23:], 0)    // last offset delta
+	be.PutUint64(b[27:], uint64(now))
+	be.PutUint64(b[35:], uint64(now))
+	be.PutUint64(b[43:], uint64(pid))
+	be.PutUint16(b[51:], uint16(epoch))
+	be.PutUint32(b[53:], 0xffffffff) // base sequence -1
+	be.PutUint32(b[57:], 1)
+	b = append(b, rec...)
+	logstore.FixCRC(b)
+	return b
 }
 
 // WaitDurable returns once every offset below end is fsynced.
@@ -354,20 +564,25 @@ func (p *Partition) snapshotLocked() error {
 		return nil
 	}
 	p.pruneLocked()
-	if err := writeFileAtomic(p.cfg.FS, p.cfg.SnapshotPath, p.producers.encode(p.log.EndOffset())); err != nil {
+	if err := writeFileAtomic(p.cfg.FS, p.cfg.SnapshotPath, p.producers.encode(p.log.EndOffset(), p.aborted)); err != nil {
 		return fmt.Errorf("partition %s-%d: producer snapshot: %w", p.topic, p.index, err)
 	}
 	p.dirty = false
 	return nil
 }
 
-// pruneLocked forgets expired producers.
+// pruneLocked forgets expired producers (never one with an open
+// transaction: that would unblock the LSO) and aborted transactions that
+// retention has removed from the log.
 func (p *Partition) pruneLocked() {
 	for pid, e := range p.producers {
-		if p.expired(e) {
+		if e.TxnFirst < 0 && p.expired(e) {
 			delete(p.producers, pid)
 		}
 	}
+	start := p.log.StartOffset()
+	i := sort.Search(len(p.aborted), func(i int) bool { return p.aborted[i].LastOffset >= start })
+	p.aborted = append([]AbortedTxn(nil), p.aborted[i:]...)
 }
 
 // Producers returns how many producers have live state here.

@@ -50,11 +50,11 @@ func TestAppendValidation(t *testing.T) {
 	if _, err := p.Append(ctl); !errors.Is(err, ErrInvalidRecord) {
 		t.Fatalf("control batch: %v", err)
 	}
-	txn := batch(5, 0, 0, 1)
+	txn := batch(-1, -1, -1, 1)
 	txn[22] |= 0x10
 	logstore.FixCRC(txn)
-	if _, err := p.Append(txn); !errors.Is(err, ErrTransactionsUnsupported) {
-		t.Fatalf("transactional: %v", err)
+	if _, err := p.Append(txn); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("transactional without producer: %v", err)
 	}
 	neg := batch(5, 0, -1, 1)
 	if _, err := p.Append(neg); !errors.Is(err, ErrInvalidRecord) {
@@ -103,7 +103,7 @@ func TestSnapshotAheadOfLogIgnored(t *testing.T) {
 	// A snapshot claiming a longer log than exists must be ignored.
 	ps := producers{}
 	ps.update(9, 0, batchMeta{FirstSeq: 0, LastSeq: 50, FirstOffset: 0, LastOffset: 50}, 1)
-	if err := writeFileAtomic(mem, "/d/0.producers", ps.encode(51)); err != nil {
+	if err := writeFileAtomic(mem, "/d/0.producers", ps.encode(51, nil)); err != nil {
 		t.Fatal(err)
 	}
 	p = openTest(t, mem)

@@ -38,9 +38,12 @@ type producerEntry struct {
 	Epoch   int16
 	Batches []batchMeta // oldest first, at most batchesToRetain
 	// LastTime is the wall-clock milliseconds of the producer's last write
-	// (the batch's max timestamp when rebuilt from the log); it drives
-	// expiry after producer.id.expiration.ms.
+	// (the recovery time when rebuilt from the log); it drives expiry after
+	// producer.id.expiration.ms.
 	LastTime int64
+	// TxnFirst is the first offset of the producer's ongoing transaction on
+	// this partition, or -1 when none is open.
+	TxnFirst int64
 }
 
 // lastSeqOf returns the sequence of a batch's last record; sequences wrap from
@@ -86,6 +89,11 @@ func (ps producers) check(pid int64, epoch int16, firstSeq, lastSeq int32, expir
 			return b, nil
 		}
 	}
+	if len(e.Batches) == 0 {
+		// Only a transaction marker was seen at this epoch (the coordinator
+		// bumped it); the producer's next batch restarts its sequence.
+		return nil, nil
+	}
 	last := e.Batches[len(e.Batches)-1].LastSeq
 	if firstSeq != nextSeq(last) {
 		return nil, fmt.Errorf("%w: expected sequence %d, got %d..%d", ErrOutOfOrderSequence, nextSeq(last), firstSeq, lastSeq)
@@ -95,14 +103,7 @@ func (ps producers) check(pid int64, epoch int16, firstSeq, lastSeq int32, expir
 
 // update records an appended batch (also used when replaying the log).
 func (ps producers) update(pid int64, epoch int16, b batchMeta, now int64) {
-	e := ps[pid]
-	if e == nil {
-		e = &producerEntry{Epoch: epoch}
-		ps[pid] = e
-	}
-	if epoch != e.Epoch {
-		e.Epoch, e.Batches = epoch, e.Batches[:0]
-	}
+	e := ps.entry(pid, epoch)
 	if len(e.Batches) == batchesToRetain {
 		copy(e.Batches, e.Batches[1:])
 		e.Batches = e.Batches[:batchesToRetain-1]
@@ -111,25 +112,47 @@ func (ps producers) update(pid int64, epoch int16, b batchMeta, now int64) {
 	e.LastTime = max(e.LastTime, now)
 }
 
+// entry returns pid's entry, creating it, and moves it to epoch: a new epoch
+// restarts sequences, so the remembered batches of the old one are dropped.
+func (ps producers) entry(pid int64, epoch int16) *producerEntry {
+	e := ps[pid]
+	if e == nil {
+		e = &producerEntry{Epoch: epoch, TxnFirst: -1}
+		ps[pid] = e
+	}
+	if epoch != e.Epoch {
+		e.Epoch, e.Batches = epoch, e.Batches[:0]
+	}
+	return e
+}
+
+// AbortedTxn is one aborted transaction on a partition: the producer, the
+// offset of its first batch here and the offset of its ABORT marker. A
+// read_committed consumer skips that producer's transactional batches between
+// the two.
+type AbortedTxn struct{ ProducerID, FirstOffset, LastOffset int64 }
+
 // Snapshot file layout (big-endian), written atomically next to the log:
 //
 //	magic "IDPS" | version u8 | offset i64 | count u32 |
-//	count × (pid i64 | epoch i16 | lastTime i64 | n u8 | n × (firstSeq i32 | lastSeq i32 | firstOffset i64 | lastOffset i64)) |
+//	count × (pid i64 | epoch i16 | lastTime i64 | txnFirst i64 | n u8 | n × (firstSeq i32 | lastSeq i32 | firstOffset i64 | lastOffset i64)) |
+//	aborted u32 | aborted × (pid i64 | firstOffset i64 | lastOffset i64) |
 //	crc32c u32 of everything before it
 //
 // offset is the log end offset the state covers: recovery replays batches from
 // there.
 const (
 	snapMagic   = "IDPS"
-	snapVersion = 1
+	snapVersion = 2
 	snapHeader  = 4 + 1 + 8 + 4
-	snapEntry   = 8 + 2 + 8 + 1
+	snapEntry   = 8 + 2 + 8 + 8 + 1
 	snapBatch   = 4 + 4 + 8 + 8
+	snapAborted = 8 + 8 + 8
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
-func (ps producers) encode(offset int64) []byte {
+func (ps producers) encode(offset int64, aborted []AbortedTxn) []byte {
 	pids := make([]int64, 0, len(ps))
 	for pid := range ps {
 		pids = append(pids, pid)
@@ -144,6 +167,7 @@ func (ps producers) encode(offset int64) []byte {
 		b = be.AppendUint64(b, uint64(pid))
 		b = be.AppendUint16(b, uint16(e.Epoch))
 		b = be.AppendUint64(b, uint64(e.LastTime))
+		b = be.AppendUint64(b, uint64(e.TxnFirst))
 		b = append(b, byte(len(e.Batches)))
 		for _, m := range e.Batches {
 			b = be.AppendUint32(b, uint32(m.FirstSeq))
@@ -152,14 +176,20 @@ func (ps producers) encode(offset int64) []byte {
 			b = be.AppendUint64(b, uint64(m.LastOffset))
 		}
 	}
+	b = be.AppendUint32(b, uint32(len(aborted)))
+	for _, a := range aborted {
+		b = be.AppendUint64(b, uint64(a.ProducerID))
+		b = be.AppendUint64(b, uint64(a.FirstOffset))
+		b = be.AppendUint64(b, uint64(a.LastOffset))
+	}
 	return be.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }
 
 // decodeSnapshot parses a snapshot, checking every length against the bytes
 // present and the CRC before trusting anything.
-func decodeSnapshot(b []byte) (producers, int64, error) {
-	bad := func(what string) (producers, int64, error) {
-		return nil, 0, fmt.Errorf("producer snapshot: %s", what)
+func decodeSnapshot(b []byte) (producers, []AbortedTxn, int64, error) {
+	bad := func(what string) (producers, []AbortedTxn, int64, error) {
+		return nil, nil, 0, fmt.Errorf("producer snapshot: %s", what)
 	}
 	if len(b) < snapHeader+4 {
 		return bad("too short")
@@ -179,15 +209,20 @@ func decodeSnapshot(b []byte) (producers, int64, error) {
 		return bad("entry count exceeds the file")
 	}
 	ps := make(producers, count)
-	for range count {
+	prev := int64(math.MinInt64)
+	for i := range count {
 		if len(body) < snapEntry {
 			return bad("truncated entry")
 		}
 		pid := int64(be.Uint64(body))
-		e := &producerEntry{Epoch: int16(be.Uint16(body[8:])), LastTime: int64(be.Uint64(body[10:]))}
-		n := int(body[18])
+		if i > 0 && pid <= prev {
+			return bad("producers out of order")
+		}
+		prev = pid
+		e := &producerEntry{Epoch: int16(be.Uint16(body[8:])), LastTime: int64(be.Uint64(body[10:])), TxnFirst: int64(be.Uint64(body[18:]))}
+		n := int(body[26])
 		body = body[snapEntry:]
-		if n == 0 || n > batchesToRetain || len(body) < n*snapBatch {
+		if n > batchesToRetain || len(body) < n*snapBatch {
 			return bad("bad batch count")
 		}
 		for range n {
@@ -199,8 +234,18 @@ func decodeSnapshot(b []byte) (producers, int64, error) {
 		}
 		ps[pid] = e
 	}
-	if len(body) != 0 {
-		return bad("trailing bytes")
+	if len(body) < 4 {
+		return bad("truncated aborted list")
 	}
-	return ps, offset, nil
+	na := int(be.Uint32(body))
+	body = body[4:]
+	if na > len(body)/snapAborted || len(body) != na*snapAborted {
+		return bad("aborted list does not match the file")
+	}
+	var aborted []AbortedTxn
+	for range na {
+		aborted = append(aborted, AbortedTxn{ProducerID: int64(be.Uint64(body)), FirstOffset: int64(be.Uint64(body[8:])), LastOffset: int64(be.Uint64(body[16:]))})
+		body = body[snapAborted:]
+	}
+	return ps, aborted, offset, nil
 }

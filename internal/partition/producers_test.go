@@ -78,27 +78,32 @@ func TestSnapshotRoundTrip(t *testing.T) {
 			ps.update(pid, 0, batchMeta{}, 5)
 		}
 	}
-	data := ps.encode(1234)
-	got, off, err := decodeSnapshot(data)
+	aborted := []AbortedTxn{{ProducerID: 3, FirstOffset: 10, LastOffset: 20}, {ProducerID: 4, FirstOffset: 5, LastOffset: 30}}
+	ps[5].TxnFirst = 77
+	data := ps.encode(1234, aborted)
+	got, gotAborted, off, err := decodeSnapshot(data)
 	if err != nil || off != 1234 || len(got) != len(ps) {
 		t.Fatalf("decode: %v off %d len %d", err, off, len(got))
 	}
 	for pid, e := range ps {
 		g := got[pid]
-		if g == nil || g.Epoch != e.Epoch || g.LastTime != e.LastTime || len(g.Batches) != len(e.Batches) {
+		if g == nil || g.Epoch != e.Epoch || g.LastTime != e.LastTime || g.TxnFirst != e.TxnFirst || len(g.Batches) != len(e.Batches) {
 			t.Fatalf("pid %d: %+v vs %+v", pid, g, e)
 		}
 	}
+	if len(gotAborted) != 2 || gotAborted[1] != aborted[1] {
+		t.Fatalf("aborted %v", gotAborted)
+	}
 	// Every truncation and every single-bit flip is rejected, never a panic.
 	for n := range len(data) {
-		if _, _, err := decodeSnapshot(data[:n]); err == nil {
+		if _, _, _, err := decodeSnapshot(data[:n]); err == nil {
 			t.Fatalf("truncated to %d accepted", n)
 		}
 	}
 	for i := range data {
 		bad := append([]byte(nil), data...)
 		bad[i] ^= 0x10
-		if _, _, err := decodeSnapshot(bad); err == nil {
+		if _, _, _, err := decodeSnapshot(bad); err == nil {
 			t.Fatalf("flip at %d accepted", i)
 		}
 	}
@@ -107,14 +112,14 @@ func TestSnapshotRoundTrip(t *testing.T) {
 func FuzzSnapshot(f *testing.F) {
 	ps := producers{}
 	ps.update(7, 1, batchMeta{FirstSeq: 1, LastSeq: 2, FirstOffset: 3, LastOffset: 4}, 9)
-	f.Add(ps.encode(10))
+	f.Add(ps.encode(10, []AbortedTxn{{1, 2, 3}}))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		got, off, err := decodeSnapshot(b)
+		got, aborted, off, err := decodeSnapshot(b)
 		if err != nil {
 			return
 		}
 		// A snapshot that decodes re-encodes to the same bytes.
-		if again := got.encode(off); string(again) != string(b) {
+		if again := got.encode(off, aborted); string(again) != string(b) {
 			t.Fatalf("re-encoding differs")
 		}
 	})

@@ -25,7 +25,11 @@ package api
 //     Deferred, so the reader goes on appending the next pipelined request.
 //     TimeoutMillis bounds the wait (REQUEST_TIMED_OUT); a failed fsync
 //     answers KAFKA_STORAGE_ERROR.
-//   - Transactional batches get INVALID_TXN_STATE until transactions exist.
+//   - Transactional batches (KIP-890 part 1, checked in process): the
+//     coordinator must have an ongoing transaction of this producer id and
+//     epoch that includes the partition (INVALID_TXN_STATE otherwise;
+//     INVALID_PRODUCER_EPOCH when fenced). A plain batch from a producer
+//     whose transaction is open on the partition gets INVALID_TXN_STATE.
 
 import (
 	"context"
@@ -175,6 +179,16 @@ func produceOne(env *Env, version int16, topic string, index int32, records []by
 		return nil, none, kerr.CorruptMessage.Code, produceError("unknown compression codec")
 	case codec == 4 && version < 7:
 		return nil, none, kerr.UnsupportedCompressionType.Code, nil
+	}
+	if attrs := binary.BigEndian.Uint16(records[21:]); attrs&0x10 != 0 {
+		pid := int64(binary.BigEndian.Uint64(records[43:]))
+		epoch := int16(binary.BigEndian.Uint16(records[51:]))
+		if env.Txn == nil {
+			return nil, none, kerr.InvalidTxnState.Code, produceError("transactions are not enabled on this broker")
+		}
+		if err := env.Txn.Verify(pid, epoch, topic, index); err != nil {
+			return nil, none, code(err), err
+		}
 	}
 	res, err := p.Append(records)
 	if err != nil {

@@ -20,15 +20,18 @@ package api
 //   - Fetch sessions (KIP-227) are declined: SessionID is always 0 and every
 //     request is a full fetch. A request naming a session id gets
 //     FETCH_SESSION_ID_NOT_FOUND.
-//   - IsolationLevel is accepted; until transactions exist read_committed
-//     sees the same data (LastStableOffset = high watermark, no aborted
-//     transactions).
+//   - IsolationLevel 1 (read_committed) serves data only below the last
+//     stable offset and lists the aborted transactions overlapping the data
+//     returned (exactly those: entries whose marker precedes FetchOffset
+//     would make the consumer skip later committed data). read_uncommitted
+//     gets AbortedTransactions null and still sees aborted data.
 //   - FetchOffset outside [log start, log end] gives OFFSET_OUT_OF_RANGE;
 //     between the high watermark and the log end it is a valid empty poll.
 //   - CurrentLeaderEpoch (v9+) above ours (always 0) gives UNKNOWN_LEADER_EPOCH.
 
 import (
 	"context"
+	"encoding/binary"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -139,10 +142,12 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) int {
 
 func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, remaining int, haveData bool) int {
 	hwm := p.HighWatermark()
+	lso := p.LastStableOffset()
+	committed := req.IsolationLevel == 1
 	sp.HighWatermark = hwm
-	sp.LastStableOffset = hwm
+	sp.LastStableOffset = lso
 	sp.LogStartOffset = p.StartOffset()
-	if req.IsolationLevel == 1 {
+	if committed {
 		sp.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
 	}
 	if c := leaderEpochCode(rp.CurrentLeaderEpoch); c != 0 {
@@ -154,20 +159,50 @@ func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.Fet
 		sp.ErrorCode = kerr.OffsetOutOfRange.Code
 		return 0
 	}
-	if off >= hwm || (haveData && remaining <= 0) {
+	visible := hwm
+	if committed {
+		visible = lso
+	}
+	if off >= visible || (haveData && remaining <= 0) {
 		return 0
 	}
 	limit := int(rp.PartitionMaxBytes)
 	if limit <= 0 || (remaining > 0 && remaining < limit) {
 		limit = max(remaining, 1)
 	}
-	data, err := p.Read(off, limit)
+	read := p.Read
+	if committed {
+		read = p.ReadCommitted
+	}
+	data, err := read(off, limit)
 	if err != nil {
 		sp.ErrorCode = code(err)
 		return 0
 	}
 	if len(data) > 0 {
 		sp.RecordBatches = data
+		if committed {
+			for _, a := range p.AbortedTransactions(off, endOffset(data)) {
+				at := kmsg.NewFetchResponseTopicPartitionAbortedTransaction()
+				at.ProducerID, at.FirstOffset = a.ProducerID, a.FirstOffset
+				sp.AbortedTransactions = append(sp.AbortedTransactions, at)
+			}
+		}
 	}
 	return len(data)
+}
+
+// endOffset is the offset after the last batch in data (whole batches as the
+// log returns them).
+func endOffset(data []byte) int64 {
+	end := int64(0)
+	for len(data) >= 61 {
+		n := 12 + int(binary.BigEndian.Uint32(data[8:]))
+		if n < 61 || n > len(data) {
+			break
+		}
+		end = int64(binary.BigEndian.Uint64(data)) + int64(int32(binary.BigEndian.Uint32(data[23:]))) + 1
+		data = data[n:]
+	}
+	return end
 }

@@ -7,8 +7,8 @@ package api
 // and v11 are not advertised yet.
 //
 // Timestamps:
-//   - -1 latest: the high watermark (under read_committed the last stable
-//     offset, which equals it until transactions exist). Timestamp -1.
+//   - -1 latest: the high watermark, or under read_committed (v2+) the last
+//     stable offset. Timestamp -1.
 //   - -2 earliest, -4 earliest-local (v8+; no tiered storage): log start.
 //   - -3 max timestamp (v7+): the batch holding the largest timestamp, with
 //     that timestamp; -1/-1 when the partition is empty.
@@ -45,6 +45,8 @@ func handleListOffsets(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) 
 			default:
 				sp.LeaderEpoch = p.LeaderEpoch()
 				switch ts := rp.Timestamp; {
+				case ts == -1 && req.IsolationLevel == 1:
+					sp.Offset = p.LastStableOffset()
 				case ts == -1:
 					sp.Offset = p.HighWatermark()
 				case ts == -2 || ts == -4:

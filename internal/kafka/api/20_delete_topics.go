@@ -21,7 +21,7 @@ import (
 
 func init() { register(20, 1, 6, handleDeleteTopics) }
 
-func handleDeleteTopics(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleDeleteTopics(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	type target struct {
@@ -38,6 +38,7 @@ func handleDeleteTopics(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request)
 			targets = append(targets, target{name: t.Topic, id: t.TopicID})
 		}
 	}
+	var deleted []string
 	for _, t := range targets {
 		st := kmsg.NewDeleteTopicsResponseTopic()
 		st.Topic, st.TopicID = t.name, t.id
@@ -62,9 +63,17 @@ func handleDeleteTopics(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request)
 				st.ErrorMessage = errMessage(err)
 			} else {
 				st.TopicID = tp.ID
+				deleted = append(deleted, name)
 			}
 		}
 		resp.Topics = append(resp.Topics, st)
+	}
+	// Kafka drops a deleted topic's committed offsets; a topic created again
+	// under the name must not inherit them.
+	if len(deleted) > 0 && env.Groups != nil {
+		if err := env.Groups.DeleteTopicOffsets(ctx, deleted); err != nil {
+			env.Logger.Warn("could not delete committed offsets of deleted topics", "topics", deleted, "err", err)
+		}
 	}
 	return resp, nil
 }

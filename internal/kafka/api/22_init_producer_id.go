@@ -10,28 +10,48 @@ package api
 // which is always valid. Ids come from a durable block allocator and are
 // never reused, across restarts and power loss.
 //
-// Transactional ids are not supported yet: such requests get
-// TRANSACTIONAL_ID_AUTHORIZATION_FAILED, a non-retriable error that clients
-// surface at once instead of retrying forever (the broker logs why).
-// A failure to reserve ids on disk gives COORDINATOR_NOT_AVAILABLE (retriable).
+// With a transactional id the transaction coordinator decides (fencing the
+// previous instance by bumping the epoch, KIP-360 recovery with the v3+
+// expected id/epoch); PRODUCER_FENCED is sent as INVALID_PRODUCER_EPOCH below
+// v4 (KIP-588). Without a coordinator such requests get
+// COORDINATOR_NOT_AVAILABLE. A failure to reserve ids on disk gives
+// COORDINATOR_NOT_AVAILABLE (retriable).
 
 import (
 	"context"
+	"errors"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/txn"
 )
 
 func init() { register(22, 0, 5, handleInitProducerID) }
 
-func handleInitProducerID(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleInitProducerID(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.InitProducerIDRequest)
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
 	if req.TransactionalID != nil {
-		env.Logger.Warn("refusing InitProducerId with a transactional id: transactions are not supported yet",
-			"transactional_id", *req.TransactionalID, "client_id", conn.ClientID, "remote", conn.RemoteAddr)
-		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		if env.Txn == nil {
+			env.Logger.Warn("InitProducerId with a transactional id but no transaction coordinator",
+				"transactional_id", *req.TransactionalID, "client_id", conn.ClientID, "remote", conn.RemoteAddr)
+			resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+			return resp, nil
+		}
+		expected := txn.NoProducer
+		if req.GetVersion() >= 3 && req.ProducerID >= 0 {
+			expected = txn.ProducerIDEpoch{ProducerID: req.ProducerID, Epoch: req.ProducerEpoch}
+		}
+		timeout := time.Duration(req.TransactionTimeoutMillis) * time.Millisecond
+		pe, err := env.Txn.InitProducerID(ctx, *req.TransactionalID, timeout, expected)
+		if err != nil {
+			resp.ErrorCode = initPIDCode(err, req.GetVersion())
+			return resp, nil
+		}
+		resp.ProducerID, resp.ProducerEpoch = pe.ProducerID, pe.Epoch
 		return resp, nil
 	}
 	id, err := env.ProducerIDs.Next()
@@ -42,4 +62,28 @@ func handleInitProducerID(_ context.Context, env *Env, conn *Conn, kreq kmsg.Req
 	}
 	resp.ProducerID, resp.ProducerEpoch = id, 0
 	return resp, nil
+}
+
+// initPIDCode maps the coordinator's errors for InitProducerId.
+func initPIDCode(err error, version int16) int16 {
+	switch {
+	case errors.Is(err, txn.ErrProducerFenced):
+		if version < 4 {
+			return kerr.InvalidProducerEpoch.Code
+		}
+		return kerr.ProducerFenced.Code
+	case errors.Is(err, txn.ErrConcurrentTransactions):
+		return kerr.ConcurrentTransactions.Code
+	case errors.Is(err, txn.ErrInvalidTransactionTimeout):
+		return kerr.InvalidTransactionTimeout.Code
+	case errors.Is(err, txn.ErrInvalidRequest):
+		return kerr.InvalidRequest.Code
+	case errors.Is(err, txn.ErrInvalidProducerIDMapping):
+		return kerr.InvalidProducerIDMapping.Code
+	case errors.Is(err, txn.ErrInvalidProducerEpoch):
+		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, txn.ErrClosed), errors.Is(err, txn.ErrStorage), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		return kerr.CoordinatorNotAvailable.Code
+	}
+	return kerr.UnknownServerError.Code
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/txn"
 )
 
 // code maps the broker's Go errors to Kafka error codes. This is the only
@@ -39,8 +40,16 @@ func code(err error) int16 {
 		return kerr.OutOfOrderSequenceNumber.Code
 	case errors.Is(err, partition.ErrInvalidProducerEpoch):
 		return kerr.InvalidProducerEpoch.Code
-	case errors.Is(err, partition.ErrTransactionsUnsupported):
+	case errors.Is(err, partition.ErrInvalidTxnState), errors.Is(err, txn.ErrInvalidTxnState):
 		return kerr.InvalidTxnState.Code
+	case errors.Is(err, partition.ErrProducerFenced), errors.Is(err, txn.ErrProducerFenced), errors.Is(err, txn.ErrInvalidProducerEpoch):
+		// On Produce a fenced producer gets INVALID_PRODUCER_EPOCH (KIP-588:
+		// abortable there); PRODUCER_FENCED is for the coordinator APIs.
+		return kerr.InvalidProducerEpoch.Code
+	case errors.Is(err, txn.ErrInvalidProducerIDMapping):
+		return kerr.InvalidProducerIDMapping.Code
+	case errors.Is(err, txn.ErrClosed), errors.Is(err, txn.ErrStorage), errors.Is(err, txn.ErrConcurrentTransactions):
+		return kerr.CoordinatorNotAvailable.Code
 	case errors.Is(err, logstore.ErrOffsetOutOfRange):
 		return kerr.OffsetOutOfRange.Code
 	case errors.Is(err, logstore.ErrPoisoned), errors.Is(err, logstore.ErrCorrupt):

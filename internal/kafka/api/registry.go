@@ -19,6 +19,7 @@ import (
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/group"
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/txn"
 )
 
 // Handler serves one decoded request. It returns the response (already at the
@@ -72,6 +73,9 @@ type Env struct {
 	Config      *config.Config
 	Partitions  *partition.Manager     // topics and their open partitions (and the catalog)
 	ProducerIDs *partition.IDAllocator // durable, never-reused producer ids
+	// Txn is the transaction coordinator (nil: transactional requests get
+	// COORDINATOR_NOT_AVAILABLE or INVALID_TXN_STATE).
+	Txn *txn.Coordinator
 	// Closing is closed when the broker starts shutting down; long-polls
 	// answer early instead of holding up Close.
 	Closing <-chan struct{}
