@@ -375,6 +375,31 @@ func (p *Partition) AbortedTransactions(from, to int64) []AbortedTxn {
 	return out
 }
 
+// ProducerState is one idempotent producer's state here (DescribeProducers).
+type ProducerState struct {
+	ProducerID     int64
+	Epoch          int16
+	LastSequence   int32 // -1 when only a marker was seen at this epoch
+	LastTime       int64 // milliseconds of the last write
+	TxnStartOffset int64 // -1 when no transaction is open
+}
+
+// ProducerStates lists the producers with live state, by producer id.
+func (p *Partition) ProducerStates() []ProducerState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]ProducerState, 0, len(p.producers))
+	for pid, e := range p.producers {
+		st := ProducerState{ProducerID: pid, Epoch: e.Epoch, LastSequence: -1, LastTime: e.LastTime, TxnStartOffset: e.TxnFirst}
+		if n := len(e.Batches); n > 0 {
+			st.LastSequence = e.Batches[n-1].LastSeq
+		}
+		out = append(out, st)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ProducerID < out[j].ProducerID })
+	return out
+}
+
 // OngoingTxn is a transaction open on this partition.
 type OngoingTxn struct {
 	ProducerID  int64
