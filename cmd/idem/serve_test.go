@@ -1,0 +1,194 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/idem-dev/idem/internal/verify"
+)
+
+// These tests run the real command line: the test binary re-executes itself
+// as `idem` (mainEnv), so flags, exit codes, stdin/stdout and signals are
+// exercised exactly as a user's shell would, without building a binary.
+const mainEnv = "IDEM_CMD_TEST_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(mainEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// idem runs the command line with args and stdin and returns its stdout,
+// stderr and exit error.
+func idem(t *testing.T, stdin string, args ...string) (string, string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, os.Args[0], args...)
+	cmd.Env = append(os.Environ(), mainEnv+"=1")
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	return stdout.String(), stderr.String(), err
+}
+
+// mustIdem runs the command line and fails the test if it exits non-zero.
+func mustIdem(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	out, errOut, err := idem(t, stdin, args...)
+	if err != nil {
+		t.Fatalf("idem %s: %v\nstderr:\n%s", strings.Join(args, " "), err, errOut)
+	}
+	return out
+}
+
+func TestServeExplainsBadInputInOneLine(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	notADir := filepath.Join(t.TempDir(), "file")
+	if err := os.WriteFile(notADir, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	props := filepath.Join(t.TempDir(), "server.properties")
+	if err := os.WriteFile(props, []byte("# ok so far\nnum.partitions=three\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name string
+		args []string
+		want []string // substrings of the error line
+	}{
+		{"unknown flag", []string{"--no-such-flag"}, []string{"unknown flag", "--no-such-flag"}},
+		{"malformed -X", []string{"-X", "num.partitions"}, []string{"-X", "name=value"}},
+		{"unknown property", []string{"-X", "no.such.property=1"}, []string{"-X", "no.such.property"}},
+		{"bad value", []string{"-X", "num.partitions=many"}, []string{"-X", "num.partitions", "many"}},
+		{"bad value in file", []string{"--config", props}, []string{"server.properties:2", "num.partitions"}},
+		{"missing config file", []string{"--config", props + ".missing"}, []string{"--config", "no such file"}},
+		{"data dir not creatable", []string{"--data-dir", filepath.Join(notADir, "data")}, []string{"data dir", "not a directory"}},
+		{"busy port", []string{"--kafka-addr", busy.Addr().String()}, []string{busy.Addr().String(), "address already in use"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			args := append([]string{"serve", "--data-dir", filepath.Join(t.TempDir(), "data"), "--admin-addr", ""}, c.args...)
+			if c.name == "data dir not creatable" {
+				args = append([]string{"serve", "--admin-addr", ""}, c.args...)
+			}
+			_, stderr, err := idem(t, "", args...)
+			if err == nil {
+				t.Fatalf("idem %v succeeded", args)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			last := lines[len(lines)-1]
+			if !strings.HasPrefix(last, "idem: ") {
+				t.Fatalf("last stderr line %q does not start with \"idem: \"; stderr:\n%s", last, stderr)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(last, w) {
+					t.Errorf("error line %q does not mention %q", last, w)
+				}
+			}
+		})
+	}
+}
+
+func TestServeAndClientCommandsEndToEnd(t *testing.T) {
+	dataDir := t.TempDir()
+	addr, err := verify.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	server := &verify.Process{
+		Path:   os.Args[0],
+		Args:   []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr, "--admin-addr", "", "-X", "group.initial.rebalance.delay.ms=0"},
+		Env:    []string{mainEnv + "=1"},
+		Addr:   addr,
+		Output: &logs,
+	}
+	t.Cleanup(func() {
+		_ = server.Kill()
+		if t.Failed() {
+			t.Logf("serve output:\n%s", logs.String())
+		}
+	})
+	if err := server.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b := []string{"--brokers", addr}
+
+	mustIdem(t, "", append([]string{"topic", "create", "orders", "-p", "2"}, b...)...)
+	if out := mustIdem(t, "", append([]string{"topic", "list"}, b...)...); !strings.Contains(out, "orders") || !strings.Contains(out, "2") {
+		t.Fatalf("topic list:\n%s", out)
+	}
+	if _, _, err := idem(t, "", append([]string{"topic", "create", "orders"}, b...)...); err == nil {
+		t.Fatal("creating an existing topic succeeded")
+	}
+
+	mustIdem(t, "alice:order 1\nbob:order 2\nalice:order 3\n", append([]string{"produce", "orders", "-K", ":", "-H", "src=cli"}, b...)...)
+
+	// -X brokers= is the same as --brokers.
+	out := mustIdem(t, "", "consume", "orders", "-X", "brokers="+addr, "-e", "-f", `%k=%s;%h\n`)
+	got := strings.Split(strings.TrimSpace(out), "\n")
+	if len(got) != 3 {
+		t.Fatalf("consume -e printed %q, want 3 records", out)
+	}
+	for _, want := range []string{"alice=order 1;src=cli", "bob=order 2;src=cli", "alice=order 3;src=cli"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("consume output %q lacks %q", out, want)
+		}
+	}
+
+	if out := mustIdem(t, "", append([]string{"topic", "describe", "orders"}, b...)...); !strings.Contains(out, "PARTITIONS") || !strings.Contains(out, "HIGH-WATERMARK") {
+		t.Fatalf("topic describe:\n%s", out)
+	}
+
+	// A group consumes two records and commits them; describe shows lag 1.
+	out = mustIdem(t, "", append([]string{"consume", "orders", "-g", "cli-group", "-n", "2", "-f", `%s\n`}, b...)...)
+	if n := len(strings.Split(strings.TrimSpace(out), "\n")); n != 2 {
+		t.Fatalf("consume -n 2 printed %q", out)
+	}
+	if out := mustIdem(t, "", append([]string{"group", "list"}, b...)...); !strings.Contains(out, "cli-group") {
+		t.Fatalf("group list:\n%s", out)
+	}
+	if out := mustIdem(t, "", append([]string{"group", "describe", "cli-group"}, b...)...); !regexp.MustCompile(`TOTAL-LAG +1\n`).MatchString(out) {
+		t.Fatalf("group describe, want total lag 1:\n%s", out)
+	}
+
+	// Graceful shutdown on SIGTERM exits 0; the data survives a restart.
+	if err := server.Stop(20 * time.Second); err != nil {
+		t.Fatalf("SIGTERM: %v\n%s", err, logs.String())
+	}
+	if err := server.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	out = mustIdem(t, "", append([]string{"consume", "orders", "-e", "-f", `%p\n`}, b...)...)
+	nonEmpty := map[string]bool{}
+	for _, p := range strings.Fields(out) {
+		nonEmpty[p] = true
+	}
+	if len(strings.Fields(out)) != 3 {
+		t.Fatalf("after restart, consume -e printed partitions %q, want 3 records", out)
+	}
+	// -o -1 starts one before the end of each partition: one record per
+	// partition that has any.
+	if out := mustIdem(t, "", append([]string{"consume", "orders", "-e", "-o", "-1"}, b...)...); strings.Count(out, "order") != len(nonEmpty) {
+		t.Fatalf("consume -o -1 printed %q, want the last record of each of %d non-empty partitions", out, len(nonEmpty))
+	}
+	mustIdem(t, "", append([]string{"topic", "delete", "orders"}, b...)...)
+	if out := mustIdem(t, "", append([]string{"topic", "list"}, b...)...); strings.Contains(out, "orders") {
+		t.Fatalf("topic still listed after delete:\n%s", out)
+	}
+}

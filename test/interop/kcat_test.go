@@ -1,0 +1,138 @@
+package interop
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// kcat links librdkafka 2.0.2 (Debian bookworm), whose feature map enables
+// features only when fixed old request versions are advertised, and which
+// reads read_committed by default: the strictest of our clients about
+// ApiVersions and the last stable offset.
+func kcat(t *testing.T, stdin string, args ...string) string {
+	t.Helper()
+	path := requireTool(t, "kcat", "kcat")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Stdin = strings.NewReader(stdin)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("kcat %s: %v\nstderr:\n%s\nstdout:\n%s", strings.Join(args, " "), err, stderr.String(), stdout.String())
+	}
+	return stdout.String()
+}
+
+func TestKcatKeysHeadersAndMetadata(t *testing.T) {
+	requireTool(t, "kcat", "kcat")
+	b := startBroker(t)
+	const topic = "kcat-orders"
+	createTopic(t, b, topic, 3)
+
+	var in strings.Builder
+	var want []string
+	for i := range 30 {
+		fmt.Fprintf(&in, "key%d:value%d\n", i%4, i)
+		want = append(want, fmt.Sprintf("key%d=value%d;source=kcat,trace=t1", i%4, i))
+	}
+	kcat(t, in.String(), "-b", b.Addr(), "-P", "-t", topic, "-K", ":",
+		"-H", "source=kcat", "-H", "trace=t1", "-X", "enable.idempotence=true")
+
+	out := kcat(t, "", "-b", b.Addr(), "-C", "-t", topic, "-o", "beginning", "-e", "-q",
+		"-f", `%k=%s;%h;%p\n`)
+	var got []string
+	keyPartition := map[string]string{}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		i := strings.LastIndex(line, ";")
+		if i < 0 {
+			t.Fatalf("kcat printed %q, not key=value;headers;partition", line)
+		}
+		rec, partition := line[:i], line[i+1:]
+		got = append(got, rec)
+		key, _, _ := strings.Cut(rec, "=")
+		if p, ok := keyPartition[key]; ok && p != partition {
+			t.Errorf("key %s in partitions %s and %s: keys must hash to one partition", key, p, partition)
+		}
+		keyPartition[key] = partition
+	}
+	sameSet(t, "kcat consume of what kcat produced", got, want)
+
+	// -L -J: the metadata librdkafka sees, as JSON.
+	var md struct {
+		ControllerID int32 `json:"controllerid"`
+		Brokers      []struct {
+			ID   int32  `json:"id"`
+			Name string `json:"name"`
+		} `json:"brokers"`
+		Topics []struct {
+			Topic      string `json:"topic"`
+			Partitions []struct {
+				Partition int32 `json:"partition"`
+				Leader    int32 `json:"leader"`
+			} `json:"partitions"`
+		} `json:"topics"`
+	}
+	mdOut := kcat(t, "", "-b", b.Addr(), "-L", "-J", "-t", topic)
+	if err := json.Unmarshal([]byte(mdOut), &md); err != nil {
+		t.Fatalf("kcat -L -J output is not JSON: %v\n%s", err, mdOut)
+	}
+	if len(md.Brokers) != 1 || md.Brokers[0].Name != b.Addr() {
+		t.Fatalf("brokers %+v, want one at %s", md.Brokers, b.Addr())
+	}
+	if md.ControllerID != md.Brokers[0].ID {
+		t.Errorf("controller %d, want this node %d", md.ControllerID, md.Brokers[0].ID)
+	}
+	if len(md.Topics) != 1 || md.Topics[0].Topic != topic || len(md.Topics[0].Partitions) != 3 {
+		t.Fatalf("topics %+v, want %s with 3 partitions", md.Topics, topic)
+	}
+	for _, p := range md.Topics[0].Partitions {
+		if p.Leader != md.Brokers[0].ID {
+			t.Errorf("partition %d led by %d, want %d", p.Partition, p.Leader, md.Brokers[0].ID)
+		}
+	}
+}
+
+func TestKcatOffsetsByTime(t *testing.T) {
+	requireTool(t, "kcat", "kcat")
+	b := startBroker(t)
+	const topic = "kcat-times"
+	createTopic(t, b, topic, 1)
+
+	// Five batches a second apart in record time; each its own batch so that
+	// a lookup by time has a batch boundary at every record.
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	cl := b.Client(t, kgo.DefaultProduceTopic(topic))
+	for i := range 5 {
+		r := &kgo.Record{Value: []byte(fmt.Sprintf("at-%d", i)), Timestamp: t0.Add(time.Duration(i) * time.Second)}
+		if err := cl.ProduceSync(testContext(t, 15*time.Second), r).FirstErr(); err != nil {
+			t.Fatalf("produce: %v", err)
+		}
+	}
+	ts := t0.Add(2 * time.Second).UnixMilli()
+
+	// -o s@TS starts at the first record whose timestamp is at or after TS.
+	out := kcat(t, "", "-b", b.Addr(), "-C", "-t", topic, "-p", "0", "-o", fmt.Sprintf("s@%d", ts), "-e", "-q", "-f", `%s@%T\n`)
+	var want []string
+	for i := 2; i < 5; i++ {
+		want = append(want, fmt.Sprintf("at-%d@%d", i, t0.Add(time.Duration(i)*time.Second).UnixMilli()))
+	}
+	if got := strings.Fields(out); !slices.Equal(got, want) {
+		t.Fatalf("kcat -o s@%d read %v, want %v", ts, got, want)
+	}
+
+	// -Q asks ListOffsets by timestamp directly.
+	q := kcat(t, "", "-b", b.Addr(), "-Q", "-t", fmt.Sprintf("%s:0:%d", topic, ts))
+	if !strings.Contains(q, "offset 2") {
+		t.Fatalf("kcat -Q for %d answered %q, want offset 2", ts, q)
+	}
+}
