@@ -1,5 +1,3 @@
-//go:build idemtxnwired
-
 package api
 
 // AddPartitionsToTxn, versions 0–3 (the client form; v4's broker-to-broker

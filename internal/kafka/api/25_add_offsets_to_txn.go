@@ -1,5 +1,3 @@
-//go:build idemtxnwired
-
 package api
 
 // AddOffsetsToTxn, versions 0–3. Adds the consumer group to the transaction

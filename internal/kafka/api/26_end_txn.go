@@ -1,5 +1,3 @@
-//go:build idemtxnwired
-
 package api
 
 // EndTxn, versions 0–3 (transaction.version 1: no epoch bump per

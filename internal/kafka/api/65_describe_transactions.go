@@ -1,5 +1,3 @@
-//go:build idemtxnwired
-
 package api
 
 // DescribeTransactions, version 0 (KIP-664): the coordinator's view of each

@@ -1,5 +1,3 @@
-//go:build idemtxnwired
-
 package api
 
 // ListTransactions, versions 0–1 (KIP-664; v1 adds the KIP-994 duration
