@@ -221,8 +221,13 @@ func runConsume(ctx context.Context, cmd *cobra.Command, topics []string, f cons
 		fs.EachError(func(t string, p int32, err error) {
 			fetchErr = fmt.Errorf("fetching %s/%d: %w", t, p, err)
 		})
-		if fetchErr != nil && f.group == "" {
-			return fetchErr
+		if fetchErr != nil {
+			// A direct reader has nothing else to do; a group member keeps
+			// going, since the group may move the partition elsewhere.
+			if f.group == "" {
+				return fetchErr
+			}
+			fmt.Fprintln(cmd.ErrOrStderr(), "idem:", fetchErr)
 		}
 		done := false
 		fs.EachRecord(func(r *kgo.Record) {
