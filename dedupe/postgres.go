@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,13 +38,14 @@ func NewPostgres(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Postgres
 	}
 	t := cfg.Table
 	s := &Postgres{cfg: cfg, pool: pool}
-	s.q = queries{
-		claim: `INSERT INTO ` + t + ` AS t (event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at)
+	claimSQL := `INSERT INTO ` + t + ` AS t (event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at)
 			VALUES ($1, $2, $3, $4, 0, NULL, $5)
 			ON CONFLICT (event_id) DO UPDATE SET consumer = excluded.consumer, outcome = excluded.outcome,
 				processed_at = excluded.processed_at, duplicates = 0, last_duplicate_at = NULL, expires_at = excluded.expires_at
 			WHERE t.expires_at <= excluded.processed_at
-			RETURNING event_id`,
+			RETURNING event_id`
+	s.q = queries{
+		claim: claimSQL,
 		dup: `UPDATE ` + t + ` SET duplicates = duplicates + 1, last_duplicate_at = $1 WHERE event_id = $2
 			RETURNING event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at`,
 		lookup: `SELECT event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at
@@ -54,6 +56,8 @@ func NewPostgres(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Postgres
 			SELECT event_id FROM ` + t + ` WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED)`,
 		storeOffset: storeOffsetSQL(t),
 		loadOffsets: loadOffsetsSQL(t),
+		claimOffset: `WITH stored_offset AS (` + strings.NewReplacer("$1", "$6", "$2", "$7", "$3", "$8", "$4", "$9").Replace(storeOffsetSQL(t)) + `)
+			` + claimSQL,
 		// Batch forms: one round trip claims, or counts duplicates of, a
 		// whole batch of ids.
 		claimMany: `INSERT INTO ` + t + ` AS t (event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at)
@@ -131,7 +135,7 @@ func (s *Postgres) process(ctx context.Context, eventID string, pos *position, h
 		}
 	}
 	now := s.cfg.now()
-	claimed, err := s.claim(ctx, tx, eventID, outcomeProcessed, now)
+	claimed, err := s.claim(ctx, tx, eventID, outcomeProcessed, now, pos)
 	if err != nil {
 		return Result{}, err
 	}
@@ -140,19 +144,12 @@ func (s *Postgres) process(ctx context.Context, eventID string, pos *position, h
 		if err != nil {
 			return Result{}, err
 		}
-		if err := s.storeOffset(ctx, tx, pos); err != nil {
-			return Result{}, err
-		}
 		if err := tx.Commit(ctx); err != nil {
 			return Result{}, fmt.Errorf("dedupe: commit duplicate: %w", err)
 		}
 		return Result{Status: Duplicate, Record: rec}, nil
 	}
-	herr := h(ctx, tx)
-	if herr == nil {
-		herr = s.storeOffset(ctx, tx, pos)
-	}
-	if herr != nil {
+	if herr := h(ctx, tx); herr != nil {
 		if rerr := tx.Rollback(context.WithoutCancel(ctx)); rerr != nil && !errors.Is(rerr, pgx.ErrTxClosed) {
 			return Result{}, errors.Join(herr, rerr)
 		}
@@ -172,21 +169,18 @@ func (s *Postgres) reject(ctx context.Context, eventID string, pos *position, he
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		now := s.cfg.now()
 		outcome := rejectedOutcome(herr)
-		claimed, err := s.claim(ctx, tx, eventID, outcome, now)
+		claimed, err := s.claim(ctx, tx, eventID, outcome, now, pos)
 		if err != nil {
 			return err
 		}
 		if claimed {
 			res = Result{Status: Rejected, Record: s.fresh(eventID, outcome, now)}
-		} else {
-			// Another delivery committed while ours was rolling back.
-			rec, err := s.countDuplicate(ctx, tx, eventID, now)
-			if err != nil {
-				return err
-			}
-			res = Result{Status: Duplicate, Record: rec}
+			return nil
 		}
-		return s.storeOffset(ctx, tx, pos)
+		// Another delivery committed while ours was rolling back.
+		rec, err := s.countDuplicate(ctx, tx, eventID, now)
+		res = Result{Status: Duplicate, Record: rec}
+		return err
 	})
 	if err != nil {
 		return Result{}, errors.Join(herr, err)
@@ -198,9 +192,19 @@ func (s *Postgres) fresh(eventID, outcome string, now time.Time) Record {
 	return Record{EventID: eventID, Consumer: s.cfg.Consumer, Outcome: outcome, ProcessedAt: now, ExpiresAt: s.cfg.expiry(now)}
 }
 
-func (s *Postgres) claim(ctx context.Context, tx pgx.Tx, eventID, outcome string, now time.Time) (bool, error) {
+// claim claims eventID and, when pos is set, stores the consumer's offset
+// in the same statement (a data-modifying CTE), saving a round trip per
+// record; the offset commits or rolls back with the rest of the transaction.
+func (s *Postgres) claim(ctx context.Context, tx pgx.Tx, eventID, outcome string, now time.Time, pos *position) (bool, error) {
 	var got string
-	err := tx.QueryRow(ctx, s.q.claim, eventID, s.cfg.Consumer, outcome, now, s.cfg.expiry(now)).Scan(&got)
+	var row pgx.Row
+	if pos == nil {
+		row = tx.QueryRow(ctx, s.q.claim, eventID, s.cfg.Consumer, outcome, now, s.cfg.expiry(now))
+	} else {
+		row = tx.QueryRow(ctx, s.q.claimOffset, eventID, s.cfg.Consumer, outcome, now, s.cfg.expiry(now),
+			pos.group, pos.topic, pos.partition, pos.next)
+	}
+	err := row.Scan(&got)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}

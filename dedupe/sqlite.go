@@ -43,6 +43,7 @@ type queries struct {
 	claim, dup, lookup, cleanup string
 	storeOffset, loadOffsets    string
 	claimMany, dupMany          string // batch forms; dupMany on Postgres only
+	claimOffset                 string // Postgres only: claim and store the offset in one statement
 }
 
 // OpenSQLite opens (creating if needed) the database file at path and the
