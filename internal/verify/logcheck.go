@@ -1,0 +1,438 @@
+package verify
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
+
+// FTxn is a transactional send of several values (Jepsen's "txn" op without
+// polls): Invoke carries the []Record to write, OK means the transaction
+// committed (Records carry their offsets when known), Fail means it
+// definitely aborted, Info means its outcome is unknown. A committed
+// transaction's values must all be visible or, while unseen, none of them;
+// an aborted transaction's values must never be read (read_committed).
+const FTxn = "txn"
+
+// Anomaly kinds reported by CheckLog. Each is a way a Kafka-like log can
+// break its contract, named after the Jepsen checker that finds it
+// (jepsen.tests.kafka), so a report can be compared with published analyses.
+const (
+	// AnomalyInconsistentOffsets: one (partition, offset) read with two
+	// values, or a value acknowledged at one offset and read at another.
+	AnomalyInconsistentOffsets = "inconsistent-offsets"
+	// AnomalyDuplicate: one value at two offsets.
+	AnomalyDuplicate = "duplicate"
+	// AnomalyLostWrite: a value definitely written (acknowledged, or part of
+	// a committed transaction) was never read although a later write of the
+	// same partition was: not lag, but a hole.
+	AnomalyLostWrite = "lost-write"
+	// AnomalyUnseenAfterDrain: acknowledged, never read, although the
+	// history ends with a complete drain (LogOptions.FinalDrain).
+	AnomalyUnseenAfterDrain = "unseen-after-drain"
+	// AnomalyAbortedRead (G1a): a value whose send definitely failed, or
+	// whose transaction aborted, was read.
+	AnomalyAbortedRead = "aborted-read"
+	// AnomalyTornTxn: some but not all values of one transaction were read.
+	AnomalyTornTxn = "torn-transaction"
+	// AnomalyUnexpected: a value that was never sent was read.
+	AnomalyUnexpected = "unexpected"
+	// AnomalyProducerOrder: one producer's values in one partition are not in
+	// the order it sent them (by offset, as read or as acknowledged).
+	AnomalyProducerOrder = "producer-order"
+	// AnomalyNonmonotonicPoll: offsets of a partition do not increase within
+	// one poll, or (LogOptions.Assign) between consecutive polls of one
+	// consumer process.
+	AnomalyNonmonotonicPoll = "nonmonotonic-poll"
+	// AnomalyPollSkip: a poll jumped over a value that exists at an offset
+	// between two it returned (or, with Assign, between consecutive polls).
+	// Offsets that no poll ever read with a committed value (transaction
+	// markers, aborted records) are gaps, not skips.
+	AnomalyPollSkip = "poll-skip"
+)
+
+// LogOptions say which anomalies are allowed for the workload that made the
+// history, as Jepsen's allowed-error-types do.
+type LogOptions struct {
+	// Assign is true when each consumer process reads its partitions by
+	// assignment (no group rebalances), so its positions must only move
+	// forward between polls. With subscribe (false), a rebalance legitimately
+	// rewinds a consumer to the last committed offset.
+	Assign bool
+	// FinalDrain is true when the history ends with polls that read every
+	// partition to its end after all faults healed: then an acknowledged
+	// value that was never read is lost, not merely unseen.
+	FinalDrain bool
+}
+
+// LogResult is the verdict of CheckLog.
+type LogResult struct {
+	Valid        bool
+	Attempted    int // distinct values sent (plain or transactional)
+	Acknowledged int // values definitely written: send ok, or transaction committed
+	Read         int // distinct values read
+	// Unseen counts definitely written values never read. Without a final
+	// drain that can be lag; with one (LogOptions.FinalDrain) each is also
+	// reported as AnomalyUnseenAfterDrain.
+	Unseen int
+	// Recovered counts values read whose outcome was unknown (info): allowed.
+	Recovered int
+	// Anomalies maps a kind (Anomaly*) to descriptions, sorted.
+	Anomalies map[string][]string
+}
+
+// Count returns the number of anomalies of kind.
+func (r LogResult) Count(kind string) int { return len(r.Anomalies[kind]) }
+
+// String summarises the result on one line with the first few cases of each
+// anomaly, so that a failing test says what went wrong.
+func (r LogResult) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "valid=%t attempted=%d acknowledged=%d read=%d unseen=%d recovered=%d",
+		r.Valid, r.Attempted, r.Acknowledged, r.Read, r.Unseen, r.Recovered)
+	for _, k := range slices.Sorted(maps.Keys(r.Anomalies)) {
+		fmt.Fprintf(&b, "; %s=%d %s", k, len(r.Anomalies[k]), firstFew(r.Anomalies[k]))
+	}
+	return b.String()
+}
+
+// outcome of one value's write.
+type writeState int8
+
+const (
+	wUnknown writeState = iota // invoked, no completion or info
+	wOK                        // acknowledged / committed
+	wFail                      // definitely not written / aborted
+)
+
+type written struct {
+	state writeState
+	pos   position // acknowledged position, partition -1 if unknown
+	txn   int      // index into txns, -1 if a plain send
+}
+
+// CheckLog is the log checker (reliability-plan.md §7.1 (b)): a Go port of
+// the analyses of Jepsen's kafka workload that apply to a single-node broker.
+// It reads plain sends (FSend), transactional sends (FTxn) and polls (FPoll)
+// from h and reports every anomaly it finds; Valid is true iff there is none.
+//
+// Offsets are sparse: transaction markers and aborted records occupy offsets
+// that read_committed polls never return, so a gap between two offsets is
+// never by itself a loss or a skip. Polls are assumed to be read_committed
+// (or the workload non-transactional): a value read is taken as visible.
+func CheckLog(h History, opt LogOptions) LogResult {
+	writes := map[string]*written{}
+	var txns [][]string // values of each FTxn invocation, in history order
+	txnOf := map[int]int{}
+	get := func(v string) *written {
+		w := writes[v]
+		if w == nil {
+			w = &written{pos: position{-1, -1}, txn: -1}
+			writes[v] = w
+		}
+		return w
+	}
+	complete := func(w *written, t Type, r Record) {
+		switch t {
+		case OK:
+			w.state = wOK
+			if r.Partition >= 0 && r.Offset >= 0 {
+				w.pos = position{r.Partition, r.Offset}
+			}
+		case Fail:
+			if w.state != wOK {
+				w.state = wFail
+			}
+		}
+	}
+
+	type pollOp struct {
+		proc int
+		rs   []Record
+	}
+	var polls []pollOp
+	for _, op := range h {
+		switch op.F {
+		case FSend:
+			r, ok := op.Value.(Record)
+			if !ok {
+				continue
+			}
+			w := get(r.Value)
+			if op.Type != Invoke {
+				complete(w, op.Type, r)
+			}
+		case FTxn:
+			rs := records(op.Value)
+			switch op.Type {
+			case Invoke:
+				i := len(txns)
+				var vs []string
+				for _, r := range rs {
+					get(r.Value).txn = i
+					vs = append(vs, r.Value)
+				}
+				txns = append(txns, vs)
+				txnOf[op.Process] = i
+			default:
+				i, open := txnOf[op.Process]
+				if !open {
+					continue
+				}
+				delete(txnOf, op.Process)
+				byValue := map[string]Record{}
+				for _, r := range rs {
+					byValue[r.Value] = r
+				}
+				for _, v := range txns[i] {
+					r, ok := byValue[v]
+					if !ok {
+						r = Record{Value: v, Partition: -1, Offset: -1}
+					}
+					complete(get(v), op.Type, r)
+				}
+			}
+		case FPoll:
+			if op.Type == OK {
+				polls = append(polls, pollOp{op.Process, records(op.Value)})
+			}
+		}
+	}
+
+	res := LogResult{Anomalies: map[string][]string{}}
+	add := func(kind, format string, args ...any) {
+		res.Anomalies[kind] = append(res.Anomalies[kind], fmt.Sprintf(format, args...))
+	}
+
+	// The version order of each partition, from every read: offset → value.
+	at := map[position]string{}
+	readAt := map[string]map[position]bool{}
+	for _, p := range polls {
+		for _, r := range p.rs {
+			pos := position{r.Partition, r.Offset}
+			if prev, ok := at[pos]; ok && prev != r.Value {
+				add(AnomalyInconsistentOffsets, "%s read as %s and as %s", pos, prev, r.Value)
+				continue
+			}
+			at[pos] = r.Value
+			if readAt[r.Value] == nil {
+				readAt[r.Value] = map[position]bool{}
+			}
+			readAt[r.Value][pos] = true
+		}
+	}
+
+	for v, ps := range readAt {
+		w, sent := writes[v]
+		switch {
+		case !sent:
+			add(AnomalyUnexpected, "%s read at %s but never sent", v, positions(ps))
+		case w.state == wFail && w.txn >= 0:
+			add(AnomalyAbortedRead, "%s of an aborted transaction read at %s", v, positions(ps))
+		case w.state == wFail:
+			add(AnomalyAbortedRead, "%s of a failed send read at %s", v, positions(ps))
+		case w.state == wUnknown:
+			res.Recovered++
+		}
+		if len(ps) > 1 {
+			add(AnomalyDuplicate, "%s read at %s", v, positions(ps))
+		}
+		if sent && w.pos.partition >= 0 && !ps[w.pos] {
+			add(AnomalyInconsistentOffsets, "%s acknowledged at %s but read at %s", v, w.pos, positions(ps))
+		}
+	}
+
+	// Lost writes: a definitely written value that is missing although a
+	// later value of its partition was read. "Later" is by acknowledged
+	// offset when known, else by the producer's own sequence (Value).
+	maxRead := map[int32]int64{}
+	type prodPart struct {
+		proc      int
+		partition int32
+	}
+	maxSeqRead := map[prodPart]int{}
+	for pos, v := range at {
+		maxRead[pos.partition] = max(maxRead[pos.partition], pos.offset+1)
+		if p, s, ok := ParseValue(v); ok {
+			k := prodPart{p, pos.partition}
+			if cur, seen := maxSeqRead[k]; !seen || s > cur {
+				maxSeqRead[k] = s
+			}
+		}
+	}
+	for v, w := range writes {
+		res.Attempted++
+		if w.state != wOK {
+			continue
+		}
+		res.Acknowledged++
+		if readAt[v] != nil {
+			continue
+		}
+		res.Unseen++
+		switch {
+		case w.pos.partition >= 0 && laterRead(at, w.pos):
+			add(AnomalyLostWrite, "%s acknowledged at %s never read; partition %d was read up to offset %d", v, w.pos, w.pos.partition, maxRead[w.pos.partition]-1)
+		case w.pos.partition >= 0:
+			if p, s, ok := ParseValue(v); ok {
+				if m, seen := maxSeqRead[prodPart{p, w.pos.partition}]; seen && m > s {
+					add(AnomalyLostWrite, "%s acknowledged at %s never read; producer %d's later %s was", v, w.pos, p, Value(p, m))
+					continue
+				}
+			}
+			fallthrough
+		default:
+			if opt.FinalDrain {
+				add(AnomalyUnseenAfterDrain, "%s acknowledged at %s never read by the final drain", v, w.pos)
+			}
+		}
+	}
+	res.Read = len(readAt)
+
+	// Torn transactions: all or nothing of each transaction is visible.
+	for i, vs := range txns {
+		var seen, unseen []string
+		for _, v := range vs {
+			if readAt[v] != nil {
+				seen = append(seen, v)
+			} else {
+				unseen = append(unseen, v)
+			}
+		}
+		if len(seen) > 0 && len(unseen) > 0 {
+			add(AnomalyTornTxn, "transaction %d: read %s but not %s", i, firstFew(seen), firstFew(unseen))
+		}
+	}
+
+	// Per-producer order, from the version order and from acknowledgements.
+	ord := CheckOrder(orderView(h, at))
+	for _, s := range ord.Reordered {
+		add(AnomalyProducerOrder, "%s", s)
+	}
+
+	// Polls: offsets increase within one poll (and, with Assign, across a
+	// process's consecutive polls), and no known value is jumped over.
+	committedBetween := func(p int32, lo, hi int64) (int64, string, bool) {
+		for o := lo + 1; o < hi; o++ {
+			if v, ok := at[position{p, o}]; ok {
+				if w := writes[v]; w == nil || w.state != wFail {
+					return o, v, true
+				}
+			}
+		}
+		return 0, "", false
+	}
+	last := map[int]map[int32]int64{} // proc → partition → last offset read
+	for i, p := range polls {
+		if last[p.proc] == nil || !opt.Assign {
+			last[p.proc] = map[int32]int64{}
+		}
+		prev := last[p.proc]
+		inPoll := map[int32]bool{}
+		for _, r := range p.rs {
+			lo, ok := prev[r.Partition]
+			if ok && r.Offset <= lo {
+				where := "within"
+				if !inPoll[r.Partition] {
+					where = "between polls of"
+				}
+				add(AnomalyNonmonotonicPoll, "poll %d of process %d: partition %d offset %d after %d (%s one consumer)", i, p.proc, r.Partition, r.Offset, lo, where)
+			} else if ok && r.Offset-lo < 1<<16 {
+				if o, v, skipped := committedBetween(r.Partition, lo, r.Offset); skipped {
+					add(AnomalyPollSkip, "poll %d of process %d: partition %d jumped from %d to %d over %s at %d", i, p.proc, r.Partition, lo, r.Offset, v, o)
+				}
+			}
+			prev[r.Partition] = r.Offset
+			inPoll[r.Partition] = true
+		}
+	}
+
+	for k := range res.Anomalies {
+		slices.Sort(res.Anomalies[k])
+	}
+	res.Valid = len(res.Anomalies) == 0
+	return res
+}
+
+// laterRead reports whether some value was read in pos's partition at an
+// offset after pos.
+func laterRead(at map[position]string, pos position) bool {
+	for p := range at {
+		if p.partition == pos.partition && p.offset > pos.offset {
+			return true
+		}
+	}
+	return false
+}
+
+// orderView turns the transactional sends of h into plain ones and keeps one
+// poll of the version order, so that CheckOrder judges per-producer order of
+// every value exactly once (reading a position twice is not a reorder).
+func orderView(h History, at map[position]string) History {
+	var out History
+	open := map[int][]Record{}
+	for _, op := range h {
+		switch op.F {
+		case FSend:
+			out = append(out, op)
+		case FTxn:
+			if op.Type == Invoke {
+				open[op.Process] = records(op.Value)
+				continue
+			}
+			if op.Type == OK {
+				for _, r := range records(op.Value) {
+					if r.Offset >= 0 {
+						out = append(out, Op{Process: op.Process, Type: OK, F: FSend, Value: r})
+					}
+				}
+			}
+			delete(open, op.Process)
+		}
+	}
+	var rs []Record
+	for pos, v := range at {
+		rs = append(rs, Record{Value: v, Partition: pos.partition, Offset: pos.offset})
+	}
+	slices.SortFunc(rs, func(a, b Record) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+	})
+	return append(out, Op{Type: OK, F: FPoll, Value: rs})
+}
+
+func positions(ps map[position]bool) string {
+	l := slices.Collect(maps.Keys(ps))
+	slices.SortFunc(l, func(a, b position) int {
+		return cmp.Or(cmp.Compare(a.partition, b.partition), cmp.Compare(a.offset, b.offset))
+	})
+	s := make([]string, len(l))
+	for i, p := range l {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+// records returns v as []Record: the type ops carry in memory, or the
+// []any that a history read back from JSON holds for an op kind History
+// does not know (FTxn).
+func records(v any) []Record {
+	switch v := v.(type) {
+	case []Record:
+		return v
+	case nil:
+		return nil
+	default:
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil
+		}
+		var rs []Record
+		if json.Unmarshal(b, &rs) != nil {
+			return nil
+		}
+		return rs
+	}
+}
