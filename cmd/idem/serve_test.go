@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/verify"
 )
 
@@ -190,5 +191,57 @@ func TestServeAndClientCommandsEndToEnd(t *testing.T) {
 	mustIdem(t, "", append([]string{"topic", "delete", "orders"}, b...)...)
 	if out := mustIdem(t, "", append([]string{"topic", "list"}, b...)...); strings.Contains(out, "orders") {
 		t.Fatalf("topic still listed after delete:\n%s", out)
+	}
+}
+
+func TestProduceAndConsumeOptions(t *testing.T) {
+	b := brokertest.Run(t)
+	addr := []string{"--brokers", b.Addr()}
+	mustIdem(t, "", append([]string{"topic", "create", "opts", "-p", "3"}, addr...)...)
+
+	// -p pins the partition; --acks 1 and 0 are accepted (not idempotent).
+	mustIdem(t, "one\ntwo\n", append([]string{"produce", "opts", "-p", "2", "--acks", "1"}, addr...)...)
+	mustIdem(t, "three\n", append([]string{"produce", "opts", "-p", "2", "-H", "a=1", "-H", "b=2"}, addr...)...)
+	out := mustIdem(t, "", append([]string{"consume", "opts", "-e", "-f", `%p:%o:%s:%h\n`}, addr...)...)
+	if want := "2:0:one:\n2:1:two:\n2:2:three:a=1,b=2\n"; out != want {
+		t.Fatalf("consume printed %q, want %q", out, want)
+	}
+
+	// Offsets: exact, relative to start and end, and by time.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-o", "1"}, "two three"},
+		{[]string{"-o", "+2"}, "three"},
+		{[]string{"-o", "-1"}, "three"},
+		{[]string{"-o", "end"}, ""},
+		{[]string{"--time", "0"}, "one two three"},
+		{[]string{"--time", time.Now().Add(time.Hour).Format(time.RFC3339)}, ""},
+		{[]string{"--read-committed"}, "one two three"},
+		{[]string{"--isolation-level", "read_committed", "-n", "2"}, "one two"},
+	} {
+		args := append([]string{"consume", "opts", "-p", "2", "-e"}, c.args...)
+		if got := strings.Join(strings.Fields(mustIdem(t, "", append(args, addr...)...)), " "); got != c.want {
+			t.Errorf("consume %v printed %q, want %q", c.args, got, c.want)
+		}
+	}
+
+	// Bad client input fails with one clear line.
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"consume", "opts", "-o", "middle"}, "-o"},
+		{[]string{"consume", "opts", "-f", "%x"}, "unknown code"},
+		{[]string{"consume", "opts", "-g", "g", "-e"}, "cannot be used with -g"},
+		{[]string{"produce", "opts", "--acks", "2"}, "--acks"},
+		{[]string{"topic", "list", "-X", "bootstrap.servers=x"}, "unknown client property"},
+		{[]string{"topic", "describe", "no-such-topic"}, "no-such-topic"},
+	} {
+		_, stderr, err := idem(t, "", append(c.args, addr...)...)
+		if err == nil || !strings.Contains(stderr, c.want) {
+			t.Errorf("idem %v: err %v, stderr %q; want a failure mentioning %q", c.args, err, stderr, c.want)
+		}
 	}
 }
