@@ -69,6 +69,7 @@ func TestConfluentKafkaPythonAdminIdempotentProduceAndGroupConsume(t *testing.T)
 		got = append(got, string(r.Value))
 	}
 	sameSet(t, "values franz-go reads from what python produced", got, res.Produced)
+	oneIdempotentProducer(t, recs)
 	ends := endOffsets(t, b, topic)
 	commits := committed(t, b, group, topic)
 	for p, end := range ends {

@@ -34,6 +34,8 @@ func TestFranzGoIdempotentProduceGroupConsumeAndResumeFromCommittedOffsets(t *te
 		t.Fatalf("producer id %d epoch %d (%v): produce was not idempotent", id, epoch, err)
 	}
 
+	oneIdempotentProducer(t, readAll(t, b, topic, len(all)))
+
 	// First member consumes about half, commits exactly what it processed,
 	// and leaves.
 	first := consumeWithGroup(t, b, topic, group, len(all)/2)

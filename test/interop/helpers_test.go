@@ -147,3 +147,22 @@ func endOffsets(t *testing.T, b *brokertest.Broker, topic string) map[int32]int6
 	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
 	return out
 }
+
+// oneIdempotentProducer fails unless every record was written by one
+// idempotent producer: its batches carry a producer id and epoch, which a
+// non-idempotent client leaves at -1. This is what tells us that the client
+// really negotiated InitProducerId and sequence numbers with the broker.
+func oneIdempotentProducer(t *testing.T, recs []*kgo.Record) {
+	t.Helper()
+	ids := map[int64]bool{}
+	for _, r := range recs {
+		if r.ProducerID < 0 || r.ProducerEpoch < 0 {
+			t.Fatalf("record %q at %d/%d has producer id %d epoch %d: not written idempotently",
+				r.Value, r.Partition, r.Offset, r.ProducerID, r.ProducerEpoch)
+		}
+		ids[r.ProducerID] = true
+	}
+	if len(ids) != 1 {
+		t.Fatalf("records carry %d producer ids, want the one producer's", len(ids))
+	}
+}

@@ -66,6 +66,7 @@ func TestKcatKeysHeadersAndMetadata(t *testing.T) {
 		keyPartition[key] = partition
 	}
 	sameSet(t, "kcat consume of what kcat produced", got, want)
+	oneIdempotentProducer(t, readAll(t, b, topic, len(want))) // -X enable.idempotence=true
 
 	// -L -J: the metadata librdkafka sees, as JSON.
 	var md struct {

@@ -65,6 +65,7 @@ func TestSaramaIdempotentSyncProducerAndConsumerGroup(t *testing.T) {
 	if err := producer.Close(); err != nil {
 		t.Fatalf("close producer: %v", err)
 	}
+	oneIdempotentProducer(t, readAll(t, b, topic, len(all)))
 
 	// Consume them back through a sarama consumer group, marking each one.
 	cg, err := sarama.NewConsumerGroup([]string{b.Addr()}, group, saramaConfig())
