@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -111,10 +112,20 @@ func TestServeAndClientCommandsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	adminAddr, err := verify.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A properties file sets defaults; -X overrides it.
+	props := filepath.Join(t.TempDir(), "server.properties")
+	if err := os.WriteFile(props, []byte("num.partitions=4\ngroup.initial.rebalance.delay.ms=0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	var logs bytes.Buffer
 	server := &verify.Process{
-		Path:   os.Args[0],
-		Args:   []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr, "--admin-addr", "", "-X", "group.initial.rebalance.delay.ms=0"},
+		Path: os.Args[0],
+		Args: []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr, "--admin-addr", adminAddr,
+			"--config", props, "-X", "num.partitions=5"},
 		Env:    []string{mainEnv + "=1"},
 		Addr:   addr,
 		Output: &logs,
@@ -129,6 +140,21 @@ func TestServeAndClientCommandsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := []string{"--brokers", addr}
+
+	resp, err := http.Get("http://" + adminAddr + "/healthz")
+	if err != nil {
+		t.Fatalf("admin server: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("/healthz: %s", resp.Status)
+	}
+
+	// Producing to a missing topic creates it with num.partitions from -X.
+	mustIdem(t, "x\n", append([]string{"produce", "auto"}, b...)...)
+	if out := mustIdem(t, "", append([]string{"topic", "list"}, b...)...); !regexp.MustCompile(`auto +5 +1`).MatchString(out) {
+		t.Fatalf("topic list, want auto with 5 partitions (-X beats --config):\n%s", out)
+	}
 
 	mustIdem(t, "", append([]string{"topic", "create", "orders", "-p", "2"}, b...)...)
 	if out := mustIdem(t, "", append([]string{"topic", "list"}, b...)...); !strings.Contains(out, "orders") || !strings.Contains(out, "2") {
