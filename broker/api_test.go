@@ -281,3 +281,31 @@ func TestAdminHTTP(t *testing.T) {
 		}
 	}
 }
+
+// TestFsyncFailure: once an fsync fails, acks=all produce answers
+// KAFKA_STORAGE_ERROR (never success), later writes are refused even after
+// the disk "heals" (a retried fsync could falsely succeed), and /healthz
+// reports the partition.
+func TestFsyncFailure(t *testing.T) {
+	mem := logstore.NewMemFS()
+	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("f"))
+	cl := b.Client(t)
+	pid, epoch := initPID(t, cl)
+	c, _ := produceRaw(t, cl, "f", rawBatch(pid, epoch, 0, 1, 1000, "ok"))
+	mustCode(t, c, 0, "before the failure")
+	mem.SetSyncError(fmt.Errorf("EIO"))
+	c, _ = produceRaw(t, cl, "f", rawBatch(pid, epoch, 1, 1, 1000, "lost"))
+	mustCode(t, c, kerr.KafkaStorageError.Code, "acks=all during fsync failure")
+	mem.SetSyncError(nil)
+	c, _ = produceRaw(t, cl, "f", rawBatch(pid, epoch, 2, 1, 1000, "after"))
+	mustCode(t, c, kerr.KafkaStorageError.Code, "after the disk heals")
+	resp, err := http.Get("http://" + b.AdminAddr() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "f-0") {
+		t.Fatalf("healthz %d %q", resp.StatusCode, body)
+	}
+}
