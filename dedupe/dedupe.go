@@ -22,6 +22,10 @@
 // re-runs the handler. Pass the event id downstream as that service's
 // idempotency key; see examples/chargecustomer.
 //
+// [Consumer] builds on it for Kafka: a franz-go group member that also keeps
+// each partition's offset in the handler's transaction and resumes from the
+// database, not from Kafka's group commits.
+//
 // Two stores share the [Store] interface: [SQLite] (embedded, the default) and
 // [Postgres]. Each hands the handler its native transaction type (*sql.Tx or
 // pgx.Tx) rather than a lowest-common-denominator wrapper: a handler is
