@@ -577,7 +577,9 @@ func (p *Partition) notifyLoop() {
 }
 
 // Snapshot writes the producer state if it changed since the last snapshot.
-// It holds the append lock, so the state matches the log end offset exactly.
+// It holds the append lock, so the state matches the log end offset exactly,
+// and waits for that offset to be durable first, so the snapshot stays
+// usable after a power loss.
 func (p *Partition) Snapshot() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -588,8 +590,18 @@ func (p *Partition) snapshotLocked() error {
 	if !p.dirty {
 		return nil
 	}
+	// Cover only durable data: wait (appends are held off by mu) for the fsync
+	// of everything appended so far. A snapshot that claimed un-fsynced
+	// batches would be ignored after a power loss, forcing a full replay.
+	end := p.log.EndOffset()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	err := p.log.WaitDurable(ctx, end)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("partition %s-%d: producer snapshot: %w", p.topic, p.index, err)
+	}
 	p.pruneLocked()
-	if err := writeFileAtomic(p.cfg.FS, p.cfg.SnapshotPath, p.producers.encode(p.log.EndOffset(), p.aborted)); err != nil {
+	if err := writeFileAtomic(p.cfg.FS, p.cfg.SnapshotPath, p.producers.encode(end, p.aborted)); err != nil {
 		return fmt.Errorf("partition %s-%d: producer snapshot: %w", p.topic, p.index, err)
 	}
 	p.dirty = false
