@@ -24,6 +24,8 @@ type storeUnderTest struct {
 	insertOrder func(ctx context.Context, id string) error
 	// orders counts committed order rows with id ("" = all).
 	orders func(t testing.TB, id string) int
+	// reopen opens a new store on the same database, as a restarted server would.
+	reopen func(t testing.TB) idempotency.Store
 }
 
 const ordersDDL = `CREATE TABLE IF NOT EXISTS orders (id TEXT NOT NULL)`
@@ -35,7 +37,8 @@ func eachStore(t *testing.T, fn func(t *testing.T, s *storeUnderTest)) {
 
 func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 	ctx := context.Background()
-	s, err := idempotency.OpenSQLite(ctx, filepath.Join(t.TempDir(), "keys.db"), idempotency.StoreConfig{CleanupBatch: 3})
+	path := filepath.Join(t.TempDir(), "keys.db")
+	s, err := idempotency.OpenSQLite(ctx, path, idempotency.StoreConfig{CleanupBatch: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,6 +49,14 @@ func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 	return &storeUnderTest{
 		name:  "sqlite",
 		store: s,
+		reopen: func(t testing.TB) idempotency.Store {
+			s2, err := idempotency.OpenSQLite(context.Background(), path, idempotency.StoreConfig{CleanupBatch: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { s2.Close() })
+			return s2
+		},
 		insertOrder: func(ctx context.Context, id string) error {
 			tx, err := idempotency.SQLiteTx(ctx)
 			if err != nil {
@@ -77,6 +88,13 @@ func newPostgresUnderTest(t testing.TB) *storeUnderTest {
 	return &storeUnderTest{
 		name:  "postgres",
 		store: s,
+		reopen: func(t testing.TB) idempotency.Store {
+			s2, err := idempotency.NewPostgres(context.Background(), pool, idempotency.StoreConfig{CleanupBatch: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return s2
+		},
 		insertOrder: func(ctx context.Context, id string) error {
 			tx, err := idempotency.PostgresTx(ctx)
 			if err != nil {

@@ -160,7 +160,7 @@ func TestC9ClaimCompleteGetWithTTLIsLinearizable(t *testing.T) {
 	eachStore(t, func(t *testing.T, s *storeUnderTest) {
 		seed := uint64(time.Now().UnixNano())
 		t.Logf("seed %d", seed)
-		history := runC9(t, s.store, seed, 6, 300)
+		history := runC9(t, s, seed, 6, 300)
 		res, info := porcupine.CheckOperationsVerbose(c9Model, history, 30*time.Second)
 		if res != porcupine.Ok {
 			// Kept after the test ends, unlike t.TempDir, so it can be inspected.
@@ -187,82 +187,103 @@ func TestC9ClaimCompleteGetWithTTLIsLinearizable(t *testing.T) {
 	})
 }
 
-func runC9(t *testing.T, store idempotency.Store, seed uint64, workers, opsPerWorker int) []porcupine.Operation {
+// runC9 runs the workload in three phases and reopens the store between
+// them (a restart of the server process: new connections, state only from
+// the database), so the history also checks that a restart loses nothing.
+func runC9(t *testing.T, s *storeUnderTest, seed uint64, workers, opsPerWorker int) []porcupine.Operation {
 	ctx := context.Background()
 	clock := newFakeClock()
 	var seq atomic.Int64 // porcupine only needs the order of call and return events
 	keys := []string{"k0", "k1", "k2"}
+	const phases = 3
 
 	var mu sync.Mutex
 	var history []porcupine.Operation
-	var wg sync.WaitGroup
+	rngs := make([]*rand.Rand, workers)
+	tokens := make([]map[string]string, workers) // the last token each worker claimed, per key
 	for w := range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rng := rand.New(rand.NewPCG(seed, uint64(w)+2))
-			tokens := map[string]string{} // the last token this worker claimed, per key
-			for i := range opsPerWorker {
-				if rng.IntN(8) == 0 { // time jumps forward while other operations run
-					clock.Advance(time.Duration(rng.IntN(3000)) * time.Millisecond)
-				}
-				key := keys[rng.IntN(len(keys))]
-				now := clock.Now()
-				in := c9Input{key: key, now: now.UnixMicro()}
-				switch r := rng.IntN(100); {
-				case r < 40:
-					in.op, in.fp = opClaim, []string{"A", "B"}[rng.IntN(4)/3] // mostly A
-				case r < 65:
-					in.op, in.token, in.body = opComplete, tokens[key], fmt.Sprintf("w%d-%d", w, i)
-				case r < 72:
-					in.op, in.token = opRelease, tokens[key]
-				case r < 97:
-					in.op = opGet
-				default:
-					in.op, in.key = opCleanup, ""
-				}
-				var out c9Output
-				call := seq.Add(1)
-				k := idempotency.Key{Scope: "s", Key: in.key}
-				switch in.op {
-				case opClaim:
-					c, err := store.Claim(ctx, k, in.fp, now, c9Lease, c9Retention)
-					out = c9Output{status: c.Status, token: c.Token, body: string(c.Response.Body), err: err}
-				case opComplete:
-					out.err = c9Complete(ctx, store, k, in.token, in.body)
-					if out.err == nil {
-						out.ok = true
-					} else if errors.Is(out.err, idempotency.ErrLeaseLost) {
-						out.err = nil
-					}
-				case opRelease:
-					out.err = store.Release(ctx, k, in.token)
-				case opGet:
-					e, err := store.Get(ctx, k, now)
-					if errors.Is(err, idempotency.ErrNotFound) {
-						err = nil
-					} else if err == nil {
-						out = c9Output{ok: true, done: e.Done, fp: e.Fingerprint, body: string(e.Response.Body)}
-					}
-					out.err = err
-				case opCleanup:
-					_, out.err = store.Cleanup(ctx, now)
-				}
-				ret := seq.Add(1)
-				if out.err != nil {
-					t.Errorf("%v: %v", in.op, out.err)
-				}
-				if in.op == opClaim && out.status == idempotency.Claimed {
-					tokens[key] = out.token
-				}
-				mu.Lock()
-				history = append(history, porcupine.Operation{ClientId: w, Input: in, Call: call, Output: out, Return: ret})
-				mu.Unlock()
-			}
-		}()
+		rngs[w] = rand.New(rand.NewPCG(seed, uint64(w)+2))
+		tokens[w] = map[string]string{}
 	}
-	wg.Wait()
+	store := s.store
+	for phase := range phases {
+		if phase > 0 {
+			store = s.reopen(t)
+		}
+		var wg sync.WaitGroup
+		for w := range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				runC9Worker(ctx, t, store, clock, &seq, keys, rngs[w], tokens[w], w, phase*opsPerWorker/phases, (phase+1)*opsPerWorker/phases, func(op porcupine.Operation) {
+					mu.Lock()
+					history = append(history, op)
+					mu.Unlock()
+				})
+			}()
+		}
+		wg.Wait()
+	}
 	return history
+}
+
+func runC9Worker(ctx context.Context, t *testing.T, store idempotency.Store, clock *fakeClock, seq *atomic.Int64, keys []string,
+	rng *rand.Rand, tokens map[string]string, w, from, to int, record func(porcupine.Operation)) {
+	for i := from; i < to; i++ {
+		if rng.IntN(8) == 0 { // time jumps forward while other operations run
+			clock.Advance(time.Duration(rng.IntN(3000)) * time.Millisecond)
+		}
+		key := keys[rng.IntN(len(keys))]
+		now := clock.Now()
+		in := c9Input{key: key, now: now.UnixMicro()}
+		switch r := rng.IntN(100); {
+		case r < 40:
+			in.op, in.fp = opClaim, []string{"A", "B"}[rng.IntN(4)/3] // mostly A
+		case r < 65:
+			in.op, in.token, in.body = opComplete, tokens[key], fmt.Sprintf("w%d-%d", w, i)
+		case r < 72:
+			in.op, in.token = opRelease, tokens[key]
+		case r < 97:
+			in.op = opGet
+		default:
+			in.op, in.key = opCleanup, ""
+		}
+		var out c9Output
+		call := seq.Add(1)
+		k := idempotency.Key{Scope: "s", Key: in.key}
+		switch in.op {
+		case opClaim:
+			c, err := store.Claim(ctx, k, in.fp, now, c9Lease, c9Retention)
+			out = c9Output{status: c.Status, token: c.Token, body: string(c.Response.Body), err: err}
+		case opComplete:
+			out.err = c9Complete(ctx, store, k, in.token, in.body)
+			if out.err == nil {
+				out.ok = true
+			} else if errors.Is(out.err, idempotency.ErrLeaseLost) {
+				out.err = nil
+			}
+		case opRelease:
+			out.err = store.Release(ctx, k, in.token)
+		case opGet:
+			e, err := store.Get(ctx, k, now)
+			if errors.Is(err, idempotency.ErrNotFound) {
+				err = nil
+			} else if err == nil {
+				out = c9Output{ok: true, done: e.Done, fp: e.Fingerprint, body: string(e.Response.Body)}
+			}
+			out.err = err
+		case opCleanup:
+			_, out.err = store.Cleanup(ctx, now)
+		}
+		ret := seq.Add(1)
+		if out.err != nil {
+			t.Errorf("%v: %v", in.op, out.err)
+		}
+		if in.op == opClaim && out.status == idempotency.Claimed {
+			tokens[key] = out.token
+		}
+		record(porcupine.Operation{ClientId: w, Input: in, Call: call, Output: out, Return: ret})
+	}
 }
 
 func c9Complete(ctx context.Context, store idempotency.Store, k idempotency.Key, token, body string) error {

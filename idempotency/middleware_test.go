@@ -453,3 +453,26 @@ func TestTransactionOutsideTheMiddlewareIsAnError(t *testing.T) {
 		t.Fatalf("PostgresTx = %v, want ErrNoTransaction", err)
 	}
 }
+
+func TestCleanupDeletesExpiredKeysInBoundedBatches(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *storeUnderTest) { // the harness sets CleanupBatch 3
+		ctx := context.Background()
+		a := newAPI(t, s, func(c *idempotency.Config) { c.Retention = time.Hour })
+		for i := range 8 {
+			wantStatus(t, a.post(fmt.Sprintf("old-%d", i), "o"), http.StatusCreated)
+		}
+		a.clock.Advance(30 * time.Minute)
+		wantStatus(t, a.post("new", "o"), http.StatusCreated)
+		a.clock.Advance(30 * time.Minute)
+		n, err := s.store.Cleanup(ctx, a.clock.Now())
+		if err != nil || n != 8 {
+			t.Fatalf("cleanup = %d, %v; want the 8 expired keys over several batches", n, err)
+		}
+		if _, err := s.store.Get(ctx, idempotency.Key{Key: "new"}, a.clock.Now()); err != nil {
+			t.Fatalf("live key: %v", err)
+		}
+		if w := a.post("new", "o"); w.Header().Get(idempotency.HeaderReplayed) != "true" {
+			t.Fatal("cleanup removed a live key")
+		}
+	})
+}
