@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -129,6 +130,24 @@ func TestServeAndClientCommandsEndToEnd(t *testing.T) {
 		Env:    []string{mainEnv + "=1"},
 		Addr:   addr,
 		Output: &logs,
+		// Ready once the admin server says so: the Kafka port accepts
+		// connections (into its backlog) before Start has returned.
+		Ready: func(ctx context.Context) error {
+			for {
+				resp, err := http.Get("http://" + adminAddr + "/healthz")
+				if err == nil {
+					resp.Body.Close()
+					if resp.StatusCode == http.StatusOK {
+						return nil
+					}
+				}
+				select {
+				case <-ctx.Done():
+					return fmt.Errorf("/healthz never answered 200 (last error %v)", err)
+				case <-time.After(20 * time.Millisecond):
+				}
+			}
+		},
 	}
 	t.Cleanup(func() {
 		_ = server.Kill()
@@ -140,15 +159,6 @@ func TestServeAndClientCommandsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := []string{"--brokers", addr}
-
-	resp, err := http.Get("http://" + adminAddr + "/healthz")
-	if err != nil {
-		t.Fatalf("admin server: %v", err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		t.Fatalf("/healthz: %s", resp.Status)
-	}
 
 	// Producing to a missing topic creates it with num.partitions from -X.
 	mustIdem(t, "x\n", append([]string{"produce", "auto"}, b...)...)
