@@ -1,5 +1,3 @@
-//go:build idemtxnwired
-
 package broker_test
 
 import (
