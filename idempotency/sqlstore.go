@@ -90,6 +90,27 @@ func ddl(t, blob string) []string {
 }
 
 func (c *core) Claim(ctx context.Context, key Key, fingerprint string, now time.Time, lease, retention time.Duration) (Claim, error) {
+	// Fast path, without a write transaction: most lookups of an existing
+	// key (replays, 409s, 422s) are answered by one read. A row that is done
+	// changes only by expiring, and the answer for a running row is true at
+	// the moment of the read, so this stays linearizable (checked by C9).
+	// On PostgreSQL it also spares a replay the row lock, and its WAL flush,
+	// that the upsert below takes even when it updates nothing.
+	e, err := scanEntry(c.read(ctx, c.q.get, key.Scope, key.Key, micros(now)))
+	switch {
+	case err == nil:
+		switch {
+		case e.Fingerprint != fingerprint:
+			return Claim{Status: Mismatch}, nil
+		case e.Done:
+			return Claim{Status: Completed, Response: e.Response}, nil
+		case e.LockedUntil.After(now):
+			return Claim{Status: InProgress}, nil
+		}
+		// An abandoned claim of the same request: take it over below.
+	case !c.noRows(err):
+		return Claim{}, fmt.Errorf("idempotency: claim lookup: %w", err)
+	}
 	tx, err := c.begin(ctx)
 	if err != nil {
 		return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
@@ -108,9 +129,10 @@ func (c *core) Claim(ctx context.Context, key Key, fingerprint string, now time.
 	case !c.noRows(err):
 		return Claim{}, fmt.Errorf("idempotency: claim: %w", err)
 	}
-	// The row exists and was not ours to take. The upsert locked it, and this
+	// The row exists and was not ours to take (a concurrent request got
+	// there between our read and our upsert). The upsert locked it, and this
 	// statement sees its latest committed version.
-	e, err := scanEntry(tx.queryRow(ctx, c.q.lookup, key.Scope, key.Key))
+	e, err = scanEntry(tx.queryRow(ctx, c.q.lookup, key.Scope, key.Key))
 	if err != nil {
 		return Claim{}, fmt.Errorf("idempotency: claim lookup: %w", err)
 	}
