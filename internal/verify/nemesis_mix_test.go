@@ -102,4 +102,3 @@ func TestMixSaveWritesTheFaultLogBesideHistoryAndSeed(t *testing.T) {
 		}
 	}
 }
-
