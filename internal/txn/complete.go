@@ -5,6 +5,8 @@ import (
 	"errors"
 	"sync"
 	"time"
+
+	"github.com/idem-dev/idem/internal/partition"
 )
 
 // coordinatorEpoch is the epoch markers carry. One node is always the
@@ -49,9 +51,18 @@ func (c *Coordinator) complete(t *txnMeta, s txnState) {
 			defer func() { <-sem }()
 			c.retry("write transaction marker", t.id, func(ctx context.Context) error {
 				err := c.cfg.Markers.WriteMarker(ctx, tp.Topic, tp.Partition, s.pid, s.epoch, commit, coordinatorEpoch)
-				if errors.Is(err, ErrUnknownPartition) {
+				switch {
+				case errors.Is(err, ErrUnknownPartition):
 					c.logger.Warn("skipping the transaction marker of a partition that no longer exists",
 						"transactional_id", t.id, "topic", tp.Topic, "partition", tp.Partition)
+					return nil
+				case errors.Is(err, ErrProducerFenced), errors.Is(err, partition.ErrProducerFenced):
+					// The partition has seen a newer epoch of this producer
+					// id, so this transaction's data there was already
+					// closed by a later marker; retrying cannot succeed
+					// (Kafka drops such a marker too).
+					c.logger.Error("skipping a transaction marker the partition fenced",
+						"transactional_id", t.id, "topic", tp.Topic, "partition", tp.Partition, "err", err)
 					return nil
 				}
 				return err

@@ -15,9 +15,11 @@ import (
 
 // MarkerWriter writes transaction markers into partitions. WriteMarker
 // returns once the control batch is durable. An error wrapping
-// ErrUnknownPartition makes the coordinator skip the partition; any other
-// error is retried (with backoff) until it succeeds or the coordinator
-// closes, because a prepared decision must reach every partition.
+// ErrUnknownPartition (the partition is gone) or ErrProducerFenced /
+// partition.ErrProducerFenced (the partition has seen a newer epoch of the
+// producer) makes the coordinator skip the partition; any other error is
+// retried (with backoff) until it succeeds or the coordinator closes,
+// because a prepared decision must reach every partition.
 type MarkerWriter interface {
 	WriteMarker(ctx context.Context, topic string, partition int32, pid int64, epoch int16, commit bool, coordinatorEpoch int32) error
 }

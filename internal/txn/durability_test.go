@@ -12,6 +12,7 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/partition"
 )
 
 // The decision must be durable before the first marker: a power loss while
@@ -174,18 +175,20 @@ func TestSyncFailureIsNotAcknowledged(t *testing.T) {
 	wantErr(t, "init after the log failed", err, ErrStorage)
 }
 
-// Markers are retried until they succeed; a partition that no longer exists
-// is skipped.
+// Markers are retried until they succeed; a partition that no longer exists,
+// or that has seen a newer epoch of the producer, is skipped.
 func TestMarkerFailuresAreRetried(t *testing.T) {
 	e := newEnv(t)
 	ctx := context.Background()
 	p := e.init("a")
-	wantErr(t, "add", e.c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 0}, {"gone", 0}}), nil)
+	wantErr(t, "add", e.c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 0}, {"gone", 0}, {"newer", 0}}), nil)
 	var failures atomic.Int32
 	e.rec.setHook(func(_ context.Context, m marker) error {
 		switch {
 		case strings.HasPrefix(m.Target, "gone/"):
 			return fmt.Errorf("no such topic: %w", ErrUnknownPartition)
+		case strings.HasPrefix(m.Target, "newer/"):
+			return fmt.Errorf("marker: %w", partition.ErrProducerFenced)
 		case failures.Add(1) <= 3:
 			return errors.New("partition busy")
 		}
