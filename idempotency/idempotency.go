@@ -87,10 +87,11 @@ type Config struct {
 	Fingerprint func(r *http.Request, body []byte) string
 	// Retention is how long a key is remembered (default 24 h).
 	Retention time.Duration
-	// Lease bounds how long an in-flight request holds its key (default
-	// 90 s). After it a retry may take the key over, so that a server that
-	// crashed mid-request does not block the key until it expires. Set it
-	// above your handlers' worst-case duration.
+	// Lease bounds how long an in-flight request holds its key without a
+	// sign of life (default 90 s). While the handler runs, the middleware
+	// renews the lease every Lease/3; a server that crashed mid-request stops
+	// renewing, and after Lease a retry may take the key over instead of
+	// getting 409 until the key expires.
 	Lease time.Duration
 	// MaxBodyBytes caps the request body read for the fingerprint (default
 	// 1 MiB); larger bodies answer 413.
@@ -235,6 +236,8 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Context, key Key, token string) {
 	holder := &txHolder{store: m.cfg.Store, ctx: sctx}
 	rec := &recorder{header: http.Header{}}
+	stopHeartbeat := m.heartbeat(sctx, key, token)
+	defer stopHeartbeat()
 	completed := false
 	defer func() {
 		if completed {
@@ -248,6 +251,7 @@ func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Co
 	}()
 	m.next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), txKey{}, holder)))
 	completed = true
+	stopHeartbeat()
 	resp := rec.response()
 
 	if m.cfg.ReleaseOn(resp.Status) {
@@ -305,6 +309,40 @@ func (m *middleware) runUnkeyed(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeResponse(w, resp, false)
+}
+
+// heartbeat renews the claim's lease every Lease/3 until stopped. stop is
+// idempotent, cancels a renewal in flight (on SQLite one can be waiting for
+// the writer connection that the handler's own transaction holds) and waits
+// for it. A renewal that finds the lease lost stops; completing reports it.
+func (m *middleware) heartbeat(parent context.Context, key Key, token string) (stop func()) {
+	ctx, cancel := context.WithCancel(parent)
+	done := ctx.Done()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(m.cfg.Lease / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				err := m.cfg.Store.Extend(ctx, key, token, m.cfg.Now().Add(m.cfg.Lease))
+				if errors.Is(err, ErrLeaseLost) {
+					return
+				}
+				if err != nil && ctx.Err() == nil {
+					m.cfg.Logger.Warn("idempotency: lease renewal failed", "err", err)
+				}
+			}
+		}
+	}()
+	return func() {
+		cancel()
+		wg.Wait()
+	}
 }
 
 // parseKey accepts the draft's Structured Field string ("…") and, as Stripe

@@ -16,8 +16,8 @@ import (
 	"github.com/idem-dev/idem/idempotency"
 )
 
-// C9 (reliability-plan §7.2): concurrent claim / complete / release / get /
-// cleanup against a real store, with a fake clock jumping forward so leases
+// C9 (reliability-plan §7.2): concurrent claim / complete / release / extend
+// / get / cleanup against a real store, with a fake clock jumping forward so leases
 // and retention run out mid-run, checked for linearizability against a
 // sequential model of one key with TTLs. Each operation passes its own "now"
 // to the store (the Store API takes the time as an argument), so the model
@@ -37,21 +37,22 @@ const (
 	opRelease
 	opGet
 	opCleanup
+	opExtend
 )
 
 type c9Input struct {
 	op    c9Op
 	key   string // "" for cleanup, which touches every key
 	fp    string // claim
-	token string // complete, release
+	token string // complete, release, extend
 	body  string // complete
-	now   int64  // claim, get, cleanup: unix microseconds
+	now   int64  // claim, get, cleanup, extend: unix microseconds
 }
 
 type c9Output struct {
 	status idempotency.ClaimStatus // claim
 	token  string                  // claim
-	ok     bool                    // complete: stored; get: found
+	ok     bool                    // complete: stored; extend: renewed; get: found
 	done   bool                    // get
 	fp     string                  // get
 	body   string                  // claim (completed), get
@@ -127,6 +128,15 @@ var c9Model = porcupine.Model{
 				return true, c9State{}
 			}
 			return true, s
+		case opExtend:
+			if !(s.exists && !s.done && s.token == in.token) {
+				return !out.ok, s
+			}
+			if !out.ok {
+				return false, s
+			}
+			s.lockedUntil = in.now + c9Lease.Microseconds()
+			return true, s
 		case opGet:
 			if expired {
 				return !out.ok, s
@@ -149,6 +159,8 @@ var c9Model = porcupine.Model{
 			return fmt.Sprintf("complete(%s,%s,%s) -> %v", in.key, in.token, in.body, out.ok)
 		case opRelease:
 			return fmt.Sprintf("release(%s,%s)", in.key, in.token)
+		case opExtend:
+			return fmt.Sprintf("extend(%s,%s,t=%d) -> %v", in.key, in.token, in.now, out.ok)
 		case opGet:
 			return fmt.Sprintf("get(%s,t=%d) -> found=%v done=%v %s %s", in.key, in.now, out.ok, out.done, out.fp, out.body)
 		}
@@ -243,6 +255,8 @@ func runC9Worker(ctx context.Context, t *testing.T, store idempotency.Store, clo
 			in.op, in.token, in.body = opComplete, tokens[key], fmt.Sprintf("w%d-%d", w, i)
 		case r < 72:
 			in.op, in.token = opRelease, tokens[key]
+		case r < 80:
+			in.op, in.token = opExtend, tokens[key]
 		case r < 97:
 			in.op = opGet
 		default:
@@ -264,6 +278,13 @@ func runC9Worker(ctx context.Context, t *testing.T, store idempotency.Store, clo
 			}
 		case opRelease:
 			out.err = store.Release(ctx, k, in.token)
+		case opExtend:
+			out.err = store.Extend(ctx, k, in.token, now.Add(c9Lease))
+			if out.err == nil {
+				out.ok = true
+			} else if errors.Is(out.err, idempotency.ErrLeaseLost) {
+				out.err = nil
+			}
 		case opGet:
 			e, err := store.Get(ctx, k, now)
 			if errors.Is(err, idempotency.ErrNotFound) {

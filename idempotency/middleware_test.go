@@ -476,3 +476,28 @@ func TestCleanupDeletesExpiredKeysInBoundedBatches(t *testing.T) {
 		}
 	})
 }
+
+// A handler that runs longer than the lease keeps its key: the middleware
+// renews the lease while it runs, so a retry gets 409, not a second run.
+func TestLeaseIsRenewedWhileTheHandlerRuns(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *storeUnderTest) {
+		a := newAPI(t, s, func(c *idempotency.Config) { c.Lease = 300 * time.Millisecond; c.Now = time.Now })
+		entered := make(chan struct{})
+		a.behave = func(w http.ResponseWriter, r *http.Request, run int64) {
+			if run == 1 {
+				close(entered)
+				time.Sleep(time.Second) // more than three leases
+			}
+			a.createOrder(w, r, run)
+		}
+		done := make(chan *httptest.ResponseRecorder)
+		go func() { done <- a.post("key-1", "o-1") }()
+		<-entered
+		time.Sleep(700 * time.Millisecond)
+		wantStatus(t, a.post("key-1", "o-1"), http.StatusConflict)
+		wantStatus(t, <-done, http.StatusCreated)
+		if a.runs.Load() != 1 || s.orders(t, "o-1") != 1 {
+			t.Fatalf("handler ran %d times, %d orders; want 1 and 1", a.runs.Load(), s.orders(t, "o-1"))
+		}
+	})
+}

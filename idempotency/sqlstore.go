@@ -35,7 +35,7 @@ type conn interface {
 
 type scanner interface{ Scan(dest ...any) error }
 
-type queries struct{ claim, lookup, complete, release, get, cleanup string }
+type queries struct{ claim, lookup, complete, release, extend, get, cleanup string }
 
 // core implements Store over a conn factory.
 type core struct {
@@ -65,6 +65,7 @@ func newQueries(t, cleanup string) queries {
 		get:      `SELECT ` + cols + ` FROM ` + t + ` WHERE scope = $1 AND idem_key = $2 AND expires_at > $3`,
 		complete: `UPDATE ` + t + ` SET done = 1, token = '', locked_until = 0, status = $4, header = $5, body = $6 WHERE scope = $1 AND idem_key = $2 AND token = $3 AND done = 0`,
 		release:  `DELETE FROM ` + t + ` WHERE scope = $1 AND idem_key = $2 AND token = $3 AND done = 0`,
+		extend:   `UPDATE ` + t + ` SET locked_until = $4 WHERE scope = $1 AND idem_key = $2 AND token = $3 AND done = 0`,
 		cleanup:  cleanup,
 	}
 }
@@ -202,6 +203,22 @@ func (c *core) Release(ctx context.Context, key Key, token string) error {
 	defer tx.Rollback(ctx)
 	if _, err := tx.exec(ctx, c.q.release, key.Scope, key.Key, token); err != nil {
 		return fmt.Errorf("idempotency: release: %w", err)
+	}
+	return tx.Commit(ctx)
+}
+
+func (c *core) Extend(ctx context.Context, key Key, token string, until time.Time) error {
+	tx, err := c.begin(ctx)
+	if err != nil {
+		return fmt.Errorf("idempotency: extend: %w", err)
+	}
+	defer tx.Rollback(ctx)
+	n, err := tx.exec(ctx, c.q.extend, key.Scope, key.Key, token, micros(until))
+	if err != nil {
+		return fmt.Errorf("idempotency: extend: %w", err)
+	}
+	if n == 0 {
+		return ErrLeaseLost
 	}
 	return tx.Commit(ctx)
 }

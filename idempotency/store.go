@@ -103,6 +103,10 @@ type Store interface {
 	// Release forgets an in-flight claim so the client can retry. It does
 	// nothing if token no longer owns the key.
 	Release(ctx context.Context, key Key, token string) error
+	// Extend moves the lease of an in-flight claim to until: the heartbeat
+	// of a handler that is still running. ErrLeaseLost if token no longer
+	// owns the key.
+	Extend(ctx context.Context, key Key, token string, until time.Time) error
 	// Get returns the key's entry at time now, or ErrNotFound.
 	Get(ctx context.Context, key Key, now time.Time) (Entry, error)
 	// Cleanup deletes keys expired at now, in bounded batches.
