@@ -41,6 +41,9 @@ func (c *Coordinator) startCompletionLocked(t *txnMeta) {
 // starts it again from the log.
 func (c *Coordinator) complete(t *txnMeta, s txnState) {
 	commit := s.state == PrepareCommit
+	// Batches verified while the transaction was Ongoing land before the
+	// markers (see VerifyHold). Appends take microseconds (no fsync).
+	t.appends.Wait()
 	sem := make(chan struct{}, maxMarkerParallelism)
 	var wg sync.WaitGroup
 	for _, tp := range s.sortedPartitions() {

@@ -546,6 +546,31 @@ func (c *Coordinator) Verify(pid int64, epoch int16, topic string, partition int
 	return nil
 }
 
+// VerifyHold is Verify for a caller that appends right after: on success
+// it also holds back the markers of this transaction until release is
+// called (release must be called exactly once, after the append). Without
+// it a batch verified just before EndTxn could be appended after the
+// transaction's marker, opening a transaction on the partition that no
+// coordinator will ever close (a hanging transaction that stalls the last
+// stable offset); Kafka's partitions close the same race with a
+// verification guard.
+func (c *Coordinator) VerifyHold(pid int64, epoch int16, topic string, partition int32) (release func(), err error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	t, err := c.verifyLocked(pid, epoch)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := t.s.partitions[TopicPartition{topic, partition}]; !ok {
+		return nil, ErrInvalidTxnState
+	}
+	// Add under mu while the state is Ongoing: every Add happens before
+	// the transition to Prepare*, and so before the completion's Wait.
+	t.appends.Add(1)
+	var once sync.Once
+	return func() { once.Do(t.appends.Done) }, nil
+}
+
 // VerifyGroup is Verify for TxnOffsetCommit: nil if pid and epoch own an
 // Ongoing transaction to which AddOffsetsToTxn added group.
 func (c *Coordinator) VerifyGroup(pid int64, epoch int16, group string) error {

@@ -350,3 +350,27 @@ func TestCloseJoinsGoroutines(t *testing.T) {
 	}
 	wantErr(t, "EndTxn interrupted by Close", <-ended, nil)
 }
+
+// A batch verified with VerifyHold before EndTxn is appended before the
+// transaction's markers are written, however late its append comes.
+func TestMarkersWaitForVerifiedAppends(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p := e.init("a")
+	wantErr(t, "add", e.c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 0}}), nil)
+	release, err := e.c.VerifyHold(p.ProducerID, p.Epoch, "t", 0)
+	wantErr(t, "VerifyHold", err, nil)
+	ended := make(chan error, 1)
+	go func() { ended <- e.c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, true) }()
+	for e.stateNow("a") != PrepareCommit {
+		time.Sleep(time.Millisecond)
+	}
+	_, err = e.c.VerifyHold(p.ProducerID, p.Epoch, "t", 0)
+	wantErr(t, "VerifyHold once the decision is made", err, ErrInvalidTxnState)
+	time.Sleep(20 * time.Millisecond)
+	equal(t, "markers while a verified append is outstanding", e.rec.take(), nil)
+	release()
+	release() // a second call is harmless
+	wantErr(t, "EndTxn", <-ended, nil)
+	equal(t, "markers after the append", e.rec.take(), []string{"COMMIT t/0 pid=1000 epoch=0"})
+}

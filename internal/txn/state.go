@@ -4,6 +4,7 @@ import (
 	"maps"
 	"math"
 	"slices"
+	"sync"
 	"time"
 )
 
@@ -131,6 +132,10 @@ type txnMeta struct {
 	// transaction's markers; it is closed when the Complete record is
 	// appended (or the completion stops because the coordinator closes).
 	done chan struct{}
+	// appends counts VerifyHold holds: batches verified for this
+	// transaction and not yet appended. A completion waits for them before
+	// its first marker.
+	appends sync.WaitGroup
 }
 
 // Info describes one transactional id (DescribeTransactions,
