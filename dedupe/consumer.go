@@ -74,7 +74,9 @@ type ConsumerConfig[Tx any] struct {
 	// KeyHeader names the header carrying the event id (default
 	// "idempotency-key"). A record without it is identified by
 	// topic/partition/offset, which catches redeliveries but not a producer
-	// that sent the same event twice.
+	// that sent the same event twice; and if a topic is deleted and
+	// recreated within Retention, its reused offsets would be taken for
+	// duplicates (use a new Config.Table, or send the header).
 	KeyHeader string
 	// ClientOpts are passed to kgo.NewClient (seed brokers, TLS, SASL, …).
 	ClientOpts []kgo.Opt
