@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -307,5 +308,22 @@ func TestFsyncFailure(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "f-0") {
 		t.Fatalf("healthz %d %q", resp.StatusCode, body)
+	}
+}
+
+func TestTopicMaxMessageBytes(t *testing.T) {
+	b := brokertest.Run(t)
+	adm := kadm.NewClient(b.Client(t))
+	small := "200"
+	if r, err := adm.CreateTopic(ctxT(t), 1, 1, map[string]*string{"max.message.bytes": &small}, "small"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	cl := b.Client(t, kgo.ProducerBatchCompression(kgo.NoCompression()), kgo.RecordRetries(0))
+	err := cl.ProduceSync(ctxT(t), &kgo.Record{Topic: "small", Value: []byte(strings.Repeat("x", 1000))}).FirstErr()
+	if !errors.Is(err, kerr.MessageTooLarge) {
+		t.Fatalf("oversized uncompressed batch: %v", err)
+	}
+	if err := cl.ProduceSync(ctxT(t), &kgo.Record{Topic: "small", Value: []byte("ok")}).FirstErr(); err != nil {
+		t.Fatal(err)
 	}
 }

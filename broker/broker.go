@@ -56,6 +56,7 @@ type Broker struct {
 	parts    *partition.Manager
 	groups   *group.Coordinator
 	txns     *txn.Coordinator
+	unlock   func() // releases the data directory lock
 	server   *kafka.Server
 	adminSrv *admin.Server
 }
@@ -118,6 +119,14 @@ func (b *Broker) Start() (err error) {
 	dir := b.conf.String("log.dirs")
 	if err := b.fs.MkdirAll(dir); err != nil {
 		return fmt.Errorf("data directory %s: %w", dir, err)
+	}
+	if b.fs == logstore.OSFS() {
+		unlock, err := lockDir(dir)
+		if err != nil {
+			return err
+		}
+		b.unlock = unlock
+		cleanup = append(cleanup, func() error { unlock(); b.unlock = nil; return nil })
 	}
 	cat, err := catalog.Open(b.fs, dir)
 	if err != nil {
@@ -348,6 +357,9 @@ func (b *Broker) closeStorage() []error {
 	}
 	if b.parts != nil {
 		errs = append(errs, b.parts.Close())
+	}
+	if b.unlock != nil {
+		b.unlock()
 	}
 	return errs
 }

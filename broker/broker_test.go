@@ -3,6 +3,7 @@ package broker_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -101,4 +102,19 @@ func TestAutoCreateAndNew(t *testing.T) {
 	if _, err := broker.New(broker.WithProperty("no.such.thing", "1")); err == nil {
 		t.Fatal("unknown property accepted")
 	}
+}
+
+func TestDataDirLocked(t *testing.T) {
+	dir := t.TempDir()
+	b := brokertest.Run(t, broker.WithDataDir(dir))
+	second, err := broker.New(broker.WithDataDir(dir), broker.WithKafkaAddr("127.0.0.1:0"), broker.WithAdminAddr(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = second.Start()
+	if err == nil || !strings.Contains(err.Error(), "in use by another idem broker") {
+		t.Fatalf("second broker on the same directory: %v", err)
+	}
+	second.Close()
+	b.Restart(t) // the lock is released on Close
 }
