@@ -318,3 +318,42 @@ func TestInvalidTableNameIsRefused(t *testing.T) {
 		t.Fatalf("err = %v, want invalid table name", err)
 	}
 }
+
+// Two stores on one SQLite file are two writers, as two consumer processes
+// would be: BEGIN IMMEDIATE and busy_timeout make them take turns, and each
+// id still commits once.
+func TestTwoSQLiteWritersOnOneFileCommitOncePerID(t *testing.T) {
+	path := t.TempDir() + "/shared.db"
+	a := openSQLiteUnderTest(t, path, dedupe.Config{Consumer: "a"})
+	b := openSQLiteUnderTest(t, path, dedupe.Config{Consumer: "b"})
+	ctx := context.Background()
+	const ids = 60
+	var wg sync.WaitGroup
+	var processed atomic.Int64
+	for w, s := range []*storeUnderTest{a, b, a, b} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range ids {
+				id := fmt.Sprintf("evt-%d", (i+w*7)%ids)
+				res, err := s.process(ctx, id, func(ctx context.Context, ew effectWriter) error { return addEffect(ctx, ew, id) })
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if res.Status == dedupe.Processed {
+					processed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if processed.Load() != ids {
+		t.Fatalf("%d deliveries processed, want %d", processed.Load(), ids)
+	}
+	for i := range ids {
+		if n := a.effects(t, fmt.Sprintf("evt-%d", i)); n != 1 {
+			t.Errorf("evt-%d applied %d times", i, n)
+		}
+	}
+}
