@@ -327,3 +327,37 @@ func TestTopicMaxMessageBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestRetention: topic retention settings reach the log and the periodic
+// retention pass advances the log start offset.
+func TestRetention(t *testing.T) {
+	b := brokertest.Run(t, broker.WithProperty("log.retention.check.interval.ms", "50"))
+	adm := kadm.NewClient(b.Client(t))
+	seg, ret := "1024", "1"
+	cfg := map[string]*string{"segment.bytes": &seg, "retention.ms": &ret}
+	if r, err := adm.CreateTopic(ctxT(t), 1, 1, cfg, "short"); err != nil || r.Err != nil {
+		t.Fatal(err, r.Err)
+	}
+	cl := b.Client(t, kgo.DefaultProduceTopic("short"), kgo.ProducerBatchCompression(kgo.NoCompression()))
+	old := time.Now().Add(-time.Hour)
+	for i := range 20 {
+		r := &kgo.Record{Value: []byte(strings.Repeat("r", 300)), Timestamp: old.Add(time.Duration(i) * time.Millisecond)}
+		if err := cl.ProduceSync(ctxT(t), r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		st, err := adm.ListStartOffsets(ctxT(t), "short")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if o, _ := st.Lookup("short", 0); o.Offset > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("log start offset never advanced")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
