@@ -361,3 +361,36 @@ func TestRetention(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestCloseDoesNotWaitForLongPolls: a graceful Close answers parked fetches
+// early instead of waiting out their MaxWait.
+func TestCloseDoesNotWaitForLongPolls(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("idle"))
+	cl := b.Client(t)
+	done := make(chan error, 1)
+	go func() {
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxWaitMillis, req.MinBytes = 60000, 1
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "idle"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.PartitionMaxBytes = 1 << 20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		_, err := req.RequestWith(context.Background(), cl)
+		done <- err
+	}()
+	time.Sleep(200 * time.Millisecond)
+	start := time.Now()
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("Close took %v with a parked fetch", took)
+	}
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("parked fetch never answered")
+	}
+}
