@@ -1,6 +1,7 @@
 package txn
 
 import (
+	"bufio"
 	"encoding/binary"
 	"io"
 	"net"
@@ -25,6 +26,7 @@ type holdProxy struct {
 	armKey  int16 // -1: nothing armed
 	hold    time.Duration
 	held    int // requests held so far
+	late    int // held requests released after their client had hung up
 	conns   []net.Conn
 	closed  bool
 	wg      sync.WaitGroup
@@ -50,6 +52,14 @@ func (p *holdProxy) Arm(key int16, d time.Duration) {
 	p.mu.Lock()
 	p.armKey, p.hold = key, d
 	p.mu.Unlock()
+}
+
+// Late reports how many held requests reached the broker after the client
+// had closed the connection they came on: truly late requests.
+func (p *holdProxy) Late() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.late
 }
 
 // Held reports how many requests were held so far.
@@ -123,9 +133,10 @@ func (p *holdProxy) accept() {
 // forward copies whole requests from c to up, holding an armed one.
 func (p *holdProxy) forward(c, up net.Conn) {
 	defer up.Close()
+	br := bufio.NewReader(c)
 	hdr := make([]byte, 6)
 	for {
-		if _, err := io.ReadFull(c, hdr); err != nil {
+		if _, err := io.ReadFull(br, hdr); err != nil {
 			// The client is gone. Keep the broker's side open a moment so a
 			// request released just now is handled like any other, not cut
 			// short by the connection closing behind it.
@@ -141,7 +152,7 @@ func (p *holdProxy) forward(c, up net.Conn) {
 		}
 		req := make([]byte, 4+int(size))
 		copy(req, hdr)
-		if _, err := io.ReadFull(c, req[6:]); err != nil {
+		if _, err := io.ReadFull(br, req[6:]); err != nil {
 			return
 		}
 		key := int16(binary.BigEndian.Uint16(hdr[4:]))
@@ -161,9 +172,28 @@ func (p *holdProxy) forward(c, up net.Conn) {
 			case <-time.After(hold):
 			case <-p.release:
 			}
+			if clientGone(c, br) {
+				p.mu.Lock()
+				p.late++
+				p.mu.Unlock()
+			}
 		}
 		if _, err := up.Write(req); err != nil {
 			return
 		}
 	}
+}
+
+// clientGone reports whether the client closed c (read through br): a
+// peek that would block times out at once, pipelined requests behind the
+// held one are buffered and stay unread, and only a closed connection
+// reads EOF.
+func clientGone(c net.Conn, br *bufio.Reader) bool {
+	c.SetReadDeadline(time.Now().Add(time.Millisecond))
+	defer c.SetReadDeadline(time.Time{})
+	_, err := br.Peek(1)
+	if ne, ok := err.(net.Error); ok && ne.Timeout() {
+		return false
+	}
+	return err != nil
 }
