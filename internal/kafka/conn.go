@@ -30,7 +30,7 @@ const (
 	// byte per element), and an element is tens of bytes in memory, so a large
 	// garbage frame of another API could cost far more memory than it carries.
 	// Legitimate non-produce requests are far smaller than this.
-	maxNonProduceRequest = 8 << 20
+	maxNonProduceRequest = 4 << 20
 	// minHeader is api_key, api_version, correlation_id and a client_id length.
 	minHeader = 10
 	// queueDepth bounds responses waiting on a connection; a client pipelining
@@ -203,6 +203,11 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 		kmsg.SkipTags(&r)
 		if !r.Ok() {
 			return nil, fmt.Errorf("%w: truncated header tags", errFrame)
+		}
+	}
+	if key == 0 && version >= 3 {
+		if err := prescanProduce(r.Src, version); err != nil {
+			return nil, err
 		}
 	}
 	if err := req.ReadFrom(r.Src); err != nil {

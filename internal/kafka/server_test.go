@@ -494,3 +494,33 @@ func TestMetadataTopicsAndAutoCreate(t *testing.T) {
 		t.Fatalf("v3 auto-create: %d", r.Topics[0].ErrorCode)
 	}
 }
+
+// TestProduceManyEmptyPartitions: a frame declaring millions of tiny
+// partition entries is refused before kmsg allocates an array for them.
+func TestProduceManyEmptyPartitions(t *testing.T) {
+	dial := listen(t, newTestServer(t))
+	c := dial()
+	req := produceReq(7, 1, "t", testBatch(1))
+	f := frame(req, 1)
+	// Rewrite: one topic "t" with 2,000,000 partitions of null records.
+	hdr := f[:4+10+2+2+4+4+4+2+1] // size, header, txn id (null), acks, timeout, topics len, name
+	body := append([]byte(nil), hdr...)
+	n := 2_000_000
+	body = binary.BigEndian.AppendUint32(body, uint32(n))
+	for i := range n {
+		body = binary.BigEndian.AppendUint32(body, uint32(i))
+		body = binary.BigEndian.AppendUint32(body, 0xffffffff)
+	}
+	binary.BigEndian.PutUint32(body, uint32(len(body)-4))
+	if err := prescanProduce(body[18:], 7); err == nil || !strings.Contains(err.Error(), "more than") {
+		t.Fatalf("prescan: %v", err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	c.Write(body)
+	expectClosed(t, c)
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > 200<<20 {
+		t.Fatalf("a 16 MB frame cost %d MB of allocation", grew>>20)
+	}
+}
