@@ -40,9 +40,9 @@ func prescanProduce(body []byte, version int16) error {
 		}
 		return int(r.ArrayLen())
 	}
-	str(true)  // transactional id
-	r.Int16()  // acks
-	r.Int32()  // timeout
+	str(true) // transactional id
+	r.Int16() // acks
+	r.Int32() // timeout
 	topics := arr()
 	total := 0
 	for range max(topics, 0) {
