@@ -22,7 +22,7 @@ const maxProducePartitions = 100_000
 func prescanProduce(body []byte, version int16) error {
 	flex := version >= 9
 	r := kbin.Reader{Src: body}
-	str := func(nullable bool) {
+	str := func() { // a (nullable) string: negative lengths are null
 		if flex {
 			l := int(r.Uvarint()) - 1
 			if l > 0 {
@@ -40,13 +40,13 @@ func prescanProduce(body []byte, version int16) error {
 		}
 		return int(r.ArrayLen())
 	}
-	str(true) // transactional id
+	str() // transactional id
 	r.Int16() // acks
 	r.Int32() // timeout
 	topics := arr()
 	total := 0
 	for range max(topics, 0) {
-		str(false) // topic
+		str() // topic
 		parts := arr()
 		total += max(parts, 0)
 		if total > maxProducePartitions {
