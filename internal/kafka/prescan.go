@@ -40,7 +40,7 @@ func prescanProduce(body []byte, version int16) error {
 		}
 		return int(r.ArrayLen())
 	}
-	str() // transactional id
+	str()     // transactional id
 	r.Int16() // acks
 	r.Int32() // timeout
 	topics := arr()
