@@ -53,3 +53,18 @@
 // stops and joins all of them. A completion interrupted by Close resumes
 // when the coordinator is next opened on the same log.
 package txn
+
+// # Deliberately not implemented (yet)
+//
+//   - transaction.version 2 (KIP-890 part 2: an epoch bump per transaction,
+//     implicit AddPartitions in Produce v12, TxnOffsetCommit v5 adding the
+//     group). Without it a request from one transaction that a network
+//     delays past the client's timeout can still act on the next
+//     transaction of the same producer epoch: a late EndTxn ends whatever
+//     transaction is open when it arrives (KAFKA-17754). Late Produce
+//     batches are refused (Verify: not Ongoing, partition not added, or a
+//     stale epoch) or deduplicated by sequence; clients that re-initialise
+//     the producer after an unconfirmed EndTxn (franz-go does) get a new
+//     epoch that fences the late request.
+//   - Several coordinator epochs: one node is always the coordinator, so
+//     markers carry coordinator epoch 0.
