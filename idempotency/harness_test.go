@@ -26,6 +26,8 @@ type storeUnderTest struct {
 	orders func(t testing.TB, id string) int
 	// reopen opens a new store on the same database, as a restarted server would.
 	reopen func(t testing.TB) idempotency.Store
+	// dsn opens the same database from another process.
+	dsn string
 }
 
 const ordersDDL = `CREATE TABLE IF NOT EXISTS orders (id TEXT NOT NULL)`
@@ -49,6 +51,7 @@ func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 	return &storeUnderTest{
 		name:  "sqlite",
 		store: s,
+		dsn:   path,
 		reopen: func(t testing.TB) idempotency.Store {
 			s2, err := idempotency.OpenSQLite(context.Background(), path, idempotency.StoreConfig{CleanupBatch: 3})
 			if err != nil {
@@ -77,7 +80,7 @@ func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 
 func newPostgresUnderTest(t testing.TB) *storeUnderTest {
 	ctx := context.Background()
-	pool := pgSchema(t)
+	pool, dsn := pgSchema(t)
 	s, err := idempotency.NewPostgres(ctx, pool, idempotency.StoreConfig{CleanupBatch: 3})
 	if err != nil {
 		t.Fatal(err)
@@ -88,6 +91,7 @@ func newPostgresUnderTest(t testing.TB) *storeUnderTest {
 	return &storeUnderTest{
 		name:  "postgres",
 		store: s,
+		dsn:   dsn,
 		reopen: func(t testing.TB) idempotency.Store {
 			s2, err := idempotency.NewPostgres(context.Background(), pool, idempotency.StoreConfig{CleanupBatch: 3})
 			if err != nil {
@@ -142,9 +146,9 @@ func pgBaseDSN() string {
 }
 
 // pgSchema creates a schema unique to this test on the local server, points
-// a pool's search_path at it, and drops it afterwards. Without a server it
-// skips locally and fails under CI.
-func pgSchema(t testing.TB) *pgxpool.Pool {
+// a pool's search_path at it (and returns a DSN that does the same), and
+// drops it afterwards. Without a server it skips locally and fails under CI.
+func pgSchema(t testing.TB) (*pgxpool.Pool, string) {
 	t.Helper()
 	ctx := context.Background()
 	admin, err := pgx.Connect(ctx, pgBaseDSN())
@@ -165,7 +169,8 @@ func pgSchema(t testing.TB) *pgxpool.Pool {
 	if strings.Contains(pgBaseDSN(), "?") {
 		sep = "&"
 	}
-	cfg, err := pgxpool.ParseConfig(pgBaseDSN() + sep + "search_path=" + schema)
+	dsn := pgBaseDSN() + sep + "search_path=" + schema
+	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,5 +191,5 @@ func pgSchema(t testing.TB) *pgxpool.Pool {
 			t.Errorf("drop schema %s: %v", schema, err)
 		}
 	})
-	return pool
+	return pool, dsn
 }
