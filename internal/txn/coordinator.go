@@ -55,6 +55,12 @@ type Config struct {
 	// CompactRecords is the least number of records in the log before it
 	// is rewritten as a snapshot (10000).
 	CompactRecords int
+	// CompletionWait bounds how long EndTxn waits for the markers after the
+	// decision is durable (5s). Normally they take milliseconds and the
+	// answer comes after them; if a partition is slow the answer comes
+	// anyway, as Kafka answers right after the decision, before the client's
+	// request timeout turns a made decision into an unconfirmed one.
+	CompletionWait time.Duration
 	Now            func() time.Time
 	Logger         *slog.Logger
 
@@ -82,6 +88,9 @@ func (cfg *Config) setDefaults() {
 	}
 	if cfg.CompactRecords <= 0 {
 		cfg.CompactRecords = 10000
+	}
+	if cfg.CompletionWait <= 0 {
+		cfg.CompletionWait = 5 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -481,8 +490,9 @@ func (c *Coordinator) add(id string, pid int64, epoch int16, change func(*txnSta
 
 // EndTxn commits or aborts the Ongoing transaction of id. The decision is
 // durable before any marker is written; EndTxn then waits until every
-// marker and offset completion is written (or ctx ends, or the coordinator
-// closes: the decision stands and is completed later either way). A retry
+// marker and offset completion is written (or ctx ends, or
+// Config.CompletionWait passes, or the coordinator closes: the decision
+// stands and is completed in the background either way). A retry
 // after completion with the same outcome succeeds; the opposite outcome is
 // ErrInvalidTxnState; during completion the answer is
 // ErrConcurrentTransactions.
@@ -519,9 +529,12 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 	done := t.done
 	c.mu.RUnlock()
 	if done != nil {
+		wait := time.NewTimer(c.cfg.CompletionWait)
+		defer wait.Stop()
 		select {
 		case <-done:
 		case <-ctx.Done():
+		case <-wait.C:
 		}
 	}
 	return nil

@@ -63,11 +63,9 @@ func TestCrashAfterDecisionFinishesTheTransaction(t *testing.T) {
 		{
 			name: "commit",
 			end: func(e *env, p ProducerIDEpoch) {
-				cctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-				defer cancel()
 				// The decision is made; the markers hang, so EndTxn gives
-				// up waiting when ctx ends but still reports success.
-				wantErr(e.t, "EndTxn", e.c.EndTxn(cctx, "a", p.ProducerID, p.Epoch, true), nil)
+				// up waiting after CompletionWait but reports success.
+				wantErr(e.t, "EndTxn", e.c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, true), nil)
 			},
 			wantMarkers: []string{"COMMIT group:g pid=1000 epoch=0", "COMMIT t/0 pid=1000 epoch=0", "COMMIT t/1 pid=1000 epoch=0"},
 			wantState:   CompleteCommit,
@@ -105,7 +103,7 @@ func TestCrashAfterDecisionFinishesTheTransaction(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e := newEnv(t)
+			e := newEnv(t, func(c *Config) { c.CompletionWait = 50 * time.Millisecond })
 			p := e.init("a")
 			wantErr(t, "add", e.c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 0}, {"t", 1}}), nil)
 			wantErr(t, "offsets", e.c.AddOffsets(ctx, "a", p.ProducerID, p.Epoch, "g"), nil)
