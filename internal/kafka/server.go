@@ -14,7 +14,6 @@ package kafka
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"net"
 	"sync"
@@ -224,7 +223,7 @@ func (s *Server) Abort() {
 	s.wg.Wait()
 }
 
-// Addr is a helper for logs.
+// addrString formats an address for logs (nil-safe).
 func addrString(a net.Addr) string {
 	if a == nil {
 		return ""
@@ -232,4 +231,6 @@ func addrString(a net.Addr) string {
 	return a.String()
 }
 
-var errFrame = fmt.Errorf("kafka: bad frame")
+// errFrame is wrapped by every framing error (bad size, short read, garbage
+// header): the connection is closed and the error logged.
+var errFrame = errors.New("kafka: bad frame")
