@@ -53,7 +53,6 @@ func runCopier(ctx context.Context, cfg copierConfig, logf func(string, ...any))
 		kgo.ConsumeTopics(cfg.In),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.RequireStableFetchOffsets(),
 		kgo.DefaultProduceTopic(cfg.Out),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.RetryTimeout(60*time.Second),

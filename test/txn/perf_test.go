@@ -81,7 +81,7 @@ func TestTxnCopierThroughput(t *testing.T) {
 	txn := measureCopier(t, n, interval, func() copier {
 		sess, err := kgo.NewGroupTransactSession(kgo.SeedBrokers(seeds...),
 			kgo.TransactionalID("perf-txn"), kgo.ConsumerGroup("perf-txn"), kgo.ConsumeTopics("perf-in"),
-			kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.RequireStableFetchOffsets(),
+			kgo.FetchIsolationLevel(kgo.ReadCommitted()),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DefaultProduceTopic("perf-txn"))
 		if err != nil {
 			t.Fatal(err)
