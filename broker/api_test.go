@@ -394,3 +394,44 @@ func TestCloseDoesNotWaitForLongPolls(t *testing.T) {
 		t.Fatal("parked fetch never answered")
 	}
 }
+
+func TestDeleteRecords(t *testing.T) {
+	mem := logstore.NewMemFS()
+	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("dr"))
+	cl := b.Client(t, kgo.DefaultProduceTopic("dr"))
+	for i := range 10 {
+		if err := cl.ProduceSync(ctxT(t), &kgo.Record{Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adm := kadm.NewClient(cl)
+	o := kadm.Offsets{}
+	o.Add(kadm.Offset{Topic: "dr", Partition: 0, At: 4})
+	res, err := adm.DeleteRecords(ctxT(t), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := res.Lookup("dr", 0); r.Err != nil || r.LowWatermark != 4 {
+		t.Fatalf("delete records: %+v", r)
+	}
+	o = kadm.Offsets{}
+	o.Add(kadm.Offset{Topic: "dr", Partition: 0, At: 99})
+	res, _ = adm.DeleteRecords(ctxT(t), o)
+	if r, _ := res.Lookup("dr", 0); !errors.Is(r.Err, kerr.OffsetOutOfRange) {
+		t.Fatalf("past the end: %+v", r)
+	}
+	// The new start survives a power loss.
+	b.CrashRestart(t, mem, true)
+	adm = kadm.NewClient(b.Client(t))
+	st, err := adm.ListStartOffsets(ctxT(t), "dr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, _ := st.Lookup("dr", 0); s.Offset != 4 {
+		t.Fatalf("start after power loss %d", s.Offset)
+	}
+	recs := consumeN(t, b, "dr", 6)
+	if string(recs[0].Value) != "4" {
+		t.Fatalf("first record %q", recs[0].Value)
+	}
+}

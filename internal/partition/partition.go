@@ -526,6 +526,24 @@ func (p *Partition) MaxTimestamp() (ts, offset int64, ok bool, err error) {
 	return ts, offset, true, nil
 }
 
+// DeleteRecords advances the log start offset to offset (DeleteRecords):
+// records below it are no longer served. offset -1 means the high watermark;
+// an offset above the high watermark is logstore.ErrOffsetOutOfRange. The new
+// start is durable when it returns. It returns the new log start offset.
+func (p *Partition) DeleteRecords(offset int64) (int64, error) {
+	hwm := p.log.DurableOffset()
+	if offset == -1 {
+		offset = hwm
+	}
+	if offset < 0 || offset > hwm {
+		return 0, fmt.Errorf("%w: %d is not in [0, high watermark %d]", logstore.ErrOffsetOutOfRange, offset, hwm)
+	}
+	if err := p.log.DeleteBefore(offset); err != nil {
+		return 0, err
+	}
+	return p.log.StartOffset(), nil
+}
+
 // EnforceRetention deletes segments past the retention limits.
 func (p *Partition) EnforceRetention() error { return p.log.EnforceRetention() }
 

@@ -1,0 +1,43 @@
+package api
+
+// DeleteRecords, versions 0–2.
+//
+// Advances a partition's log start offset (kadm DeleteRecords, rpk, the
+// console): records below it are no longer served and whole segments below it
+// are removed. Offset -1 means the high watermark. An offset above the high
+// watermark gives OFFSET_OUT_OF_RANGE; an unknown partition
+// UNKNOWN_TOPIC_OR_PARTITION. The new start offset is durable (it survives a
+// restart and a power loss) before the answer.
+
+import (
+	"context"
+
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+func init() { register(21, 0, 2, handleDeleteRecords) }
+
+func handleDeleteRecords(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.DeleteRecordsRequest)
+	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
+	for _, rt := range req.Topics {
+		st := kmsg.NewDeleteRecordsResponseTopic()
+		st.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
+			sp.Partition, sp.LowWatermark = rp.Partition, -1
+			p, ok := env.Partitions.Partition(rt.Topic, rp.Partition)
+			if !ok {
+				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			} else if low, err := p.DeleteRecords(rp.Offset); err != nil {
+				sp.ErrorCode = code(err)
+			} else {
+				sp.LowWatermark = low
+			}
+			st.Partitions = append(st.Partitions, sp)
+		}
+		resp.Topics = append(resp.Topics, st)
+	}
+	return resp, nil
+}
