@@ -391,6 +391,7 @@ func (b *Broker) registerMetrics(parts *partition.Manager) {
 var (
 	hwmDesc   = prometheus.NewDesc("idem_partition_high_watermark", "Offset below which records are durable and visible to consumers.", []string{"topic", "partition"}, nil)
 	startDesc = prometheus.NewDesc("idem_partition_log_start_offset", "First offset still in the partition's log.", []string{"topic", "partition"}, nil)
+	lsoDesc   = prometheus.NewDesc("idem_partition_last_stable_offset", "Offset below which no transaction is open: what read_committed consumers can read.", []string{"topic", "partition"}, nil)
 	endDesc   = prometheus.NewDesc("idem_partition_log_end_offset", "Next offset to assign (written, maybe not yet durable).", []string{"topic", "partition"}, nil)
 	dupDesc   = prometheus.NewDesc("idem_idempotent_duplicates_total", "Produce retries recognised as duplicates and answered with their original offsets.", nil, nil)
 	oooDesc   = prometheus.NewDesc("idem_out_of_order_sequence_total", "Produce batches rejected with OUT_OF_ORDER_SEQUENCE_NUMBER.", nil, nil)
@@ -402,7 +403,7 @@ var (
 type partitionCollector struct{ m *partition.Manager }
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{hwmDesc, startDesc, endDesc, dupDesc, oooDesc, pidsDesc} {
+	for _, d := range []*prometheus.Desc{hwmDesc, lsoDesc, startDesc, endDesc, dupDesc, oooDesc, pidsDesc} {
 		ch <- d
 	}
 }
@@ -412,6 +413,7 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	for _, p := range c.m.All() {
 		idx := strconv.Itoa(int(p.Index()))
 		ch <- prometheus.MustNewConstMetric(hwmDesc, prometheus.GaugeValue, float64(p.HighWatermark()), p.Topic(), idx)
+		ch <- prometheus.MustNewConstMetric(lsoDesc, prometheus.GaugeValue, float64(p.LastStableOffset()), p.Topic(), idx)
 		ch <- prometheus.MustNewConstMetric(startDesc, prometheus.GaugeValue, float64(p.StartOffset()), p.Topic(), idx)
 		ch <- prometheus.MustNewConstMetric(endDesc, prometheus.GaugeValue, float64(p.EndOffset()), p.Topic(), idx)
 		active += p.Producers()
