@@ -1,0 +1,175 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/idem-dev/idem/internal/lab"
+)
+
+// errNotMeasured is returned when a mode could not be measured (it did not
+// finish in --duration): not a verdict either way, so it has its own exit
+// code.
+var errNotMeasured = errors.New("lab: a mode could not be measured")
+
+func init() {
+	var (
+		scenario, modes, faults string
+		n                       int
+		seed                    int64
+		duration                time.Duration
+		asJSON                  bool
+		chart                   string
+		bootstrap               []string
+		dir                     string
+	)
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Measure what each delivery mode loses and duplicates under injected faults",
+		Long: `lab runs the delivery-semantics comparison under faults and prints the table.
+
+Scenario "charge": a producer emits ChargeCustomer events; a consumer (a child
+process, so it can be killed with SIGKILL) charges customers at a payment
+gateway the lab runs, which counts every charge and honours Idempotency-Key.
+Scenario "aggregate": a consumer keeps a running total per customer; the lab
+prints its drift from the true total.
+
+Faults (--faults, comma-separated, "all" or "none"):
+  lost-ack        a produce response is dropped after the broker applied it
+  ack-timeout     a produce response arrives after the producer gave up
+  consumer-crash  the consumer is SIGKILLed between its effect and its commit
+  broker-kill     the broker is SIGKILLed while the producer sends, then restarted
+  pause           the broker is SIGSTOPped long enough for requests to time out
+
+By default lab starts its own broker (idem serve) in a temporary directory so
+it can kill it; with --bootstrap it runs against any Kafka-compatible cluster
+and skips broker-kill and pause.
+
+Every mode states its promise and the verdict says whether the run kept it.
+Exit status: 0 when every mode that ran kept its promise (at-least-once
+duplicating is not a broken promise), 1 when a mode broke its promise (or the
+lab could not run), 3 when a mode could not be measured within --duration.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			fs, err := lab.ParseFaults(faults)
+			if err != nil {
+				return err
+			}
+			ms, err := lab.ParseModes(scenario, modes)
+			if err != nil {
+				return err
+			}
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			if !cmd.Flags().Changed("seed") {
+				seed = time.Now().UnixNano() % 1_000_000
+			}
+			cfg := lab.Config{
+				Scenario: scenario, Modes: ms, Faults: fs, N: n, Seed: seed, Duration: duration,
+				Bootstrap: bootstrap, Dir: dir,
+				Worker: lab.Command{Path: self, Args: []string{"lab-worker"}},
+				Broker: func(dataDir, addr string) lab.Command {
+					return lab.Command{Path: self, Args: []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr,
+						"--admin-addr", "", "--log-level", "warn", "-X", "group.initial.rebalance.delay.ms=0"}}
+				},
+			}
+			stderr := cmd.ErrOrStderr()
+			if f, ok := stderr.(*os.File); ok && isTerminal(f) {
+				cfg.Progress = progressBar(stderr)
+			}
+			rep, err := lab.Run(ctx, cfg)
+			if cfg.Progress != nil {
+				fmt.Fprint(stderr, "\r\033[K")
+			}
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				err = lab.WriteJSON(out, rep)
+			} else {
+				err = lab.WriteTable(out, rep)
+			}
+			if err != nil {
+				return err
+			}
+			if chart != "" {
+				f, err := os.Create(chart)
+				if err != nil {
+					return err
+				}
+				if err := lab.WriteSVG(f, rep); err != nil {
+					f.Close()
+					return err
+				}
+				if err := f.Close(); err != nil {
+					return err
+				}
+				fmt.Fprintf(stderr, "chart written to %s\n", chart)
+			}
+			switch {
+			case rep.Broken():
+				return errors.New("lab: a mode broke its own promise (see the verdicts)")
+			case rep.Incomplete():
+				fmt.Fprintln(stderr, "idem:", errNotMeasured)
+				os.Exit(3)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&scenario, "scenario", lab.ScenarioCharge, "charge or aggregate")
+	f.StringVar(&modes, "mode", "all", "comma-separated modes (charge: at-most-once, at-least-once, idempotent-consumer, exactly-once-txn, offsets-in-db; aggregate: at-least-once, offsets-in-db, exactly-once-txn)")
+	f.StringVar(&faults, "faults", "all", "comma-separated faults, all or none")
+	f.IntVarP(&n, "events", "n", 200, "events per mode")
+	f.Int64Var(&seed, "seed", 0, "seed of the fault plan (default: random, printed in the report)")
+	f.DurationVar(&duration, "duration", 2*time.Minute, "upper bound on each mode's run")
+	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
+	f.StringVar(&chart, "chart", "", "write an SVG bar chart of the table to this file")
+	f.StringSliceVar(&bootstrap, "bootstrap", nil, "run against this Kafka-compatible cluster instead of a broker of its own")
+	f.StringVar(&dir, "dir", "", "directory for the run's files (default: a temporary directory, kept only if a promise broke)")
+	rootCmd.AddCommand(cmd)
+
+	rootCmd.AddCommand(&cobra.Command{
+		Use:    "lab-worker",
+		Short:  "The consumer process of idem lab (started by the lab, not by hand)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(*cobra.Command, []string) error {
+			if code := lab.WorkerMain(); code != 0 {
+				os.Exit(code)
+			}
+			return nil
+		},
+	})
+}
+
+// progressBar draws one line on a terminal: the mode, a bar of events
+// produced and effected, and counts.
+func progressBar(w io.Writer) func(lab.Progress) {
+	return func(p lab.Progress) {
+		const width = 30
+		done := 0
+		if p.N > 0 {
+			done = min(width, width*p.Effected/p.N)
+		}
+		sent := 0
+		if p.N > 0 {
+			sent = min(width-done, width*p.Sent/p.N-done)
+		}
+		bar := strings.Repeat("#", done) + strings.Repeat("-", max(0, sent)) + strings.Repeat(" ", max(0, width-done-max(0, sent)))
+		fmt.Fprintf(w, "\r\033[Kmode %d/%d %-20s [%s] sent %d, effected %d of %d", p.ModeNum, p.Modes, p.Mode, bar, p.Sent, p.Effected, p.N)
+	}
+}
