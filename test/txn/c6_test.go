@@ -22,7 +22,8 @@ import (
 // broker three times, each restarted on the same transactional ids and data
 // directory. A read_committed consumer reads "out" during the whole copy
 // and a fresh one afterwards: both must see exactly the input, each value
-// once.
+// once, and each output partition must hold its input partition's values
+// in their order.
 func TestC6CopierSurvivesKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("C6 runs for up to 90 seconds")
@@ -156,6 +157,7 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 	concurrent.check(t, "concurrent read_committed consumer", input)
 	final := drainCommitted(t, seeds, "out", n, time.Second, 20*time.Second)
 	final.check(t, "read_committed drain after the copy", input)
+	checkOrder(t, drainCommitted(t, seeds, "in", n, 0, 20*time.Second), final)
 	if t.Failed() {
 		t.Logf("broker and copier logs: %s; data: %s", logDir, dataDir)
 		keepDirs(t, logDir, dataDir)

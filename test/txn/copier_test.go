@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"os/signal"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -217,6 +218,52 @@ func (s *seen) check(t testing.TB, who string, want []string) {
 	}
 }
 
+// byPartition returns, per partition, the values in offset order (a value
+// seen at two positions appears twice).
+func (s *seen) byPartition() map[int32][]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	type at struct {
+		off int64
+		v   string
+	}
+	parts := map[int32][]at{}
+	for v, ps := range s.pos {
+		for pos := range ps {
+			var p int32
+			var off int64
+			fmt.Sscanf(pos, "%d/%d", &p, &off)
+			parts[p] = append(parts[p], at{off, v})
+		}
+	}
+	out := map[int32][]string{}
+	for p, as := range parts {
+		sort.Slice(as, func(i, j int) bool { return as[i].off < as[j].off })
+		for _, a := range as {
+			out[p] = append(out[p], a.v)
+		}
+	}
+	return out
+}
+
+// checkOrder compares the output with the input partition by partition:
+// the copier copies partition p to partition p, so committed output must
+// keep the input's order (Kafka's copier test checks the same).
+func checkOrder(t testing.TB, in, out *seen) {
+	t.Helper()
+	want, got := in.byPartition(), out.byPartition()
+	for p, vs := range want {
+		if !slices.Equal(got[p], vs) {
+			i := 0
+			for i < len(vs) && i < len(got[p]) && vs[i] == got[p][i] {
+				i++
+			}
+			t.Errorf("partition %d: output order differs from the input at position %d of %d (input %v…, output %v…)",
+				p, i, len(vs), vs[i:min(i+3, len(vs))], got[p][i:min(i+3, len(got[p]))])
+		}
+	}
+}
+
 func keys(m map[string]bool) []string {
 	var out []string
 	for k := range m {
@@ -318,5 +365,7 @@ func TestGroupTransactSessionCopier(t *testing.T) {
 	cancel()
 	wg.Wait()
 	concurrent.check(t, "concurrent read_committed consumer", input)
-	drainCommitted(t, seeds, "out", n, time.Second, 30*time.Second).check(t, "read_committed drain after the copy", input)
+	final := drainCommitted(t, seeds, "out", n, time.Second, 30*time.Second)
+	final.check(t, "read_committed drain after the copy", input)
+	checkOrder(t, drainCommitted(t, seeds, "in", n, 0, 30*time.Second), final)
 }
