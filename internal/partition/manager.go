@@ -226,10 +226,16 @@ func (m *Manager) CreateTopic(name string, partitions int32, configs map[string]
 	for i := int32(0); i < partitions; i++ {
 		p, err := m.openPartition(t, i)
 		if err != nil {
-			// The catalog entry stays: the next open retries the partition.
+			// Take the whole topic back so the catalog and the open
+			// partitions agree (a half-created topic would be listed but
+			// unusable).
 			for _, q := range tp.parts {
 				q.Close()
 			}
+			if _, derr := m.cat.Delete(name); derr != nil {
+				m.log.Error("could not roll back a failed topic creation", "topic", name, "err", derr)
+			}
+			m.fs.RemoveAll(path.Join(m.dir, t.ID.Hex()))
 			return catalog.Topic{}, err
 		}
 		tp.parts = append(tp.parts, p)

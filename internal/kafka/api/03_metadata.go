@@ -72,8 +72,10 @@ func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (km
 			var err error
 			t, err = env.Partitions.CreateTopic(name, int32(env.Config.Int("num.partitions")), nil)
 			if errors.Is(err, catalog.ErrTopicExists) {
-				t, _ = env.Partitions.Topic(name) // created concurrently
-				err = nil
+				var found bool
+				if t, found = env.Partitions.Topic(name); found { // created concurrently
+					err = nil
+				}
 			}
 			if err != nil {
 				st := kmsg.NewMetadataResponseTopic()
