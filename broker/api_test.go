@@ -435,3 +435,26 @@ func TestDeleteRecords(t *testing.T) {
 		t.Fatalf("first record %q", recs[0].Value)
 	}
 }
+
+// TestListOffsetsInsideBatch: a time lookup finds the exact record inside an
+// uncompressed batch, not just the batch.
+func TestListOffsetsInsideBatch(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("tb"))
+	cl := b.Client(t)
+	c, _ := produceRaw(t, cl, "tb", rawBatch(-1, -1, -1, 5, 1000, "r")) // timestamps 1000..1004
+	mustCode(t, c, 0, "produce")
+	req := kmsg.NewPtrListOffsetsRequest()
+	rt := kmsg.NewListOffsetsRequestTopic()
+	rt.Topic = "tb"
+	rp := kmsg.NewListOffsetsRequestTopicPartition()
+	rp.Timestamp = 1002
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(ctxT(t), cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := resp.Topics[0].Partitions[0]; p.Offset != 2 || p.Timestamp != 1002 {
+		t.Fatalf("offset %d timestamp %d, want 2 and 1002", p.Offset, p.Timestamp)
+	}
+}
