@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"runtime/debug"
 	"slices"
 	"sync/atomic"
@@ -104,6 +105,8 @@ func (c *conn) serve() {
 	switch {
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.stopped.Load():
 		c.log.Debug("connection closed")
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		c.log.Debug("closing idle connection")
 	default:
 		c.log.Info("closing connection", "err", err)
 	}
@@ -154,7 +157,7 @@ func readFrame(r io.Reader, size, maxBytes int32) ([]byte, error) {
 	n := int(size)
 	buf := make([]byte, min(n, firstChunk))
 	if _, err := io.ReadFull(r, buf); err != nil {
-		return nil, fmt.Errorf("%w: %d of %d bytes arrived: %v", errFrame, 0, n, err)
+		return nil, fmt.Errorf("%w: frame of %d bytes cut short: %v", errFrame, n, err)
 	}
 	// The API key is now known: frames other than Produce get a tighter cap.
 	if key := int16(binary.BigEndian.Uint16(buf)); key != 0 && n > maxNonProduceRequest {
