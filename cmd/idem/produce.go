@@ -11,8 +11,8 @@ import (
 	"os/signal"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -23,6 +23,7 @@ type produceFlags struct {
 	headers   []string
 	acks      string
 	partition int32
+	timeout   time.Duration
 }
 
 func init() {
@@ -49,6 +50,7 @@ The command exits non-zero if any record was not acknowledged.`,
 	fl.StringArrayVarP(&f.headers, "header", "H", nil, "header name=value added to every record; repeatable")
 	fl.StringVar(&f.acks, "acks", "all", "all (-1): after fsync; 1: after write; 0: no answer")
 	fl.Int32VarP(&f.partition, "partition", "p", -1, "produce to this partition (default: hash of the key, or sticky without key)")
+	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "fail a record not acknowledged in this time (0: retry forever); an idempotent producer fails only records it can prove were not written")
 	addClientFlags(cmd)
 	rootCmd.AddCommand(cmd)
 }
@@ -95,6 +97,11 @@ func runProduce(ctx context.Context, cmd *cobra.Command, topic string, f produce
 	if !idempotent {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
+	if f.timeout > 0 {
+		// Without it a producer facing a broker that is down retries for
+		// ever, and a person at a terminal sees a hung command.
+		opts = append(opts, kgo.RecordDeliveryTimeout(f.timeout))
+	}
 	if f.partition >= 0 {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
@@ -105,28 +112,37 @@ func runProduce(ctx context.Context, cmd *cobra.Command, topic string, f produce
 	defer cl.Close()
 
 	var (
-		failed   atomic.Int64
-		errOnce  sync.Once
+		mu       sync.Mutex
+		failed   int
 		firstErr error
 	)
-	promise := func(r *kgo.Record, err error) {
+	promise := func(_ *kgo.Record, err error) {
 		if err != nil {
-			failed.Add(1)
-			errOnce.Do(func() { firstErr = err })
+			mu.Lock()
+			if failed++; firstErr == nil {
+				firstErr = err
+			}
+			mu.Unlock()
 		}
 	}
 	produced, err := produceLines(ctx, cmd.InOrStdin(), f.keyDelim, func(key, value []byte) {
 		r := &kgo.Record{Key: key, Value: value, Headers: headers, Partition: f.partition}
 		cl.Produce(ctx, r, promise)
 	})
-	if ferr := cl.Flush(ctx); err == nil {
-		err = ferr
+	if err == nil {
+		err = cl.Flush(ctx)
 	}
-	if n := failed.Load(); n > 0 {
-		return fmt.Errorf("%d of %d records not acknowledged; first error: %w", n, produced, firstErr)
+	if errors.Is(err, context.Canceled) {
+		// Records already sent may still be written: say so, do not guess.
+		return fmt.Errorf("interrupted after %d lines; records not yet acknowledged may or may not have been written", produced)
 	}
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil {
 		return err
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if failed > 0 {
+		return fmt.Errorf("%d of %d records not acknowledged; first error: %w", failed, produced, firstErr)
 	}
 	return nil
 }

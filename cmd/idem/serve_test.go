@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"net"
 	"net/http"
@@ -261,6 +263,27 @@ func TestProduceAndConsumeOptions(t *testing.T) {
 		if got := strings.Join(strings.Fields(mustIdem(t, "", append(args, addr...)...)), " "); got != c.want {
 			t.Errorf("consume %v printed %q, want %q", c.args, got, c.want)
 		}
+	}
+
+	// A record the broker rejects makes produce fail and say how many.
+	mustIdem(t, "", append([]string{"topic", "create", "small", "-c", "max.message.bytes=200"}, addr...)...)
+	// Random hex, so that franz-go's default snappy compression cannot
+	// shrink the batch under the limit (the limit applies to the batch as
+	// sent, compressed).
+	big := make([]byte, 500)
+	rand.Read(big)
+	_, stderr, err := idem(t, hex.EncodeToString(big)+"\n", append([]string{"produce", "small"}, addr...)...)
+	if err == nil || !strings.Contains(stderr, "1 of 1 records not acknowledged") || !strings.Contains(stderr, "MESSAGE_TOO_LARGE") {
+		t.Errorf("producing an oversized record: err %v, stderr %q", err, stderr)
+	}
+
+	// A broker that is not there fails produce after --timeout, not never.
+	dead, err := verify.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, stderr, err := idem(t, "x\n", "produce", "opts", "--brokers", dead, "--timeout", "1s"); err == nil || !strings.Contains(stderr, "1 of 1 records not acknowledged") {
+		t.Errorf("producing to a dead broker: err %v, stderr %q", err, stderr)
 	}
 
 	// Bad client input fails with one clear line.
