@@ -285,7 +285,7 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeout tim
 			next.epoch = bump(cur.epoch)
 			next.lastEpoch = noEpoch
 			next.lastUpdate = now
-			if err := c.prepareLocked(ctx, id, t, next); err != nil {
+			if err := c.prepareLocked(id, t, next); err != nil {
 				return NoProducer, err
 			}
 			return NoProducer, ErrConcurrentTransactions
@@ -377,7 +377,7 @@ func (c *Coordinator) transitionLocked(t *txnMeta, next txnState) (int64, error)
 // prepareLocked writes a PrepareCommit/PrepareAbort decision, unlocks, waits
 // until it is durable and starts the completion. It returns with mu
 // released.
-func (c *Coordinator) prepareLocked(_ context.Context, id string, t *txnMeta, next txnState) error {
+func (c *Coordinator) prepareLocked(id string, t *txnMeta, next txnState) error {
 	end, err := c.transitionLocked(t, next)
 	if err != nil {
 		c.mu.Unlock()
@@ -522,7 +522,7 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 	next := t.s.clone()
 	next.state = prepare
 	next.lastUpdate = c.now()
-	if err := c.prepareLocked(ctx, id, t, next); err != nil {
+	if err := c.prepareLocked(id, t, next); err != nil {
 		return err
 	}
 	c.mu.RLock()
