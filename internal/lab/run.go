@@ -70,7 +70,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		rep.Target = "idem broker (child process) at " + t.brokers[0]
 		rep.Faults = slices.Clone(cfg.Faults)
 	}
-	txnOK, txnWhy := probeTransactions(ctx, t.brokers)
+	txnOK, txnWhy := TransactionsAvailable(ctx, t.brokers)
 
 	for i, m := range cfg.Modes {
 		res := ModeResult{Mode: m, Faults: map[string]int{}}
@@ -203,10 +203,11 @@ func (t *target) admin(ctx context.Context, f func(*kadm.Client) error) error {
 	return retry(ctx, func() error { return f(kadm.NewClient(cl)) })
 }
 
-// probeTransactions commits one transaction to find out whether the target
-// completes Kafka transactions: the exactly-once mode runs only if it does,
-// and is reported unavailable (never emulated) if not.
-func probeTransactions(ctx context.Context, brokers []string) (bool, string) {
+// TransactionsAvailable commits one transaction to find out whether the
+// target completes Kafka transactions: the exactly-once mode runs only if it
+// does, and is reported unavailable (never emulated) if not; the reason is
+// the second result.
+func TransactionsAvailable(ctx context.Context, brokers []string) (bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	topic := fmt.Sprintf("idem-lab-txn-probe-%d", time.Now().UnixNano())

@@ -1,0 +1,344 @@
+package lab_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idem-dev/idem/internal/lab"
+	"github.com/idem-dev/idem/internal/verify"
+)
+
+// c5 is reliability-plan.md §7.2 C5: a Jepsen-style queue workload against a
+// broker process behind the fault proxy. Transactional writers send 1–4
+// values to random partitions and commit (or, one time in four, abort); an
+// idempotent writer sends single values; readers poll every partition by
+// assignment with read_committed. Every operation goes into one history;
+// after the faults heal, a final drain reads everything, and the log checker
+// judges the history alone.
+type c5 struct {
+	t       *testing.T
+	seed    int64
+	addr    string
+	proc    *verify.Process
+	px      *verify.Proxy
+	dataDir string
+	rec     *verify.Recorder
+	txn     bool
+}
+
+const c5Topic = "c5"
+const c5Partitions = 4
+
+func startC5(t *testing.T) *c5 {
+	t.Helper()
+	c := &c5{t: t, seed: verify.Seed(t), rec: verify.NewRecorder(), dataDir: filepath.Join(t.TempDir(), "data")}
+	var err error
+	if c.addr, err = verify.FreeAddr(); err != nil {
+		t.Fatal(err)
+	}
+	c.proc = &verify.Process{Path: os.Args[0], Args: []string{"-test.run=^$", c.dataDir, c.addr},
+		Env: []string{roleEnv + "=broker"}, Addr: c.addr, StartTimeout: 20 * time.Second}
+	if err := c.proc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.proc.Stop(10 * time.Second) })
+	if c.px, err = verify.NewProxy(c.addr); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.px.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if _, err := kadm.NewClient(cl).CreateTopic(ctx, c5Partitions, 1, nil, c5Topic); err != nil {
+		t.Fatal(err)
+	}
+	var why string
+	c.txn, why = lab.TransactionsAvailable(ctx, []string{c.addr})
+	if !c.txn {
+		t.Logf("C5 without transactional sends: %s", why)
+	}
+	return c
+}
+
+// opts route every broker connection through the proxy.
+func (c *c5) opts(extra ...kgo.Opt) []kgo.Opt {
+	return append([]kgo.Opt{
+		kgo.SeedBrokers(c.addr),
+		kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, c.px.Addr())
+		}),
+		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
+		kgo.RequestTimeoutOverhead(3 * time.Second),
+	}, extra...)
+}
+
+// run drives the workload until window ends (faults, if any, are the
+// caller's), then drains and returns the checker's verdict.
+func (c *c5) run(window time.Duration, during func(ctx context.Context)) verify.LogResult {
+	ctx, cancel := context.WithTimeout(context.Background(), window)
+	defer cancel()
+	var wg sync.WaitGroup
+	if c.txn {
+		for proc := 1; proc <= 2; proc++ {
+			wg.Add(1)
+			go func() { defer wg.Done(); c.txnWriter(ctx, proc) }()
+		}
+	}
+	wg.Add(1)
+	go func() { defer wg.Done(); c.plainWriter(ctx, 3) }()
+	for proc := 10; proc <= 11; proc++ {
+		wg.Add(1)
+		go func() { defer wg.Done(); c.reader(ctx, proc) }()
+	}
+	if during != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); during(ctx) }()
+	}
+	wg.Wait()
+	c.px.Clear()
+	c.drain()
+	return verify.CheckLog(c.rec.History(), verify.LogOptions{Assign: true, FinalDrain: true})
+}
+
+// txnWriter runs transactions until ctx ends. After any error it records the
+// transaction's outcome as unknown and starts a new client with the same
+// transactional id, which fences the old one and aborts what it left open.
+func (c *c5) txnWriter(ctx context.Context, proc int) {
+	rng := rand.New(rand.NewPCG(uint64(c.seed), uint64(proc)))
+	newClient := func() *kgo.Client {
+		cl, err := kgo.NewClient(c.opts(kgo.TransactionalID(fmt.Sprintf("c5-writer-%d", proc)),
+			kgo.TransactionTimeout(6*time.Second), kgo.DefaultProduceTopic(c5Topic),
+			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(15*time.Second))...)
+		if err != nil {
+			c.t.Error(err)
+		}
+		return cl
+	}
+	cl := newClient()
+	defer func() { cl.Close() }()
+	for seq := 0; ctx.Err() == nil && cl != nil; {
+		n := 1 + rng.IntN(4)
+		rs := make([]*kgo.Record, n)
+		inv := make([]verify.Record, n)
+		for i := range n {
+			v := verify.Value(proc, seq)
+			seq++
+			p := rng.Int32N(c5Partitions)
+			rs[i] = &kgo.Record{Value: []byte(v), Partition: p}
+			inv[i] = verify.Record{Value: v, Partition: p, Offset: -1}
+		}
+		abort := rng.IntN(4) == 0
+		c.rec.Invoke(proc, verify.FTxn, inv)
+		opctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		err := cl.BeginTransaction()
+		var res kgo.ProduceResults
+		if err == nil {
+			res = cl.ProduceSync(opctx, rs...)
+			err = res.FirstErr()
+		}
+		if err == nil {
+			end := kgo.TryCommit
+			if abort {
+				end = kgo.TryAbort
+			}
+			err = cl.EndTransaction(opctx, end)
+		}
+		cancel()
+		switch {
+		case err == nil && abort:
+			c.rec.Complete(proc, verify.Fail, verify.FTxn, inv, nil)
+		case err == nil:
+			out := make([]verify.Record, n)
+			for i, r := range res {
+				out[i] = verify.Record{Value: string(r.Record.Value), Partition: r.Record.Partition, Offset: r.Record.Offset}
+			}
+			c.rec.Complete(proc, verify.OK, verify.FTxn, out, nil)
+		default:
+			c.rec.Complete(proc, verify.Info, verify.FTxn, inv, err)
+			cl.Close()
+			cl = newClient()
+		}
+	}
+}
+
+// plainWriter sends single values with the idempotent producer.
+func (c *c5) plainWriter(ctx context.Context, proc int) {
+	rng := rand.New(rand.NewPCG(uint64(c.seed), uint64(proc)))
+	cl, err := kgo.NewClient(c.opts(kgo.DefaultProduceTopic(c5Topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RecordDeliveryTimeout(15*time.Second))...)
+	if err != nil {
+		c.t.Error(err)
+		return
+	}
+	defer cl.Close()
+	for seq := 0; ctx.Err() == nil; seq++ {
+		v := verify.Value(proc, seq)
+		p := rng.Int32N(c5Partitions)
+		c.rec.Invoke(proc, verify.FSend, verify.Record{Value: v, Partition: -1, Offset: -1})
+		opctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		r, err := cl.ProduceSync(opctx, &kgo.Record{Value: []byte(v), Partition: p}).First()
+		cancel()
+		if err != nil {
+			c.rec.Complete(proc, verify.SendOutcome(err), verify.FSend, verify.Record{Value: v, Partition: -1, Offset: -1}, err)
+			continue
+		}
+		c.rec.Complete(proc, verify.OK, verify.FSend, verify.Record{Value: v, Partition: r.Partition, Offset: r.Offset}, nil)
+	}
+}
+
+func (c *c5) reader(ctx context.Context, proc int) {
+	parts := map[int32]kgo.Offset{}
+	for p := range int32(c5Partitions) {
+		parts[p] = kgo.NewOffset().AtStart()
+	}
+	cl, err := kgo.NewClient(c.opts(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c5Topic: parts}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))...)
+	if err != nil {
+		c.t.Error(err)
+		return
+	}
+	defer cl.Close()
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		var rs []verify.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			rs = append(rs, verify.Record{Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+		})
+		if len(rs) > 0 {
+			c.rec.Invoke(proc, verify.FPoll, nil)
+			c.rec.Complete(proc, verify.OK, verify.FPoll, rs, nil)
+		}
+	}
+}
+
+// drain waits until no transaction is open (last stable offset = high
+// watermark everywhere), then reads every partition from the start with
+// read_committed, as one poll of its own process.
+func (c *c5) drain() {
+	t := c.t
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(cl)
+	var end kadm.ListedOffsets
+	for {
+		hwm, err1 := adm.ListEndOffsets(ctx, c5Topic)
+		lso, err2 := adm.ListCommittedOffsets(ctx, c5Topic)
+		if err1 == nil && err2 == nil && hwm.Error() == nil && lso.Error() == nil {
+			stable := true
+			hwm.Each(func(o kadm.ListedOffset) {
+				if l, _ := lso.Lookup(c5Topic, o.Partition); l.Offset != o.Offset {
+					stable = false
+				}
+			})
+			if stable {
+				end = lso
+				break
+			}
+		}
+		if ctx.Err() != nil {
+			cl.Close()
+			t.Fatalf("transactions still open 45s after the heal: hwm %v lso %v", hwm, lso)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	cl.Close()
+	parts := map[int32]kgo.Offset{}
+	for p := range int32(c5Partitions) {
+		parts[p] = kgo.NewOffset().AtStart()
+	}
+	rd, err := kgo.NewClient(kgo.SeedBrokers(c.addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c5Topic: parts}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rd.Close()
+	next := map[int32]int64{}
+	reached := func() bool {
+		ok := true
+		end.Each(func(o kadm.ListedOffset) {
+			if next[o.Partition] < o.Offset {
+				ok = false
+			}
+		})
+		return ok
+	}
+	var rs []verify.Record
+	c.rec.Invoke(99, verify.FPoll, nil)
+	// Markers can sit at the end, so the last record's offset may be below
+	// end-1: stop at the end or after 2 s without records.
+	for !reached() {
+		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+		fs := rd.PollFetches(pctx)
+		pcancel()
+		n := 0
+		fs.EachRecord(func(r *kgo.Record) {
+			rs = append(rs, verify.Record{Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+			next[r.Partition] = r.Offset + 1
+			n++
+		})
+		if n == 0 && pctx.Err() != nil {
+			break
+		}
+	}
+	c.rec.Complete(99, verify.OK, verify.FPoll, rs, nil)
+}
+
+func TestC5QueueWorkloadSurvivesKillPauseAndLatency(t *testing.T) {
+	c := startC5(t)
+	mix := verify.NewMix(verify.MixConfig{
+		Seed: c.seed, Broker: c.proc, Proxies: []*verify.Proxy{c.px},
+		Faults:   []verify.MixFault{verify.MixKill, verify.MixPause, verify.MixLatency},
+		MinQuiet: 1 * time.Second, MaxQuiet: 3 * time.Second,
+		MinFault: 300 * time.Millisecond, MaxFault: 2 * time.Second,
+		Recorder: c.rec, Logf: t.Logf,
+	})
+	mix.SaveOnFailure(t, c.rec, c.dataDir)
+	var mixErr error
+	r := c.run(30*time.Second, func(ctx context.Context) { mixErr = mix.Run(ctx) })
+	if mixErr != nil {
+		t.Fatal(mixErr)
+	}
+	t.Logf("faults %v; %v", mix.Counts(), r)
+	if !r.Valid {
+		t.Fatalf("C5: %v", r)
+	}
+	counts := mix.Counts()
+	if counts[verify.MixKill]+counts[verify.MixPause] == 0 {
+		t.Fatalf("no process fault in 30 s: %v", counts)
+	}
+	if r.Acknowledged < 100 || r.Read < r.Acknowledged {
+		t.Fatalf("too little traffic to mean anything: %v", r)
+	}
+}
+
+// The same workload with a broker that forgets producer sequences (the
+// proxy replays acknowledged produces without their producer identity)
+// must fail the checker.
+func TestC5CheckerCatchesABrokerThatDuplicatesAcknowledgedProduces(t *testing.T) {
+	c := startC5(t)
+	c.px.Add(verify.Rule{Kind: verify.FaultDuplicateProduce, APIKey: verify.APIProduce, Count: 3})
+	r := c.run(3*time.Second, nil)
+	t.Logf("%v", r)
+	if r.Valid || r.Count(verify.AnomalyDuplicate) == 0 {
+		t.Fatalf("duplicating broker not caught: %v", r)
+	}
+}
