@@ -32,6 +32,10 @@ const (
 	// garbage frame of another API could cost far more memory than it carries.
 	// Legitimate non-produce requests are far smaller than this.
 	maxNonProduceRequest = 4 << 20
+	// largeFrame is the size above which a non-produce request takes one of
+	// maxLargeFrames decoding slots.
+	largeFrame     = 256 << 10
+	maxLargeFrames = 4
 	// minHeader is api_key, api_version, correlation_id and a client_id length.
 	minHeader = 10
 	// queueDepth bounds responses waiting on a connection; a client pipelining
@@ -212,6 +216,20 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 		if err := prescanProduce(r.Src, version); err != nil {
 			return nil, err
 		}
+	}
+	if len(frame) > largeFrame && key != 0 && key != 11 && key != 14 {
+		// Decoding can cost many times a frame's size (see
+		// maxNonProduceRequest); only a few large frames are decoded and
+		// handled at once, so many connections cannot multiply that.
+		// JoinGroup and SyncGroup are exempt: they block until the group's
+		// other members arrive, and holding a slot there could stall the
+		// very requests they wait for.
+		select {
+		case c.s.large <- struct{}{}:
+		case <-c.ctx.Done():
+			return nil, c.ctx.Err()
+		}
+		defer func() { <-c.s.large }()
 	}
 	if err := req.ReadFrom(r.Src); err != nil {
 		return nil, fmt.Errorf("decoding %s v%d: %w", kmsg.NameForKey(key), version, err)

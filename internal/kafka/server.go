@@ -58,6 +58,7 @@ type Server struct {
 	conns     map[*conn]bool        // mu guards
 	wg        sync.WaitGroup        // accept loops and connection goroutines
 	closed    chan struct{}         // closed when Close starts; long-polls return early
+	large     chan struct{}         // slots for decoding large non-produce frames
 }
 
 // NewServer returns a server; call Serve to accept connections.
@@ -80,6 +81,7 @@ func NewServer(cfg Config) *Server {
 		listeners: map[net.Listener]bool{},
 		conns:     map[*conn]bool{},
 		closed:    make(chan struct{}),
+		large:     make(chan struct{}, maxLargeFrames),
 	}
 }
 
