@@ -1,0 +1,138 @@
+package txn
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/idem-dev/idem/broker/brokertest"
+)
+
+// debianPython is the interpreter that has the Debian package
+// python3-confluent-kafka; a python3 earlier on PATH (pyenv) would not.
+const debianPython = "/usr/bin/python3"
+
+func requireConfluentKafka(t *testing.T) string {
+	t.Helper()
+	py := requireTool(t, debianPython, "install the Debian package python3")
+	out, err := exec.Command(py, "-c", "import confluent_kafka; print(confluent_kafka.version()[0], confluent_kafka.libversion()[0])").CombinedOutput()
+	if err != nil {
+		unavailable(t, fmt.Sprintf("%s cannot import confluent_kafka (install the Debian package python3-confluent-kafka): %v\n%s", py, err, out))
+	}
+	t.Logf("confluent-kafka, librdkafka: %s", bytes.TrimSpace(out))
+	return py
+}
+
+type kafkaError struct {
+	Name             string `json:"name"`
+	Code             int    `json:"code"`
+	Str              string `json:"str"`
+	Fatal            bool   `json:"fatal"`
+	Retriable        bool   `json:"retriable"`
+	TxnRequiresAbort bool   `json:"txn_requires_abort"`
+}
+
+// TestConfluentKafkaPythonTransactionalCopierAndZombieFencing runs
+// testdata/confluent_txn.py: a librdkafka transactional copier (consumer
+// group + init_transactions, begin_transaction, produce,
+// send_offsets_to_transaction, commit_transaction) with one transaction
+// aborted on purpose and rewound, then zombie fencing by a second producer
+// with the same transactional.id. franz-go then checks, read_committed,
+// that the output is the input exactly once, in order per partition, with
+// neither the aborted copies nor the zombie's record, and that the group's
+// committed offsets are the input's end.
+func TestConfluentKafkaPythonTransactionalCopierAndZombieFencing(t *testing.T) {
+	py := requireConfluentKafka(t)
+	b := brokertest.Run(t)
+	const in, out, group, txnID = "py-in", "py-out", "py-copier", "py-copier-txn"
+	const perPartition, batch = 40, 15
+	createTopic(t, b, in, 2)
+	createTopic(t, b, out, 2)
+	input := map[int32][]string{0: values("py-p0", perPartition), 1: values("py-p1", perPartition)}
+	for p, vs := range input {
+		seed(t, b, in, p, vs)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, "testdata/confluent_txn.py", b.Addr(), in, out, group, txnID,
+		fmt.Sprint(2*perPartition), fmt.Sprint(batch))
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("confluent_txn.py: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var res struct {
+		Copied              int         `json:"copied"`
+		Transactions        int         `json:"transactions"`
+		AbortedTransactions int         `json:"aborted_transactions"`
+		AbortedValues       []string    `json:"aborted_values"`
+		Fenced              *kafkaError `json:"fenced"`
+		AfterFenced         *kafkaError `json:"after_fenced"`
+		AfterFenceValues    []string    `json:"after_fence_values"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("script output is not JSON: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	t.Logf("copied %d records in %d transactions, %d aborted; stderr:\n%s", res.Copied, res.Transactions, res.AbortedTransactions, stderr.String())
+	if res.Copied != 2*perPartition || res.AbortedTransactions != 1 {
+		t.Fatalf("the copier copied %d records (want %d) and aborted %d transactions (want 1)", res.Copied, 2*perPartition, res.AbortedTransactions)
+	}
+
+	// Zombie fencing: the first producer's commit after the second
+	// producer's init_transactions is refused with a fatal error (librdkafka
+	// reports a fenced producer as the fatal _FENCED, or the broker's
+	// PRODUCER_FENCED / INVALID_PRODUCER_EPOCH), and stays refused.
+	fencedNames := []string{"_FENCED", "PRODUCER_FENCED", "INVALID_PRODUCER_EPOCH"}
+	if res.Fenced == nil {
+		t.Fatal("the zombie producer committed its transaction after a new producer with its transactional.id ran init_transactions")
+	}
+	if !res.Fenced.Fatal || !slices.Contains(fencedNames, res.Fenced.Name) {
+		t.Fatalf("the zombie's commit_transaction failed with %+v, want a fatal fencing error (%v)", *res.Fenced, fencedNames)
+	}
+	if res.AfterFenced == nil || !res.AfterFenced.Fatal {
+		t.Fatalf("after being fenced the zombie's begin_transaction gave %+v, want the sticky fatal error", res.AfterFenced)
+	}
+
+	// The output, read_committed: every input value once, in input order
+	// per partition, then the successor's record; no zombie record, no
+	// copy from the aborted transaction.
+	var want []string
+	for _, vs := range input {
+		want = append(want, vs...)
+	}
+	want = append(want, res.AfterFenceValues...)
+	recs := readCommitted(t, b, out, len(want))
+	got := valuesOf(recs)
+	// One producer id: the successor keeps the transactional id's producer
+	// id at a higher epoch.
+	oneTransactionalProducer(t, "what librdkafka wrote", recs)
+	noneOf(t, "read_committed of "+out, got, "py-zombie")
+	sameSet(t, "read_committed of "+out, got, want)
+	for p, vs := range byPartition(recs) {
+		if wantP := append(slices.Clone(input[p]), res.AfterFenceValues[p]); !slices.Equal(vs, wantP) {
+			t.Fatalf("%s/%d holds %v, want %v", out, p, vs, wantP)
+		}
+	}
+
+	// The aborted copies and the zombie's record are in the log, so it was
+	// read_committed that hid them: read_uncommitted sees more records.
+	// read_uncommitted sees them all: the copies that were aborted, the
+	// committed ones, and the zombie's record.
+	all := readUncommitted(t, b, out, len(want)+len(res.AbortedValues)+1)
+	sameSet(t, "read_uncommitted of "+out+" less the committed values", subtract(t, valuesOf(all), want), append(res.AbortedValues, "py-zombie"))
+
+	// The offsets the copier committed in its transactions are the group's.
+	ends := endOffsets(t, b, in)
+	got2 := committed(t, b, group, in)
+	for p, end := range ends {
+		if got2[p] != end {
+			t.Errorf("%s/%d: group %s committed %d, want the end offset %d (all %v)", in, p, group, got2[p], end, got2)
+		}
+	}
+}

@@ -1,0 +1,306 @@
+package txn
+
+import (
+	"context"
+	"errors"
+	"maps"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+
+	"github.com/idem-dev/idem/broker/brokertest"
+)
+
+// saramaConfig is the configuration sarama requires of a transactional
+// producer (idempotent, acks=all, one request in flight) at the protocol
+// version idem is tested with: sarama picks each request version from
+// config.Version, and V2_8_0_0 gives the KIP-588 versions (InitProducerId
+// v4, AddPartitionsToTxn/AddOffsetsToTxn v2, EndTxn v2, TxnOffsetCommit v3)
+// and Fetch v12 for read_committed consumers.
+func saramaConfig(transactionalID string) *sarama.Config {
+	cfg := sarama.NewConfig()
+	cfg.Version = sarama.V2_8_0_0
+	cfg.ClientID = "idem-interop-sarama-txn"
+	cfg.Producer.Idempotent = true
+	cfg.Producer.RequiredAcks = sarama.WaitForAll
+	cfg.Producer.Return.Successes = true
+	cfg.Producer.Retry.Max = 10
+	cfg.Producer.Partitioner = sarama.NewManualPartitioner
+	cfg.Producer.Transaction.ID = transactionalID
+	cfg.Net.MaxOpenRequests = 1
+	cfg.Consumer.Offsets.Initial = sarama.OffsetOldest
+	cfg.Consumer.IsolationLevel = sarama.ReadCommitted
+	cfg.Consumer.MaxWaitTime = 200 * time.Millisecond
+	cfg.Consumer.Group.Rebalance.GroupStrategies = []sarama.BalanceStrategy{sarama.NewBalanceStrategyRange()}
+	return cfg
+}
+
+func newSaramaTxnProducer(t *testing.T, b *brokertest.Broker, transactionalID string) sarama.SyncProducer {
+	t.Helper()
+	p, err := sarama.NewSyncProducer([]string{b.Addr()}, saramaConfig(transactionalID))
+	if err != nil {
+		t.Fatalf("sarama transactional producer %s (InitProducerId): %v", transactionalID, err)
+	}
+	if !p.IsTransactional() {
+		t.Fatalf("sarama producer %s is not transactional", transactionalID)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// saramaTxn runs one transaction that sends vals to topic, spreading them
+// over partitions in turn, then commits or aborts it.
+func saramaTxn(t *testing.T, p sarama.SyncProducer, topic string, partitions int32, vals []string, commit bool) {
+	t.Helper()
+	if err := p.BeginTxn(); err != nil {
+		t.Fatalf("BeginTxn: %v", err)
+	}
+	var msgs []*sarama.ProducerMessage
+	for i, v := range vals {
+		msgs = append(msgs, &sarama.ProducerMessage{Topic: topic, Partition: int32(i) % partitions, Value: sarama.StringEncoder(v)})
+	}
+	// AddPartitionsToTxn, then Produce of transactional batches.
+	if err := p.SendMessages(msgs); err != nil {
+		t.Fatalf("SendMessages in a transaction: %v (txn status %v)", err, p.TxnStatus())
+	}
+	endTxn(t, p, commit)
+}
+
+func endTxn(t *testing.T, p sarama.SyncProducer, commit bool) {
+	t.Helper()
+	if commit {
+		if err := p.CommitTxn(); err != nil {
+			t.Fatalf("CommitTxn (EndTxn commit): %v (txn status %v)", err, p.TxnStatus())
+		}
+	} else if err := p.AbortTxn(); err != nil {
+		t.Fatalf("AbortTxn (EndTxn abort): %v (txn status %v)", err, p.TxnStatus())
+	}
+	if st := p.TxnStatus(); st&sarama.ProducerTxnFlagReady == 0 {
+		t.Fatalf("after EndTxn the producer is %v, want ready for the next transaction", st)
+	}
+}
+
+// A sarama transactional producer commits one transaction, aborts the next
+// and commits a third; a sarama read_committed consumer group reads exactly
+// the two committed ones. The aborted records are in the log (a
+// read_uncommitted franz-go consumer sees them), so it is the read_committed
+// filtering (LSO, AbortedTransactions, the abort markers) that hides them.
+func TestSaramaTransactionsReadCommittedByConsumerGroup(t *testing.T) {
+	b := brokertest.Run(t)
+	const topic, partitions = "sarama-txn", 3
+	createTopic(t, b, topic, partitions)
+
+	first, aborted, second := values("sarama-commit-a", 30), values("sarama-abort", 30), values("sarama-commit-b", 30)
+	p := newSaramaTxnProducer(t, b, "sarama-txn-producer")
+	saramaTxn(t, p, topic, partitions, first, true)
+	saramaTxn(t, p, topic, partitions, aborted, false)
+	saramaTxn(t, p, topic, partitions, second, true)
+	committedVals := append(slices.Clone(first), second...)
+
+	// The log holds all three transactions, written by one transactional
+	// producer; the read_committed view holds the committed two.
+	all := readUncommitted(t, b, topic, len(committedVals)+len(aborted))
+	sameSet(t, "franz-go read_uncommitted of what sarama wrote", valuesOf(all), append(slices.Clone(committedVals), aborted...))
+	oneTransactionalProducer(t, "what sarama wrote", all)
+	sameSet(t, "franz-go read_committed of what sarama wrote", valuesOf(readCommitted(t, b, topic, len(committedVals))), committedVals)
+
+	// A sarama consumer group with IsolationLevel ReadCommitted. Each
+	// partition ends with a committed transaction, so once it has
+	// len(committedVals) records it has gone past every aborted one.
+	got := saramaGroupConsume(t, b, "sarama-txn-readers", topic, len(committedVals))
+	noneOf(t, "sarama read_committed group", got, "sarama-abort")
+	sameSet(t, "sarama read_committed group", got, committedVals)
+}
+
+// A sarama copier consumes "in" and, in transactions, writes copies to
+// "out" and commits its consumed offsets with AddMessageToTxn (first
+// transaction) and AddOffsetsToTxn (the others). An aborted transaction's
+// offsets never become the group's; after the copier rewinds and commits
+// the same range again, a new member of the group starts exactly after the
+// copied records.
+func TestSaramaTransactionalOffsetsCommitWithTheTransaction(t *testing.T) {
+	b := brokertest.Run(t)
+	const in, out, group = "sarama-in", "sarama-out", "sarama-copier"
+	createTopic(t, b, in, 2)
+	createTopic(t, b, out, 2)
+	input := map[int32][]string{0: values("in-p0", 30), 1: values("in-p1", 30)}
+	for p, vs := range input {
+		seed(t, b, in, p, vs)
+	}
+
+	consumer, err := sarama.NewConsumer([]string{b.Addr()}, saramaConfig(""))
+	if err != nil {
+		t.Fatalf("sarama consumer: %v", err)
+	}
+	defer consumer.Close()
+	// The first 20 messages of each input partition.
+	msgs := map[int32][]*sarama.ConsumerMessage{}
+	for p := range input {
+		pc, err := consumer.ConsumePartition(in, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatalf("consume %s/%d: %v", in, p, err)
+		}
+		timeout := time.After(15 * time.Second)
+		for len(msgs[p]) < 20 {
+			select {
+			case m := <-pc.Messages():
+				msgs[p] = append(msgs[p], m)
+			case <-timeout:
+				t.Fatalf("sarama consumed %d messages of %s/%d before timeout", len(msgs[p]), in, p)
+			}
+		}
+		pc.AsyncClose()
+	}
+
+	p := newSaramaTxnProducer(t, b, "sarama-copier-txn")
+	copyRange := func(from, to int) {
+		t.Helper()
+		if err := p.BeginTxn(); err != nil {
+			t.Fatalf("BeginTxn: %v", err)
+		}
+		for part, ms := range msgs {
+			for _, m := range ms[from:to] {
+				if _, _, err := p.SendMessage(&sarama.ProducerMessage{Topic: out, Partition: part, Value: sarama.ByteEncoder(m.Value)}); err != nil {
+					t.Fatalf("copy %s: %v", m.Value, err)
+				}
+			}
+		}
+	}
+	want := func(what string, offsets map[int32]int64) {
+		t.Helper()
+		if got := committed(t, b, group, in); !maps.Equal(got, offsets) {
+			t.Fatalf("%s: group %s has committed %v, want %v", what, group, got, offsets)
+		}
+	}
+
+	// 1: copy [0,10) and commit each consumed message with AddMessageToTxn
+	// (AddOffsetsToTxn + TxnOffsetCommit of its offset+1).
+	copyRange(0, 10)
+	for _, ms := range msgs {
+		for _, m := range ms[:10] {
+			if err := p.AddMessageToTxn(m, group, nil); err != nil {
+				t.Fatalf("AddMessageToTxn %s/%d@%d: %v", m.Topic, m.Partition, m.Offset, err)
+			}
+		}
+	}
+	endTxn(t, p, true)
+	want("after the first transaction committed", map[int32]int64{0: 10, 1: 10})
+
+	// 2: copy [10,20), send offsets 20, abort: the offsets are dropped.
+	offsets20 := map[string][]*sarama.PartitionOffsetMetadata{in: {{Partition: 0, Offset: 20}, {Partition: 1, Offset: 20}}}
+	copyRange(10, 20)
+	if err := p.AddOffsetsToTxn(offsets20, group); err != nil {
+		t.Fatalf("AddOffsetsToTxn: %v", err)
+	}
+	endTxn(t, p, false)
+	want("after the second transaction aborted", map[int32]int64{0: 10, 1: 10})
+
+	// 3: the copier rewinds and copies [10,20) again, committing.
+	copyRange(10, 20)
+	if err := p.AddOffsetsToTxn(offsets20, group); err != nil {
+		t.Fatalf("AddOffsetsToTxn: %v", err)
+	}
+	endTxn(t, p, true)
+	want("after the third transaction committed", map[int32]int64{0: 20, 1: 20})
+
+	// out holds each copied value once, per partition in input order.
+	copies := readCommitted(t, b, out, 40)
+	oneTransactionalProducer(t, "sarama copies", copies)
+	for part, vs := range byPartition(copies) {
+		if !slices.Equal(vs, input[part][:20]) {
+			t.Fatalf("out/%d read_committed holds %v, want the first 20 values of in/%d: %v", part, vs, part, input[part][:20])
+		}
+	}
+
+	// A new member of the group starts from the transactional commits:
+	// exactly the 10 values per partition the copier did not copy. Its
+	// reset policy is "oldest", so it would re-read from 0 without them.
+	var rest []string
+	for _, vs := range input {
+		rest = append(rest, vs[20:]...)
+	}
+	sameSet(t, "new sarama member of "+group, saramaGroupConsume(t, b, group, in, len(rest)), rest)
+}
+
+// saramaGroupConsume joins group with a sarama consumer group
+// (read_committed), consumes topic until n messages arrived, marks them and
+// leaves, and returns their values.
+func saramaGroupConsume(t *testing.T, b *brokertest.Broker, group, topic string, n int) []string {
+	t.Helper()
+	cg, err := sarama.NewConsumerGroup([]string{b.Addr()}, group, saramaConfig(""))
+	if err != nil {
+		t.Fatalf("sarama consumer group %s: %v", group, err)
+	}
+	h := &saramaHandler{want: n, done: make(chan struct{})}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var wg sync.WaitGroup
+	var consumeErr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for ctx.Err() == nil {
+			if err := cg.Consume(ctx, []string{topic}, h); err != nil && !errors.Is(err, sarama.ErrClosedConsumerGroup) {
+				consumeErr = err
+				return
+			}
+		}
+	}()
+	select {
+	case <-h.done:
+	case <-ctx.Done():
+	}
+	cancel()
+	wg.Wait()
+	if err := cg.Close(); err != nil {
+		t.Errorf("close sarama consumer group %s: %v", group, err)
+	}
+	if consumeErr != nil {
+		t.Fatalf("sarama Consume: %v", consumeErr)
+	}
+	got := h.values()
+	if len(got) < n {
+		t.Fatalf("sarama group %s consumed %d of %d messages of %s before timeout: %v", group, len(got), n, topic, got)
+	}
+	return got
+}
+
+type saramaHandler struct {
+	want int
+	done chan struct{}
+
+	mu  sync.Mutex
+	got []string
+}
+
+func (h *saramaHandler) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (h *saramaHandler) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+func (h *saramaHandler) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.ConsumerGroupClaim) error {
+	for {
+		select {
+		case m, ok := <-c.Messages():
+			if !ok {
+				return nil
+			}
+			h.mu.Lock()
+			h.got = append(h.got, string(m.Value))
+			if len(h.got) == h.want {
+				close(h.done)
+			}
+			h.mu.Unlock()
+			s.MarkMessage(m, "")
+		case <-s.Context().Done():
+			return nil
+		}
+	}
+}
+
+func (h *saramaHandler) values() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return slices.Clone(h.got)
+}
