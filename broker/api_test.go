@@ -458,3 +458,61 @@ func TestListOffsetsInsideBatch(t *testing.T) {
 		t.Fatalf("offset %d timestamp %d, want 2 and 1002", p.Offset, p.Timestamp)
 	}
 }
+
+// TestFetchMaxBytes: at least one batch even past the limits (KIP-74), whole
+// batches only, and the response limit stops further partitions once data is
+// in hand.
+func TestFetchMaxBytes(t *testing.T) {
+	b := brokertest.Run(t, broker.WithProperty("num.partitions", "2"), broker.WithTopics("mb"))
+	cl := b.Client(t)
+	for part := int32(0); part < 2; part++ {
+		for i := range 3 {
+			req := kmsg.NewPtrProduceRequest()
+			req.Acks, req.TimeoutMillis = -1, 5000
+			rt := kmsg.NewProduceRequestTopic()
+			rt.Topic = "mb"
+			rp := kmsg.NewProduceRequestTopicPartition()
+			rp.Partition = part
+			rp.Records = rawBatch(-1, -1, -1, 10, 1000, fmt.Sprint(i))
+			rt.Partitions = append(rt.Partitions, rp)
+			req.Topics = append(req.Topics, rt)
+			if _, err := req.RequestWith(ctxT(t), cl); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	batchSize := len(rawBatch(-1, -1, -1, 10, 1000, "0"))
+	fetch := func(maxBytes, partMax int32) []int {
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxBytes = maxBytes
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "mb"
+		for part := int32(0); part < 2; part++ {
+			rp := kmsg.NewFetchRequestTopicPartition()
+			rp.Partition, rp.PartitionMaxBytes = part, partMax
+			rt.Partitions = append(rt.Partitions, rp)
+		}
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(ctxT(t), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var sizes []int
+		for _, p := range resp.Topics[0].Partitions {
+			if len(p.RecordBatches)%batchSize != 0 {
+				t.Fatalf("partial batch: %d bytes", len(p.RecordBatches))
+			}
+			sizes = append(sizes, len(p.RecordBatches)/batchSize)
+		}
+		return sizes
+	}
+	if got := fmt.Sprint(fetch(1<<20, 10)); got != "[1 1]" {
+		t.Fatalf("tiny partition limit: batches %s, want [1 1]", got)
+	}
+	if got := fmt.Sprint(fetch(10, 1<<20)); got != "[1 0]" {
+		t.Fatalf("tiny response limit: batches %s, want [1 0]", got)
+	}
+	if got := fmt.Sprint(fetch(1<<20, 1<<20)); got != "[3 3]" {
+		t.Fatalf("no limits: batches %s, want [3 3]", got)
+	}
+}
