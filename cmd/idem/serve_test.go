@@ -16,6 +16,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/verify"
 )
@@ -119,6 +122,7 @@ func TestServeAndClientCommandsEndToEnd(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	_, port, _ := net.SplitHostPort(addr)
 	// A properties file sets defaults; -X overrides it.
 	props := filepath.Join(t.TempDir(), "server.properties")
 	if err := os.WriteFile(props, []byte("num.partitions=4\ngroup.initial.rebalance.delay.ms=0\n"), 0o644); err != nil {
@@ -128,7 +132,7 @@ func TestServeAndClientCommandsEndToEnd(t *testing.T) {
 	server := &verify.Process{
 		Path: os.Args[0],
 		Args: []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr, "--admin-addr", adminAddr,
-			"--config", props, "-X", "num.partitions=5"},
+			"--config", props, "-X", "num.partitions=5", "--advertised-addr", "localhost:" + port},
 		Env:    []string{mainEnv + "=1"},
 		Addr:   addr,
 		Output: &logs,
@@ -161,6 +165,17 @@ func TestServeAndClientCommandsEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := []string{"--brokers", addr}
+
+	// Metadata names the advertised address, not the bound one.
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md, err := kadm.NewClient(cl).BrokerMetadata(context.Background())
+	cl.Close()
+	if err != nil || len(md.Brokers) != 1 || md.Brokers[0].Host != "localhost" || fmt.Sprint(md.Brokers[0].Port) != port {
+		t.Fatalf("broker metadata %+v, %v; want localhost:%s", md.Brokers, err, port)
+	}
 
 	// Producing to a missing topic creates it with num.partitions from -X.
 	mustIdem(t, "x\n", append([]string{"produce", "auto"}, b...)...)
