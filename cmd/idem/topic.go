@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"slices"
@@ -158,7 +159,8 @@ func topicDescribeCmd() *cobra.Command {
 				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 				fmt.Fprintln(tw, "SUMMARY\n=======")
 				fmt.Fprintf(tw, "NAME\t%s\n", t.Topic)
-				fmt.Fprintf(tw, "ID\t%s\n", t.ID)
+				// Kafka prints topic ids as unpadded URL-safe base64.
+				fmt.Fprintf(tw, "ID\t%s\n", base64.RawURLEncoding.EncodeToString(t.ID[:]))
 				fmt.Fprintf(tw, "PARTITIONS\t%d\n", len(t.Partitions))
 				fmt.Fprintf(tw, "REPLICAS\t%d\n", t.Partitions.NumReplicas())
 				fmt.Fprintln(tw, "\nCONFIGS\n=======")
