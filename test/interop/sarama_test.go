@@ -14,9 +14,9 @@ import (
 // sarama picks each request version from config.Version (V2_8_0_0 is its
 // default since v1.60.1) rather than from ApiVersions alone, and is
 // idempotent only when asked, with one request in flight.
-func saramaConfig() *sarama.Config {
+func saramaConfig(v sarama.KafkaVersion) *sarama.Config {
 	cfg := sarama.NewConfig()
-	cfg.Version = sarama.V2_8_0_0
+	cfg.Version = v
 	cfg.ClientID = "idem-interop-sarama"
 	cfg.Producer.Idempotent = true
 	cfg.Producer.RequiredAcks = sarama.WaitForAll
@@ -30,12 +30,20 @@ func saramaConfig() *sarama.Config {
 }
 
 func TestSaramaIdempotentSyncProducerAndConsumerGroup(t *testing.T) {
+	// V2_8_0_0 is sarama's default; V4_0_0_0 makes it send the flexible
+	// (compact) versions that Kafka 4 clients use.
+	for _, v := range []sarama.KafkaVersion{sarama.V2_8_0_0, sarama.V4_0_0_0} {
+		t.Run(v.String(), func(t *testing.T) { testSarama(t, v) })
+	}
+}
+
+func testSarama(t *testing.T, v sarama.KafkaVersion) {
 	b := startBroker(t)
 	const topic, group = "sarama-orders", "sarama-group"
 	createTopic(t, b, topic, 3)
 	all := values("sarama", 150)
 
-	producer, err := sarama.NewSyncProducer([]string{b.Addr()}, saramaConfig())
+	producer, err := sarama.NewSyncProducer([]string{b.Addr()}, saramaConfig(v))
 	if err != nil {
 		t.Fatalf("sync producer: %v", err)
 	}
@@ -68,7 +76,7 @@ func TestSaramaIdempotentSyncProducerAndConsumerGroup(t *testing.T) {
 	oneIdempotentProducer(t, readAll(t, b, topic, len(all)))
 
 	// Consume them back through a sarama consumer group, marking each one.
-	cg, err := sarama.NewConsumerGroup([]string{b.Addr()}, group, saramaConfig())
+	cg, err := sarama.NewConsumerGroup([]string{b.Addr()}, group, saramaConfig(v))
 	if err != nil {
 		t.Fatalf("consumer group: %v", err)
 	}
