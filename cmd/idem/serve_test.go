@@ -319,3 +319,12 @@ func TestProduceAndConsumeOptions(t *testing.T) {
 		}
 	}
 }
+
+func TestServeHelpPropertiesListsTheRegistry(t *testing.T) {
+	out := mustIdem(t, "", "serve", "--help-properties")
+	for _, want := range []string{"NAME", "num.partitions", "auto.create.topics.enable", "group.initial.rebalance.delay.ms"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("--help-properties lacks %q:\n%s", want, out)
+		}
+	}
+}
