@@ -149,10 +149,11 @@ type Recorder struct {
 // NewRecorder starts an empty history now.
 func NewRecorder() *Recorder { return &Recorder{start: time.Now()} }
 
-// Add appends op, stamping its time.
+// Add appends op, stamping its time under the lock so that times never
+// decrease along the history.
 func (r *Recorder) Add(op Op) {
-	op.Time = time.Since(r.start)
 	r.mu.Lock()
+	op.Time = time.Since(r.start)
 	r.ops = append(r.ops, op)
 	r.mu.Unlock()
 }
