@@ -56,10 +56,11 @@ func createTopic(t *testing.T, b *brokertest.Broker, topic string, partitions in
 }
 
 // seed writes values to the given partition of topic, in order, with a
-// plain (non-transactional) franz-go producer.
+// plain (non-transactional) franz-go producer, uncompressed (kafkajs has no
+// snappy codec of its own).
 func seed(t *testing.T, b *brokertest.Broker, topic string, partition int32, values []string) {
 	t.Helper()
-	cl := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	cl := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.ProducerBatchCompression(kgo.NoCompression()))
 	var recs []*kgo.Record
 	for _, v := range values {
 		recs = append(recs, &kgo.Record{Topic: topic, Partition: partition, Value: []byte(v)})
