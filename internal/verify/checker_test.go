@@ -7,6 +7,7 @@ import (
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -219,5 +220,32 @@ func TestSendOutcomeIsFailOnlyWhenTheRecordCannotHaveBeenAppended(t *testing.T) 
 		if got := SendOutcome(c.err); got != c.want {
 			t.Errorf("SendOutcome(%v) = %s, want %s", c.err, got, c.want)
 		}
+	}
+}
+
+func TestRecorderKeepsEveryOpFromConcurrentClientsInTimeOrder(t *testing.T) {
+	rec := NewRecorder()
+	var wg sync.WaitGroup
+	for p := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for s := range 500 {
+				rec.Invoke(p, FSend, Record{Value: Value(p, s), Partition: -1, Offset: -1})
+			}
+		}()
+	}
+	wg.Wait()
+	h := rec.History()
+	if len(h) != 8*500 {
+		t.Fatalf("recorded %d ops, want %d", len(h), 8*500)
+	}
+	for i := 1; i < len(h); i++ {
+		if h[i].Time < h[i-1].Time {
+			t.Fatalf("op %d at %v precedes op %d at %v", i, h[i].Time, i-1, h[i-1].Time)
+		}
+	}
+	if r := CheckSet(h); r.Attempted != 8*500 {
+		t.Fatalf("attempted %d distinct values, want %d", r.Attempted, 8*500)
 	}
 }
