@@ -137,3 +137,29 @@ func TestKcatOffsetsByTime(t *testing.T) {
 		t.Fatalf("kcat -Q for %d answered %q, want offset 2", ts, q)
 	}
 }
+
+// kcat -G is librdkafka's balanced consumer: JoinGroup/SyncGroup with its
+// own assignor, offset commits on close.
+func TestKcatBalancedConsumerGroupCommitsWhatItRead(t *testing.T) {
+	requireTool(t, "kcat", "kcat")
+	b := startBroker(t)
+	const topic, group = "kcat-group", "kcat-g"
+	createTopic(t, b, topic, 3)
+	var in strings.Builder
+	var want []string
+	for i := range 20 {
+		fmt.Fprintf(&in, "k%d:v%d\n", i, i)
+		want = append(want, fmt.Sprintf("v%d", i))
+	}
+	kcat(t, in.String(), "-b", b.Addr(), "-P", "-t", topic, "-K", ":")
+
+	out := kcat(t, "", "-b", b.Addr(), "-G", group, topic, "-X", "auto.offset.reset=earliest", "-e", "-q", "-f", `%s\n`)
+	sameSet(t, "kcat -G", strings.Fields(out), want)
+	ends := endOffsets(t, b, topic)
+	got := committed(t, b, group, topic)
+	for p, end := range ends {
+		if end > 0 && got[p] != end {
+			t.Errorf("partition %d: committed %d, want the end offset %d (all %v)", p, got[p], end, got)
+		}
+	}
+}
