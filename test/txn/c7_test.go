@@ -68,4 +68,5 @@ func TestC7DelayedRequestsCannotLeakIntoLaterTransactions(t *testing.T) {
 		t.Errorf("only %d requests held and %d delivered late: the fault did not fire often enough to prove anything", proxy.Held(), proxy.Late())
 	}
 	checkTxnOutcomes(t, seeds, "c7", h)
+	checkNoHangingTransactions(t, seeds, "c7", 5*time.Second)
 }

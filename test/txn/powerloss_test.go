@@ -60,4 +60,5 @@ func TestPowerLossInTheMiddleOfCommits(t *testing.T) {
 	wg.Wait()
 	<-done
 	checkTxnOutcomes(t, seeds, "pl", h)
+	checkNoHangingTransactions(t, seeds, "pl", 5*time.Second)
 }

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -98,13 +99,16 @@ func txnProducer(ctx context.Context, t testing.TB, seeds []string, topic, txnID
 			continue
 		}
 		pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		// Ending gets its own context: when the run stops, the transaction
+		// in flight is still resolved, so none is left open to hold a
+		// partition's last stable offset back.
+		ectx, ecancel := context.WithTimeout(context.WithoutCancel(ctx), 20*time.Second)
 		var rs []*kgo.Record
 		for j, v := range vs {
 			rs = append(rs, &kgo.Record{Value: []byte(v), Partition: int32(j % 2)})
 		}
 		perr := cl.ProduceSync(pctx, rs...).FirstErr()
 		cancel()
-		ectx, cancel := context.WithTimeout(ctx, 20*time.Second)
 		var eerr error
 		o := unknown
 		switch {
@@ -130,7 +134,7 @@ func txnProducer(ctx context.Context, t testing.TB, seeds []string, topic, txnID
 				}
 			}
 		}
-		cancel()
+		ecancel()
 		h.mu.Lock()
 		h.outcomes[i] = o
 		h.mu.Unlock()
@@ -208,5 +212,44 @@ func checkTxnOutcomes(t testing.TB, seeds []string, topic string, h *txnHistory)
 	}
 	if counts[committed] == 0 || counts[aborted] == 0 {
 		t.Errorf("the run needs both committed (%d) and aborted (%d) transactions to prove anything", counts[committed], counts[aborted])
+	}
+}
+
+// checkNoHangingTransactions waits until every partition of topic has its
+// last stable offset at its high watermark: once the producer has resolved
+// all its transactions, none may stay open on a partition (a hanging
+// transaction would block read_committed consumers forever).
+func checkNoHangingTransactions(t testing.TB, seeds []string, topic string, within time.Duration) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		hwm, err1 := adm.ListEndOffsets(ctx, topic)
+		lso, err2 := adm.ListCommittedOffsets(ctx, topic)
+		cancel()
+		stuck := []string{}
+		if err := errors.Join(err1, err2); err != nil {
+			stuck = append(stuck, err.Error())
+		} else {
+			hwm.Each(func(o kadm.ListedOffset) {
+				if l, ok := lso.Lookup(topic, o.Partition); !ok || l.Offset != o.Offset {
+					stuck = append(stuck, fmt.Sprintf("partition %d: LSO %d, high watermark %d", o.Partition, l.Offset, o.Offset))
+				}
+			})
+		}
+		if len(stuck) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("transactions still open %v after the producer stopped: %v", within, stuck)
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
 	}
 }
