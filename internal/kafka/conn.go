@@ -212,7 +212,7 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 			return nil, fmt.Errorf("%w: truncated header tags", errFrame)
 		}
 	}
-	if key == 0 && version >= 3 {
+	if key == 0 {
 		if err := prescanProduce(r.Src, version); err != nil {
 			return nil, err
 		}

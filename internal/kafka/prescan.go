@@ -15,7 +15,7 @@ import (
 // entry per partition they lead, far below this.
 const maxProducePartitions = 100_000
 
-// prescanProduce walks a Produce request body (v3+) without allocating and
+// prescanProduce walks a Produce request body without allocating and
 // counts its partitions, so that decoding it is bounded by the frame size
 // times a small constant. It returns an error for a request that is
 // malformed or names too many partitions.
@@ -40,7 +40,9 @@ func prescanProduce(body []byte, version int16) error {
 		}
 		return int(r.ArrayLen())
 	}
-	str()     // transactional id
+	if version >= 3 {
+		str() // transactional id
+	}
 	r.Int16() // acks
 	r.Int32() // timeout
 	topics := arr()
