@@ -19,8 +19,8 @@ import (
 // process) in transactions of at most 100 records with a third of them
 // aborted on purpose (the copier then rewinds to its committed offsets).
 // As the copy progresses the copiers are SIGKILLed three times and the
-// broker three times, each restarted on the same transactional ids and data
-// directory. A read_committed consumer reads "out" during the whole copy
+// broker three times, then the broker is bounced cleanly (SIGTERM) once,
+// each restarted on the same transactional ids and data directory. A read_committed consumer reads "out" during the whole copy
 // and a fresh one afterwards: both must see exactly the input, each value
 // once, and each output partition must hold its input partition's values
 // in their order.
@@ -32,7 +32,7 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 		n          = 20000
 		copiers    = 2
 		budget     = 80 * time.Second
-		killPoints = 6 // alternate copier and broker kills at these fractions of progress
+		killPoints = 7 // alternate copier and broker kills; the last point is a clean broker bounce
 	)
 	seed := verify.Seed(t)
 	dataDir, logDir := t.TempDir(), t.TempDir()
@@ -98,7 +98,7 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 		}
 	}()
 
-	copierKills, brokerKills, copierExits := 0, 0, 0
+	copierKills, brokerKills, copierExits, cleanBounces := 0, 0, 0, 0
 	// waitFor waits until the reader has seen target values, restarting a
 	// copier that stopped by itself (a fatal client error; logged in its log).
 	waitFor := func(target int) {
@@ -120,6 +120,17 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 		waitFor(n * k / (killPoints + 2))
 		if ctx.Err() != nil {
 			break
+		}
+		if k == killPoints {
+			t.Logf("progress %d/%d: SIGTERM broker (clean bounce)", concurrent.distinct(), n)
+			if err := brk.Stop(20 * time.Second); err != nil {
+				t.Errorf("graceful broker shutdown: %v", err)
+			}
+			if err := brk.Start(context.Background()); err != nil {
+				t.Fatalf("restart broker: %v (log in %s)", err, logDir)
+			}
+			cleanBounces++
+			continue
 		}
 		if k%2 == 1 {
 			p := procs[copierKills%copiers]
@@ -149,10 +160,11 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
-	t.Logf("copier kills %d, broker kills %d, copier exits %d, concurrent reader saw %d distinct values",
-		copierKills, brokerKills, copierExits, concurrent.distinct())
-	if copierKills < 3 || brokerKills < 3 {
-		t.Errorf("only %d copier and %d broker kills: the copy did not progress enough in %v", copierKills, brokerKills, budget)
+	t.Logf("copier kills %d, broker kills %d, clean broker bounces %d, copier exits %d, concurrent reader saw %d distinct values",
+		copierKills, brokerKills, cleanBounces, copierExits, concurrent.distinct())
+	if copierKills < 3 || brokerKills < 3 || cleanBounces < 1 {
+		t.Errorf("only %d copier kills, %d broker kills and %d clean bounces: the copy did not progress enough in %v",
+			copierKills, brokerKills, cleanBounces, budget)
 	}
 	concurrent.check(t, "concurrent read_committed consumer", input)
 	final := drainCommitted(t, seeds, "out", n, time.Second, 20*time.Second)
