@@ -46,6 +46,9 @@ func prescanProduce(body []byte, version int16) error {
 	r.Int16() // acks
 	r.Int32() // timeout
 	topics := arr()
+	if topics > maxProducePartitions {
+		return fmt.Errorf("produce request names more than %d topics", maxProducePartitions)
+	}
 	total := 0
 	for range max(topics, 0) {
 		str() // topic
