@@ -309,8 +309,11 @@ func promise(scenario string, m Mode) (string, func(ModeResult) bool) {
 	noLoss := func(r ModeResult) bool { return r.Lost == 0 }
 	once := func(r ModeResult) bool { return r.Lost == 0 && r.DupEffects == 0 }
 	effect := "customer charged twice"
+	what := "offsets, ids and effects"
 	if scenario == ScenarioAggregate {
 		effect = "event counted twice"
+		what = "state, outputs and offsets"
+		once = func(r ModeResult) bool { return r.Lost == 0 && r.DupEffects == 0 && r.Drift == 0 }
 	}
 	switch m {
 	case AtMostOnce:
@@ -320,8 +323,11 @@ func promise(scenario string, m Mode) (string, func(ModeResult) bool) {
 	case IdempotentConsumer:
 		return "no acknowledged event lost, no " + effect + " (dedupe + idempotency key)", once
 	case OffsetsInDB:
-		return "no acknowledged event lost, no " + effect + " (offsets, ids and effects in one DB transaction)", once
+		return "no acknowledged event lost, no " + effect + " (" + what + " in one DB transaction)", once
 	case ExactlyOnceTxn:
+		if scenario == ScenarioAggregate {
+			return "no drift: every acknowledged event counted exactly once (" + what + " in one Kafka transaction)", once
+		}
 		return "every acknowledged event in the output exactly once (Kafka transaction, read_committed)", once
 	}
 	return "", func(ModeResult) bool { return false }

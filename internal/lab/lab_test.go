@@ -91,7 +91,7 @@ func TestChargeBrokenIdempotentConsumerBreaksItsPromise(t *testing.T) {
 // crashes between the state update and the offset commit; keeping state,
 // outputs and offsets in one transaction does not drift.
 func TestAggregateAtLeastOnceDriftsAndOneTransactionDoesNot(t *testing.T) {
-	cfg := testConfig(t, lab.ScenarioAggregate, 30, lab.AtLeastOnce, lab.OffsetsInDB)
+	cfg := testConfig(t, lab.ScenarioAggregate, 30, lab.AtLeastOnce, lab.OffsetsInDB, lab.ExactlyOnceTxn)
 	cfg.Faults = []lab.Fault{lab.FaultLostAck, lab.FaultConsumerCrash, lab.FaultBrokerKill}
 	cfg.Duration = 45 * time.Second
 	rep := run(t, cfg)
@@ -101,5 +101,12 @@ func TestAggregateAtLeastOnceDriftsAndOneTransactionDoesNot(t *testing.T) {
 	}
 	if db.Kept == nil || !*db.Kept || db.Drift != 0 || db.TrueTotal == 0 || db.ComputedTotal != db.TrueTotal {
 		t.Errorf("offsets-in-db: want kept with no drift, got %+v", db)
+	}
+	if txn := mode(t, rep, lab.ExactlyOnceTxn); txn.Available {
+		if txn.Kept == nil || !*txn.Kept || txn.Drift != 0 || txn.ComputedTotal != txn.TrueTotal || txn.Faults[string(lab.FaultConsumerCrash)] == 0 {
+			t.Errorf("exactly-once-txn: want kept with no drift after a consumer crash, got %+v", txn)
+		}
+	} else if txn.Kept != nil {
+		t.Errorf("unavailable mode with a verdict: %+v", txn)
 	}
 }

@@ -449,6 +449,33 @@ func retry(ctx context.Context, f func() error) error {
 	}
 }
 
+// Total is an output record of the transactional aggregate: the running
+// total of a customer after an event. The output topic is the state's
+// changelog too, so state, outputs and input offsets commit in one
+// transaction.
+type Total struct {
+	EventID  string `json:"event_id"`
+	Customer string `json:"customer"`
+	Total    int64  `json:"total"`
+}
+
+// restoreTotals rebuilds the running totals from the committed output: the
+// last total of each customer.
+func restoreTotals(ctx context.Context, brokers []string, topic string) (map[string]int64, error) {
+	vs, err := drainCommitted(ctx, brokers, topic)
+	if err != nil {
+		return nil, fmt.Errorf("restore totals: %w", err)
+	}
+	totals := map[string]int64{}
+	for _, v := range vs {
+		var t Total
+		if json.Unmarshal(v, &t) == nil {
+			totals[t.Customer] = t.Total
+		}
+	}
+	return totals, nil
+}
+
 // runTxn is transactional consume-transform-produce (franz-go's
 // GroupTransactSession): each polled batch's ledger records and its input
 // offsets commit in one Kafka transaction. A crash before End leaves the
@@ -467,9 +494,17 @@ func (w *worker) runTxn(ctx context.Context) error {
 		return err
 	}
 	defer sess.Close()
+	// Initialise the transactional producer id now: that fences the
+	// previous incarnation and aborts the transaction it left open. Done
+	// lazily (at the first produce), the stable offset fetch below would
+	// wait for that very transaction until it timed out.
+	if err := retry(ctx, func() error { _, _, err := sess.Client().ProducerID(ctx); return err }); err != nil {
+		return err
+	}
 	if err := retry(ctx, func() error { return w.loadCommitted(ctx, sess.Client()) }); err != nil {
 		return err
 	}
+	var totals map[string]int64 // aggregate: the running totals, restored from the output
 	for !w.done() {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -484,6 +519,15 @@ func (w *worker) runTxn(ctx context.Context) error {
 		if err := sess.Begin(); err != nil {
 			return err
 		}
+		if w.spec.Scenario == ScenarioAggregate && totals == nil {
+			// The first poll fetched the group's offsets with
+			// RequireStable, so every earlier transaction is resolved and
+			// the committed output is exactly the state those offsets
+			// belong to.
+			if totals, err = restoreTotals(ctx, w.spec.Brokers, w.spec.Output); err != nil {
+				return err
+			}
+		}
 		var ids []string
 		for _, r := range recs {
 			var e Event
@@ -491,7 +535,13 @@ func (w *worker) runTxn(ctx context.Context) error {
 				continue
 			}
 			crashHere := w.delivered(r, e)
-			v, _ := json.Marshal(Charge{EventID: e.ID, Customer: e.Customer, Cents: e.Cents})
+			var v []byte
+			if totals != nil {
+				totals[e.Customer] += e.Cents
+				v, _ = json.Marshal(Total{EventID: e.ID, Customer: e.Customer, Total: totals[e.Customer]})
+			} else {
+				v, _ = json.Marshal(Charge{EventID: e.ID, Customer: e.Customer, Cents: e.Cents})
+			}
 			sess.Produce(ctx, &kgo.Record{Key: []byte(e.Customer), Value: v}, nil)
 			ids = append(ids, e.ID)
 			if crashHere {
@@ -510,6 +560,8 @@ func (w *worker) runTxn(ctx context.Context) error {
 			for _, r := range recs {
 				w.settled(r)
 			}
+		} else {
+			totals = nil // aborted: consumption rewinds, so does the state
 		}
 	}
 	return nil
