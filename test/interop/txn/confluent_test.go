@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"testing"
@@ -75,6 +76,10 @@ func TestConfluentKafkaPythonTransactionalCopierAndZombieFencing(t *testing.T) {
 		Fenced              *kafkaError `json:"fenced"`
 		AfterFenced         *kafkaError `json:"after_fenced"`
 		AfterFenceValues    []string    `json:"after_fence_values"`
+		ReadCommitted       []struct {
+			Partition int32  `json:"partition"`
+			Value     string `json:"value"`
+		} `json:"read_committed"` // in the order received
 	}
 	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
 		t.Fatalf("script output is not JSON: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
@@ -118,6 +123,16 @@ func TestConfluentKafkaPythonTransactionalCopierAndZombieFencing(t *testing.T) {
 		if wantP := append(slices.Clone(input[p]), res.AfterFenceValues[p]); !slices.Equal(vs, wantP) {
 			t.Fatalf("%s/%d holds %v, want %v", out, p, vs, wantP)
 		}
+	}
+
+	// librdkafka's own read_committed consumer read the same, in the same
+	// order per partition.
+	pyRead := map[int32][]string{}
+	for _, r := range res.ReadCommitted {
+		pyRead[r.Partition] = append(pyRead[r.Partition], r.Value)
+	}
+	if wantRead := byPartition(recs); !maps.EqualFunc(pyRead, wantRead, slices.Equal) {
+		t.Fatalf("librdkafka read_committed of %s: got %v, want %v", out, pyRead, wantRead)
 	}
 
 	// The aborted copies and the zombie's record are in the log, so it was

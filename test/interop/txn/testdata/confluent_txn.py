@@ -16,6 +16,7 @@ usage: confluent_txn.py BOOTSTRAP IN OUT GROUP TRANSACTIONAL_ID COUNT BATCH
    abort its open transaction. The first producer's next transactional call
    (commit_transaction) must fail with a fatal error. The second producer
    then commits one record to every partition of OUT.
+3. A librdkafka read_committed consumer reads OUT from the start.
 
 Prints one JSON object for the Go test to check; exits non-zero with the
 reason on stderr when a step that must succeed fails.
@@ -142,10 +143,37 @@ def fence(bootstrap, out_topic, txn_id, zombie, partitions):
     return fenced, later, after
 
 
+def read_committed(bootstrap, topic, group, count):
+    """Reads topic from the start with a new read_committed group member
+    until count records arrived: librdkafka's own filtering of aborted
+    transactions (Fetch AbortedTransactions and the abort markers)."""
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+        "session.timeout.ms": 6000,
+    })
+    consumer.subscribe([topic])
+    got = []
+    deadline = time.time() + 20
+    while len(got) < count:
+        if time.time() > deadline:
+            fail("%s read %d of %d records of %s: %s" % (group, len(got), count, topic, got))
+        for m in consumer.consume(num_messages=count - len(got), timeout=0.5):
+            if m.error() is not None:
+                fail("read_committed consume: %s" % m.error())
+            got.append({"partition": m.partition(), "value": m.value().decode()})
+    consumer.close()
+    return got
+
+
 def main(bootstrap, in_topic, out_topic, group, txn_id, count, batch):
     zombie, copied, transactions, aborted, aborted_values = copy(
         bootstrap, in_topic, out_topic, group, txn_id, count, batch)
     fenced, later, after = fence(bootstrap, out_topic, txn_id, zombie, 2)
+    readers = read_committed(bootstrap, out_topic, group + "-readers", copied + len(after))
     json.dump({
         "copied": copied,
         "transactions": transactions,
@@ -154,6 +182,7 @@ def main(bootstrap, in_topic, out_topic, group, txn_id, count, batch):
         "fenced": fenced,
         "after_fenced": later,
         "after_fence_values": after,
+        "read_committed": readers,
     }, sys.stdout)
 
 
