@@ -96,6 +96,8 @@ var registry = []*Property{
 		Doc: "host:port (or PLAINTEXT://host:port) that clients are told to connect to; empty means the bound listener address (with 0.0.0.0 replaced by 127.0.0.1)."},
 	{Name: "socket.request.max.bytes", Type: Int, Default: "104857600", Min: 1024, Max: maxInt32,
 		Doc: "Largest request frame accepted; a larger size prefix closes the connection."},
+	{Name: "fetch.max.bytes", Type: Int, Default: "57671680", Min: 1024, Max: maxInt32,
+		Doc: "Most record bytes one Fetch response carries, whatever the client asks (at least one batch is always returned)."},
 	{Name: "connections.max.idle.ms", Type: Long, Default: "600000", Min: 1, Max: math.MaxInt64,
 		Doc: "Connections idle for longer are closed."},
 

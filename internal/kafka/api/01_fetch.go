@@ -13,6 +13,7 @@ package api
 //     FetchOffset (clients skip the earlier records of that batch). At least
 //     one batch is returned even if it exceeds PartitionMaxBytes or MaxBytes
 //     (KIP-74), but once the response holds data MaxBytes stops further reads.
+//     MaxBytes is capped by the broker's fetch.max.bytes (55 MiB).
 //   - Long-poll: with less than MinBytes available the response waits, up to
 //     MaxWaitMillis, for the high watermark of any requested partition to
 //     advance. The wait is a Deferred, so it never blocks later requests on
@@ -113,6 +114,11 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) int {
 	maxBytes := int(req.MaxBytes)
 	if maxBytes <= 0 {
 		maxBytes = defaultFetchMaxBytes
+	}
+	// The broker's fetch.max.bytes caps what a client may ask for, so one
+	// request cannot make the broker read gigabytes into memory.
+	if limit := int(env.Config.Int("fetch.max.bytes")); maxBytes > limit {
+		maxBytes = limit
 	}
 	total := 0
 	resp.Topics = resp.Topics[:0]
