@@ -16,8 +16,9 @@ package api
 //     MaxBytes is capped by the broker's fetch.max.bytes (55 MiB).
 //   - Long-poll: with less than MinBytes available the response waits, up to
 //     MaxWaitMillis, for the high watermark of any requested partition to
-//     advance. The wait is a Deferred, so it never blocks later requests on
-//     the connection from being read.
+//     advance. Reading and waiting happen in a Deferred on the connection's
+//     writer, so a long-poll never blocks later requests from being read and
+//     a connection holds at most one fetch response's data at a time.
 //   - Fetch sessions (KIP-227) are declined: SessionID is always 0 and every
 //     request is a full fetch. A request naming a session id gets
 //     FETCH_SESSION_ID_NOT_FOUND.
@@ -51,22 +52,26 @@ const defaultFetchMaxBytes = 50 << 20
 // connection's response for days.
 const maxFetchWait = 5 * time.Minute
 
-func handleFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleFetch(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FetchRequest)
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if req.SessionID != 0 {
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
 		return resp, nil
 	}
-	n := fillFetch(env, req, resp)
 	wait := min(time.Duration(req.MaxWaitMillis)*time.Millisecond, maxFetchWait)
-	if n >= int(req.MinBytes) || wait <= 0 || fetchHasError(resp) {
-		return resp, nil
-	}
 	deadline := time.Now().Add(wait)
+	// Everything, even the first read, happens on the writer when this
+	// response's turn comes: a client that pipelines fetches without reading
+	// the answers then holds at most one response's data in memory, not one
+	// per queued request.
 	return &Deferred{Response: resp, Wait: func(ctx context.Context) error {
-		// Watch before re-reading so an advance between the read and the wait
-		// is not missed.
+		n := fillFetch(env, req, resp)
+		if n >= int(req.MinBytes) || wait <= 0 || fetchHasError(resp) || !time.Now().Before(deadline) {
+			return nil
+		}
+		// Watch, then re-read, so that an advance between the first read
+		// and the wait is not missed.
 		wake := make(chan struct{}, 1)
 		for _, rt := range req.Topics {
 			for _, rp := range rt.Partitions {
