@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker/brokertest"
@@ -70,6 +71,18 @@ func TestTxnCopierThroughput(t *testing.T) {
 		} else {
 			txns = append(txns, txnCopier(t, seeds, n, interval, round))
 			plains = append(plains, plainCopier(t, b, n, interval, round))
+		}
+	}
+	// The copies are real: every round wrote all n records to its output
+	// (the transactional output also holds one marker per transaction).
+	adm := kadm.NewClient(b.Client(t))
+	ends, err := adm.ListEndOffsets(context.Background(), "perf-plain", "perf-txn")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, topic := range []string{"perf-plain", "perf-txn"} {
+		if o, _ := ends.Lookup(topic, 0); o.Offset < int64(rounds*n) {
+			t.Errorf("%s holds %d records, want at least %d", topic, o.Offset, rounds*n)
 		}
 	}
 	plain, txn := median(plains), median(txns)
