@@ -3,6 +3,7 @@ package txn
 import (
 	"context"
 	"errors"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
@@ -121,6 +122,12 @@ func TestSaramaTransactionsReadCommittedByConsumerGroup(t *testing.T) {
 // offsets never become the group's; after the copier rewinds and commits
 // the same range again, a new member of the group starts exactly after the
 // copied records.
+//
+// sarama keeps the offsets of a transaction in memory and sends them
+// (AddOffsetsToTxn, then TxnOffsetCommit v3) from CommitTxn, just before
+// EndTxn; AbortTxn sends none. Pending offsets dropped by an abort marker
+// are therefore exercised by the librdkafka and kafkajs tests, which send
+// them at once.
 func TestSaramaTransactionalOffsetsCommitWithTheTransaction(t *testing.T) {
 	b := brokertest.Run(t)
 	const in, out, group = "sarama-in", "sarama-out", "sarama-copier"
@@ -189,7 +196,8 @@ func TestSaramaTransactionalOffsetsCommitWithTheTransaction(t *testing.T) {
 	endTxn(t, p, true)
 	want("after the first transaction committed", map[int32]int64{0: 10, 1: 10})
 
-	// 2: copy [10,20), send offsets 20, abort: the offsets are dropped.
+	// 2: copy [10,20), add offsets 20, abort: the offsets are dropped
+	// (by sarama, which never sends them).
 	offsets20 := map[string][]*sarama.PartitionOffsetMetadata{in: {{Partition: 0, Offset: 20}, {Partition: 1, Offset: 20}}}
 	copyRange(10, 20)
 	if err := p.AddOffsetsToTxn(offsets20, group); err != nil {
@@ -303,4 +311,189 @@ func (h *saramaHandler) values() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return slices.Clone(h.got)
+}
+
+// A second sarama producer with the same transactional id fences the first
+// (InitProducerId bumps the epoch and aborts the first one's open
+// transaction): the zombie's CommitTxn fails with PRODUCER_FENCED (EndTxn
+// v2, KIP-588), its producer is left in a fatal state, and its record is
+// never visible to read_committed consumers.
+func TestSaramaZombieProducerIsFenced(t *testing.T) {
+	b := brokertest.Run(t)
+	const topic, id = "sarama-fence", "sarama-fenced-txn"
+	createTopic(t, b, topic, 2)
+
+	zombie := newSaramaTxnProducer(t, b, id)
+	if err := zombie.BeginTxn(); err != nil {
+		t.Fatalf("BeginTxn: %v", err)
+	}
+	if _, _, err := zombie.SendMessage(&sarama.ProducerMessage{Topic: topic, Partition: 0, Value: sarama.StringEncoder("sarama-zombie")}); err != nil {
+		t.Fatalf("zombie SendMessage: %v", err)
+	}
+
+	successor := newSaramaTxnProducer(t, b, id)
+	err := zombie.CommitTxn()
+	if !errors.Is(err, sarama.ErrProducerFenced) {
+		t.Fatalf("the zombie's CommitTxn after a new producer took its transactional id: %v (status %v), want %v", err, zombie.TxnStatus(), sarama.ErrProducerFenced)
+	}
+	if st := zombie.TxnStatus(); st&sarama.ProducerTxnFlagFatalError == 0 {
+		t.Fatalf("the fenced zombie is %v, want a fatal error state", st)
+	}
+	if err := zombie.BeginTxn(); err == nil {
+		t.Fatal("the fenced zombie began another transaction")
+	}
+
+	after := values("sarama-after-fence", 4)
+	saramaTxn(t, successor, topic, 2, after, true)
+	recs := readCommitted(t, b, topic, len(after))
+	noneOf(t, "franz-go read_committed after fencing", valuesOf(recs), "sarama-zombie")
+	sameSet(t, "franz-go read_committed after fencing", valuesOf(recs), after)
+	sameSet(t, "franz-go read_uncommitted after fencing", valuesOf(readUncommitted(t, b, topic, len(after)+1)), append(slices.Clone(after), "sarama-zombie"))
+}
+
+// A sarama consumer-group copier commits each input offset in the
+// transaction that writes its copy, with the session's group metadata
+// (AddMessageToTxnWithGroupMetadata: TxnOffsetCommit v3 with generation
+// and member id, KIP-447). The group coordinator checks them: a wrong
+// generation while the member is alive gets ILLEGAL_GENERATION, and the
+// member's id after it left the group gets UNKNOWN_MEMBER_ID; both leave
+// the transaction abortable and commit nothing.
+func TestSaramaGroupCopierCommitsOffsetsWithGroupMetadata(t *testing.T) {
+	b := brokertest.Run(t)
+	const in, out, group = "sarama-kip447-in", "sarama-kip447-out", "sarama-kip447"
+	createTopic(t, b, in, 1)
+	createTopic(t, b, out, 1)
+	input := values("kip447", 20)
+	seed(t, b, in, 0, input)
+
+	p := newSaramaTxnProducer(t, b, "sarama-kip447-txn")
+	h := &saramaCopier{t: t, p: p, out: out, n: len(input), done: make(chan struct{})}
+	cg, err := sarama.NewConsumerGroup([]string{b.Addr()}, group, saramaConfig(""))
+	if err != nil {
+		t.Fatalf("sarama consumer group: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	consumed := make(chan error, 1)
+	go func() {
+		for ctx.Err() == nil {
+			if err := cg.Consume(ctx, []string{in}, h); err != nil && !errors.Is(err, sarama.ErrClosedConsumerGroup) {
+				consumed <- err
+				return
+			}
+		}
+		consumed <- nil
+	}()
+	select {
+	case <-h.done:
+	case <-ctx.Done():
+		t.Fatalf("the sarama copier copied %d of %d records before timeout", h.copied, len(input))
+	}
+	cancel()
+	if err := <-consumed; err != nil {
+		t.Fatalf("sarama Consume: %v", err)
+	}
+	if err := cg.Close(); err != nil {
+		t.Fatalf("close consumer group: %v", err)
+	}
+	if h.err != nil {
+		t.Fatal(h.err)
+	}
+	if !errors.Is(h.wrongGeneration, sarama.ErrIllegalGeneration) {
+		t.Fatalf("TxnOffsetCommit with the live member's id and generation %d+1: %v, want %v", h.meta.GenerationID, h.wrongGeneration, sarama.ErrIllegalGeneration)
+	}
+
+	// The member has left: its id no longer belongs to the group.
+	if err := p.BeginTxn(); err != nil {
+		t.Fatalf("BeginTxn: %v", err)
+	}
+	if err := p.AddOffsetsToTxnWithGroupMetadata(map[string][]*sarama.PartitionOffsetMetadata{in: {{Partition: 0, Offset: 1}}}, h.meta); err != nil {
+		t.Fatalf("AddOffsetsToTxnWithGroupMetadata: %v", err)
+	}
+	if err := p.CommitTxn(); !errors.Is(err, sarama.ErrUnknownMemberId) {
+		t.Fatalf("CommitTxn with a TxnOffsetCommit as member %q after it left the group: %v, want %v", h.meta.MemberID, err, sarama.ErrUnknownMemberId)
+	}
+	endTxn(t, p, false)
+
+	if got := committed(t, b, group, in); !maps.Equal(got, map[int32]int64{0: int64(len(input))}) {
+		t.Fatalf("group %s committed %v, want {0: %d}", group, got, len(input))
+	}
+	copies := readCommitted(t, b, out, len(input))
+	oneTransactionalProducer(t, "sarama group copier", copies)
+	if got := valuesOf(copies); !slices.Equal(got, input) {
+		t.Fatalf("read_committed of %s: %v, want %v", out, got, input)
+	}
+}
+
+// saramaCopier copies each message in its own transaction, committing its
+// offset with the session's group metadata. After the last one it tries a
+// transactional offset commit with the next generation and aborts it.
+// ConsumeClaim runs for the one partition of the input, so the producer is
+// used by one goroutine at a time.
+type saramaCopier struct {
+	t    *testing.T
+	p    sarama.SyncProducer
+	out  string
+	n    int
+	done chan struct{}
+
+	// Set by ConsumeClaim, read after the group is closed.
+	copied          int
+	meta            *sarama.ConsumerGroupMetadata
+	wrongGeneration error
+	err             error
+}
+
+func (c *saramaCopier) Setup(sarama.ConsumerGroupSession) error   { return nil }
+func (c *saramaCopier) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+func (c *saramaCopier) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	c.meta = &sarama.ConsumerGroupMetadata{GroupID: "sarama-kip447", GenerationID: s.GenerationID(), MemberID: s.MemberID()}
+	fail := func(format string, args ...any) error {
+		c.err = fmt.Errorf(format, args...)
+		close(c.done)
+		return c.err
+	}
+	for {
+		var m *sarama.ConsumerMessage
+		select {
+		case m = <-claim.Messages():
+		case <-s.Context().Done():
+			return nil
+		}
+		if m == nil {
+			return nil
+		}
+		if err := c.p.BeginTxn(); err != nil {
+			return fail("BeginTxn: %v", err)
+		}
+		if _, _, err := c.p.SendMessage(&sarama.ProducerMessage{Topic: c.out, Value: sarama.ByteEncoder(m.Value)}); err != nil {
+			return fail("copy %s: %v", m.Value, err)
+		}
+		if err := c.p.AddMessageToTxnWithGroupMetadata(m, c.meta, nil); err != nil {
+			return fail("AddMessageToTxnWithGroupMetadata %s/%d@%d as %+v: %v", m.Topic, m.Partition, m.Offset, *c.meta, err)
+		}
+		if err := c.p.CommitTxn(); err != nil {
+			return fail("CommitTxn: %v", err)
+		}
+		if c.copied++; c.copied < c.n {
+			continue
+		}
+		if err := c.p.BeginTxn(); err != nil {
+			return fail("BeginTxn: %v", err)
+		}
+		next := *c.meta
+		next.GenerationID++
+		if err := c.p.AddMessageToTxnWithGroupMetadata(m, &next, nil); err != nil {
+			return fail("AddMessageToTxnWithGroupMetadata: %v", err)
+		}
+		// sarama sends the offsets (AddOffsetsToTxn, TxnOffsetCommit) in
+		// CommitTxn, which therefore fails; the transaction is abortable.
+		c.wrongGeneration = c.p.CommitTxn()
+		if err := c.p.AbortTxn(); err != nil {
+			return fail("AbortTxn after the wrong generation: %v", err)
+		}
+		close(c.done)
+		return nil
+	}
 }
