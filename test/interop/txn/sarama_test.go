@@ -88,7 +88,8 @@ func endTxn(t *testing.T, p sarama.SyncProducer, commit bool) {
 // and commits a third; a sarama read_committed consumer group reads exactly
 // the two committed ones. The aborted records are in the log (a
 // read_uncommitted franz-go consumer sees them), so it is the read_committed
-// filtering (LSO, AbortedTransactions, the abort markers) that hides them.
+// filtering (LSO, AbortedTransactions, the abort markers) that hides them,
+// before and after a broker restart.
 func TestSaramaTransactionsReadCommittedByConsumerGroup(t *testing.T) {
 	b := brokertest.Run(t)
 	const topic, partitions = "sarama-txn", 3
@@ -114,6 +115,13 @@ func TestSaramaTransactionsReadCommittedByConsumerGroup(t *testing.T) {
 	got := saramaGroupConsume(t, b, "sarama-txn-readers", topic, len(committedVals))
 	noneOf(t, "sarama read_committed group", got, "sarama-abort")
 	sameSet(t, "sarama read_committed group", got, committedVals)
+
+	// After a restart the broker serves the same view from what it
+	// rebuilt (the aborted-transaction index and the markers in the log).
+	b.Restart(t)
+	got = saramaGroupConsume(t, b, "sarama-txn-readers-after-restart", topic, len(committedVals))
+	noneOf(t, "sarama read_committed group after a broker restart", got, "sarama-abort")
+	sameSet(t, "sarama read_committed group after a broker restart", got, committedVals)
 }
 
 // A sarama copier consumes "in" and, in transactions, writes copies to
