@@ -2,6 +2,9 @@ package lab_test
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -84,6 +87,13 @@ func TestChargeBrokenIdempotentConsumerBreaksItsPromise(t *testing.T) {
 	}
 	if rep.Artifacts == "" {
 		t.Fatal("a broken run must keep its evidence")
+	}
+	faults, err := os.ReadFile(filepath.Join(rep.Artifacts, string(lab.IdempotentConsumer), "faults.log"))
+	if err != nil || !strings.Contains(string(faults), "--seed 1 --faults lost-ack,consumer-crash") || !strings.Contains(string(faults), "consumer-crash") {
+		t.Fatalf("faults.log = %q, %v", faults, err)
+	}
+	if _, err := os.Stat(filepath.Join(rep.Artifacts, string(lab.IdempotentConsumer), "history.jsonl")); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -301,14 +301,17 @@ type run struct {
 	gw     *Gateway
 	rec    *verify.Recorder
 
-	mu     sync.Mutex
-	faults map[string]int
-	sentAt map[string]time.Time
+	mu       sync.Mutex
+	faults   map[string]int
+	faultLog []string
+	sentAt   map[string]time.Time
 }
 
-func (r *run) count(f string) {
+// count records one injected fault, in the counts and in the fault log.
+func (r *run) count(f string, detail string) {
 	r.mu.Lock()
 	r.faults[f]++
+	r.faultLog = append(r.faultLog, fmt.Sprintf("%s %-15s %s", time.Now().UTC().Format("15:04:05.000"), f, detail))
 	r.mu.Unlock()
 }
 
@@ -422,11 +425,22 @@ func runMode(ctx context.Context, cfg *Config, t *target, faults []Fault, m Mode
 		}
 	}
 	if res.Kept == nil || !*res.Kept {
+		// The evidence to replay the run: the producer's history, the
+		// fault log and the seed (the plan is a function of seed and N).
 		f, err := os.Create(filepath.Join(r.dir, "history.jsonl"))
 		if err == nil {
 			_ = r.rec.History().WriteJSONL(f)
 			f.Close()
 		}
+		r.mu.Lock()
+		fs := "none"
+		if len(faults) > 0 {
+			fs = strings.ReplaceAll(joinFaults(faults), " ", "")
+		}
+		fl := fmt.Sprintf("replay: idem lab --scenario %s --mode %s -n %d --seed %d --faults %s\n%s\n",
+			cfg.Scenario, m, cfg.N, cfg.Seed, fs, strings.Join(r.faultLog, "\n"))
+		r.mu.Unlock()
+		_ = os.WriteFile(filepath.Join(r.dir, "faults.log"), []byte(fl), 0o644)
 	}
 	return res, nil
 }
@@ -494,13 +508,13 @@ func (r *run) produce(ctx context.Context, p plan) error {
 			r.t.each(func(px *verify.Proxy) {
 				px.Add(verify.Rule{Kind: verify.FaultDropResponse, APIKey: verify.APIProduce, Count: 1})
 			})
-			r.count(string(FaultLostAck))
+			r.count(string(FaultLostAck), fmt.Sprintf("response to the produce of event %d dropped", i))
 		}
 		if p.ackTimeout[i] {
 			r.t.each(func(px *verify.Proxy) {
 				px.Add(verify.Rule{Kind: verify.FaultDelayResponse, APIKey: verify.APIProduce, Delay: ackDelay, Count: 1})
 			})
-			r.count(string(FaultAckTimeout))
+			r.count(string(FaultAckTimeout), fmt.Sprintf("response to the produce of event %d delayed %v", i, ackDelay))
 		}
 		if down, ok := p.kill[i]; ok && r.t.proc != nil {
 			bg.Add(1)
@@ -537,7 +551,7 @@ func (r *run) produce(ctx context.Context, p plan) error {
 
 func (r *run) killBroker(down time.Duration) {
 	proc := r.t.proc
-	r.count(string(FaultBrokerKill))
+	r.count(string(FaultBrokerKill), fmt.Sprintf("SIGKILL pid %d, down %v", proc.Pid(), down))
 	r.cfg.Logf("lab: %s: SIGKILL broker pid %d, down %v", r.mode, proc.Pid(), down)
 	_ = proc.Kill()
 	time.Sleep(down)
@@ -551,7 +565,7 @@ func (r *run) pauseBroker(d time.Duration) {
 	if pid == 0 {
 		return
 	}
-	r.count(string(FaultPause))
+	r.count(string(FaultPause), fmt.Sprintf("SIGSTOP pid %d for %v", pid, d))
 	r.cfg.Logf("lab: %s: SIGSTOP broker pid %d for %v", r.mode, pid, d)
 	_ = syscall.Kill(pid, syscall.SIGSTOP)
 	time.Sleep(d)
@@ -657,7 +671,7 @@ func (r *run) supervise(ctx context.Context, p plan) error {
 		var ee *exec.ExitError
 		if errors.As(werr, &ee) {
 			if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL && spec.CrashAfter > 0 {
-				r.count(string(FaultConsumerCrash))
+				r.count(string(FaultConsumerCrash), fmt.Sprintf("incarnation %d SIGKILLed itself at delivery %d", k, spec.CrashAfter))
 				crashed++
 				continue
 			}
