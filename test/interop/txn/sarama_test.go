@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -395,7 +396,7 @@ func TestSaramaGroupCopierCommitsOffsetsWithGroupMetadata(t *testing.T) {
 	select {
 	case <-h.done:
 	case <-ctx.Done():
-		t.Fatalf("the sarama copier copied %d of %d records before timeout", h.copied, len(input))
+		t.Fatalf("the sarama copier copied %d of %d records before timeout", h.copied.Load(), len(input))
 	}
 	cancel()
 	if err := <-consumed; err != nil {
@@ -444,9 +445,10 @@ type saramaCopier struct {
 	out  string
 	n    int
 	done chan struct{}
+	once sync.Once
 
 	// Set by ConsumeClaim, read after the group is closed.
-	copied          int
+	copied          atomic.Int32
 	meta            *sarama.ConsumerGroupMetadata
 	wrongGeneration error
 	err             error
@@ -458,9 +460,9 @@ func (c *saramaCopier) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 func (c *saramaCopier) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	c.meta = &sarama.ConsumerGroupMetadata{GroupID: "sarama-kip447", GenerationID: s.GenerationID(), MemberID: s.MemberID()}
 	fail := func(format string, args ...any) error {
-		c.err = fmt.Errorf(format, args...)
-		close(c.done)
-		return c.err
+		err := fmt.Errorf(format, args...)
+		c.once.Do(func() { c.err = err; close(c.done) })
+		return err
 	}
 	for {
 		var m *sarama.ConsumerMessage
@@ -484,7 +486,7 @@ func (c *saramaCopier) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.
 		if err := c.p.CommitTxn(); err != nil {
 			return fail("CommitTxn: %v", err)
 		}
-		if c.copied++; c.copied < c.n {
+		if int(c.copied.Add(1)) < c.n {
 			continue
 		}
 		if err := c.p.BeginTxn(); err != nil {
@@ -501,7 +503,7 @@ func (c *saramaCopier) ConsumeClaim(s sarama.ConsumerGroupSession, claim sarama.
 		if err := c.p.AbortTxn(); err != nil {
 			return fail("AbortTxn after the wrong generation: %v", err)
 		}
-		close(c.done)
+		c.once.Do(func() { close(c.done) })
 		return nil
 	}
 }
