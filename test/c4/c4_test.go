@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -30,7 +31,7 @@ import (
 // a broker on the given address and data dir until SIGTERM (or SIGKILL),
 // which saves building the idem binary inside a 90-second budget.
 const (
-	brokerEnv = "IDEM_C4_BROKER" // "addr,datadir"
+	brokerEnv = "IDEM_C4_BROKER" // "addr,datadir,advertised"
 	topic     = "c4"
 )
 
@@ -42,18 +43,24 @@ func TestMain(m *testing.M) {
 }
 
 func runBroker(spec string) int {
-	addr, dir, ok := strings.Cut(spec, ",")
-	if !ok {
-		fmt.Fprintf(os.Stderr, "%s=%q: want addr,datadir\n", brokerEnv, spec)
+	parts := strings.Split(spec, ",")
+	if len(parts) != 3 {
+		fmt.Fprintf(os.Stderr, "%s=%q: want addr,datadir,advertised\n", brokerEnv, spec)
 		return 2
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	b, err := broker.New(
-		broker.WithDataDir(dir),
-		broker.WithKafkaAddr(addr),
+	opts := []broker.Option{
+		broker.WithDataDir(parts[1]),
+		broker.WithKafkaAddr(parts[0]),
 		broker.WithAdminAddr(""),
 		broker.WithLogger(logger),
-	)
+	}
+	if parts[2] != "" {
+		// Clients reach the broker through the fault proxy, so metadata
+		// must name the proxy, not the broker's own listener.
+		opts = append(opts, broker.WithAdvertisedAddr(parts[2]))
+	}
+	b, err := broker.New(opts...)
 	if err == nil {
 		err = b.Start()
 	}
@@ -83,14 +90,30 @@ type workload struct {
 	sendEvery   time.Duration // per producer
 	idempotent  bool          // acks=all + idempotence, else acks=1 without it
 	minKills    int
+	// proxyFault, if set, routes clients through a fault proxy that applies
+	// it to one Produce every 0.3–1.5 s. FaultDropResponse lets the request
+	// reach the broker, then drops the response and resets the connection:
+	// the acknowledgement is lost although the records were appended, so the
+	// producer's retry must be deduplicated.
+	proxyFault verify.FaultKind
+}
+
+// result is what a run observed, for the test to judge.
+type result struct {
+	set         verify.SetResult
+	order       verify.OrderResult
+	kills       int
+	proxyFaults int
 }
 
 func TestC4IdempotentProducersLoseAndDuplicateNothingAcrossKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("C4 runs for about a minute")
 	}
-	// 4 producers at ~500 records/s each, 35 s of kills every 3–8 s.
-	runKillWorkload(t, workload{producers: 4, faultWindow: 35 * time.Second, sendEvery: 2 * time.Millisecond, idempotent: true, minKills: 3})
+	// 4 producers at ~500 records/s each, 35 s of kills every 3–8 s, and
+	// lost acknowledgements in between.
+	w := workload{producers: 4, faultWindow: 35 * time.Second, sendEvery: 2 * time.Millisecond, idempotent: true, minKills: 3, proxyFault: verify.FaultDropResponse}
+	check(t, w, runKillWorkload(t, w))
 }
 
 // acks=1 answers after write(2), before fsync: the durability contract says
@@ -101,10 +124,56 @@ func TestC4AcksOneLosesNothingAcrossKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs for about half a minute")
 	}
-	runKillWorkload(t, workload{producers: 2, faultWindow: 20 * time.Second, sendEvery: 2 * time.Millisecond, idempotent: false, minKills: 2})
+	w := workload{producers: 2, faultWindow: 20 * time.Second, sendEvery: 2 * time.Millisecond, idempotent: false, minKills: 2}
+	check(t, w, runKillWorkload(t, w))
 }
 
-func runKillWorkload(t *testing.T, w workload) {
+// The harness must be able to fail: with the proxy replaying acknowledged
+// Produce requests stripped of their producer id (a broker that forgets to
+// deduplicate, in effect), the same run and checks must report duplicates.
+func TestC4DetectsDuplicatesFromABrokerThatDoesNotDeduplicate(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs for several seconds")
+	}
+	w := workload{producers: 2, faultWindow: 5 * time.Second, sendEvery: 2 * time.Millisecond, idempotent: true, proxyFault: verify.FaultDuplicateProduce}
+	res := runKillWorkload(t, w)
+	if res.proxyFaults == 0 || len(res.set.Duplicated) == 0 {
+		t.Fatalf("%d produce requests replayed without producer ids, yet the checker found no duplicates: %v", res.proxyFaults, res.set)
+	}
+	t.Logf("caught as expected: %d replays, %d duplicated values", res.proxyFaults, len(res.set.Duplicated))
+}
+
+// check judges a run: nothing acknowledged lost or unexpected ever; for
+// idempotent producers also no duplicate and no reordering; and enough
+// faults and progress that passing means something.
+func check(t *testing.T, w workload, res result) {
+	t.Helper()
+	if w.proxyFault != 0 && res.proxyFaults < 5 {
+		t.Errorf("only %d proxy faults (%v): the path under test was barely exercised", res.proxyFaults, w.proxyFault)
+	}
+	if res.kills < w.minKills {
+		t.Errorf("only %d kills in %v: the test did not exercise recovery enough", res.kills, w.faultWindow)
+	}
+	if res.set.Acknowledged < 1000 {
+		t.Errorf("only %d acknowledged records: too little progress between faults to prove anything", res.set.Acknowledged)
+	}
+	if !res.set.Valid {
+		t.Errorf("set check failed: %v", res.set)
+	}
+	if !w.idempotent {
+		return
+	}
+	if len(res.set.Duplicated) > 0 {
+		t.Errorf("idempotent producers wrote duplicates: %v", res.set)
+	}
+	if !res.order.Valid {
+		t.Errorf("order check failed: %v", res.order)
+	}
+}
+
+// runKillWorkload runs w against a broker process that a nemesis kills and
+// restarts, drains the topic, and returns what the checkers found.
+func runKillWorkload(t *testing.T, w workload) result {
 	seed := verify.Seed(t)
 	dataDir, logDir := t.TempDir(), t.TempDir()
 	rec := verify.NewRecorder()
@@ -119,10 +188,22 @@ func runKillWorkload(t *testing.T, w workload) {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
+	seeds, advertised := addr, ""
+	var proxy *verify.Proxy
+	if w.proxyFault != 0 {
+		if proxy, err = verify.NewProxy(addr); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = proxy.Close() })
+		proxy.OnFault = func(desc string) {
+			rec.Add(verify.Op{Process: verify.NemesisProcess, Type: verify.Info, F: "proxy", Value: desc})
+		}
+		seeds, advertised = proxy.Addr(), proxy.Addr()
+	}
 	proc := &verify.Process{
 		Path:   os.Args[0],
 		Args:   []string{"-test.run=^$"},
-		Env:    []string{brokerEnv + "=" + addr + "," + dataDir},
+		Env:    []string{brokerEnv + "=" + addr + "," + dataDir + "," + advertised},
 		Addr:   addr,
 		Output: logFile,
 	}
@@ -130,7 +211,7 @@ func runKillWorkload(t *testing.T, w workload) {
 	if err := proc.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	createTopic(t, addr)
+	createTopic(t, seeds)
 
 	// Phase 1: producers and a reader run while the nemesis kills the broker.
 	faults, stopFaults := context.WithTimeout(context.Background(), w.faultWindow)
@@ -141,12 +222,20 @@ func runKillWorkload(t *testing.T, w workload) {
 	})
 	nemErr := make(chan error, 1)
 	go func() { nemErr <- nem.Run(faults) }()
+	var proxyWG sync.WaitGroup
+	if proxy != nil {
+		proxyWG.Add(1)
+		go func() {
+			defer proxyWG.Done()
+			armProxy(faults, proxy, w.proxyFault, seed)
+		}()
+	}
 
 	var wg sync.WaitGroup
 	clients := make([]*kgo.Client, w.producers)
 	for p := range w.producers {
 		opts := []kgo.Opt{
-			kgo.SeedBrokers(addr),
+			kgo.SeedBrokers(seeds),
 			kgo.DefaultProduceTopic(topic),
 			kgo.RecordPartitioner(kgo.RoundRobinPartitioner()),
 			kgo.ProducerLinger(time.Millisecond),
@@ -175,13 +264,17 @@ func runKillWorkload(t *testing.T, w workload) {
 	readerWG.Add(1)
 	go func() {
 		defer readerWG.Done()
-		read(readerCtx, addr, rec)
+		read(readerCtx, seeds, rec)
 	}()
 
 	if err := <-nemErr; err != nil {
 		t.Fatalf("nemesis: %v", err) // the broker could not restart on its own data
 	}
 	wg.Wait() // producers stop invoking when the fault window closes
+	proxyWG.Wait()
+	if proxy != nil {
+		proxy.Clear() // heal
+	}
 
 	// Phase 2: heal (the nemesis left the broker running) and let every
 	// outstanding send resolve; anything still unresolved stays "info".
@@ -199,32 +292,34 @@ func runKillWorkload(t *testing.T, w workload) {
 	drainCtx, cancelDrain := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancelDrain()
 	rec.Invoke(100, verify.FPoll, nil)
-	records, err := verify.Drain(drainCtx, []string{addr}, topic)
+	records, err := verify.Drain(drainCtx, []string{seeds}, topic)
 	if err != nil {
 		t.Fatalf("drain: %v", err)
 	}
 	rec.Complete(100, verify.OK, verify.FPoll, records, nil)
 
 	h := rec.History()
-	set := verify.CheckSet(h)
-	t.Logf("kills: %d; %v", nem.Kills(), set)
-	if nem.Kills() < w.minKills {
-		t.Errorf("only %d kills in %v: the test did not exercise recovery enough", nem.Kills(), w.faultWindow)
+	res := result{set: verify.CheckSet(h), order: verify.CheckOrder(h), kills: nem.Kills()}
+	if proxy != nil {
+		res.proxyFaults = proxy.Applied()[w.proxyFault]
+		t.Logf("proxy faults (%v): %d", w.proxyFault, res.proxyFaults)
 	}
-	if set.Acknowledged < 1000 {
-		t.Errorf("only %d acknowledged records: too little progress between faults to prove anything", set.Acknowledged)
-	}
-	if !set.Valid {
-		t.Errorf("set check failed: %v", set)
-	}
-	if !w.idempotent {
-		return
-	}
-	if len(set.Duplicated) > 0 {
-		t.Errorf("idempotent producers wrote duplicates: %v", set)
-	}
-	if order := verify.CheckOrder(h); !order.Valid {
-		t.Errorf("order check failed: %v", order)
+	t.Logf("kills: %d; %v", res.kills, res.set)
+	return res
+}
+
+// armProxy arms the proxy to apply kind to one Produce at seeded intervals
+// until ctx is done.
+func armProxy(ctx context.Context, proxy *verify.Proxy, kind verify.FaultKind, seed int64) {
+	rng := rand.New(rand.NewPCG(uint64(seed), 0x10e5ac5))
+	for {
+		d := 300*time.Millisecond + time.Duration(rng.Int64N(int64(1200*time.Millisecond)))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(d):
+		}
+		proxy.Add(verify.Rule{Kind: kind, APIKey: verify.APIProduce, Count: 1})
 	}
 }
 
