@@ -151,3 +151,46 @@ func TestConfluentKafkaPythonTransactionalCopierAndZombieFencing(t *testing.T) {
 		}
 	}
 }
+
+// TestConfluentKafkaPythonConsumerWaitsForPendingTransactionalOffsets runs
+// testdata/confluent_pending_offsets.py: a librdkafka read_committed
+// consumer (OffsetFetch with RequireStable) joins a group while offsets for
+// it are pending in an open transaction. It must receive nothing until the
+// transaction commits (UNSTABLE_OFFSET_COMMIT, retried by the client), then
+// start at the committed offsets; had the broker answered "no offset", the
+// consumer would have started from the beginning of each partition.
+func TestConfluentKafkaPythonConsumerWaitsForPendingTransactionalOffsets(t *testing.T) {
+	py := requireConfluentKafka(t)
+	b := brokertest.Run(t)
+	const in, group = "py-pending-in", "py-pending"
+	createTopic(t, b, in, 2)
+	for p := range int32(2) {
+		seed(t, b, in, p, values(fmt.Sprintf("py-pending-p%d", p), 10))
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, "testdata/confluent_pending_offsets.py", b.Addr(), in, group, "py-pending-txn")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("confluent_pending_offsets.py: %v\nstderr:\n%s", err, stderr.String())
+	}
+	var res struct {
+		Assigned     int              `json:"assigned"`
+		Early        []string         `json:"early"`
+		FirstOffsets map[string]int64 `json:"first_offsets"`
+	}
+	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
+		t.Fatalf("script output is not JSON: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
+	}
+	if res.Assigned != 2 {
+		t.Fatalf("the consumer was assigned %d partitions, want 2", res.Assigned)
+	}
+	if len(res.Early) > 0 {
+		t.Fatalf("the consumer received %v while its group's offsets were pending in an open transaction", res.Early)
+	}
+	if want := map[string]int64{"0": 5, "1": 7}; !maps.Equal(res.FirstOffsets, want) {
+		t.Fatalf("after the commit the consumer started at %v, want the transaction's offsets %v", res.FirstOffsets, want)
+	}
+}
