@@ -266,7 +266,7 @@ func (c *c5) drain() {
 		parts[p] = kgo.NewOffset().AtStart()
 	}
 	rd, err := kgo.NewClient(kgo.SeedBrokers(c.addr), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c5Topic: parts}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond), kgo.KeepControlRecords())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,17 +283,19 @@ func (c *c5) drain() {
 	}
 	var rs []verify.Record
 	c.rec.Invoke(99, verify.FPoll, nil)
-	// Markers can sit at the end, so the last record's offset may be below
-	// end-1: stop at the end or after 2 s without records.
+	// Markers are kept (and not recorded) so the position reaches the end
+	// even when a marker is last; 2 s without records also ends the drain.
 	for !reached() {
 		pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
 		fs := rd.PollFetches(pctx)
 		pcancel()
 		n := 0
 		fs.EachRecord(func(r *kgo.Record) {
-			rs = append(rs, verify.Record{Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
 			next[r.Partition] = r.Offset + 1
 			n++
+			if !r.Attrs.IsControl() {
+				rs = append(rs, verify.Record{Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+			}
 		})
 		if n == 0 && pctx.Err() != nil {
 			break

@@ -870,7 +870,7 @@ func drainCommitted(ctx context.Context, brokers []string, topic string) ([][]by
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxWait(200*time.Millisecond))
+		kgo.FetchMaxWait(200*time.Millisecond), kgo.KeepControlRecords())
 	if err != nil {
 		return nil, err
 	}
@@ -886,9 +886,9 @@ func drainCommitted(ctx context.Context, brokers []string, topic string) ([][]by
 	}); err != nil {
 		return nil, err
 	}
-	// Markers may follow the last record, so the last record's offset need
-	// not be end-1: stop at the end or once polls go quiet. This runs after
-	// the consumer finished, when nothing is being written any more.
+	// Control records (transaction markers) are kept so that the position
+	// reaches the end exactly even when a marker is the last thing in the
+	// log; going quiet for 2 s also ends the read, as a safety net.
 	var out [][]byte
 	next := map[int32]int64{}
 	reached := func() bool {
@@ -909,9 +909,11 @@ func drainCommitted(ctx context.Context, brokers []string, topic string) ([][]by
 		}
 		n := 0
 		fs.EachRecord(func(rec *kgo.Record) {
-			out = append(out, rec.Value)
 			next[rec.Partition] = rec.Offset + 1
 			n++
+			if !rec.Attrs.IsControl() {
+				out = append(out, rec.Value)
+			}
 		})
 		if n == 0 && pctx.Err() != nil {
 			break
