@@ -171,7 +171,7 @@ func runConsume(ctx context.Context, cmd *cobra.Command, topics []string, f cons
 			kgo.AutoCommitMarks(),
 		)
 	} else {
-		from, e, err := resolveOffsets(ctx, topics, f.partitions, start)
+		from, e, err := resolveOffsets(ctx, topics, f.partitions, start, iso == kgo.ReadCommitted())
 		if err != nil {
 			return err
 		}
@@ -187,6 +187,11 @@ func runConsume(ctx context.Context, cmd *cobra.Command, topics []string, f cons
 			}
 		}
 		opts = append(opts, kgo.ConsumePartitions(from))
+		if f.exitAtEnd {
+			// Transaction markers are not printed, but one may be the last
+			// offset below the end: without seeing it, -e would wait for ever.
+			opts = append(opts, kgo.KeepControlRecords())
+		}
 	}
 	cl, err := newClient(opts...)
 	if err != nil {
@@ -234,9 +239,11 @@ func runConsume(ctx context.Context, cmd *cobra.Command, topics []string, f cons
 			if done {
 				return
 			}
-			buf = format.write(buf[:0], r)
-			out.Write(buf)
-			printed++
+			if !r.Attrs.IsControl() {
+				buf = format.write(buf[:0], r)
+				out.Write(buf)
+				printed++
+			}
 			if f.group != "" {
 				cl.MarkCommitRecords(r)
 			}
@@ -262,8 +269,9 @@ func runConsume(ctx context.Context, cmd *cobra.Command, topics []string, f cons
 
 // resolveOffsets turns a start offset into an exact offset per partition, so
 // that -e knows where it starts and ends; it also returns each partition's
-// end (high watermark) as of now.
-func resolveOffsets(ctx context.Context, topics []string, only []int32, start startOffset) (map[string]map[int32]kgo.Offset, map[topicPartition]int64, error) {
+// end as of now: the high watermark, or for a read_committed reader the last
+// stable offset, beyond which it cannot read until open transactions end.
+func resolveOffsets(ctx context.Context, topics []string, only []int32, start startOffset, readCommitted bool) (map[string]map[int32]kgo.Offset, map[topicPartition]int64, error) {
 	adm, closeAdm, err := newAdmin()
 	if err != nil {
 		return nil, nil, err
@@ -273,7 +281,11 @@ func resolveOffsets(ctx context.Context, topics []string, only []int32, start st
 	if err != nil {
 		return nil, nil, err
 	}
-	ends, err := adm.ListEndOffsets(ctx, topics...)
+	listEnds := adm.ListEndOffsets
+	if readCommitted {
+		listEnds = adm.ListCommittedOffsets
+	}
+	ends, err := listEnds(ctx, topics...)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -328,3 +328,44 @@ func TestServeHelpPropertiesListsTheRegistry(t *testing.T) {
 		}
 	}
 }
+
+// Transaction markers occupy offsets but are not records: consume -e must
+// still find the end, and read_committed must hide an aborted transaction.
+func TestConsumeExitsAtTheEndOfTransactionalData(t *testing.T) {
+	b := brokertest.Run(t)
+	addr := []string{"--brokers", b.Addr()}
+	mustIdem(t, "", append([]string{"topic", "create", "txns", "-p", "1"}, addr...)...)
+	cl := b.Client(t, kgo.TransactionalID("cli-test"), kgo.DefaultProduceTopic("txns"))
+	ctx := context.Background()
+	for _, txn := range []struct {
+		values []string
+		commit kgo.TransactionEndTry
+	}{
+		{[]string{"c1", "c2"}, kgo.TryCommit},
+		{[]string{"a1"}, kgo.TryAbort},
+		{[]string{"c3"}, kgo.TryCommit},
+	} {
+		if err := cl.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		for _, v := range txn.values {
+			if err := cl.ProduceSync(ctx, &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := cl.EndTransaction(ctx, txn.commit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range []struct {
+		isolation, want string
+	}{
+		{"read_committed", "c1 c2 c3"},
+		{"read_uncommitted", "c1 c2 a1 c3"},
+	} {
+		out := mustIdem(t, "", append([]string{"consume", "txns", "-e", "--isolation-level", c.isolation}, addr...)...)
+		if got := strings.Join(strings.Fields(out), " "); got != c.want {
+			t.Errorf("consume -e --isolation-level %s printed %q, want %q", c.isolation, got, c.want)
+		}
+	}
+}
