@@ -29,6 +29,26 @@ func requireConfluentKafka(t *testing.T) string {
 	return py
 }
 
+// runPython runs a script of testdata with the test's deadline and decodes
+// the JSON object it prints into res.
+func runPython(t *testing.T, py string, timeout time.Duration, res any, script string, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, py, append([]string{"testdata/" + script}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%s: %v\nstderr:\n%s", script, err, stderr.String())
+	}
+	if err := json.Unmarshal(stdout.Bytes(), res); err != nil {
+		t.Fatalf("%s: output is not JSON: %v\n%s\nstderr:\n%s", script, err, stdout.String(), stderr.String())
+	}
+	if stderr.Len() > 0 {
+		t.Logf("%s logged:\n%s", script, stderr.String())
+	}
+}
+
 type kafkaError struct {
 	Name             string `json:"name"`
 	Code             int    `json:"code"`
@@ -59,15 +79,6 @@ func TestConfluentKafkaPythonTransactionalCopierAndZombieFencing(t *testing.T) {
 		seed(t, b, in, p, vs)
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, py, "testdata/confluent_txn.py", b.Addr(), in, out, group, txnID,
-		fmt.Sprint(2*perPartition), fmt.Sprint(batch))
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("confluent_txn.py: %v\nstderr:\n%s", err, stderr.String())
-	}
 	var res struct {
 		Copied              int         `json:"copied"`
 		Transactions        int         `json:"transactions"`
@@ -81,10 +92,9 @@ func TestConfluentKafkaPythonTransactionalCopierAndZombieFencing(t *testing.T) {
 			Value     string `json:"value"`
 		} `json:"read_committed"` // in the order received
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		t.Fatalf("script output is not JSON: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
-	t.Logf("copied %d records in %d transactions, %d aborted; stderr:\n%s", res.Copied, res.Transactions, res.AbortedTransactions, stderr.String())
+	runPython(t, py, 60*time.Second, &res, "confluent_txn.py", b.Addr(), in, out, group, txnID,
+		fmt.Sprint(2*perPartition), fmt.Sprint(batch))
+	t.Logf("copied %d records in %d transactions, %d aborted", res.Copied, res.Transactions, res.AbortedTransactions)
 	if res.Copied != 2*perPartition || res.AbortedTransactions != 1 {
 		t.Fatalf("the copier copied %d records (want %d) and aborted %d transactions (want 1)", res.Copied, 2*perPartition, res.AbortedTransactions)
 	}
@@ -168,22 +178,12 @@ func TestConfluentKafkaPythonConsumerWaitsForPendingTransactionalOffsets(t *test
 		seed(t, b, in, p, values(fmt.Sprintf("py-pending-p%d", p), 10))
 	}
 
-	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, py, "testdata/confluent_pending_offsets.py", b.Addr(), in, group, "py-pending-txn")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("confluent_pending_offsets.py: %v\nstderr:\n%s", err, stderr.String())
-	}
 	var res struct {
 		Assigned     int              `json:"assigned"`
 		Early        []string         `json:"early"`
 		FirstOffsets map[string]int64 `json:"first_offsets"`
 	}
-	if err := json.Unmarshal(stdout.Bytes(), &res); err != nil {
-		t.Fatalf("script output is not JSON: %v\n%s\nstderr:\n%s", err, stdout.String(), stderr.String())
-	}
+	runPython(t, py, 45*time.Second, &res, "confluent_pending_offsets.py", b.Addr(), in, group, "py-pending-txn")
 	if res.Assigned != 2 {
 		t.Fatalf("the consumer was assigned %d partitions, want 2", res.Assigned)
 	}
@@ -192,5 +192,46 @@ func TestConfluentKafkaPythonConsumerWaitsForPendingTransactionalOffsets(t *test
 	}
 	if want := map[string]int64{"0": 5, "1": 7}; !maps.Equal(res.FirstOffsets, want) {
 		t.Fatalf("after the commit the consumer started at %v, want the transaction's offsets %v", res.FirstOffsets, want)
+	}
+}
+
+// TestConfluentKafkaPythonReadCommittedStopsAtTheLastStableOffset runs
+// testdata/confluent_lso.py: behind committed records, a transaction stays
+// open while a plain producer writes after it. A librdkafka read_committed
+// consumer that starts at the end (ListOffsets latest, read_committed) must
+// start at the last stable offset, the open transaction's first offset,
+// and receive nothing until the transaction commits (Fetch stops at the
+// LSO); then the transaction's records and the plain ones, in order. Had
+// the broker answered the high watermark, the consumer would have skipped
+// both.
+func TestConfluentKafkaPythonReadCommittedStopsAtTheLastStableOffset(t *testing.T) {
+	py := requireConfluentKafka(t)
+	b := brokertest.Run(t)
+	const topic = "py-lso"
+	createTopic(t, b, topic, 1)
+	before := values("before", 5)
+	seed(t, b, topic, 0, before)
+
+	var res struct {
+		Early []string `json:"early"`
+		Read  []struct {
+			Offset int64  `json:"offset"`
+			Value  string `json:"value"`
+		} `json:"read"`
+		Want []string `json:"want"`
+	}
+	runPython(t, py, 45*time.Second, &res, "confluent_lso.py", b.Addr(), topic, "py-lso-txn")
+	if len(res.Early) > 0 {
+		t.Fatalf("read_committed consumer received %v while the transaction before them was open", res.Early)
+	}
+	var got []string
+	for _, r := range res.Read {
+		got = append(got, r.Value)
+	}
+	if !slices.Equal(got, res.Want) {
+		t.Fatalf("after the commit the read_committed consumer read %v, want %v", got, res.Want)
+	}
+	if first := res.Read[0].Offset; first != int64(len(before)) {
+		t.Fatalf("the consumer started at offset %d, want the LSO %d (the open transaction's first offset)", first, len(before))
 	}
 }
