@@ -17,8 +17,12 @@ package api
 //     OffsetCommit, a commit during CompletingRebalance is accepted.
 //   - A partition that does not exist gets UNKNOWN_TOPIC_OR_PARTITION;
 //     metadata over offset.metadata.max.bytes, OFFSET_METADATA_TOO_LARGE.
-//   - That the producer added this group to its transaction (AddOffsetsToTxn)
-//     is the transaction coordinator's to check, as in Kafka's TV1.
+//   - The producer must have added this group to its ongoing transaction
+//     (AddOffsetsToTxn) at this epoch; otherwise INVALID_TXN_STATE, and a
+//     stale epoch is fenced (PRODUCER_FENCED, INVALID_PRODUCER_EPOCH before
+//     v3). Without this check a commit outside a transaction, or one
+//     delayed past its EndTxn, would stay pending with no marker ever coming
+//     and block RequireStable offset fetches of the group for good.
 //
 // Version notes:
 //   - v2: LeaderEpoch per partition.
@@ -70,8 +74,10 @@ func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 		}
 	}
 	var groupErr int16
-	if env.Groups == nil {
+	if env.Groups == nil || env.Txn == nil {
 		groupErr = kerr.CoordinatorNotAvailable.Code
+	} else if err := env.Txn.VerifyGroup(req.ProducerID, req.ProducerEpoch, req.Group); err != nil {
+		groupErr = txnCode(err, req.Version < 3)
 	} else if len(tr.Offsets) > 0 || req.Group == "" {
 		errs, err := env.Groups.TxnOffsetCommit(ctx, tr)
 		if err != nil {

@@ -3,12 +3,15 @@ package api
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/txn"
 )
 
 func groupEnv(t *testing.T) *Env {
@@ -252,8 +255,9 @@ func TestSimpleCommitAndNoCoordinator(t *testing.T) {
 func TestTxnOffsetCommitAndRequireStable(t *testing.T) {
 	for v := int16(0); v <= 4; v++ {
 		env := groupEnv(t)
+		pe := txnEnv(t, env, "tx", "g")
 		treq := kmsg.NewPtrTxnOffsetCommitRequest()
-		treq.TransactionalID, treq.Group, treq.ProducerID, treq.ProducerEpoch, treq.Generation = "tx", "g", 42, 0, -1
+		treq.TransactionalID, treq.Group, treq.ProducerID, treq.ProducerEpoch, treq.Generation = "tx", "g", pe.ProducerID, pe.Epoch, -1
 		tt := kmsg.NewTxnOffsetCommitRequestTopic()
 		tt.Topic = "t"
 		for _, part := range []int32{0, 9} {
@@ -280,11 +284,81 @@ func TestTxnOffsetCommitAndRequireStable(t *testing.T) {
 		if p := fetchAt(6, false); p.ErrorCode != 0 || p.Offset != -1 {
 			t.Fatalf("fetch of a pending offset: %+v", p)
 		}
-		if err := env.Groups.CompleteTxnOffsets(context.Background(), "g", 42, 0, true); err != nil {
+		if err := env.Groups.CompleteTxnOffsets(context.Background(), "g", pe.ProducerID, pe.Epoch, true); err != nil {
 			t.Fatal(err)
 		}
 		if p := fetchAt(7, true); p.ErrorCode != 0 || p.Offset != 10 {
 			t.Fatalf("fetch after the commit marker: %+v", p)
 		}
+	}
+}
+
+// txnEnv gives env a real transaction coordinator (markers are not needed
+// here) and opens a transaction for id that includes group.
+func txnEnv(t *testing.T, env *Env, id, group string) txn.ProducerIDEpoch {
+	t.Helper()
+	fsys := logstore.NewMemFS()
+	ids, err := partition.OpenIDAllocator(fsys, "producer-ids")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := txn.New(txn.Config{FS: fsys, Dir: "txn", ProducerIDs: ids, Markers: noMarkers{}, Offsets: env.Groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	env.Txn = c
+	ctx := context.Background()
+	pe, err := c.InitProducerID(ctx, id, time.Minute, txn.NoProducer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.AddOffsets(ctx, id, pe.ProducerID, pe.Epoch, group); err != nil {
+		t.Fatal(err)
+	}
+	return pe
+}
+
+type noMarkers struct{}
+
+func (noMarkers) WriteMarker(context.Context, string, int32, int64, int16, bool, int32) error {
+	return nil
+}
+
+// TestTxnOffsetCommitOutsideATransaction: offsets from a producer that did
+// not add the group to an ongoing transaction are refused, so they can never
+// sit pending with no marker coming and block RequireStable fetches.
+func TestTxnOffsetCommitOutsideATransaction(t *testing.T) {
+	env := groupEnv(t)
+	pe := txnEnv(t, env, "tx", "other-group")
+	for _, c := range []struct {
+		name  string
+		pid   int64
+		epoch int16
+		want  int16
+	}{
+		{"group not added", pe.ProducerID, pe.Epoch, kerr.InvalidTxnState.Code},
+		{"stale epoch", pe.ProducerID, pe.Epoch - 1, kerr.ProducerFenced.Code},
+	} {
+		treq := kmsg.NewPtrTxnOffsetCommitRequest()
+		treq.TransactionalID, treq.Group, treq.ProducerID, treq.ProducerEpoch, treq.Generation = "tx", "g", c.pid, c.epoch, -1
+		tt := kmsg.NewTxnOffsetCommitRequestTopic()
+		tt.Topic = "t"
+		tp := kmsg.NewTxnOffsetCommitRequestTopicPartition()
+		tp.Partition, tp.Offset = 0, 10
+		tt.Partitions = append(tt.Partitions, tp)
+		treq.Topics = append(treq.Topics, tt)
+		resp := call[*kmsg.TxnOffsetCommitResponse](t, env, treq, 3)
+		if got := resp.Topics[0].Partitions[0].ErrorCode; got != c.want {
+			t.Errorf("%s: error %d, want %d", c.name, got, c.want)
+		}
+	}
+	freq := kmsg.NewPtrOffsetFetchRequest()
+	freq.Group, freq.RequireStable = "g", true
+	ft := kmsg.NewOffsetFetchRequestTopic()
+	ft.Topic, ft.Partitions = "t", []int32{0}
+	freq.Topics = append(freq.Topics, ft)
+	if p := call[*kmsg.OffsetFetchResponse](t, env, freq, 7).Topics[0].Partitions[0]; p.ErrorCode != 0 || p.Offset != -1 {
+		t.Fatalf("a refused transactional commit left the group unstable: %+v", p)
 	}
 }
