@@ -25,6 +25,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/admin"
 	"github.com/idem-dev/idem/internal/catalog"
@@ -312,6 +313,29 @@ func (b *Broker) Close() error {
 		b.log.Info("idem broker stopped")
 	}
 	return err
+}
+
+// Fault is what an injected fault does to one request: delay it, drop the
+// connection instead of handling it, or handle it and lose the response (a
+// lost acknowledgement). See SetFault.
+type Fault = kafka.Fault
+
+// SetFault makes every request of api key (0 = Produce, 1 = Fetch, …) pass
+// through f, which returns the fault to apply (the zero Fault serves it
+// normally); nil removes it. Faults belong to this broker instance: a
+// restarted broker starts without them. The broker must be started.
+func (b *Broker) SetFault(key int16, f func(req kmsg.Request) Fault) {
+	b.mu.Lock()
+	srv := b.server
+	b.mu.Unlock()
+	if srv == nil {
+		return
+	}
+	if f == nil {
+		srv.SetFault(key, nil)
+		return
+	}
+	srv.SetFault(key, f)
 }
 
 // Crash stops the broker the way a crash would, for fault tests: every

@@ -67,6 +67,7 @@ type pending struct {
 	deferred *api.Deferred
 	raw      []byte // a pre-encoded body (the v0 ApiVersions fallback); resp is nil then
 	start    time.Time
+	lose     bool // injected fault: close the connection instead of writing this response
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -239,9 +240,30 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 	} else {
 		c.info.ClientID = ""
 	}
+	fault := c.s.fault(key, req)
+	if fault.Delay > 0 {
+		select {
+		case <-time.After(fault.Delay):
+		case <-c.ctx.Done():
+			return nil, c.ctx.Err()
+		}
+	}
+	if fault.Drop {
+		return nil, fmt.Errorf("injected fault: dropping %s", kmsg.NameForKey(key))
+	}
 	resp, err := c.call(h, req)
 	if err != nil {
 		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
+	}
+	if fault.LoseResponse {
+		if resp == nil {
+			return nil, fmt.Errorf("injected fault: closing after %s", kmsg.NameForKey(key))
+		}
+		p := &pending{corr: corr, key: key, version: version, resp: resp, start: start, lose: true}
+		if d, ok := resp.(*api.Deferred); ok {
+			p.deferred, p.resp = d, d.Response
+		}
+		return p, nil
 	}
 	if resp == nil {
 		c.s.cfg.Metrics.observe(key, time.Since(start))
@@ -291,6 +313,11 @@ func (c *conn) writeLoop() {
 				fail(fmt.Errorf("%s: %w", kmsg.NameForKey(p.key), err))
 				return
 			}
+		}
+		if p.lose {
+			bw.Flush() // earlier responses still reach the client
+			fail(fmt.Errorf("injected fault: %s response lost", kmsg.NameForKey(p.key)))
+			return
 		}
 		buf = encodeResponse(buf[:0], p)
 		if _, err := bw.Write(buf); err != nil {

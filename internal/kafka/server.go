@@ -59,6 +59,9 @@ type Server struct {
 	wg        sync.WaitGroup        // accept loops and connection goroutines
 	closed    chan struct{}         // closed when Close starts; long-polls return early
 	large     chan struct{}         // slots for decoding large non-produce frames
+
+	faultMu sync.Mutex                 // serialises SetFault
+	faults  atomic.Pointer[faultTable] // copy-on-write; read per request without locking
 }
 
 // NewServer returns a server; call Serve to accept connections.

@@ -524,3 +524,28 @@ func TestProduceManyEmptyPartitions(t *testing.T) {
 		t.Fatalf("a 16 MB frame cost %d MB of allocation", grew>>20)
 	}
 }
+
+func TestInjectedFaults(t *testing.T) {
+	s := newTestServer(t)
+	dial := listen(t, s)
+	s.SetFault(18, func(kmsg.Request) Fault { return Fault{Delay: 100 * time.Millisecond} })
+	c := dial()
+	start := time.Now()
+	c.Write(frame(apiVersions(3), 1))
+	if corr, _ := readResponse(t, c, false); corr != 1 || time.Since(start) < 100*time.Millisecond {
+		t.Fatalf("delayed response: corr %d after %v", corr, time.Since(start))
+	}
+	s.SetFault(18, func(kmsg.Request) Fault { return Fault{Drop: true} })
+	c.Write(frame(apiVersions(3), 2))
+	expectClosed(t, c)
+	// A lost response: the earlier pipelined answer arrives, then the
+	// connection closes instead of the second.
+	s.SetFault(18, nil)
+	s.SetFault(3, func(kmsg.Request) Fault { return Fault{LoseResponse: true} })
+	c = dial()
+	c.Write(append(frame(apiVersions(3), 3), frame(kmsg.NewPtrMetadataRequest(), 4)...))
+	if corr, _ := readResponse(t, c, false); corr != 3 {
+		t.Fatalf("corr %d", corr)
+	}
+	expectClosed(t, c)
+}
