@@ -261,7 +261,7 @@ func TestAdminHTTP(t *testing.T) {
 		t.Fatal(err)
 	}
 	get := func(path string) string {
-		resp, err := http.Get("http://" + b.AdminAddr() + path)
+		resp, err := http.Get(b.AdminURL() + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,7 +300,7 @@ func TestFsyncFailure(t *testing.T) {
 	mem.SetSyncError(nil)
 	c, _ = produceRaw(t, cl, "f", rawBatch(pid, epoch, 2, 1, 1000, "after"))
 	mustCode(t, c, kerr.KafkaStorageError.Code, "after the disk heals")
-	resp, err := http.Get("http://" + b.AdminAddr() + "/healthz")
+	resp, err := http.Get(b.AdminURL() + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -72,6 +72,9 @@ func (b *Broker) Close() error {
 	return inner.Close()
 }
 
+// AdminURL is the base URL of the admin HTTP server (/healthz, /metrics).
+func (b *Broker) AdminURL() string { return "http://" + b.AdminAddr() }
+
 // Client returns a franz-go client seeded with the broker, closed at cleanup.
 func (b *Broker) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
