@@ -38,13 +38,23 @@ func SendOutcome(err error) Type {
 }
 
 // Drain reads every partition of topic from its log start offset up to the
-// high watermark it has when Drain starts, with a fresh client on seeds, and
-// returns the records in partition and offset order. It is the final "read
-// everything" phase of a test, after the faults have healed. opts are added
-// to the client's options (e.g. kgo.FetchIsolationLevel). It stops at the
-// last record below the watermark, so it assumes that record is data, not a
-// transaction marker: transactional workloads need another stop rule.
+// high watermark it has when Drain starts, read_uncommitted, with a fresh
+// client on seeds, and returns the data records (not transaction markers) in
+// partition and offset order. It is the final "read everything" phase of a
+// test, after the faults have healed. opts are added to the client's
+// options; for read_committed use DrainCommitted, which also stops at the
+// right offset.
 func Drain(ctx context.Context, seeds []string, topic string, opts ...kgo.Opt) ([]Record, error) {
+	return drain(ctx, seeds, topic, false, opts)
+}
+
+// DrainCommitted is Drain for a read_committed reader: it reads up to the
+// last stable offset, and aborted transactions are not returned.
+func DrainCommitted(ctx context.Context, seeds []string, topic string, opts ...kgo.Opt) ([]Record, error) {
+	return drain(ctx, seeds, topic, true, append(opts, kgo.FetchIsolationLevel(kgo.ReadCommitted())))
+}
+
+func drain(ctx context.Context, seeds []string, topic string, committed bool, opts []kgo.Opt) ([]Record, error) {
 	adm, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
 	if err != nil {
 		return nil, err
@@ -56,7 +66,11 @@ func Drain(ctx context.Context, seeds []string, topic string, opts ...kgo.Opt) (
 	}
 	var ends kadm.ListedOffsets
 	if err == nil {
-		ends, err = admin.ListEndOffsets(ctx, topic)
+		if committed {
+			ends, err = admin.ListCommittedOffsets(ctx, topic)
+		} else {
+			ends, err = admin.ListEndOffsets(ctx, topic)
+		}
 		if err == nil {
 			err = ends.Error()
 		}
@@ -82,6 +96,9 @@ func Drain(ctx context.Context, seeds []string, topic string, opts ...kgo.Opt) (
 	cl, err := kgo.NewClient(append([]kgo.Opt{
 		kgo.SeedBrokers(seeds...),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: from}),
+		// The last offset below the end may be a transaction marker: the
+		// drain must see it to know it is done, and then not return it.
+		kgo.KeepControlRecords(),
 	}, opts...)...)
 	if err != nil {
 		return nil, err
@@ -96,7 +113,9 @@ func Drain(ctx context.Context, seeds []string, topic string, opts ...kgo.Opt) (
 		// Fetch errors are retried by the client; they only matter if ctx
 		// expires, which is reported above with what is still missing.
 		fs.EachRecord(func(r *kgo.Record) {
-			byPartition[r.Partition] = append(byPartition[r.Partition], Record{Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+			if !r.Attrs.IsControl() {
+				byPartition[r.Partition] = append(byPartition[r.Partition], Record{Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+			}
 			if end, ok := want[r.Partition]; ok && r.Offset+1 >= end {
 				delete(want, r.Partition)
 			}
