@@ -214,6 +214,7 @@ func TestSendOutcomeIsFailOnlyWhenTheRecordCannotHaveBeenAppended(t *testing.T) 
 		{errors.New("broken pipe"), Info},
 		{kerr.NotLeaderForPartition, Info},
 		{kerr.RequestTimedOut, Info},
+		{kerr.ProducerFenced, Info},
 		{kgo.ErrMaxBuffered, Fail},
 		{fmt.Errorf("wrapped: %w", kerr.MessageTooLarge), Fail},
 	} {

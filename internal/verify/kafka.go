@@ -14,9 +14,11 @@ import (
 
 // SendOutcome classifies the result of producing one record. Only errors
 // that guarantee the record was never appended are Fail: the client refused
-// it before sending, or the broker rejected the batch as invalid. Everything
-// else (timeouts, retries exhausted, lost connections, a killed broker) is
-// Info, because the batch may have been appended before the answer was lost.
+// it before sending, or the broker rejected the batch as invalid, which it
+// would have done on every attempt. Everything else (timeouts, retries
+// exhausted, lost connections, a killed broker, and fencing, which can
+// answer a retry whose first attempt was appended) is Info, because the
+// batch may have been appended before the answer was lost.
 func SendOutcome(err error) Type {
 	if err == nil {
 		return OK
@@ -29,8 +31,7 @@ func SendOutcome(err error) Type {
 		switch ke {
 		case kerr.MessageTooLarge, kerr.RecordListTooLarge, kerr.InvalidRecord,
 			kerr.InvalidTopicException, kerr.TopicAuthorizationFailed,
-			kerr.InvalidRequiredAcks, kerr.UnsupportedForMessageFormat,
-			kerr.InvalidProducerEpoch, kerr.ProducerFenced:
+			kerr.InvalidRequiredAcks, kerr.UnsupportedForMessageFormat:
 			return Fail
 		}
 	}
