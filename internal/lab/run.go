@@ -424,6 +424,16 @@ func runMode(ctx context.Context, cfg *Config, t *target, faults []Fault, m Mode
 			res.Verdict = "BROKEN"
 		}
 	}
+	if res.Kept != nil && *res.Kept && len(cfg.Bootstrap) > 0 {
+		// Leave someone else's cluster as it was; a broken run keeps its
+		// topics as evidence.
+		dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_ = t.admin(dctx, func(adm *kadm.Client) error {
+			_, err := adm.DeleteTopics(dctx, r.topic, r.output)
+			return err
+		})
+		cancel()
+	}
 	if res.Kept == nil || !*res.Kept {
 		// The evidence to replay the run: the producer's history, the
 		// fault log and the seed (the plan is a function of seed and N).
