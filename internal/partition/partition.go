@@ -294,6 +294,11 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	case h.IsTransactional() && h.ProducerID < 0:
 		return AppendResult{}, fmt.Errorf("%w: transactional batch without a producer id", ErrInvalidRecord)
 	}
+	if h.Compression() == 0 {
+		if err := validateRecords(batch, h.NumRecords); err != nil {
+			return AppendResult{}, err
+		}
+	}
 	lastSeq := lastSeqOf(h.BaseSequence, h.LastOffsetDelta)
 
 	p.mu.Lock()

@@ -2,6 +2,7 @@ package partition
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"testing"
 	"time"
@@ -185,5 +186,36 @@ func TestSnapshotCoversOnlyDurableData(t *testing.T) {
 		if err != nil || !res.Duplicate || res.BaseOffset != int64(seq) {
 			t.Fatalf("retry of seq %d: %+v %v", seq, res, err)
 		}
+	}
+}
+
+func TestRecordValidation(t *testing.T) {
+	p := openTest(t, logstore.NewMemFS())
+	defer p.Close()
+	// Offset deltas out of order.
+	var recs []byte
+	for _, d := range []int32{0, 2, 1} {
+		r := kmsg.Record{OffsetDelta: d, Value: []byte("v")}
+		r.Length = int32(len(r.AppendTo(nil)) - 1)
+		recs = r.AppendTo(recs)
+	}
+	b := kmsg.RecordBatch{PartitionLeaderEpoch: -1, Magic: 2, LastOffsetDelta: 2, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 3, Records: recs}
+	out := b.AppendTo(nil)
+	b.Length = int32(len(out) - 12)
+	out = b.AppendTo(nil)
+	logstore.FixCRC(out)
+	if _, err := p.Append(out); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("bad offset deltas: %v", err)
+	}
+	// Trailing garbage inside the batch.
+	good := batch(-1, -1, -1, 2)
+	bad := append(append([]byte(nil), good...), 0, 0, 0)
+	binary.BigEndian.PutUint32(bad[8:], uint32(len(bad)-12))
+	logstore.FixCRC(bad)
+	if _, err := p.Append(bad); !errors.Is(err, ErrInvalidRecord) {
+		t.Fatalf("trailing bytes: %v", err)
+	}
+	if _, err := p.Append(good); err != nil {
+		t.Fatal(err)
 	}
 }
