@@ -185,14 +185,25 @@ type Config struct {
 	Customers  int   // distinct customers / keys (default 20)
 	Progress   func(Progress)
 	Logf       func(format string, args ...any)
-	// Break is a test hook that deliberately breaks a mode, to prove the
-	// verdicts can turn red: BreakSkipDedupe makes the idempotent consumer
-	// skip both its processed-id check and the gateway's idempotency key.
+	// Break is a test hook that deliberately breaks something, to prove the
+	// verdicts can turn red (one of the Break* constants).
 	Break string
 }
 
-// BreakSkipDedupe is the Config.Break value for a broken idempotent consumer.
-const BreakSkipDedupe = "skip-dedupe"
+const (
+	// BreakSkipDedupe makes the idempotent consumer skip both its
+	// processed-id check and the gateway's idempotency key.
+	BreakSkipDedupe = "skip-dedupe"
+	// BreakOutputOutsideTxn makes the exactly-once consumer write its output
+	// with a plain producer, outside the transaction that commits its input
+	// offsets: the exactly-once path without its atomicity.
+	BreakOutputOutsideTxn = "output-outside-txn"
+	// BreakBrokerDuplicates emulates a broker that forgets producer
+	// sequences: at each lost-ack point of the plan the proxy also replays the
+	// acknowledged produce without its producer id, so even the idempotent
+	// producer's events land twice.
+	BreakBrokerDuplicates = "broker-duplicates"
+)
 
 func (c *Config) defaults() {
 	if c.Scenario == "" {

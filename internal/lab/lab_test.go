@@ -120,3 +120,43 @@ func TestAggregateAtLeastOnceDriftsAndOneTransactionDoesNot(t *testing.T) {
 		t.Errorf("unavailable mode with a verdict: %+v", txn)
 	}
 }
+
+// The exactly-once path with its output written outside the transaction:
+// a crash before the commit leaves the output of events that are consumed
+// again, and the verdict must say so.
+func TestChargeExactlyOnceWithoutAtomicOutputBreaksItsPromise(t *testing.T) {
+	cfg := testConfig(t, lab.ScenarioCharge, 30, lab.ExactlyOnceTxn)
+	cfg.Faults = []lab.Fault{lab.FaultConsumerCrash}
+	cfg.Break = lab.BreakOutputOutsideTxn
+	cfg.Duration = 45 * time.Second
+	rep := run(t, cfg)
+	m := mode(t, rep, lab.ExactlyOnceTxn)
+	if !m.Available {
+		t.Skipf("needs transactions: %s", m.Unavailable)
+	}
+	if m.Kept == nil || *m.Kept || m.DupEffects == 0 {
+		t.Fatalf("non-atomic output not caught: %+v", m)
+	}
+}
+
+// A broker that forgets producer sequences duplicates even the idempotent
+// producer's events; the exactly-once mode relies on the broker for that,
+// so its verdict and the input check must both turn red.
+func TestChargeExactlyOnceCatchesABrokerThatDuplicatesAcknowledgedProduces(t *testing.T) {
+	cfg := testConfig(t, lab.ScenarioCharge, 30, lab.ExactlyOnceTxn, lab.IdempotentConsumer)
+	cfg.Faults = []lab.Fault{lab.FaultLostAck}
+	cfg.Break = lab.BreakBrokerDuplicates
+	cfg.Duration = 45 * time.Second
+	rep := run(t, cfg)
+	m := mode(t, rep, lab.ExactlyOnceTxn)
+	if !m.Available {
+		t.Skipf("needs transactions: %s", m.Unavailable)
+	}
+	if m.Kept == nil || *m.Kept || m.DupEffects == 0 || m.LogOK {
+		t.Fatalf("duplicating broker not caught: %+v", m)
+	}
+	// Deduplicating by event id absorbs what the broker duplicated.
+	if ic := mode(t, rep, lab.IdempotentConsumer); ic.Kept == nil || !*ic.Kept {
+		t.Fatalf("idempotent consumer: %+v", ic)
+	}
+}

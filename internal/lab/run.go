@@ -514,7 +514,12 @@ func (r *run) produce(ctx context.Context, p plan) error {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		if p.lostAck[i] {
+		if p.lostAck[i] && r.cfg.Break == BreakBrokerDuplicates {
+			r.t.each(func(px *verify.Proxy) {
+				px.Add(verify.Rule{Kind: verify.FaultDuplicateProduce, APIKey: verify.APIProduce, Count: 1})
+			})
+			r.count("broken-broker", fmt.Sprintf("produce of event %d replayed without its producer id", i))
+		} else if p.lostAck[i] {
 			r.t.each(func(px *verify.Proxy) {
 				px.Add(verify.Rule{Kind: verify.FaultDropResponse, APIKey: verify.APIProduce, Count: 1})
 			})
@@ -803,6 +808,10 @@ func (r *run) measure(ctx context.Context, res *ModeResult) error {
 	r.rec.Complete(1, verify.OK, verify.FPoll, read, nil)
 	set := verify.CheckSet(r.rec.History())
 	res.LogOK = len(set.Lost) == 0 && len(set.Unexpected) == 0
+	if r.mode == ExactlyOnceTxn {
+		// Its producer is idempotent: a retry must never land twice.
+		res.LogOK = res.LogOK && len(set.Duplicated) == 0
+	}
 	res.Log = fmt.Sprintf("%d acknowledged, %d in the log, %d lost by the broker, %d unexpected, %d written more than once",
 		set.Acknowledged, set.Read, len(set.Lost), len(set.Unexpected), len(set.Duplicated))
 	if r.cfg.Scenario == ScenarioAggregate {

@@ -504,6 +504,13 @@ func (w *worker) runTxn(ctx context.Context) error {
 		return err
 	}
 	var totals map[string]int64 // aggregate: the running totals, restored from the output
+	var outside *kgo.Client     // BreakOutputOutsideTxn: the plain producer
+	if w.spec.Break == BreakOutputOutsideTxn {
+		if outside, err = kgo.NewClient(kgo.SeedBrokers(w.spec.Brokers...), kgo.DefaultProduceTopic(w.spec.Output)); err != nil {
+			return err
+		}
+		defer outside.Close()
+	}
 	for !w.done() {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -541,7 +548,14 @@ func (w *worker) runTxn(ctx context.Context) error {
 			} else {
 				v, _ = json.Marshal(Charge{EventID: e.ID, Customer: e.Customer, Cents: e.Cents})
 			}
-			sess.Produce(ctx, &kgo.Record{Key: []byte(e.Customer), Value: v}, nil)
+			out := &kgo.Record{Key: []byte(e.Customer), Value: v}
+			if outside != nil {
+				if err := outside.ProduceSync(ctx, out).FirstErr(); err != nil {
+					return err
+				}
+			} else {
+				sess.Produce(ctx, out, nil)
+			}
 			ids = append(ids, e.ID)
 			if crashHere {
 				_ = sess.Client().Flush(ctx) // the ledger records reach the broker, uncommitted
