@@ -250,3 +250,20 @@ func TestRecorderKeepsEveryOpFromConcurrentClientsInTimeOrder(t *testing.T) {
 		t.Fatalf("attempted %d distinct values, want %d", r.Attempted, 8*500)
 	}
 }
+
+func TestStreamingRecorderWritesEachOpAsItHappens(t *testing.T) {
+	var buf bytes.Buffer
+	rec := NewStreamingRecorder(&buf)
+	rec.Invoke(1, FSend, Record{Value: "1-0", Partition: -1, Offset: -1})
+	if !strings.HasSuffix(buf.String(), "\n") || strings.Count(buf.String(), "\n") != 1 {
+		t.Fatalf("after one op the stream holds %q", buf.String())
+	}
+	rec.Complete(1, OK, FSend, Record{Value: "1-0", Partition: 0, Offset: 0}, nil)
+	streamed, err := ReadJSONL(&buf)
+	if err != nil || rec.Err() != nil {
+		t.Fatal(err, rec.Err())
+	}
+	if !reflect.DeepEqual(streamed, rec.History()) {
+		t.Fatalf("stream %v differs from history %v", streamed, rec.History())
+	}
+}

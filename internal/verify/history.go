@@ -142,12 +142,28 @@ func ReadJSONL(r io.Reader) (History, error) {
 type Recorder struct {
 	start time.Time
 
-	mu  sync.Mutex
-	ops History
+	mu     sync.Mutex
+	ops    History
+	stream *json.Encoder // optional: every op also written as it happens
+	err    error         // first stream write error
 }
 
 // NewRecorder starts an empty history now.
 func NewRecorder() *Recorder { return &Recorder{start: time.Now()} }
+
+// NewStreamingRecorder is NewRecorder that also writes each operation to w
+// as a JSON line the moment it is recorded, so that a long soak run that
+// dies (or is killed by a CI timeout) still leaves its history behind.
+func NewStreamingRecorder(w io.Writer) *Recorder {
+	return &Recorder{start: time.Now(), stream: json.NewEncoder(w)}
+}
+
+// Err returns the first error writing the stream, if any.
+func (r *Recorder) Err() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.err
+}
 
 // Add appends op, stamping its time under the lock so that times never
 // decrease along the history.
@@ -155,6 +171,9 @@ func (r *Recorder) Add(op Op) {
 	r.mu.Lock()
 	op.Time = time.Since(r.start)
 	r.ops = append(r.ops, op)
+	if r.stream != nil && r.err == nil {
+		r.err = r.stream.Encode(&op)
+	}
 	r.mu.Unlock()
 }
 
