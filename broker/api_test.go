@@ -276,7 +276,7 @@ func TestAdminHTTP(t *testing.T) {
 		t.Fatalf("healthz %q", h)
 	}
 	m := get("/metrics")
-	for _, want := range []string{`idem_partition_high_watermark{partition="0",topic="m"} 1`, `idem_kafka_request_latency_seconds_count{api="Produce"}`} {
+	for _, want := range []string{`idem_partition_high_watermark{partition="0",topic="m"} 1`, `idem_kafka_request_latency_seconds_count{api="Produce"}`, `idem_log_size_bytes{topic="m"}`} {
 		if !strings.Contains(m, want) {
 			t.Fatalf("metrics lack %q", want)
 		}

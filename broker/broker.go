@@ -417,6 +417,7 @@ var (
 	startDesc = prometheus.NewDesc("idem_partition_log_start_offset", "First offset still in the partition's log.", []string{"topic", "partition"}, nil)
 	lsoDesc   = prometheus.NewDesc("idem_partition_last_stable_offset", "Offset below which no transaction is open: what read_committed consumers can read.", []string{"topic", "partition"}, nil)
 	endDesc   = prometheus.NewDesc("idem_partition_log_end_offset", "Next offset to assign (written, maybe not yet durable).", []string{"topic", "partition"}, nil)
+	sizeDesc  = prometheus.NewDesc("idem_log_size_bytes", "Bytes of segment files, summed over the topic's partitions.", []string{"topic"}, nil)
 	dupDesc   = prometheus.NewDesc("idem_idempotent_duplicates_total", "Produce retries recognised as duplicates and answered with their original offsets.", nil, nil)
 	oooDesc   = prometheus.NewDesc("idem_out_of_order_sequence_total", "Produce batches rejected with OUT_OF_ORDER_SEQUENCE_NUMBER.", nil, nil)
 	pidsDesc  = prometheus.NewDesc("idem_producer_ids_active", "Idempotent producer states held, summed over partitions.", nil, nil)
@@ -427,20 +428,25 @@ var (
 type partitionCollector struct{ m *partition.Manager }
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{hwmDesc, lsoDesc, startDesc, endDesc, dupDesc, oooDesc, pidsDesc} {
+	for _, d := range []*prometheus.Desc{hwmDesc, lsoDesc, startDesc, endDesc, sizeDesc, dupDesc, oooDesc, pidsDesc} {
 		ch <- d
 	}
 }
 
 func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	active := 0
+	sizes := map[string]int64{}
 	for _, p := range c.m.All() {
+		sizes[p.Topic()] += p.SizeBytes()
 		idx := strconv.Itoa(int(p.Index()))
 		ch <- prometheus.MustNewConstMetric(hwmDesc, prometheus.GaugeValue, float64(p.HighWatermark()), p.Topic(), idx)
 		ch <- prometheus.MustNewConstMetric(lsoDesc, prometheus.GaugeValue, float64(p.LastStableOffset()), p.Topic(), idx)
 		ch <- prometheus.MustNewConstMetric(startDesc, prometheus.GaugeValue, float64(p.StartOffset()), p.Topic(), idx)
 		ch <- prometheus.MustNewConstMetric(endDesc, prometheus.GaugeValue, float64(p.EndOffset()), p.Topic(), idx)
 		active += p.Producers()
+	}
+	for topic, size := range sizes {
+		ch <- prometheus.MustNewConstMetric(sizeDesc, prometheus.GaugeValue, float64(size), topic)
 	}
 	ch <- prometheus.MustNewConstMetric(dupDesc, prometheus.CounterValue, float64(c.m.Duplicates.Load()))
 	ch <- prometheus.MustNewConstMetric(oooDesc, prometheus.CounterValue, float64(c.m.OutOfOrders.Load()))

@@ -15,7 +15,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"path"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -643,6 +645,24 @@ func (p *Partition) pruneLocked() {
 	start := p.log.StartOffset()
 	i := sort.Search(len(p.aborted), func(i int) bool { return p.aborted[i].LastOffset >= start })
 	p.aborted = append([]AbortedTxn(nil), p.aborted[i:]...)
+}
+
+// SizeBytes is the size of the partition's segment files (indexes excluded),
+// read from the file system; it is for metrics and admin listings.
+func (p *Partition) SizeBytes() int64 {
+	names, err := p.cfg.FS.ReadDir(p.cfg.Dir)
+	if err != nil {
+		return 0
+	}
+	var total int64
+	for _, n := range names {
+		if strings.HasSuffix(n, ".log") {
+			if sz, err := p.cfg.FS.Stat(path.Join(p.cfg.Dir, n)); err == nil {
+				total += sz
+			}
+		}
+	}
+	return total
 }
 
 // Producers returns how many producers have live state here.
