@@ -516,3 +516,26 @@ func TestFetchMaxBytes(t *testing.T) {
 		t.Fatalf("no limits: batches %s, want [3 3]", got)
 	}
 }
+
+func TestDescribeLogDirs(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("ld"))
+	cl := b.Client(t)
+	if err := cl.ProduceSync(ctxT(t), &kgo.Record{Topic: "ld", Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	dirs, err := kadm.NewClient(cl).DescribeAllLogDirs(ctxT(t), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	dirs.Each(func(d kadm.DescribedLogDir) {
+		d.Topics.Each(func(p kadm.DescribedLogDirPartition) {
+			if p.Topic == "ld" && p.Partition == 0 && p.Size > 0 {
+				found = true
+			}
+		})
+	})
+	if !found {
+		t.Fatalf("ld-0 not described with a size: %+v", dirs)
+	}
+}
