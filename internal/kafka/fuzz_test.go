@@ -82,6 +82,16 @@ func seedRequests() []kmsg.Request {
 	of := kmsg.NewPtrOffsetFetchRequest()
 	of.Group = "g"
 	add(of, 1, 7)
+	dl := kmsg.NewPtrDescribeLogDirsRequest()
+	add(dl, 0, 4)
+	dr := kmsg.NewPtrDeleteRecordsRequest()
+	drt := kmsg.NewDeleteRecordsRequestTopic()
+	drt.Topic = "t"
+	drp := kmsg.NewDeleteRecordsRequestTopicPartition()
+	drp.Offset = -1
+	drt.Partitions = append(drt.Partitions, drp)
+	dr.Topics = append(dr.Topics, drt)
+	add(dr, 0, 2)
 	return out
 }
 
