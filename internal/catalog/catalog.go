@@ -90,6 +90,8 @@ type Catalog struct {
 	fs  logstore.FS
 	dir string
 
+	created bool // Open found no catalog file and started a new one
+
 	mu        sync.RWMutex
 	clusterID string
 	topics    map[string]*Topic // mu guards topics and byID
@@ -126,6 +128,7 @@ func Open(fsys logstore.FS, dir string) (*Catalog, error) {
 			c.byID[t.ID] = &t
 		}
 	case isNotExist(fsys, path.Join(dir, fileName)):
+		c.created = true
 		id := newID()
 		c.clusterID = base64.RawURLEncoding.EncodeToString(id[:])
 		if err := c.persistLocked(); err != nil {
@@ -197,6 +200,11 @@ func (c *Catalog) persistLocked() error {
 	}
 	return nil
 }
+
+// Created reports whether Open found no catalog and started an empty one.
+// The partition manager uses it to refuse to treat existing topic data as
+// leftovers of deleted topics when the catalog itself has gone missing.
+func (c *Catalog) Created() bool { return c.created }
 
 // ClusterID is the id generated when the data directory was created.
 func (c *Catalog) ClusterID() string {

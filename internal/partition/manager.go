@@ -107,6 +107,13 @@ func OpenManager(mc ManagerConfig) (*Manager, error) {
 		m.topics[t.Name] = tp
 	}
 	if names, err := m.fs.ReadDir(m.dir); err == nil {
+		if m.cat.Created() && len(names) > 0 {
+			// Topic data without a catalog: the catalog was lost, not the
+			// topics deleted. Removing the "orphans" would destroy every
+			// record; stop and let an operator decide.
+			m.closeAll()
+			return nil, fmt.Errorf("partitions: %s holds data of %d topics but the topic catalog is missing; refusing to start (restore catalog.json, or remove %s to start empty)", m.dir, len(names), m.dir)
+		}
 		for _, n := range names {
 			if !live[n] {
 				m.log.Info("removing data of a deleted topic", "dir", path.Join(m.dir, n))

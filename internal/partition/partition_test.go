@@ -4,11 +4,14 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/idem-dev/idem/internal/catalog"
+	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/logstore"
 )
 
@@ -217,5 +220,33 @@ func TestRecordValidation(t *testing.T) {
 	}
 	if _, err := p.Append(good); err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestMissingCatalogRefusesToDeleteData(t *testing.T) {
+	mem := logstore.NewMemFS()
+	conf := config.New()
+	cat, err := catalog.Open(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateTopic("keep", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	mem.Remove("/data/catalog.json")
+	cat, err = catalog.Open(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: conf}); err == nil || !strings.Contains(err.Error(), "catalog is missing") {
+		t.Fatalf("open without catalog: %v", err)
+	}
+	if names, _ := mem.ReadDir("/data/topics"); len(names) != 1 {
+		t.Fatalf("topic data removed: %v", names)
 	}
 }
