@@ -145,6 +145,13 @@ func (b *Broker) Start() (err error) {
 	if err != nil {
 		return err
 	}
+	if pids.Fresh() && !cat.Created() {
+		// The reservation file is gone but data is not: never hand out an id
+		// that partitions (or transactions) may still remember.
+		skip := parts.MaxProducerID() + 1_000_000
+		b.log.Warn("producer id reservation file missing; skipping past every recorded producer id", "next_id", skip)
+		pids.SkipTo(skip)
+	}
 	delay := b.conf.Millis("group.initial.rebalance.delay.ms")
 	if delay == 0 {
 		delay = -1 // the coordinator reads 0 as "default"; the property's 0 means none

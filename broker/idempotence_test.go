@@ -226,3 +226,28 @@ func TestKgoIdempotentProducer(t *testing.T) {
 		t.Fatalf("%d distinct records, want %d", len(seen), n)
 	}
 }
+
+// TestLostProducerIDFileNeverReusesIDs: if the reservation file disappears,
+// ids restart above every producer id the partitions remember, so a new
+// producer's first batch is never mistaken for an old producer's retry.
+func TestLostProducerIDFileNeverReusesIDs(t *testing.T) {
+	mem := logstore.NewMemFS()
+	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("p"))
+	cl := b.Client(t)
+	pid, epoch := initPID(t, cl)
+	c, _ := produceRaw(t, cl, "p", rawBatch(pid, epoch, 0, 1, 1000, "old"))
+	mustCode(t, c, 0, "produce")
+	b.Close()
+	mem.Remove("/data/producer_ids")
+	b.Restart(t)
+	cl = b.Client(t)
+	pid2, epoch2 := initPID(t, cl)
+	if pid2 <= pid {
+		t.Fatalf("producer id %d reused after losing the reservation file (old %d)", pid2, pid)
+	}
+	c, off := produceRaw(t, cl, "p", rawBatch(pid2, epoch2, 0, 1, 1000, "new"))
+	mustCode(t, c, 0, "new producer")
+	if off != 1 {
+		t.Fatalf("new producer's batch at %d: treated as a duplicate", off)
+	}
+}

@@ -336,6 +336,20 @@ func (m *Manager) maintain(snapEvery, retentionEvery time.Duration) {
 	}
 }
 
+// MaxProducerID is the largest producer id with state in any partition, or
+// -1 when there is none.
+func (m *Manager) MaxProducerID() int64 {
+	max := int64(-1)
+	for _, p := range m.All() {
+		for _, st := range p.ProducerStates() {
+			if st.ProducerID > max {
+				max = st.ProducerID
+			}
+		}
+	}
+	return max
+}
+
 // All returns every open partition.
 func (m *Manager) All() []*Partition {
 	m.mu.RLock()

@@ -19,6 +19,8 @@ type IDAllocator struct {
 	fs   logstore.FS
 	path string
 
+	fresh bool // no reservation file existed
+
 	mu       sync.Mutex
 	next     int64 // mu guards next and reserved: the next id to hand out
 	reserved int64 // ids below reserved are covered by the durable file
@@ -41,8 +43,25 @@ func OpenIDAllocator(fsys logstore.FS, path string) (*IDAllocator, error) {
 		a.next = a.reserved
 	} else if _, serr := fsys.Stat(path); serr == nil {
 		return nil, fmt.Errorf("producer ids: %w", err)
+	} else {
+		a.fresh = true
 	}
 	return a, nil
+}
+
+// Fresh reports whether no reservation file existed when it was opened.
+func (a *IDAllocator) Fresh() bool { return a.fresh }
+
+// SkipTo makes every later id at least min. A broker whose reservation file
+// went missing while partitions still hold producer state calls it with a
+// value above every recorded id: reusing one would make a new producer's
+// first batches look like retries of an old producer's and be dropped.
+func (a *IDAllocator) SkipTo(min int64) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.next < min {
+		a.next = min
+	}
 }
 
 // Next returns a fresh producer id (with epoch 0 for the caller to use).
