@@ -304,11 +304,15 @@ func (c *c5) drain() {
 	c.rec.Complete(99, verify.OK, verify.FPoll, rs, nil)
 }
 
-func TestC5QueueWorkloadSurvivesKillPauseAndLatency(t *testing.T) {
+func TestC5QueueWorkloadSurvivesKillPauseLatencyAndLateRequests(t *testing.T) {
 	c := startC5(t)
 	mix := verify.NewMix(verify.MixConfig{
 		Seed: c.seed, Broker: c.proc, Proxies: []*verify.Proxy{c.px},
-		Faults:   []verify.MixFault{verify.MixKill, verify.MixPause, verify.MixLatency},
+		// Every kind at least once per round: kill -9, SIGSTOP, latency,
+		// a request held past its client's timeout and delivered late
+		// (the KAFKA-17754 shape), lost produce acknowledgements.
+		Faults:   []verify.MixFault{verify.MixKill, verify.MixPause, verify.MixLatency, verify.MixHold, verify.MixLostAck},
+		Rounds:   true,
 		MinQuiet: 1 * time.Second, MaxQuiet: 3 * time.Second,
 		MinFault: 300 * time.Millisecond, MaxFault: 2 * time.Second,
 		Recorder: c.rec, Logf: t.Logf,
@@ -324,8 +328,10 @@ func TestC5QueueWorkloadSurvivesKillPauseAndLatency(t *testing.T) {
 		t.Fatalf("C5: %v", r)
 	}
 	counts := mix.Counts()
-	if counts[verify.MixKill]+counts[verify.MixPause] == 0 {
-		t.Fatalf("no process fault in 30 s: %v", counts)
+	for _, f := range []verify.MixFault{verify.MixKill, verify.MixPause, verify.MixLatency, verify.MixHold, verify.MixLostAck} {
+		if counts[f] == 0 {
+			t.Fatalf("no %s in 30 s: %v", f, counts)
+		}
 	}
 	if r.Acknowledged < 100 || r.Read < r.Acknowledged {
 		t.Fatalf("too little traffic to mean anything: %v", r)

@@ -64,6 +64,10 @@ type MixConfig struct {
 	// AckTimeout is how long MixAckTimeout delays a response; it should
 	// exceed the clients' request timeout (default MaxFault).
 	AckTimeout time.Duration
+	// Rounds draws faults in rounds: each round is a seeded shuffle of all
+	// the kinds, so every kind is injected once per round. Without it each
+	// fault is drawn independently, and a short run may miss a kind.
+	Rounds bool
 	// Recorder, if set, receives every fault as an info op of NemesisProcess.
 	Recorder *Recorder
 	// Logf, if set, logs every fault.
@@ -159,11 +163,21 @@ func (m *Mix) Log() []FaultEvent {
 // important failure this harness can find.
 func (m *Mix) Run(ctx context.Context) error {
 	m.start = time.Now()
+	var round []MixFault
 	for ctx.Err() == nil {
 		if !sleepCtx(ctx, m.between(m.cfg.MinQuiet, m.cfg.MaxQuiet)) || len(m.cfg.Faults) == 0 {
 			break
 		}
-		f := m.cfg.Faults[m.rng.IntN(len(m.cfg.Faults))]
+		var f MixFault
+		if m.cfg.Rounds {
+			if len(round) == 0 {
+				round = append(round, m.cfg.Faults...)
+				m.rng.Shuffle(len(round), func(i, j int) { round[i], round[j] = round[j], round[i] })
+			}
+			f, round = round[0], round[1:]
+		} else {
+			f = m.cfg.Faults[m.rng.IntN(len(m.cfg.Faults))]
+		}
 		if err := m.inject(f); err != nil {
 			return err
 		}
@@ -243,6 +257,7 @@ func (m *Mix) inject(f MixFault) error {
 			p.Add(Rule{Kind: FaultDelayResponse, APIKey: APIProduce, Delay: m.cfg.AckTimeout, Count: 1})
 		}
 	case MixReset:
+		m.note(f, "reset every client connection")
 		for _, p := range m.cfg.Proxies {
 			p.ResetAll()
 		}

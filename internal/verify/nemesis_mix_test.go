@@ -102,3 +102,38 @@ func TestMixSaveWritesTheFaultLogBesideHistoryAndSeed(t *testing.T) {
 		}
 	}
 }
+
+func TestMixRoundsInjectEveryKindOncePerRound(t *testing.T) {
+	p, _ := fakeProcess(t, "serve")
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	e := newEchoBroker(t)
+	px := newTestProxy(t, e.ln.Addr().String())
+	kinds := []MixFault{MixPause, MixLatency, MixLostAck, MixReset}
+	m := NewMix(MixConfig{Seed: 4, Broker: p, Proxies: []*Proxy{px}, Faults: kinds, Rounds: true,
+		MinQuiet: 5 * time.Millisecond, MaxQuiet: 5 * time.Millisecond, MinFault: 5 * time.Millisecond, MaxFault: 5 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+	defer cancel()
+	if err := m.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var drawn []MixFault
+	for _, e := range m.Log() {
+		if slices.Contains(kinds, e.Fault) && !strings.HasPrefix(e.What, "SIGCONT") {
+			drawn = append(drawn, e.Fault)
+		}
+	}
+	if len(drawn) < 2*len(kinds) {
+		t.Fatalf("only %d faults drawn: %v", len(drawn), drawn)
+	}
+	for r := 0; r+len(kinds) <= len(drawn); r += len(kinds) {
+		round := slices.Clone(drawn[r : r+len(kinds)])
+		slices.Sort(round)
+		want := slices.Clone(kinds)
+		slices.Sort(want)
+		if !slices.Equal(round, want) {
+			t.Fatalf("round %d drew %v, want each of %v once", r/len(kinds), drawn[r:r+len(kinds)], kinds)
+		}
+	}
+}
