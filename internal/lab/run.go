@@ -281,9 +281,10 @@ func makePlan(seed int64, n int, faults []Fault) plan {
 	if has(FaultConsumerCrash) {
 		k := min(5, max(1, n/40))
 		for range k {
-			// Early enough in an incarnation that it is reached even
-			// when the producer's faults leave fewer events to consume.
-			p.crashes = append(p.crashes, 1+rng.IntN(max(1, n/(2*k))))
+			// Early in an incarnation, so that it is reached even when an
+			// earlier incarnation failed for another reason (a broker kill)
+			// and left few events to consume.
+			p.crashes = append(p.crashes, 1+rng.IntN(max(1, n/(4*k))))
 		}
 	}
 	return p
