@@ -73,16 +73,19 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	txnOK, txnWhy := TransactionsAvailable(ctx, t.brokers)
 
 	for i, m := range cfg.Modes {
+		if err := ctx.Err(); err != nil {
+			return nil, fmt.Errorf("lab: interrupted before mode %s: %w (files in %s)", m, err, cfg.Dir)
+		}
 		res := ModeResult{Mode: m, Faults: map[string]int{}}
 		res.Promise, _ = promise(cfg.Scenario, m)
 		switch {
 		case m == ExactlyOnceTxn && !txnOK:
-			res.Unavailable = "the broker does not complete Kafka transactions yet (" + txnWhy + ")"
+			res.Unavailable = "the target did not complete a probe transaction (" + txnWhy + ")"
 		default:
 			res.Available = true
 			r, err := runMode(ctx, &cfg, t, rep.Faults, m, i, len(cfg.Modes))
 			if err != nil {
-				return nil, fmt.Errorf("lab: mode %s: %w", m, err)
+				return nil, fmt.Errorf("lab: mode %s: %w (files in %s)", m, err, cfg.Dir)
 			}
 			res = r
 		}
