@@ -35,8 +35,11 @@ type Handler func(ctx context.Context, env *Env, conn *Conn, req kmsg.Request) (
 // Deferred is a response that is not complete yet. The connection's writer calls
 // Wait (in request order, on the writer goroutine) before encoding Response; Wait
 // fills in whatever the handler could not know yet, such as the outcome of an
-// fsync. ctx is cancelled when the connection or the broker closes, in which case
-// Wait should return promptly; the response is then dropped.
+// fsync, or the data of a Fetch long-poll. ctx is cancelled when the client goes
+// away or a broker shutdown runs out of patience, in which case Wait should
+// return promptly and the response is dropped; a graceful shutdown closes
+// Env.Closing first, which long waits should also watch. Work done in Wait
+// also bounds memory: at most one Deferred per connection is being completed.
 //
 // Deferred embeds the response so it satisfies kmsg.Response and can be returned
 // from a Handler unchanged.
@@ -57,7 +60,7 @@ type Conn struct {
 // Env carries the broker's services to handlers. It is built once by the broker
 // and shared by every connection; its fields are not modified after Start.
 type Env struct {
-	// Groups is the classic consumer-group coordinator (nil until wired).
+	// Groups is the classic consumer-group coordinator.
 	Groups *group.Coordinator
 	// PartitionExists reports whether topic/partition exists now; the group
 	// coordinator's handlers use it to validate OffsetCommit.
