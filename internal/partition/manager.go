@@ -143,15 +143,25 @@ func (m *Manager) LogConfig(t catalog.Topic) logstore.Config {
 		}
 		return m.cfg.Int(brokerName)
 	}
+	// logstore reads 0 as "default" (retention time) or "unlimited"
+	// (retention bytes); Kafka's 0 means "keep nothing older/larger", so the
+	// smallest positive value stands in for it.
 	rt := get("retention.ms", "log.retention.ms")
 	rtime := time.Duration(rt) * time.Millisecond
-	if rt < 0 {
+	switch {
+	case rt < 0:
 		rtime = -1
+	case rt == 0:
+		rtime = time.Nanosecond
+	}
+	rbytes := get("retention.bytes", "log.retention.bytes")
+	if rbytes == 0 {
+		rbytes = 1
 	}
 	return logstore.Config{
 		SegmentBytes:       get("segment.bytes", "log.segment.bytes"),
 		RollInterval:       time.Duration(get("segment.ms", "log.roll.ms")) * time.Millisecond,
-		RetentionBytes:     get("retention.bytes", "log.retention.bytes"),
+		RetentionBytes:     rbytes,
 		RetentionTime:      rtime,
 		IndexIntervalBytes: int(m.cfg.Int("log.index.interval.bytes")),
 		Now:                m.now,
@@ -159,7 +169,8 @@ func (m *Manager) LogConfig(t catalog.Topic) logstore.Config {
 	}
 }
 
-// TopicConfig returns the effective value of a topic-level property.
+// logAppendTime reports whether the topic stamps batches with the broker's
+// clock (message.timestamp.type, else log.message.timestamp.type).
 func (m *Manager) logAppendTime(t catalog.Topic) bool {
 	if v, ok := t.Configs["message.timestamp.type"]; ok {
 		return v == "LogAppendTime"
@@ -324,10 +335,10 @@ func (m *Manager) maintain(snapEvery, retentionEvery time.Duration) {
 			lastRetention = time.Now()
 		}
 		for _, p := range parts {
-			if !retention {
-				// fall through to the snapshot
-			} else if err := p.EnforceRetention(); err != nil && !errors.Is(err, logstore.ErrClosed) {
-				m.log.Warn("retention failed", "topic", p.topic, "partition", p.index, "err", err)
+			if retention {
+				if err := p.EnforceRetention(); err != nil && !errors.Is(err, logstore.ErrClosed) {
+					m.log.Warn("retention failed", "topic", p.topic, "partition", p.index, "err", err)
+				}
 			}
 			if err := p.Snapshot(); err != nil {
 				m.log.Warn("producer snapshot failed", "err", err)
