@@ -123,6 +123,9 @@ type written struct {
 // that read_committed polls never return, so a gap between two offsets is
 // never by itself a loss or a skip. Polls are assumed to be read_committed
 // (or the workload non-transactional): a value read is taken as visible.
+// Lost writes are judged against every poll, so each reader must read its
+// partitions from the log start, or the history must end with a drain that
+// does (then a value missing below a later one is missing from the log).
 func CheckLog(h History, opt LogOptions) LogResult {
 	writes := map[string]*written{}
 	var txns [][]string // values of each FTxn invocation, in history order
