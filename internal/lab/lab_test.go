@@ -4,10 +4,12 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/lab"
 )
 
@@ -158,5 +160,26 @@ func TestChargeExactlyOnceCatchesABrokerThatDuplicatesAcknowledgedProduces(t *te
 	// Deduplicating by event id absorbs what the broker duplicated.
 	if ic := mode(t, rep, lab.IdempotentConsumer); ic.Kept == nil || !*ic.Kept {
 		t.Fatalf("idempotent consumer: %+v", ic)
+	}
+}
+
+// Against a cluster the lab did not start (--bootstrap), the faults that need
+// the broker process are skipped and said to be; the rest still run.
+func TestBootstrapSkipsTheFaultsThatNeedTheBrokerProcess(t *testing.T) {
+	b := brokertest.Run(t)
+	cfg := testConfig(t, lab.ScenarioCharge, 20, lab.AtLeastOnce)
+	cfg.Bootstrap = []string{b.Addr()}
+	cfg.Duration = 45 * time.Second
+	rep := run(t, cfg)
+	if !slices.Equal(rep.Skipped, []lab.Fault{lab.FaultBrokerKill, lab.FaultPause}) || slices.Contains(rep.Faults, lab.FaultBrokerKill) {
+		t.Fatalf("faults %v, skipped %v", rep.Faults, rep.Skipped)
+	}
+	m := mode(t, rep, lab.AtLeastOnce)
+	if m.Faults[string(lab.FaultBrokerKill)] != 0 || m.Faults[string(lab.FaultLostAck)] == 0 || m.Kept == nil || !*m.Kept {
+		t.Fatalf("%+v", m)
+	}
+	var buf strings.Builder
+	if err := lab.WriteTable(&buf, rep); err != nil || !strings.Contains(buf.String(), "skipped (the target is not a child process of the lab): broker-kill, pause") {
+		t.Fatalf("table does not say what was skipped: %v\n%s", err, buf.String())
 	}
 }
