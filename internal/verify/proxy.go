@@ -41,6 +41,13 @@ const (
 	// time. A correct broker plus this hook must make a checker report
 	// duplicates; it exists to prove the checkers can fail.
 	FaultDuplicateProduce
+	// FaultDropFetchedBatch is a test hook that emulates a broker losing an
+	// acknowledged record on the read path: the first Fetch response (of
+	// a request selected by the rule) that carries at least two record
+	// batches for one partition loses the first of them. The client moves
+	// past it to the next batch and never asks for it again. Responses
+	// with fewer batches pass untouched and the rule stays armed.
+	FaultDropFetchedBatch
 )
 
 func (k FaultKind) String() string {
@@ -55,6 +62,8 @@ func (k FaultKind) String() string {
 		return "hold"
 	case FaultDuplicateProduce:
 		return "duplicate-produce"
+	case FaultDropFetchedBatch:
+		return "drop-fetched-batch"
 	}
 	return fmt.Sprintf("FaultKind(%d)", int(k))
 }
@@ -275,8 +284,9 @@ func (p *Proxy) accept() {
 
 // pending is a request forwarded upstream whose response is still due.
 type pending struct {
-	apiKey int16
-	corr   int32
+	apiKey  int16
+	version int16
+	corr    int32
 	rule   Rule
 	armed  bool
 	frame  []byte // the request, for FaultDuplicateProduce
@@ -330,7 +340,7 @@ func (c *proxyConn) requests() {
 				}
 			}
 		}
-		pd := pending{apiKey: key, corr: corr, rule: rule, armed: armed}
+		pd := pending{apiKey: key, version: int16(binary.BigEndian.Uint16(frame[6:])), corr: corr, rule: rule, armed: armed}
 		if armed && rule.Kind == FaultDuplicateProduce && key == APIProduce {
 			pd.frame = frame
 		}
@@ -371,6 +381,13 @@ func (c *proxyConn) responses() {
 			c.p.note(FaultDelayResponse, fmt.Sprintf("api %d correlation %d: response delayed %v", pd.apiKey, pd.corr, pd.rule.Delay))
 			if !c.p.sleep(pd.rule.Delay) {
 				return
+			}
+		case FaultDropFetchedBatch:
+			if out, desc, ok := dropFirstBatch(frame, pd.version); pd.apiKey == APIFetch && ok {
+				c.p.note(FaultDropFetchedBatch, fmt.Sprintf("correlation %d: %s", pd.corr, desc))
+				frame = out
+			} else {
+				c.p.Add(Rule{Kind: FaultDropFetchedBatch, APIKey: pd.rule.APIKey, Count: 1}) // not applicable: stay armed
 			}
 		}
 		_, _ = c.client.Write(frame)
@@ -486,6 +503,45 @@ func stripProducer(frame []byte) ([]byte, error) {
 	out = req.AppendTo(out)
 	binary.BigEndian.PutUint32(out, uint32(len(out)-4))
 	return out, nil
+}
+
+// dropFirstBatch removes the first record batch of the first partition of
+// a Fetch response frame (request version v) that holds at least two, and
+// re-encodes the response.
+func dropFirstBatch(frame []byte, v int16) ([]byte, string, bool) {
+	body := frame[4:]
+	resp := kmsg.NewPtrFetchResponse()
+	resp.SetVersion(v)
+	pos := 4 // correlation id; flexible responses add a tag buffer
+	if resp.IsFlexible() {
+		var err error
+		if pos, err = skipTags(body, pos); err != nil {
+			return nil, "", false
+		}
+	}
+	if pos > len(body) || resp.ReadFrom(body[pos:]) != nil {
+		return nil, "", false
+	}
+	for i := range resp.Topics {
+		for j := range resp.Topics[i].Partitions {
+			part := &resp.Topics[i].Partitions[j]
+			b := part.RecordBatches
+			if len(b) < 12 {
+				continue
+			}
+			first := 12 + int(int32(binary.BigEndian.Uint32(b[8:])))
+			if first <= 12 || first+12 > len(b) {
+				continue // a single (or truncated) batch: dropping it would only be fetched again
+			}
+			desc := fmt.Sprintf("topic %s partition %d: batch at offset %d dropped", resp.Topics[i].Topic, part.Partition, int64(binary.BigEndian.Uint64(b)))
+			part.RecordBatches = b[first:]
+			out := append([]byte{0, 0, 0, 0}, body[:pos]...)
+			out = resp.AppendTo(out)
+			binary.BigEndian.PutUint32(out, uint32(len(out)-4))
+			return out, desc, true
+		}
+	}
+	return nil, "", false
 }
 
 // headerEnd returns where the body of a request frame's payload (frame

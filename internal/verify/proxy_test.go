@@ -353,3 +353,84 @@ func TestProxyLostAcksAreHarmlessForAnIdempotentProducerButABrokenBrokerIsCaught
 	}
 	t.Logf("caught: %v", r)
 }
+
+// pollThrough reads topic from the start through addr (with opts) until it
+// has seen want records, recording each poll as process proc; afterFirst,
+// if set, runs after the first poll that returned records.
+func pollThrough(t *testing.T, addr, topic string, want int, proc int, rec *Recorder, afterFirst func(), opts ...kgo.Opt) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}),
+		// Small fetches: a few batches per response, so that responses
+		// are still to come after the first poll.
+		kgo.FetchMaxWait(100 * time.Millisecond), kgo.FetchMaxBytes(300), kgo.FetchMaxPartitionBytes(300)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	seen := 0
+	for seen < want {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		fs := cl.PollFetches(pctx)
+		pcancel()
+		if ctx.Err() != nil {
+			break // the broken read path may never deliver them all
+		}
+		var rs []Record
+		fs.EachRecord(func(r *kgo.Record) {
+			rs = append(rs, Record{Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+		})
+		if len(rs) > 0 {
+			rec.Invoke(proc, FPoll, nil)
+			rec.Complete(proc, OK, FPoll, rs, nil)
+			if seen == 0 && afterFirst != nil {
+				afterFirst()
+			}
+			seen += len(rs)
+			if rs[len(rs)-1].Offset+1 >= int64(want) {
+				break
+			}
+		}
+	}
+}
+
+// A consumer reading through the proxy sees every acknowledged record; with
+// the broken-read-path hook it skips one batch, and the log checker (which
+// knows the value from the final drain) reports the skip.
+func TestProxyDroppedFetchedBatchIsCaughtAsAPollSkip(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("reads"))
+	p := newTestProxy(t, b.Addr())
+	dialer := kgo.Dialer(func(ctx context.Context, network, host string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, p.Addr())
+	})
+	rec := NewRecorder()
+	sendAll(t, b.Addr(), "reads", 1, 20, rec, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+
+	healthy := NewRecorder()
+	for _, op := range rec.History() {
+		healthy.Add(op)
+	}
+	pollThrough(t, b.Addr(), "reads", 20, 10, healthy, nil, dialer)
+	drainInto(t, b.Addr(), "reads", healthy)
+	if r := CheckLog(healthy.History(), LogOptions{Assign: true, FinalDrain: true}); !r.Valid || r.Read != 20 {
+		t.Fatalf("healthy read path: %v", r)
+	}
+
+	// Armed after the consumer's first poll, so that the skip lies between
+	// two positions it read: a reader's start position is not in the history.
+	pollThrough(t, b.Addr(), "reads", 20, 11, rec, func() {
+		p.Add(Rule{Kind: FaultDropFetchedBatch, APIKey: APIFetch, Count: 1})
+	}, dialer)
+	if p.Applied()[FaultDropFetchedBatch] != 1 {
+		t.Fatalf("hook not applied: %v", p.Applied())
+	}
+	drainInto(t, b.Addr(), "reads", rec)
+	r := CheckLog(rec.History(), LogOptions{Assign: true, FinalDrain: true})
+	if r.Valid || r.Count(AnomalyPollSkip) == 0 {
+		t.Fatalf("lost read not caught: %v", r)
+	}
+	t.Logf("caught: %v", r)
+}
