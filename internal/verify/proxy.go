@@ -287,9 +287,9 @@ type pending struct {
 	apiKey  int16
 	version int16
 	corr    int32
-	rule   Rule
-	armed  bool
-	frame  []byte // the request, for FaultDuplicateProduce
+	rule    Rule
+	armed   bool
+	frame   []byte // the request, for FaultDuplicateProduce
 }
 
 // proxyConn is one client connection and its upstream connection. The
