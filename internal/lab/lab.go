@@ -203,6 +203,10 @@ const (
 	// acknowledged produce without its producer id, so even the idempotent
 	// producer's events land twice.
 	BreakBrokerDuplicates = "broker-duplicates"
+	// BreakBrokerLosesRead emulates a broker that loses an acknowledged
+	// record on the read path: the consumer reads through the proxy, which
+	// drops one record batch from a fetch response.
+	BreakBrokerLosesRead = "broker-loses-read"
 )
 
 func (c *Config) defaults() {

@@ -183,3 +183,18 @@ func TestBootstrapSkipsTheFaultsThatNeedTheBrokerProcess(t *testing.T) {
 		t.Fatalf("table does not say what was skipped: %v\n%s", err, buf.String())
 	}
 }
+
+// A broker that loses an acknowledged record on the read path (the proxy
+// drops a batch from a fetch response to the consumer) makes at-least-once
+// lose an event: the verdict turns red although the log itself is intact.
+func TestChargeAtLeastOnceCatchesABrokerThatLosesAReadRecord(t *testing.T) {
+	cfg := testConfig(t, lab.ScenarioCharge, 30, lab.AtLeastOnce)
+	cfg.Faults = []lab.Fault{}
+	cfg.Break = lab.BreakBrokerLosesRead
+	cfg.Duration = 45 * time.Second
+	rep := run(t, cfg)
+	m := mode(t, rep, lab.AtLeastOnce)
+	if m.Kept == nil || *m.Kept || m.Lost == 0 || !m.LogOK {
+		t.Fatalf("lost read not caught (or blamed on the log): %+v", m)
+	}
+}

@@ -140,7 +140,18 @@ func (t *target) startBroker(ctx context.Context) error {
 // dial routes every connection the producer makes through a proxy for the
 // address it asked for, so that faults hit whichever broker it talks to.
 func (t *target) dial(ctx context.Context, network, host string) (net.Conn, error) {
+	p, err := t.proxyFor(host)
+	if err != nil {
+		return nil, err
+	}
+	var d net.Dialer
+	return d.DialContext(ctx, network, p.Addr())
+}
+
+// proxyFor returns the proxy in front of host, starting it if needed.
+func (t *target) proxyFor(host string) (*verify.Proxy, error) {
 	t.mu.Lock()
+	defer t.mu.Unlock()
 	if t.proxies == nil {
 		t.proxies = map[string]*verify.Proxy{}
 	}
@@ -148,22 +159,17 @@ func (t *target) dial(ctx context.Context, network, host string) (net.Conn, erro
 	if p == nil {
 		var err error
 		if p, err = verify.NewProxy(host); err != nil {
-			t.mu.Unlock()
 			return nil, err
 		}
 		t.proxies[host] = p
 	}
-	t.mu.Unlock()
-	var d net.Dialer
-	return d.DialContext(ctx, network, p.Addr())
+	return p, nil
 }
 
 // each applies f to every proxy, creating the seed brokers' first.
 func (t *target) each(f func(*verify.Proxy)) {
 	for _, b := range t.brokers {
-		if c, err := t.dial(context.Background(), "tcp", b); err == nil {
-			c.Close()
-		}
+		_, _ = t.proxyFor(b)
 	}
 	t.mu.Lock()
 	ps := make([]*verify.Proxy, 0, len(t.proxies))
@@ -653,6 +659,15 @@ func (r *run) supervise(ctx context.Context, p plan) error {
 	}
 	if r.gw != nil {
 		spec.Gateway = r.gw.URL()
+	}
+	if r.cfg.Break == BreakBrokerLosesRead {
+		px, err := r.t.proxyFor(r.t.brokers[0])
+		if err != nil {
+			return err
+		}
+		spec.Via = px.Addr()
+		px.Add(verify.Rule{Kind: verify.FaultDropFetchedBatch, APIKey: verify.APIFetch, Count: 1})
+		r.count("broken-broker", "the first fetch response with two batches for a partition loses the first")
 	}
 	if r.mode == IdempotentConsumer || r.mode == OffsetsInDB || r.cfg.Scenario == ScenarioAggregate {
 		spec.DB = filepath.Join(r.dir, "consumer.db")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strconv"
@@ -47,6 +48,9 @@ type WorkerSpec struct {
 	// its mode on its CrashAfter-th delivery.
 	CrashAfter int    `json:"crash_after,omitempty"`
 	Break      string `json:"break,omitempty"`
+	// Via, if set, is a proxy address every broker connection goes through
+	// (the BreakBrokerLosesRead hook; one broker only).
+	Via string `json:"via,omitempty"`
 }
 
 // Event is the input record of both scenarios (JSON value, id also in the
@@ -191,17 +195,24 @@ func (w *worker) done() bool {
 // clientOpts are the options every worker client shares; the group and
 // topics are added by the caller (dedupe.Consumer adds its own).
 func (w *worker) clientOpts() []kgo.Opt {
-	return []kgo.Opt{
+	var via []kgo.Opt
+	if w.spec.Via != "" {
+		via = append(via, kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, w.spec.Via)
+		}))
+	}
+	return append(via,
 		kgo.SeedBrokers(w.spec.Brokers...),
 		// The same static member id in every incarnation: a restarted worker
 		// takes over its predecessor's assignment at once instead of waiting
 		// for the dead member's session to expire.
 		kgo.InstanceID("lab-worker"),
-		kgo.SessionTimeout(6 * time.Second),
-		kgo.RebalanceTimeout(10 * time.Second),
-		kgo.FetchMaxWait(100 * time.Millisecond),
+		kgo.SessionTimeout(6*time.Second),
+		kgo.RebalanceTimeout(10*time.Second),
+		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
-	}
+	)
 }
 
 func (w *worker) groupOpts() []kgo.Opt {
