@@ -109,13 +109,17 @@ type GatewayStats struct {
 	Requests int
 	Replays  int                    // requests answered from the idempotency keys
 	Charges  map[string][]time.Time // event id → charge times
+	Cents    map[string]int64       // customer → total charged
 }
 
 // Stats returns a copy of the counters.
 func (g *Gateway) Stats() GatewayStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	s := GatewayStats{Requests: g.requests, Replays: g.replays, Charges: make(map[string][]time.Time, len(g.charges))}
+	s := GatewayStats{Requests: g.requests, Replays: g.replays, Charges: make(map[string][]time.Time, len(g.charges)), Cents: make(map[string]int64, len(g.cents))}
+	for k, v := range g.cents {
+		s.Cents[k] = v
+	}
 	for k, v := range g.charges {
 		s.Charges[k] = append([]time.Time(nil), v...)
 	}

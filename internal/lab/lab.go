@@ -269,6 +269,9 @@ type ModeResult struct {
 	// DupEffects counts side effects beyond the first of each event: double
 	// charges, or double counts in the aggregate.
 	DupEffects int `json:"duplicate_effects"`
+	// Overcharged counts customers the gateway charged more than they owe
+	// (charge scenario, modes that call the gateway).
+	Overcharged int `json:"customers_overcharged"`
 	// Throughput is distinct events effected per second, from the first send
 	// to the last effect, faults included.
 	Throughput float64  `json:"throughput_per_s"`

@@ -64,8 +64,13 @@ func TestChargeEveryModeKeepsItsPromiseUnderEveryFault(t *testing.T) {
 			}
 		}
 	}
-	if alo := mode(t, rep, lab.AtLeastOnce); alo.DupEffects == 0 {
+	if alo := mode(t, rep, lab.AtLeastOnce); alo.DupEffects == 0 || alo.Overcharged == 0 {
 		t.Errorf("at-least-once charged nobody twice despite lost acks and a crash after charging: %+v", alo)
+	}
+	for _, m := range []lab.Mode{lab.IdempotentConsumer, lab.OffsetsInDB} {
+		if r := mode(t, rep, m); r.Overcharged != 0 {
+			t.Errorf("%s overcharged %d customers", m, r.Overcharged)
+		}
 	}
 	if amo := mode(t, rep, lab.AtMostOnce); amo.Lost+amo.LostUnacked == 0 {
 		t.Errorf("at-most-once lost nothing despite a crash between commit and charge: %+v", amo)
@@ -84,7 +89,7 @@ func TestChargeBrokenIdempotentConsumerBreaksItsPromise(t *testing.T) {
 	cfg.Duration = 45 * time.Second
 	rep := run(t, cfg)
 	m := mode(t, rep, lab.IdempotentConsumer)
-	if m.Kept == nil || *m.Kept || m.DupEffects == 0 || !rep.Broken() {
+	if m.Kept == nil || *m.Kept || m.DupEffects == 0 || m.Overcharged == 0 || !rep.Broken() {
 		t.Fatalf("broken consumer not caught: %+v", m)
 	}
 	if rep.Artifacts == "" {

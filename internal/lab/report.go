@@ -115,19 +115,26 @@ func verdictLine(scenario string, m ModeResult) string {
 	if m.Kept == nil {
 		return m.Verdict
 	}
+	dups := fmt.Sprintf("%d duplicate effects", m.DupEffects)
+	if m.Overcharged > 0 {
+		dups = fmt.Sprintf("%d double charges, %d customers overcharged", m.DupEffects, m.Overcharged)
+	}
 	if !*m.Kept {
 		var why []string
 		if m.Lost > 0 {
 			why = append(why, fmt.Sprintf("%d acknowledged events lost", m.Lost))
 		}
 		if m.DupEffects > 0 {
-			why = append(why, fmt.Sprintf("%d duplicate effects", m.DupEffects))
+			why = append(why, dups)
+		}
+		if m.Drift != 0 {
+			why = append(why, fmt.Sprintf("drift %+d", m.Drift))
 		}
 		return "BROKEN: " + strings.Join(why, ", ")
 	}
 	switch {
 	case m.Mode == AtLeastOnce && m.DupEffects > 0:
-		return fmt.Sprintf("kept (%d duplicate effects: allowed, and what this mode costs)", m.DupEffects)
+		return fmt.Sprintf("kept (%s: allowed, and what this mode costs)", dups)
 	case m.Mode == AtMostOnce && m.Lost > 0:
 		return fmt.Sprintf("kept (%d events lost: allowed, and what this mode costs)", m.Lost)
 	}

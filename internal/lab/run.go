@@ -315,6 +315,7 @@ type run struct {
 	faults   map[string]int
 	faultLog []string
 	sentAt   map[string]time.Time
+	events   map[string]Event
 }
 
 // count records one injected fault, in the counts and in the fault log.
@@ -332,7 +333,7 @@ func runMode(ctx context.Context, cfg *Config, t *target, faults []Fault, m Mode
 	name := fmt.Sprintf("%s-%s-%d-%d", cfg.Scenario, m, cfg.Seed, time.Now().UnixNano()%1e6)
 	r := &run{cfg: cfg, t: t, mode: m, dir: filepath.Join(cfg.Dir, string(m)),
 		topic: "idem-lab-" + name, output: "idem-lab-" + name + "-out", group: "idem-lab-" + name,
-		rec: verify.NewRecorder(), faults: map[string]int{}, sentAt: map[string]time.Time{}}
+		rec: verify.NewRecorder(), faults: map[string]int{}, sentAt: map[string]time.Time{}, events: map[string]Event{}}
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return res, err
 	}
@@ -560,6 +561,7 @@ func (r *run) produce(ctx context.Context, p plan) error {
 		e.SentNs = now.UnixNano()
 		r.mu.Lock()
 		r.sentAt[e.ID] = now
+		r.events[e.ID] = e
 		r.mu.Unlock()
 		v, _ := json.Marshal(e)
 		rec := &kgo.Record{Key: []byte(e.Customer), Value: v, Headers: []kgo.RecordHeader{{Key: dedupe.DefaultKeyHeader, Value: []byte(e.ID)}}}
@@ -751,7 +753,21 @@ func (r *run) measure(ctx context.Context, res *ModeResult) error {
 	effects := map[string][]time.Time{}
 	switch {
 	case r.gw != nil:
-		effects = r.gw.Stats().Charges
+		st := r.gw.Stats()
+		effects = st.Charges
+		// A customer is overcharged when the gateway took more than the
+		// events it charged for add up to.
+		owed := map[string]int64{}
+		for id := range effects {
+			if e, ok := r.events[id]; ok {
+				owed[e.Customer] += e.Cents
+			}
+		}
+		for c, cents := range st.Cents {
+			if cents > owed[c] {
+				res.Overcharged++
+			}
+		}
 	case r.mode == ExactlyOnceTxn:
 		rs, err := drainCommitted(ctx, r.t.brokers, r.output)
 		if err != nil {
