@@ -186,9 +186,16 @@ func produceOne(env *Env, version int16, topic string, index int32, records []by
 		if env.Txn == nil {
 			return nil, none, kerr.InvalidTxnState.Code, produceError("transactions are not enabled on this broker")
 		}
-		if err := env.Txn.Verify(pid, epoch, topic, index); err != nil {
+		// Hold the transaction open across the append: an EndTxn that
+		// arrives between the check and the write waits for it, so the
+		// batch can never land after its own transaction's marker (where
+		// it would pin the last stable offset until the producer's next
+		// transaction on this partition).
+		release, err := env.Txn.VerifyHold(pid, epoch, topic, index)
+		if err != nil {
 			return nil, none, code(err), err
 		}
+		defer release()
 	}
 	res, err := p.Append(records)
 	if err != nil {
