@@ -398,9 +398,8 @@ func (w *worker) runOffsetsInDB(ctx context.Context) error {
 		rows.Close()
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
+	defer func() { cancel(); wg.Wait() }() // the watcher ends when ctx does
 	wg.Add(1)
 	go func() { // stop once everything is settled
 		defer wg.Done()
