@@ -185,13 +185,18 @@ func WriteSVG(w io.Writer, rep *Report) error {
 		left, top, plotH = 60, 50, 260
 		groupW, barW     = 150, 34
 	)
-	width := left + groupW*len(rep.Modes) + 20
+	width := max(left+groupW*len(rep.Modes)+20, 560) // room for the title
 	height := top + plotH + 110
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="12">`+"\n", width, height)
 	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
-	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", left,
-		html.EscapeString(fmt.Sprintf("idem lab: %s, %d events per mode, faults: %s", rep.Scenario, rep.N, joinFaults(rep.Faults))))
+	faults := "none"
+	if len(rep.Faults) > 0 {
+		faults = joinFaults(rep.Faults)
+	}
+	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="15" font-weight="bold">%s</text>`+"\n", left,
+		html.EscapeString(fmt.Sprintf("idem lab: %s, %d events per mode, seed %d", rep.Scenario, rep.N, rep.Seed)))
+	fmt.Fprintf(&b, `<text x="%d" y="38" font-size="11">%s</text>`+"\n", left, html.EscapeString("faults: "+faults))
 	// Axis and grid.
 	for i := 0; i <= 4; i++ {
 		v := float64(maxV) * float64(i) / 4
