@@ -22,7 +22,7 @@ import (
 // broker process behind the fault proxy. Transactional writers send 1–4
 // values to random partitions and commit (or, one time in four, abort); an
 // idempotent writer sends single values; readers poll every partition by
-// assignment with read_committed. Every operation goes into one history;
+// assignment, and one as a group member, with read_committed. Every operation goes into one history;
 // after the faults heal, a final drain reads everything, and the log checker
 // judges the history alone.
 type c5 struct {
@@ -105,6 +105,8 @@ func (c *c5) run(window time.Duration, during func(ctx context.Context)) verify.
 		wg.Add(1)
 		go func() { defer wg.Done(); c.reader(ctx, proc) }()
 	}
+	wg.Add(1)
+	go func() { defer wg.Done(); c.subscriber(ctx, c5Subscriber) }()
 	if during != nil {
 		wg.Add(1)
 		go func() { defer wg.Done(); during(ctx) }()
@@ -112,7 +114,7 @@ func (c *c5) run(window time.Duration, during func(ctx context.Context)) verify.
 	wg.Wait()
 	c.px.Clear()
 	c.drain()
-	return verify.CheckLog(c.rec.History(), verify.LogOptions{Assign: true, FinalDrain: true})
+	return verify.CheckLog(c.rec.History(), verify.LogOptions{Assign: true, Subscribers: map[int]bool{c5Subscriber: true}, FinalDrain: true})
 }
 
 // txnWriter runs transactions until ctx ends. After any error it records the
@@ -208,6 +210,35 @@ func (c *c5) reader(ctx context.Context, proc int) {
 	}
 	cl, err := kgo.NewClient(c.opts(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c5Topic: parts}),
 		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))...)
+	if err != nil {
+		c.t.Error(err)
+		return
+	}
+	defer cl.Close()
+	for ctx.Err() == nil {
+		fs := cl.PollFetches(ctx)
+		var rs []verify.Record
+		fs.EachRecord(func(r *kgo.Record) {
+			rs = append(rs, verify.Record{Value: string(r.Value), Partition: r.Partition, Offset: r.Offset})
+		})
+		if len(rs) > 0 {
+			c.rec.Invoke(proc, verify.FPoll, nil)
+			c.rec.Complete(proc, verify.OK, verify.FPoll, rs, nil)
+		}
+	}
+}
+
+// c5Subscriber is the process number of the group consumer.
+const c5Subscriber = 12
+
+// subscriber consumes as a group member (read_committed, offsets committed
+// automatically), so broker kills and pauses make it rebalance and resume
+// from committed offsets: its polls may go back, which the checker allows
+// for it, but never see an aborted or duplicated value.
+func (c *c5) subscriber(ctx context.Context, proc int) {
+	cl, err := kgo.NewClient(c.opts(kgo.ConsumeTopics(c5Topic), kgo.ConsumerGroup("c5-subscribers"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
+		kgo.FetchMaxWait(200*time.Millisecond), kgo.SessionTimeout(6*time.Second))...)
 	if err != nil {
 		c.t.Error(err)
 		return

@@ -62,6 +62,11 @@ type LogOptions struct {
 	// forward between polls. With subscribe (false), a rebalance legitimately
 	// rewinds a consumer to the last committed offset.
 	Assign bool
+	// Subscribers lists the processes that consume by group subscription
+	// even when Assign is true: between their polls rewinds and jumps are
+	// allowed (a rebalance resumes from the committed offset, which can be
+	// behind or, for a zombie, ahead of what the process last read).
+	Subscribers map[int]bool
 	// FinalDrain is true when the history ends with polls that read every
 	// partition to its end after all faults healed: then an acknowledged
 	// value that was never read is lost, not merely unseen.
@@ -330,7 +335,7 @@ func CheckLog(h History, opt LogOptions) LogResult {
 	}
 	last := map[int]map[int32]int64{} // proc → partition → last offset read
 	for i, p := range polls {
-		if last[p.proc] == nil || !opt.Assign {
+		if last[p.proc] == nil || !opt.Assign || opt.Subscribers[p.proc] {
 			last[p.proc] = map[int32]int64{}
 		}
 		prev := last[p.proc]

@@ -175,6 +175,9 @@ func TestCheckLogAllowsRewindsBetweenPollsOnlyWhenSubscribed(t *testing.T) {
 		pollBy(8, at(1, 1, 0, 1))
 	wantOnly(t, CheckLog(skip.h, LogOptions{Assign: true}), AnomalyPollSkip)
 	wantOnly(t, CheckLog(skip.h, LogOptions{Assign: false}))
+	// A subscriber among assigned readers keeps its rebalance allowance.
+	wantOnly(t, CheckLog(b.h, LogOptions{Assign: true, Subscribers: map[int]bool{7: true}}))
+	wantOnly(t, CheckLog(skip.h, LogOptions{Assign: true, Subscribers: map[int]bool{8: true}}), AnomalyPollSkip)
 }
 
 func TestCheckLogGivesTheSameVerdictOnAHistoryReadBackFromJSON(t *testing.T) {
