@@ -30,6 +30,7 @@ func init() {
 		chart                   string
 		bootstrap               []string
 		dir                     string
+		breakHook               string
 	)
 	cmd := &cobra.Command{
 		Use:   "lab",
@@ -78,7 +79,7 @@ lab could not run), 3 when a mode could not be measured within --duration.`,
 			}
 			cfg := lab.Config{
 				Scenario: scenario, Modes: ms, Faults: fs, N: n, Seed: seed, Duration: duration,
-				Bootstrap: bootstrap, Dir: dir,
+				Bootstrap: bootstrap, Dir: dir, Break: breakHook,
 				Worker: lab.Command{Path: self, Args: []string{"lab-worker"}},
 				Broker: func(dataDir, addr string) lab.Command {
 					return lab.Command{Path: self, Args: []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr,
@@ -140,6 +141,10 @@ lab could not run), 3 when a mode could not be measured within --duration.`,
 	f.StringVar(&chart, "chart", "", "write an SVG bar chart of the table to this file")
 	f.StringSliceVar(&bootstrap, "bootstrap", nil, "run against this Kafka-compatible cluster instead of a broker of its own")
 	f.StringVar(&dir, "dir", "", "directory for the run's files (default: a temporary directory, kept only if a promise broke)")
+	// Hidden: deliberately break a mode (skip-dedupe, output-outside-txn,
+	// broker-duplicates, broker-loses-read) to watch a verdict turn red.
+	f.StringVar(&breakHook, "break", "", "deliberately break something, to see a verdict turn red")
+	_ = f.MarkHidden("break")
 	rootCmd.AddCommand(cmd)
 
 	rootCmd.AddCommand(&cobra.Command{
