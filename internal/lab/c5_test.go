@@ -349,8 +349,17 @@ func TestC5QueueWorkloadSurvivesKillPauseLatencyAndLateRequests(t *testing.T) {
 		Recorder: c.rec, Logf: t.Logf,
 	})
 	mix.SaveOnFailure(t, c.rec, c.dataDir)
+	// 30 s in CI; IDEM_C5_WINDOW (e.g. 30m) turns it into a soak run.
+	window := 30 * time.Second
+	if w := os.Getenv("IDEM_C5_WINDOW"); w != "" {
+		d, err := time.ParseDuration(w)
+		if err != nil {
+			t.Fatalf("IDEM_C5_WINDOW=%q: %v", w, err)
+		}
+		window = d
+	}
 	var mixErr error
-	r := c.run(30*time.Second, func(ctx context.Context) { mixErr = mix.Run(ctx) })
+	r := c.run(window, func(ctx context.Context) { mixErr = mix.Run(ctx) })
 	if mixErr != nil {
 		t.Fatal(mixErr)
 	}
@@ -361,7 +370,7 @@ func TestC5QueueWorkloadSurvivesKillPauseLatencyAndLateRequests(t *testing.T) {
 	counts := mix.Counts()
 	for _, f := range []verify.MixFault{verify.MixKill, verify.MixPause, verify.MixLatency, verify.MixHold, verify.MixLostAck} {
 		if counts[f] == 0 {
-			t.Fatalf("no %s in 30 s: %v", f, counts)
+			t.Fatalf("no %s in %v: %v", f, window, counts)
 		}
 	}
 	if r.Acknowledged < 100 || r.Read < r.Acknowledged {
