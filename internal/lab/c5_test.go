@@ -369,7 +369,7 @@ func TestC5QueueWorkloadSurvivesKillPauseLatencyAndLateRequests(t *testing.T) {
 	}
 	counts := mix.Counts()
 	for _, f := range []verify.MixFault{verify.MixKill, verify.MixPause, verify.MixLatency, verify.MixHold, verify.MixLostAck} {
-		if counts[f] == 0 {
+		if counts[f] == 0 && window >= 30*time.Second { // a round of five fits in 30 s
 			t.Fatalf("no %s in %v: %v", f, window, counts)
 		}
 	}
