@@ -100,6 +100,8 @@ type worker struct {
 	out  *os.File
 	db   *dedupe.SQLite
 	n    int // deliveries in this incarnation
+	// crashPending: the planned crash point was reached (see delivered).
+	crashPending bool
 
 	mu  sync.Mutex
 	pos map[int32]int64 // next offset to settle, per input partition
@@ -153,12 +155,17 @@ func crash() {
 	select {} // the signal is delivered before this blocks for long
 }
 
-// delivered records a delivery and reports whether this is the planned
-// crash point.
+// delivered records a delivery and reports whether the planned crash point
+// has been reached. The crash stays pending until it happens: a consumer
+// that deduplicates skips the effect of a duplicate delivery, so its crash
+// comes at the next delivery whose handler runs.
 func (w *worker) delivered(r *kgo.Record, e Event) bool {
 	w.n++
 	w.emit(deliveryLine{Event: e.ID, Partition: r.Partition, Offset: r.Offset})
-	return w.spec.CrashAfter > 0 && w.n == w.spec.CrashAfter
+	if w.spec.CrashAfter > 0 && w.n == w.spec.CrashAfter {
+		w.crashPending = true
+	}
+	return w.crashPending
 }
 
 func (w *worker) settled(r *kgo.Record) {
@@ -357,14 +364,14 @@ func (w *worker) idempotent(ctx context.Context, e Event, crashHere bool) error 
 	}
 	return retry(ctx, func() error {
 		_, err := w.db.Process(ctx, e.ID, func(ctx context.Context, tx *sql.Tx) error {
-			return w.handle(ctx, tx, e, crashHere)
+			return w.handle(ctx, tx, e)
 		})
 		return err
 	})
 }
 
 // handle is the in-transaction handler of the database-backed modes.
-func (w *worker) handle(ctx context.Context, tx *sql.Tx, e Event, crashHere bool) error {
+func (w *worker) handle(ctx context.Context, tx *sql.Tx, e Event) error {
 	if w.spec.Scenario == ScenarioAggregate {
 		if err := w.addToTotal(ctx, tx, e); err != nil {
 			return err
@@ -377,7 +384,7 @@ func (w *worker) handle(ctx context.Context, tx *sql.Tx, e Event, crashHere bool
 			return err
 		}
 	}
-	if crashHere {
+	if w.crashPending {
 		crash() // effect done, transaction (claim, offset) never commits
 	}
 	return nil
@@ -422,9 +429,19 @@ func (w *worker) runOffsetsInDB(ctx context.Context) error {
 			if err := json.Unmarshal(r.Value, &e); err != nil {
 				return dedupe.Permanent(err)
 			}
-			return w.handle(ctx, tx, e, w.delivered(r, e))
+			w.delivered(r, e)
+			return w.handle(ctx, tx, e)
 		},
-		OnResult: func(r *kgo.Record, _ dedupe.Result) { w.settled(r) },
+		OnResult: func(r *kgo.Record, res dedupe.Result) {
+			if res.Status == dedupe.Duplicate {
+				// Suppressed before the handler ran: still a delivery.
+				var e Event
+				if json.Unmarshal(r.Value, &e) == nil {
+					w.delivered(r, e)
+				}
+			}
+			w.settled(r)
+		},
 	})
 	if err != nil {
 		return err
