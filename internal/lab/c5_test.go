@@ -84,6 +84,7 @@ func (c *c5) opts(extra ...kgo.Opt) []kgo.Opt {
 		}),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }),
 		kgo.RequestTimeoutOverhead(3 * time.Second),
+		kgo.ProduceRequestTimeout(time.Second),
 	}, extra...)
 }
 
@@ -344,8 +345,12 @@ func TestC5QueueWorkloadSurvivesKillPauseLatencyAndLateRequests(t *testing.T) {
 		// (the KAFKA-17754 shape), lost produce acknowledgements.
 		Faults:   []verify.MixFault{verify.MixKill, verify.MixPause, verify.MixLatency, verify.MixHold, verify.MixLostAck},
 		Rounds:   true,
-		MinQuiet: 1 * time.Second, MaxQuiet: 3 * time.Second,
-		MinFault: 300 * time.Millisecond, MaxFault: 2 * time.Second,
+		MinQuiet: 500 * time.Millisecond, MaxQuiet: 2 * time.Second,
+		MinFault: 300 * time.Millisecond, MaxFault: 1500 * time.Millisecond,
+		// Past every client deadline (request timeout overhead 3 s, produce
+		// timeout 1 s): the client gives up and moves on, then the request
+		// lands.
+		HoldFor: 5 * time.Second,
 		Recorder: c.rec, Logf: t.Logf,
 	})
 	mix.SaveOnFailure(t, c.rec, c.dataDir)

@@ -64,6 +64,10 @@ type MixConfig struct {
 	// AckTimeout is how long MixAckTimeout delays a response; it should
 	// exceed the clients' request timeout (default MaxFault).
 	AckTimeout time.Duration
+	// HoldFor is how long MixHold holds a request (default: a fault length
+	// drawn from [MinFault, MaxFault]); past the clients' request timeout it
+	// makes the late delivery of a request its client gave up on.
+	HoldFor time.Duration
 	// Rounds draws faults in rounds: each round is a seeded shuffle of all
 	// the kinds, so every kind is injected once per round. Without it each
 	// fault is drawn independently, and a short run may miss a kind.
@@ -262,6 +266,9 @@ func (m *Mix) inject(f MixFault) error {
 			p.ResetAll()
 		}
 	case MixHold:
+		if m.cfg.HoldFor > 0 {
+			d = m.cfg.HoldFor
+		}
 		m.note(f, fmt.Sprintf("next request held %v", d.Round(time.Millisecond)))
 		for _, p := range m.cfg.Proxies {
 			p.Add(Rule{Kind: FaultHold, APIKey: APIAnyKey, Delay: d, Count: 1})
