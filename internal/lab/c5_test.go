@@ -350,7 +350,7 @@ func TestC5QueueWorkloadSurvivesKillPauseLatencyAndLateRequests(t *testing.T) {
 		// Past every client deadline (request timeout overhead 3 s, produce
 		// timeout 1 s): the client gives up and moves on, then the request
 		// lands.
-		HoldFor: 5 * time.Second,
+		HoldFor:  5 * time.Second,
 		Recorder: c.rec, Logf: t.Logf,
 	})
 	mix.SaveOnFailure(t, c.rec, c.dataDir)
