@@ -17,7 +17,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"path"
 	"sort"
 	"sync"
@@ -146,23 +145,7 @@ func isNotExist(fsys logstore.FS, name string) bool {
 }
 
 func readAll(fsys logstore.FS, name string) ([]byte, error) {
-	f, err := fsys.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	size, err := f.Size()
-	if err != nil {
-		return nil, err
-	}
-	if size > maxFileSize {
-		return nil, fmt.Errorf("file is %d bytes, larger than the %d allowed", size, maxFileSize)
-	}
-	buf := make([]byte, size)
-	if _, err := f.ReadAt(buf, 0); err != nil && !(errors.Is(err, io.EOF) && size == 0) {
-		return nil, err
-	}
-	return buf, nil
+	return logstore.ReadFile(fsys, name, maxFileSize)
 }
 
 // persistLocked writes the catalog atomically and durably.
@@ -176,27 +159,8 @@ func (c *Catalog) persistLocked() error {
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	tmp, final := path.Join(c.dir, tmpName), path.Join(c.dir, fileName)
-	w, err := c.fs.Create(tmp)
-	if err != nil {
+	if err := logstore.WriteFileAtomic(c.fs, path.Join(c.dir, fileName), data); err != nil {
 		return fmt.Errorf("catalog: %w", err)
-	}
-	if _, err := w.Write(data); err != nil {
-		w.Close()
-		return fmt.Errorf("catalog: writing: %w", err)
-	}
-	if err := w.Sync(); err != nil {
-		w.Close()
-		return fmt.Errorf("catalog: fsync: %w", err)
-	}
-	if err := w.Close(); err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	if err := c.fs.Rename(tmp, final); err != nil {
-		return fmt.Errorf("catalog: %w", err)
-	}
-	if err := c.fs.SyncDir(c.dir); err != nil {
-		return fmt.Errorf("catalog: fsync dir: %w", err)
 	}
 	return nil
 }

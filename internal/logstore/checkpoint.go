@@ -3,8 +3,10 @@ package logstore
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"io/fs"
+	"path/filepath"
 )
 
 // The checkpoint file records the recovery point (every offset below it was
@@ -66,7 +68,16 @@ func readCheckpoint(fsys FS, dir string) (checkpoint, bool, error) {
 
 // writeFileAtomic replaces dir/name with data durably.
 func writeFileAtomic(fsys FS, dir, name string, data []byte) error {
-	tmp := join(dir, name+".tmp")
+	return WriteFileAtomic(fsys, join(dir, name), data)
+}
+
+// WriteFileAtomic replaces name with data so that after a crash the file is
+// either the old or the new version, durably: write name+".tmp", fsync it,
+// rename it over name, fsync the directory. Every small metadata file of the
+// broker (checkpoints, catalog, snapshots, producer-id reservations) is
+// written this way.
+func WriteFileAtomic(fsys FS, name string, data []byte) error {
+	tmp := name + ".tmp"
 	f, err := fsys.Create(tmp)
 	if err != nil {
 		return err
@@ -82,15 +93,20 @@ func writeFileAtomic(fsys FS, dir, name string, data []byte) error {
 	if err := f.Close(); err != nil {
 		return err
 	}
-	if err := fsys.Rename(tmp, join(dir, name)); err != nil {
+	if err := fsys.Rename(tmp, name); err != nil {
 		return err
 	}
-	return fsys.SyncDir(dir)
+	return fsys.SyncDir(filepath.Dir(name))
 }
 
-// readWholeFile reads a file of at most limit bytes; a larger one is an error
-// rather than an allocation the file's size dictates.
+// readWholeFile is ReadFile.
 func readWholeFile(fsys FS, name string, limit int64) ([]byte, error) {
+	return ReadFile(fsys, name, limit)
+}
+
+// ReadFile reads a whole file of at most limit bytes; a larger one is an
+// error rather than an allocation the file's size dictates.
+func ReadFile(fsys FS, name string, limit int64) ([]byte, error) {
 	f, err := fsys.Open(name)
 	if err != nil {
 		return nil, err
@@ -101,7 +117,7 @@ func readWholeFile(fsys FS, name string, limit int64) ([]byte, error) {
 		return nil, err
 	}
 	if size > limit {
-		return nil, errors.New("logstore: " + name + " is larger than expected")
+		return nil, fmt.Errorf("logstore: %s is %d bytes, more than the %d allowed", name, size, limit)
 	}
 	b := make([]byte, size)
 	if _, err := readFull(f, b, 0); err != nil {
