@@ -158,59 +158,19 @@ const (
 // transactional offset commits and their markers need (Kafka writes them to
 // __consumer_offsets the same way).
 func encodeBatchAs(recs []logRecord, now time.Time, attrs int16, pid int64, epoch int16) []byte {
-	ts := now.UnixMilli()
-	var raw []byte
+	out := make([]logstore.Record, len(recs))
 	for i, r := range recs {
-		rec := kmsg.Record{OffsetDelta: int32(i), Key: r.key, Value: r.value}
-		body := rec.AppendTo(nil) // Length 0 encodes as one varint byte
-		rec.Length = int32(len(body) - 1)
-		raw = rec.AppendTo(raw)
+		out[i] = logstore.Record{Key: r.key, Value: r.value}
 	}
-	b := kmsg.RecordBatch{
-		PartitionLeaderEpoch: -1,
-		Magic:                2,
-		Attributes:           attrs,
-		LastOffsetDelta:      int32(len(recs) - 1),
-		FirstTimestamp:       ts,
-		MaxTimestamp:         ts,
-		ProducerID:           pid,
-		ProducerEpoch:        epoch,
-		FirstSequence:        -1,
-		NumRecords:           int32(len(recs)),
-		Records:              raw,
-	}
-	out := b.AppendTo(nil)
-	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
-	logstore.FixCRC(out)
-	return out
+	return logstore.EncodeBatch(out, now.UnixMilli(), attrs, pid, epoch)
 }
 
 // decodeBatch calls fn for every record of one batch read back from the
 // log, with the batch header and the record's log position.
 func decodeBatch(b []byte, fn func(h logstore.BatchHeader, pos int64, r logRecord) error) error {
-	h, err := logstore.ParseBatch(b)
-	if err != nil {
-		return err
-	}
-	if h.Compression() != 0 {
-		return fmt.Errorf("group: compressed batch at offset %d in the offsets log", h.BaseOffset)
-	}
-	raw := b[logstore.BatchHeaderSize:]
-	for i := int32(0); i < h.NumRecords; i++ {
-		l, n := binary.Varint(raw)
-		if n <= 0 || l < 0 || int64(len(raw)-n) < l {
-			return fmt.Errorf("group: truncated record %d in batch at offset %d", i, h.BaseOffset)
-		}
-		var rec kmsg.Record
-		if err := rec.ReadFrom(raw[:n+int(l)]); err != nil {
-			return fmt.Errorf("group: bad record %d in batch at offset %d: %w", i, h.BaseOffset, err)
-		}
-		raw = raw[n+int(l):]
-		if err := fn(h, h.BaseOffset+int64(rec.OffsetDelta), logRecord{key: rec.Key, value: rec.Value}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return logstore.DecodeRecords(b, func(h logstore.BatchHeader, pos int64, r logstore.Record) error {
+		return fn(h, pos, logRecord{key: r.Key, value: r.Value})
+	})
 }
 
 // errUnknownRecord is logged and skipped on replay: a record from a newer

@@ -144,57 +144,18 @@ func decodeRecord(r logRecord) (id string, s *txnState, err error) {
 
 // encodeBatch builds one v2 record batch holding recs, CRC included.
 func encodeBatch(recs []logRecord, now time.Time) []byte {
-	ts := now.UnixMilli()
-	var raw []byte
+	out := make([]logstore.Record, len(recs))
 	for i, r := range recs {
-		rec := kmsg.Record{OffsetDelta: int32(i), Key: r.key, Value: r.value}
-		body := rec.AppendTo(nil) // Length 0 encodes as one varint byte
-		rec.Length = int32(len(body) - 1)
-		raw = rec.AppendTo(raw)
+		out[i] = logstore.Record{Key: r.key, Value: r.value}
 	}
-	b := kmsg.RecordBatch{
-		PartitionLeaderEpoch: -1,
-		Magic:                2,
-		LastOffsetDelta:      int32(len(recs) - 1),
-		FirstTimestamp:       ts,
-		MaxTimestamp:         ts,
-		ProducerID:           -1,
-		ProducerEpoch:        -1,
-		FirstSequence:        -1,
-		NumRecords:           int32(len(recs)),
-		Records:              raw,
-	}
-	out := b.AppendTo(nil)
-	binary.BigEndian.PutUint32(out[8:], uint32(len(out)-12))
-	logstore.FixCRC(out)
-	return out
+	return logstore.EncodeBatch(out, now.UnixMilli(), 0, -1, -1)
 }
 
 // decodeBatch calls fn for every record of one batch read back from the log.
 func decodeBatch(b []byte, fn func(logRecord) error) error {
-	h, err := logstore.ParseBatch(b)
-	if err != nil {
-		return err
-	}
-	if h.Compression() != 0 {
-		return fmt.Errorf("txn: compressed batch at offset %d in the transaction log", h.BaseOffset)
-	}
-	raw := b[logstore.BatchHeaderSize:]
-	for i := int32(0); i < h.NumRecords; i++ {
-		l, n := binary.Varint(raw)
-		if n <= 0 || l < 0 || int64(len(raw)-n) < l {
-			return fmt.Errorf("txn: truncated record %d in batch at offset %d", i, h.BaseOffset)
-		}
-		var rec kmsg.Record
-		if err := rec.ReadFrom(raw[:n+int(l)]); err != nil {
-			return fmt.Errorf("txn: bad record %d in batch at offset %d: %w", i, h.BaseOffset, err)
-		}
-		raw = raw[n+int(l):]
-		if err := fn(logRecord{key: rec.Key, value: rec.Value}); err != nil {
-			return err
-		}
-	}
-	return nil
+	return logstore.DecodeRecords(b, func(_ logstore.BatchHeader, _ int64, r logstore.Record) error {
+		return fn(logRecord{key: r.Key, value: r.Value})
+	})
 }
 
 // replay rebuilds memory from the whole log. It runs before the coordinator
