@@ -35,6 +35,7 @@ import (
 	"github.com/idem-dev/idem/internal/kafka/api"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
@@ -54,7 +55,7 @@ type Broker struct {
 	addr      string
 	adminAddr string
 
-	parts    *partition.Manager
+	parts    *topics.Manager
 	groups   *group.Coordinator
 	txns     *txn.Coordinator
 	unlock   func() // releases the data directory lock
@@ -133,7 +134,7 @@ func (b *Broker) Start() (err error) {
 	if err != nil {
 		return err
 	}
-	parts, err := partition.OpenManager(partition.ManagerConfig{
+	parts, err := topics.OpenManager(topics.ManagerConfig{
 		FS: b.fs, DataDir: dir, Catalog: cat, Config: b.conf, Logger: b.log,
 		RetentionInterval: b.conf.Millis("log.retention.check.interval.ms"),
 	})
@@ -141,7 +142,7 @@ func (b *Broker) Start() (err error) {
 		return err
 	}
 	cleanup = append(cleanup, parts.Close)
-	pids, err := partition.OpenIDAllocator(b.fs, path.Join(dir, "producer_ids"))
+	pids, err := topics.OpenIDAllocator(b.fs, path.Join(dir, "producer_ids"))
 	if err != nil {
 		return err
 	}
@@ -397,7 +398,7 @@ func (b *Broker) closeStorage() []error {
 
 // markerWriter lets the transaction coordinator write COMMIT/ABORT markers
 // to partitions.
-type markerWriter struct{ m *partition.Manager }
+type markerWriter struct{ m *topics.Manager }
 
 func (w markerWriter) WriteMarker(ctx context.Context, topic string, index int32, pid int64, epoch int16, commit bool, coordinatorEpoch int32) error {
 	p, ok := w.m.Partition(topic, index)
@@ -414,7 +415,7 @@ func (w markerWriter) WriteMarker(ctx context.Context, topic string, index int32
 }
 
 // registerMetrics adds the partition and process collectors.
-func (b *Broker) registerMetrics(parts *partition.Manager) {
+func (b *Broker) registerMetrics(parts *topics.Manager) {
 	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	b.reg.MustRegister(&partitionCollector{m: parts})
 }
@@ -432,7 +433,7 @@ var (
 
 // partitionCollector reads partition state at scrape time, so topics created
 // or deleted later appear and disappear without bookkeeping.
-type partitionCollector struct{ m *partition.Manager }
+type partitionCollector struct{ m *topics.Manager }
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{hwmDesc, lsoDesc, startDesc, endDesc, sizeDesc, dupDesc, oooDesc, pidsDesc} {

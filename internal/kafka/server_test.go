@@ -20,7 +20,7 @@ import (
 	"github.com/idem-dev/idem/internal/group"
 	"github.com/idem-dev/idem/internal/kafka/api"
 	"github.com/idem-dev/idem/internal/logstore"
-	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/topics"
 )
 
 // newTestServer builds a server over an in-memory file system with one topic
@@ -38,14 +38,14 @@ func newTestServer(t testing.TB, props ...string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parts, err := partition.OpenManager(partition.ManagerConfig{FS: mem, DataDir: "/d", Catalog: cat, Config: conf})
+	parts, err := topics.OpenManager(topics.ManagerConfig{FS: mem, DataDir: "/d", Catalog: cat, Config: conf})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := parts.CreateTopic("t", 2, nil); err != nil {
 		t.Fatal(err)
 	}
-	pids, err := partition.OpenIDAllocator(mem, "/d/producer_ids")
+	pids, err := topics.OpenIDAllocator(mem, "/d/producer_ids")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
@@ -56,7 +57,7 @@ func code(err error) int16 {
 		// The partition's storage failed; clients retry elsewhere (there is no
 		// elsewhere on one node, but the code tells operators where to look).
 		return kerr.KafkaStorageError.Code
-	case errors.Is(err, partition.ErrClosed), errors.Is(err, logstore.ErrClosed), errors.Is(err, partition.ErrManagerClosed):
+	case errors.Is(err, partition.ErrClosed), errors.Is(err, logstore.ErrClosed), errors.Is(err, topics.ErrManagerClosed):
 		// Closing for shutdown or deletion: retriable, makes clients refresh metadata.
 		return kerr.NotLeaderForPartition.Code
 	case errors.Is(err, context.DeadlineExceeded):

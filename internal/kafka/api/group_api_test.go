@@ -10,7 +10,7 @@ import (
 
 	"github.com/idem-dev/idem/internal/group"
 	"github.com/idem-dev/idem/internal/logstore"
-	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
@@ -298,7 +298,7 @@ func TestTxnOffsetCommitAndRequireStable(t *testing.T) {
 func txnEnv(t *testing.T, env *Env, id, group string) txn.ProducerIDEpoch {
 	t.Helper()
 	fsys := logstore.NewMemFS()
-	ids, err := partition.OpenIDAllocator(fsys, "producer-ids")
+	ids, err := topics.OpenIDAllocator(fsys, "producer-ids")
 	if err != nil {
 		t.Fatal(err)
 	}

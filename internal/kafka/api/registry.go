@@ -18,7 +18,7 @@ import (
 
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/group"
-	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
@@ -74,8 +74,8 @@ type Env struct {
 	ClusterID string
 
 	Config      *config.Config
-	Partitions  *partition.Manager     // topics and their open partitions (and the catalog)
-	ProducerIDs *partition.IDAllocator // durable, never-reused producer ids
+	Partitions  *topics.Manager     // topics and their open partitions (and the catalog)
+	ProducerIDs *topics.IDAllocator // durable, never-reused producer ids
 	// Txn is the transaction coordinator (nil: transactional requests get
 	// COORDINATOR_NOT_AVAILABLE or INVALID_TXN_STATE).
 	Txn *txn.Coordinator

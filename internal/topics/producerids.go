@@ -1,4 +1,4 @@
-package partition
+package topics
 
 import (
 	"encoding/binary"
@@ -26,13 +26,16 @@ type IDAllocator struct {
 	reserved int64 // ids below reserved are covered by the durable file
 }
 
+// castagnoli is the CRC-32C table of the reservation file.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 // idBlock is how many ids one fsync reserves.
 const idBlock = 1000
 
 // OpenIDAllocator loads (or creates) the reservation file at path.
 func OpenIDAllocator(fsys logstore.FS, path string) (*IDAllocator, error) {
 	a := &IDAllocator{fs: fsys, path: path}
-	data, err := readFile(fsys, path, 1024)
+	data, err := logstore.ReadFile(fsys, path, 1024)
 	if err == nil {
 		if len(data) != 12 || crc32.Checksum(data[:8], castagnoli) != binary.BigEndian.Uint32(data[8:]) {
 			// The file is only ever replaced atomically, so damage is not a torn
@@ -75,7 +78,7 @@ func (a *IDAllocator) Next() (int64, error) {
 		}
 		b := binary.BigEndian.AppendUint64(nil, uint64(end))
 		b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-		if err := writeFileAtomic(a.fs, a.path, b); err != nil {
+		if err := logstore.WriteFileAtomic(a.fs, a.path, b); err != nil {
 			return 0, fmt.Errorf("producer ids: reserving a block: %w", err)
 		}
 		a.reserved = end

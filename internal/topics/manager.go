@@ -1,4 +1,4 @@
-package partition
+package topics
 
 import (
 	"errors"
@@ -13,6 +13,7 @@ import (
 	"github.com/idem-dev/idem/internal/catalog"
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/partition"
 )
 
 // Manager owns every open partition and keeps them in step with the catalog:
@@ -50,7 +51,7 @@ type Manager struct {
 
 type topicParts struct {
 	topic catalog.Topic
-	parts []*Partition
+	parts []*partition.Partition
 }
 
 // ManagerConfig configures OpenManager.
@@ -178,9 +179,9 @@ func (m *Manager) logAppendTime(t catalog.Topic) bool {
 	return m.cfg.String("log.message.timestamp.type") == "LogAppendTime"
 }
 
-func (m *Manager) openPartition(t catalog.Topic, i int32) (*Partition, error) {
+func (m *Manager) openPartition(t catalog.Topic, i int32) (*partition.Partition, error) {
 	base := path.Join(m.dir, t.ID.Hex())
-	return Open(Config{
+	return partition.Open(partition.Config{
 		Topic: t.Name, Index: i, FS: m.fs,
 		Dir:                path.Join(base, strconv.Itoa(int(i))),
 		SnapshotPath:       path.Join(base, strconv.Itoa(int(i))+".producers"),
@@ -193,7 +194,7 @@ func (m *Manager) openPartition(t catalog.Topic, i int32) (*Partition, error) {
 }
 
 // Partition returns an open partition.
-func (m *Manager) Partition(topic string, index int32) (*Partition, bool) {
+func (m *Manager) Partition(topic string, index int32) (*partition.Partition, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	tp := m.topics[topic]
@@ -227,7 +228,7 @@ func (m *Manager) Topics() []catalog.Topic { return m.cat.List() }
 func (m *Manager) Catalog() *catalog.Catalog { return m.cat }
 
 // ErrManagerClosed is returned after Close.
-var ErrManagerClosed = errors.New("partition: manager closed")
+var ErrManagerClosed = errors.New("topics: manager closed")
 
 // CreateTopic records a topic in the catalog and opens its partitions.
 func (m *Manager) CreateTopic(name string, partitions int32, configs map[string]string) (catalog.Topic, error) {
@@ -325,7 +326,7 @@ func (m *Manager) maintain(snapEvery, retentionEvery time.Duration) {
 		case <-t.C:
 		}
 		m.mu.RLock()
-		var parts []*Partition
+		var parts []*partition.Partition
 		for _, tp := range m.topics {
 			parts = append(parts, tp.parts...)
 		}
@@ -337,7 +338,7 @@ func (m *Manager) maintain(snapEvery, retentionEvery time.Duration) {
 		for _, p := range parts {
 			if retention {
 				if err := p.EnforceRetention(); err != nil && !errors.Is(err, logstore.ErrClosed) {
-					m.log.Warn("retention failed", "topic", p.topic, "partition", p.index, "err", err)
+					m.log.Warn("retention failed", "topic", p.Topic(), "partition", p.Index(), "err", err)
 				}
 			}
 			if err := p.Snapshot(); err != nil {
@@ -362,10 +363,10 @@ func (m *Manager) MaxProducerID() int64 {
 }
 
 // All returns every open partition.
-func (m *Manager) All() []*Partition {
+func (m *Manager) All() []*partition.Partition {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	var out []*Partition
+	var out []*partition.Partition
 	for _, tp := range m.topics {
 		out = append(out, tp.parts...)
 	}
