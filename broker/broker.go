@@ -146,12 +146,23 @@ func (b *Broker) Start() (err error) {
 	if err != nil {
 		return err
 	}
-	if pids.Fresh() && !cat.Created() {
-		// The reservation file is gone but data is not: never hand out an id
-		// that partitions (or transactions) may still remember.
-		skip := parts.MaxProducerID() + 1_000_000
-		b.log.Warn("producer id reservation file missing; skipping past every recorded producer id", "next_id", skip)
-		pids.SkipTo(skip)
+	if pids.Fresh() {
+		if !cat.Created() {
+			// The reservation file is gone but data is not: never hand out
+			// an id that partitions (or transactions) may still remember.
+			maxID, err := parts.MaxProducerID(context.Background())
+			if err != nil {
+				return err
+			}
+			if maxID >= 0 {
+				skip := maxID + 1_000_000
+				b.log.Warn("producer id reservation file missing; skipping past every recorded producer id", "next_id", skip)
+				pids.SkipTo(skip)
+			}
+		}
+		if err := pids.Init(); err != nil {
+			return err
+		}
 	}
 	delay := b.conf.Millis("group.initial.rebalance.delay.ms")
 	if delay == 0 {
@@ -231,7 +242,7 @@ func (b *Broker) Start() (err error) {
 	}
 	cleanup = append(cleanup, srv.Close)
 	if *b.admin != "" {
-		as, err := admin.Start(admin.Config{Addr: *b.admin, Registry: b.reg, Healthy: b.healthy, Logger: b.log})
+		as, err := admin.Start(admin.Config{Addr: *b.admin, Registry: b.reg, Health: b.health, Logger: b.log})
 		if err != nil {
 			return err
 		}
@@ -266,21 +277,30 @@ func advertised(conf string, bound net.Addr) (string, int, error) {
 	return host, tcp.Port, nil
 }
 
-// healthy is nil when every partition can accept writes.
-func (b *Broker) healthy() error {
+// health reports what /healthz shows: degraded while any partition is
+// offline or poisoned or topic data is kept unserved, starting while
+// partitions are still being opened.
+func (b *Broker) health() admin.Health {
 	b.mu.Lock()
 	parts := b.parts
 	b.mu.Unlock()
 	if parts == nil {
-		return errors.New("starting")
+		return admin.Health{Status: admin.StatusStarting}
 	}
-	var errs []error
-	for _, p := range parts.All() {
-		if err := p.Err(); err != nil {
-			errs = append(errs, fmt.Errorf("%s-%d: %w", p.Topic(), p.Index(), err))
-		}
+	var problems []string
+	for _, o := range parts.Offline() {
+		problems = append(problems, fmt.Sprintf("partition %s-%d offline: %v", o.Topic, o.Index, o.Err))
 	}
-	return errors.Join(errs...)
+	for _, o := range parts.Orphans() {
+		problems = append(problems, fmt.Sprintf("topic data %s (%q) not in the catalog: kept, not served", o.Dir, o.Name))
+	}
+	if len(problems) > 0 {
+		return admin.Health{Status: admin.StatusDegraded, Problems: problems}
+	}
+	if n := parts.Loading(); n > 0 {
+		return admin.Health{Status: admin.StatusStarting, Problems: []string{fmt.Sprintf("%d partitions still opening", n)}}
+	}
+	return admin.Health{Status: admin.StatusOK}
 }
 
 // Addr is the advertised host:port of the Kafka listener.
@@ -401,13 +421,16 @@ func (b *Broker) closeStorage() []error {
 type markerWriter struct{ m *topics.Manager }
 
 func (w markerWriter) WriteMarker(ctx context.Context, topic string, index int32, pid int64, epoch int16, commit bool, coordinatorEpoch int32) error {
-	p, ok := w.m.Partition(topic, index)
-	if !ok {
+	p, err := w.m.WaitPartition(ctx, topic, index)
+	if errors.Is(err, topics.ErrUnknownPartition) {
 		return fmt.Errorf("%w: %s-%d", txn.ErrUnknownPartition, topic, index)
 	}
-	_, err := p.WriteMarker(ctx, pid, epoch, commit, coordinatorEpoch)
+	if err != nil {
+		return err
+	}
+	_, err = p.WriteMarker(ctx, pid, epoch, commit, coordinatorEpoch)
 	if errors.Is(err, partition.ErrClosed) || errors.Is(err, logstore.ErrClosed) {
-		if _, still := w.m.Partition(topic, index); !still {
+		if !w.m.Exists(topic, index) {
 			return fmt.Errorf("%w: %s-%d deleted", txn.ErrUnknownPartition, topic, index)
 		}
 	}
@@ -429,6 +452,11 @@ var (
 	dupDesc   = prometheus.NewDesc("idem_idempotent_duplicates_total", "Produce retries recognised as duplicates and answered with their original offsets.", nil, nil)
 	oooDesc   = prometheus.NewDesc("idem_out_of_order_sequence_total", "Produce batches rejected with OUT_OF_ORDER_SEQUENCE_NUMBER.", nil, nil)
 	pidsDesc  = prometheus.NewDesc("idem_producer_ids_active", "Idempotent producer states held, summed over partitions.", nil, nil)
+
+	offlineDesc  = prometheus.NewDesc("idem_partition_offline", "1 for a partition that is not served because its storage failed (see /healthz and `idem storage check`).", []string{"topic", "partition"}, nil)
+	offlineNDesc = prometheus.NewDesc("idem_partitions_offline", "Partitions not served because their storage failed.", nil, nil)
+	loadingDesc  = prometheus.NewDesc("idem_partitions_loading", "Partitions still being opened after a start.", nil, nil)
+	orphansDesc  = prometheus.NewDesc("idem_topic_dirs_unserved", "Topic directories the catalog does not list, kept on disk but not served.", nil, nil)
 )
 
 // partitionCollector reads partition state at scrape time, so topics created
@@ -436,7 +464,7 @@ var (
 type partitionCollector struct{ m *topics.Manager }
 
 func (c *partitionCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{hwmDesc, lsoDesc, startDesc, endDesc, sizeDesc, dupDesc, oooDesc, pidsDesc} {
+	for _, d := range []*prometheus.Desc{hwmDesc, lsoDesc, startDesc, endDesc, sizeDesc, dupDesc, oooDesc, pidsDesc, offlineDesc, offlineNDesc, loadingDesc, orphansDesc} {
 		ch <- d
 	}
 }
@@ -459,4 +487,11 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(dupDesc, prometheus.CounterValue, float64(c.m.Duplicates.Load()))
 	ch <- prometheus.MustNewConstMetric(oooDesc, prometheus.CounterValue, float64(c.m.OutOfOrders.Load()))
 	ch <- prometheus.MustNewConstMetric(pidsDesc, prometheus.GaugeValue, float64(active))
+	offline := c.m.Offline()
+	for _, o := range offline {
+		ch <- prometheus.MustNewConstMetric(offlineDesc, prometheus.GaugeValue, 1, o.Topic, strconv.Itoa(int(o.Index)))
+	}
+	ch <- prometheus.MustNewConstMetric(offlineNDesc, prometheus.GaugeValue, float64(len(offline)))
+	ch <- prometheus.MustNewConstMetric(loadingDesc, prometheus.GaugeValue, float64(c.m.Loading()))
+	ch <- prometheus.MustNewConstMetric(orphansDesc, prometheus.GaugeValue, float64(len(c.m.Orphans())))
 }

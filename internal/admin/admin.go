@@ -16,6 +16,22 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
+// Health is what /healthz reports: "ok" (status 200), or "starting" or
+// "degraded" (status 503) followed by one line per problem.
+type Health struct {
+	Status   string
+	Problems []string
+}
+
+// Health statuses.
+const (
+	StatusOK       = "ok"
+	StatusStarting = "starting"
+	// StatusDegraded: the broker serves, but not everything: a partition is
+	// offline, a log is poisoned, the disk is full, or data is kept unserved.
+	StatusDegraded = "degraded"
+)
+
 // Server is a running admin HTTP server.
 type Server struct {
 	srv  *http.Server
@@ -27,9 +43,8 @@ type Server struct {
 type Config struct {
 	Addr     string
 	Registry *prometheus.Registry
-	// Healthy reports nil when the broker can serve; its error text is
-	// returned with status 503 otherwise.
-	Healthy func() error
+	// Health reports the broker's state for /healthz.
+	Health func() Health
 	Logger  *slog.Logger
 }
 
@@ -42,14 +57,17 @@ func Start(cfg Config) (*Server, error) {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		if cfg.Healthy != nil {
-			if err := cfg.Healthy(); err != nil {
-				w.WriteHeader(http.StatusServiceUnavailable)
-				fmt.Fprintln(w, err)
-				return
-			}
+		h := Health{Status: StatusOK}
+		if cfg.Health != nil {
+			h = cfg.Health()
 		}
-		fmt.Fprintln(w, "ok")
+		if h.Status != StatusOK {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		fmt.Fprintln(w, h.Status)
+		for _, p := range h.Problems {
+			fmt.Fprintln(w, p)
+		}
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Registry, promhttp.HandlerOpts{Registry: cfg.Registry}))
 	s := &Server{

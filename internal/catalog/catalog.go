@@ -70,16 +70,25 @@ func (t Topic) clone() Topic {
 	return c
 }
 
+// Tombstone records a deleted topic whose data may still be on disk. Data is
+// only ever removed for a deletion recorded here (or while the deletion runs):
+// a directory that the catalog neither lists nor remembers deleting is kept.
+type Tombstone struct {
+	ID        ID     `json:"id"`
+	Name      string `json:"name"`
+	DeletedAt int64  `json:"deleted_at_ms"`
+}
+
 // file is the on-disk form.
 type file struct {
-	Version   int     `json:"version"`
-	ClusterID string  `json:"cluster_id"`
-	Topics    []Topic `json:"topics"`
+	Version   int         `json:"version"`
+	ClusterID string      `json:"cluster_id"`
+	Topics    []Topic     `json:"topics"`
+	Deleted   []Tombstone `json:"deleted,omitempty"`
 }
 
 const (
 	fileName    = "catalog.json"
-	tmpName     = "catalog.json.tmp"
 	fileVersion = 1
 	maxFileSize = 64 << 20
 )
@@ -89,24 +98,23 @@ type Catalog struct {
 	fs  logstore.FS
 	dir string
 
-	created bool // Open found no catalog file and started a new one
+	created bool // Open found no catalog file and started a new one in memory
 
-	mu        sync.RWMutex
-	clusterID string
-	topics    map[string]*Topic // mu guards topics and byID
-	byID      map[ID]*Topic
+	mu          sync.RWMutex
+	initialised bool // Init wrote the created catalog
+	clusterID   string
+	topics      map[string]*Topic // mu guards topics, byID and deleted
+	byID        map[ID]*Topic
+	deleted     map[ID]Tombstone
 }
 
-// Open loads the catalog from dir (creating an empty one with a fresh cluster
-// id if none exists).
+// Open loads the catalog from dir. When there is no catalog file it returns
+// an empty catalog with a fresh cluster id that exists only in memory
+// (Created reports true): the caller decides, after checking that no topic
+// data exists, whether to Init it. Open itself never writes: a broker that
+// refuses to start must leave the data directory as it found it.
 func Open(fsys logstore.FS, dir string) (*Catalog, error) {
-	c := &Catalog{fs: fsys, dir: dir, topics: map[string]*Topic{}, byID: map[ID]*Topic{}}
-	if err := fsys.MkdirAll(dir); err != nil {
-		return nil, fmt.Errorf("catalog: %w", err)
-	}
-	// A leftover temporary file is an interrupted write: the rename never
-	// happened, so the old catalog is the truth.
-	_ = fsys.Remove(path.Join(dir, tmpName))
+	c := &Catalog{fs: fsys, dir: dir, topics: map[string]*Topic{}, byID: map[ID]*Topic{}, deleted: map[ID]Tombstone{}}
 	data, err := readAll(fsys, path.Join(dir, fileName))
 	switch {
 	case err == nil:
@@ -126,17 +134,63 @@ func Open(fsys logstore.FS, dir string) (*Catalog, error) {
 			c.topics[t.Name] = &t
 			c.byID[t.ID] = &t
 		}
+		for _, d := range f.Deleted {
+			c.deleted[d.ID] = d
+		}
 	case isNotExist(fsys, path.Join(dir, fileName)):
 		c.created = true
 		id := newID()
 		c.clusterID = base64.RawURLEncoding.EncodeToString(id[:])
-		if err := c.persistLocked(); err != nil {
-			return nil, err
-		}
 	default:
 		return nil, fmt.Errorf("catalog: reading %s: %w", path.Join(dir, fileName), err)
 	}
 	return c, nil
+}
+
+// Init writes a catalog that Open created in memory, making dir a data
+// directory. It is a no-op for a catalog read from disk.
+func (c *Catalog) Init() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.created || c.initialised {
+		return nil
+	}
+	if err := c.fs.MkdirAll(c.dir); err != nil {
+		return fmt.Errorf("catalog: %w", err)
+	}
+	if err := c.persistLocked(); err != nil {
+		return err
+	}
+	c.initialised = true
+	return nil
+}
+
+// Rebuild writes a new catalog file in dir holding topics, for an operator
+// recovering a lost catalog from the topic metadata kept beside each topic's
+// data. It refuses to overwrite an existing catalog.
+func Rebuild(fsys logstore.FS, dir, clusterID string, topics []Topic) error {
+	if !isNotExist(fsys, path.Join(dir, fileName)) {
+		return fmt.Errorf("catalog: %s exists; refusing to overwrite it", path.Join(dir, fileName))
+	}
+	c := &Catalog{fs: fsys, dir: dir, clusterID: clusterID, topics: map[string]*Topic{}, byID: map[ID]*Topic{}, deleted: map[ID]Tombstone{}}
+	if c.clusterID == "" {
+		id := newID()
+		c.clusterID = base64.RawURLEncoding.EncodeToString(id[:])
+	}
+	for i := range topics {
+		t := topics[i].clone()
+		if err := ValidateName(t.Name); err != nil {
+			return err
+		}
+		if t.ID == (ID{}) || t.Partitions < 1 {
+			return fmt.Errorf("catalog: invalid topic entry %q", t.Name)
+		}
+		if c.topics[t.Name] != nil || c.byID[t.ID] != nil {
+			return fmt.Errorf("catalog: topic %q (id %s) listed twice", t.Name, t.ID.Hex())
+		}
+		c.topics[t.Name], c.byID[t.ID] = &t, &t
+	}
+	return c.persistLocked()
 }
 
 func isNotExist(fsys logstore.FS, name string) bool {
@@ -155,6 +209,10 @@ func (c *Catalog) persistLocked() error {
 		f.Topics = append(f.Topics, *t)
 	}
 	sort.Slice(f.Topics, func(i, j int) bool { return f.Topics[i].Name < f.Topics[j].Name })
+	for _, d := range c.deleted {
+		f.Deleted = append(f.Deleted, d)
+	}
+	sort.Slice(f.Deleted, func(i, j int) bool { return f.Deleted[i].ID.Hex() < f.Deleted[j].ID.Hex() })
 	data, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
@@ -165,9 +223,9 @@ func (c *Catalog) persistLocked() error {
 	return nil
 }
 
-// Created reports whether Open found no catalog and started an empty one.
-// The partition manager uses it to refuse to treat existing topic data as
-// leftovers of deleted topics when the catalog itself has gone missing.
+// Created reports whether Open found no catalog and started an empty one in
+// memory. The topic manager uses it to refuse to start over existing topic
+// data whose catalog has gone missing.
 func (c *Catalog) Created() bool { return c.created }
 
 // ClusterID is the id generated when the data directory was created.
@@ -258,9 +316,10 @@ func (c *Catalog) Create(name string, partitions int32, configs map[string]strin
 	return t.clone(), nil
 }
 
-// Delete removes a topic and persists the catalog; the caller then removes
-// its partition data.
-func (c *Catalog) Delete(name string) (Topic, error) {
+// Delete removes a topic and records a tombstone for it, durably, before
+// returning; the caller then removes its partition data and calls Forget.
+// now is the deletion time in Unix milliseconds.
+func (c *Catalog) Delete(name string, now int64) (Topic, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	t, ok := c.topics[name]
@@ -269,11 +328,69 @@ func (c *Catalog) Delete(name string) (Topic, error) {
 	}
 	delete(c.topics, name)
 	delete(c.byID, t.ID)
+	c.deleted[t.ID] = Tombstone{ID: t.ID, Name: t.Name, DeletedAt: now}
 	if err := c.persistLocked(); err != nil {
 		c.topics[name], c.byID[t.ID] = t, t
+		delete(c.deleted, t.ID)
 		return Topic{}, err
 	}
 	return t.clone(), nil
+}
+
+// Deleted reports whether id belongs to a topic whose deletion the catalog
+// recorded and whose data may not be gone yet.
+func (c *Catalog) Deleted(id ID) (Tombstone, bool) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	d, ok := c.deleted[id]
+	return d, ok
+}
+
+// Forget drops the tombstone of a deleted topic once its data is gone.
+func (c *Catalog) Forget(id ID) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d, ok := c.deleted[id]
+	if !ok {
+		return nil
+	}
+	delete(c.deleted, id)
+	if err := c.persistLocked(); err != nil {
+		c.deleted[id] = d
+		return err
+	}
+	return nil
+}
+
+// Adopt adds a topic with a known id (the operator re-attaching data that
+// the catalog lost track of) and persists the catalog.
+func (c *Catalog) Adopt(t Topic) error {
+	if err := ValidateName(t.Name); err != nil {
+		return err
+	}
+	if t.ID == (ID{}) || t.Partitions < 1 || t.Partitions > MaxPartitions {
+		return fmt.Errorf("%w: topic %q with %d partitions", ErrInvalidPartitions, t.Name, t.Partitions)
+	}
+	if err := ValidateConfigs(t.Configs); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.topics[t.Name]; ok {
+		return fmt.Errorf("%w: %q", ErrTopicExists, t.Name)
+	}
+	if _, ok := c.byID[t.ID]; ok {
+		return fmt.Errorf("%w: id %s", ErrTopicExists, t.ID.Hex())
+	}
+	nt := t.clone()
+	c.topics[nt.Name], c.byID[nt.ID] = &nt, &nt
+	delete(c.deleted, nt.ID)
+	if err := c.persistLocked(); err != nil {
+		delete(c.topics, nt.Name)
+		delete(c.byID, nt.ID)
+		return err
+	}
+	return nil
 }
 
 // SetPartitions grows a topic to total partitions (Kafka never shrinks one).

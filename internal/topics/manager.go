@@ -1,8 +1,10 @@
 package topics
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"path"
 	"strconv"
@@ -16,42 +18,63 @@ import (
 	"github.com/idem-dev/idem/internal/partition"
 )
 
-// Manager owns every open partition and keeps them in step with the catalog:
+// Manager owns every partition and keeps them in step with the catalog:
 // creating a topic creates its logs, deleting one removes them.
 //
 // Data layout under the data directory:
 //
+//	topics/<topic id hex>/topic.json          the topic's catalog entry, for recovery
 //	topics/<topic id hex>/<partition>/        the partition's log (logstore)
 //	topics/<topic id hex>/<partition>.producers   producer-state snapshot
 //
 // Directories are named by topic id, not name, so a topic deleted and created
-// again never sees the old data, even if a crash interrupted the deletion;
-// directories of ids no longer in the catalog are removed on open.
+// again never sees the old data. Data is removed only for a deletion the
+// catalog recorded (a tombstone); a directory the catalog neither lists nor
+// remembers deleting is an orphan: kept, reported, and left for the operator.
+//
+// After a start, partitions are opened in the background by a few loaders,
+// so the Kafka port can open at once; a request for a partition still queued
+// opens it on the spot. A partition whose storage fails to open is offline:
+// it answers ErrOffline and everything else is served.
 type Manager struct {
-	fs  logstore.FS
-	dir string // <data>/topics
-	cat *catalog.Catalog
-	cfg *config.Config
-	now func() time.Time
-	log *slog.Logger
+	fs   logstore.FS
+	dir  string // <data>/topics
+	cat  *catalog.Catalog
+	cfg  *config.Config
+	now  func() time.Time
+	log  *slog.Logger
+	data string // the data directory, for messages to the operator
 
-	// mu guards topics; it is never held across an fsync of a partition
-	// append, only while partitions are opened or closed.
-	mu     sync.RWMutex
-	topics map[string]*topicParts
-	closed bool
+	// mu guards topics, orphans and closed; it is never held across an
+	// fsync of a partition append, only while topics are created, deleted
+	// or grown.
+	mu      sync.RWMutex
+	topics  map[string]*topicParts
+	orphans []Orphan
+	closed  bool
 
 	// Counters for metrics.
 	Duplicates  atomic.Int64 // idempotent retries answered from producer state
 	OutOfOrders atomic.Int64 // OUT_OF_ORDER_SEQUENCE_NUMBER answers
 
-	quit chan struct{}
-	done chan struct{}
+	loaders sync.WaitGroup
+	loaded  chan struct{} // closed when every partition of the start has settled
+	quit    chan struct{}
+	done    chan struct{}
 }
 
 type topicParts struct {
 	topic catalog.Topic
-	parts []*partition.Partition
+	parts []*slot
+}
+
+// Orphan is a topic directory that the catalog neither lists nor remembers
+// deleting. It is never removed automatically.
+type Orphan struct {
+	Dir   string // path of the directory
+	ID    string // topic id (hex), the directory's name
+	Name  string // from its topic.json, "" when unreadable
+	Cause string // why it is not served
 }
 
 // ManagerConfig configures OpenManager.
@@ -68,9 +91,15 @@ type ManagerConfig struct {
 	// SnapshotInterval is how often changed producer state is snapshotted;
 	// it bounds how much log a restart replays. 0 = 10 seconds.
 	SnapshotInterval time.Duration
+	// Loaders is how many partitions open at once after a start; 0 = 4.
+	Loaders int
 }
 
-// OpenManager opens every partition of every topic in the catalog.
+// OpenManager checks the data directory against the catalog and starts
+// opening every partition in the background (WaitLoaded waits for them).
+//
+// It refuses, changing nothing on disk, when the catalog is missing but topic
+// data exists: the operator rebuilds it with `idem storage recover-catalog`.
 func OpenManager(mc ManagerConfig) (*Manager, error) {
 	if mc.Now == nil {
 		mc.Now = time.Now
@@ -84,48 +113,203 @@ func OpenManager(mc ManagerConfig) (*Manager, error) {
 	if mc.SnapshotInterval <= 0 {
 		mc.SnapshotInterval = 10 * time.Second
 	}
+	if mc.Loaders <= 0 {
+		mc.Loaders = 4
+	}
 	m := &Manager{
 		fs: mc.FS, dir: path.Join(mc.DataDir, "topics"), cat: mc.Catalog, cfg: mc.Config,
-		now: mc.Now, log: mc.Logger,
+		now: mc.Now, log: mc.Logger, data: mc.DataDir,
 		topics: map[string]*topicParts{},
+		loaded: make(chan struct{}),
 		quit:   make(chan struct{}), done: make(chan struct{}),
 	}
-	if err := m.fs.MkdirAll(m.dir); err != nil {
-		return nil, fmt.Errorf("partitions: %w", err)
+	names, err := m.fs.ReadDir(m.dir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("topics: list %s: %w", m.dir, err)
 	}
-	live := map[string]bool{}
+	if m.cat.Created() {
+		if len(names) > 0 {
+			// Topic data without a catalog: the catalog was lost, not the
+			// topics deleted. Nothing is written or removed: the operator
+			// rebuilds the catalog from the topic.json files.
+			return nil, fmt.Errorf("topics: %s holds data of %d topics but the topic catalog (%s) is missing; refusing to start, nothing was changed. Rebuild the catalog from the data with `idem storage recover-catalog --data-dir %s`, or restore catalog.json from a backup", m.dir, len(names), path.Join(mc.DataDir, "catalog.json"), mc.DataDir)
+		}
+		if err := m.cat.Init(); err != nil {
+			return nil, err
+		}
+	}
+	if err := m.fs.MkdirAll(m.dir); err != nil {
+		return nil, fmt.Errorf("topics: %w", err)
+	}
+	if err := m.sweep(names); err != nil {
+		return nil, err
+	}
+	var queue []*slot
 	for _, t := range m.cat.List() {
-		live[t.ID.Hex()] = true
+		if err := m.ensureTopicMeta(t); err != nil {
+			m.log.Warn("could not record topic metadata beside its data", "topic", t.Name, "err", err)
+		}
 		tp := &topicParts{topic: t}
 		for i := int32(0); i < t.Partitions; i++ {
-			p, err := m.openPartition(t, i)
-			if err != nil {
-				m.closeAll()
-				return nil, err
-			}
-			tp.parts = append(tp.parts, p)
+			s := newSlot(t, i)
+			tp.parts = append(tp.parts, s)
+			queue = append(queue, s)
 		}
 		m.topics[t.Name] = tp
 	}
-	if names, err := m.fs.ReadDir(m.dir); err == nil {
-		if m.cat.Created() && len(names) > 0 {
-			// Topic data without a catalog: the catalog was lost, not the
-			// topics deleted. Removing the "orphans" would destroy every
-			// record; stop and let an operator decide.
-			m.closeAll()
-			return nil, fmt.Errorf("partitions: %s holds data of %d topics but the topic catalog is missing; refusing to start (restore catalog.json, or remove %s to start empty)", m.dir, len(names), m.dir)
-		}
-		for _, n := range names {
-			if !live[n] {
-				m.log.Info("removing data of a deleted topic", "dir", path.Join(m.dir, n))
-				if err := m.fs.RemoveAll(path.Join(m.dir, n)); err != nil {
-					m.log.Warn("could not remove deleted topic data", "dir", path.Join(m.dir, n), "err", err)
-				}
-			}
-		}
-	}
+	m.startLoaders(queue, mc.Loaders)
 	go m.maintain(mc.SnapshotInterval, mc.RetentionInterval)
 	return m, nil
+}
+
+// sweep finishes recorded deletions and reports orphans among the topic
+// directories found at start.
+func (m *Manager) sweep(names []string) error {
+	for _, n := range names {
+		dir := path.Join(m.dir, n)
+		var id catalog.ID
+		if err := id.UnmarshalText([]byte(n)); err != nil {
+			m.addOrphan(Orphan{Dir: dir, ID: n, Cause: "not a topic id"})
+			continue
+		}
+		if _, ok := m.cat.ByID(id); ok {
+			continue
+		}
+		if d, ok := m.cat.Deleted(id); ok {
+			m.log.Info("removing data of a deleted topic", "topic", d.Name, "id", d.ID.String(), "dir", dir)
+			if err := m.fs.RemoveAll(dir); err != nil {
+				m.log.Warn("could not remove deleted topic data; will retry at the next start", "dir", dir, "err", err)
+				continue
+			}
+			if err := m.cat.Forget(id); err != nil {
+				m.log.Warn("could not drop the tombstone of a deleted topic", "topic", d.Name, "err", err)
+			}
+			continue
+		}
+		o := Orphan{Dir: dir, ID: n, Cause: "not in the catalog"}
+		if meta, err := readTopicMeta(m.fs, dir); err == nil {
+			o.Name = meta.Topic.Name
+		}
+		m.addOrphan(o)
+	}
+	return nil
+}
+
+func (m *Manager) addOrphan(o Orphan) {
+	m.orphans = append(m.orphans, o)
+	m.log.Warn("topic data not in the catalog is kept and not served; adopt it with `idem storage recover-catalog` or remove the directory yourself",
+		"dir", o.Dir, "topic", o.Name, "cause", o.Cause, "data_dir", m.data)
+}
+
+// Orphans lists topic directories kept but not served.
+func (m *Manager) Orphans() []Orphan {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return append([]Orphan(nil), m.orphans...)
+}
+
+// ensureTopicMeta writes topic.json for a topic whose directory lacks it or
+// holds an outdated copy (data written before topic.json existed).
+func (m *Manager) ensureTopicMeta(t catalog.Topic) error {
+	dir := path.Join(m.dir, t.ID.Hex())
+	if meta, err := readTopicMeta(m.fs, dir); err == nil && sameTopic(meta.Topic, t) && meta.ClusterID == m.cat.ClusterID() {
+		return nil
+	}
+	return writeTopicMeta(m.fs, dir, m.cat.ClusterID(), t)
+}
+
+func sameTopic(a, b catalog.Topic) bool {
+	if a.Name != b.Name || a.ID != b.ID || a.Partitions != b.Partitions || len(a.Configs) != len(b.Configs) {
+		return false
+	}
+	for k, v := range a.Configs {
+		if b.Configs[k] != v {
+			return false
+		}
+	}
+	return true
+}
+
+// startLoaders opens the queued slots with n goroutines and closes m.loaded
+// when all have settled.
+func (m *Manager) startLoaders(queue []*slot, n int) {
+	next := make(chan *slot)
+	var workers sync.WaitGroup
+	for range n {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for s := range next {
+				m.load(s)
+			}
+		}()
+	}
+	m.loaders.Add(1)
+	go func() {
+		defer m.loaders.Done()
+		began := m.now()
+	feed:
+		for _, s := range queue {
+			select {
+			case next <- s:
+			case <-m.quit:
+				break feed
+			}
+		}
+		close(next)
+		workers.Wait()
+		close(m.loaded)
+		if off := m.Offline(); len(off) > 0 {
+			m.log.Error("partitions offline after start; everything else is served", "offline", len(off), "inspect", "idem storage check --data-dir "+m.data)
+		} else if len(queue) > 0 {
+			m.log.Info("opened every partition", "partitions", len(queue), "took", m.now().Sub(began).Round(time.Millisecond))
+		}
+	}()
+}
+
+// load opens a slot's partition unless someone else already did.
+func (m *Manager) load(s *slot) {
+	if !s.claim() {
+		return
+	}
+	m.open(s)
+}
+
+// open opens a claimed slot and settles it.
+func (m *Manager) open(s *slot) {
+	p, err := m.openPartition(s.topic, s.index)
+	if err != nil {
+		m.log.Error("partition offline: its storage could not be opened; serving everything else",
+			"topic", s.topic.Name, "partition", s.index, "err", err,
+			"inspect", "idem storage check --data-dir "+m.data)
+	}
+	s.settle(p, err)
+}
+
+// WaitLoaded waits until every partition present at start has been opened
+// (or found offline).
+func (m *Manager) WaitLoaded(ctx context.Context) error {
+	select {
+	case <-m.loaded:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for _, s := range m.slots() {
+		if _, err := s.wait(ctx); errors.Is(err, ctx.Err()) && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+func (m *Manager) slots() []*slot {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	var out []*slot
+	for _, tp := range m.topics {
+		out = append(out, tp.parts...)
+	}
+	return out
 }
 
 // LogConfig is the logstore configuration of a topic: broker defaults with the
@@ -193,24 +377,67 @@ func (m *Manager) openPartition(t catalog.Topic, i int32) (*partition.Partition,
 	})
 }
 
-// Partition returns an open partition.
-func (m *Manager) Partition(topic string, index int32) (*partition.Partition, bool) {
+// Lookup returns a partition that can be served, or why it cannot be:
+// ErrUnknownPartition, ErrOffline (wrapping the storage error) or
+// ErrLoading. A partition still waiting for a loader after a start is
+// opened on the spot, so the first request for it pays its recovery.
+func (m *Manager) Lookup(topic string, index int32) (*partition.Partition, error) {
+	s := m.slot(topic, index)
+	if s == nil {
+		return nil, fmt.Errorf("%w: %s-%d", ErrUnknownPartition, topic, index)
+	}
+	if s.claim() {
+		m.open(s)
+	}
+	return s.get()
+}
+
+// WaitPartition is Lookup that waits for a partition still loading (the
+// transaction coordinator uses it to write markers after a start).
+func (m *Manager) WaitPartition(ctx context.Context, topic string, index int32) (*partition.Partition, error) {
+	s := m.slot(topic, index)
+	if s == nil {
+		return nil, fmt.Errorf("%w: %s-%d", ErrUnknownPartition, topic, index)
+	}
+	if s.claim() {
+		m.open(s)
+	}
+	return s.wait(ctx)
+}
+
+func (m *Manager) slot(topic string, index int32) *slot {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	tp := m.topics[topic]
 	if tp == nil || index < 0 || int(index) >= len(tp.parts) {
-		return nil, false
+		return nil
 	}
-	return tp.parts[index], true
+	return tp.parts[index]
 }
 
-// Exists reports whether topic/index exists.
+// Partition returns a partition if it can be served.
+func (m *Manager) Partition(topic string, index int32) (*partition.Partition, bool) {
+	p, err := m.Lookup(topic, index)
+	return p, err == nil
+}
+
+// IsOffline reports whether topic/index exists but cannot be served because
+// its storage failed (it does not open a partition still loading).
+func (m *Manager) IsOffline(topic string, index int32) bool {
+	s := m.slot(topic, index)
+	if s == nil {
+		return false
+	}
+	st, _ := s.status()
+	return st == offline
+}
+
+// Exists reports whether topic/index exists (served or not).
 func (m *Manager) Exists(topic string, index int32) bool {
-	_, ok := m.Partition(topic, index)
-	return ok
+	return m.slot(topic, index) != nil
 }
 
-// Topic returns the catalog entry of an open topic.
+// Topic returns the catalog entry of a topic.
 func (m *Manager) Topic(name string) (catalog.Topic, bool) {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
@@ -242,26 +469,47 @@ func (m *Manager) CreateTopic(name string, partitions int32, configs map[string]
 		return catalog.Topic{}, err
 	}
 	tp := &topicParts{topic: t}
-	for i := int32(0); i < partitions; i++ {
-		p, err := m.openPartition(t, i)
-		if err != nil {
-			// Take the whole topic back so the catalog and the open
-			// partitions agree (a half-created topic would be listed but
-			// unusable).
-			for _, q := range tp.parts {
-				q.Close()
-			}
-			if _, derr := m.cat.Delete(name); derr != nil {
-				m.log.Error("could not roll back a failed topic creation", "topic", name, "err", derr)
-			}
-			m.fs.RemoveAll(path.Join(m.dir, t.ID.Hex()))
-			return catalog.Topic{}, err
+	err = writeTopicMeta(m.fs, path.Join(m.dir, t.ID.Hex()), m.cat.ClusterID(), t)
+	for i := int32(0); i < partitions && err == nil; i++ {
+		var p *partition.Partition
+		if p, err = m.openPartition(t, i); err == nil {
+			s := newSlot(t, i)
+			s.settle(p, nil)
+			tp.parts = append(tp.parts, s)
 		}
-		tp.parts = append(tp.parts, p)
+	}
+	if err != nil {
+		// Take the whole topic back so the catalog and the open partitions
+		// agree (a half-created topic would be listed but unusable). The
+		// catalog's tombstone covers the removal of what was written.
+		for _, s := range tp.parts {
+			s.close()
+		}
+		m.removeTopicData(t)
+		return catalog.Topic{}, err
 	}
 	m.topics[name] = tp
 	m.log.Info("created topic", "topic", name, "partitions", partitions, "id", t.ID.String())
 	return t, nil
+}
+
+// removeTopicData deletes a topic from the catalog (leaving a tombstone),
+// removes its directory and then drops the tombstone. A failure leaves the
+// tombstone, and the next start finishes the removal.
+func (m *Manager) removeTopicData(t catalog.Topic) {
+	if _, ok := m.cat.Get(t.Name); ok {
+		if _, err := m.cat.Delete(t.Name, m.now().UnixMilli()); err != nil {
+			m.log.Error("could not delete a topic from the catalog", "topic", t.Name, "err", err)
+			return
+		}
+	}
+	if err := m.fs.RemoveAll(path.Join(m.dir, t.ID.Hex())); err != nil {
+		m.log.Warn("could not remove topic data; the next start retries", "topic", t.Name, "err", err)
+		return
+	}
+	if err := m.cat.Forget(t.ID); err != nil {
+		m.log.Warn("could not drop the tombstone of a deleted topic; the next start retries", "topic", t.Name, "err", err)
+	}
 }
 
 // DeleteTopic removes a topic from the catalog, closes its partitions and
@@ -272,25 +520,23 @@ func (m *Manager) DeleteTopic(name string) (catalog.Topic, error) {
 	if m.closed {
 		return catalog.Topic{}, ErrManagerClosed
 	}
-	t, err := m.cat.Delete(name)
+	t, err := m.cat.Delete(name, m.now().UnixMilli())
 	if err != nil {
 		return catalog.Topic{}, err
 	}
 	if tp := m.topics[name]; tp != nil {
-		for _, p := range tp.parts {
-			p.Close()
+		for _, s := range tp.parts {
+			s.close()
 		}
 	}
 	delete(m.topics, name)
-	if err := m.fs.RemoveAll(path.Join(m.dir, t.ID.Hex())); err != nil {
-		// Already gone from the catalog; the next open removes the leftovers.
-		m.log.Warn("could not remove topic data", "topic", name, "err", err)
-	}
+	m.removeTopicData(t)
 	m.log.Info("deleted topic", "topic", name, "id", t.ID.String())
 	return t, nil
 }
 
-// AddPartitions grows a topic to total partitions.
+// AddPartitions grows a topic to total partitions. A new partition whose
+// storage cannot be created is recorded offline and the error returned.
 func (m *Manager) AddPartitions(name string, total int32, validateOnly bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -302,18 +548,27 @@ func (m *Manager) AddPartitions(name string, total int32, validateOnly bool) err
 		return err
 	}
 	tp := m.topics[name]
-	for i := int32(len(tp.parts)); i < total; i++ {
-		p, err := m.openPartition(t, i)
-		if err != nil {
-			return err
-		}
-		tp.parts = append(tp.parts, p)
-	}
 	tp.topic = t
-	return nil
+	if err := writeTopicMeta(m.fs, path.Join(m.dir, t.ID.Hex()), m.cat.ClusterID(), t); err != nil {
+		m.log.Warn("could not record topic metadata beside its data", "topic", name, "err", err)
+	}
+	var errs []error
+	for i := int32(len(tp.parts)); i < total; i++ {
+		s := newSlot(t, i)
+		s.claim()
+		m.open(s)
+		if _, err := s.get(); err != nil {
+			errs = append(errs, err)
+		}
+		tp.parts = append(tp.parts, s)
+	}
+	m.log.Info("added partitions", "topic", name, "partitions", total, "id", t.ID.String())
+	return errors.Join(errs...)
 }
 
-// maintain snapshots producer state and runs retention periodically.
+// maintain snapshots producer state, runs retention and retries partitions
+// that went offline for a reason that may pass (a full disk, too many open
+// files, a permission an operator fixed).
 func (m *Manager) maintain(snapEvery, retentionEvery time.Duration) {
 	defer close(m.done)
 	t := time.NewTicker(min(snapEvery, retentionEvery))
@@ -325,12 +580,7 @@ func (m *Manager) maintain(snapEvery, retentionEvery time.Duration) {
 			return
 		case <-t.C:
 		}
-		m.mu.RLock()
-		var parts []*partition.Partition
-		for _, tp := range m.topics {
-			parts = append(parts, tp.parts...)
-		}
-		m.mu.RUnlock()
+		parts := m.All()
 		retention := time.Since(lastRetention) >= retentionEvery
 		if retention {
 			lastRetention = time.Now()
@@ -345,12 +595,37 @@ func (m *Manager) maintain(snapEvery, retentionEvery time.Duration) {
 				m.log.Warn("producer snapshot failed", "err", err)
 			}
 		}
+		m.retryOffline()
+	}
+}
+
+// retryOffline reopens offline partitions whose failure may have passed.
+func (m *Manager) retryOffline() {
+	for _, s := range m.slots() {
+		if !s.retriable() {
+			continue
+		}
+		select {
+		case <-m.quit:
+			return
+		default:
+		}
+		if s.reset() {
+			p, err := m.openPartition(s.topic, s.index)
+			if err == nil {
+				m.log.Info("partition back online", "topic", s.topic.Name, "partition", s.index)
+			}
+			s.settle(p, err)
+		}
 	}
 }
 
 // MaxProducerID is the largest producer id with state in any partition, or
-// -1 when there is none.
-func (m *Manager) MaxProducerID() int64 {
+// -1 when there is none. It waits for the partitions of the start to load.
+func (m *Manager) MaxProducerID(ctx context.Context) (int64, error) {
+	if err := m.WaitLoaded(ctx); err != nil {
+		return 0, err
+	}
 	max := int64(-1)
 	for _, p := range m.All() {
 		for _, st := range p.ProducerStates() {
@@ -359,32 +634,53 @@ func (m *Manager) MaxProducerID() int64 {
 			}
 		}
 	}
-	return max
+	return max, nil
 }
 
-// All returns every open partition.
+// All returns every partition that is open (healthy or poisoned).
 func (m *Manager) All() []*partition.Partition {
-	m.mu.RLock()
-	defer m.mu.RUnlock()
 	var out []*partition.Partition
-	for _, tp := range m.topics {
-		out = append(out, tp.parts...)
+	for _, s := range m.slots() {
+		s.mu.Lock()
+		if s.state == online {
+			out = append(out, s.p)
+		}
+		s.mu.Unlock()
 	}
 	return out
 }
 
-func (m *Manager) closeAll() error {
-	var errs []error
-	for _, tp := range m.topics {
-		for _, p := range tp.parts {
-			errs = append(errs, p.Close())
-		}
-	}
-	return errors.Join(errs...)
+// OfflinePartition is a partition that is not served, and why.
+type OfflinePartition struct {
+	Topic string
+	Index int32
+	Err   error
 }
 
-// Close stops maintenance and closes every partition (each fsyncs its log and
-// snapshots its producer state).
+// Offline lists the partitions not served because their storage failed.
+func (m *Manager) Offline() []OfflinePartition {
+	var out []OfflinePartition
+	for _, s := range m.slots() {
+		if st, err := s.status(); st == offline && !errors.Is(err, ErrManagerClosed) && !errors.Is(err, partition.ErrClosed) {
+			out = append(out, OfflinePartition{Topic: s.topic.Name, Index: s.index, Err: err})
+		}
+	}
+	return out
+}
+
+// Loading reports how many partitions of the start are not opened yet.
+func (m *Manager) Loading() int {
+	n := 0
+	for _, s := range m.slots() {
+		if st, _ := s.status(); st == queued || st == opening {
+			n++
+		}
+	}
+	return n
+}
+
+// Close stops loading and maintenance and closes every partition (each
+// fsyncs its log and snapshots its producer state).
 func (m *Manager) Close() error {
 	m.mu.Lock()
 	if m.closed {
@@ -394,8 +690,11 @@ func (m *Manager) Close() error {
 	m.closed = true
 	m.mu.Unlock()
 	close(m.quit)
+	m.loaders.Wait()
 	<-m.done
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.closeAll()
+	var errs []error
+	for _, s := range m.slots() {
+		errs = append(errs, s.close())
+	}
+	return errors.Join(errs...)
 }

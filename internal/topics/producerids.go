@@ -67,6 +67,32 @@ func (a *IDAllocator) SkipTo(min int64) {
 	}
 }
 
+// Init writes the reservation file of a fresh allocator, so that a later
+// start can tell a missing file (data whose ids must be skipped) from data
+// that never had a producer.
+func (a *IDAllocator) Init() error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.fresh {
+		return nil
+	}
+	if err := a.reserveLocked(a.next); err != nil {
+		return err
+	}
+	a.fresh = false
+	return nil
+}
+
+func (a *IDAllocator) reserveLocked(end int64) error {
+	b := binary.BigEndian.AppendUint64(nil, uint64(end))
+	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	if err := logstore.WriteFileAtomic(a.fs, a.path, b); err != nil {
+		return fmt.Errorf("producer ids: reserving a block: %w", err)
+	}
+	a.reserved = end
+	return nil
+}
+
 // Next returns a fresh producer id (with epoch 0 for the caller to use).
 func (a *IDAllocator) Next() (int64, error) {
 	a.mu.Lock()
@@ -76,12 +102,9 @@ func (a *IDAllocator) Next() (int64, error) {
 		if end < 0 || end == math.MaxInt64 {
 			return 0, fmt.Errorf("producer ids exhausted")
 		}
-		b := binary.BigEndian.AppendUint64(nil, uint64(end))
-		b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-		if err := logstore.WriteFileAtomic(a.fs, a.path, b); err != nil {
-			return 0, fmt.Errorf("producer ids: reserving a block: %w", err)
+		if err := a.reserveLocked(end); err != nil {
+			return 0, err
 		}
-		a.reserved = end
 	}
 	id := a.next
 	a.next++

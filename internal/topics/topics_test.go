@@ -63,10 +63,100 @@ func TestMissingCatalogRefusesToDeleteData(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: conf}); err == nil || !strings.Contains(err.Error(), "catalog is missing") {
+	if _, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: conf}); err == nil || !strings.Contains(err.Error(), "catalog (/data/catalog.json) is missing") {
 		t.Fatalf("open without catalog: %v", err)
 	}
 	if names, _ := mem.ReadDir("/data/topics"); len(names) != 1 {
 		t.Fatalf("topic data removed: %v", names)
+	}
+}
+
+// TestInterruptedDeletionFinishesAtStart: a deletion recorded in the catalog
+// whose data removal never ran (a crash in between) is finished by the next
+// start, and only then is the tombstone dropped.
+func TestInterruptedDeletionFinishesAtStart(t *testing.T) {
+	mem := logstore.NewMemFS()
+	conf := config.New()
+	open := func() *Manager {
+		t.Helper()
+		cat, err := catalog.Open(mem, "/data")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: conf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return m
+	}
+	m := open()
+	gone, err := m.CreateTopic("gone", 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := m.CreateTopic("kept", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	// The crash: the catalog records the deletion, the data is still there.
+	cat, err := catalog.Open(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cat.Delete("gone", 1); err != nil {
+		t.Fatal(err)
+	}
+	m = open()
+	defer m.Close()
+	if names, _ := mem.ReadDir("/data/topics"); len(names) != 1 {
+		t.Fatalf("topic dirs after start: %v", names)
+	}
+	if _, ok := m.Catalog().Deleted(gone.ID); ok {
+		t.Fatal("tombstone kept after the data was removed")
+	}
+	if len(m.Orphans()) != 0 {
+		t.Fatalf("orphans: %+v", m.Orphans())
+	}
+}
+
+// TestUnlistedTopicDataIsNeverRemoved: data the catalog does not know about
+// is an orphan: reported, not served, not deleted, start after start.
+func TestUnlistedTopicDataIsNeverRemoved(t *testing.T) {
+	mem := logstore.NewMemFS()
+	conf := config.New()
+	cat, err := catalog.Open(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: conf})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Close()
+	mem.MkdirAll("/data/topics/0123456789abcdef0123456789abcdef/0")
+	mem.MkdirAll("/data/topics/not-a-topic")
+	for range 3 {
+		cat, err := catalog.Open(mem, "/data")
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: conf})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Orphans(); len(got) != 2 {
+			t.Fatalf("orphans: %+v", got)
+		}
+		m.Close()
+	}
+	if names, _ := mem.ReadDir("/data/topics"); len(names) != 2 {
+		t.Fatalf("orphan data removed: %v", names)
+	}
+	rep, err := RecoverCatalog(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Topics) != 1 || rep.Topics[0].Topic.Partitions != 1 || rep.Topics[0].FromMeta || len(rep.Skipped) != 1 {
+		t.Fatalf("recovery: %+v", rep)
 	}
 }

@@ -152,9 +152,9 @@ const errAcks0Failed = produceError("acks=0 produce failed for a partition; clos
 // produceOne validates and appends one partition's batch.
 func produceOne(env *Env, version int16, topic string, index int32, records []byte) (*partition.Partition, partition.AppendResult, int16, error) {
 	var none partition.AppendResult
-	p, ok := env.Partitions.Partition(topic, index)
-	if !ok {
-		return nil, none, kerr.UnknownTopicOrPartition.Code, nil
+	p, err := env.Partitions.Lookup(topic, index)
+	if err != nil {
+		return nil, none, code(err), nil
 	}
 	t, _ := env.Partitions.Topic(topic)
 	maxMsg := env.Config.Int("message.max.bytes")

@@ -75,7 +75,7 @@ func handleFetch(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.
 		wake := make(chan struct{}, 1)
 		for _, rt := range req.Topics {
 			for _, rp := range rt.Partitions {
-				if p, ok := env.Partitions.Partition(rt.Topic, rp.Partition); ok {
+				if p, err := env.Partitions.Lookup(rt.Topic, rp.Partition); err == nil {
 					defer p.Watch(wake)()
 				}
 			}
@@ -137,9 +137,9 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) int {
 			// Empty, not null: librdkafka rejects a null record set
 			// ("invalid MessageSetSize -1"); Kafka always sends size 0.
 			sp.RecordBatches = []byte{}
-			p, ok := env.Partitions.Partition(rt.Topic, rp.Partition)
-			if !ok {
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			p, err := env.Partitions.Lookup(rt.Topic, rp.Partition)
+			if err != nil {
+				sp.ErrorCode = code(err)
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}

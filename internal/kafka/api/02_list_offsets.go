@@ -36,10 +36,10 @@ func handleListOffsets(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) 
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset = -1, -1
-			p, ok := env.Partitions.Partition(rt.Topic, rp.Partition)
+			p, err := env.Partitions.Lookup(rt.Topic, rp.Partition)
 			switch {
-			case !ok:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case err != nil:
+				sp.ErrorCode = code(err)
 			case leaderEpochCode(rp.CurrentLeaderEpoch) != 0:
 				sp.ErrorCode = leaderEpochCode(rp.CurrentLeaderEpoch)
 			default:

@@ -114,6 +114,14 @@ func metadataTopic(env *Env, t catalog.Topic) kmsg.MetadataResponseTopic {
 		sp.Replicas = []int32{env.NodeID}
 		sp.ISR = []int32{env.NodeID}
 		sp.OfflineReplicas = []int32{}
+		if env.Partitions.IsOffline(t.Name, i) {
+			// As Kafka reports a partition whose only replica sits on a
+			// failed log directory: no leader, the replica offline.
+			sp.ErrorCode = kerr.LeaderNotAvailable.Code
+			sp.Leader = -1
+			sp.ISR = []int32{}
+			sp.OfflineReplicas = []int32{env.NodeID}
+		}
 		st.Partitions = append(st.Partitions, sp)
 	}
 	return st

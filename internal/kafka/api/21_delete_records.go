@@ -12,7 +12,6 @@ package api
 import (
 	"context"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -27,9 +26,9 @@ func handleDeleteRecords(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
-			p, ok := env.Partitions.Partition(rt.Topic, rp.Partition)
-			if !ok {
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			p, err := env.Partitions.Lookup(rt.Topic, rp.Partition)
+			if err != nil {
+				sp.ErrorCode = code(err)
 			} else if low, err := p.DeleteRecords(rp.Offset); err != nil {
 				sp.ErrorCode = code(err)
 			} else {

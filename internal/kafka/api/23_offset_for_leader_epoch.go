@@ -13,7 +13,6 @@ package api
 import (
 	"context"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -29,10 +28,10 @@ func handleOffsetForLeaderEpoch(_ context.Context, env *Env, _ *Conn, kreq kmsg.
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
-			p, ok := env.Partitions.Partition(rt.Topic, rp.Partition)
+			p, err := env.Partitions.Lookup(rt.Topic, rp.Partition)
 			switch {
-			case !ok:
-				sp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			case err != nil:
+				sp.ErrorCode = code(err)
 			case leaderEpochCode(rp.CurrentLeaderEpoch) != 0:
 				sp.ErrorCode = leaderEpochCode(rp.CurrentLeaderEpoch)
 			case rp.LeaderEpoch <= p.LeaderEpoch():

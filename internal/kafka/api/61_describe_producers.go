@@ -14,7 +14,6 @@ package api
 import (
 	"context"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -29,9 +28,9 @@ func handleDescribeProducers(_ context.Context, env *Env, _ *Conn, kreq kmsg.Req
 		for _, idx := range t.Partitions {
 			rp := kmsg.NewDescribeProducersResponseTopicPartition()
 			rp.Partition = idx
-			p, ok := env.Partitions.Partition(t.Topic, idx)
-			if !ok {
-				rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			p, err := env.Partitions.Lookup(t.Topic, idx)
+			if err != nil {
+				rp.ErrorCode = code(err)
 				rt.Partitions = append(rt.Partitions, rp)
 				continue
 			}

@@ -23,6 +23,14 @@ func code(err error) int16 {
 	switch {
 	case err == nil:
 		return 0
+	case errors.Is(err, topics.ErrOffline):
+		// The partition's storage failed (corruption, a poisoned log, a
+		// file that cannot be opened); the rest of the broker is served.
+		return kerr.KafkaStorageError.Code
+	case errors.Is(err, topics.ErrLoading):
+		// Still opening after a start: retriable, and makes clients
+		// refresh metadata and come back.
+		return kerr.NotLeaderForPartition.Code
 	case errors.Is(err, catalog.ErrTopicExists):
 		return kerr.TopicAlreadyExists.Code
 	case errors.Is(err, catalog.ErrUnknownTopic):

@@ -1,0 +1,260 @@
+package broker_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idem-dev/idem/broker"
+	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/topics"
+)
+
+// These tests are the operator's view of recovery (issue 9): every way back
+// up either serves everything that was acknowledged or refuses without
+// changing a byte on disk.
+
+// startOn starts a broker on dir (real files) at a random port, with warnings
+// logged to the test. The caller closes it.
+func startOn(t *testing.T, dir string, opts ...broker.Option) (*broker.Broker, error) {
+	t.Helper()
+	all := append([]broker.Option{
+		broker.WithDataDir(dir),
+		broker.WithKafkaAddr("127.0.0.1:0"),
+		broker.WithAdminAddr("127.0.0.1:0"),
+		broker.WithProperty("group.initial.rebalance.delay.ms", "0"),
+		broker.WithLogger(slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))),
+	}, opts...)
+	b, err := broker.New(all...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b, b.Start()
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+// produceAcked writes n records with acks=all to topic and fails the test
+// unless every one is acknowledged.
+func produceAcked(t *testing.T, addr, topic string, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	recs := make([]*kgo.Record, n)
+	for i := range recs {
+		recs[i] = &kgo.Record{Value: fmt.Appendf(nil, "%s-%06d", topic, i)}
+	}
+	if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatalf("produce to %s: %v", topic, err)
+	}
+}
+
+// readAllValues reads topic from the start until n records arrived.
+func readAllValues(t *testing.T, addr, topic string, n int) {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	got := map[string]bool{}
+	for len(got) < n {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			t.Fatalf("read %d of %d records of %s: %v", len(got), n, topic, err)
+		}
+		fs.EachRecord(func(r *kgo.Record) { got[string(r.Value)] = true })
+	}
+	for i := range n {
+		if v := fmt.Sprintf("%s-%06d", topic, i); !got[v] {
+			t.Fatalf("%s lost", v)
+		}
+	}
+}
+
+// treeDigest maps every file under dir to a digest of its content and mode
+// (directories to their mode), to prove that nothing on disk changed.
+func treeDigest(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		if d.IsDir() {
+			out[rel+"/"] = info.Mode().String()
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		sum := sha256.Sum256(b)
+		out[rel] = info.Mode().String() + " " + hex.EncodeToString(sum[:8])
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func diffDigests(before, after map[string]string) string {
+	var lines []string
+	for k, v := range before {
+		if w, ok := after[k]; !ok {
+			lines = append(lines, "removed "+k)
+		} else if w != v {
+			lines = append(lines, "changed "+k)
+		}
+	}
+	for k := range after {
+		if _, ok := before[k]; !ok {
+			lines = append(lines, "added "+k)
+		}
+	}
+	sort.Strings(lines)
+	return strings.Join(lines, "\n")
+}
+
+// TestMissingCatalogNeverDeletesData: losing catalog.json must not lose
+// topics. Each start refuses, changes nothing on disk (the lock file aside),
+// and tells the operator how to rebuild the catalog; the data is all there.
+func TestMissingCatalogNeverDeletesData(t *testing.T) {
+	dir := t.TempDir()
+	b, err := startOn(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceAcked(t, b.Addr(), "orders", 10_000)
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "catalog.json")); err != nil {
+		t.Fatal(err)
+	}
+	before := treeDigest(t, dir)
+	for attempt := 1; attempt <= 2; attempt++ {
+		b, err := startOn(t, dir)
+		if err == nil {
+			b.Close()
+			t.Fatalf("start %d without catalog.json succeeded", attempt)
+		}
+		t.Logf("start %d refused: %v", attempt, err)
+		if d := diffDigests(before, treeDigest(t, dir)); d != "" {
+			t.Fatalf("start %d changed the data directory:\n%s", attempt, d)
+		}
+		if !strings.Contains(err.Error(), "idem storage recover-catalog") {
+			t.Fatalf("the refusal does not say how to proceed: %v", err)
+		}
+	}
+	// The operator's way back: rebuild the catalog from topic.json.
+	rep, err := topics.RecoverCatalog(logstore.OSFS(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rep.Rebuilt || len(rep.Topics) != 1 || rep.Topics[0].Topic.Name != "orders" || !rep.Topics[0].FromMeta || len(rep.Skipped) != 0 {
+		t.Fatalf("recovery report: %+v", rep)
+	}
+	b, err = startOn(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	readAllValues(t, b.Addr(), "orders", 10_000)
+}
+
+// TestTopicDataOutsideTheCatalogIsKept: a catalog that no longer lists a
+// topic (restored from an old backup, say) does not make its data deletable.
+// The broker starts, serves the rest, reports the directory as degraded
+// health, and the operator adopts it back.
+func TestTopicDataOutsideTheCatalogIsKept(t *testing.T) {
+	dir := t.TempDir()
+	b, err := startOn(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceAcked(t, b.Addr(), "old", 100)
+	b.Close()
+	backup, err := os.ReadFile(filepath.Join(dir, "catalog.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err = startOn(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceAcked(t, b.Addr(), "newer", 100)
+	b.Close()
+	if err := os.WriteFile(filepath.Join(dir, "catalog.json"), backup, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		b, err = startOn(t, dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		readAllValues(t, b.Addr(), "old", 100)
+		if status, body := healthz(t, b); status != 503 || !strings.Contains(body, "degraded") || !strings.Contains(body, `"newer"`) {
+			t.Fatalf("healthz %d %q", status, body)
+		}
+		b.Close()
+	}
+	rep, err := topics.RecoverCatalog(logstore.OSFS(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Rebuilt || len(rep.Topics) != 1 || rep.Topics[0].Topic.Name != "newer" {
+		t.Fatalf("adoption report: %+v", rep)
+	}
+	b, err = startOn(t, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	readAllValues(t, b.Addr(), "newer", 100)
+	if status, body := healthz(t, b); status != 200 {
+		t.Fatalf("healthz after adoption %d %q", status, body)
+	}
+}
+
+func healthz(t *testing.T, b *broker.Broker) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + b.AdminAddr() + "/healthz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body)
+}
