@@ -3,8 +3,12 @@ package broker_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"io/fs"
 	"log/slog"
@@ -12,11 +16,15 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/internal/logstore"
@@ -56,7 +64,8 @@ func (w testWriter) Write(p []byte) (int, error) {
 // unless every one is acknowledged.
 func produceAcked(t *testing.T, addr, topic string, n int) {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation())
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic), kgo.AllowAutoTopicCreation(),
+		kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,4 +266,181 @@ func healthz(t *testing.T, b *broker.Broker) (int, string) {
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(resp.Body)
 	return resp.StatusCode, string(body)
+}
+
+// topicDir returns the data directory of a topic's partition.
+func partitionDir(t *testing.T, dataDir, topic string, index int) string {
+	t.Helper()
+	cat, err := os.ReadFile(filepath.Join(dataDir, "catalog.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Topics []struct {
+			Name string `json:"name"`
+			ID   string `json:"id"`
+		} `json:"topics"`
+	}
+	if err := json.Unmarshal(cat, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for _, tp := range doc.Topics {
+		if tp.Name == topic {
+			return filepath.Join(dataDir, "topics", tp.ID, strconv.Itoa(index))
+		}
+	}
+	t.Fatalf("topic %s not in the catalog", topic)
+	return ""
+}
+
+// flipByte inverts one byte of the first segment of a partition.
+func flipByte(t *testing.T, partDir string, pos int64) {
+	t.Helper()
+	seg := filepath.Join(partDir, "00000000000000000000.log")
+	f, err := os.OpenFile(seg, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	b := make([]byte, 1)
+	if _, err := f.ReadAt(b, pos); err != nil {
+		t.Fatal(err)
+	}
+	b[0] ^= 0xff
+	if _, err := f.WriteAt(b, pos); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// produceCode sends one Produce request carrying a one-record batch to
+// topic/partition and returns the partition's error code as the broker
+// answered it (clients retry some codes until their own timeout, which would
+// hide the code).
+func produceCode(t *testing.T, addr, topic string, partition int32) int16 {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	rec := kmsg.Record{Value: []byte("x")}
+	rec.Length = int32(len(rec.AppendTo(nil)) - 1)
+	batch := kmsg.RecordBatch{PartitionLeaderEpoch: -1, Magic: 2, ProducerID: -1, ProducerEpoch: -1, FirstSequence: -1, NumRecords: 1, Records: rec.AppendTo(nil)}
+	raw := batch.AppendTo(nil)
+	batch.Length = int32(len(raw) - 12)
+	raw = batch.AppendTo(nil)
+	binary.BigEndian.PutUint32(raw[17:], crc32.Checksum(raw[21:], crc32.MakeTable(crc32.Castagnoli)))
+	req := kmsg.NewPtrProduceRequest()
+	req.Acks, req.TimeoutMillis = -1, 5000
+	rt := kmsg.NewProduceRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewProduceRequestTopicPartition()
+	rp.Partition, rp.Records = partition, raw
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := req.RequestWith(ctx, cl)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.Topics[0].Partitions[0].ErrorCode
+}
+
+// TestDamagedPartitionDoesNotTakeTheBrokerDown: a flipped byte below the
+// recovery point makes that partition refuse to serve (KAFKA_STORAGE_ERROR,
+// degraded health, a metric), and only that partition: every other
+// partition, group and transaction keeps being served.
+func TestDamagedPartitionDoesNotTakeTheBrokerDown(t *testing.T) {
+	dir := t.TempDir()
+	b, err := startOn(t, dir, broker.WithProperty("num.partitions", "2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceAcked(t, b.Addr(), "good", 1000)
+	produceAcked(t, b.Addr(), "bad", 1000)
+	b.Close()
+	flipByte(t, partitionDir(t, dir, "bad", 0), 70) // inside the first batch's records: its CRC fails
+
+	b, err = startOn(t, dir, broker.WithProperty("num.partitions", "2"))
+	if err != nil {
+		t.Fatalf("one damaged partition took the broker down: %v", err)
+	}
+	defer b.Close()
+	readAllValues(t, b.Addr(), "good", 1000)
+	produceAcked(t, b.Addr(), "good", 10)
+	if c := produceCode(t, b.Addr(), "bad", 0); c != kerr.KafkaStorageError.Code {
+		t.Fatalf("produce to the damaged partition: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(c))
+	}
+	if c := produceCode(t, b.Addr(), "bad", 1); c != 0 {
+		t.Fatalf("produce to the undamaged partition of the same topic: %v", kerr.ErrorForCode(c))
+	}
+	// Transactions and groups are served too.
+	txnl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.TransactionalID("tx"), kgo.DefaultProduceTopic("good"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer txnl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := txnl.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txnl.ProduceSync(ctx, &kgo.Record{Value: []byte("in-txn")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := txnl.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("commit while another partition is offline: %v", err)
+	}
+	admcl := client(t, b.Addr())
+	defer admcl.Close()
+	adm := kadm.NewClient(admcl)
+	if err := adm.CommitAllOffsets(ctx, "g", kadm.OffsetsFromRecords(kgo.Record{Topic: "good", Partition: 0, Offset: 5})); err != nil {
+		t.Fatalf("offset commit while another partition is offline: %v", err)
+	}
+	ends, err := adm.ListEndOffsets(context.Background(), "bad")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := ends.Lookup("bad", 0); !errors.Is(o.Err, kerr.KafkaStorageError) {
+		t.Fatalf("list offsets of the damaged partition: %v", o.Err)
+	}
+	status, body := healthz(t, b)
+	if status != 503 || !strings.HasPrefix(body, "degraded") || !strings.Contains(body, "bad-0") {
+		t.Fatalf("healthz %d %q", status, body)
+	}
+	if m := metricsText(t, b); !strings.Contains(m, `idem_partition_offline{partition="0",topic="bad"} 1`) {
+		t.Fatalf("no offline metric in:\n%s", grepLines(m, "offline"))
+	}
+}
+
+func metricsText(t *testing.T, b *broker.Broker) string {
+	t.Helper()
+	resp, err := http.Get("http://" + b.AdminAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return string(body)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+func client(t *testing.T, addr string) *kgo.Client {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }

@@ -115,10 +115,10 @@ func metadataTopic(env *Env, t catalog.Topic) kmsg.MetadataResponseTopic {
 		sp.ISR = []int32{env.NodeID}
 		sp.OfflineReplicas = []int32{}
 		if env.Partitions.IsOffline(t.Name, i) {
-			// As Kafka reports a partition whose only replica sits on a
-			// failed log directory: no leader, the replica offline.
-			sp.ErrorCode = kerr.LeaderNotAvailable.Code
-			sp.Leader = -1
+			// The replica is offline, but it stays the leader so that
+			// produce and fetch reach it and are answered with
+			// KAFKA_STORAGE_ERROR, which tells the user what is wrong
+			// (LEADER_NOT_AVAILABLE would speak of an election).
 			sp.ISR = []int32{}
 			sp.OfflineReplicas = []int32{env.NodeID}
 		}
