@@ -123,7 +123,7 @@ func (b *Broker) Start() (err error) {
 		return fmt.Errorf("data directory %s: %w", dir, err)
 	}
 	if b.fs == logstore.OSFS() {
-		unlock, err := lockDir(dir)
+		unlock, err := topics.LockDataDir(dir)
 		if err != nil {
 			return err
 		}

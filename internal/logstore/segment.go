@@ -99,8 +99,9 @@ func (s *segment) timeScanStart(ts int64) int64 {
 
 // scanResult is what scanning a segment file found.
 type scanResult struct {
-	valid  int64 // bytes of whole valid batches from the start
-	badErr error // why scanning stopped before the end (nil at a clean end)
+	valid   int64 // bytes of whole valid batches from the start
+	batches int   // how many valid batches
+	badErr  error // why scanning stopped before the end (nil at a clean end)
 }
 
 // scan validates every batch from position 0, rebuilding the in-memory
@@ -112,6 +113,7 @@ func (s *segment) scan(fileSize int64, indexInterval int) (scanResult, error) {
 	var buf []byte
 	hdr := make([]byte, BatchHeaderSize)
 	var pos int64
+	batches := 0
 	for pos < fileSize {
 		if fileSize-pos < BatchHeaderSize {
 			return scanResult{valid: pos, badErr: fmt.Errorf("%w: %d trailing bytes are shorter than a batch header", ErrInvalidBatch, fileSize-pos)}, nil
@@ -143,8 +145,9 @@ func (s *segment) scan(fileSize int64, indexInterval int) (scanResult, error) {
 		}
 		s.track(h, pos, int(total), indexInterval)
 		pos += total
+		batches++
 	}
-	return scanResult{valid: pos}, nil
+	return scanResult{valid: pos, batches: batches}, nil
 }
 
 // readFull reads exactly len(p) bytes at off.

@@ -1,4 +1,4 @@
-package broker
+package topics
 
 import (
 	"errors"
@@ -9,11 +9,11 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// lockDir takes an exclusive advisory lock on <dir>/.lock so that two brokers
-// never run on one data directory (they would interleave writes to the same
-// logs). The kernel drops the lock when the process dies, so a kill -9 never
-// leaves a stale lock behind.
-func lockDir(dir string) (unlock func(), err error) {
+// LockDataDir takes an exclusive advisory lock on <dir>/.lock so that two
+// brokers (or a broker and `idem storage`) never work on one data directory at
+// once (they would interleave writes to the same logs). The kernel drops the
+// lock when the process dies, so a kill -9 never leaves a stale lock behind.
+func LockDataDir(dir string) (unlock func(), err error) {
 	name := filepath.Join(dir, ".lock")
 	f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
