@@ -45,7 +45,7 @@ type Config struct {
 	Registry *prometheus.Registry
 	// Health reports the broker's state for /healthz.
 	Health func() Health
-	Logger  *slog.Logger
+	Logger *slog.Logger
 }
 
 // Start listens on cfg.Addr and serves until Close.
