@@ -56,6 +56,7 @@ type Broker struct {
 	adminAddr string
 
 	parts    *topics.Manager
+	disk     *logstore.Disk
 	groups   *group.Coordinator
 	txns     *txn.Coordinator
 	unlock   func() // releases the data directory lock
@@ -134,18 +135,25 @@ func (b *Broker) Start() (err error) {
 	if err != nil {
 		return err
 	}
+	disk, err := logstore.OpenDisk(b.fs, dir, b.conf.Int("idem.disk.reserve.bytes"), b.log)
+	if err != nil {
+		return err
+	}
+	cat.UseDisk(disk)
 	parts, err := topics.OpenManager(topics.ManagerConfig{
-		FS: b.fs, DataDir: dir, Catalog: cat, Config: b.conf, Logger: b.log,
+		FS: b.fs, DataDir: dir, Catalog: cat, Config: b.conf, Logger: b.log, Disk: disk,
 		RetentionInterval: b.conf.Millis("log.retention.check.interval.ms"),
 	})
 	if err != nil {
 		return err
 	}
 	cleanup = append(cleanup, parts.Close)
+	disk.Maintain() // the data directory is accepted: create the reserve
 	pids, err := topics.OpenIDAllocator(b.fs, path.Join(dir, "producer_ids"))
 	if err != nil {
 		return err
 	}
+	pids.UseDisk(disk)
 	if pids.Fresh() {
 		if !cat.Created() {
 			// The reservation file is gone but data is not: never hand out
@@ -236,7 +244,7 @@ func (b *Broker) Start() (err error) {
 		Logger:          b.log,
 	})
 	env.Closing = srv.Closing()
-	b.registerMetrics(parts)
+	b.registerMetrics(parts, disk)
 	if err := srv.Serve(ln); err != nil {
 		return err
 	}
@@ -248,7 +256,7 @@ func (b *Broker) Start() (err error) {
 		}
 		b.adminSrv, b.adminAddr = as, as.Addr()
 	}
-	b.parts, b.groups, b.txns, b.server = parts, groups, txns, srv
+	b.parts, b.groups, b.txns, b.server, b.disk = parts, groups, txns, srv, disk
 	b.addr = net.JoinHostPort(host, strconv.Itoa(port))
 	b.log.Info("idem broker started", "kafka", ln.Addr().String(), "advertised", b.addr, "admin", b.adminAddr, "data", dir, "cluster_id", cat.ClusterID())
 	return nil
@@ -282,12 +290,16 @@ func advertised(conf string, bound net.Addr) (string, int, error) {
 // partitions are still being opened.
 func (b *Broker) health() admin.Health {
 	b.mu.Lock()
-	parts := b.parts
+	parts, disk := b.parts, b.disk
 	b.mu.Unlock()
 	if parts == nil {
 		return admin.Health{Status: admin.StatusStarting}
 	}
 	var problems []string
+	if st := disk.Status(); st.Full {
+		problems = append(problems, fmt.Sprintf("disk full since %s: new records are refused (free %d bytes, reserve %d bytes)",
+			st.FullSince.UTC().Format(time.RFC3339), st.FreeBytes, st.ReserveBytes))
+	}
 	for _, o := range parts.Offline() {
 		problems = append(problems, fmt.Sprintf("partition %s-%d offline: %v", o.Topic, o.Index, o.Err))
 	}
@@ -438,9 +450,41 @@ func (w markerWriter) WriteMarker(ctx context.Context, topic string, index int32
 }
 
 // registerMetrics adds the partition and process collectors.
-func (b *Broker) registerMetrics(parts *topics.Manager) {
+func (b *Broker) registerMetrics(parts *topics.Manager, disk *logstore.Disk) {
 	b.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	b.reg.MustRegister(&partitionCollector{m: parts})
+	b.reg.MustRegister(&partitionCollector{m: parts}, &diskCollector{d: disk})
+}
+
+var (
+	diskFullDesc    = prometheus.NewDesc("idem_disk_full", "1 while the data directory's disk is full and new records are refused.", nil, nil)
+	diskFreeDesc    = prometheus.NewDesc("idem_disk_free_bytes", "Free space on the data directory's file system.", nil, nil)
+	diskReserveDesc = prometheus.NewDesc("idem_disk_reserve_bytes", "Bytes held in space.reserve for metadata writes on a full disk.", nil, nil)
+	diskENOSPCDesc  = prometheus.NewDesc("idem_disk_no_space_errors_total", "Writes refused because the disk was full.", nil, nil)
+	diskDrawnDesc   = prometheus.NewDesc("idem_disk_reserve_draws_total", "Times a metadata write drew on the disk reserve.", nil, nil)
+)
+
+// diskCollector reports the data directory's space at scrape time.
+type diskCollector struct{ d *logstore.Disk }
+
+func (c *diskCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{diskFullDesc, diskFreeDesc, diskReserveDesc, diskENOSPCDesc, diskDrawnDesc} {
+		ch <- d
+	}
+}
+
+func (c *diskCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.d.Status()
+	full := 0.0
+	if st.Full {
+		full = 1
+	}
+	ch <- prometheus.MustNewConstMetric(diskFullDesc, prometheus.GaugeValue, full)
+	if st.FreeBytes >= 0 {
+		ch <- prometheus.MustNewConstMetric(diskFreeDesc, prometheus.GaugeValue, float64(st.FreeBytes))
+	}
+	ch <- prometheus.MustNewConstMetric(diskReserveDesc, prometheus.GaugeValue, float64(st.ReserveBytes))
+	ch <- prometheus.MustNewConstMetric(diskENOSPCDesc, prometheus.CounterValue, float64(st.NoSpaceErrors))
+	ch <- prometheus.MustNewConstMetric(diskDrawnDesc, prometheus.CounterValue, float64(st.ReserveDrawn))
 }
 
 var (

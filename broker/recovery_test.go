@@ -259,7 +259,12 @@ func TestTopicDataOutsideTheCatalogIsKept(t *testing.T) {
 
 func healthz(t *testing.T, b *broker.Broker) (int, string) {
 	t.Helper()
-	resp, err := http.Get("http://" + b.AdminAddr() + "/healthz")
+	return healthzOf(t, b.AdminAddr())
+}
+
+func healthzOf(t *testing.T, adminAddr string) (int, string) {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/healthz")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -416,7 +421,12 @@ func TestDamagedPartitionDoesNotTakeTheBrokerDown(t *testing.T) {
 
 func metricsText(t *testing.T, b *broker.Broker) string {
 	t.Helper()
-	resp, err := http.Get("http://" + b.AdminAddr() + "/metrics")
+	return metricsOf(t, b.AdminAddr())
+}
+
+func metricsOf(t *testing.T, adminAddr string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

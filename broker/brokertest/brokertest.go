@@ -31,8 +31,8 @@ type Broker struct {
 
 // Run starts a broker for the test and registers its Close with t.Cleanup.
 // Options are applied after the test defaults (127.0.0.1:0, a temporary data
-// directory, admin on 127.0.0.1:0, no initial rebalance delay, warnings
-// logged through t.Log), so they override them.
+// directory, admin on 127.0.0.1:0, no initial rebalance delay, a 256 KiB
+// disk reserve, warnings logged through t.Log), so they override them.
 func Run(t testing.TB, opts ...broker.Option) *Broker {
 	t.Helper()
 	lw := &tlog{t: t}
@@ -42,6 +42,7 @@ func Run(t testing.TB, opts ...broker.Option) *Broker {
 		broker.WithKafkaAddr("127.0.0.1:0"),
 		broker.WithAdminAddr("127.0.0.1:0"),
 		broker.WithProperty("group.initial.rebalance.delay.ms", "0"),
+		broker.WithProperty("idem.disk.reserve.bytes", "262144"), // enough for a test's metadata, cheap to create
 		broker.WithLogger(slog.New(slog.NewTextHandler(lw, &slog.HandlerOptions{Level: slog.LevelWarn}))),
 	}
 	b := &Broker{opts: append(defaults, opts...)}

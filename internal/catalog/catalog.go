@@ -99,6 +99,7 @@ type Catalog struct {
 	dir string
 
 	created bool // Open found no catalog file and started a new one in memory
+	disk    *logstore.Disk
 
 	mu          sync.RWMutex
 	initialised bool // Init wrote the created catalog
@@ -145,6 +146,14 @@ func Open(fsys logstore.FS, dir string) (*Catalog, error) {
 		return nil, fmt.Errorf("catalog: reading %s: %w", path.Join(dir, fileName), err)
 	}
 	return c, nil
+}
+
+// UseDisk makes catalog writes draw on the disk reserve when the disk is
+// full, so that topics can still be deleted to free space.
+func (c *Catalog) UseDisk(d *logstore.Disk) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.disk = d
 }
 
 // Init writes a catalog that Open created in memory, making dir a data
@@ -217,7 +226,7 @@ func (c *Catalog) persistLocked() error {
 	if err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
-	if err := logstore.WriteFileAtomic(c.fs, path.Join(c.dir, fileName), data); err != nil {
+	if err := c.disk.Do(func() error { return logstore.WriteFileAtomic(c.fs, path.Join(c.dir, fileName), data) }); err != nil {
 		return fmt.Errorf("catalog: %w", err)
 	}
 	return nil

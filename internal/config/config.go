@@ -166,6 +166,10 @@ var registry = []*Property{
 		Doc: "Largest transaction timeout a producer may ask for."},
 	{Name: "transactional.id.expiration.ms", Type: Int, Default: strconv.FormatInt(7*day, 10), Min: 1, Max: maxInt32,
 		Doc: "How long an idle transactional id is remembered."},
+
+	// Storage safety (idem's own).
+	{Name: "idem.disk.reserve.bytes", Type: Long, Default: "8388608", Min: 0, Max: 1 << 40,
+		Doc: "Space kept in <log.dirs>/space.reserve for metadata writes on a full disk: catalog changes (deleting topics to free space), checkpoints, transaction markers, offset commits. Records never use it. 0 keeps no reserve."},
 }
 
 // byName and byTopic index the registry by broker and by topic-level name.

@@ -80,8 +80,21 @@ func WriteFileAtomic(fsys FS, name string, data []byte) error {
 	tmp := name + ".tmp"
 	f, err := fsys.Create(tmp)
 	if err != nil {
+		return noSpace(err)
+	}
+	if err := writeAndSync(f, data); err != nil {
+		// A full disk must not leave an empty .tmp behind.
+		fsys.Remove(tmp)
+		return noSpace(err)
+	}
+	if err := fsys.Rename(tmp, name); err != nil {
+		fsys.Remove(tmp)
 		return err
 	}
+	return fsys.SyncDir(filepath.Dir(name))
+}
+
+func writeAndSync(f File, data []byte) error {
 	if _, err := f.Write(data); err != nil {
 		f.Close()
 		return err
@@ -90,13 +103,7 @@ func WriteFileAtomic(fsys FS, name string, data []byte) error {
 		f.Close()
 		return err
 	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := fsys.Rename(tmp, name); err != nil {
-		return err
-	}
-	return fsys.SyncDir(filepath.Dir(name))
+	return f.Close()
 }
 
 // readWholeFile is ReadFile.

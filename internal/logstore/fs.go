@@ -31,6 +31,12 @@ type FS interface {
 	Stat(name string) (int64, error)
 }
 
+// SpaceReporter is implemented by file systems that can tell how much space
+// is left (OSFS with statfs, MemFS with its capacity).
+type SpaceReporter interface {
+	FreeBytes(dir string) (int64, error)
+}
+
 // File is an open file. Sync makes its data durable (fdatasync on OSFS).
 type File interface {
 	io.ReaderAt
@@ -99,6 +105,16 @@ func (osFS) SyncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// FreeBytes implements SpaceReporter: the bytes an unprivileged writer may
+// still use in dir's file system.
+func (osFS) FreeBytes(dir string) (int64, error) {
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return 0, &os.PathError{Op: "statfs", Path: dir, Err: err}
+	}
+	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
 func (osFS) Stat(name string) (int64, error) {

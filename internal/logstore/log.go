@@ -37,6 +37,14 @@ type Config struct {
 	// stay un-fsynced (and so unreadable) while more bytes gather (default
 	// 2ms). Durable waiters are never delayed by it.
 	BackgroundSyncDelay time.Duration
+	// Disk watches free space and keeps the reserve that metadata writes
+	// (checkpoints, indexes) draw on when the disk is full; nil = none.
+	Disk *Disk
+	// UseReserve lets every append draw on the disk reserve: for the
+	// coordinators' state logs, whose small writes (offset commits,
+	// transaction decisions) must go on when records can no longer be
+	// accepted. Partition logs leave it off.
+	UseReserve bool
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 	// Logger receives recovery and fsync reports (default slog.Default()).
@@ -221,7 +229,19 @@ func (l *Log) recover() error {
 	l.durable.Store(active.next)
 	l.ckptMu.Lock()
 	defer l.ckptMu.Unlock()
-	return l.writeCheckpointLocked(checkpoint{recovery: active.next, start: start})
+	c := checkpoint{recovery: active.next, start: start}
+	if ckOK && ck == c {
+		// A clean shutdown left exactly this checkpoint: a start writes
+		// nothing, so it works on a full or read-only-at-the-moment disk.
+		l.lastCkpt, l.lastCkptTime = c, l.cfg.Now()
+		return nil
+	}
+	if err := l.writeCheckpointLocked(c); err != nil {
+		// The old checkpoint stays valid (its recovery point is lower, so
+		// it only widens the torn-tail window); the syncer retries.
+		l.log.Warn("could not record the recovered checkpoint; will retry", "err", err)
+	}
+	return nil
 }
 
 // loadSealed loads a sealed segment's persisted index, or rebuilds it by
@@ -242,7 +262,12 @@ func (l *Log) loadSealed(seg *segment, size int64, hasIndex bool) error {
 	if res.badErr != nil {
 		return fmt.Errorf("%w: sealed segment %s: %v", ErrCorrupt, seg.path, res.badErr)
 	}
-	return writeFileAtomic(l.fs, l.dir, indexName(seg.base), seg.encodeIndex())
+	if err := l.cfg.Disk.Do(func() error { return writeFileAtomic(l.fs, l.dir, indexName(seg.base), seg.encodeIndex()) }); err != nil {
+		// The index is rebuilt in memory; persisting it only saves the
+		// next start a scan.
+		l.log.Warn("could not persist a rebuilt index", "segment", seg.path, "err", err)
+	}
+	return nil
 }
 
 // recoverActive scans the last segment and truncates a torn tail, unless the
@@ -274,9 +299,13 @@ func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64) error {
 // entry durable before any batch can be acknowledged in it.
 func (l *Log) createSegment(base int64) error {
 	seg := &segment{base: base, path: join(l.dir, segmentName(base)), next: base, maxTS: -1}
-	f, err := l.fs.Create(seg.path)
+	var f File
+	err := l.cfg.Disk.Do(func() (err error) {
+		f, err = l.fs.Create(seg.path)
+		return err
+	})
 	if err != nil {
-		return fmt.Errorf("logstore: create %s: %w", seg.path, err)
+		return fmt.Errorf("logstore: create %s: %w", seg.path, noSpace(err))
 	}
 	seg.f = f
 	if err := l.fs.SyncDir(l.dir); err != nil {
@@ -294,6 +323,13 @@ func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
 // once write(2) has taken it. The log assigns the base offset and writes it
 // into batch[0:8]. The batch is validated first (length, magic, CRC-32C).
 func (l *Log) Append(batch []byte) (AppendInfo, error) {
+	if l.cfg.UseReserve {
+		return l.AppendUsingReserve(batch)
+	}
+	return l.appendOnce(batch)
+}
+
+func (l *Log) appendOnce(batch []byte) (AppendInfo, error) {
 	h, err := ParseBatch(batch)
 	if err != nil {
 		return AppendInfo{}, err
@@ -326,14 +362,29 @@ func (l *Log) Append(batch []byte) (AppendInfo, error) {
 		if terr := seg.f.Truncate(pos); terr != nil {
 			l.poisonLocked(fmt.Errorf("truncate after failed write: %w", terr))
 		}
+		err = noSpace(err)
+		l.cfg.Disk.Observe(err)
 		return AppendInfo{}, fmt.Errorf("logstore: write %s: %w", seg.path, err)
 	}
+	l.cfg.Disk.Wrote()
 	seg.track(h, pos, len(batch), l.cfg.IndexIntervalBytes)
 	select {
 	case l.kick <- struct{}{}:
 	default:
 	}
 	return AppendInfo{BaseOffset: h.BaseOffset, LastOffset: h.LastOffset(), Position: pos}, nil
+}
+
+// AppendUsingReserve is Append for the few records that must be written
+// when the disk is full (transaction markers): a write that fails for want of
+// space draws on the disk reserve and is tried again.
+func (l *Log) AppendUsingReserve(batch []byte) (AppendInfo, error) {
+	var info AppendInfo
+	err := l.cfg.Disk.Do(func() (err error) {
+		info, err = l.appendOnce(batch)
+		return err
+	})
+	return info, err
 }
 
 // AppendDurable appends and waits until an fsync covers the batch.
@@ -355,7 +406,7 @@ func (l *Log) rollLocked() error {
 		l.poisonLocked(fmt.Errorf("fsync %s: %w", old.path, err))
 		return *l.poison.Load()
 	}
-	if err := writeFileAtomic(l.fs, l.dir, indexName(old.base), old.encodeIndex()); err != nil {
+	if err := l.cfg.Disk.Do(func() error { return writeFileAtomic(l.fs, l.dir, indexName(old.base), old.encodeIndex()) }); err != nil {
 		return fmt.Errorf("logstore: write index of %s: %w", old.path, err)
 	}
 	if err := l.createSegment(old.next); err != nil {
@@ -458,7 +509,7 @@ func (l *Log) closeFiles() error {
 
 // writeCheckpointLocked persists c; ckptMu must be held.
 func (l *Log) writeCheckpointLocked(c checkpoint) error {
-	if err := writeFileAtomic(l.fs, l.dir, checkpointName, encodeCheckpoint(c)); err != nil {
+	if err := l.cfg.Disk.Do(func() error { return writeFileAtomic(l.fs, l.dir, checkpointName, encodeCheckpoint(c)) }); err != nil {
 		return fmt.Errorf("logstore: write checkpoint: %w", err)
 	}
 	l.lastCkpt, l.lastCkptTime = c, l.cfg.Now()

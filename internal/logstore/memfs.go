@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 )
 
 // MemFS is an in-memory FS that remembers, for every file, its bytes as of
@@ -29,6 +30,9 @@ type MemFS struct {
 	// hook is called around every Sync and SyncDir, without mu held.
 	hook  func(SyncEvent)
 	syncs int
+	// capacity, when positive, is the total bytes files may hold; writes
+	// beyond it fail with ENOSPC after writing what fits, as a full disk does.
+	capacity int64
 }
 
 // SyncEvent describes one sync as seen by a hook: N counts syncs from 1,
@@ -53,6 +57,55 @@ type memInode struct {
 // NewMemFS returns an empty in-memory file system.
 func NewMemFS() *MemFS {
 	return &MemFS{dirs: map[string]*memDir{}}
+}
+
+// SetCapacity limits the bytes all files together may hold (0 = no limit);
+// a write that would exceed it writes what fits and fails with ENOSPC.
+func (m *MemFS) SetCapacity(bytes int64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.capacity = bytes
+}
+
+// FreeBytes implements SpaceReporter: the capacity left, or a large number
+// when there is no limit.
+func (m *MemFS) FreeBytes(string) (int64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.capacity <= 0 {
+		return 1 << 50, nil
+	}
+	return max(0, m.capacity-m.usedLocked()), nil
+}
+
+// UsedBytes is the total size of every file.
+func (m *MemFS) UsedBytes() int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.usedLocked()
+}
+
+// usedLocked sums the bytes of every file reachable from a directory.
+func (m *MemFS) usedLocked() int64 {
+	seen := map[*memInode]bool{}
+	var n int64
+	for _, d := range m.dirs {
+		for _, ino := range d.entries {
+			if !seen[ino] {
+				seen[ino] = true
+				n += int64(len(ino.data))
+			}
+		}
+	}
+	return n
+}
+
+// roomLocked returns how many of want more bytes fit.
+func (m *MemFS) roomLocked(want int64) int64 {
+	if m.capacity <= 0 || want <= 0 {
+		return want
+	}
+	return max(0, min(want, m.capacity-m.usedLocked()))
 }
 
 // SetSyncError makes every later Sync and SyncDir fail with err (nil heals).
@@ -476,7 +529,11 @@ func (f *memFile) Write(p []byte) (int, error) {
 	if err := f.check(true); err != nil {
 		return 0, err
 	}
-	f.ino.data = append(f.ino.data, p...)
+	fit := f.fs.roomLocked(int64(len(p)))
+	f.ino.data = append(f.ino.data, p[:fit]...)
+	if fit < int64(len(p)) {
+		return int(fit), &fs.PathError{Op: "write", Path: f.name, Err: syscall.ENOSPC}
+	}
 	return len(p), nil
 }
 
@@ -490,8 +547,17 @@ func (f *memFile) WriteAt(p []byte, off int64) (int, error) {
 		return 0, fmt.Errorf("memfs: negative offset %d", off)
 	}
 	end := off + int64(len(p))
-	if end > int64(len(f.ino.data)) {
-		f.ino.data = append(f.ino.data, make([]byte, end-int64(len(f.ino.data)))...)
+	if grow := end - int64(len(f.ino.data)); grow > 0 {
+		if fit := f.fs.roomLocked(grow); fit < grow {
+			// Write what fits, as a full disk does, then fail.
+			n := max(0, int64(len(f.ino.data))+fit-off)
+			if n > 0 {
+				f.ino.data = append(f.ino.data, make([]byte, fit)...)
+				copy(f.ino.data[off:], p[:n])
+			}
+			return int(n), &fs.PathError{Op: "write", Path: f.name, Err: syscall.ENOSPC}
+		}
+		f.ino.data = append(f.ino.data, make([]byte, grow)...)
 	}
 	copy(f.ino.data[off:], p)
 	return len(p), nil
@@ -509,7 +575,11 @@ func (f *memFile) Truncate(size int64) error {
 	if size <= int64(len(f.ino.data)) {
 		f.ino.data = f.ino.data[:size:size]
 	} else {
-		f.ino.data = append(f.ino.data, make([]byte, size-int64(len(f.ino.data)))...)
+		grow := size - int64(len(f.ino.data))
+		if f.fs.roomLocked(grow) < grow {
+			return &fs.PathError{Op: "truncate", Path: f.name, Err: syscall.ENOSPC}
+		}
+		f.ino.data = append(f.ino.data, make([]byte, grow)...)
 	}
 	return nil
 }

@@ -79,6 +79,7 @@ type Partition struct {
 	ongoing   map[int64]int64 // producer id → first offset of its open transaction here
 	aborted   []AbortedTxn    // ascending by LastOffset (marker offset)
 	dirty     bool            // producer state changed since the last snapshot
+	snapEnd   int64           // log end offset the last snapshot covered (-1: none)
 	closed    bool
 
 	wmu      sync.Mutex
@@ -124,6 +125,7 @@ func Open(cfg Config) (*Partition, error) {
 		topic: cfg.Topic, index: cfg.Index, cfg: cfg, log: l, lg: lg,
 		producers: producers{},
 		ongoing:   map[int64]int64{},
+		snapEnd:   -1,
 		watchers:  map[chan<- struct{}]struct{}{},
 		kick:      make(chan struct{}, 1),
 		ctx:       ctx, cancel: cancel,
@@ -153,6 +155,7 @@ func (p *Partition) recoverProducers() error {
 			p.lg.Warn("producer snapshot is ahead of the recovered log; replaying the whole log", "snapshot_offset", off, "log_end", p.log.EndOffset())
 		default:
 			p.producers, p.aborted, from = ps, aborted, max(off, from)
+			p.snapEnd = off
 			for pid, e := range ps {
 				if e.TxnFirst >= 0 {
 					p.ongoing[pid] = e.TxnFirst
@@ -444,7 +447,10 @@ func (p *Partition) WriteMarker(ctx context.Context, pid int64, epoch int16, com
 		return 0, fmt.Errorf("%w: marker epoch %d, producer epoch %d", ErrProducerFenced, epoch, e.Epoch)
 	}
 	b := markerBatch(pid, epoch, commit, coordinatorEpoch, p.cfg.Now().UnixMilli())
-	info, err := p.log.Append(b)
+	// A marker may draw on the disk reserve: on a full disk the transaction
+	// must still end, or the last stable offset would stall until space
+	// returns.
+	info, err := p.log.AppendUsingReserve(b)
 	if err != nil {
 		p.mu.Unlock()
 		return 0, err
@@ -612,7 +618,10 @@ func (p *Partition) Snapshot() error {
 }
 
 func (p *Partition) snapshotLocked() error {
-	if !p.dirty {
+	// A snapshot is written whenever the log grew, even with no producer
+	// state to keep: it records how far a restart may skip replaying, so a
+	// plain acks=1 workload does not make every start reread the log.
+	if !p.dirty && p.log.EndOffset() == p.snapEnd {
 		return nil
 	}
 	// Cover only durable data: wait (appends are held off by mu) for the fsync
@@ -626,10 +635,12 @@ func (p *Partition) snapshotLocked() error {
 		return fmt.Errorf("partition %s-%d: producer snapshot: %w", p.topic, p.index, err)
 	}
 	p.pruneLocked()
-	if err := writeFileAtomic(p.cfg.FS, p.cfg.SnapshotPath, p.producers.encode(end, p.aborted)); err != nil {
+	if err := p.cfg.Log.Disk.Do(func() error {
+		return writeFileAtomic(p.cfg.FS, p.cfg.SnapshotPath, p.producers.encode(end, p.aborted))
+	}); err != nil {
 		return fmt.Errorf("partition %s-%d: producer snapshot: %w", p.topic, p.index, err)
 	}
-	p.dirty = false
+	p.dirty, p.snapEnd = false, end
 	return nil
 }
 

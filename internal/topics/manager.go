@@ -44,6 +44,7 @@ type Manager struct {
 	now  func() time.Time
 	log  *slog.Logger
 	data string // the data directory, for messages to the operator
+	disk *logstore.Disk
 
 	// mu guards topics, orphans and closed; it is never held across an
 	// fsync of a partition append, only while topics are created, deleted
@@ -93,6 +94,9 @@ type ManagerConfig struct {
 	SnapshotInterval time.Duration
 	// Loaders is how many partitions open at once after a start; 0 = 4.
 	Loaders int
+	// Disk watches free space and holds the reserve that metadata writes
+	// draw on when the disk is full (nil = none).
+	Disk *logstore.Disk
 }
 
 // OpenManager checks the data directory against the catalog and starts
@@ -118,7 +122,7 @@ func OpenManager(mc ManagerConfig) (*Manager, error) {
 	}
 	m := &Manager{
 		fs: mc.FS, dir: path.Join(mc.DataDir, "topics"), cat: mc.Catalog, cfg: mc.Config,
-		now: mc.Now, log: mc.Logger, data: mc.DataDir,
+		now: mc.Now, log: mc.Logger, data: mc.DataDir, disk: mc.Disk,
 		topics: map[string]*topicParts{},
 		loaded: make(chan struct{}),
 		quit:   make(chan struct{}), done: make(chan struct{}),
@@ -215,7 +219,13 @@ func (m *Manager) ensureTopicMeta(t catalog.Topic) error {
 	if meta, err := readTopicMeta(m.fs, dir); err == nil && sameTopic(meta.Topic, t) && meta.ClusterID == m.cat.ClusterID() {
 		return nil
 	}
-	return writeTopicMeta(m.fs, dir, m.cat.ClusterID(), t)
+	return m.writeTopicMeta(t)
+}
+
+// writeTopicMeta records t beside its data (drawing on the disk reserve if
+// need be: deleting and creating topics must work on a full disk).
+func (m *Manager) writeTopicMeta(t catalog.Topic) error {
+	return m.disk.Do(func() error { return writeTopicMeta(m.fs, path.Join(m.dir, t.ID.Hex()), m.cat.ClusterID(), t) })
 }
 
 func sameTopic(a, b catalog.Topic) bool {
@@ -349,6 +359,7 @@ func (m *Manager) LogConfig(t catalog.Topic) logstore.Config {
 		RetentionBytes:     rbytes,
 		RetentionTime:      rtime,
 		IndexIntervalBytes: int(m.cfg.Int("log.index.interval.bytes")),
+		Disk:               m.disk,
 		Now:                m.now,
 		Logger:             m.log,
 	}
@@ -469,7 +480,7 @@ func (m *Manager) CreateTopic(name string, partitions int32, configs map[string]
 		return catalog.Topic{}, err
 	}
 	tp := &topicParts{topic: t}
-	err = writeTopicMeta(m.fs, path.Join(m.dir, t.ID.Hex()), m.cat.ClusterID(), t)
+	err = m.writeTopicMeta(t)
 	for i := int32(0); i < partitions && err == nil; i++ {
 		var p *partition.Partition
 		if p, err = m.openPartition(t, i); err == nil {
@@ -549,7 +560,7 @@ func (m *Manager) AddPartitions(name string, total int32, validateOnly bool) err
 	}
 	tp := m.topics[name]
 	tp.topic = t
-	if err := writeTopicMeta(m.fs, path.Join(m.dir, t.ID.Hex()), m.cat.ClusterID(), t); err != nil {
+	if err := m.writeTopicMeta(t); err != nil {
 		m.log.Warn("could not record topic metadata beside its data", "topic", name, "err", err)
 	}
 	var errs []error
@@ -596,6 +607,7 @@ func (m *Manager) maintain(snapEvery, retentionEvery time.Duration) {
 			}
 		}
 		m.retryOffline()
+		m.disk.Maintain()
 	}
 }
 

@@ -20,6 +20,7 @@ type IDAllocator struct {
 	path string
 
 	fresh bool // no reservation file existed
+	disk  *logstore.Disk
 
 	mu       sync.Mutex
 	next     int64 // mu guards next and reserved: the next id to hand out
@@ -50,6 +51,13 @@ func OpenIDAllocator(fsys logstore.FS, path string) (*IDAllocator, error) {
 		a.fresh = true
 	}
 	return a, nil
+}
+
+// UseDisk lets reservations draw on the disk reserve when the disk is full.
+func (a *IDAllocator) UseDisk(d *logstore.Disk) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.disk = d
 }
 
 // Fresh reports whether no reservation file existed when it was opened.
@@ -86,7 +94,7 @@ func (a *IDAllocator) Init() error {
 func (a *IDAllocator) reserveLocked(end int64) error {
 	b := binary.BigEndian.AppendUint64(nil, uint64(end))
 	b = binary.BigEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
-	if err := logstore.WriteFileAtomic(a.fs, a.path, b); err != nil {
+	if err := a.disk.Do(func() error { return logstore.WriteFileAtomic(a.fs, a.path, b) }); err != nil {
 		return fmt.Errorf("producer ids: reserving a block: %w", err)
 	}
 	a.reserved = end

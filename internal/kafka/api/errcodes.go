@@ -23,6 +23,12 @@ func code(err error) int16 {
 	switch {
 	case err == nil:
 		return 0
+	case logstore.IsNoSpace(err):
+		// A full disk: retriable (Kafka's code for log directory
+		// failures; franz-go, librdkafka, kafkajs and the Java client
+		// retry it), unlike UNKNOWN_SERVER_ERROR, which librdkafka treats
+		// as fatal for the message.
+		return kerr.KafkaStorageError.Code
 	case errors.Is(err, topics.ErrOffline):
 		// The partition's storage failed (corruption, a poisoned log, a
 		// file that cannot be opened); the rest of the broker is served.
