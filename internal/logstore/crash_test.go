@@ -53,7 +53,10 @@ func runCrashSeed(t *testing.T, seed uint64) int {
 		SegmentBytes:       int64(200 + rng.IntN(2000)),
 		IndexIntervalBytes: 1 + rng.IntN(512),
 		CheckpointInterval: []time.Duration{time.Nanosecond, time.Hour}[rng.IntN(2)],
-		Logger:             quietLogger,
+		// Small enough that the active segment's prefix index is written
+		// (and crashed in the middle of) many times per seed.
+		ActiveIndexInterval: int64(1 + rng.IntN(1500)),
+		Logger:              quietLogger,
 	}
 	l, err := Open(fsys, "/p", cfg)
 	if err != nil {

@@ -33,6 +33,12 @@ type Config struct {
 	// (default 1s). Damage at or above the recovery point is treated as a
 	// torn tail on the next open, so a shorter interval narrows that window.
 	CheckpointInterval time.Duration
+	// ActiveIndexInterval is how far the active segment may grow past its
+	// persisted index before a checkpoint persists a new one (default 64
+	// MiB); it bounds how much a start after a crash rescans. A clean Close
+	// persists it when more than min(1 MiB, ActiveIndexInterval) is not
+	// covered, so a start after a clean stop scans nothing.
+	ActiveIndexInterval int64
 	// BackgroundSyncDelay is how long appends that nobody waits for may
 	// stay un-fsynced (and so unreadable) while more bytes gather (default
 	// 2ms). Durable waiters are never delayed by it.
@@ -67,6 +73,9 @@ func (c Config) withDefaults() Config {
 	if c.CheckpointInterval <= 0 {
 		c.CheckpointInterval = time.Second
 	}
+	if c.ActiveIndexInterval <= 0 {
+		c.ActiveIndexInterval = 64 << 20
+	}
 	if c.BackgroundSyncDelay <= 0 {
 		c.BackgroundSyncDelay = 2 * time.Millisecond
 	}
@@ -77,6 +86,12 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.Default()
 	}
 	return c
+}
+
+// segmentPos is a batch boundary in a segment: the bytes before size hold
+// the offsets before next, whose largest timestamp is maxTS.
+type segmentPos struct {
+	base, size, next, maxTS int64
 }
 
 // AppendInfo describes where an appended batch landed.
@@ -104,6 +119,9 @@ type Log struct {
 	ckptMu       sync.Mutex
 	lastCkptTime time.Time // guarded by ckptMu
 	lastCkpt     checkpoint
+	// indexed is how much of the active segment its persisted index
+	// covers (guarded by ckptMu): recovery scans only what lies beyond.
+	indexed segmentPos
 
 	mu     sync.RWMutex // guards segs, closed and the segments' fields
 	segs   []*segment   // ascending base offsets; the last is active
@@ -111,7 +129,10 @@ type Log struct {
 
 	start   atomic.Int64 // log start offset; written with mu held
 	durable atomic.Int64 // every offset below is fsynced
-	poison  atomic.Pointer[error]
+	// durablePos is where the durable offset lies in the active segment
+	// (guarded by waitMu), so an index of the durable prefix can be written.
+	durablePos segmentPos
+	poison     atomic.Pointer[error]
 
 	waitMu   sync.Mutex
 	advanced chan struct{} // closed and replaced whenever durable advances or the log fails
@@ -191,7 +212,7 @@ func (l *Log) recover() error {
 			if err := l.loadSealed(seg, size, hasIndex[base]); err != nil {
 				return err
 			}
-		} else if err := l.recoverActive(seg, size, ck.recovery); err != nil {
+		} else if err := l.recoverActive(seg, size, ck.recovery, hasIndex[base]); err != nil {
 			return err
 		}
 		if i > 0 && l.segs[i-1].next != base {
@@ -227,6 +248,7 @@ func (l *Log) recover() error {
 		return fmt.Errorf("logstore: fsync %s: %w", active.path, err)
 	}
 	l.durable.Store(active.next)
+	l.durablePos = segmentPos{base: active.base, size: active.size, next: active.next, maxTS: active.maxTS}
 	l.ckptMu.Lock()
 	defer l.ckptMu.Unlock()
 	c := checkpoint{recovery: active.next, start: start}
@@ -271,9 +293,20 @@ func (l *Log) loadSealed(seg *segment, size int64, hasIndex bool) error {
 }
 
 // recoverActive scans the last segment and truncates a torn tail, unless the
-// damage lies below the recovery point.
-func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64) error {
-	res, err := seg.scan(size, l.cfg.IndexIntervalBytes)
+// damage lies below the recovery point. When an index persisted for the
+// active segment covers a prefix of it (all of it after a clean close), only
+// the bytes beyond are scanned: the prefix was durable when indexed, like a
+// sealed segment, and is validated batch by batch when read.
+func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64, hasIndex bool) error {
+	scan := func() (scanResult, error) { return seg.scan(size, l.cfg.IndexIntervalBytes) }
+	if hasIndex {
+		b, err := readWholeFile(l.fs, join(l.dir, indexName(seg.base)), 64+size)
+		if err == nil && seg.decodeIndexPrefix(b, size) == nil && seg.next <= max(recoveryPoint, seg.base) {
+			l.indexed = segmentPos{base: seg.base, size: seg.size, next: seg.next, maxTS: seg.maxTS}
+			scan = func() (scanResult, error) { return seg.resume(size, l.cfg.IndexIntervalBytes) }
+		}
+	}
+	res, err := scan()
 	if err != nil {
 		return fmt.Errorf("logstore: read %s: %w", seg.path, err)
 	}
@@ -289,6 +322,7 @@ func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64) error {
 	}
 	// A stale index of this segment (it was sealed once, then truncated
 	// back into the active one) must not outlive the truncation.
+	l.indexed = segmentPos{}
 	if err := l.fs.Remove(join(l.dir, indexName(seg.base))); err == nil {
 		return l.fs.SyncDir(l.dir)
 	}
@@ -412,6 +446,9 @@ func (l *Log) rollLocked() error {
 	if err := l.createSegment(old.next); err != nil {
 		return err
 	}
+	l.waitMu.Lock()
+	l.durablePos = segmentPos{base: old.next, next: old.next, maxTS: -1}
+	l.waitMu.Unlock()
 	l.advanceDurable(old.next)
 	return nil
 }
@@ -484,6 +521,12 @@ func (l *Log) Close() error {
 		active := l.active()
 		if err = active.f.Sync(); err == nil {
 			l.advanceDurable(active.next)
+			if active.size-l.indexedSizeLocked(active) >= min(1<<20, l.cfg.ActiveIndexInterval) {
+				// The next start then reads this segment's index instead of
+				// the whole segment.
+				pos := segmentPos{base: active.base, size: active.size, next: active.next, maxTS: active.maxTS}
+				l.writeActiveIndexLocked(active, pos)
+			}
 			err = l.writeCheckpointLocked(checkpoint{recovery: active.next, start: l.start.Load()})
 		}
 	}
@@ -505,6 +548,27 @@ func (l *Log) closeFiles() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// indexedSizeLocked is how many bytes of seg its persisted index covers;
+// ckptMu must be held.
+func (l *Log) indexedSizeLocked(seg *segment) int64 {
+	if l.indexed.base != seg.base {
+		return 0
+	}
+	return l.indexed.size
+}
+
+// writeActiveIndexLocked persists the index of the active segment's durable
+// prefix pos; ckptMu and (at least) a read lock on mu must be held. A
+// failure only costs the next start a longer scan.
+func (l *Log) writeActiveIndexLocked(seg *segment, pos segmentPos) {
+	b := seg.encodeIndexPrefix(pos.size, pos.next, pos.maxTS)
+	if err := l.cfg.Disk.Do(func() error { return writeFileAtomic(l.fs, l.dir, indexName(seg.base), b) }); err != nil {
+		l.log.Warn("could not persist the active segment's index", "segment", seg.path, "err", err)
+		return
+	}
+	l.indexed = pos
 }
 
 // writeCheckpointLocked persists c; ckptMu must be held.

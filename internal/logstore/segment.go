@@ -110,9 +110,17 @@ type scanResult struct {
 func (s *segment) scan(fileSize int64, indexInterval int) (scanResult, error) {
 	s.size, s.next, s.maxTS = 0, s.base, -1
 	s.offIdx, s.timeIdx, s.sinceOff, s.sinceTime = nil, nil, 0, 0
+	return s.resume(fileSize, indexInterval)
+}
+
+// resume validates the batches after the ones the segment already tracks
+// (s.size, s.next, the indexes), as scan does from the start. Recovery uses
+// it after loading the index a clean shutdown or a checkpoint persisted for
+// the active segment, so only its tail is read.
+func (s *segment) resume(fileSize int64, indexInterval int) (scanResult, error) {
 	var buf []byte
 	hdr := make([]byte, BatchHeaderSize)
-	var pos int64
+	pos := s.size
 	batches := 0
 	for pos < fileSize {
 		if fileSize-pos < BatchHeaderSize {
@@ -170,19 +178,37 @@ func readFull(r io.ReaderAt, p []byte, off int64) (int, error) {
 const indexMagic = "IDX1"
 
 func (s *segment) encodeIndex() []byte {
+	return encodeIndex(s.size, s.next, s.maxTS, s.offIdx, s.timeIdx)
+}
+
+// encodeIndexPrefix encodes the index of the segment's first size bytes,
+// which hold the batches below next with largest timestamp maxTS.
+func (s *segment) encodeIndexPrefix(size, next, maxTS int64) []byte {
+	offs := s.offIdx
+	for len(offs) > 0 && offs[len(offs)-1].pos >= size {
+		offs = offs[:len(offs)-1]
+	}
+	times := s.timeIdx
+	for len(times) > 0 && times[len(times)-1].offset >= next {
+		times = times[:len(times)-1]
+	}
+	return encodeIndex(size, next, maxTS, offs, times)
+}
+
+func encodeIndex(size, next, maxTS int64, offIdx []offEntry, timeIdx []timeEntry) []byte {
 	be := binary.BigEndian
-	b := make([]byte, 0, 4+24+8+16*(len(s.offIdx)+len(s.timeIdx))+4)
+	b := make([]byte, 0, 4+24+8+16*(len(offIdx)+len(timeIdx))+4)
 	b = append(b, indexMagic...)
-	b = be.AppendUint64(b, uint64(s.size))
-	b = be.AppendUint64(b, uint64(s.next))
-	b = be.AppendUint64(b, uint64(s.maxTS))
-	b = be.AppendUint32(b, uint32(len(s.offIdx)))
-	for _, e := range s.offIdx {
+	b = be.AppendUint64(b, uint64(size))
+	b = be.AppendUint64(b, uint64(next))
+	b = be.AppendUint64(b, uint64(maxTS))
+	b = be.AppendUint32(b, uint32(len(offIdx)))
+	for _, e := range offIdx {
 		b = be.AppendUint64(b, uint64(e.offset))
 		b = be.AppendUint64(b, uint64(e.pos))
 	}
-	b = be.AppendUint32(b, uint32(len(s.timeIdx)))
-	for _, e := range s.timeIdx {
+	b = be.AppendUint32(b, uint32(len(timeIdx)))
+	for _, e := range timeIdx {
 		b = be.AppendUint64(b, uint64(e.ts))
 		b = be.AppendUint64(b, uint64(e.offset))
 	}
@@ -195,6 +221,17 @@ var errBadIndex = errors.New("index file invalid")
 // it describes a file of exactly fileSize bytes, and its entries are ordered
 // and inside the segment.
 func (s *segment) decodeIndex(b []byte, fileSize int64) error {
+	return s.decodeIndexOf(b, fileSize, false)
+}
+
+// decodeIndexPrefix loads the index persisted for the active segment: it may
+// describe only a prefix of the file (the batches durable when it was
+// written); recovery validates the rest.
+func (s *segment) decodeIndexPrefix(b []byte, fileSize int64) error {
+	return s.decodeIndexOf(b, fileSize, true)
+}
+
+func (s *segment) decodeIndexOf(b []byte, fileSize int64, prefix bool) error {
 	be := binary.BigEndian
 	if len(b) < 4+24+4+4+4 || string(b[:4]) != indexMagic {
 		return errBadIndex
@@ -206,7 +243,7 @@ func (s *segment) decodeIndex(b []byte, fileSize int64) error {
 	r := body[4:]
 	size, next, maxTS := int64(be.Uint64(r)), int64(be.Uint64(r[8:])), int64(be.Uint64(r[16:]))
 	r = r[24:]
-	if size != fileSize || next < s.base {
+	if (size != fileSize && !prefix) || size > fileSize || next < s.base {
 		return errBadIndex
 	}
 	readPairs := func() ([][2]int64, bool) {

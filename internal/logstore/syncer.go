@@ -56,6 +56,7 @@ func (l *Log) syncOnce() bool {
 	}
 	seg := l.active()
 	target := seg.next
+	pos := segmentPos{base: seg.base, size: seg.size, next: seg.next, maxTS: seg.maxTS}
 	l.mu.RUnlock()
 	if target <= l.durable.Load() {
 		return false
@@ -68,6 +69,11 @@ func (l *Log) syncOnce() bool {
 		l.mu.Unlock()
 		return false
 	}
+	l.waitMu.Lock()
+	if pos.base >= l.durablePos.base {
+		l.durablePos = pos
+	}
+	l.waitMu.Unlock()
 	l.advanceDurable(target)
 	return true
 }
@@ -92,6 +98,18 @@ func (l *Log) maybeCheckpoint() {
 		// The checkpoint only sharpens recovery's judgement; losing one is
 		// not data loss, so report it without poisoning the log.
 		l.log.Warn("checkpoint write failed", "err", err)
+		return
+	}
+	// Every ActiveIndexInterval bytes, persist the index of the active
+	// segment's durable prefix, so that a start after a crash scans only
+	// what came after it.
+	l.waitMu.Lock()
+	pos := l.durablePos
+	l.waitMu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if seg := l.active(); !l.closed && seg.base == pos.base && pos.next <= c.recovery && pos.size-l.indexedSizeLocked(seg) >= l.cfg.ActiveIndexInterval {
+		l.writeActiveIndexLocked(seg, pos)
 	}
 }
 
