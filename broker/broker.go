@@ -101,8 +101,10 @@ func (b *Broker) Config() *config.Config { return b.conf }
 // Registry is the broker's Prometheus registry (served on /metrics).
 func (b *Broker) Registry() *prometheus.Registry { return b.reg }
 
-// Start opens the data directory (recovering every log), binds the listeners
-// and serves. It returns once clients can connect.
+// Start binds the Kafka listener, opens the data directory and serves. It
+// returns once clients can connect; partitions are recovered in the
+// background (a request for one not yet open opens it on the spot), so a
+// large data directory does not keep the port closed.
 func (b *Broker) Start() (err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -118,6 +120,19 @@ func (b *Broker) Start() (err error) {
 			}
 		}
 	}()
+
+	// Bind first: a start that cannot listen must not touch the data
+	// directory. Clients that connect before storage is open wait in the
+	// listen backlog for a moment.
+	ln, err := net.Listen("tcp", listenAddr(b.conf.String("listeners")))
+	if err != nil {
+		return fmt.Errorf("kafka listener: %w", err)
+	}
+	cleanup = append(cleanup, ln.Close)
+	host, port, err := advertised(b.conf.String("advertised.listeners"), ln.Addr())
+	if err != nil {
+		return err
+	}
 
 	dir := b.conf.String("log.dirs")
 	if err := b.fs.MkdirAll(dir); err != nil {
@@ -214,15 +229,6 @@ func (b *Broker) Start() (err error) {
 		}
 	}
 
-	ln, err := net.Listen("tcp", listenAddr(b.conf.String("listeners")))
-	if err != nil {
-		return fmt.Errorf("kafka listener: %w", err)
-	}
-	cleanup = append(cleanup, ln.Close)
-	host, port, err := advertised(b.conf.String("advertised.listeners"), ln.Addr())
-	if err != nil {
-		return err
-	}
 	env := &api.Env{
 		Groups:          groups,
 		PartitionExists: parts.Exists,

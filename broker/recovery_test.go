@@ -12,6 +12,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -453,4 +454,26 @@ func client(t *testing.T, addr string) *kgo.Client {
 	}
 	t.Cleanup(cl.Close)
 	return cl
+}
+
+// TestFailedBindLeavesNoDataDir: a start that cannot listen does not create
+// or touch the data directory.
+func TestFailedBindLeavesNoDataDir(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	dir := filepath.Join(t.TempDir(), "data")
+	b, err := broker.New(broker.WithDataDir(dir), broker.WithKafkaAddr(busy.Addr().String()), broker.WithAdminAddr(""))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err == nil {
+		b.Close()
+		t.Fatal("started on a busy port")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("the data directory was created by a start that could not bind: %v", err)
+	}
 }
