@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"path"
 	"strconv"
@@ -26,6 +27,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/sys/unix"
+	"golang.org/x/time/rate"
 
 	"github.com/idem-dev/idem/internal/admin"
 	"github.com/idem-dev/idem/internal/catalog"
@@ -242,12 +245,24 @@ func (b *Broker) Start() (err error) {
 		ProducerIDs:     pids,
 		Txn:             txns,
 	}
+	if perMin := b.conf.Int("idem.auto.create.topics.max.per.minute"); perMin >= 0 {
+		env.AutoCreate = rate.NewLimiter(rate.Limit(float64(perMin)/60), int(max(perMin, 1)))
+		if perMin == 0 {
+			env.AutoCreate = rate.NewLimiter(0, 0)
+		}
+	}
+	maxConns := connectionLimit(int(b.conf.Int("max.connections")), b.log)
 	srv := kafka.NewServer(kafka.Config{
 		Env:             env,
 		MaxRequestBytes: int32(b.conf.Int("socket.request.max.bytes")),
 		IdleTimeout:     b.conf.Millis("connections.max.idle.ms"),
 		Metrics:         kafka.NewMetrics(b.reg),
 		Logger:          b.log,
+
+		MaxConnections:          maxConns,
+		MaxConnectionsPerIP:     int(b.conf.Int("max.connections.per.ip")),
+		QueuedMaxRequestBytes:   max(0, b.conf.Int("queued.max.request.bytes")),
+		MaxResponseBytesPerConn: b.conf.Int("idem.connection.max.response.bytes"),
 	})
 	env.Closing = srv.Closing()
 	b.registerMetrics(parts, disk)
@@ -264,8 +279,26 @@ func (b *Broker) Start() (err error) {
 	}
 	b.parts, b.groups, b.txns, b.server, b.disk = parts, groups, txns, srv, disk
 	b.addr = net.JoinHostPort(host, strconv.Itoa(port))
-	b.log.Info("idem broker started", "kafka", ln.Addr().String(), "advertised", b.addr, "admin", b.adminAddr, "data", dir, "cluster_id", cat.ClusterID())
+	b.log.Info("idem broker started", "max_connections", maxConns, "kafka", ln.Addr().String(), "advertised", b.addr, "admin", b.adminAddr, "data", dir, "cluster_id", cat.ClusterID())
 	return nil
+}
+
+// connectionLimit is max.connections, but never more than half of the
+// process's file descriptors: the other half stays for segment files,
+// indexes and checkpoints, so a flood of connections cannot make a segment
+// roll fail.
+func connectionLimit(configured int, log *slog.Logger) int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+		return configured
+	}
+	half := int(min(lim.Cur/2, uint64(math.MaxInt32)))
+	if configured > half {
+		log.Debug("limiting client connections to half of the file descriptor limit; the rest is kept for the logs",
+			"max_connections", half, "fd_limit", lim.Cur)
+		return half
+	}
+	return configured
 }
 
 // listenAddr strips an optional PLAINTEXT:// prefix (validated by config).

@@ -56,6 +56,11 @@ type conn struct {
 	queue      chan *pending // reader → writer, in request order
 	writerDone chan struct{}
 	stopped    atomic.Bool // set by stopReading (server shutdown)
+
+	// respBytes is the response bytes reserved by requests handled but not
+	// yet written; respFreed wakes a reader waiting for it to fall.
+	respBytes atomic.Int64
+	respFreed chan struct{}
 }
 
 // pending is a response on its way to the writer.
@@ -67,7 +72,8 @@ type pending struct {
 	deferred *api.Deferred
 	raw      []byte // a pre-encoded body (the v0 ApiVersions fallback); resp is nil then
 	start    time.Time
-	lose     bool // injected fault: close the connection instead of writing this response
+	lose     bool  // injected fault: close the connection instead of writing this response
+	reserved int64 // response bytes counted against the connection's bound
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -82,6 +88,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		cancel:     cancel,
 		queue:      make(chan *pending, queueDepth),
 		writerDone: make(chan struct{}),
+		respFreed:  make(chan struct{}, 1),
 	}
 }
 
@@ -113,12 +120,18 @@ func (c *conn) serve() {
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.log.Debug("closing idle connection")
 	default:
-		c.log.Info("closing connection", "err", err)
+		if ok, suppressed := c.s.closedBy.allow(); ok {
+			c.log.Info("closing connection", "err", err, "similar_closes_not_logged", suppressed)
+		}
 	}
 }
 
+// readBufferSize is small so that idle connections cost little; frames
+// larger than it are read straight into their own buffer.
+const readBufferSize = 4 << 10
+
 func (c *conn) readLoop() error {
-	br := bufio.NewReaderSize(c.nc, 32<<10)
+	br := bufio.NewReaderSize(c.nc, readBufferSize)
 	var sizeBuf [4]byte
 	for {
 		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
@@ -131,11 +144,18 @@ func (c *conn) readLoop() error {
 			}
 			return err
 		}
-		frame, err := readFrame(br, int32(binary.BigEndian.Uint32(sizeBuf[:])), c.s.cfg.MaxRequestBytes)
+		size := int32(binary.BigEndian.Uint32(sizeBuf[:]))
+		held, err := c.acquireRequestBudget(size)
 		if err != nil {
 			return err
 		}
+		frame, err := readFrame(br, size, c.s.cfg.MaxRequestBytes)
+		if err != nil {
+			c.s.releaseRequestBudget(held)
+			return err
+		}
 		p, err := c.handle(frame)
+		c.s.releaseRequestBudget(held)
 		if err != nil {
 			return err
 		}
@@ -148,6 +168,86 @@ func (c *conn) readLoop() error {
 			return errors.New("writer stopped")
 		}
 	}
+}
+
+// acquireRequestBudget takes queued.max.request.bytes budget for a frame of
+// size bytes before any of it is read. Frames up to firstChunk need none:
+// they are bounded by the connection count.
+func (c *conn) acquireRequestBudget(size int32) (int64, error) {
+	if c.s.budget == nil || size <= firstChunk || size > c.s.cfg.MaxRequestBytes {
+		return 0, nil // an oversized frame is refused by readFrame
+	}
+	n := int64(size)
+	if !c.s.budget.TryAcquire(n) {
+		c.s.cfg.Metrics.waited("request")
+		if err := c.s.budget.Acquire(c.ctx, n); err != nil {
+			return 0, err
+		}
+	}
+	return n, nil
+}
+
+func (s *Server) releaseRequestBudget(n int64) {
+	if n > 0 {
+		s.budget.Release(n)
+	}
+}
+
+// reserveResponse counts need bytes against the connection's response bound,
+// waiting while earlier responses fill it (at least one is always admitted).
+func (c *conn) reserveResponse(need int64) error {
+	limit := c.s.cfg.MaxResponseBytesPerConn
+	if limit <= 0 || need <= 0 {
+		return nil
+	}
+	waited := false
+	for {
+		cur := c.respBytes.Load()
+		if cur == 0 || cur+need <= limit {
+			c.respBytes.Add(need)
+			return nil
+		}
+		if !waited {
+			c.s.cfg.Metrics.waited("response")
+			waited = true
+		}
+		select {
+		case <-c.respFreed:
+		case <-c.ctx.Done():
+			return c.ctx.Err()
+		}
+	}
+}
+
+func (c *conn) releaseResponse(n int64) {
+	if n <= 0 {
+		return
+	}
+	c.respBytes.Add(-n)
+	select {
+	case c.respFreed <- struct{}{}:
+	default:
+	}
+}
+
+// responseEstimate is the most a response may hold: a Fetch is counted at the
+// largest size it may grow to (its MaxBytes, capped by fetch.max.bytes, plus
+// one batch beyond, as KIP-74 allows); other responses are small.
+func (c *conn) responseEstimate(req kmsg.Request) int64 {
+	f, ok := req.(*kmsg.FetchRequest)
+	if !ok {
+		return 0
+	}
+	n := int64(f.MaxBytes)
+	if env := c.s.cfg.Env; env != nil && env.Config != nil {
+		if limit := env.Config.Int("fetch.max.bytes"); n <= 0 || n > limit {
+			n = limit
+		}
+	}
+	if n <= 0 {
+		n = 50 << 20
+	}
+	return n + 1<<20
 }
 
 // readFrame reads a frame body of the given declared size, never allocating much
@@ -240,6 +340,10 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 	} else {
 		c.info.ClientID = ""
 	}
+	reserved := c.responseEstimate(req)
+	if err := c.reserveResponse(reserved); err != nil {
+		return nil, err
+	}
 	fault := c.s.fault(key, req)
 	if fault.Delay > 0 {
 		select {
@@ -253,23 +357,25 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 	}
 	resp, err := c.call(h, req)
 	if err != nil {
+		c.releaseResponse(reserved)
 		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
 	}
 	if fault.LoseResponse {
 		if resp == nil {
 			return nil, fmt.Errorf("injected fault: closing after %s", kmsg.NameForKey(key))
 		}
-		p := &pending{corr: corr, key: key, version: version, resp: resp, start: start, lose: true}
+		p := &pending{corr: corr, key: key, version: version, resp: resp, start: start, lose: true, reserved: reserved}
 		if d, ok := resp.(*api.Deferred); ok {
 			p.deferred, p.resp = d, d.Response
 		}
 		return p, nil
 	}
 	if resp == nil {
+		c.releaseResponse(reserved)
 		c.s.cfg.Metrics.observe(key, time.Since(start))
 		return nil, nil
 	}
-	p := &pending{corr: corr, key: key, version: version, resp: resp, start: start}
+	p := &pending{corr: corr, key: key, version: version, resp: resp, start: start, reserved: reserved}
 	if d, ok := resp.(*api.Deferred); ok {
 		if d.Response == nil || d.Wait == nil {
 			return nil, fmt.Errorf("%s: handler returned an incomplete Deferred", kmsg.NameForKey(key))
@@ -300,47 +406,60 @@ func (c *conn) call(h api.Handler, req kmsg.Request) (resp kmsg.Response, err er
 // out in one write.
 func (c *conn) writeLoop() {
 	defer close(c.writerDone)
-	bw := bufio.NewWriterSize(c.nc, 32<<10)
-	var buf []byte
+	// out gathers encoded responses until no further one is ready; it is
+	// dropped after a large flush, so an idle connection holds no buffer.
+	var out []byte
 	fail := func(err error) {
 		c.log.Debug("writer stopping", "err", err)
 		c.cancel()
 		c.nc.Close() // unblocks the reader
 	}
+	flush := func() error {
+		if len(out) == 0 {
+			return nil
+		}
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		_, err := c.nc.Write(out)
+		if cap(out) > 64<<10 {
+			out = nil // do not pin one huge fetch response's buffer
+		} else {
+			out = out[:0]
+		}
+		return err
+	}
 	for p := range c.queue {
 		if p.deferred != nil {
 			if err := p.deferred.Wait(c.ctx); err != nil {
+				c.releaseResponse(p.reserved)
 				fail(fmt.Errorf("%s: %w", kmsg.NameForKey(p.key), err))
 				return
 			}
 		}
 		if p.lose {
-			bw.Flush() // earlier responses still reach the client
+			flush() // earlier responses still reach the client
 			fail(fmt.Errorf("injected fault: %s response lost", kmsg.NameForKey(p.key)))
 			return
 		}
-		buf = encodeResponse(buf[:0], p)
-		if _, err := bw.Write(buf); err != nil {
-			fail(err)
-			return
-		}
+		out = encodeResponse(out, p)
+		p.resp, p.deferred = nil, nil // let the response's data go once encoded
 		c.s.cfg.Metrics.observe(p.key, time.Since(p.start))
-		if len(c.queue) == 0 {
-			c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
-			if err := bw.Flush(); err != nil {
+		if len(c.queue) == 0 || len(out) >= 1<<20 {
+			err := flush()
+			c.releaseResponse(p.reserved)
+			if err != nil {
 				fail(err)
 				return
 			}
-		}
-		if cap(buf) > 1<<20 {
-			buf = nil // do not pin one huge fetch response's buffer
+		} else {
+			c.releaseResponse(p.reserved)
 		}
 	}
-	bw.Flush()
+	flush()
 }
 
 // encodeResponse appends a whole response frame to dst.
 func encodeResponse(dst []byte, p *pending) []byte {
+	at := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
 	dst = kbin.AppendInt32(dst, p.corr)
 	if p.raw != nil {
@@ -355,6 +474,6 @@ func encodeResponse(dst []byte, p *pending) []byte {
 		}
 		dst = p.resp.AppendTo(dst)
 	}
-	binary.BigEndian.PutUint32(dst, uint32(len(dst)-4))
+	binary.BigEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
 	return dst
 }

@@ -16,6 +16,8 @@ import (
 type Metrics struct {
 	latency *prometheus.HistogramVec
 	byKey   [256]prometheus.Observer // resolved once per key: no label lookups per request
+	refusal *prometheus.CounterVec
+	waits   *prometheus.CounterVec
 }
 
 // NewMetrics registers the server's collectors on reg.
@@ -27,7 +29,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2.5, 14),
 		}, []string{"api"}),
 	}
-	reg.MustRegister(m.latency)
+	m.refusal = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "idem_kafka_connections_refused_total",
+		Help: "Connections closed at accept because a limit was reached, by limit (max.connections, max.connections.per.ip).",
+	}, []string{"limit"})
+	m.waits = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "idem_kafka_memory_waits_total",
+		Help: "Times a connection's reader waited for memory budget instead of allocating: queued.max.request.bytes (request) or the per-connection response bound (response).",
+	}, []string{"budget"})
+	reg.MustRegister(m.latency, m.refusal, m.waits)
 	// Only served keys get series: a request for any other key closes the
 	// connection before it is observed.
 	for _, v := range api.Versions() {
@@ -38,6 +48,18 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		m.byKey[v.Key] = m.latency.WithLabelValues(name)
 	}
 	return m
+}
+
+func (m *Metrics) refused(limit string) {
+	if m != nil {
+		m.refusal.WithLabelValues(limit).Inc()
+	}
+}
+
+func (m *Metrics) waited(budget string) {
+	if m != nil {
+		m.waits.WithLabelValues(budget).Inc()
+	}
 }
 
 func (m *Metrics) observe(key int16, d time.Duration) {

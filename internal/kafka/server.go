@@ -20,6 +20,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sync/semaphore"
+
 	"github.com/idem-dev/idem/internal/kafka/api"
 )
 
@@ -41,6 +43,23 @@ type Config struct {
 	// OnPanic, if set, is called with the value of a recovered handler panic
 	// (the connection is closed either way). Fuzz tests use it to fail.
 	OnPanic func(v any)
+
+	// MaxConnections and MaxConnectionsPerIP bound accepted connections
+	// (max.connections, max.connections.per.ip); a connection beyond either
+	// is closed at once. 0 means no limit.
+	MaxConnections      int
+	MaxConnectionsPerIP int
+	// QueuedMaxRequestBytes is a broker-wide budget for request frames
+	// larger than 64 KiB, held from the moment their size is read until
+	// they are handled (queued.max.request.bytes): a reader that cannot
+	// get budget waits instead of allocating. 0 means no limit.
+	QueuedMaxRequestBytes int64
+	// MaxResponseBytesPerConn bounds the response bytes a connection may
+	// have waiting to be written (a Fetch counts its largest possible
+	// response); a client that pipelines requests without reading the
+	// answers stops being read. At least one request is always admitted.
+	// 0 means no limit.
+	MaxResponseBytesPerConn int64
 }
 
 // Server serves the Kafka protocol on listeners given to Serve.
@@ -62,6 +81,12 @@ type Server struct {
 
 	faultMu sync.Mutex                 // serialises SetFault
 	faults  atomic.Pointer[faultTable] // copy-on-write; read per request without locking
+
+	admitted map[string]int // mu guards: open connections per client IP
+	total    int            // mu guards: open accepted connections
+	budget   *semaphore.Weighted
+	rejected throttle // connections refused by a limit
+	closedBy throttle // connections closed for a protocol error
 }
 
 // NewServer returns a server; call Serve to accept connections.
@@ -79,13 +104,60 @@ func NewServer(cfg Config) *Server {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Server{
+	s := &Server{
 		cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel,
 		listeners: map[net.Listener]bool{},
 		conns:     map[*conn]bool{},
 		closed:    make(chan struct{}),
 		large:     make(chan struct{}, maxLargeFrames),
+		admitted:  map[string]int{},
 	}
+	if cfg.QueuedMaxRequestBytes > 0 {
+		// Every frame must fit: a budget below the largest frame would
+		// block it forever.
+		s.budget = semaphore.NewWeighted(max(cfg.QueuedMaxRequestBytes, int64(cfg.MaxRequestBytes)))
+	}
+	return s
+}
+
+// admit counts a new connection against the limits, or says which it breaks.
+func (s *Server) admit(nc net.Conn) (ip string, reason string) {
+	ip = remoteIP(nc)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.cfg.MaxConnections > 0 && s.total >= s.cfg.MaxConnections:
+		return ip, "max.connections"
+	case s.cfg.MaxConnectionsPerIP > 0 && s.admitted[ip] >= s.cfg.MaxConnectionsPerIP:
+		return ip, "max.connections.per.ip"
+	}
+	s.total++
+	s.admitted[ip]++
+	return ip, ""
+}
+
+// release forgets a connection admitted for ip.
+func (s *Server) release(ip string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.total--
+	if s.admitted[ip]--; s.admitted[ip] <= 0 {
+		delete(s.admitted, ip)
+	}
+}
+
+func remoteIP(nc net.Conn) string {
+	if tcp, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		return tcp.IP.String()
+	}
+	return addrString(nc.RemoteAddr())
+}
+
+// Connections reports how many accepted connections are open.
+func (s *Server) Connections() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.total
 }
 
 // Closing returns a channel closed when the server starts shutting down; Fetch
@@ -137,10 +209,19 @@ func (s *Server) acceptLoop(ln net.Listener) {
 			continue
 		}
 		backoff = 0
+		ip, refused := s.admit(nc)
+		if refused != "" {
+			nc.Close()
+			s.cfg.Metrics.refused(refused)
+			if ok, suppressed := s.rejected.allow(); ok {
+				s.log.Warn("connection refused: limit reached", "limit", refused, "remote", addrString(nc.RemoteAddr()), "refused_since_last_report", suppressed)
+			}
+			continue
+		}
 		if tc, ok := nc.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		if !s.ServeConn(nc) {
+		if !s.serveConn(nc, func() { s.release(ip) }) {
 			return
 		}
 	}
@@ -148,12 +229,16 @@ func (s *Server) acceptLoop(ln net.Listener) {
 
 // ServeConn serves one already-accepted connection (tests pass one end of a
 // net.Pipe). It returns false, closing nc, if the server is closing.
-func (s *Server) ServeConn(nc net.Conn) bool {
+func (s *Server) ServeConn(nc net.Conn) bool { return s.serveConn(nc, func() {}) }
+
+// serveConn serves nc and calls done when the connection has ended.
+func (s *Server) serveConn(nc net.Conn, done func()) bool {
 	c := newConn(s, nc)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		nc.Close()
+		done()
 		return false
 	}
 	s.conns[c] = true
@@ -161,12 +246,32 @@ func (s *Server) ServeConn(nc net.Conn) bool {
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
+		defer done()
 		c.serve()
 		s.mu.Lock()
 		delete(s.conns, c)
 		s.mu.Unlock()
 	}()
 	return true
+}
+
+// throttle lets a repeated log line through at most once a second and
+// counts what it held back, so hostile traffic cannot flood the log.
+type throttle struct {
+	mu         sync.Mutex
+	last       time.Time
+	suppressed int
+}
+
+func (t *throttle) allow() (ok bool, suppressed int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if now := time.Now(); now.Sub(t.last) >= time.Second {
+		t.last, suppressed, t.suppressed = now, t.suppressed, 0
+		return true, suppressed
+	}
+	t.suppressed++
+	return false, 0
 }
 
 // Close stops accepting, stops reading new requests, lets the responses already

@@ -53,6 +53,11 @@ func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (km
 		return resp, nil
 	}
 	autoCreate := env.Config.Bool("auto.create.topics.enable") && (version < 4 || req.AllowAutoTopicCreation)
+	// Creation is bounded per request and paced broker-wide, so that one
+	// request naming thousands of unknown topics (or a client looping over
+	// random names) cannot fill the catalog and the disk; topics over the
+	// bound answer UNKNOWN_TOPIC_OR_PARTITION and clients ask again.
+	createBudget := int(env.Config.Int("idem.auto.create.topics.max.per.request"))
 	for _, rt := range req.Topics {
 		if rt.Topic == nil {
 			t, ok := env.Partitions.Catalog().ByID(catalog.ID(rt.TopicID))
@@ -68,7 +73,8 @@ func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (km
 		}
 		name := *rt.Topic
 		t, ok := env.Partitions.Topic(name)
-		if !ok && autoCreate {
+		if !ok && autoCreate && catalog.ValidateName(name) == nil && createBudget > 0 && (env.AutoCreate == nil || env.AutoCreate.Allow()) {
+			createBudget--
 			var err error
 			t, err = env.Partitions.CreateTopic(name, int32(env.Config.Int("num.partitions")), nil)
 			if errors.Is(err, catalog.ErrTopicExists) {

@@ -15,6 +15,7 @@ import (
 	"sync/atomic"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"golang.org/x/time/rate"
 
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/group"
@@ -82,6 +83,9 @@ type Env struct {
 	// Closing is closed when the broker starts shutting down; long-polls
 	// answer early instead of holding up Close.
 	Closing <-chan struct{}
+	// AutoCreate paces topic auto-creation by Metadata requests
+	// (idem.auto.create.topics.max.per.minute); nil means no pacing.
+	AutoCreate *rate.Limiter
 }
 
 // entry is one registered API key.
