@@ -25,6 +25,7 @@ import (
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/internal/verify"
+	"github.com/idem-dev/idem/internal/verify/verifytest"
 )
 
 // The test binary doubles as the broker process: with brokerEnv set it runs
@@ -174,10 +175,10 @@ func check(t *testing.T, w workload, res result) {
 // runKillWorkload runs w against a broker process that a nemesis kills and
 // restarts, drains the topic, and returns what the checkers found.
 func runKillWorkload(t *testing.T, w workload) result {
-	seed := verify.Seed(t)
+	seed := verifytest.Seed(t)
 	dataDir, logDir := t.TempDir(), t.TempDir()
 	rec := verify.NewRecorder()
-	verify.SaveOnFailure(t, seed, rec, dataDir, logDir)
+	verifytest.SaveOnFailure(t, seed, rec, dataDir, logDir)
 
 	addr, err := verify.FreeAddr()
 	if err != nil {

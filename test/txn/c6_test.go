@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/internal/verify"
+	"github.com/idem-dev/idem/internal/verify/verifytest"
 )
 
 // TestC6CopierSurvivesKill9 is C6 of reliability-plan.md §7.2, the port of
@@ -34,7 +35,7 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 		budget     = 80 * time.Second
 		killPoints = 7 // alternate copier and broker kills; the last point is a clean broker bounce
 	)
-	seed := verify.Seed(t)
+	seed := verifytest.Seed(t)
 	dataDir, logDir := t.TempDir(), t.TempDir()
 	addr, err := verify.FreeAddr()
 	if err != nil {

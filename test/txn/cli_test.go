@@ -10,7 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker/brokertest"
-	"github.com/idem-dev/idem/internal/verify"
+	"github.com/idem-dev/idem/internal/testkit"
 )
 
 // TestIdemTxnCommand runs `idem txn list` and `idem txn describe` against a
@@ -20,7 +20,7 @@ func TestIdemTxnCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the idem binary")
 	}
-	idem := verify.BuildBinary(t, "./cmd/idem")
+	idem := testkit.BuildBinary(t, "./cmd/idem")
 	b := brokertest.Run(t)
 	seeds := []string{b.Addr()}
 	createTopics(t, seeds, 2, "cli")
