@@ -14,6 +14,7 @@ import (
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // TestC8ReadCommittedAcrossSegmentRolls (reliability check C8): two
@@ -26,7 +27,7 @@ import (
 //     aborted transactions' records removed, in the same order.
 func TestC8ReadCommittedAcrossSegmentRolls(t *testing.T) {
 	mem := logstore.NewMemFS()
-	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"),
+	b := brokertest.Run(t, brokerkit.WithFS(mem), broker.WithDataDir("/data"),
 		broker.WithProperty("log.segment.bytes", "2048"), broker.WithTopics("c8"))
 	rng := rand.New(rand.NewPCG(8, 8))
 
@@ -103,7 +104,7 @@ func TestC8ReadCommittedAcrossSegmentRolls(t *testing.T) {
 		wg.Wait()
 	}
 	phase2("u")
-	b.CrashRestart(t, mem, true) // power loss: rebuilt by replaying the log
+	brokerkit.CrashRestart(t, b, mem, true) // power loss: rebuilt by replaying the log
 	phase2("v")
 	if t.Failed() {
 		t.FailNow()

@@ -7,9 +7,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // TestPowerLossInTheMiddleOfCommits runs the broker in process on a
@@ -24,7 +24,7 @@ func TestPowerLossInTheMiddleOfCommits(t *testing.T) {
 		t.Skip("runs for about 30 seconds")
 	}
 	mem := logstore.NewMemFS()
-	b := brokertest.Run(t, append(brokerOptions(), broker.WithFS(mem))...)
+	b := brokertest.Run(t, append(brokerOptions(), brokerkit.WithFS(mem))...)
 	seeds := []string{b.Addr()}
 	createTopics(t, seeds, 2, "pl")
 
@@ -49,7 +49,7 @@ func TestPowerLossInTheMiddleOfCommits(t *testing.T) {
 		}
 		time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond) // somewhere inside a commit
 		t.Logf("power loss %d after %d confirmed transactions", i+1, h.count(committed)+h.count(aborted))
-		mem = b.CrashRestart(t, mem, true)
+		mem = brokerkit.CrashRestart(t, b, mem, true)
 	}
 	// Let the producer confirm a few more after the last restart, then stop.
 	start := h.count(committed) + h.count(aborted)
