@@ -47,8 +47,8 @@ func startC5(t *testing.T) *c5 {
 	if c.addr, err = verify.FreeAddr(); err != nil {
 		t.Fatal(err)
 	}
-	c.proc = &verify.Process{Path: os.Args[0], Args: []string{"-test.run=^$", c.dataDir, c.addr},
-		Env: []string{roleEnv + "=broker"}, Addr: c.addr, StartTimeout: 20 * time.Second}
+	c.proc = labBroker(c.dataDir, c.addr).Process(nil)
+	c.proc.StartTimeout = 20 * time.Second
 	if err := c.proc.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -7,15 +7,10 @@ package c4
 import (
 	"context"
 	"errors"
-	"fmt"
-	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/signal"
 	"path/filepath"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,63 +18,20 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/idem-dev/idem/broker"
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 	"github.com/idem-dev/idem/internal/verify"
 	"github.com/idem-dev/idem/internal/verify/verifytest"
 )
 
-// The test binary doubles as the broker process: with brokerEnv set it runs
-// a broker on the given address and data dir until SIGTERM (or SIGKILL),
+// The test binary doubles as the broker process (brokerkit.ChildRole),
 // which saves building the idem binary inside a 90-second budget.
+func TestMain(m *testing.M) { testkit.Main(m, brokerkit.ChildRole) }
+
 const (
-	brokerEnv = "IDEM_C4_BROKER" // "addr,datadir,advertised"
-	topic     = "c4"
+	topic      = "c4"
+	partitions = 3
 )
-
-func TestMain(m *testing.M) {
-	if spec := os.Getenv(brokerEnv); spec != "" {
-		os.Exit(runBroker(spec))
-	}
-	os.Exit(m.Run())
-}
-
-func runBroker(spec string) int {
-	parts := strings.Split(spec, ",")
-	if len(parts) != 3 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want addr,datadir,advertised\n", brokerEnv, spec)
-		return 2
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	opts := []broker.Option{
-		broker.WithDataDir(parts[1]),
-		broker.WithKafkaAddr(parts[0]),
-		broker.WithAdminAddr(""),
-		broker.WithLogger(logger),
-	}
-	if parts[2] != "" {
-		// Clients reach the broker through the fault proxy, so metadata
-		// must name the proxy, not the broker's own listener.
-		opts = append(opts, broker.WithAdvertisedAddr(parts[2]))
-	}
-	b, err := broker.New(opts...)
-	if err == nil {
-		err = b.Start()
-	}
-	if err != nil {
-		logger.Error("c4 broker failed to start", "err", err)
-		return 1
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
-	<-sig
-	if err := b.Close(); err != nil {
-		logger.Error("c4 broker close", "err", err)
-		return 1
-	}
-	return 0
-}
-
-const partitions = 3
 
 // workload is one kill -9 run: how many producers write, for how long, and
 // with which acks. Both runs check the set (nothing acknowledged lost,
@@ -201,13 +153,7 @@ func runKillWorkload(t *testing.T, w workload) result {
 		}
 		seeds, advertised = proxy.Addr(), proxy.Addr()
 	}
-	proc := &verify.Process{
-		Path:   os.Args[0],
-		Args:   []string{"-test.run=^$"},
-		Env:    []string{brokerEnv + "=" + addr + "," + dataDir + "," + advertised},
-		Addr:   addr,
-		Output: logFile,
-	}
+	proc := brokerkit.Child{Addr: addr, DataDir: dataDir, Advertised: advertised}.Process(logFile)
 	t.Cleanup(func() { _ = proc.Kill() })
 	if err := proc.Start(context.Background()); err != nil {
 		t.Fatal(err)

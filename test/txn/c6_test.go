@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 	"github.com/idem-dev/idem/internal/verify"
 	"github.com/idem-dev/idem/internal/verify/verifytest"
 )
@@ -46,11 +47,7 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer brokerLog.Close()
-	brk := &verify.Process{
-		Path: os.Args[0], Args: []string{"-test.run=^$"},
-		Env:  []string{brokerEnv + "=" + addr + "," + dataDir},
-		Addr: addr, Output: brokerLog,
-	}
+	brk := brokerkit.Child{Addr: addr, DataDir: dataDir, Properties: noRebalanceDelay}.Process(brokerLog)
 	t.Cleanup(func() { _ = brk.Kill() })
 	if err := brk.Start(context.Background()); err != nil {
 		t.Fatal(err)

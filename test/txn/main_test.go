@@ -10,67 +10,29 @@
 package txn
 
 import (
-	"fmt"
-	"log/slog"
-	"os"
-	"os/signal"
-	"strings"
-	"syscall"
 	"testing"
 
 	"github.com/idem-dev/idem/broker"
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
-const (
-	brokerEnv = "IDEM_TXN_BROKER" // "addr,datadir": run a broker until SIGTERM/SIGKILL
-	copierEnv = "IDEM_TXN_COPIER" // a JSON copierConfig: run a copier until killed
-)
+// copierEnv selects the copier role: its value is a JSON copierConfig, and
+// the copier runs until it is killed.
+const copierEnv = "IDEM_TXN_COPIER"
 
 func TestMain(m *testing.M) {
-	if spec := os.Getenv(brokerEnv); spec != "" {
-		os.Exit(runBrokerProcess(spec))
-	}
-	if spec := os.Getenv(copierEnv); spec != "" {
-		os.Exit(runCopierProcess(spec))
-	}
-	os.Exit(m.Run())
+	testkit.Main(m, brokerkit.ChildRole, testkit.Role{Env: copierEnv, Run: runCopierProcess})
 }
 
-// brokerOptions are the settings every broker of these tests runs with:
-// no initial rebalance delay, so that a restarted copier starts at once.
+// noRebalanceDelay lets a restarted copier start at once: the initial
+// rebalance delay exists for fleets of consumers, not for tests.
+var noRebalanceDelay = map[string]string{"group.initial.rebalance.delay.ms": "0"}
+
+// brokerOptions are the settings every in-process broker of these tests
+// runs with (the child brokers get noRebalanceDelay).
 func brokerOptions() []broker.Option {
 	return []broker.Option{
 		broker.WithProperty("group.initial.rebalance.delay.ms", "0"),
 	}
-}
-
-func runBrokerProcess(spec string) int {
-	addr, dir, ok := strings.Cut(spec, ",")
-	if !ok {
-		fmt.Fprintf(os.Stderr, "%s=%q: want addr,datadir\n", brokerEnv, spec)
-		return 2
-	}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
-	opts := append(brokerOptions(),
-		broker.WithDataDir(dir),
-		broker.WithKafkaAddr(addr),
-		broker.WithAdminAddr(""),
-		broker.WithLogger(logger),
-	)
-	b, err := broker.New(opts...)
-	if err == nil {
-		err = b.Start()
-	}
-	if err != nil {
-		logger.Error("test broker failed to start", "err", err)
-		return 1
-	}
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, os.Interrupt)
-	<-sig
-	if err := b.Close(); err != nil {
-		logger.Error("test broker close", "err", err)
-		return 1
-	}
-	return 0
 }
