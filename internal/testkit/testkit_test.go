@@ -132,3 +132,12 @@ func TestBuildBinaryBuildsARunnableExecutable(t *testing.T) {
 		t.Fatalf("%s version: %q, %v", bin, out, err)
 	}
 }
+
+func TestSoakPicksTheSoakSizeOnlyWhenAsked(t *testing.T) {
+	for v, want := range map[string]int{"": 1, "0": 1, "1": 10} {
+		t.Setenv(SoakEnv, v)
+		if got := Soak(1, 10); got != want {
+			t.Errorf("%s=%q: Soak(1, 10) = %d", SoakEnv, v, got)
+		}
+	}
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/txnkit"
 )
 
 // TestIdemTxnCommand runs `idem txn list` and `idem txn describe` against a
@@ -23,7 +24,7 @@ func TestIdemTxnCommand(t *testing.T) {
 	idem := testkit.BuildBinary(t, "./cmd/idem")
 	b := brokertest.Run(t)
 	seeds := []string{b.Addr()}
-	createTopics(t, seeds, 2, "cli")
+	txnkit.CreateTopics(t, seeds, 2, "cli")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	open := b.Client(t, kgo.TransactionalID("open-one"), kgo.TransactionTimeout(45*time.Second),
