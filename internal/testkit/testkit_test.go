@@ -36,7 +36,8 @@ func TestMainRunsTheRoleNamedInTheEnvironmentInsteadOfTheTests(t *testing.T) {
 func TestClockStandsStillUntilAdvanced(t *testing.T) {
 	start := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	c := NewClock(start)
-	if !c.Now().Equal(start) || !c.Now().Equal(start) {
+	time.Sleep(time.Millisecond)
+	if !c.Now().Equal(start) {
 		t.Fatalf("clock moved by itself: %v", c.Now())
 	}
 	c.Advance(90 * time.Second)
