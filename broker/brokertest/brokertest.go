@@ -104,8 +104,8 @@ func (b *Broker) Restart(t testing.TB, extra ...broker.Option) {
 // starts it again at the same address. The options atCrash returns are
 // applied last, to this start and every later one. With the operating
 // system's file system nothing written is lost, so this tests how clients
-// recover, not durability; idem's own tests pass a crash-simulating file
-// system (testkit/brokerkit.CrashRestart).
+// recover, not durability; idem's own tests also cut an in-memory file
+// system in atCrash, as a power loss would, and restart on what is left.
 func (b *Broker) CrashRestart(t testing.TB, atCrash func() []broker.Option) {
 	t.Helper()
 	addr := b.Addr()
