@@ -18,6 +18,7 @@ import (
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 func TestFetchLongPollWakesOnAppend(t *testing.T) {
@@ -230,7 +231,7 @@ func TestAdminTopicsAndConfigs(t *testing.T) {
 
 func TestPowerLossKeepsAcknowledged(t *testing.T) {
 	mem := logstore.NewMemFS()
-	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("pl"))
+	b := brokertest.Run(t, brokerkit.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("pl"))
 	cl := b.Client(t, kgo.DefaultProduceTopic("pl"))
 	const n = 2000
 	acked := 0
@@ -245,7 +246,7 @@ func TestPowerLossKeepsAcknowledged(t *testing.T) {
 		t.Fatal(err)
 	}
 	crashed := mem.CrashClone(logstore.CrashOptions{})
-	b.Restart(t, broker.WithFS(crashed))
+	b.Restart(t, brokerkit.WithFS(crashed))
 	recs := consumeN(t, b, "pl", acked)
 	for i, r := range recs[:acked] {
 		if string(r.Value) != fmt.Sprint(i) {
@@ -289,7 +290,7 @@ func TestAdminHTTP(t *testing.T) {
 // reports the partition.
 func TestFsyncFailure(t *testing.T) {
 	mem := logstore.NewMemFS()
-	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("f"))
+	b := brokertest.Run(t, brokerkit.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("f"))
 	cl := b.Client(t)
 	pid, epoch := initPID(t, cl)
 	c, _ := produceRaw(t, cl, "f", rawBatch(pid, epoch, 0, 1, 1000, "ok"))
@@ -397,7 +398,7 @@ func TestCloseDoesNotWaitForLongPolls(t *testing.T) {
 
 func TestDeleteRecords(t *testing.T) {
 	mem := logstore.NewMemFS()
-	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("dr"))
+	b := brokertest.Run(t, brokerkit.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("dr"))
 	cl := b.Client(t, kgo.DefaultProduceTopic("dr"))
 	for i := range 10 {
 		if err := cl.ProduceSync(ctxT(t), &kgo.Record{Value: fmt.Appendf(nil, "%d", i)}).FirstErr(); err != nil {
@@ -421,7 +422,7 @@ func TestDeleteRecords(t *testing.T) {
 		t.Fatalf("past the end: %+v", r)
 	}
 	// The new start survives a power loss.
-	b.CrashRestart(t, mem, true)
+	brokerkit.CrashRestart(t, b, mem, true)
 	adm = kadm.NewClient(b.Client(t))
 	st, err := adm.ListStartOffsets(ctxT(t), "dr")
 	if err != nil {

@@ -98,9 +98,6 @@ func New(opts ...Option) (*Broker, error) {
 	return b, nil
 }
 
-// Config returns the broker's configuration (read-only once started).
-func (b *Broker) Config() *config.Config { return b.conf }
-
 // Registry is the broker's Prometheus registry (served on /metrics).
 func (b *Broker) Registry() *prometheus.Registry { return b.reg }
 

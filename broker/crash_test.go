@@ -14,6 +14,7 @@ import (
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // TestCrashesLoseNoAcknowledgedRecord is an in-process version of the C4
@@ -26,7 +27,7 @@ func TestCrashesLoseNoAcknowledgedRecord(t *testing.T) {
 		t.Skip("crash loop")
 	}
 	mem := logstore.NewMemFS()
-	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"),
+	b := brokertest.Run(t, brokerkit.WithFS(mem), broker.WithDataDir("/data"),
 		broker.WithProperty("num.partitions", "3"), broker.WithTopics("c4"))
 
 	const producers = 2
@@ -65,7 +66,7 @@ func TestCrashesLoseNoAcknowledgedRecord(t *testing.T) {
 	}
 	for i := range 4 {
 		time.Sleep(300 * time.Millisecond)
-		mem = b.CrashRestart(t, mem, i%2 == 1)
+		mem = brokerkit.CrashRestart(t, b, mem, i%2 == 1)
 	}
 	time.Sleep(300 * time.Millisecond)
 	cancel()

@@ -12,6 +12,7 @@ import (
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // rawBatch builds a v2 record batch of n records the way a producer would.
@@ -143,7 +144,7 @@ func TestIdempotentAcrossRestart(t *testing.T) {
 	for _, mode := range []string{"clean", "kill", "powerloss"} {
 		t.Run(mode, func(t *testing.T) {
 			mem := logstore.NewMemFS()
-			b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("t"))
+			b := brokertest.Run(t, brokerkit.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("t"))
 			cl := b.Client(t)
 			pid, epoch := initPID(t, cl)
 			batches := [][]byte{rawBatch(pid, epoch, 0, 2, 1000, "a"), rawBatch(pid, epoch, 2, 2, 1000, "b")}
@@ -159,10 +160,10 @@ func TestIdempotentAcrossRestart(t *testing.T) {
 				b.Restart(t)
 			case "kill":
 				clone := mem.KillClone()
-				b.Restart(t, broker.WithFS(clone))
+				b.Restart(t, brokerkit.WithFS(clone))
 			case "powerloss":
 				clone := mem.CrashClone(logstore.CrashOptions{})
-				b.Restart(t, broker.WithFS(clone))
+				b.Restart(t, brokerkit.WithFS(clone))
 			}
 			cl = b.Client(t)
 			for i, bt := range batches {
@@ -232,7 +233,7 @@ func TestKgoIdempotentProducer(t *testing.T) {
 // producer's first batch is never mistaken for an old producer's retry.
 func TestLostProducerIDFileNeverReusesIDs(t *testing.T) {
 	mem := logstore.NewMemFS()
-	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("p"))
+	b := brokertest.Run(t, brokerkit.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("p"))
 	cl := b.Client(t)
 	pid, epoch := initPID(t, cl)
 	c, _ := produceRaw(t, cl, "p", rawBatch(pid, epoch, 0, 1, 1000, "old"))

@@ -3,6 +3,7 @@ package broker
 import (
 	"log/slog"
 
+	"github.com/idem-dev/idem/internal/brokerhook"
 	"github.com/idem-dev/idem/internal/logstore"
 )
 
@@ -46,9 +47,14 @@ func WithProperty(name, value string) Option {
 // WithLogger sets the structured logger. Default: slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(c *cfg) { c.logger = l } }
 
-// WithFS replaces the file system (tests pass logstore.NewMemFS() to simulate
-// power loss). Default: the operating system's.
-func WithFS(fsys logstore.FS) Option { return func(c *cfg) { c.fs = fsys } }
+// withFS replaces the file system (the operating system's by default). It is
+// not exported, because users cannot name logstore.FS; idem's own tests use
+// it through brokerhook to run a broker on a crash-simulating MemFS.
+func withFS(fsys logstore.FS) Option { return func(c *cfg) { c.fs = fsys } }
+
+func init() {
+	brokerhook.WithFS = func(fsys logstore.FS) any { return withFS(fsys) }
+}
 
 // WithTopics creates these topics on Start if they do not exist, with
 // num.partitions partitions each.

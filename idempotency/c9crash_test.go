@@ -18,6 +18,7 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/idem-dev/idem/idempotency"
+	"github.com/idem-dev/idem/internal/testkit"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -89,7 +90,7 @@ func c9Child() error {
 	}
 	seed, _ := strconv.ParseUint(os.Getenv(c9EnvSeed), 10, 64)
 	start, _ := strconv.ParseInt(os.Getenv(c9EnvStart), 10, 64)
-	clock := &fakeClock{now: time.UnixMicro(start).UTC()}
+	clock := testkit.NewClock(time.UnixMicro(start).UTC())
 	keys := []string{"k0", "k1", "k2"}
 	var mu sync.Mutex
 	out := bufio.NewWriter(os.Stdout)

@@ -2,17 +2,13 @@ package idempotency_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/idem-dev/idem/idempotency"
-	"github.com/jackc/pgx/v5"
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/pgkit"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -117,79 +113,12 @@ func newPostgresUnderTest(t testing.TB) *storeUnderTest {
 	}
 }
 
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// fakeClock is the tests' clock; the alias keeps the specs' name for it.
+type fakeClock = testkit.Clock
 
 func newFakeClock() *fakeClock {
-	return &fakeClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	return testkit.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 }
 
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
-func pgBaseDSN() string {
-	if v := os.Getenv("IDEM_TEST_POSTGRES"); v != "" {
-		return v
-	}
-	return "postgres://postgres@localhost:5432/test?sslmode=disable"
-}
-
-// pgSchema creates a schema unique to this test on the local server, points
-// a pool's search_path at it (and returns a DSN that does the same), and
-// drops it afterwards. Without a server it skips locally and fails under CI.
-func pgSchema(t testing.TB) (*pgxpool.Pool, string) {
-	t.Helper()
-	ctx := context.Background()
-	admin, err := pgx.Connect(ctx, pgBaseDSN())
-	if err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("PostgreSQL is required under CI: %v", err)
-		}
-		t.Skipf("PostgreSQL not reachable at %s (start it with pg_ctlcluster, or set IDEM_TEST_POSTGRES): %v", pgBaseDSN(), err)
-	}
-	defer admin.Close(ctx)
-	var b [6]byte
-	rand.Read(b[:])
-	schema := "idempotency_test_" + hex.EncodeToString(b[:])
-	if _, err := admin.Exec(ctx, "CREATE SCHEMA "+schema); err != nil {
-		t.Fatal(err)
-	}
-	sep := "?"
-	if strings.Contains(pgBaseDSN(), "?") {
-		sep = "&"
-	}
-	dsn := pgBaseDSN() + sep + "search_path=" + schema
-	cfg, err := pgxpool.ParseConfig(dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.MaxConns = 20
-	pool, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		pool.Close()
-		c, err := pgx.Connect(context.Background(), pgBaseDSN())
-		if err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-			return
-		}
-		defer c.Close(context.Background())
-		if _, err := c.Exec(context.Background(), "DROP SCHEMA "+schema+" CASCADE"); err != nil {
-			t.Errorf("drop schema %s: %v", schema, err)
-		}
-	})
-	return pool, dsn
-}
+// pgSchema gives the test its own PostgreSQL schema (see pgkit.Schema).
+func pgSchema(t testing.TB) (*pgxpool.Pool, string) { return pgkit.Schema(t, "idempotency_test") }

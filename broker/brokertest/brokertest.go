@@ -19,7 +19,6 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker"
-	"github.com/idem-dev/idem/internal/logstore"
 )
 
 // Broker is a broker started by Run.
@@ -89,8 +88,7 @@ func (b *Broker) Client(t testing.TB, opts ...kgo.Opt) *kgo.Client {
 
 // Restart closes the broker gracefully and starts it again on the same data
 // directory and the same Kafka address (so existing clients reconnect).
-// Extra options are applied last; a power-loss test passes
-// broker.WithFS(mem.CrashClone(…)) to restart on what a crash left.
+// Extra options are applied last, to this start only.
 func (b *Broker) Restart(t testing.TB, extra ...broker.Option) {
 	t.Helper()
 	addr := b.Addr()
@@ -101,32 +99,31 @@ func (b *Broker) Restart(t testing.TB, extra ...broker.Option) {
 	b.start(t, append(opts, extra...))
 }
 
-// CrashRestart simulates a crash of a broker running on mem (started with
-// broker.WithFS(mem)): connections drop at once, the file system is cut at
-// that instant (a power loss keeps only fsynced data; a kill -9 keeps the
-// page cache too), and the broker restarts on what survived, at the same
-// address. It returns the new file system, for the next crash.
-func (b *Broker) CrashRestart(t testing.TB, mem *logstore.MemFS, powerLoss bool) *logstore.MemFS {
+// CrashRestart stops the broker the way a crash would (see
+// broker.Broker.Crash: every connection drops at once and responses in
+// flight are lost), calls atCrash, if not nil, while the broker is down, and
+// starts it again at the same address. The options atCrash returns are
+// applied last, to this start and every later one. With the operating
+// system's file system nothing written is lost, so this tests how clients
+// recover, not durability; idem's own tests also cut an in-memory file
+// system in atCrash, as a power loss would, and restart on what is left.
+func (b *Broker) CrashRestart(t testing.TB, atCrash func() []broker.Option) {
 	t.Helper()
 	addr := b.Addr()
-	var after *logstore.MemFS
 	b.mu.Lock()
 	inner := b.Broker
 	b.mu.Unlock()
+	var extra []broker.Option
 	err := inner.Crash(func() {
-		if powerLoss {
-			after = mem.CrashClone(logstore.CrashOptions{})
-		} else {
-			after = mem.KillClone()
+		if atCrash != nil {
+			extra = atCrash()
 		}
 	})
 	if err != nil {
 		t.Logf("brokertest: closing after crash: %v", err)
 	}
-	opts := append(append([]broker.Option{}, b.opts...), broker.WithKafkaAddr(addr), broker.WithFS(after))
-	b.opts = opts
-	b.start(t, opts)
-	return after
+	b.opts = append(append(append([]broker.Option{}, b.opts...), broker.WithKafkaAddr(addr)), extra...)
+	b.start(t, b.opts)
 }
 
 // Ctx returns a context cancelled at test cleanup.

@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit"
 	"github.com/idem-dev/idem/internal/verify"
 )
 
@@ -29,11 +30,7 @@ import (
 const mainEnv = "IDEM_CMD_TEST_MAIN"
 
 func TestMain(m *testing.M) {
-	if os.Getenv(mainEnv) == "1" {
-		main()
-		os.Exit(0)
-	}
-	os.Exit(m.Run())
+	testkit.Main(m, testkit.Role{Env: mainEnv, Run: func(string) int { main(); return 0 }})
 }
 
 // idem runs the command line with args and stdin and returns its stdout,

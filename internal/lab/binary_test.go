@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/idem-dev/idem/internal/verify"
+	"github.com/idem-dev/idem/internal/testkit"
 )
 
 // The idem binary end to end: `idem lab` starts `idem serve` and
@@ -17,7 +17,7 @@ func TestIdemLabBinaryExitsNonZeroExactlyWhenAPromiseBreaks(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the idem binary")
 	}
-	bin := verify.BuildBinary(t, "./cmd/idem")
+	bin := testkit.BuildBinary(t, "./cmd/idem")
 	lab := func(args ...string) (string, int) {
 		t.Helper()
 		cmd := exec.Command(bin, append([]string{"lab", "-n", "20", "--seed", "1", "--dir", t.TempDir()}, args...)...)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/idem-dev/idem/internal/lab"
 	"github.com/idem-dev/idem/internal/verify"
+	"github.com/idem-dev/idem/internal/verify/verifytest"
 )
 
 // c5 is reliability-plan.md §7.2 C5: a Jepsen-style queue workload against a
@@ -41,13 +42,13 @@ const c5Partitions = 4
 
 func startC5(t *testing.T) *c5 {
 	t.Helper()
-	c := &c5{t: t, seed: verify.Seed(t), rec: verify.NewRecorder(), dataDir: filepath.Join(t.TempDir(), "data")}
+	c := &c5{t: t, seed: verifytest.Seed(t), rec: verify.NewRecorder(), dataDir: filepath.Join(t.TempDir(), "data")}
 	var err error
 	if c.addr, err = verify.FreeAddr(); err != nil {
 		t.Fatal(err)
 	}
-	c.proc = &verify.Process{Path: os.Args[0], Args: []string{"-test.run=^$", c.dataDir, c.addr},
-		Env: []string{roleEnv + "=broker"}, Addr: c.addr, StartTimeout: 20 * time.Second}
+	c.proc = labBroker(c.dataDir, c.addr).Process(nil)
+	c.proc.StartTimeout = 20 * time.Second
 	if err := c.proc.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -353,7 +354,7 @@ func TestC5QueueWorkloadSurvivesKillPauseLatencyAndLateRequests(t *testing.T) {
 		HoldFor:  5 * time.Second,
 		Recorder: c.rec, Logf: t.Logf,
 	})
-	mix.SaveOnFailure(t, c.rec, c.dataDir)
+	verifytest.SaveMixOnFailure(t, mix, c.rec, c.dataDir)
 	// 30 s in CI; IDEM_C5_WINDOW (e.g. 30m) turns it into a soak run.
 	window := 30 * time.Second
 	if w := os.Getenv("IDEM_C5_WINDOW"); w != "" {

@@ -3,7 +3,6 @@ package logstore
 import (
 	"context"
 	"encoding/binary"
-	"sync"
 	"testing"
 	"time"
 )
@@ -84,22 +83,4 @@ func mustAppendDurable(t testing.TB, l *Log, b []byte) AppendInfo {
 		t.Fatalf("AppendDurable: %v", err)
 	}
 	return info
-}
-
-// fakeClock is a manually advanced clock for roll and retention tests.
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
 }

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/idem-dev/idem/internal/testkit"
 )
 
 func TestAppendAssignsOffsetsAndReadsBack(t *testing.T) {
@@ -92,7 +94,7 @@ func TestReadHonoursByteLimitAndBound(t *testing.T) {
 
 func TestReopenKeepsEverythingAfterCleanClose(t *testing.T) {
 	fsys := NewMemFS()
-	clock := &fakeClock{now: time.UnixMilli(1_000_000)}
+	clock := testkit.NewClock(time.UnixMilli(1_000_000))
 	cfg := Config{SegmentBytes: 500, Now: clock.Now}
 	l := mustOpen(t, fsys, "/p", cfg)
 	want := map[int64]string{}
@@ -128,7 +130,7 @@ func TestReopenKeepsEverythingAfterCleanClose(t *testing.T) {
 
 func TestRollByTimeAndRetention(t *testing.T) {
 	fsys := NewMemFS()
-	clock := &fakeClock{now: time.UnixMilli(10_000_000)}
+	clock := testkit.NewClock(time.UnixMilli(10_000_000))
 	cfg := Config{RollInterval: time.Hour, RetentionTime: 3 * time.Hour, Now: clock.Now}
 	l := mustOpen(t, fsys, "/p", cfg)
 	defer l.Close()

@@ -131,37 +131,50 @@ type written struct {
 // Lost writes are judged against every poll, so each reader must read its
 // partitions from the log start, or the history must end with a drain that
 // does (then a value missing below a later one is missing from the log).
+//
+// Each analysis is one method of logCheck, run in this order: the version
+// order first, because every later analysis reads it.
 func CheckLog(h History, opt LogOptions) LogResult {
-	writes := map[string]*written{}
-	var txns [][]string // values of each FTxn invocation, in history order
-	txnOf := map[int]int{}
-	get := func(v string) *written {
-		w := writes[v]
-		if w == nil {
-			w = &written{pos: position{-1, -1}, txn: -1}
-			writes[v] = w
-		}
-		return w
+	c := newLogCheck(h, opt)
+	c.buildVersionOrder()
+	c.judgeReads()
+	c.findLostWrites()
+	c.findTornTransactions()
+	c.checkProducerOrder(h)
+	c.checkPolls()
+	for k := range c.res.Anomalies {
+		slices.Sort(c.res.Anomalies[k])
 	}
-	complete := func(w *written, t Type, r Record) {
-		switch t {
-		case OK:
-			w.state = wOK
-			if r.Partition >= 0 && r.Offset >= 0 {
-				w.pos = position{r.Partition, r.Offset}
-			}
-		case Fail:
-			if w.state != wOK {
-				w.state = wFail
-			}
-		}
-	}
+	c.res.Valid = len(c.res.Anomalies) == 0
+	return c.res
+}
 
-	type pollOp struct {
-		proc int
-		rs   []Record
-	}
-	var polls []pollOp
+// logCheck is the state CheckLog's analyses share: what was written and
+// polled, as read from the history, and the version order built from the
+// polls.
+type logCheck struct {
+	opt    LogOptions
+	writes map[string]*written // every value sent, plain or transactional
+	txns   [][]string          // values of each FTxn invocation, in history order
+	polls  []pollOp            // successful polls, in history order
+
+	at     map[position]string          // version order: offset → value, from every read
+	readAt map[string]map[position]bool // value → positions it was read at
+
+	res LogResult
+}
+
+// pollOp is one successful poll: who polled and what it returned.
+type pollOp struct {
+	proc int
+	rs   []Record
+}
+
+// newLogCheck reads the writes, their outcomes and the successful polls from
+// h.
+func newLogCheck(h History, opt LogOptions) *logCheck {
+	c := &logCheck{opt: opt, writes: map[string]*written{}, res: LogResult{Anomalies: map[string][]string{}}}
+	txnOf := map[int]int{} // process → its open transaction
 	for _, op := range h {
 		switch op.F {
 		case FSend:
@@ -169,100 +182,138 @@ func CheckLog(h History, opt LogOptions) LogResult {
 			if !ok {
 				continue
 			}
-			w := get(r.Value)
+			w := c.written(r.Value)
 			if op.Type != Invoke {
-				complete(w, op.Type, r)
+				w.complete(op.Type, r)
 			}
 		case FTxn:
 			rs := records(op.Value)
-			switch op.Type {
-			case Invoke:
-				i := len(txns)
+			if op.Type == Invoke {
+				i := len(c.txns)
 				var vs []string
 				for _, r := range rs {
-					get(r.Value).txn = i
+					c.written(r.Value).txn = i
 					vs = append(vs, r.Value)
 				}
-				txns = append(txns, vs)
+				c.txns = append(c.txns, vs)
 				txnOf[op.Process] = i
-			default:
-				i, open := txnOf[op.Process]
-				if !open {
-					continue
+				continue
+			}
+			i, open := txnOf[op.Process]
+			if !open {
+				continue
+			}
+			delete(txnOf, op.Process)
+			byValue := map[string]Record{}
+			for _, r := range rs {
+				byValue[r.Value] = r
+			}
+			for _, v := range c.txns[i] {
+				r, ok := byValue[v]
+				if !ok {
+					r = Record{Value: v, Partition: -1, Offset: -1}
 				}
-				delete(txnOf, op.Process)
-				byValue := map[string]Record{}
-				for _, r := range rs {
-					byValue[r.Value] = r
-				}
-				for _, v := range txns[i] {
-					r, ok := byValue[v]
-					if !ok {
-						r = Record{Value: v, Partition: -1, Offset: -1}
-					}
-					complete(get(v), op.Type, r)
-				}
+				c.written(v).complete(op.Type, r)
 			}
 		case FPoll:
 			if op.Type == OK {
-				polls = append(polls, pollOp{op.Process, records(op.Value)})
+				c.polls = append(c.polls, pollOp{op.Process, records(op.Value)})
 			}
 		}
 	}
+	return c
+}
 
-	res := LogResult{Anomalies: map[string][]string{}}
-	add := func(kind, format string, args ...any) {
-		res.Anomalies[kind] = append(res.Anomalies[kind], fmt.Sprintf(format, args...))
+// written returns v's write, adding it (outcome unknown) if it is new.
+func (c *logCheck) written(v string) *written {
+	w := c.writes[v]
+	if w == nil {
+		w = &written{pos: position{-1, -1}, txn: -1}
+		c.writes[v] = w
 	}
+	return w
+}
 
-	// The version order of each partition, from every read: offset → value.
-	at := map[position]string{}
-	readAt := map[string]map[position]bool{}
-	for _, p := range polls {
+// complete records a completion of w: OK makes it written (at r's position
+// if known), Fail makes it not written unless it was already acknowledged.
+func (w *written) complete(t Type, r Record) {
+	switch t {
+	case OK:
+		w.state = wOK
+		if r.Partition >= 0 && r.Offset >= 0 {
+			w.pos = position{r.Partition, r.Offset}
+		}
+	case Fail:
+		if w.state != wOK {
+			w.state = wFail
+		}
+	}
+}
+
+func (c *logCheck) add(kind, format string, args ...any) {
+	c.res.Anomalies[kind] = append(c.res.Anomalies[kind], fmt.Sprintf(format, args...))
+}
+
+// buildVersionOrder builds the version order of each partition from every
+// read (offset → value) and reports a position read with two values.
+func (c *logCheck) buildVersionOrder() {
+	c.at = map[position]string{}
+	c.readAt = map[string]map[position]bool{}
+	for _, p := range c.polls {
 		for _, r := range p.rs {
 			pos := position{r.Partition, r.Offset}
-			if prev, ok := at[pos]; ok && prev != r.Value {
-				add(AnomalyInconsistentOffsets, "%s read as %s and as %s", pos, prev, r.Value)
+			if prev, ok := c.at[pos]; ok && prev != r.Value {
+				c.add(AnomalyInconsistentOffsets, "%s read as %s and as %s", pos, prev, r.Value)
 				continue
 			}
-			at[pos] = r.Value
-			if readAt[r.Value] == nil {
-				readAt[r.Value] = map[position]bool{}
+			c.at[pos] = r.Value
+			if c.readAt[r.Value] == nil {
+				c.readAt[r.Value] = map[position]bool{}
 			}
-			readAt[r.Value][pos] = true
+			c.readAt[r.Value][pos] = true
 		}
 	}
+}
 
-	for v, ps := range readAt {
-		w, sent := writes[v]
+// judgeReads judges every value read against its write: never sent, failed
+// or aborted, read at two offsets, or read away from its acknowledged
+// offset. Reads of values whose outcome was unknown count as recovered.
+func (c *logCheck) judgeReads() {
+	for v, ps := range c.readAt {
+		w, sent := c.writes[v]
 		switch {
 		case !sent:
-			add(AnomalyUnexpected, "%s read at %s but never sent", v, positions(ps))
+			c.add(AnomalyUnexpected, "%s read at %s but never sent", v, positions(ps))
 		case w.state == wFail && w.txn >= 0:
-			add(AnomalyAbortedRead, "%s of an aborted transaction read at %s", v, positions(ps))
+			c.add(AnomalyAbortedRead, "%s of an aborted transaction read at %s", v, positions(ps))
 		case w.state == wFail:
-			add(AnomalyAbortedRead, "%s of a failed send read at %s", v, positions(ps))
+			c.add(AnomalyAbortedRead, "%s of a failed send read at %s", v, positions(ps))
 		case w.state == wUnknown:
-			res.Recovered++
+			c.res.Recovered++
 		}
 		if len(ps) > 1 {
-			add(AnomalyDuplicate, "%s read at %s", v, positions(ps))
+			c.add(AnomalyDuplicate, "%s read at %s", v, positions(ps))
 		}
 		if sent && w.pos.partition >= 0 && !ps[w.pos] {
-			add(AnomalyInconsistentOffsets, "%s acknowledged at %s but read at %s", v, w.pos, positions(ps))
+			c.add(AnomalyInconsistentOffsets, "%s acknowledged at %s but read at %s", v, w.pos, positions(ps))
 		}
 	}
+	c.res.Read = len(c.readAt)
+}
 
-	// Lost writes: a definitely written value that is missing although a
-	// later value of its partition was read. "Later" is by acknowledged
-	// offset when known, else by the producer's own sequence (Value).
-	maxRead := map[int32]int64{}
+// findLostWrites counts the writes and reports each definitely written value
+// that is missing although a later value of its partition was read. "Later"
+// is by acknowledged offset when known, else by the producer's own sequence
+// (Value). Without such evidence a missing value is unseen, which after a
+// final drain is an anomaly of its own.
+func (c *logCheck) findLostWrites() {
 	type prodPart struct {
 		proc      int
 		partition int32
 	}
+	maxRead := map[int32]int64{}
 	maxSeqRead := map[prodPart]int{}
-	for pos, v := range at {
+	for pos, v := range c.at {
 		maxRead[pos.partition] = max(maxRead[pos.partition], pos.offset+1)
 		if p, s, ok := ParseValue(v); ok {
 			k := prodPart{p, pos.partition}
@@ -271,71 +322,68 @@ func CheckLog(h History, opt LogOptions) LogResult {
 			}
 		}
 	}
-	for v, w := range writes {
-		res.Attempted++
+	for v, w := range c.writes {
+		c.res.Attempted++
 		if w.state != wOK {
 			continue
 		}
-		res.Acknowledged++
-		if readAt[v] != nil {
+		c.res.Acknowledged++
+		if c.readAt[v] != nil {
 			continue
 		}
-		res.Unseen++
+		c.res.Unseen++
 		switch {
-		case w.pos.partition >= 0 && laterRead(at, w.pos):
-			add(AnomalyLostWrite, "%s acknowledged at %s never read; partition %d was read up to offset %d", v, w.pos, w.pos.partition, maxRead[w.pos.partition]-1)
+		case w.pos.partition >= 0 && laterRead(c.at, w.pos):
+			c.add(AnomalyLostWrite, "%s acknowledged at %s never read; partition %d was read up to offset %d", v, w.pos, w.pos.partition, maxRead[w.pos.partition]-1)
 		case w.pos.partition >= 0:
 			if p, s, ok := ParseValue(v); ok {
 				if m, seen := maxSeqRead[prodPart{p, w.pos.partition}]; seen && m > s {
-					add(AnomalyLostWrite, "%s acknowledged at %s never read; producer %d's later %s was", v, w.pos, p, Value(p, m))
+					c.add(AnomalyLostWrite, "%s acknowledged at %s never read; producer %d's later %s was", v, w.pos, p, Value(p, m))
 					continue
 				}
 			}
 			fallthrough
 		default:
-			if opt.FinalDrain {
-				add(AnomalyUnseenAfterDrain, "%s acknowledged at %s never read by the final drain", v, w.pos)
+			if c.opt.FinalDrain {
+				c.add(AnomalyUnseenAfterDrain, "%s acknowledged at %s never read by the final drain", v, w.pos)
 			}
 		}
 	}
-	res.Read = len(readAt)
+}
 
-	// Torn transactions: all or nothing of each transaction is visible.
-	for i, vs := range txns {
+// findTornTransactions reports each transaction of which some values were
+// read and others not: all or nothing of a transaction is visible.
+func (c *logCheck) findTornTransactions() {
+	for i, vs := range c.txns {
 		var seen, unseen []string
 		for _, v := range vs {
-			if readAt[v] != nil {
+			if c.readAt[v] != nil {
 				seen = append(seen, v)
 			} else {
 				unseen = append(unseen, v)
 			}
 		}
 		if len(seen) > 0 && len(unseen) > 0 {
-			add(AnomalyTornTxn, "transaction %d: read %s but not %s", i, firstFew(seen), firstFew(unseen))
+			c.add(AnomalyTornTxn, "transaction %d: read %s but not %s", i, firstFew(seen), firstFew(unseen))
 		}
 	}
+}
 
-	// Per-producer order, from the version order and from acknowledgements.
-	ord := CheckOrder(orderView(h, at))
-	for _, s := range ord.Reordered {
-		add(AnomalyProducerOrder, "%s", s)
+// checkProducerOrder reports values of one producer out of its sending
+// order, judged on the version order and on the acknowledgements in h.
+func (c *logCheck) checkProducerOrder(h History) {
+	for _, s := range CheckOrder(orderView(h, c.at)).Reordered {
+		c.add(AnomalyProducerOrder, "%s", s)
 	}
+}
 
-	// Polls: offsets increase within one poll (and, with Assign, across a
-	// process's consecutive polls), and no known value is jumped over.
-	committedBetween := func(p int32, lo, hi int64) (int64, string, bool) {
-		for o := lo + 1; o < hi; o++ {
-			if v, ok := at[position{p, o}]; ok {
-				if w := writes[v]; w == nil || w.state != wFail {
-					return o, v, true
-				}
-			}
-		}
-		return 0, "", false
-	}
+// checkPolls reports offsets that do not increase within one poll (and, with
+// Assign, across a process's consecutive polls), and polls that jump over a
+// value that is in the log between two offsets they returned.
+func (c *logCheck) checkPolls() {
 	last := map[int]map[int32]int64{} // proc → partition → last offset read
-	for i, p := range polls {
-		if last[p.proc] == nil || !opt.Assign || opt.Subscribers[p.proc] {
+	for i, p := range c.polls {
+		if last[p.proc] == nil || !c.opt.Assign || c.opt.Subscribers[p.proc] {
 			last[p.proc] = map[int32]int64{}
 		}
 		prev := last[p.proc]
@@ -347,22 +395,30 @@ func CheckLog(h History, opt LogOptions) LogResult {
 				if !inPoll[r.Partition] {
 					where = "between polls of"
 				}
-				add(AnomalyNonmonotonicPoll, "poll %d of process %d: partition %d offset %d after %d (%s one consumer)", i, p.proc, r.Partition, r.Offset, lo, where)
+				c.add(AnomalyNonmonotonicPoll, "poll %d of process %d: partition %d offset %d after %d (%s one consumer)", i, p.proc, r.Partition, r.Offset, lo, where)
 			} else if ok && r.Offset-lo < 1<<16 {
-				if o, v, skipped := committedBetween(r.Partition, lo, r.Offset); skipped {
-					add(AnomalyPollSkip, "poll %d of process %d: partition %d jumped from %d to %d over %s at %d", i, p.proc, r.Partition, lo, r.Offset, v, o)
+				if o, v, skipped := c.committedBetween(r.Partition, lo, r.Offset); skipped {
+					c.add(AnomalyPollSkip, "poll %d of process %d: partition %d jumped from %d to %d over %s at %d", i, p.proc, r.Partition, lo, r.Offset, v, o)
 				}
 			}
 			prev[r.Partition] = r.Offset
 			inPoll[r.Partition] = true
 		}
 	}
+}
 
-	for k := range res.Anomalies {
-		slices.Sort(res.Anomalies[k])
+// committedBetween returns the first offset strictly between lo and hi of
+// partition p at which some poll read a value that was not definitely
+// failed: a value a poll from lo to hi should have returned.
+func (c *logCheck) committedBetween(p int32, lo, hi int64) (int64, string, bool) {
+	for o := lo + 1; o < hi; o++ {
+		if v, ok := c.at[position{p, o}]; ok {
+			if w := c.writes[v]; w == nil || w.state != wFail {
+				return o, v, true
+			}
+		}
 	}
-	res.Valid = len(res.Anomalies) == 0
-	return res
+	return 0, "", false
 }
 
 // laterRead reports whether some value was read in pos's partition at an

@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 )
 
@@ -138,6 +137,10 @@ func NewMix(cfg MixConfig) *Mix {
 	}
 	return m
 }
+
+// Seed is the seed the Mix draws its schedule from; the same seed replays
+// the same schedule.
+func (m *Mix) Seed() int64 { return m.cfg.Seed }
 
 // Faults are the kinds this Mix draws from.
 func (m *Mix) Faults() []MixFault { return append([]MixFault(nil), m.cfg.Faults...) }
@@ -315,24 +318,6 @@ func (m *Mix) Save(name string, h History, dirs ...string) (string, error) {
 		err = werr
 	}
 	return dir, err
-}
-
-// SaveOnFailure registers a cleanup that saves history, fault log, seed and
-// dirs if t failed (see SaveOnFailure for the cleanup order to follow).
-func (m *Mix) SaveOnFailure(t testing.TB, rec *Recorder, dirs ...string) {
-	t.Helper()
-	t.Cleanup(func() {
-		if !t.Failed() {
-			return
-		}
-		dir, err := m.Save(t.Name(), rec.History(), dirs...)
-		if err != nil {
-			t.Logf("verify: saving the failing run's evidence: %v", err)
-		}
-		if dir != "" {
-			t.Logf("verify: history, fault log and seed %d of the failing run written to %s (replay with %s=%d)", m.cfg.Seed, dir, SeedEnv, m.cfg.Seed)
-		}
-	})
 }
 
 func sleepCtx(ctx context.Context, d time.Duration) bool {

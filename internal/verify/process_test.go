@@ -5,10 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"testing"
@@ -216,64 +214,5 @@ func TestSaveArtifactsWritesHistorySeedAndDirs(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "dir0-"+filepath.Base(data), "00000000.log")); err != nil || string(b) != "batch" {
 		t.Fatalf("data dir not copied: %q, %v", b, err)
-	}
-}
-
-func TestBuildBinaryBuildsARunnableExecutable(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the idem command")
-	}
-	bin := BuildBinary(t, "./cmd/idem")
-	out, err := exec.Command(bin, "version").CombinedOutput()
-	if err != nil || !strings.HasPrefix(string(out), "idem ") {
-		t.Fatalf("%s version: %q, %v", bin, out, err)
-	}
-}
-
-// failingRunEnv makes TestFailingRunSavesEvidence fail on purpose; it is set
-// only when TestSaveOnFailureLogsWhereTheEvidenceIs re-executes this binary.
-const failingRunEnv = "IDEM_VERIFY_FAILING_RUN"
-
-func TestFailingRunSavesEvidence(t *testing.T) {
-	if os.Getenv(failingRunEnv) == "" {
-		t.Skip("only run, failing on purpose, by TestSaveOnFailureLogsWhereTheEvidenceIs")
-	}
-	rec := NewRecorder()
-	rec.Invoke(1, FSend, Record{Value: Value(1, 0), Partition: -1, Offset: -1})
-	SaveOnFailure(t, 1234, rec, t.TempDir())
-	t.Error("failing on purpose")
-}
-
-func TestSaveOnFailureLogsWhereTheEvidenceIs(t *testing.T) {
-	artifacts := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestFailingRunSavesEvidence$", "-test.v")
-	cmd.Env = append(os.Environ(), failingRunEnv+"=1", ArtifactsEnv+"="+artifacts)
-	out, err := cmd.CombinedOutput()
-	if err == nil {
-		t.Fatalf("the failing run passed:\n%s", out)
-	}
-	m := regexp.MustCompile(`history and seed 1234 of the failing run written to (\S+)`).FindSubmatch(out)
-	if m == nil {
-		t.Fatalf("no path logged:\n%s", out)
-	}
-	dir := string(m[1])
-	if !strings.HasPrefix(dir, artifacts) {
-		t.Fatalf("evidence written to %s, outside %s=%s", dir, ArtifactsEnv, artifacts)
-	}
-	for _, f := range []string{"history.jsonl", "meta.json"} {
-		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			t.Errorf("%s: %v", f, err)
-		}
-	}
-}
-
-func TestSaveOnFailureWritesNothingForAPassingRun(t *testing.T) {
-	artifacts := t.TempDir()
-	t.Setenv(ArtifactsEnv, artifacts)
-	t.Run("passing", func(t *testing.T) {
-		SaveOnFailure(t, 1, NewRecorder())
-	})
-	if entries, _ := os.ReadDir(artifacts); len(entries) != 0 {
-		t.Fatalf("a passing run left %d entries in %s", len(entries), artifacts)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/testkit"
 )
 
 // echoBroker speaks only Kafka framing: it answers every request frame with
@@ -119,16 +120,6 @@ func dial(t *testing.T, addr string) net.Conn {
 	return c
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		if cond() {
-			return
-		}
-	}
-	t.Fatalf("timed out waiting for %s", what)
-}
-
 func TestProxyForwardsPipelinedRequestsAndResponsesInOrder(t *testing.T) {
 	e := newEchoBroker(t)
 	p := newTestProxy(t, e.ln.Addr().String())
@@ -159,7 +150,7 @@ func TestProxyDropResponseLetsTheRequestTakeEffectButTheClientNeverHears(t *test
 	} else if ne, ok := err.(net.Error); ok && ne.Timeout() {
 		t.Fatalf("connection left hanging instead of reset: %v", err)
 	}
-	waitFor(t, "the broker to receive the produce", func() bool { return len(e.received()) == 2 })
+	testkit.Eventually(t, 5*time.Second, "the broker to receive the produce", func() bool { return len(e.received()) == 2 })
 	if p.Armed() != 0 || p.Applied()[FaultDropResponse] != 1 {
 		t.Fatalf("armed %d applied %v", p.Armed(), p.Applied())
 	}
@@ -212,7 +203,7 @@ func TestProxyHoldDeliversTheRequestLateEvenAfterTheClientLeft(t *testing.T) {
 	sent := time.Now()
 	request(t, c, 26, 7)
 	c.Close() // the client gave up
-	waitFor(t, "the held request", func() bool { return len(e.received()) == 1 })
+	testkit.Eventually(t, 5*time.Second, "the held request", func() bool { return len(e.received()) == 1 })
 	e.mu.Lock()
 	late := e.when[0].Sub(sent)
 	e.mu.Unlock()
@@ -345,7 +336,7 @@ func TestProxyLostAcksAreHarmlessForAnIdempotentProducerButABrokenBrokerIsCaught
 	rec = NewRecorder()
 	p.Add(Rule{Kind: FaultDuplicateProduce, APIKey: APIProduce, Count: 2})
 	sendAll(t, b.Addr(), "broken", 1, 6, rec, dialer)
-	waitFor(t, "both replays", func() bool { return p.Applied()[FaultDuplicateProduce] == 2 })
+	testkit.Eventually(t, 5*time.Second, "both replays", func() bool { return p.Applied()[FaultDuplicateProduce] == 2 })
 	drainInto(t, b.Addr(), "broken", rec)
 	r := CheckLog(rec.History(), LogOptions{FinalDrain: true})
 	if r.Valid || r.Count(AnomalyDuplicate) != 2 {

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"os/exec"
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // debianPython is the interpreter that has the Debian package
@@ -18,14 +20,10 @@ const debianPython = "/usr/bin/python3"
 
 func requireConfluentKafka(t *testing.T) string {
 	t.Helper()
-	py := requireTool(t, debianPython, "python3")
+	py := testkit.RequireTool(t, debianPython, "install the Debian package python3")
 	out, err := exec.Command(py, "-c", "import confluent_kafka; print(confluent_kafka.version()[0], confluent_kafka.libversion()[0])").CombinedOutput()
 	if err != nil {
-		msg := fmt.Sprintf("%s cannot import confluent_kafka (install the Debian package python3-confluent-kafka): %v\n%s", py, err, out)
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testkit.Unavailable(t, "%s cannot import confluent_kafka (install the Debian package python3-confluent-kafka): %v\n%s", py, err, out)
 	}
 	t.Logf("confluent-kafka, librdkafka: %s", bytes.TrimSpace(out))
 	return py
@@ -56,7 +54,7 @@ func TestConfluentKafkaPythonAdminIdempotentProduceAndGroupConsume(t *testing.T)
 	if res.Delivered != n {
 		t.Fatalf("%d of %d deliveries reported", res.Delivered, n)
 	}
-	sameSet(t, "values the python group consumer read", res.Consumed, res.Produced)
+	brokerkit.SameSet(t, "values the python group consumer read", res.Consumed, res.Produced)
 	if !slices.Equal(res.Headers, []string{"source=python"}) {
 		t.Errorf("headers read back as %v", res.Headers)
 	}
@@ -68,10 +66,10 @@ func TestConfluentKafkaPythonAdminIdempotentProduceAndGroupConsume(t *testing.T)
 	for _, r := range recs {
 		got = append(got, string(r.Value))
 	}
-	sameSet(t, "values franz-go reads from what python produced", got, res.Produced)
+	brokerkit.SameSet(t, "values franz-go reads from what python produced", got, res.Produced)
 	oneIdempotentProducer(t, recs)
-	ends := endOffsets(t, b, topic)
-	commits := committed(t, b, group, topic)
+	ends := brokerkit.EndOffsets(t, b, topic)
+	commits := brokerkit.Committed(t, b, group, topic)
 	for p, end := range ends {
 		if commits[p] != end {
 			t.Errorf("partition %d: committed %d, want the end offset %d", p, commits[p], end)

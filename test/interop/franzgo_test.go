@@ -7,6 +7,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // franz-go is idempotent with acks=all by default and negotiates the newest
@@ -15,8 +17,8 @@ import (
 func TestFranzGoIdempotentProduceGroupConsumeAndResumeFromCommittedOffsets(t *testing.T) {
 	b := startBroker(t)
 	const topic, group = "franz-orders", "franz-group"
-	createTopic(t, b, topic, 3)
-	all := values("franz", 300)
+	brokerkit.CreateTopic(t, b, topic, 3)
+	all := brokerkit.Values("franz", 300)
 
 	// Produce: every record acknowledged, with an offset, by an idempotent
 	// producer (the default; asserted so a changed default cannot hide it).
@@ -27,10 +29,10 @@ func TestFranzGoIdempotentProduceGroupConsumeAndResumeFromCommittedOffsets(t *te
 	for i, v := range all {
 		records = append(records, &kgo.Record{Key: []byte{byte(i % 7)}, Value: []byte(v)})
 	}
-	if err := producer.ProduceSync(testContext(t, 30*time.Second), records...).FirstErr(); err != nil {
+	if err := producer.ProduceSync(testkit.Context(t, 30*time.Second), records...).FirstErr(); err != nil {
 		t.Fatalf("produce: %v", err)
 	}
-	if id, epoch, err := producer.ProducerID(testContext(t, 10*time.Second)); err != nil || id < 0 || epoch < 0 {
+	if id, epoch, err := producer.ProducerID(testkit.Context(t, 10*time.Second)); err != nil || id < 0 || epoch < 0 {
 		t.Fatalf("producer id %d epoch %d (%v): produce was not idempotent", id, epoch, err)
 	}
 
@@ -46,10 +48,10 @@ func TestFranzGoIdempotentProduceGroupConsumeAndResumeFromCommittedOffsets(t *te
 	// A second member of the same group resumes after the commit: together
 	// the two saw every record exactly once.
 	rest := consumeWithGroup(t, b, topic, group, len(all)-len(first))
-	sameSet(t, "values consumed by the two members", append(first, rest...), all)
+	brokerkit.SameSet(t, "values consumed by the two members", append(first, rest...), all)
 
-	ends := endOffsets(t, b, topic)
-	if got := committed(t, b, group, topic); len(got) != 3 {
+	ends := brokerkit.EndOffsets(t, b, topic)
+	if got := brokerkit.Committed(t, b, group, topic); len(got) != 3 {
 		t.Fatalf("committed offsets %v, want one per partition (ends %v)", got, ends)
 	} else {
 		for p, end := range ends {
@@ -75,7 +77,7 @@ func consumeWithGroup(t *testing.T, b *brokertest.Broker, topic, group string, n
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx := testContext(t, 45*time.Second)
+	ctx := testkit.Context(t, 45*time.Second)
 	var got []string
 	var last []*kgo.Record
 	for len(got) < n {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 	"github.com/segmentio/kafka-go"
 )
 
@@ -16,8 +17,8 @@ import (
 func TestKafkaGoWriterAcksAllAndGroupReaderWithCommits(t *testing.T) {
 	b := startBroker(t)
 	const topic, group = "kafkago-orders", "kafkago-group"
-	createTopic(t, b, topic, 3)
-	first := values("kafkago", 120)
+	brokerkit.CreateTopic(t, b, topic, 3)
+	first := brokerkit.Values("kafkago", 120)
 
 	w := &kafka.Writer{
 		Addr:         kafka.TCP(b.Addr()),
@@ -76,21 +77,21 @@ func TestKafkaGoWriterAcksAllAndGroupReaderWithCommits(t *testing.T) {
 	}
 
 	r1 := newReader()
-	sameSet(t, "first reader", readN(r1, len(first)), first)
+	brokerkit.SameSet(t, "first reader", readN(r1, len(first)), first)
 	if err := r1.Close(); err != nil {
 		t.Fatalf("close first reader: %v", err)
 	}
 
 	// A new member of the group resumes from the commits: it sees only what
 	// was written after them.
-	second := values("kafkago-more", 30)
+	second := brokerkit.Values("kafkago-more", 30)
 	write(second)
 	r2 := newReader()
 	defer r2.Close()
-	sameSet(t, "second reader", readN(r2, len(second)), second)
+	brokerkit.SameSet(t, "second reader", readN(r2, len(second)), second)
 
-	ends := endOffsets(t, b, topic)
-	got := committed(t, b, group, topic)
+	ends := brokerkit.EndOffsets(t, b, topic)
+	got := brokerkit.Committed(t, b, group, topic)
 	for p, end := range ends {
 		if got[p] != end {
 			t.Errorf("partition %d: committed %d, want the end offset %d", p, got[p], end)

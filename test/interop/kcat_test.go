@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -20,7 +22,7 @@ import (
 // ApiVersions and the last stable offset.
 func kcat(t *testing.T, stdin string, args ...string) string {
 	t.Helper()
-	path := requireTool(t, "kcat", "kcat")
+	path := testkit.RequireTool(t, "kcat", "install the Debian package kcat")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, path, args...)
@@ -34,10 +36,10 @@ func kcat(t *testing.T, stdin string, args ...string) string {
 }
 
 func TestKcatKeysHeadersAndMetadata(t *testing.T) {
-	requireTool(t, "kcat", "kcat")
+	testkit.RequireTool(t, "kcat", "install the Debian package kcat")
 	b := startBroker(t)
 	const topic = "kcat-orders"
-	createTopic(t, b, topic, 3)
+	brokerkit.CreateTopic(t, b, topic, 3)
 
 	var in strings.Builder
 	var want []string
@@ -65,7 +67,7 @@ func TestKcatKeysHeadersAndMetadata(t *testing.T) {
 		}
 		keyPartition[key] = partition
 	}
-	sameSet(t, "kcat consume of what kcat produced", got, want)
+	brokerkit.SameSet(t, "kcat consume of what kcat produced", got, want)
 	oneIdempotentProducer(t, readAll(t, b, topic, len(want))) // -X enable.idempotence=true
 
 	// -L -J: the metadata librdkafka sees, as JSON.
@@ -104,10 +106,10 @@ func TestKcatKeysHeadersAndMetadata(t *testing.T) {
 }
 
 func TestKcatOffsetsByTime(t *testing.T) {
-	requireTool(t, "kcat", "kcat")
+	testkit.RequireTool(t, "kcat", "install the Debian package kcat")
 	b := startBroker(t)
 	const topic = "kcat-times"
-	createTopic(t, b, topic, 1)
+	brokerkit.CreateTopic(t, b, topic, 1)
 
 	// Five batches a second apart in record time; each its own batch so that
 	// a lookup by time has a batch boundary at every record.
@@ -115,7 +117,7 @@ func TestKcatOffsetsByTime(t *testing.T) {
 	cl := b.Client(t, kgo.DefaultProduceTopic(topic))
 	for i := range 5 {
 		r := &kgo.Record{Value: []byte(fmt.Sprintf("at-%d", i)), Timestamp: t0.Add(time.Duration(i) * time.Second)}
-		if err := cl.ProduceSync(testContext(t, 15*time.Second), r).FirstErr(); err != nil {
+		if err := cl.ProduceSync(testkit.Context(t, 15*time.Second), r).FirstErr(); err != nil {
 			t.Fatalf("produce: %v", err)
 		}
 	}
@@ -141,10 +143,10 @@ func TestKcatOffsetsByTime(t *testing.T) {
 // kcat -G is librdkafka's balanced consumer: JoinGroup/SyncGroup with its
 // own assignor, offset commits on close.
 func TestKcatBalancedConsumerGroupCommitsWhatItRead(t *testing.T) {
-	requireTool(t, "kcat", "kcat")
+	testkit.RequireTool(t, "kcat", "install the Debian package kcat")
 	b := startBroker(t)
 	const topic, group = "kcat-group", "kcat-g"
-	createTopic(t, b, topic, 3)
+	brokerkit.CreateTopic(t, b, topic, 3)
 	var in strings.Builder
 	var want []string
 	for i := range 20 {
@@ -154,9 +156,9 @@ func TestKcatBalancedConsumerGroupCommitsWhatItRead(t *testing.T) {
 	kcat(t, in.String(), "-b", b.Addr(), "-P", "-t", topic, "-K", ":")
 
 	out := kcat(t, "", "-b", b.Addr(), "-G", group, topic, "-X", "auto.offset.reset=earliest", "-e", "-q", "-f", `%s\n`)
-	sameSet(t, "kcat -G", strings.Fields(out), want)
-	ends := endOffsets(t, b, topic)
-	got := committed(t, b, group, topic)
+	brokerkit.SameSet(t, "kcat -G", strings.Fields(out), want)
+	ends := brokerkit.EndOffsets(t, b, topic)
+	got := brokerkit.Committed(t, b, group, topic)
 	for p, end := range ends {
 		if end > 0 && got[p] != end {
 			t.Errorf("partition %d: committed %d, want the end offset %d (all %v)", p, got[p], end, got)

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // sarama picks each request version from config.Version (V2_8_0_0 is its
@@ -40,8 +41,8 @@ func TestSaramaIdempotentSyncProducerAndConsumerGroup(t *testing.T) {
 func testSarama(t *testing.T, v sarama.KafkaVersion) {
 	b := startBroker(t)
 	const topic, group = "sarama-orders", "sarama-group"
-	createTopic(t, b, topic, 3)
-	all := values("sarama", 150)
+	brokerkit.CreateTopic(t, b, topic, 3)
+	all := brokerkit.Values("sarama", 150)
 
 	producer, err := sarama.NewSyncProducer([]string{b.Addr()}, saramaConfig(v))
 	if err != nil {
@@ -108,15 +109,15 @@ func testSarama(t *testing.T, v sarama.KafkaVersion) {
 	if consumeErr != nil {
 		t.Fatalf("Consume: %v", consumeErr)
 	}
-	sameSet(t, "values consumed by the sarama group", h.values(), all)
+	brokerkit.SameSet(t, "values consumed by the sarama group", h.values(), all)
 	for _, hd := range h.headers() {
 		if hd != "source=sarama" {
 			t.Fatalf("header read back as %q", hd)
 		}
 	}
 
-	ends := endOffsets(t, b, topic)
-	got := committed(t, b, group, topic)
+	ends := brokerkit.EndOffsets(t, b, topic)
+	got := brokerkit.Committed(t, b, group, topic)
 	for p, end := range ends {
 		if got[p] != end {
 			t.Errorf("partition %d: committed %d, want the end offset %d (all %v)", p, got[p], end, got)

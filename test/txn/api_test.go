@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit/txnkit"
 )
 
 // TestTransactionAPIsOnTheWire drives the coordinator's APIs with raw
@@ -22,7 +23,7 @@ import (
 func TestTransactionAPIsOnTheWire(t *testing.T) {
 	b := brokertest.Run(t)
 	seeds := []string{b.Addr()}
-	createTopics(t, seeds, 2, "w")
+	txnkit.CreateTopics(t, seeds, 2, "w")
 	cl := b.Client(t)
 	// old speaks the versions that predate KIP-588 (PRODUCER_FENCED).
 	oldVersions := kversion.Stable()

@@ -10,7 +10,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker/brokertest"
-	"github.com/idem-dev/idem/internal/verify"
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/txnkit"
 )
 
 // TestIdemTxnCommand runs `idem txn list` and `idem txn describe` against a
@@ -20,10 +21,10 @@ func TestIdemTxnCommand(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the idem binary")
 	}
-	idem := verify.BuildBinary(t, "./cmd/idem")
+	idem := testkit.BuildBinary(t, "./cmd/idem")
 	b := brokertest.Run(t)
 	seeds := []string{b.Addr()}
-	createTopics(t, seeds, 2, "cli")
+	txnkit.CreateTopics(t, seeds, 2, "cli")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	open := b.Client(t, kgo.TransactionalID("open-one"), kgo.TransactionTimeout(45*time.Second),

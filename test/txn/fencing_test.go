@@ -10,6 +10,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit/txnkit"
 )
 
 // TestZombieIsFenced: a second instance with the same transactional id
@@ -19,7 +20,7 @@ import (
 func TestZombieIsFenced(t *testing.T) {
 	b := brokertest.Run(t)
 	seeds := []string{b.Addr()}
-	createTopics(t, seeds, 1, "z")
+	txnkit.CreateTopics(t, seeds, 1, "z")
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	opts := []kgo.Opt{kgo.TransactionalID("z"), kgo.DefaultProduceTopic("z"), kgo.RetryTimeout(5 * time.Second)}
@@ -53,8 +54,8 @@ func TestZombieIsFenced(t *testing.T) {
 	if err := fresh.EndTransaction(ctx, kgo.TryCommit); err != nil {
 		t.Fatalf("the new instance could not commit: %v", err)
 	}
-	s := drainCommitted(t, seeds, "z", 1, time.Second, 10*time.Second)
-	s.check(t, "read_committed after the fence", []string{"fresh-1"})
+	s := txnkit.DrainCommitted(t, seeds, "z", 1, time.Second, 10*time.Second)
+	s.Check(t, "read_committed after the fence", []string{"fresh-1"})
 }
 
 // TestTimedOutTransactionIsAbortedAndUnblocksReaders: a producer that opens
@@ -68,7 +69,7 @@ func TestTimedOutTransactionIsAbortedAndUnblocksReaders(t *testing.T) {
 	}
 	b := brokertest.Run(t)
 	seeds := []string{b.Addr()}
-	createTopics(t, seeds, 1, "to")
+	txnkit.CreateTopics(t, seeds, 1, "to")
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
 	stuck := b.Client(t, kgo.TransactionalID("stuck"), kgo.TransactionTimeout(time.Second), kgo.DefaultProduceTopic("to"))
@@ -89,9 +90,9 @@ func TestTimedOutTransactionIsAbortedAndUnblocksReaders(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	s := drainCommitted(t, seeds, "to", 1, time.Second, 25*time.Second)
+	s := txnkit.DrainCommitted(t, seeds, "to", 1, time.Second, 25*time.Second)
 	t.Logf("the committed record became readable %v after its commit", time.Since(start).Round(100*time.Millisecond))
-	s.check(t, "read_committed after the timeout abort", []string{"after"})
+	s.Check(t, "read_committed after the timeout abort", []string{"after"})
 	if err := stuck.EndTransaction(ctx, kgo.TryCommit); err == nil {
 		t.Error("the timed-out producer committed")
 	}

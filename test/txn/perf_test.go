@@ -13,6 +13,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit/txnkit"
 )
 
 // TestTxnCopierThroughput is issue 4's performance item: in one run, copy
@@ -37,7 +38,7 @@ func TestTxnCopierThroughput(t *testing.T) {
 	const interval = 100 * time.Millisecond
 	b := brokertest.Run(t, brokerOptions()...)
 	seeds := []string{b.Addr()}
-	createTopics(t, seeds, 1, "perf-in", "perf-plain", "perf-txn")
+	txnkit.CreateTopics(t, seeds, 1, "perf-in", "perf-plain", "perf-txn")
 	payload := make([]byte, 100)
 	seedStart := time.Now()
 	func() {

@@ -7,9 +7,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
+	"github.com/idem-dev/idem/internal/testkit/txnkit"
 )
 
 // TestPowerLossInTheMiddleOfCommits runs the broker in process on a
@@ -24,12 +25,12 @@ func TestPowerLossInTheMiddleOfCommits(t *testing.T) {
 		t.Skip("runs for about 30 seconds")
 	}
 	mem := logstore.NewMemFS()
-	b := brokertest.Run(t, append(brokerOptions(), broker.WithFS(mem))...)
+	b := brokertest.Run(t, append(brokerOptions(), brokerkit.WithFS(mem))...)
 	seeds := []string{b.Addr()}
-	createTopics(t, seeds, 2, "pl")
+	txnkit.CreateTopics(t, seeds, 2, "pl")
 
 	const crashes = 4
-	h := newTxnHistory()
+	h := txnkit.NewHistory()
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -38,27 +39,27 @@ func TestPowerLossInTheMiddleOfCommits(t *testing.T) {
 	go func() {
 		defer wg.Done()
 		defer close(done)
-		txnProducer(ctx, t, seeds, "pl", "pl-producer", 1<<30, h, nil)
+		txnkit.Producer(ctx, t, seeds, "pl", "pl-producer", 1<<30, h, nil)
 	}()
 	rng := rand.New(rand.NewPCG(1, 2))
 	for i := range crashes {
 		// Let some transactions finish between crashes.
-		start := h.count(committed) + h.count(aborted)
-		for ctx.Err() == nil && h.count(committed)+h.count(aborted) < start+5 {
+		start := h.Count(txnkit.Committed) + h.Count(txnkit.Aborted)
+		for ctx.Err() == nil && h.Count(txnkit.Committed)+h.Count(txnkit.Aborted) < start+5 {
 			time.Sleep(10 * time.Millisecond)
 		}
 		time.Sleep(time.Duration(rng.IntN(30)) * time.Millisecond) // somewhere inside a commit
-		t.Logf("power loss %d after %d confirmed transactions", i+1, h.count(committed)+h.count(aborted))
-		mem = b.CrashRestart(t, mem, true)
+		t.Logf("power loss %d after %d confirmed transactions", i+1, h.Count(txnkit.Committed)+h.Count(txnkit.Aborted))
+		mem = brokerkit.CrashRestart(t, b, mem, true)
 	}
 	// Let the producer confirm a few more after the last restart, then stop.
-	start := h.count(committed) + h.count(aborted)
-	for ctx.Err() == nil && h.count(committed)+h.count(aborted) < start+5 {
+	start := h.Count(txnkit.Committed) + h.Count(txnkit.Aborted)
+	for ctx.Err() == nil && h.Count(txnkit.Committed)+h.Count(txnkit.Aborted) < start+5 {
 		time.Sleep(10 * time.Millisecond)
 	}
 	cancel()
 	wg.Wait()
 	<-done
-	checkTxnOutcomes(t, seeds, "pl", h)
-	checkNoHangingTransactions(t, seeds, "pl", 5*time.Second)
+	txnkit.CheckOutcomes(t, seeds, "pl", h)
+	txnkit.CheckNoHangingTransactions(t, seeds, "pl", 5*time.Second)
 }

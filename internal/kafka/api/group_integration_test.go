@@ -12,6 +12,7 @@ import (
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit"
 )
 
 // consumed records every value each consumer saw.
@@ -80,17 +81,6 @@ func produce(t *testing.T, cl *kgo.Client, from, to int) {
 	}
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // TestConsumerGroupWithFranzGo: two kgo group members share a topic through a
 // rebalance, commit as they go, and after both leave and the broker restarts
 // a new member resumes exactly where they stopped.
@@ -107,12 +97,12 @@ func TestConsumerGroupWithFranzGo(t *testing.T) {
 	ctxA, stopA := context.WithCancel(context.Background())
 	clA, doneA := groupConsumer(t, ctxA, b, "a", seen, assigned)
 	t.Logf("assigned %s", <-assigned)
-	waitFor(t, "the first 100 records", func() bool { return seen.count() == 100 })
+	testkit.Eventually(t, 30*time.Second, "the first 100 records", func() bool { return seen.count() == 100 })
 
 	// A second member joins: the group rebalances and both keep consuming.
 	ctxB, stopB := context.WithCancel(context.Background())
 	clB, doneB := groupConsumer(t, ctxB, b, "b", seen, assigned)
-	waitFor(t, "member b to get partitions", func() bool {
+	testkit.Eventually(t, 30*time.Second, "member b to get partitions", func() bool {
 		select {
 		case s := <-assigned:
 			t.Logf("assigned %s", s)
@@ -122,7 +112,7 @@ func TestConsumerGroupWithFranzGo(t *testing.T) {
 		}
 	})
 	adm := kadm.NewClient(prod)
-	waitFor(t, "a Stable group of two", func() bool {
+	testkit.Eventually(t, 30*time.Second, "a Stable group of two", func() bool {
 		dg, err := adm.DescribeGroups(context.Background(), "g")
 		if err != nil {
 			return false
@@ -131,8 +121,8 @@ func TestConsumerGroupWithFranzGo(t *testing.T) {
 		return d.State == "Stable" && len(d.Members) == 2
 	})
 	produce(t, prod, 100, 200)
-	waitFor(t, "all 200 records", func() bool { return seen.count() == 200 })
-	waitFor(t, "committed offsets to cover all 200 records", func() bool {
+	testkit.Eventually(t, 30*time.Second, "all 200 records", func() bool { return seen.count() == 200 })
+	testkit.Eventually(t, 30*time.Second, "committed offsets to cover all 200 records", func() bool {
 		offs, err := adm.FetchOffsets(context.Background(), "g")
 		if err != nil {
 			return false
@@ -161,7 +151,7 @@ func TestConsumerGroupWithFranzGo(t *testing.T) {
 	ctxC, stopC := context.WithCancel(context.Background())
 	defer stopC()
 	_, doneC := groupConsumer(t, ctxC, b, "c", resumed, nil)
-	waitFor(t, "the 50 records produced after the restart", func() bool { return resumed.count() >= 50 })
+	testkit.Eventually(t, 30*time.Second, "the 50 records produced after the restart", func() bool { return resumed.count() >= 50 })
 	time.Sleep(200 * time.Millisecond) // anything older would arrive with them
 	stopC()
 	<-doneC
@@ -222,7 +212,7 @@ func TestStaticMemberRejoinsWithoutRebalance(t *testing.T) {
 	adm := kadm.NewClient(b.Client(t))
 	stable := func() kadm.DescribedGroup {
 		var d kadm.DescribedGroup
-		waitFor(t, "a Stable group of two", func() bool {
+		testkit.Eventually(t, 30*time.Second, "a Stable group of two", func() bool {
 			dg, err := adm.DescribeGroups(context.Background(), "static")
 			d = dg["static"]
 			return err == nil && d.State == "Stable" && len(d.Members) == 2
@@ -243,7 +233,7 @@ func TestStaticMemberRejoinsWithoutRebalance(t *testing.T) {
 	bcl.Close() // static members do not leave the group on close
 	b2 := member("ib")
 	defer b2.Close()
-	waitFor(t, "the restarted member to get its partitions back", func() bool {
+	testkit.Eventually(t, 30*time.Second, "the restarted member to get its partitions back", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return len(events["ib"]) >= ibEvents+2 // revoked on close, assigned again
@@ -297,12 +287,12 @@ func TestGroupSurvivesBrokerRestart(t *testing.T) {
 		}
 	}
 	produceRetrying(0, 100)
-	waitFor(t, "the first 100 records", func() bool { return seen.count() >= 100 })
+	testkit.Eventually(t, 30*time.Second, "the first 100 records", func() bool { return seen.count() >= 100 })
 	b.Restart(t)
 	produceRetrying(100, 200)
-	waitFor(t, "all 200 records after the restart", func() bool { return seen.count() == 200 })
+	testkit.Eventually(t, 30*time.Second, "all 200 records after the restart", func() bool { return seen.count() == 200 })
 	adm := kadm.NewClient(prod)
-	waitFor(t, "committed offsets to cover all 200 records", func() bool {
+	testkit.Eventually(t, 30*time.Second, "committed offsets to cover all 200 records", func() bool {
 		offs, err := adm.FetchOffsets(context.Background(), "g")
 		if err != nil {
 			return false

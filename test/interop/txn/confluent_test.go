@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // debianPython is the interpreter that has the Debian package
@@ -20,10 +22,10 @@ const debianPython = "/usr/bin/python3"
 
 func requireConfluentKafka(t *testing.T) string {
 	t.Helper()
-	py := requireTool(t, debianPython, "install the Debian package python3")
+	py := testkit.RequireTool(t, debianPython, "install the Debian package python3")
 	out, err := exec.Command(py, "-c", "import confluent_kafka; print(confluent_kafka.version()[0], confluent_kafka.libversion()[0])").CombinedOutput()
 	if err != nil {
-		unavailable(t, fmt.Sprintf("%s cannot import confluent_kafka (install the Debian package python3-confluent-kafka): %v\n%s", py, err, out))
+		testkit.Unavailable(t, "%s cannot import confluent_kafka (install the Debian package python3-confluent-kafka): %v\n%s", py, err, out)
 	}
 	t.Logf("confluent-kafka, librdkafka: %s", bytes.TrimSpace(out))
 	return py
@@ -72,9 +74,9 @@ func TestConfluentKafkaPythonTransactionalCopierAndZombieFencing(t *testing.T) {
 	b := brokertest.Run(t)
 	const in, out, group, txnID = "py-in", "py-out", "py-copier", "py-copier-txn"
 	const perPartition, batch = 40, 15
-	createTopic(t, b, in, 2)
-	createTopic(t, b, out, 2)
-	input := map[int32][]string{0: values("py-p0", perPartition), 1: values("py-p1", perPartition)}
+	brokerkit.CreateTopic(t, b, in, 2)
+	brokerkit.CreateTopic(t, b, out, 2)
+	input := map[int32][]string{0: brokerkit.Values("py-p0", perPartition), 1: brokerkit.Values("py-p1", perPartition)}
 	for p, vs := range input {
 		seed(t, b, in, p, vs)
 	}
@@ -128,7 +130,7 @@ func TestConfluentKafkaPythonTransactionalCopierAndZombieFencing(t *testing.T) {
 	// id at a higher epoch.
 	oneTransactionalProducer(t, "what librdkafka wrote", recs)
 	noneOf(t, "read_committed of "+out, got, "py-zombie")
-	sameSet(t, "read_committed of "+out, got, want)
+	brokerkit.SameSet(t, "read_committed of "+out, got, want)
 	for p, vs := range byPartition(recs) {
 		if wantP := append(slices.Clone(input[p]), res.AfterFenceValues[p]); !slices.Equal(vs, wantP) {
 			t.Fatalf("%s/%d holds %v, want %v", out, p, vs, wantP)
@@ -150,11 +152,11 @@ func TestConfluentKafkaPythonTransactionalCopierAndZombieFencing(t *testing.T) {
 	// read_uncommitted sees them all: the copies that were aborted, the
 	// committed ones, and the zombie's record.
 	all := readUncommitted(t, b, out, len(want)+len(res.AbortedValues)+1)
-	sameSet(t, "read_uncommitted of "+out+" less the committed values", subtract(t, valuesOf(all), want), append(res.AbortedValues, "py-zombie"))
+	brokerkit.SameSet(t, "read_uncommitted of "+out+" less the committed values", subtract(t, valuesOf(all), want), append(res.AbortedValues, "py-zombie"))
 
 	// The offsets the copier committed in its transactions are the group's.
-	ends := endOffsets(t, b, in)
-	got2 := committed(t, b, group, in)
+	ends := brokerkit.EndOffsets(t, b, in)
+	got2 := brokerkit.Committed(t, b, group, in)
 	for p, end := range ends {
 		if got2[p] != end {
 			t.Errorf("%s/%d: group %s committed %d, want the end offset %d (all %v)", in, p, group, got2[p], end, got2)
@@ -173,9 +175,9 @@ func TestConfluentKafkaPythonConsumerWaitsForPendingTransactionalOffsets(t *test
 	py := requireConfluentKafka(t)
 	b := brokertest.Run(t)
 	const in, group = "py-pending-in", "py-pending"
-	createTopic(t, b, in, 2)
+	brokerkit.CreateTopic(t, b, in, 2)
 	for p := range int32(2) {
-		seed(t, b, in, p, values(fmt.Sprintf("py-pending-p%d", p), 10))
+		seed(t, b, in, p, brokerkit.Values(fmt.Sprintf("py-pending-p%d", p), 10))
 	}
 
 	var res struct {
@@ -208,8 +210,8 @@ func TestConfluentKafkaPythonReadCommittedStopsAtTheLastStableOffset(t *testing.
 	py := requireConfluentKafka(t)
 	b := brokertest.Run(t)
 	const topic = "py-lso"
-	createTopic(t, b, topic, 1)
-	before := values("before", 5)
+	brokerkit.CreateTopic(t, b, topic, 1)
+	before := brokerkit.Values("before", 5)
 	seed(t, b, topic, 0, before)
 
 	var res struct {

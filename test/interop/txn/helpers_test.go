@@ -1,59 +1,16 @@
 package txn
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit"
 )
-
-// unavailable skips the test on a developer machine and fails it in CI,
-// where a missing client is a broken setup, never a pass.
-func unavailable(t *testing.T, msg string) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-}
-
-// requireTool returns the path of an external program, or calls unavailable.
-func requireTool(t *testing.T, path, install string) string {
-	t.Helper()
-	p, err := exec.LookPath(path)
-	if err != nil {
-		unavailable(t, fmt.Sprintf("%s not found (%s): %v", path, install, err))
-	}
-	return p
-}
-
-func testContext(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func createTopic(t *testing.T, b *brokertest.Broker, topic string, partitions int32) {
-	t.Helper()
-	adm := kadm.NewClient(b.Client(t))
-	resp, err := adm.CreateTopic(testContext(t, 15*time.Second), partitions, 1, nil, topic)
-	if err == nil {
-		err = resp.Err
-	}
-	if err != nil {
-		t.Fatalf("create topic %s: %v", topic, err)
-	}
-}
 
 // seed writes values to the given partition of topic, in order, with a
 // plain (non-transactional) franz-go producer, uncompressed (kafkajs has no
@@ -65,18 +22,9 @@ func seed(t *testing.T, b *brokertest.Broker, topic string, partition int32, val
 	for _, v := range values {
 		recs = append(recs, &kgo.Record{Topic: topic, Partition: partition, Value: []byte(v)})
 	}
-	if err := cl.ProduceSync(testContext(t, 15*time.Second), recs...).FirstErr(); err != nil {
+	if err := cl.ProduceSync(testkit.Context(t, 15*time.Second), recs...).FirstErr(); err != nil {
 		t.Fatalf("seed %s/%d: %v", topic, partition, err)
 	}
-}
-
-// values makes n distinct values with a prefix.
-func values(prefix string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = fmt.Sprintf("%s-%04d", prefix, i)
-	}
-	return out
 }
 
 // readCommitted consumes topic from the start with a read_committed franz-go
@@ -105,7 +53,7 @@ func read(t *testing.T, b *brokertest.Broker, topic string, iso kgo.IsolationLev
 		kgo.FetchMaxWait(200*time.Millisecond),
 	)
 	defer cl.Close()
-	ctx := testContext(t, 20*time.Second)
+	ctx := testkit.Context(t, 20*time.Second)
 	var out []*kgo.Record
 	for !done(out) {
 		fs := cl.PollFetches(ctx)
@@ -164,40 +112,6 @@ func oneTransactionalProducer(t *testing.T, what string, recs []*kgo.Record) int
 	return id
 }
 
-// sameSet fails unless got holds exactly want, each value once.
-func sameSet(t *testing.T, what string, got, want []string) {
-	t.Helper()
-	g, w := slices.Clone(got), slices.Clone(want)
-	slices.Sort(g)
-	slices.Sort(w)
-	if slices.Equal(g, w) {
-		return
-	}
-	count := map[string]int{}
-	for _, v := range got {
-		count[v]++
-	}
-	wanted := map[string]bool{}
-	var missing, extra, dup []string
-	for _, v := range want {
-		wanted[v] = true
-		if count[v] == 0 {
-			missing = append(missing, v)
-		}
-	}
-	for v, n := range count {
-		if !wanted[v] {
-			extra = append(extra, v)
-		} else if n > 1 {
-			dup = append(dup, v)
-		}
-	}
-	slices.Sort(extra)
-	slices.Sort(dup)
-	t.Fatalf("%s: got %d values, want %d; missing %d %v; unexpected %d %v; duplicated %d %v",
-		what, len(got), len(want), len(missing), head(missing), len(extra), head(extra), len(dup), head(dup))
-}
-
 // subtract returns got less one occurrence of each value of sub, failing if
 // got lacks one.
 func subtract(t *testing.T, got, sub []string) []string {
@@ -232,46 +146,4 @@ func noneOf(t *testing.T, what string, got []string, prefixes ...string) {
 			}
 		}
 	}
-}
-
-func head(vs []string) []string {
-	if len(vs) > 8 {
-		return vs[:8]
-	}
-	return vs
-}
-
-// committed returns the group's committed offset per partition of topic,
-// as franz-go's admin client reads it (OffsetFetch with RequireStable).
-func committed(t *testing.T, b *brokertest.Broker, group, topic string) map[int32]int64 {
-	t.Helper()
-	adm := kadm.NewClient(b.Client(t))
-	resp, err := adm.FetchOffsets(testContext(t, 15*time.Second), group)
-	if err != nil {
-		t.Fatalf("fetch offsets of %s: %v", group, err)
-	}
-	out := map[int32]int64{}
-	resp.Each(func(o kadm.OffsetResponse) {
-		if o.Topic != topic {
-			return
-		}
-		if o.Err != nil {
-			t.Fatalf("fetch offsets of %s: %s/%d: %v", group, o.Topic, o.Partition, o.Err)
-		}
-		out[o.Partition] = o.At
-	})
-	return out
-}
-
-// endOffsets returns the high watermark per partition of topic.
-func endOffsets(t *testing.T, b *brokertest.Broker, topic string) map[int32]int64 {
-	t.Helper()
-	adm := kadm.NewClient(b.Client(t))
-	ends, err := adm.ListEndOffsets(testContext(t, 15*time.Second), topic)
-	if err != nil {
-		t.Fatalf("list end offsets of %s: %v", topic, err)
-	}
-	out := map[int32]int64{}
-	ends.Each(func(o kadm.ListedOffset) { out[o.Partition] = o.Offset })
-	return out
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // kafkajsDir is where CI installs kafkajs from npm (the directory is
@@ -25,11 +26,11 @@ const kafkajsDir = "testdata/kafkajs"
 // next to the script.
 func requireKafkajs(t *testing.T) string {
 	t.Helper()
-	node := requireTool(t, "node", "install Node.js 20")
+	node := testkit.RequireTool(t, "node", "install Node.js 20")
 	install := "npm install --no-audit --no-fund --prefix test/interop/txn/testdata/kafkajs kafkajs@2.2.4"
 	pkg, err := os.ReadFile(filepath.Join(kafkajsDir, "node_modules", "kafkajs", "package.json"))
 	if err != nil {
-		unavailable(t, fmt.Sprintf("kafkajs is not installed (run %q in the repository root): %v", install, err))
+		testkit.Unavailable(t, "kafkajs is not installed (run %q in the repository root): %v", install, err)
 	}
 	var meta struct{ Version string }
 	if err := json.Unmarshal(pkg, &meta); err != nil || meta.Version != "2.2.4" {
@@ -49,9 +50,9 @@ func TestKafkajsTransactionsWithSendOffsets(t *testing.T) {
 	node := requireKafkajs(t)
 	b := brokertest.Run(t)
 	const in, out, group = "js-in", "js-out", "js-copier"
-	createTopic(t, b, in, 2)
-	createTopic(t, b, out, 2)
-	input := map[int32][]string{0: values("js-in-p0", 10), 1: values("js-in-p1", 10)}
+	brokerkit.CreateTopic(t, b, in, 2)
+	brokerkit.CreateTopic(t, b, out, 2)
+	input := map[int32][]string{0: brokerkit.Values("js-in-p0", 10), 1: brokerkit.Values("js-in-p1", 10)}
 	for p, vs := range input {
 		seed(t, b, in, p, vs)
 	}
@@ -97,17 +98,17 @@ func TestKafkajsTransactionsWithSendOffsets(t *testing.T) {
 	recs := readCommitted(t, b, out, len(res.Committed))
 	got := valuesOf(recs)
 	noneOf(t, "franz-go read_committed of what kafkajs wrote", got, "js-aborted", "js-zombie")
-	sameSet(t, "franz-go read_committed of what kafkajs wrote", got, res.Committed)
+	brokerkit.SameSet(t, "franz-go read_committed of what kafkajs wrote", got, res.Committed)
 	oneTransactionalProducer(t, "what kafkajs wrote", recs)
 	// read_uncommitted: the aborted transactions are in the log.
 	all := readUncommitted(t, b, out, len(res.Committed)+len(res.Aborted)+1)
-	sameSet(t, "franz-go read_uncommitted of what kafkajs wrote", valuesOf(all), append(slices.Concat(res.Committed, res.Aborted), "js-zombie"))
+	brokerkit.SameSet(t, "franz-go read_uncommitted of what kafkajs wrote", valuesOf(all), append(slices.Concat(res.Committed, res.Aborted), "js-zombie"))
 
 	// kafkajs's own read_committed consumer group read the same.
-	sameSet(t, "kafkajs read_committed consumer group", res.ReadCommitted, res.Committed)
+	brokerkit.SameSet(t, "kafkajs read_committed consumer group", res.ReadCommitted, res.Committed)
 
 	// The committed transaction's offsets became the group's (5 and 7), the
 	// aborted one's (9 and 9) never did: a new kafkajs member of the group
 	// started there.
-	sameSet(t, "new kafkajs member of "+group, res.GroupRead, slices.Concat(input[0][5:], input[1][7:]))
+	brokerkit.SameSet(t, "new kafkajs member of "+group, res.GroupRead, slices.Concat(input[0][5:], input[1][7:]))
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // saramaConfig is the configuration sarama requires of a transactional
@@ -94,9 +95,9 @@ func endTxn(t *testing.T, p sarama.SyncProducer, commit bool) {
 func TestSaramaTransactionsReadCommittedByConsumerGroup(t *testing.T) {
 	b := brokertest.Run(t)
 	const topic, partitions = "sarama-txn", 3
-	createTopic(t, b, topic, partitions)
+	brokerkit.CreateTopic(t, b, topic, partitions)
 
-	first, aborted, second := values("sarama-commit-a", 30), values("sarama-abort", 30), values("sarama-commit-b", 30)
+	first, aborted, second := brokerkit.Values("sarama-commit-a", 30), brokerkit.Values("sarama-abort", 30), brokerkit.Values("sarama-commit-b", 30)
 	p := newSaramaTxnProducer(t, b, "sarama-txn-producer")
 	saramaTxn(t, p, topic, partitions, first, true)
 	saramaTxn(t, p, topic, partitions, aborted, false)
@@ -106,23 +107,23 @@ func TestSaramaTransactionsReadCommittedByConsumerGroup(t *testing.T) {
 	// The log holds all three transactions, written by one transactional
 	// producer; the read_committed view holds the committed two.
 	all := readUncommitted(t, b, topic, len(committedVals)+len(aborted))
-	sameSet(t, "franz-go read_uncommitted of what sarama wrote", valuesOf(all), append(slices.Clone(committedVals), aborted...))
+	brokerkit.SameSet(t, "franz-go read_uncommitted of what sarama wrote", valuesOf(all), append(slices.Clone(committedVals), aborted...))
 	oneTransactionalProducer(t, "what sarama wrote", all)
-	sameSet(t, "franz-go read_committed of what sarama wrote", valuesOf(readCommitted(t, b, topic, len(committedVals))), committedVals)
+	brokerkit.SameSet(t, "franz-go read_committed of what sarama wrote", valuesOf(readCommitted(t, b, topic, len(committedVals))), committedVals)
 
 	// A sarama consumer group with IsolationLevel ReadCommitted. Each
 	// partition ends with a committed transaction, so once it has
 	// len(committedVals) records it has gone past every aborted one.
 	got := saramaGroupConsume(t, b, "sarama-txn-readers", topic, len(committedVals))
 	noneOf(t, "sarama read_committed group", got, "sarama-abort")
-	sameSet(t, "sarama read_committed group", got, committedVals)
+	brokerkit.SameSet(t, "sarama read_committed group", got, committedVals)
 
 	// After a restart the broker serves the same view from what it
 	// rebuilt (the aborted-transaction index and the markers in the log).
 	b.Restart(t)
 	got = saramaGroupConsume(t, b, "sarama-txn-readers-after-restart", topic, len(committedVals))
 	noneOf(t, "sarama read_committed group after a broker restart", got, "sarama-abort")
-	sameSet(t, "sarama read_committed group after a broker restart", got, committedVals)
+	brokerkit.SameSet(t, "sarama read_committed group after a broker restart", got, committedVals)
 }
 
 // A sarama copier consumes "in" and, in transactions, writes copies to
@@ -140,9 +141,9 @@ func TestSaramaTransactionsReadCommittedByConsumerGroup(t *testing.T) {
 func TestSaramaTransactionalOffsetsCommitWithTheTransaction(t *testing.T) {
 	b := brokertest.Run(t)
 	const in, out, group = "sarama-in", "sarama-out", "sarama-copier"
-	createTopic(t, b, in, 2)
-	createTopic(t, b, out, 2)
-	input := map[int32][]string{0: values("in-p0", 30), 1: values("in-p1", 30)}
+	brokerkit.CreateTopic(t, b, in, 2)
+	brokerkit.CreateTopic(t, b, out, 2)
+	input := map[int32][]string{0: brokerkit.Values("in-p0", 30), 1: brokerkit.Values("in-p1", 30)}
 	for p, vs := range input {
 		seed(t, b, in, p, vs)
 	}
@@ -187,7 +188,7 @@ func TestSaramaTransactionalOffsetsCommitWithTheTransaction(t *testing.T) {
 	}
 	want := func(what string, offsets map[int32]int64) {
 		t.Helper()
-		if got := committed(t, b, group, in); !maps.Equal(got, offsets) {
+		if got := brokerkit.Committed(t, b, group, in); !maps.Equal(got, offsets) {
 			t.Fatalf("%s: group %s has committed %v, want %v", what, group, got, offsets)
 		}
 	}
@@ -239,7 +240,7 @@ func TestSaramaTransactionalOffsetsCommitWithTheTransaction(t *testing.T) {
 	for _, vs := range input {
 		rest = append(rest, vs[20:]...)
 	}
-	sameSet(t, "new sarama member of "+group, saramaGroupConsume(t, b, group, in, len(rest)), rest)
+	brokerkit.SameSet(t, "new sarama member of "+group, saramaGroupConsume(t, b, group, in, len(rest)), rest)
 }
 
 // saramaGroupConsume joins group with a sarama consumer group
@@ -330,7 +331,7 @@ func (h *saramaHandler) values() []string {
 func TestSaramaZombieProducerIsFenced(t *testing.T) {
 	b := brokertest.Run(t)
 	const topic, id = "sarama-fence", "sarama-fenced-txn"
-	createTopic(t, b, topic, 2)
+	brokerkit.CreateTopic(t, b, topic, 2)
 
 	zombie := newSaramaTxnProducer(t, b, id)
 	if err := zombie.BeginTxn(); err != nil {
@@ -352,12 +353,12 @@ func TestSaramaZombieProducerIsFenced(t *testing.T) {
 		t.Fatal("the fenced zombie began another transaction")
 	}
 
-	after := values("sarama-after-fence", 4)
+	after := brokerkit.Values("sarama-after-fence", 4)
 	saramaTxn(t, successor, topic, 2, after, true)
 	recs := readCommitted(t, b, topic, len(after))
 	noneOf(t, "franz-go read_committed after fencing", valuesOf(recs), "sarama-zombie")
-	sameSet(t, "franz-go read_committed after fencing", valuesOf(recs), after)
-	sameSet(t, "franz-go read_uncommitted after fencing", valuesOf(readUncommitted(t, b, topic, len(after)+1)), append(slices.Clone(after), "sarama-zombie"))
+	brokerkit.SameSet(t, "franz-go read_committed after fencing", valuesOf(recs), after)
+	brokerkit.SameSet(t, "franz-go read_uncommitted after fencing", valuesOf(readUncommitted(t, b, topic, len(after)+1)), append(slices.Clone(after), "sarama-zombie"))
 }
 
 // A sarama consumer-group copier commits each input offset in the
@@ -370,9 +371,9 @@ func TestSaramaZombieProducerIsFenced(t *testing.T) {
 func TestSaramaGroupCopierCommitsOffsetsWithGroupMetadata(t *testing.T) {
 	b := brokertest.Run(t)
 	const in, out, group = "sarama-kip447-in", "sarama-kip447-out", "sarama-kip447"
-	createTopic(t, b, in, 1)
-	createTopic(t, b, out, 1)
-	input := values("kip447", 20)
+	brokerkit.CreateTopic(t, b, in, 1)
+	brokerkit.CreateTopic(t, b, out, 1)
+	input := brokerkit.Values("kip447", 20)
 	seed(t, b, in, 0, input)
 
 	p := newSaramaTxnProducer(t, b, "sarama-kip447-txn")
@@ -424,7 +425,7 @@ func TestSaramaGroupCopierCommitsOffsetsWithGroupMetadata(t *testing.T) {
 	}
 	endTxn(t, p, false)
 
-	if got := committed(t, b, group, in); !maps.Equal(got, map[int32]int64{0: int64(len(input))}) {
+	if got := brokerkit.Committed(t, b, group, in); !maps.Equal(got, map[int32]int64{0: int64(len(input))}) {
 		t.Fatalf("group %s committed %v, want {0: %d}", group, got, len(input))
 	}
 	copies := readCommitted(t, b, out, len(input))

@@ -1,4 +1,4 @@
-package broker_test
+package reliability
 
 import (
 	"context"
@@ -10,10 +10,13 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/goleak"
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // TestC8ReadCommittedAcrossSegmentRolls (reliability check C8): two
@@ -25,8 +28,13 @@ import (
 //   - read_committed returns exactly the read_uncommitted list with the
 //     aborted transactions' records removed, in the same order.
 func TestC8ReadCommittedAcrossSegmentRolls(t *testing.T) {
+	// Every goroutine the broker starts must end with it, as in package
+	// broker's tests (registered first, so it runs after the broker's own
+	// cleanup; goroutines of earlier tests are not this test's).
+	before := goleak.IgnoreCurrent()
+	t.Cleanup(func() { goleak.VerifyNone(t, before) })
 	mem := logstore.NewMemFS()
-	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"),
+	b := brokertest.Run(t, brokerkit.WithFS(mem), broker.WithDataDir("/data"),
 		broker.WithProperty("log.segment.bytes", "2048"), broker.WithTopics("c8"))
 	rng := rand.New(rand.NewPCG(8, 8))
 
@@ -37,7 +45,7 @@ func TestC8ReadCommittedAcrossSegmentRolls(t *testing.T) {
 	)
 	runProducer := func(id string, txns int, restartAt func(int)) {
 		cl := b.Client(t, kgo.TransactionalID(id), kgo.DefaultProduceTopic("c8"), kgo.TransactionTimeout(20*time.Second))
-		ctx := ctxT(t)
+		ctx := testkit.Context(t, 30*time.Second)
 		for n := range txns {
 			restartAt(n)
 			if err := cl.BeginTransaction(); err != nil {
@@ -72,7 +80,7 @@ func TestC8ReadCommittedAcrossSegmentRolls(t *testing.T) {
 		cl := b.Client(t, kgo.DefaultProduceTopic("c8"))
 		for i := range count {
 			v := fmt.Sprintf("plain-%d", i)
-			if err := cl.ProduceSync(ctxT(t), &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
+			if err := cl.ProduceSync(testkit.Context(t, 30*time.Second), &kgo.Record{Value: []byte(v)}).FirstErr(); err != nil {
 				t.Error(err)
 				return
 			}
@@ -103,7 +111,7 @@ func TestC8ReadCommittedAcrossSegmentRolls(t *testing.T) {
 		wg.Wait()
 	}
 	phase2("u")
-	b.CrashRestart(t, mem, true) // power loss: rebuilt by replaying the log
+	brokerkit.CrashRestart(t, b, mem, true) // power loss: rebuilt by replaying the log
 	phase2("v")
 	if t.Failed() {
 		t.FailNow()

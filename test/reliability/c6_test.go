@@ -1,8 +1,7 @@
-package txn
+package reliability
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,7 +9,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
+	"github.com/idem-dev/idem/internal/testkit/txnkit"
 	"github.com/idem-dev/idem/internal/verify"
+	"github.com/idem-dev/idem/internal/verify/verifytest"
 )
 
 // TestC6CopierSurvivesKill9 is C6 of reliability-plan.md §7.2, the port of
@@ -28,13 +31,13 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 	if testing.Short() {
 		t.Skip("C6 runs for up to 90 seconds")
 	}
-	const (
-		n          = 20000
-		copiers    = 2
-		budget     = 80 * time.Second
-		killPoints = 7 // alternate copier and broker kills; the last point is a clean broker bounce
+	const copiers = 2
+	var (
+		n          = testkit.Soak(20000, 200000)
+		budget     = testkit.Soak(80*time.Second, 15*time.Minute)
+		killPoints = testkit.Soak(7, 31) // alternate copier and broker kills; the last point is a clean broker bounce
 	)
-	seed := verify.Seed(t)
+	seed := verifytest.Seed(t)
 	dataDir, logDir := t.TempDir(), t.TempDir()
 	addr, err := verify.FreeAddr()
 	if err != nil {
@@ -45,39 +48,28 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer brokerLog.Close()
-	brk := &verify.Process{
-		Path: os.Args[0], Args: []string{"-test.run=^$"},
-		Env:  []string{brokerEnv + "=" + addr + "," + dataDir},
-		Addr: addr, Output: brokerLog,
-	}
+	brk := brokerkit.Child{Addr: addr, DataDir: dataDir, Properties: noRebalanceDelay}.Process(brokerLog)
 	t.Cleanup(func() { _ = brk.Kill() })
 	if err := brk.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	seeds := []string{addr}
-	createTopics(t, seeds, 2, "in", "out")
-	input := values(n)
-	seedInput(t, seeds, "in", input)
+	txnkit.CreateTopics(t, seeds, 2, "in", "out")
+	input := txnkit.Numbers(n)
+	txnkit.SeedInput(t, seeds, "in", input)
 
 	procs := make([]*verify.Process, copiers)
 	for i := range procs {
-		cfg, _ := json.Marshal(copierConfig{
-			Seeds: seeds, In: "in", Out: "out", Group: "c6",
-			TxnID: fmt.Sprint("c6-copier-", i), InstanceID: fmt.Sprint("c6-copier-", i),
-			Batch: 100, AbortRate: 1.0 / 3, Seed: uint64(seed) + uint64(i),
-		})
 		out, err := os.Create(filepath.Join(logDir, fmt.Sprintf("copier-%d.log", i)))
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer out.Close()
-		procs[i] = &verify.Process{
-			Path: os.Args[0], Args: []string{"-test.run=^$"},
-			Env: []string{copierEnv + "=" + string(cfg)},
-			// A copier listens on nothing: it is ready once started.
-			Ready:  func(context.Context) error { return nil },
-			Output: out,
-		}
+		procs[i] = txnkit.CopierConfig{
+			Seeds: seeds, In: "in", Out: "out", Group: "c6",
+			TxnID: fmt.Sprint("c6-copier-", i), InstanceID: fmt.Sprint("c6-copier-", i),
+			Batch: 100, AbortRate: 1.0 / 3, Seed: uint64(seed) + uint64(i),
+		}.Process(out)
 		p := procs[i]
 		t.Cleanup(func() { _ = p.Kill() })
 		if err := p.Start(context.Background()); err != nil {
@@ -87,13 +79,13 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), budget)
 	defer cancel()
-	concurrent := newSeen()
+	concurrent := txnkit.NewSeen()
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		// The reader outlives broker kills: franz-go reconnects by itself.
-		if err := readCommitted(ctx, seeds, "out", concurrent); err != nil {
+		if err := txnkit.ReadCommitted(ctx, seeds, "out", concurrent); err != nil {
 			t.Errorf("concurrent reader: %v", err)
 		}
 	}()
@@ -102,7 +94,7 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 	// waitFor waits until the reader has seen target values, restarting a
 	// copier that stopped by itself (a fatal client error; logged in its log).
 	waitFor := func(target int) {
-		for ctx.Err() == nil && concurrent.distinct() < target {
+		for ctx.Err() == nil && concurrent.Distinct() < target {
 			for i, p := range procs {
 				if !p.Running() {
 					copierExits++
@@ -122,7 +114,7 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 			break
 		}
 		if k == killPoints {
-			t.Logf("progress %d/%d: SIGTERM broker (clean bounce)", concurrent.distinct(), n)
+			t.Logf("progress %d/%d: SIGTERM broker (clean bounce)", concurrent.Distinct(), n)
 			if err := brk.Stop(20 * time.Second); err != nil {
 				t.Errorf("graceful broker shutdown: %v", err)
 			}
@@ -134,7 +126,7 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 		}
 		if k%2 == 1 {
 			p := procs[copierKills%copiers]
-			t.Logf("progress %d/%d: SIGKILL copier %d", concurrent.distinct(), n, copierKills%copiers)
+			t.Logf("progress %d/%d: SIGKILL copier %d", concurrent.Distinct(), n, copierKills%copiers)
 			if err := p.Kill(); err != nil {
 				t.Fatal(err)
 			}
@@ -143,7 +135,7 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 			}
 			copierKills++
 		} else {
-			t.Logf("progress %d/%d: SIGKILL broker", concurrent.distinct(), n)
+			t.Logf("progress %d/%d: SIGKILL broker", concurrent.Distinct(), n)
 			if err := brk.Kill(); err != nil {
 				t.Fatal(err)
 			}
@@ -161,15 +153,15 @@ func TestC6CopierSurvivesKill9(t *testing.T) {
 	cancel()
 	wg.Wait()
 	t.Logf("copier kills %d, broker kills %d, clean broker bounces %d, copier exits %d, concurrent reader saw %d distinct values",
-		copierKills, brokerKills, cleanBounces, copierExits, concurrent.distinct())
+		copierKills, brokerKills, cleanBounces, copierExits, concurrent.Distinct())
 	if copierKills < 3 || brokerKills < 3 || cleanBounces < 1 {
 		t.Errorf("only %d copier kills, %d broker kills and %d clean bounces: the copy did not progress enough in %v",
 			copierKills, brokerKills, cleanBounces, budget)
 	}
-	concurrent.check(t, "concurrent read_committed consumer", input)
-	final := drainCommitted(t, seeds, "out", n, time.Second, 20*time.Second)
-	final.check(t, "read_committed drain after the copy", input)
-	checkOrder(t, drainCommitted(t, seeds, "in", n, 0, 20*time.Second), final)
+	concurrent.Check(t, "concurrent read_committed consumer", input)
+	final := txnkit.DrainCommitted(t, seeds, "out", n, time.Second, testkit.Soak(20*time.Second, 2*time.Minute))
+	final.Check(t, "read_committed drain after the copy", input)
+	txnkit.CheckOrder(t, txnkit.DrainCommitted(t, seeds, "in", n, 0, testkit.Soak(20*time.Second, 2*time.Minute)), final)
 	if t.Failed() {
 		t.Logf("broker and copier logs: %s; data: %s", logDir, dataDir)
 		keepDirs(t, logDir, dataDir)

@@ -1,4 +1,4 @@
-package txn
+package reliability
 
 import (
 	"context"
@@ -9,6 +9,8 @@ import (
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/txnkit"
 	"github.com/idem-dev/idem/internal/verify"
 )
 
@@ -39,17 +41,15 @@ func TestC7DelayedRequestsCannotLeakIntoLaterTransactions(t *testing.T) {
 	proxy.SetTarget(listen)
 	brokertest.Run(t, append(brokerOptions(), broker.WithKafkaAddr(listen), broker.WithAdvertisedAddr(proxy.Addr()))...)
 	seeds := []string{proxy.Addr()}
-	createTopics(t, seeds, 2, "c7")
+	txnkit.CreateTopics(t, seeds, 2, "c7")
 
-	const (
-		txns = 60
-		hold = 3 * time.Second // the client gives up after about 1 s
-	)
-	h := newTxnHistory()
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Second)
+	const hold = 3 * time.Second // the client gives up after about 1 s
+	txns := testkit.Soak(60, 600)
+	h := txnkit.NewHistory()
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.Soak(50*time.Second, 10*time.Minute))
 	defer cancel()
 	faults := 0
-	txnProducer(ctx, t, seeds, "c7", "c7-producer", txns, h, func(i int) {
+	txnkit.Producer(ctx, t, seeds, "c7", "c7-producer", txns, h, func(i int) {
 		switch i % 6 {
 		case 2: // the next Produce is delayed: it lands in a later transaction's time
 			proxy.Arm(0, hold)
@@ -67,6 +67,6 @@ func TestC7DelayedRequestsCannotLeakIntoLaterTransactions(t *testing.T) {
 	if proxy.Held() < txns/6 || proxy.Late() < txns/12 {
 		t.Errorf("only %d requests held and %d delivered late: the fault did not fire often enough to prove anything", proxy.Held(), proxy.Late())
 	}
-	checkTxnOutcomes(t, seeds, "c7", h)
-	checkNoHangingTransactions(t, seeds, "c7", 5*time.Second)
+	txnkit.CheckOutcomes(t, seeds, "c7", h)
+	txnkit.CheckNoHangingTransactions(t, seeds, "c7", 5*time.Second)
 }

@@ -1,4 +1,4 @@
-package txn
+package txnkit
 
 import (
 	"context"
@@ -16,30 +16,32 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// outcome is what the producer learnt about one transaction.
-type outcome int
+// Outcome is what the producer learnt about one transaction.
+type Outcome int
 
 const (
-	committed outcome = iota // EndTxn(commit) answered success
-	aborted                  // aborted on purpose or after a failed produce, and the abort answered success
-	unknown                  // the outcome was never confirmed (timeout, lost connection, crash)
+	Committed Outcome = iota // EndTxn(commit) answered success
+	Aborted                  // aborted on purpose or after a failed produce, and the abort answered success
+	Unknown                  // the outcome was never confirmed (timeout, lost connection, crash)
 )
 
-func (o outcome) String() string { return [...]string{"committed", "aborted", "unknown"}[o] }
+func (o Outcome) String() string { return [...]string{"committed", "aborted", "unknown"}[o] }
 
-// txnHistory records every transaction of a txnProducer: its values and what
-// the producer knows of its outcome.
-type txnHistory struct {
+// History records every transaction of a Producer: its values and what the
+// producer knows of its outcome. It is safe for concurrent use.
+type History struct {
 	mu       sync.Mutex
 	values   map[int][]string
-	outcomes map[int]outcome
+	outcomes map[int]Outcome
 }
 
-func newTxnHistory() *txnHistory {
-	return &txnHistory{values: map[int][]string{}, outcomes: map[int]outcome{}}
+// NewHistory returns an empty History.
+func NewHistory() *History {
+	return &History{values: map[int][]string{}, outcomes: map[int]Outcome{}}
 }
 
-func (h *txnHistory) count(o outcome) int {
+// Count counts the transactions with outcome o so far.
+func (h *History) Count(o Outcome) int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	n := 0
@@ -51,7 +53,7 @@ func (h *txnHistory) count(o outcome) int {
 	return n
 }
 
-// txnProducer runs back-to-back transactions, each writing perTxn values
+// Producer runs back-to-back transactions, each writing perTxn values
 // spread over partitions 0 and 1 of topic, committing about two in three.
 // Before each transaction it calls before(i), which may inject a fault.
 // Any error makes the transaction's outcome unknown (unless an abort is then
@@ -59,7 +61,7 @@ func (h *txnHistory) count(o outcome) int {
 // that reports a fatal error is replaced by a new instance with the same
 // transactional id, which fences the old one. It runs until ctx ends or
 // txns transactions were attempted.
-func txnProducer(ctx context.Context, t testing.TB, seeds []string, topic, txnID string, txns int, h *txnHistory, before func(i int), extra ...kgo.Opt) {
+func Producer(ctx context.Context, t testing.TB, seeds []string, topic, txnID string, txns int, h *History, before func(i int), extra ...kgo.Opt) {
 	const perTxn = 4
 	rng := rand.New(rand.NewPCG(uint64(len(txnID)), 7))
 	newClient := func() *kgo.Client {
@@ -90,7 +92,7 @@ func txnProducer(ctx context.Context, t testing.TB, seeds []string, topic, txnID
 		wantCommit := rng.IntN(3) != 0
 		h.mu.Lock()
 		h.values[i] = vs
-		h.outcomes[i] = unknown
+		h.outcomes[i] = Unknown
 		h.mu.Unlock()
 		if err := cl.BeginTransaction(); err != nil {
 			t.Logf("txn %d: begin: %v; new client", i, err)
@@ -110,22 +112,22 @@ func txnProducer(ctx context.Context, t testing.TB, seeds []string, topic, txnID
 		perr := cl.ProduceSync(pctx, rs...).FirstErr()
 		cancel()
 		var eerr error
-		o := unknown
+		o := Unknown
 		switch {
 		case perr != nil:
 			// The produce failed; its records may or may not be in the
 			// log, so the transaction must not commit: abort it.
 			eerr = cl.EndTransaction(ectx, kgo.TryAbort)
 			if eerr == nil {
-				o = aborted
+				o = Aborted
 			}
 		default:
 			eerr = cl.EndTransaction(ectx, kgo.TransactionEndTry(wantCommit))
 			switch {
 			case eerr == nil && wantCommit:
-				o = committed
+				o = Committed
 			case eerr == nil:
-				o = aborted
+				o = Aborted
 			default:
 				// Unconfirmed: kgo wants a TryAbort before anything else;
 				// whatever it answers, the first EndTxn may have committed.
@@ -150,20 +152,20 @@ func txnProducer(ctx context.Context, t testing.TB, seeds []string, topic, txnID
 	}
 }
 
-// checkTxnOutcomes reads topic with read_committed and checks what each
+// CheckOutcomes reads topic with read_committed and checks what each
 // transaction left: a committed one all its values, an aborted one none, an
 // unknown one all or none (never torn), and no value twice.
-func checkTxnOutcomes(t testing.TB, seeds []string, topic string, h *txnHistory) {
+func CheckOutcomes(t testing.TB, seeds []string, topic string, h *History) {
 	t.Helper()
 	h.mu.Lock()
 	minValues := 0
 	for i, o := range h.outcomes {
-		if o == committed {
+		if o == Committed {
 			minValues += len(h.values[i])
 		}
 	}
 	h.mu.Unlock()
-	s := drainCommitted(t, seeds, topic, minValues, 2*time.Second, 30*time.Second)
+	s := DrainCommitted(t, seeds, topic, minValues, 2*time.Second, 30*time.Second)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	h.mu.Lock()
@@ -178,7 +180,7 @@ func checkTxnOutcomes(t testing.TB, seeds []string, topic string, h *txnHistory)
 			unexpected = append(unexpected, v)
 		}
 	}
-	counts := map[outcome]int{}
+	counts := map[Outcome]int{}
 	for i, o := range h.outcomes {
 		counts[o]++
 		present := 0
@@ -189,15 +191,15 @@ func checkTxnOutcomes(t testing.TB, seeds []string, topic string, h *txnHistory)
 		}
 		all, none := present == len(h.values[i]), present == 0
 		switch {
-		case o == committed && !all:
+		case o == Committed && !all:
 			lost = append(lost, fmt.Sprintf("txn %d (%d/%d visible)", i, present, len(h.values[i])))
-		case o == aborted && !none:
+		case o == Aborted && !none:
 			visibleAborts = append(visibleAborts, fmt.Sprintf("txn %d (%d/%d visible)", i, present, len(h.values[i])))
 		case !all && !none:
 			torn = append(torn, fmt.Sprintf("txn %d (%d/%d visible)", i, present, len(h.values[i])))
 		}
 	}
-	t.Logf("transactions: %d committed, %d aborted, %d unknown; %d values visible", counts[committed], counts[aborted], counts[unknown], len(s.pos))
+	t.Logf("transactions: %d committed, %d aborted, %d unknown; %d values visible", counts[Committed], counts[Aborted], counts[Unknown], len(s.pos))
 	for name, bad := range map[string][]string{
 		"committed transactions lost (wholly or partly)": lost,
 		"aborted transactions visible":                   visibleAborts,
@@ -210,16 +212,16 @@ func checkTxnOutcomes(t testing.TB, seeds []string, topic string, h *txnHistory)
 			t.Errorf("%s: %d %v", name, len(bad), first(bad))
 		}
 	}
-	if counts[committed] == 0 || counts[aborted] == 0 {
-		t.Errorf("the run needs both committed (%d) and aborted (%d) transactions to prove anything", counts[committed], counts[aborted])
+	if counts[Committed] == 0 || counts[Aborted] == 0 {
+		t.Errorf("the run needs both committed (%d) and aborted (%d) transactions to prove anything", counts[Committed], counts[Aborted])
 	}
 }
 
-// checkNoHangingTransactions waits until every partition of topic has its
+// CheckNoHangingTransactions waits until every partition of topic has its
 // last stable offset at its high watermark: once the producer has resolved
 // all its transactions, none may stay open on a partition (a hanging
 // transaction would block read_committed consumers forever).
-func checkNoHangingTransactions(t testing.TB, seeds []string, topic string, within time.Duration) {
+func CheckNoHangingTransactions(t testing.TB, seeds []string, topic string, within time.Duration) {
 	t.Helper()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
 	if err != nil {

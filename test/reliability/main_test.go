@@ -1,0 +1,32 @@
+// Package reliability gathers the reliability suites of
+// reliability-plan.md §7.2 that can run against idem from outside: C4
+// (kill -9 with idempotent producers), C6 (a transactional copier and the
+// broker SIGKILLed), C7 (requests held past the client's timeout) and C8
+// (read_committed across segment rolls, a restart and a power loss).
+// README.md says what each suite proves, where the others live (C5, C9)
+// and how long each takes.
+//
+// The test binary doubles as the broker process (brokerkit.ChildRole) and
+// as the copier process (txnkit.CopierRole), so the suites can SIGKILL
+// either without building anything.
+package reliability
+
+import (
+	"testing"
+
+	"github.com/idem-dev/idem/broker"
+	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
+	"github.com/idem-dev/idem/internal/testkit/txnkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m, brokerkit.ChildRole, txnkit.CopierRole) }
+
+// noRebalanceDelay lets a restarted copier rejoin its group at once: the
+// initial rebalance delay exists for fleets of consumers, not for tests.
+var noRebalanceDelay = map[string]string{"group.initial.rebalance.delay.ms": "0"}
+
+// brokerOptions are the same setting for an in-process broker.
+func brokerOptions() []broker.Option {
+	return []broker.Option{broker.WithProperty("group.initial.rebalance.delay.ms", "0")}
+}
