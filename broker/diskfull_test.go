@@ -13,6 +13,7 @@ import (
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // TestFullDisk is the operator's view of a full disk (issue 9, defect 3):
@@ -24,7 +25,7 @@ import (
 // returns.
 func TestFullDisk(t *testing.T) {
 	mem := logstore.NewMemFS()
-	b := brokertest.Run(t, broker.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("fill", "other"))
+	b := brokertest.Run(t, brokerkit.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("fill", "other"))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 
