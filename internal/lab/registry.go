@@ -175,65 +175,75 @@ type sink interface {
 	close()
 }
 
-var registry = struct {
+// specRegistry holds the registered specs and the table. It is sealed the
+// first time it is read: registering after that would change nothing the
+// lab already listed.
+type specRegistry struct {
 	mu        sync.Mutex
 	sealed    bool
+	table     []tableRow
 	modes     map[Mode]*modeSpec
 	scenarios map[string]*scenarioSpec
-}{modes: map[Mode]*modeSpec{}, scenarios: map[string]*scenarioSpec{}}
+}
+
+var registry = &specRegistry{table: table, modes: map[Mode]*modeSpec{}, scenarios: map[string]*scenarioSpec{}}
 
 // registerMode adds a mode's spec; it is called from the mode's init().
 // Registering a mode twice, or after the registry was read, is a
 // programming error.
-func registerMode(m *modeSpec) {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	switch {
-	case registry.sealed:
-		panic("lab: mode " + string(m.mode) + " registered after the registry was read")
-	case m.mode == "" || m.consume == nil || m.promise.words == nil:
-		panic(fmt.Sprintf("lab: incomplete mode spec %q", m.mode))
-	case registry.modes[m.mode] != nil:
-		panic("lab: mode " + string(m.mode) + " registered twice")
-	}
-	registry.modes[m.mode] = m
-}
+func registerMode(m *modeSpec) { registry.addMode(m) }
 
 // registerScenario adds a scenario's spec; it is called from the
 // scenario's init(), with the same rules as registerMode.
-func registerScenario(s *scenarioSpec) {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
+func registerScenario(s *scenarioSpec) { registry.addScenario(s) }
+
+func (g *specRegistry) addMode(m *modeSpec) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
 	switch {
-	case registry.sealed:
+	case g.sealed:
+		panic("lab: mode " + string(m.mode) + " registered after the registry was read")
+	case m.mode == "" || m.consume == nil || m.promise.words == nil:
+		panic(fmt.Sprintf("lab: incomplete mode spec %q", m.mode))
+	case g.modes[m.mode] != nil:
+		panic("lab: mode " + string(m.mode) + " registered twice")
+	}
+	g.modes[m.mode] = m
+}
+
+func (g *specRegistry) addScenario(s *scenarioSpec) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	switch {
+	case g.sealed:
 		panic("lab: scenario " + s.name + " registered after the registry was read")
 	case s.name == "" || s.effectColumn == "":
 		panic(fmt.Sprintf("lab: incomplete scenario spec %q", s.name))
-	case registry.scenarios[s.name] != nil:
+	case g.scenarios[s.name] != nil:
 		panic("lab: scenario " + s.name + " registered twice")
 	}
-	registry.scenarios[s.name] = s
+	g.scenarios[s.name] = s
 }
 
 // seal checks the table against the registered specs the first time the
 // registry is read, and panics if they disagree: a mode or scenario that was
 // registered but not listed, listed but not registered, or listed where it
 // cannot run.
-func seal() {
-	registry.mu.Lock()
-	defer registry.mu.Unlock()
-	if registry.sealed {
+func (g *specRegistry) seal() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sealed {
 		return
 	}
-	registry.sealed = true
+	g.sealed = true
 	listed := map[Mode]bool{}
-	for _, row := range table {
-		sc := registry.scenarios[row.scenario]
+	for _, row := range g.table {
+		sc := g.scenarios[row.scenario]
 		if sc == nil {
 			panic("lab: the table lists scenario " + row.scenario + ", which is not registered")
 		}
 		for _, m := range row.modes {
-			spec := registry.modes[m]
+			spec := g.modes[m]
 			if spec == nil {
 				panic("lab: the table lists mode " + string(m) + ", which is not registered")
 			}
@@ -243,17 +253,19 @@ func seal() {
 			listed[m] = true
 		}
 	}
-	for m := range registry.modes {
+	for m := range g.modes {
 		if !listed[m] {
 			panic("lab: mode " + string(m) + " is registered but in no row of the table")
 		}
 	}
-	for name := range registry.scenarios {
-		if !slices.ContainsFunc(table, func(r tableRow) bool { return r.scenario == name }) {
+	for name := range g.scenarios {
+		if !slices.ContainsFunc(g.table, func(r tableRow) bool { return r.scenario == name }) {
 			panic("lab: scenario " + name + " is registered but not in the table")
 		}
 	}
 }
+
+func seal() { registry.seal() }
 
 // lookupMode returns the spec of m.
 func lookupMode(m Mode) (*modeSpec, bool) {
@@ -272,8 +284,8 @@ func lookupScenario(name string) (*scenarioSpec, bool) {
 // Scenarios lists the scenarios in the table's order.
 func Scenarios() []string {
 	seal()
-	out := make([]string, len(table))
-	for i, row := range table {
+	out := make([]string, len(registry.table))
+	for i, row := range registry.table {
 		out[i] = row.scenario
 	}
 	return out
@@ -283,7 +295,7 @@ func Scenarios() []string {
 // (nil for an unknown scenario).
 func ModesOf(scenario string) []Mode {
 	seal()
-	for _, row := range table {
+	for _, row := range registry.table {
 		if row.scenario == scenario {
 			return slices.Clone(row.modes)
 		}
