@@ -172,27 +172,12 @@ func runConsume(ctx context.Context, cmd *cobra.Command, client *clientFlags, to
 			kgo.AutoCommitMarks(),
 		)
 	} else {
-		from, e, err := resolveOffsets(ctx, client, topics, f.partitions, start, iso == kgo.ReadCommitted())
-		if err != nil {
-			return err
+		var direct []kgo.Opt
+		direct, ends, err = directOpts(ctx, client, topics, f, start, iso == kgo.ReadCommitted())
+		if err != nil || direct == nil {
+			return err // nil: -e and nothing to read
 		}
-		ends = e
-		if f.exitAtEnd {
-			for tp, end := range ends {
-				if end <= from[tp.topic][tp.partition].EpochOffset().Offset {
-					delete(ends, tp)
-				}
-			}
-			if len(ends) == 0 {
-				return nil
-			}
-		}
-		opts = append(opts, kgo.ConsumePartitions(from))
-		if f.exitAtEnd {
-			// Transaction markers are not printed, but one may be the last
-			// offset below the end: without seeing it, -e would wait for ever.
-			opts = append(opts, kgo.KeepControlRecords())
-		}
+		opts = append(opts, direct...)
 	}
 	cl, err := client.newClient(opts...)
 	if err != nil {
@@ -210,7 +195,36 @@ func runConsume(ctx context.Context, cmd *cobra.Command, client *clientFlags, to
 		}
 		cl.Close()
 	}()
+	return printRecords(ctx, cmd, cl, format, f, ends)
+}
 
+// directOpts are the options of a reader without a group: the partitions
+// from their resolved offsets, and with -e where each ends (nil options: -e
+// and every partition is already at its end).
+func directOpts(ctx context.Context, client *clientFlags, topics []string, f consumeFlags, start startOffset, readCommitted bool) ([]kgo.Opt, map[topicPartition]int64, error) {
+	from, ends, err := resolveOffsets(ctx, client, topics, f.partitions, start, readCommitted)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !f.exitAtEnd {
+		return []kgo.Opt{kgo.ConsumePartitions(from)}, ends, nil
+	}
+	for tp, end := range ends {
+		if end <= from[tp.topic][tp.partition].EpochOffset().Offset {
+			delete(ends, tp)
+		}
+	}
+	if len(ends) == 0 {
+		return nil, ends, nil
+	}
+	// Transaction markers are not printed, but one may be the last offset
+	// below the end: without seeing it, -e would wait for ever.
+	return []kgo.Opt{kgo.ConsumePartitions(from), kgo.KeepControlRecords()}, ends, nil
+}
+
+// printRecords polls and prints until ^C, -n records, or with -e the ends;
+// a group member marks what it printed for commit.
+func printRecords(ctx context.Context, cmd *cobra.Command, cl *kgo.Client, format recordFormat, f consumeFlags, ends map[topicPartition]int64) error {
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	defer out.Flush()
 	var buf []byte
