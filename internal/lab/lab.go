@@ -16,6 +16,16 @@
 // Every mode states its promise; the report says whether the run kept it.
 // A mode breaking its own promise is a failure; at-least-once duplicating
 // is not, since duplicating is what at-least-once means.
+//
+// Each delivery mode is one file (mode_*.go) and each scenario one file
+// (scenario_*.go) that registers its spec; registry.go holds the table of
+// which modes each scenario compares. The rest runs any spec the same way:
+// run.go (the modes in turn, verdicts, evidence), target.go (the broker
+// process, the fault proxies, the transaction probe), plan.go (the seeded
+// fault plan), produce.go (the producer and its faults), supervise.go (the
+// worker's incarnations and planned crashes), measure.go (counting effects,
+// the input check), worker.go (the consumer process's shared bookkeeping)
+// and report.go (table, JSON, chart).
 package lab
 
 import (

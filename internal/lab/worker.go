@@ -27,10 +27,10 @@ type WorkerSpec struct {
 	Mode     Mode     `json:"mode"`
 	Brokers  []string `json:"brokers"`
 	Topic    string   `json:"topic"`
-	Output   string   `json:"output,omitempty"` // exactly-once-txn: the ledger/totals topic
+	Output   string   `json:"output,omitempty"` // the output topic, for modes whose effects are records in it
 	Group    string   `json:"group"`
 	TxnID    string   `json:"txn_id,omitempty"`
-	Sink     string   `json:"sink,omitempty"` // the scenario's sink: the charge scenario's gateway
+	Sink     string   `json:"sink,omitempty"` // where the scenario's effects go: the charge scenario's gateway URL
 	DB       string   `json:"db,omitempty"`   // SQLite file
 	// Deliveries is the file each delivery (and, for transactions, each
 	// commit) is appended to, one JSON line per write(2), which a SIGKILL
@@ -49,7 +49,7 @@ type WorkerSpec struct {
 	Via string `json:"via,omitempty"`
 }
 
-// Event is the input record of both scenarios (JSON value, id also in the
+// Event is the input record of every scenario (JSON value, id also in the
 // dedupe.DefaultKeyHeader header).
 type Event struct {
 	ID       string `json:"id"`
@@ -173,6 +173,8 @@ func (w *worker) delivered(r *kgo.Record, e Event) bool {
 	return w.crashPending
 }
 
+// settled records that the consumer is finished with r (its effect done, or
+// deliberately skipped); done compares these positions with the end.
 func (w *worker) settled(r *kgo.Record) {
 	w.mu.Lock()
 	if r.Offset+1 > w.pos[r.Partition] {
