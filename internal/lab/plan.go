@@ -24,6 +24,8 @@ const (
 	ackDelay        = 2 * time.Second // > produceTimeout + timeoutOverhead
 )
 
+// makePlan draws the plan from seed: a few events of the middle 80% get
+// each producer fault, and each consumer incarnation an early crash point.
 func makePlan(seed int64, n int, faults []Fault) plan {
 	rng := rand.New(rand.NewPCG(uint64(seed), uint64(seed)^0x243f6a8885a308d3))
 	pick := func(count int) map[int]bool {

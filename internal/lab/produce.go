@@ -119,6 +119,8 @@ func (r *run) send(ctx context.Context, cl *kgo.Client, i int) {
 	r.rec.Complete(0, verify.OK, verify.FSend, verify.Record{Value: e.ID, Partition: got.Partition, Offset: got.Offset}, nil)
 }
 
+// killBroker is the broker-kill fault: SIGKILL, down for a while, then a
+// restart on the same data directory.
 func (r *run) killBroker(down time.Duration) {
 	proc := r.t.proc
 	r.inject(string(FaultBrokerKill), fmt.Sprintf("SIGKILL pid %d, down %v", proc.Pid(), down))
@@ -130,6 +132,8 @@ func (r *run) killBroker(down time.Duration) {
 	}
 }
 
+// pauseBroker is the pause fault: SIGSTOP long enough for requests to time
+// out, then SIGCONT.
 func (r *run) pauseBroker(d time.Duration) {
 	pid := r.t.proc.Pid()
 	if pid == 0 {

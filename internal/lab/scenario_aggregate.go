@@ -146,6 +146,8 @@ func (totalsSink) address() string       { return "" }
 func (totalsSink) effected() (int, bool) { return 0, false }
 func (totalsSink) close()                {}
 
+// effects are the applied events, each at the time it was applied; the
+// computed total is the sum of the totals table.
 func (s totalsSink) effects(ctx context.Context, _ *run, res *ModeResult) (map[string][]time.Time, error) {
 	db, err := sql.Open("sqlite", "file:"+s.path+"?_pragma=busy_timeout(10000)")
 	if err != nil {

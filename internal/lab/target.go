@@ -61,8 +61,8 @@ func (t *target) open(ctx context.Context, rep *Report) error {
 	return nil
 }
 
-// probe finds out what the target can do that some of modes need, while
-// the target is fresh.
+// probe finds out what the target can do that some of the modes need,
+// while the target is fresh.
 func (t *target) probe(ctx context.Context, modes []*modeSpec) {
 	if slices.ContainsFunc(modes, func(m *modeSpec) bool { return m.needsTransactions }) {
 		t.txnOK, t.txnWhy = TransactionsAvailable(ctx, t.brokers)
@@ -77,6 +77,8 @@ func (t *target) canRun(m *modeSpec) (bool, string) {
 	return true, ""
 }
 
+// startBroker runs the lab's own broker as a child process, so that it can
+// be killed with SIGKILL and paused with SIGSTOP.
 func (t *target) startBroker(ctx context.Context) error {
 	addr, err := verify.FreeAddr()
 	if err != nil {
@@ -144,6 +146,7 @@ func (t *target) each(f func(*verify.Proxy)) {
 	}
 }
 
+// close stops the proxies and the lab's broker; it may be called twice.
 func (t *target) close() {
 	t.mu.Lock()
 	ps := t.proxies

@@ -109,6 +109,8 @@ type worker struct {
 	end map[int32]int64
 }
 
+// newWorker opens the deliveries file and, if the mode or the scenario
+// keeps one, the consumer's database with the scenario's tables.
 func newWorker(spec WorkerSpec) (*worker, error) {
 	mode, ok := lookupMode(spec.Mode)
 	if !ok {
