@@ -15,7 +15,7 @@ import (
 	"github.com/idem-dev/idem/internal/benchmark"
 )
 
-func init() {
+func newBenchCmd() *cobra.Command {
 	var (
 		brokers  []string
 		dataDir  string
@@ -70,7 +70,7 @@ on a temporary data directory (fsync on, as always).`,
 	f.DurationVar(&duration, "latency-duration", 10*time.Second, "length of each latency run")
 	f.Int32Var(&cfg.Partitions, "partitions", 4, "partitions per benchmark topic")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 // startBenchBroker starts an embedded broker for bench on a loopback port.

@@ -29,8 +29,9 @@ type consumeFlags struct {
 	exitAtEnd      bool
 }
 
-func init() {
+func newConsumeCmd() *cobra.Command {
 	var f consumeFlags
+	var client *clientFlags
 	cmd := &cobra.Command{
 		Use:   "consume TOPIC...",
 		Short: "Consume records and print them (kcat -C / rpk topic consume)",
@@ -51,7 +52,7 @@ Format (-f) codes, as kcat: %t topic, %p partition, %o offset, %T timestamp ms,
 		RunE: func(cmd *cobra.Command, topics []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runConsume(ctx, cmd, topics, f)
+			return runConsume(ctx, cmd, client, topics, f)
 		},
 	}
 	fl := cmd.Flags()
@@ -64,8 +65,8 @@ Format (-f) codes, as kcat: %t topic, %p partition, %o offset, %T timestamp ms,
 	fl.BoolVar(&f.readCommitted, "read-committed", false, "read only committed transactional records (same as --isolation-level read_committed)")
 	fl.StringVar(&f.isolationLevel, "isolation-level", "read_uncommitted", "read_uncommitted or read_committed")
 	fl.BoolVarP(&f.exitAtEnd, "exit", "e", false, "exit at the end of the partitions as they were at start (not with -g)")
-	addClientFlags(cmd)
-	rootCmd.AddCommand(cmd)
+	client = addClientFlags(cmd)
+	return cmd
 }
 
 // startOffset is a parsed -o / --time.
@@ -143,7 +144,7 @@ type topicPartition struct {
 	partition int32
 }
 
-func runConsume(ctx context.Context, cmd *cobra.Command, topics []string, f consumeFlags) error {
+func runConsume(ctx context.Context, cmd *cobra.Command, client *clientFlags, topics []string, f consumeFlags) error {
 	format, err := parseFormat(f.format)
 	if err != nil {
 		return err
@@ -171,29 +172,14 @@ func runConsume(ctx context.Context, cmd *cobra.Command, topics []string, f cons
 			kgo.AutoCommitMarks(),
 		)
 	} else {
-		from, e, err := resolveOffsets(ctx, topics, f.partitions, start, iso == kgo.ReadCommitted())
-		if err != nil {
-			return err
+		var direct []kgo.Opt
+		direct, ends, err = directOpts(ctx, client, topics, f, start, iso == kgo.ReadCommitted())
+		if err != nil || direct == nil {
+			return err // nil: -e and nothing to read
 		}
-		ends = e
-		if f.exitAtEnd {
-			for tp, end := range ends {
-				if end <= from[tp.topic][tp.partition].EpochOffset().Offset {
-					delete(ends, tp)
-				}
-			}
-			if len(ends) == 0 {
-				return nil
-			}
-		}
-		opts = append(opts, kgo.ConsumePartitions(from))
-		if f.exitAtEnd {
-			// Transaction markers are not printed, but one may be the last
-			// offset below the end: without seeing it, -e would wait for ever.
-			opts = append(opts, kgo.KeepControlRecords())
-		}
+		opts = append(opts, direct...)
 	}
-	cl, err := newClient(opts...)
+	cl, err := client.newClient(opts...)
 	if err != nil {
 		return err
 	}
@@ -209,7 +195,36 @@ func runConsume(ctx context.Context, cmd *cobra.Command, topics []string, f cons
 		}
 		cl.Close()
 	}()
+	return printRecords(ctx, cmd, cl, format, f, ends)
+}
 
+// directOpts are the options of a reader without a group: the partitions
+// from their resolved offsets, and with -e where each ends (nil options: -e
+// and every partition is already at its end).
+func directOpts(ctx context.Context, client *clientFlags, topics []string, f consumeFlags, start startOffset, readCommitted bool) ([]kgo.Opt, map[topicPartition]int64, error) {
+	from, ends, err := resolveOffsets(ctx, client, topics, f.partitions, start, readCommitted)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !f.exitAtEnd {
+		return []kgo.Opt{kgo.ConsumePartitions(from)}, ends, nil
+	}
+	for tp, end := range ends {
+		if end <= from[tp.topic][tp.partition].EpochOffset().Offset {
+			delete(ends, tp)
+		}
+	}
+	if len(ends) == 0 {
+		return nil, ends, nil
+	}
+	// Transaction markers are not printed, but one may be the last offset
+	// below the end: without seeing it, -e would wait for ever.
+	return []kgo.Opt{kgo.ConsumePartitions(from), kgo.KeepControlRecords()}, ends, nil
+}
+
+// printRecords polls and prints until ^C, -n records, or with -e the ends;
+// a group member marks what it printed for commit.
+func printRecords(ctx context.Context, cmd *cobra.Command, cl *kgo.Client, format recordFormat, f consumeFlags, ends map[topicPartition]int64) error {
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	defer out.Flush()
 	var buf []byte
@@ -271,8 +286,8 @@ func runConsume(ctx context.Context, cmd *cobra.Command, topics []string, f cons
 // that -e knows where it starts and ends; it also returns each partition's
 // end as of now: the high watermark, or for a read_committed reader the last
 // stable offset, beyond which it cannot read until open transactions end.
-func resolveOffsets(ctx context.Context, topics []string, only []int32, start startOffset, readCommitted bool) (map[string]map[int32]kgo.Offset, map[topicPartition]int64, error) {
-	adm, closeAdm, err := newAdmin()
+func resolveOffsets(ctx context.Context, client *clientFlags, topics []string, only []int32, start startOffset, readCommitted bool) (map[string]map[int32]kgo.Offset, map[topicPartition]int64, error) {
+	adm, closeAdm, err := client.newAdmin()
 	if err != nil {
 		return nil, nil, err
 	}

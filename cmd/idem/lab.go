@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -20,18 +21,21 @@ import (
 // code.
 var errNotMeasured = errors.New("lab: a mode could not be measured")
 
-func init() {
-	var (
-		scenario, modes, faults string
-		n                       int
-		seed                    int64
-		duration                time.Duration
-		asJSON                  bool
-		chart                   string
-		bootstrap               []string
-		dir                     string
-		breakHook               string
-	)
+// labFlags are the flags of `idem lab`.
+type labFlags struct {
+	scenario, modes, faults string
+	n                       int
+	seed                    int64
+	duration                time.Duration
+	asJSON                  bool
+	chart                   string
+	bootstrap               []string
+	dir                     string
+	breakHook               string
+}
+
+func newLabCmd() *cobra.Command {
+	var f labFlags
 	cmd := &cobra.Command{
 		Use:   "lab",
 		Short: "Measure what each delivery mode loses and duplicates under injected faults",
@@ -62,103 +66,139 @@ lab could not run), 3 when a mode could not be measured within --duration.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			fs, err := lab.ParseFaults(faults)
-			if err != nil {
-				return err
-			}
-			ms, err := lab.ParseModes(scenario, modes)
-			if err != nil {
-				return err
-			}
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
 			if !cmd.Flags().Changed("seed") {
-				seed = time.Now().UnixNano() % 1_000_000
+				f.seed = time.Now().UnixNano() % 1_000_000
 			}
-			cfg := lab.Config{
-				Scenario: scenario, Modes: ms, Faults: fs, N: n, Seed: seed, Duration: duration,
-				Bootstrap: bootstrap, Dir: dir, Break: breakHook,
-				Worker: lab.Command{Path: self, Args: []string{"lab-worker"}},
-				Broker: func(dataDir, addr string) lab.Command {
-					return lab.Command{Path: self, Args: []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr,
-						"--admin-addr", "", "--log-level", "warn", "-X", "group.initial.rebalance.delay.ms=0"}}
-				},
-			}
-			stderr := cmd.ErrOrStderr()
-			if f, ok := stderr.(*os.File); ok && isTerminal(f) {
-				cfg.Progress = progressBar(stderr)
-			}
-			rep, err := lab.Run(ctx, cfg)
-			if cfg.Progress != nil {
-				fmt.Fprint(stderr, "\r\033[K")
-			}
-			if err != nil {
-				return err
-			}
-			out := cmd.OutOrStdout()
-			if asJSON {
-				err = lab.WriteJSON(out, rep)
-			} else {
-				err = lab.WriteTable(out, rep)
-			}
-			if err != nil {
-				return err
-			}
-			if chart != "" {
-				f, err := os.Create(chart)
-				if err != nil {
-					return err
-				}
-				if err := lab.WriteSVG(f, rep); err != nil {
-					f.Close()
-					return err
-				}
-				if err := f.Close(); err != nil {
-					return err
-				}
-				fmt.Fprintf(stderr, "chart written to %s\n", chart)
-			}
-			switch {
-			case rep.Broken():
-				return errors.New("lab: a mode broke its own promise (see the verdicts)")
-			case rep.Incomplete():
-				fmt.Fprintln(stderr, "idem:", errNotMeasured)
-				os.Exit(3)
-			}
-			return nil
+			return runLab(ctx, cmd, f)
 		},
 	}
-	f := cmd.Flags()
-	f.StringVar(&scenario, "scenario", lab.ScenarioCharge, "charge or aggregate")
-	f.StringVar(&modes, "mode", "all", "comma-separated modes (charge: at-most-once, at-least-once, idempotent-consumer, exactly-once-txn, offsets-in-db; aggregate: at-least-once, offsets-in-db, exactly-once-txn)")
-	f.StringVar(&faults, "faults", "all", "comma-separated faults, all or none")
-	f.IntVarP(&n, "events", "n", 200, "events per mode")
-	f.Int64Var(&seed, "seed", 0, "seed of the fault plan (default: random, printed in the report)")
-	f.DurationVar(&duration, "duration", 2*time.Minute, "upper bound on each mode's run")
-	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
-	f.StringVar(&chart, "chart", "", "write an SVG bar chart of the table to this file")
-	f.StringSliceVar(&bootstrap, "bootstrap", nil, "run against this Kafka-compatible cluster instead of a broker of its own")
-	f.StringVar(&dir, "dir", "", "directory for the run's files (default: a temporary directory, kept only if a promise broke)")
+	fl := cmd.Flags()
+	fl.StringVar(&f.scenario, "scenario", lab.ScenarioCharge, strings.Join(lab.Scenarios(), " or "))
+	fl.StringVar(&f.modes, "mode", "all", "comma-separated modes ("+modesHelp()+")")
+	fl.StringVar(&f.faults, "faults", "all", "comma-separated faults, all or none")
+	fl.IntVarP(&f.n, "events", "n", 200, "events per mode")
+	fl.Int64Var(&f.seed, "seed", 0, "seed of the fault plan (default: random, printed in the report)")
+	fl.DurationVar(&f.duration, "duration", 2*time.Minute, "upper bound on each mode's run")
+	fl.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
+	fl.StringVar(&f.chart, "chart", "", "write an SVG bar chart of the table to this file")
+	fl.StringSliceVar(&f.bootstrap, "bootstrap", nil, "run against this Kafka-compatible cluster instead of a broker of its own")
+	fl.StringVar(&f.dir, "dir", "", "directory for the run's files (default: a temporary directory, kept only if a promise broke)")
 	// Hidden: deliberately break a mode (skip-dedupe, output-outside-txn,
 	// broker-duplicates, broker-loses-read) to watch a verdict turn red.
-	f.StringVar(&breakHook, "break", "", "deliberately break something, to see a verdict turn red")
-	_ = f.MarkHidden("break")
-	rootCmd.AddCommand(cmd)
+	fl.StringVar(&f.breakHook, "break", "", "deliberately break something, to see a verdict turn red")
+	_ = fl.MarkHidden("break")
+	return cmd
+}
 
-	rootCmd.AddCommand(&cobra.Command{
+// modesHelp lists each scenario's modes: "charge: a, b; aggregate: c".
+func modesHelp() string {
+	var parts []string
+	for _, sc := range lab.Scenarios() {
+		var ms []string
+		for _, m := range lab.ModesOf(sc) {
+			ms = append(ms, string(m))
+		}
+		parts = append(parts, sc+": "+strings.Join(ms, ", "))
+	}
+	return strings.Join(parts, "; ")
+}
+
+// runLab runs the lab, prints the report (and writes the chart), and turns
+// the verdicts into the exit status: 1 if a mode broke its promise, 3 if a
+// mode could not be measured.
+func runLab(ctx context.Context, cmd *cobra.Command, f labFlags) error {
+	cfg, err := labConfig(f)
+	if err != nil {
+		return err
+	}
+	stderr := cmd.ErrOrStderr()
+	if file, ok := stderr.(*os.File); ok && isTerminal(file) {
+		cfg.Progress = progressBar(stderr)
+	}
+	rep, err := lab.Run(ctx, cfg)
+	if cfg.Progress != nil {
+		fmt.Fprint(stderr, "\r\033[K")
+	}
+	if err != nil {
+		return err
+	}
+	if f.asJSON {
+		err = lab.WriteJSON(cmd.OutOrStdout(), rep)
+	} else {
+		err = lab.WriteTable(cmd.OutOrStdout(), rep)
+	}
+	if err != nil {
+		return err
+	}
+	if f.chart != "" {
+		if err := writeChart(f.chart, rep); err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "chart written to %s\n", f.chart)
+	}
+	switch {
+	case rep.Broken():
+		return errors.New("lab: a mode broke its own promise (see the verdicts)")
+	case rep.Incomplete():
+		return &exitError{code: 3, err: errNotMeasured}
+	}
+	return nil
+}
+
+// labConfig turns the flags into the lab's configuration: this binary is
+// the broker (idem serve) and the consumer (idem lab-worker).
+func labConfig(f labFlags) (lab.Config, error) {
+	fs, err := lab.ParseFaults(f.faults)
+	if err != nil {
+		return lab.Config{}, err
+	}
+	ms, err := lab.ParseModes(f.scenario, f.modes)
+	if err != nil {
+		return lab.Config{}, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return lab.Config{}, err
+	}
+	return lab.Config{
+		Scenario: f.scenario, Modes: ms, Faults: fs, N: f.n, Seed: f.seed, Duration: f.duration,
+		Bootstrap: f.bootstrap, Dir: f.dir, Break: f.breakHook,
+		Worker: lab.Command{Path: self, Args: []string{"lab-worker"}},
+		Broker: func(dataDir, addr string) lab.Command {
+			return lab.Command{Path: self, Args: []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr,
+				"--admin-addr", "", "--log-level", "warn", "-X", "group.initial.rebalance.delay.ms=0"}}
+		},
+	}, nil
+}
+
+// writeChart writes the report's SVG chart to path.
+func writeChart(path string, rep *lab.Report) error {
+	file, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if err := lab.WriteSVG(file, rep); err != nil {
+		file.Close()
+		return err
+	}
+	return file.Close()
+}
+
+// newLabWorkerCmd is the consumer process the lab starts; its exit status
+// is the worker's.
+func newLabWorkerCmd() *cobra.Command {
+	return &cobra.Command{
 		Use:    "lab-worker",
 		Short:  "The consumer process of idem lab (started by the lab, not by hand)",
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
 			if code := lab.WorkerMain(); code != 0 {
-				os.Exit(code)
+				return &exitError{code: code} // the worker said why
 			}
 			return nil
 		},
-	})
+	}
 }
 
 // progressBar draws one line on a terminal: the mode, a bar of events

@@ -26,8 +26,9 @@ type produceFlags struct {
 	timeout   time.Duration
 }
 
-func init() {
+func newProduceCmd() *cobra.Command {
 	var f produceFlags
+	var client *clientFlags
 	cmd := &cobra.Command{
 		Use:   "produce TOPIC",
 		Short: "Produce one record per line of standard input (kcat -P / rpk topic produce)",
@@ -42,7 +43,7 @@ The command exits non-zero if any record was not acknowledged.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return runProduce(ctx, cmd, args[0], f)
+			return runProduce(ctx, cmd, client, args[0], f)
 		},
 	}
 	fl := cmd.Flags()
@@ -51,8 +52,8 @@ The command exits non-zero if any record was not acknowledged.`,
 	fl.StringVar(&f.acks, "acks", "all", "all (-1): after fsync; 1: after write; 0: no answer")
 	fl.Int32VarP(&f.partition, "partition", "p", -1, "produce to this partition (default: hash of the key, or sticky without key)")
 	fl.DurationVar(&f.timeout, "timeout", 30*time.Second, "fail a record not acknowledged in this time (0: retry forever); an idempotent producer fails only records it can prove were not written")
-	addClientFlags(cmd)
-	rootCmd.AddCommand(cmd)
+	client = addClientFlags(cmd)
+	return cmd
 }
 
 func parseAcks(s string) (kgo.Acks, bool, error) {
@@ -79,7 +80,7 @@ func parseHeaders(hs []string) ([]kgo.RecordHeader, error) {
 	return out, nil
 }
 
-func runProduce(ctx context.Context, cmd *cobra.Command, topic string, f produceFlags) error {
+func runProduce(ctx context.Context, cmd *cobra.Command, client *clientFlags, topic string, f produceFlags) error {
 	acks, idempotent, err := parseAcks(f.acks)
 	if err != nil {
 		return err
@@ -105,7 +106,7 @@ func runProduce(ctx context.Context, cmd *cobra.Command, topic string, f produce
 	if f.partition >= 0 {
 		opts = append(opts, kgo.RecordPartitioner(kgo.ManualPartitioner()))
 	}
-	cl, err := newClient(opts...)
+	cl, err := client.newClient(opts...)
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ type serveFlags struct {
 	helpProps      bool
 }
 
-func init() {
+func newServeCmd() *cobra.Command {
 	var f serveFlags
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -64,7 +64,7 @@ in flight, fsyncs and closes its logs; a second signal exits at once.`,
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fl.StringVar(&f.logFormat, "log-format", "text", "text or json")
 	fl.BoolVar(&f.helpProps, "help-properties", false, "list every broker property with its type, default and meaning, and exit")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 func newLogger(level, format string) (*slog.Logger, error) {

@@ -17,7 +17,7 @@ import (
 // log batch by batch and, only when asked, repairs what a start refuses to
 // serve. Each command takes the data directory's lock, so it never runs
 // beside a broker.
-func storageCmd() *cobra.Command {
+func newStorageCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "storage",
 		Short: "Inspect and repair a stopped broker's data directory",
@@ -38,8 +38,6 @@ on an explicit request, put it right:
 	cmd.AddCommand(storageCheckCmd(), storageRepairCmd(), storageRecoverCatalogCmd())
 	return cmd
 }
-
-func init() { rootCmd.AddCommand(storageCmd()) }
 
 // withDataDir locks dir for the duration of fn.
 func withDataDir(dir string, fn func() error) error {
@@ -80,7 +78,7 @@ when something needs the operator (damage, a missing catalog, unserved data).`,
 				printCheck(cmd.OutOrStdout(), dataDir, c)
 			}
 			if c.Damaged() {
-				return exitError{code: 1}
+				return &exitError{code: 1}
 			}
 			return nil
 		},

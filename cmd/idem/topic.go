@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"slices"
 	"strings"
 	"text/tabwriter"
@@ -12,19 +13,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
-// topicCmd groups the rpk-style topic verbs.
-var topicCmd = &cobra.Command{
-	Use:   "topic",
-	Short: "Create, list, describe and delete topics",
+// newTopicCmd groups the rpk-style topic verbs.
+func newTopicCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "topic",
+		Short: "Create, list, describe and delete topics",
+	}
+	client := addClientFlags(cmd)
+	cmd.AddCommand(topicCreateCmd(client), topicListCmd(client), topicDescribeCmd(client), topicDeleteCmd(client))
+	return cmd
 }
 
-func init() {
-	addClientFlags(topicCmd)
-	topicCmd.AddCommand(topicCreateCmd(), topicListCmd(), topicDescribeCmd(), topicDeleteCmd())
-	rootCmd.AddCommand(topicCmd)
-}
-
-func topicCreateCmd() *cobra.Command {
+func topicCreateCmd(client *clientFlags) *cobra.Command {
 	var (
 		partitions int32
 		replicas   int16
@@ -43,7 +43,7 @@ func topicCreateCmd() *cobra.Command {
 				}
 				cfg[k] = kadm.StringPtr(v)
 			}
-			adm, done, err := newAdmin()
+			adm, done, err := client.newAdmin()
 			if err != nil {
 				return err
 			}
@@ -77,7 +77,7 @@ func topicCreateCmd() *cobra.Command {
 	return cmd
 }
 
-func topicListCmd() *cobra.Command {
+func topicListCmd(client *clientFlags) *cobra.Command {
 	var internal bool
 	cmd := &cobra.Command{
 		Use:     "list",
@@ -85,7 +85,7 @@ func topicListCmd() *cobra.Command {
 		Short:   "List topics",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			adm, done, err := newAdmin()
+			adm, done, err := client.newAdmin()
 			if err != nil {
 				return err
 			}
@@ -115,14 +115,14 @@ func topicListCmd() *cobra.Command {
 	return cmd
 }
 
-func topicDescribeCmd() *cobra.Command {
+func topicDescribeCmd(client *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "describe TOPIC...",
 		Short: "Describe topics: summary, configs and partitions with offsets",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, topics []string) error {
 			ctx := cmd.Context()
-			adm, done, err := newAdmin()
+			adm, done, err := client.newAdmin()
 			if err != nil {
 				return err
 			}
@@ -141,65 +141,65 @@ func topicDescribeCmd() *cobra.Command {
 				return err
 			}
 			w := cmd.OutOrStdout()
-			var missing []string
-			for i, name := range topics {
-				if i > 0 {
-					fmt.Fprintln(w)
-				}
-				t, ok := details[name]
-				if !ok || t.Err != nil {
-					msg := "not returned by the broker"
-					if ok {
-						msg = t.Err.Error()
+			return describeEach(w, topics,
+				func(name string) (kadm.TopicDetail, bool, error) {
+					t, ok := details[name]
+					return t, ok, t.Err
+				},
+				func(name string, t kadm.TopicDetail) error {
+					tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+					writeTopicSummary(tw, t)
+					writeTopicConfigs(tw, name, configs, cfgErr)
+					fmt.Fprintln(tw, "\nPARTITIONS\n==========")
+					fmt.Fprintln(tw, "PARTITION\tLEADER\tREPLICAS\tLOG-START-OFFSET\tHIGH-WATERMARK")
+					for _, p := range t.Partitions.Sorted() {
+						s, _ := starts.Lookup(name, p.Partition)
+						e, _ := ends.Lookup(name, p.Partition)
+						fmt.Fprintf(tw, "%d\t%d\t%v\t%d\t%d\n", p.Partition, p.Leader, p.Replicas, s.Offset, e.Offset)
 					}
-					fmt.Fprintf(w, "%s: %s\n", name, msg)
-					missing = append(missing, name)
-					continue
-				}
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintln(tw, "SUMMARY\n=======")
-				fmt.Fprintf(tw, "NAME\t%s\n", t.Topic)
-				// Kafka prints topic ids as unpadded URL-safe base64.
-				fmt.Fprintf(tw, "ID\t%s\n", base64.RawURLEncoding.EncodeToString(t.ID[:]))
-				fmt.Fprintf(tw, "PARTITIONS\t%d\n", len(t.Partitions))
-				fmt.Fprintf(tw, "REPLICAS\t%d\n", t.Partitions.NumReplicas())
-				fmt.Fprintln(tw, "\nCONFIGS\n=======")
-				fmt.Fprintln(tw, "KEY\tVALUE\tSOURCE")
-				if cfgErr != nil {
-					fmt.Fprintf(tw, "(unavailable: %v)\n", cfgErr)
-				} else if rc, err := configs.On(name, nil); err != nil || rc.Err != nil {
-					fmt.Fprintf(tw, "(unavailable: %v)\n", errors.Join(err, rc.Err))
-				} else {
-					cs := slices.Clone(rc.Configs)
-					slices.SortFunc(cs, func(a, b kadm.Config) int { return strings.Compare(a.Key, b.Key) })
-					for _, c := range cs {
-						fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Key, c.MaybeValue(), c.Source)
-					}
-				}
-				fmt.Fprintln(tw, "\nPARTITIONS\n==========")
-				fmt.Fprintln(tw, "PARTITION\tLEADER\tREPLICAS\tLOG-START-OFFSET\tHIGH-WATERMARK")
-				for _, p := range t.Partitions.Sorted() {
-					s, _ := starts.Lookup(name, p.Partition)
-					e, _ := ends.Lookup(name, p.Partition)
-					fmt.Fprintf(tw, "%d\t%d\t%v\t%d\t%d\n", p.Partition, p.Leader, p.Replicas, s.Offset, e.Offset)
-				}
-				tw.Flush()
-			}
-			if len(missing) > 0 {
-				return fmt.Errorf("could not describe %s", strings.Join(missing, ", "))
-			}
-			return nil
+					return tw.Flush()
+				})
 		},
 	}
 }
 
-func topicDeleteCmd() *cobra.Command {
+func writeTopicSummary(tw io.Writer, t kadm.TopicDetail) {
+	fmt.Fprintln(tw, "SUMMARY\n=======")
+	fmt.Fprintf(tw, "NAME\t%s\n", t.Topic)
+	// Kafka prints topic ids as unpadded URL-safe base64.
+	fmt.Fprintf(tw, "ID\t%s\n", base64.RawURLEncoding.EncodeToString(t.ID[:]))
+	fmt.Fprintf(tw, "PARTITIONS\t%d\n", len(t.Partitions))
+	fmt.Fprintf(tw, "REPLICAS\t%d\n", t.Partitions.NumReplicas())
+}
+
+// writeTopicConfigs lists the topic's configs, or says why they are
+// unavailable (the rest of the description is still useful).
+func writeTopicConfigs(tw io.Writer, name string, configs kadm.ResourceConfigs, cfgErr error) {
+	fmt.Fprintln(tw, "\nCONFIGS\n=======")
+	fmt.Fprintln(tw, "KEY\tVALUE\tSOURCE")
+	if cfgErr != nil {
+		fmt.Fprintf(tw, "(unavailable: %v)\n", cfgErr)
+		return
+	}
+	rc, err := configs.On(name, nil)
+	if err != nil || rc.Err != nil {
+		fmt.Fprintf(tw, "(unavailable: %v)\n", errors.Join(err, rc.Err))
+		return
+	}
+	cs := slices.Clone(rc.Configs)
+	slices.SortFunc(cs, func(a, b kadm.Config) int { return strings.Compare(a.Key, b.Key) })
+	for _, c := range cs {
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", c.Key, c.MaybeValue(), c.Source)
+	}
+}
+
+func topicDeleteCmd(client *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "delete TOPIC...",
 		Short: "Delete topics and their data",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, topics []string) error {
-			adm, done, err := newAdmin()
+			adm, done, err := client.newAdmin()
 			if err != nil {
 				return err
 			}
@@ -209,26 +209,21 @@ func topicDeleteCmd() *cobra.Command {
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			defer tw.Flush()
 			fmt.Fprintln(tw, "TOPIC\tSTATUS")
-			var failed []string
-			for _, t := range topics {
-				r, ok := resp[t]
-				status := "OK"
-				switch {
-				case !ok:
-					status = "not returned by the broker"
-					failed = append(failed, t)
-				case r.Err != nil:
-					status = errText(r.Err, r.ErrMessage)
-					failed = append(failed, t)
-				}
-				fmt.Fprintf(tw, "%s\t%s\n", t, status)
-			}
-			tw.Flush()
-			if len(failed) > 0 {
-				return fmt.Errorf("could not delete %s", strings.Join(failed, ", "))
-			}
-			return nil
+			return eachNamed("delete", topics,
+				func(name string) (kadm.DeleteTopicResponse, bool, error) {
+					r, ok := resp[name]
+					if ok && r.Err != nil {
+						return r, ok, errors.New(errText(r.Err, r.ErrMessage))
+					}
+					return r, ok, nil
+				},
+				func(name string, _ kadm.DeleteTopicResponse) error {
+					fmt.Fprintf(tw, "%s\tOK\n", name)
+					return nil
+				},
+				func(name, why string) { fmt.Fprintf(tw, "%s\t%s\n", name, why) })
 		},
 	}
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -10,22 +11,22 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 )
 
-// txnCmd shows the transaction coordinator's view: which transactional ids
-// exist, what state they are in and which partitions an open transaction
-// holds (and so which partitions' last stable offset it holds back).
-var txnCmd = &cobra.Command{
-	Use:     "txn",
-	Aliases: []string{"transaction", "transactions"},
-	Short:   "List and describe transactions",
+// newTxnCmd shows the transaction coordinator's view: which transactional
+// ids exist, what state they are in and which partitions an open
+// transaction holds (and so which partitions' last stable offset it holds
+// back).
+func newTxnCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "txn",
+		Aliases: []string{"transaction", "transactions"},
+		Short:   "List and describe transactions",
+	}
+	client := addClientFlags(cmd)
+	cmd.AddCommand(txnListCmd(client), txnDescribeCmd(client))
+	return cmd
 }
 
-func init() {
-	addClientFlags(txnCmd)
-	txnCmd.AddCommand(txnListCmd(), txnDescribeCmd())
-	rootCmd.AddCommand(txnCmd)
-}
-
-func txnListCmd() *cobra.Command {
+func txnListCmd(client *clientFlags) *cobra.Command {
 	var states []string
 	cmd := &cobra.Command{
 		Use:     "list",
@@ -33,7 +34,7 @@ func txnListCmd() *cobra.Command {
 		Short:   "List transactional ids: state, producer id/epoch, partitions, age and timeout",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			adm, done, err := newAdmin()
+			adm, done, err := client.newAdmin()
 			if err != nil {
 				return err
 			}
@@ -68,13 +69,13 @@ func txnListCmd() *cobra.Command {
 	return cmd
 }
 
-func txnDescribeCmd() *cobra.Command {
+func txnDescribeCmd(client *clientFlags) *cobra.Command {
 	return &cobra.Command{
 		Use:   "describe TRANSACTIONAL-ID...",
 		Short: "Describe transactional ids: state, producer id/epoch, partitions, age and timeout",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, ids []string) error {
-			adm, done, err := newAdmin()
+			adm, done, err := client.newAdmin()
 			if err != nil {
 				return err
 			}
@@ -85,44 +86,31 @@ func txnDescribeCmd() *cobra.Command {
 			}
 			w := cmd.OutOrStdout()
 			now := time.Now()
-			var failed []string
-			for i, id := range ids {
-				if i > 0 {
-					fmt.Fprintln(w)
-				}
-				d, ok := described[id]
-				switch {
-				case !ok:
-					fmt.Fprintf(w, "%s: not returned by the broker\n", id)
-					failed = append(failed, id)
-					continue
-				case d.Err != nil:
-					fmt.Fprintf(w, "%s: %v\n", id, d.Err)
-					failed = append(failed, id)
-					continue
-				}
-				tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-				fmt.Fprintf(tw, "TRANSACTIONAL-ID\t%s\n", d.TxnID)
-				fmt.Fprintf(tw, "STATE\t%s\n", d.State)
-				fmt.Fprintf(tw, "PRODUCER-ID\t%d\n", d.ProducerID)
-				fmt.Fprintf(tw, "EPOCH\t%d\n", d.ProducerEpoch)
-				fmt.Fprintf(tw, "TIMEOUT\t%s\n", time.Duration(d.TimeoutMillis)*time.Millisecond)
-				if d.StartTimestamp >= 0 {
-					fmt.Fprintf(tw, "STARTED\t%s (%s ago)\n", time.UnixMilli(d.StartTimestamp).UTC().Format(time.RFC3339Nano), txnAge(d, now))
-				} else {
-					fmt.Fprintf(tw, "STARTED\t-\n")
-				}
-				fmt.Fprintf(tw, "PARTITIONS\t%s\n", formatTopics(d.Topics))
-				if err := tw.Flush(); err != nil {
-					return err
-				}
-			}
-			if len(failed) > 0 {
-				return fmt.Errorf("could not describe %s", strings.Join(failed, ", "))
-			}
-			return nil
+			return describeEach(w, ids,
+				func(id string) (kadm.DescribedTransaction, bool, error) {
+					d, ok := described[id]
+					return d, ok, d.Err
+				},
+				func(_ string, d kadm.DescribedTransaction) error { return writeTxn(w, d, now) })
 		},
 	}
+}
+
+// writeTxn prints one transactional id's state.
+func writeTxn(w io.Writer, d kadm.DescribedTransaction, now time.Time) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "TRANSACTIONAL-ID\t%s\n", d.TxnID)
+	fmt.Fprintf(tw, "STATE\t%s\n", d.State)
+	fmt.Fprintf(tw, "PRODUCER-ID\t%d\n", d.ProducerID)
+	fmt.Fprintf(tw, "EPOCH\t%d\n", d.ProducerEpoch)
+	fmt.Fprintf(tw, "TIMEOUT\t%s\n", time.Duration(d.TimeoutMillis)*time.Millisecond)
+	if d.StartTimestamp >= 0 {
+		fmt.Fprintf(tw, "STARTED\t%s (%s ago)\n", time.UnixMilli(d.StartTimestamp).UTC().Format(time.RFC3339Nano), txnAge(d, now))
+	} else {
+		fmt.Fprintf(tw, "STARTED\t-\n")
+	}
+	fmt.Fprintf(tw, "PARTITIONS\t%s\n", formatTopics(d.Topics))
+	return tw.Flush()
 }
 
 func countPartitions(ts kadm.TopicsSet) int {

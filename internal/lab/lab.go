@@ -16,6 +16,16 @@
 // Every mode states its promise; the report says whether the run kept it.
 // A mode breaking its own promise is a failure; at-least-once duplicating
 // is not, since duplicating is what at-least-once means.
+//
+// Each delivery mode is one file (mode_*.go) and each scenario one file
+// (scenario_*.go) that registers its spec; registry.go holds the table of
+// which modes each scenario compares. The rest runs any spec the same way:
+// run.go (the modes in turn, verdicts, evidence), target.go (the broker
+// process, the fault proxies, the transaction probe), plan.go (the seeded
+// fault plan), produce.go (the producer and its faults), supervise.go (the
+// worker's incarnations and planned crashes), measure.go (counting effects,
+// the input check), worker.go (the consumer process's shared bookkeeping)
+// and report.go (table, JSON, chart).
 package lab
 
 import (
@@ -25,42 +35,9 @@ import (
 	"time"
 )
 
-// Mode is a delivery mode under test.
+// Mode is a delivery mode under test. Each has its own file (mode_*.go)
+// with its spec: producer, consumer loop, promise.
 type Mode string
-
-const (
-	// AtMostOnce commits the offset before processing; the producer makes
-	// one attempt with acks=1.
-	AtMostOnce Mode = "at-most-once"
-	// AtLeastOnce processes, then commits; the producer retries until
-	// acknowledged (acks=all) without idempotence: the textbook naive consumer.
-	AtLeastOnce Mode = "at-least-once"
-	// IdempotentConsumer is at-least-once plus the dedupe package (processed
-	// event ids in SQLite, in the same transaction as the consumer's own
-	// writes) plus the event id as the gateway's Idempotency-Key.
-	IdempotentConsumer Mode = "idempotent-consumer"
-	// OffsetsInDB keeps the consumer's offsets in the database transaction
-	// with its writes and the processed ids (dedupe.Consumer).
-	OffsetsInDB Mode = "offsets-in-db"
-	// ExactlyOnceTxn is transactional consume-transform-produce: the effect
-	// is a record in an output topic, committed with the input offsets in one
-	// Kafka transaction and read with read_committed.
-	ExactlyOnceTxn Mode = "exactly-once-txn"
-)
-
-// Scenarios and their modes, in the order the table lists them.
-const (
-	ScenarioCharge    = "charge"
-	ScenarioAggregate = "aggregate"
-)
-
-// ModesOf lists the modes of a scenario.
-func ModesOf(scenario string) []Mode {
-	if scenario == ScenarioAggregate {
-		return []Mode{AtLeastOnce, OffsetsInDB, ExactlyOnceTxn}
-	}
-	return []Mode{AtMostOnce, AtLeastOnce, IdempotentConsumer, ExactlyOnceTxn, OffsetsInDB}
-}
 
 // Fault is a kind of trouble the lab injects.
 type Fault string
@@ -115,6 +92,9 @@ func ParseFaults(s string) ([]Fault, error) {
 // ParseModes parses a comma-separated list of modes of scenario ("all" or "").
 func ParseModes(scenario, s string) ([]Mode, error) {
 	all := ModesOf(scenario)
+	if all == nil {
+		return nil, errUnknownScenario(scenario)
+	}
 	if s == "" || s == "all" {
 		return all, nil
 	}
@@ -320,33 +300,4 @@ func (r Report) Incomplete() bool {
 		}
 	}
 	return false
-}
-
-// promise returns what mode promises in scenario, and a judge of a result.
-func promise(scenario string, m Mode) (string, func(ModeResult) bool) {
-	noLoss := func(r ModeResult) bool { return r.Lost == 0 }
-	once := func(r ModeResult) bool { return r.Lost == 0 && r.DupEffects == 0 }
-	effect := "customer charged twice"
-	what := "offsets, ids and effects"
-	if scenario == ScenarioAggregate {
-		effect = "event counted twice"
-		what = "state, outputs and offsets"
-		once = func(r ModeResult) bool { return r.Lost == 0 && r.DupEffects == 0 && r.Drift == 0 }
-	}
-	switch m {
-	case AtMostOnce:
-		return "no " + effect + "; losing events is allowed", func(r ModeResult) bool { return r.DupEffects == 0 }
-	case AtLeastOnce:
-		return "no acknowledged event lost; duplicates allowed", noLoss
-	case IdempotentConsumer:
-		return "no acknowledged event lost, no " + effect + " (dedupe + idempotency key)", once
-	case OffsetsInDB:
-		return "no acknowledged event lost, no " + effect + " (" + what + " in one DB transaction)", once
-	case ExactlyOnceTxn:
-		if scenario == ScenarioAggregate {
-			return "no drift: every acknowledged event counted exactly once (" + what + " in one Kafka transaction)", once
-		}
-		return "every acknowledged event in the output exactly once (Kafka transaction, read_committed)", once
-	}
-	return "", func(ModeResult) bool { return false }
 }

@@ -203,3 +203,26 @@ func TestChargeAtLeastOnceCatchesABrokerThatLosesAReadRecord(t *testing.T) {
 		t.Fatalf("lost read not caught (or blamed on the log): %+v", m)
 	}
 }
+
+// A scenario and a mode registered only by the tests (tally_spec_test.go):
+// the sink is a file and the consumer reads its partitions without a
+// consumer group, keeping its positions in a file. The lab runs them like
+// its own, crashes included, and the report names the scenario's effect.
+func TestAScenarioAndANonGroupModeFromOneFileRunLikeTheLabsOwn(t *testing.T) {
+	cfg := testConfig(t, "tally", 20)
+	cfg.Faults = []lab.Fault{lab.FaultLostAck, lab.FaultConsumerCrash}
+	cfg.Duration = 45 * time.Second
+	rep := run(t, cfg)
+	if len(rep.Modes) != 2 {
+		t.Fatalf("modes: %+v", rep.Modes)
+	}
+	for _, m := range rep.Modes {
+		if m.Kept == nil || !*m.Kept || m.DupEffects == 0 || m.Faults[string(lab.FaultConsumerCrash)] == 0 {
+			t.Errorf("%s: want kept, with duplicates after a lost ack and a crash: %+v", m.Mode, m)
+		}
+	}
+	var buf strings.Builder
+	if err := lab.WriteTable(&buf, rep); err != nil || !strings.Contains(buf.String(), "DOUBLE TALLIES") || !strings.Contains(buf.String(), "assigned-partitions") {
+		t.Fatalf("table: %v\n%s", err, buf.String())
+	}
+}

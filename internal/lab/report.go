@@ -7,6 +7,7 @@ import (
 	"io"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -19,11 +20,13 @@ func WriteJSON(w io.Writer, rep *Report) error {
 	return enc.Encode(rep)
 }
 
-func effectName(scenario string) string {
-	if scenario == ScenarioAggregate {
-		return "DOUBLE COUNTS"
+// scenarioOf returns the spec of a report's scenario; a report of a
+// scenario this binary does not know gets the generic words.
+func scenarioOf(name string) *scenarioSpec {
+	if sc, ok := lookupScenario(name); ok {
+		return sc
 	}
-	return "DOUBLE CHARGES"
+	return &scenarioSpec{name: name, effectColumn: "DUPLICATE EFFECTS"}
 }
 
 // WriteTable writes the comparison table and, under it, each mode's promise
@@ -40,9 +43,10 @@ func WriteTable(w io.Writer, rep *Report) error {
 	}
 	fmt.Fprintf(w, "target: %s; %s in total\n\n", rep.Target, time.Duration(rep.Elapsed).Round(100*time.Millisecond))
 
-	head := []string{"MODE", "SENT", "ACKED", "LOST", "DUP DELIVERIES", effectName(rep.Scenario)}
-	if rep.Scenario == ScenarioAggregate {
-		head = append(head, "TRUE TOTAL", "COMPUTED", "DRIFT")
+	sc := scenarioOf(rep.Scenario)
+	head := []string{"MODE", "SENT", "ACKED", "LOST", "DUP DELIVERIES", sc.effectColumn}
+	for _, c := range sc.columns {
+		head = append(head, c.head)
 	}
 	head = append(head, "THROUGHPUT", "P50 LATENCY", "P99 LATENCY")
 	rows := [][]string{head}
@@ -55,9 +59,9 @@ func WriteTable(w io.Writer, rep *Report) error {
 			rows = append(rows, row)
 			continue
 		}
-		row = append(row, itoa(m.Sent), itoa(m.Acked), itoa(m.Lost), itoa(m.DupDeliveries), itoa(m.DupEffects))
-		if rep.Scenario == ScenarioAggregate {
-			row = append(row, fmt.Sprint(m.TrueTotal), fmt.Sprint(m.ComputedTotal), fmt.Sprintf("%+d", m.Drift))
+		row = append(row, strconv.Itoa(m.Sent), strconv.Itoa(m.Acked), strconv.Itoa(m.Lost), strconv.Itoa(m.DupDeliveries), strconv.Itoa(m.DupEffects))
+		for _, c := range sc.columns {
+			row = append(row, c.value(m))
 		}
 		row = append(row, fmt.Sprintf("%.1f/s", m.Throughput), fmtLatency(time.Duration(m.P50)), fmtLatency(time.Duration(m.P99)))
 		rows = append(rows, row)
@@ -67,7 +71,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "MODE\tPROMISE\tVERDICT")
 	for _, m := range rep.Modes {
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Mode, m.Promise, verdictLine(rep.Scenario, m))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", m.Mode, m.Promise, verdictLine(m))
 	}
 	if err := tw.Flush(); err != nil {
 		return err
@@ -80,7 +84,7 @@ func WriteTable(w io.Writer, rep *Report) error {
 		fmt.Fprintf(w, "%s: faults injected: %s; input topic: %s\n", m.Mode, faultCounts(m.Faults), m.Log)
 	}
 	fmt.Fprintln(w, "\nLOST = acknowledged events with no effect; DUP DELIVERIES = deliveries to the consumer beyond the first;")
-	fmt.Fprintf(w, "%s = effects beyond the first per event, counted where they happen;\n", effectName(rep.Scenario))
+	fmt.Fprintf(w, "%s = effects beyond the first per event, counted where they happen;\n", sc.effectColumn)
 	fmt.Fprintln(w, "THROUGHPUT = distinct events effected per second from the first send to the last effect, faults included;")
 	fmt.Fprintln(w, "LATENCY = from the send to the first effect (the charge, the applied total, the committed output record).")
 	if rep.Artifacts != "" {
@@ -111,7 +115,9 @@ func writeAligned(w io.Writer, rows [][]string) {
 	}
 }
 
-func verdictLine(scenario string, m ModeResult) string {
+// verdictLine is the verdict under the table: why a promise broke, or, for a
+// kept promise, the loss or duplicates it allows if they happened.
+func verdictLine(m ModeResult) string {
 	if m.Kept == nil {
 		return m.Verdict
 	}
@@ -132,10 +138,14 @@ func verdictLine(scenario string, m ModeResult) string {
 		}
 		return "BROKEN: " + strings.Join(why, ", ")
 	}
+	var allows promiseSpec
+	if spec, ok := lookupMode(m.Mode); ok {
+		allows = spec.promise
+	}
 	switch {
-	case m.Mode == AtLeastOnce && m.DupEffects > 0:
+	case allows.mayDuplicate && m.DupEffects > 0:
 		return fmt.Sprintf("kept (%s: allowed, and what this mode costs)", dups)
-	case m.Mode == AtMostOnce && m.Lost > 0:
+	case allows.mayLose && m.Lost > 0:
 		return fmt.Sprintf("kept (%d events lost: allowed, and what this mode costs)", m.Lost)
 	}
 	return "kept"
@@ -173,7 +183,7 @@ func WriteSVG(w io.Writer, rep *Report) error {
 	}{
 		{"lost (acknowledged, no effect)", "#d62728", func(m ModeResult) int { return m.Lost }},
 		{"duplicate deliveries", "#ff7f0e", func(m ModeResult) int { return m.DupDeliveries }},
-		{strings.ToLower(effectName(rep.Scenario)), "#9467bd", func(m ModeResult) int { return m.DupEffects }},
+		{strings.ToLower(scenarioOf(rep.Scenario).effectColumn), "#9467bd", func(m ModeResult) int { return m.DupEffects }},
 	}
 	maxV := 1
 	for _, m := range rep.Modes {

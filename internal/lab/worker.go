@@ -4,14 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"sync"
 	"syscall"
 	"time"
@@ -31,11 +27,11 @@ type WorkerSpec struct {
 	Mode     Mode     `json:"mode"`
 	Brokers  []string `json:"brokers"`
 	Topic    string   `json:"topic"`
-	Output   string   `json:"output,omitempty"` // exactly-once-txn: the ledger/totals topic
+	Output   string   `json:"output,omitempty"` // the output topic, for modes whose effects are records in it
 	Group    string   `json:"group"`
 	TxnID    string   `json:"txn_id,omitempty"`
-	Gateway  string   `json:"gateway,omitempty"`
-	DB       string   `json:"db,omitempty"` // SQLite file
+	Sink     string   `json:"sink,omitempty"` // where the scenario's effects go: the charge scenario's gateway URL
+	DB       string   `json:"db,omitempty"`   // SQLite file
 	// Deliveries is the file each delivery (and, for transactions, each
 	// commit) is appended to, one JSON line per write(2), which a SIGKILL
 	// cannot tear.
@@ -53,7 +49,7 @@ type WorkerSpec struct {
 	Via string `json:"via,omitempty"`
 }
 
-// Event is the input record of both scenarios (JSON value, id also in the
+// Event is the input record of every scenario (JSON value, id also in the
 // dedupe.DefaultKeyHeader header).
 type Event struct {
 	ID       string `json:"id"`
@@ -88,18 +84,23 @@ func WorkerMain() int {
 		return 1
 	}
 	defer w.close()
-	if err := w.run(ctx); err != nil {
+	if err := w.mode.consume(ctx, w); err != nil {
 		fmt.Fprintln(os.Stderr, "lab worker:", err)
 		return 1
 	}
 	return 0
 }
 
+// worker is one incarnation of the consumer process: the mode's consumer
+// loop runs on it, and it keeps the bookkeeping every loop shares (the
+// deliveries file, the crash point, how far the input is settled).
 type worker struct {
-	spec WorkerSpec
-	out  *os.File
-	db   *dedupe.SQLite
-	n    int // deliveries in this incarnation
+	spec     WorkerSpec
+	mode     *modeSpec
+	scenario *scenarioSpec
+	out      *os.File
+	db       *dedupe.SQLite
+	n        int // deliveries in this incarnation
 	// crashPending: the planned crash point was reached (see delivered).
 	crashPending bool
 
@@ -108,23 +109,29 @@ type worker struct {
 	end map[int32]int64
 }
 
+// newWorker opens the deliveries file and, if the mode or the scenario
+// keeps one, the consumer's database with the scenario's tables.
 func newWorker(spec WorkerSpec) (*worker, error) {
+	mode, ok := lookupMode(spec.Mode)
+	if !ok {
+		return nil, fmt.Errorf("unknown mode %q", spec.Mode)
+	}
+	scenario, ok := lookupScenario(spec.Scenario)
+	if !ok {
+		return nil, errUnknownScenario(spec.Scenario)
+	}
 	out, err := os.OpenFile(spec.Deliveries, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{spec: spec, out: out, pos: map[int32]int64{}}
+	w := &worker{spec: spec, mode: mode, scenario: scenario, out: out, pos: map[int32]int64{}}
 	if spec.DB != "" {
 		w.db, err = dedupe.OpenSQLite(context.Background(), spec.DB, dedupe.Config{Consumer: "lab-" + string(spec.Mode), Retention: -1})
 		if err != nil {
 			out.Close()
 			return nil, err
 		}
-		for _, ddl := range []string{
-			`CREATE TABLE IF NOT EXISTS charges (event_id TEXT NOT NULL, customer TEXT NOT NULL, cents INTEGER NOT NULL)`,
-			`CREATE TABLE IF NOT EXISTS totals (customer TEXT PRIMARY KEY, cents INTEGER NOT NULL)`,
-			`CREATE TABLE IF NOT EXISTS applied (event_id TEXT NOT NULL, customer TEXT NOT NULL, total INTEGER NOT NULL, at_ns INTEGER NOT NULL)`,
-		} {
+		for _, ddl := range scenario.schema {
 			if _, err := w.db.DB().Exec(ddl); err != nil {
 				w.close()
 				return nil, err
@@ -168,6 +175,8 @@ func (w *worker) delivered(r *kgo.Record, e Event) bool {
 	return w.crashPending
 }
 
+// settled records that the consumer is finished with r (its effect done, or
+// deliberately skipped); done compares these positions with the end.
 func (w *worker) settled(r *kgo.Record) {
 	w.mu.Lock()
 	if r.Offset+1 > w.pos[r.Partition] {
@@ -226,16 +235,6 @@ func (w *worker) groupOpts() []kgo.Opt {
 	return append(w.clientOpts(), kgo.ConsumeTopics(w.spec.Topic), kgo.ConsumerGroup(w.spec.Group))
 }
 
-func (w *worker) run(ctx context.Context) error {
-	switch w.spec.Mode {
-	case OffsetsInDB:
-		return w.runOffsetsInDB(ctx)
-	case ExactlyOnceTxn:
-		return w.runTxn(ctx)
-	}
-	return w.runGroup(ctx)
-}
-
 // loadCommitted starts the positions at the group's committed offsets, so
 // an incarnation that has nothing left to do knows it.
 func (w *worker) loadCommitted(ctx context.Context, cl *kgo.Client) error {
@@ -251,9 +250,34 @@ func (w *worker) loadCommitted(ctx context.Context, cl *kgo.Client) error {
 	return nil
 }
 
-// runGroup is the consumer of the modes that commit offsets to the group:
-// at-most-once, at-least-once and the idempotent consumer.
-func (w *worker) runGroup(ctx context.Context) error {
+// apply is the scenario's effect of e with nothing tying it to the offset
+// commit (key "" = no idempotency key).
+func (w *worker) apply(ctx context.Context, e Event, key string) error {
+	return w.scenario.apply(ctx, w, e, key)
+}
+
+// applyInTx is the scenario's effect of e inside tx, the transaction that
+// also records e as processed (and, for offsets-in-db, its offset). The
+// planned crash comes after the effect and before that transaction commits.
+func (w *worker) applyInTx(ctx context.Context, tx *sql.Tx, e Event) error {
+	if err := w.scenario.applyInTx(ctx, w, tx, e); err != nil {
+		return err
+	}
+	if w.crashPending {
+		crash() // effect done, transaction (claim, offset) never commits
+	}
+	return nil
+}
+
+// handleRecord is what a mode that commits to the consumer group does with
+// one delivered event. commit commits its offset; crashHere says the planned
+// crash point was reached. Returning an error ends the incarnation.
+type handleRecord func(ctx context.Context, w *worker, e Event, crashHere bool, commit func() error) error
+
+// consumeCommitting is the consumer loop of the modes that commit offsets to
+// the consumer group one record at a time, each placing its effect and its
+// crash point around the commit in its own way (handle).
+func (w *worker) consumeCommitting(ctx context.Context, handle handleRecord) error {
 	cl, err := kgo.NewClient(append(w.groupOpts(), kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll())...)
 	if err != nil {
 		return err
@@ -276,184 +300,14 @@ func (w *worker) runGroup(ctx context.Context) error {
 				continue
 			}
 			crashHere := w.delivered(r, e)
-			commit := func() error { return cl.CommitRecords(ctx, r) }
-			switch w.spec.Mode {
-			case AtMostOnce:
-				// Commit first. If the commit fails the record is skipped:
-				// processing it could not be undone if the commit had in
-				// fact gone through.
-				if err := commit(); err != nil {
-					w.settled(r)
-					continue
-				}
-				if crashHere {
-					crash() // committed, effect never happens: lost
-				}
-				if err := w.effect(ctx, e, ""); err != nil {
-					return err
-				}
-			case AtLeastOnce:
-				if err := w.effect(ctx, e, ""); err != nil {
-					return err
-				}
-				if crashHere {
-					crash() // effect happened, commit never does: redelivered
-				}
-				_ = commit() // a failed commit means a redelivery later, which at-least-once allows
-			case IdempotentConsumer:
-				if err := w.idempotent(ctx, e, crashHere); err != nil {
-					return err
-				}
-				_ = commit()
+			if err := handle(ctx, w, e, crashHere, func() error { return cl.CommitRecords(ctx, r) }); err != nil {
+				return err
 			}
 			w.settled(r)
 		}
 		cl.AllowRebalance()
 	}
 	return nil
-}
-
-// effect is the side effect of one event without a database transaction:
-// a charge (key "" = no idempotency key), or an update of the running total
-// followed by nothing that would make it atomic with the offset commit.
-func (w *worker) effect(ctx context.Context, e Event, key string) error {
-	if w.spec.Scenario == ScenarioAggregate {
-		return w.addToTotal(ctx, nil, e)
-	}
-	return PostCharge(ctx, w.spec.Gateway, Charge{EventID: e.ID, Customer: e.Customer, Cents: e.Cents}, key)
-}
-
-// addToTotal adds e to its key's total and records the output (the new
-// total) in tx, or in a transaction of its own when tx is nil.
-func (w *worker) addToTotal(ctx context.Context, tx *sql.Tx, e Event) error {
-	own := tx == nil
-	if own {
-		var err error
-		if tx, err = w.db.DB().BeginTx(ctx, nil); err != nil {
-			return err
-		}
-		defer tx.Rollback()
-	}
-	var total int64
-	err := tx.QueryRowContext(ctx, `INSERT INTO totals (customer, cents) VALUES (?, ?)
-		ON CONFLICT (customer) DO UPDATE SET cents = cents + excluded.cents RETURNING cents`, e.Customer, e.Cents).Scan(&total)
-	if err == nil {
-		_, err = tx.ExecContext(ctx, `INSERT INTO applied (event_id, customer, total, at_ns) VALUES (?, ?, ?, ?)`, e.ID, e.Customer, total, time.Now().UnixNano())
-	}
-	if err == nil && own {
-		err = tx.Commit()
-	}
-	return err
-}
-
-// idempotent is the textbook "processed ids" consumer done right: claim the
-// event id, call the gateway with the id as its idempotency key, record the
-// charge, all in one database transaction (dedupe.Process). A crash after
-// the gateway call rolls the claim back; the redelivery calls the gateway
-// again with the same key and the gateway replays instead of charging.
-func (w *worker) idempotent(ctx context.Context, e Event, crashHere bool) error {
-	if w.spec.Break == BreakSkipDedupe {
-		// Deliberately broken: no processed-id check, no idempotency key.
-		if err := w.effect(ctx, e, ""); err != nil {
-			return err
-		}
-		if crashHere {
-			crash()
-		}
-		return nil
-	}
-	return retry(ctx, func() error {
-		_, err := w.db.Process(ctx, e.ID, func(ctx context.Context, tx *sql.Tx) error {
-			return w.handle(ctx, tx, e)
-		})
-		return err
-	})
-}
-
-// handle is the in-transaction handler of the database-backed modes.
-func (w *worker) handle(ctx context.Context, tx *sql.Tx, e Event) error {
-	if w.spec.Scenario == ScenarioAggregate {
-		if err := w.addToTotal(ctx, tx, e); err != nil {
-			return err
-		}
-	} else {
-		if err := PostCharge(ctx, w.spec.Gateway, Charge{EventID: e.ID, Customer: e.Customer, Cents: e.Cents}, e.ID); err != nil {
-			return err
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO charges (event_id, customer, cents) VALUES (?, ?, ?)`, e.ID, e.Customer, e.Cents); err != nil {
-			return err
-		}
-	}
-	if w.crashPending {
-		crash() // effect done, transaction (claim, offset) never commits
-	}
-	return nil
-}
-
-// runOffsetsInDB uses dedupe.Consumer: offsets, processed ids and the
-// handler's writes commit in one SQLite transaction.
-func (w *worker) runOffsetsInDB(ctx context.Context) error {
-	rows, err := w.db.DB().QueryContext(ctx, `SELECT partition_id, next_offset FROM idem_processed_offsets WHERE consumer_group = ? AND topic = ?`, w.spec.Group, w.spec.Topic)
-	if err == nil {
-		for rows.Next() {
-			var p int32
-			var next int64
-			if rows.Scan(&p, &next) == nil {
-				w.pos[p] = next
-			}
-		}
-		rows.Close()
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	defer func() { cancel(); wg.Wait() }() // the watcher ends when ctx does
-	wg.Add(1)
-	go func() { // stop once everything is settled
-		defer wg.Done()
-		for !w.done() {
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		cancel()
-	}()
-	c, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{
-		Store: w.db, Group: w.spec.Group, Topics: []string{w.spec.Topic},
-		ClientOpts:   w.clientOpts(),
-		RetryBackoff: 100 * time.Millisecond,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Handler: func(ctx context.Context, tx *sql.Tx, r *kgo.Record) error {
-			var e Event
-			if err := json.Unmarshal(r.Value, &e); err != nil {
-				return dedupe.Permanent(err)
-			}
-			w.delivered(r, e)
-			return w.handle(ctx, tx, e)
-		},
-		OnResult: func(r *kgo.Record, res dedupe.Result) {
-			if res.Status == dedupe.Duplicate {
-				// Suppressed before the handler ran: still a delivery.
-				var e Event
-				if json.Unmarshal(r.Value, &e) == nil {
-					w.delivered(r, e)
-				}
-			}
-			w.settled(r)
-		},
-	})
-	if err != nil {
-		return err
-	}
-	err = c.Run(ctx)
-	if w.done() {
-		return nil
-	}
-	if err == nil {
-		err = errors.New("consumer stopped before the end")
-	}
-	return err
 }
 
 // retry runs f until it succeeds or ctx ends, for operations that must
@@ -475,136 +329,3 @@ func retry(ctx context.Context, f func() error) error {
 		}
 	}
 }
-
-// Total is an output record of the transactional aggregate: the running
-// total of a customer after an event. The output topic is the state's
-// changelog too, so state, outputs and input offsets commit in one
-// transaction.
-type Total struct {
-	EventID  string `json:"event_id"`
-	Customer string `json:"customer"`
-	Total    int64  `json:"total"`
-}
-
-// restoreTotals rebuilds the running totals from the committed output: the
-// last total of each customer.
-func restoreTotals(ctx context.Context, brokers []string, topic string) (map[string]int64, error) {
-	vs, err := drainCommitted(ctx, brokers, topic)
-	if err != nil {
-		return nil, fmt.Errorf("restore totals: %w", err)
-	}
-	totals := map[string]int64{}
-	for _, v := range vs {
-		var t Total
-		if json.Unmarshal(v, &t) == nil {
-			totals[t.Customer] = t.Total
-		}
-	}
-	return totals, nil
-}
-
-// runTxn is transactional consume-transform-produce (franz-go's
-// GroupTransactSession): each polled batch's ledger records and its input
-// offsets commit in one Kafka transaction. A crash before End leaves the
-// transaction open; the next incarnation, with the same transactional id,
-// fences it and it aborts, so its ledger records are never visible to a
-// read_committed reader and its inputs are consumed again.
-func (w *worker) runTxn(ctx context.Context) error {
-	sess, err := kgo.NewGroupTransactSession(append(w.groupOpts(),
-		kgo.TransactionalID(w.spec.TxnID),
-		kgo.TransactionTimeout(10*time.Second),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.DefaultProduceTopic(w.spec.Output),
-	)...)
-	if err != nil {
-		return err
-	}
-	defer sess.Close()
-	// Initialise the transactional producer id now: that fences the
-	// previous incarnation and aborts the transaction it left open. Done
-	// lazily (at the first produce), the stable offset fetch below would
-	// wait for that very transaction until it timed out.
-	if err := retry(ctx, func() error { _, _, err := sess.Client().ProducerID(ctx); return err }); err != nil {
-		return err
-	}
-	if err := retry(ctx, func() error { return w.loadCommitted(ctx, sess.Client()) }); err != nil {
-		return err
-	}
-	var totals map[string]int64 // aggregate: the running totals, restored from the output
-	var outside *kgo.Client     // BreakOutputOutsideTxn: the plain producer
-	if w.spec.Break == BreakOutputOutsideTxn {
-		if outside, err = kgo.NewClient(kgo.SeedBrokers(w.spec.Brokers...), kgo.DefaultProduceTopic(w.spec.Output)); err != nil {
-			return err
-		}
-		defer outside.Close()
-	}
-	for !w.done() {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		pctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		fs := sess.PollRecords(pctx, 100)
-		cancel()
-		recs := fs.Records()
-		if len(recs) == 0 {
-			continue
-		}
-		if err := sess.Begin(); err != nil {
-			return err
-		}
-		if w.spec.Scenario == ScenarioAggregate && totals == nil {
-			// The first poll fetched the group's offsets with
-			// RequireStable (franz-go always asks for it), so every earlier transaction is resolved and
-			// the committed output is exactly the state those offsets
-			// belong to.
-			if totals, err = restoreTotals(ctx, w.spec.Brokers, w.spec.Output); err != nil {
-				return err
-			}
-		}
-		var ids []string
-		for _, r := range recs {
-			var e Event
-			if json.Unmarshal(r.Value, &e) != nil {
-				continue
-			}
-			crashHere := w.delivered(r, e)
-			var v []byte
-			if totals != nil {
-				totals[e.Customer] += e.Cents
-				v, _ = json.Marshal(Total{EventID: e.ID, Customer: e.Customer, Total: totals[e.Customer]})
-			} else {
-				v, _ = json.Marshal(Charge{EventID: e.ID, Customer: e.Customer, Cents: e.Cents})
-			}
-			out := &kgo.Record{Key: []byte(e.Customer), Value: v}
-			if outside != nil {
-				if err := outside.ProduceSync(ctx, out).FirstErr(); err != nil {
-					return err
-				}
-			} else {
-				sess.Produce(ctx, out, nil)
-			}
-			ids = append(ids, e.ID)
-			if crashHere {
-				_ = sess.Client().Flush(ctx) // the ledger records reach the broker, uncommitted
-				crash()
-			}
-		}
-		committed, err := sess.End(ctx, kgo.TryCommit)
-		if err != nil {
-			// Not retryable (franz-go's contract): this incarnation ends
-			// and the next one fences whatever it left open.
-			return fmt.Errorf("end transaction: %w", err)
-		}
-		if committed {
-			w.emit(deliveryLine{Committed: ids})
-			for _, r := range recs {
-				w.settled(r)
-			}
-		} else {
-			totals = nil // aborted: consumption rewinds, so does the state
-		}
-	}
-	return nil
-}
-
-func itoa(n int) string { return strconv.Itoa(n) }
