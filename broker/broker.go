@@ -249,6 +249,14 @@ func (b *Broker) Start() (err error) {
 		}
 	}
 	maxConns := connectionLimit(int(b.conf.Int("max.connections")), b.log)
+	// One budget for what connections buffer: large request frames and
+	// the records of Fetch answers not yet written. It is at least the
+	// largest frame, which must always be able to get through.
+	var budget *kafka.Budget
+	if q := b.conf.Int("queued.max.request.bytes"); q > 0 {
+		budget = kafka.NewBudget(max(q, b.conf.Int("socket.request.max.bytes")))
+		env.Memory = budget
+	}
 	srv := kafka.NewServer(kafka.Config{
 		Env:             env,
 		MaxRequestBytes: int32(b.conf.Int("socket.request.max.bytes")),
@@ -256,10 +264,9 @@ func (b *Broker) Start() (err error) {
 		Metrics:         kafka.NewMetrics(b.reg),
 		Logger:          b.log,
 
-		MaxConnections:          maxConns,
-		MaxConnectionsPerIP:     int(b.conf.Int("max.connections.per.ip")),
-		QueuedMaxRequestBytes:   max(0, b.conf.Int("queued.max.request.bytes")),
-		MaxResponseBytesPerConn: b.conf.Int("idem.connection.max.response.bytes"),
+		MaxConnections:      maxConns,
+		MaxConnectionsPerIP: int(b.conf.Int("max.connections.per.ip")),
+		Budget:              budget,
 	})
 	env.Closing = srv.Closing()
 	b.registerMetrics(parts, disk)

@@ -105,9 +105,7 @@ var registry = []*Property{
 	{Name: "max.connections.per.ip", Type: Int, Default: strconv.Itoa(maxInt32), Min: 0, Max: maxInt32,
 		Doc: "Most connections open at once from one client IP address; a connection beyond it is closed at accept."},
 	{Name: "queued.max.request.bytes", Type: Long, Default: "268435456", Min: -1, Max: math.MaxInt64,
-		Doc: "Broker-wide budget for request frames larger than 64 KiB between reading their size and handling them; a connection that cannot get budget waits instead of allocating. At least socket.request.max.bytes. -1 means unlimited (Kafka's default; idem bounds it by default)."},
-	{Name: "idem.connection.max.response.bytes", Type: Long, Default: "67108864", Min: 0, Max: math.MaxInt64,
-		Doc: "Response bytes one connection may have waiting to be written (a Fetch counts its largest possible response); a client pipelining requests without reading answers stops being read. One request is always admitted. 0 means unlimited."},
+		Doc: "Broker-wide memory budget for what connections buffer: request frames larger than 64 KiB take it from reading their size until they are handled (a connection that cannot get it waits instead of allocating), and Fetch answers take it for the records they read until they are written (when it is spent, fetches answer with fewer or no records and clients ask again). At least socket.request.max.bytes. -1 means unlimited (Kafka's default; idem bounds it by default)."},
 
 	// Topics.
 	{Name: "num.partitions", Type: Int, Default: "1", Min: 1, Max: 100000,

@@ -41,6 +41,9 @@ const (
 	// queueDepth bounds responses waiting on a connection; a client pipelining
 	// more than this waits for its oldest answers (backpressure, not memory).
 	queueDepth = 128
+	// writeTimeout bounds one write of responses to a client that stopped
+	// reading (connections.max.idle.ms, if shorter, wins).
+	writeTimeout = time.Minute
 )
 
 // conn is one client connection: a reader (the serve goroutine) and a writer.
@@ -56,11 +59,6 @@ type conn struct {
 	queue      chan *pending // reader → writer, in request order
 	writerDone chan struct{}
 	stopped    atomic.Bool // set by stopReading (server shutdown)
-
-	// respBytes is the response bytes reserved by requests handled but not
-	// yet written; respFreed wakes a reader waiting for it to fall.
-	respBytes atomic.Int64
-	respFreed chan struct{}
 }
 
 // pending is a response on its way to the writer.
@@ -72,8 +70,7 @@ type pending struct {
 	deferred *api.Deferred
 	raw      []byte // a pre-encoded body (the v0 ApiVersions fallback); resp is nil then
 	start    time.Time
-	lose     bool  // injected fault: close the connection instead of writing this response
-	reserved int64 // response bytes counted against the connection's bound
+	lose     bool // injected fault: close the connection instead of writing this response
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -88,7 +85,6 @@ func newConn(s *Server, nc net.Conn) *conn {
 		cancel:     cancel,
 		queue:      make(chan *pending, queueDepth),
 		writerDone: make(chan struct{}),
-		respFreed:  make(chan struct{}, 1),
 	}
 }
 
@@ -174,81 +170,21 @@ func (c *conn) readLoop() error {
 // size bytes before any of it is read. Frames up to firstChunk need none:
 // they are bounded by the connection count.
 func (c *conn) acquireRequestBudget(size int32) (int64, error) {
-	if c.s.budget == nil || size <= firstChunk || size > c.s.cfg.MaxRequestBytes {
+	if c.s.cfg.Budget == nil || size <= firstChunk || size > c.s.cfg.MaxRequestBytes {
 		return 0, nil // an oversized frame is refused by readFrame
 	}
 	n := int64(size)
-	if !c.s.budget.TryAcquire(n) {
+	waited, err := c.s.cfg.Budget.Acquire(c.ctx, n)
+	if waited {
 		c.s.cfg.Metrics.waited("request")
-		if err := c.s.budget.Acquire(c.ctx, n); err != nil {
-			return 0, err
-		}
+	}
+	if err != nil {
+		return 0, err
 	}
 	return n, nil
 }
 
-func (s *Server) releaseRequestBudget(n int64) {
-	if n > 0 {
-		s.budget.Release(n)
-	}
-}
-
-// reserveResponse counts need bytes against the connection's response bound,
-// waiting while earlier responses fill it (at least one is always admitted).
-func (c *conn) reserveResponse(need int64) error {
-	limit := c.s.cfg.MaxResponseBytesPerConn
-	if limit <= 0 || need <= 0 {
-		return nil
-	}
-	waited := false
-	for {
-		cur := c.respBytes.Load()
-		if cur == 0 || cur+need <= limit {
-			c.respBytes.Add(need)
-			return nil
-		}
-		if !waited {
-			c.s.cfg.Metrics.waited("response")
-			waited = true
-		}
-		select {
-		case <-c.respFreed:
-		case <-c.ctx.Done():
-			return c.ctx.Err()
-		}
-	}
-}
-
-func (c *conn) releaseResponse(n int64) {
-	if n <= 0 {
-		return
-	}
-	c.respBytes.Add(-n)
-	select {
-	case c.respFreed <- struct{}{}:
-	default:
-	}
-}
-
-// responseEstimate is the most a response may hold: a Fetch is counted at the
-// largest size it may grow to (its MaxBytes, capped by fetch.max.bytes, plus
-// one batch beyond, as KIP-74 allows); other responses are small.
-func (c *conn) responseEstimate(req kmsg.Request) int64 {
-	f, ok := req.(*kmsg.FetchRequest)
-	if !ok {
-		return 0
-	}
-	n := int64(f.MaxBytes)
-	if env := c.s.cfg.Env; env != nil && env.Config != nil {
-		if limit := env.Config.Int("fetch.max.bytes"); n <= 0 || n > limit {
-			n = limit
-		}
-	}
-	if n <= 0 {
-		n = 50 << 20
-	}
-	return n + 1<<20
-}
+func (s *Server) releaseRequestBudget(n int64) { s.cfg.Budget.Release(n) }
 
 // readFrame reads a frame body of the given declared size, never allocating much
 // beyond what has actually arrived.
@@ -340,10 +276,6 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 	} else {
 		c.info.ClientID = ""
 	}
-	reserved := c.responseEstimate(req)
-	if err := c.reserveResponse(reserved); err != nil {
-		return nil, err
-	}
 	fault := c.s.fault(key, req)
 	if fault.Delay > 0 {
 		select {
@@ -357,25 +289,23 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 	}
 	resp, err := c.call(h, req)
 	if err != nil {
-		c.releaseResponse(reserved)
 		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
 	}
 	if fault.LoseResponse {
 		if resp == nil {
 			return nil, fmt.Errorf("injected fault: closing after %s", kmsg.NameForKey(key))
 		}
-		p := &pending{corr: corr, key: key, version: version, resp: resp, start: start, lose: true, reserved: reserved}
+		p := &pending{corr: corr, key: key, version: version, resp: resp, start: start, lose: true}
 		if d, ok := resp.(*api.Deferred); ok {
 			p.deferred, p.resp = d, d.Response
 		}
 		return p, nil
 	}
 	if resp == nil {
-		c.releaseResponse(reserved)
 		c.s.cfg.Metrics.observe(key, time.Since(start))
 		return nil, nil
 	}
-	p := &pending{corr: corr, key: key, version: version, resp: resp, start: start, reserved: reserved}
+	p := &pending{corr: corr, key: key, version: version, resp: resp, start: start}
 	if d, ok := resp.(*api.Deferred); ok {
 		if d.Response == nil || d.Wait == nil {
 			return nil, fmt.Errorf("%s: handler returned an incomplete Deferred", kmsg.NameForKey(key))
@@ -418,7 +348,9 @@ func (c *conn) writeLoop() {
 		if len(out) == 0 {
 			return nil
 		}
-		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		// A client that does not read what it asked for for a minute is
+		// gone or hostile; its queued answers must not hold memory longer.
+		c.nc.SetWriteDeadline(time.Now().Add(min(c.s.cfg.IdleTimeout, writeTimeout)))
 		_, err := c.nc.Write(out)
 		if cap(out) > 64<<10 {
 			out = nil // do not pin one huge fetch response's buffer
@@ -430,29 +362,32 @@ func (c *conn) writeLoop() {
 	for p := range c.queue {
 		if p.deferred != nil {
 			if err := p.deferred.Wait(c.ctx); err != nil {
-				c.releaseResponse(p.reserved)
+				p.deferred.Finish()
 				fail(fmt.Errorf("%s: %w", kmsg.NameForKey(p.key), err))
 				return
 			}
 		}
 		if p.lose {
+			p.deferred.Finish()
 			flush() // earlier responses still reach the client
 			fail(fmt.Errorf("injected fault: %s response lost", kmsg.NameForKey(p.key)))
 			return
 		}
 		out = encodeResponse(out, p)
-		p.resp, p.deferred = nil, nil // let the response's data go once encoded
 		c.s.cfg.Metrics.observe(p.key, time.Since(p.start))
 		if len(c.queue) == 0 || len(out) >= 1<<20 {
 			err := flush()
-			c.releaseResponse(p.reserved)
+			// The answer's data is on the wire (or the connection is
+			// dead): give back the memory budget it held.
+			p.deferred.Finish()
 			if err != nil {
 				fail(err)
 				return
 			}
 		} else {
-			c.releaseResponse(p.reserved)
+			p.deferred.Finish()
 		}
+		p.resp, p.deferred = nil, nil
 	}
 	flush()
 }

@@ -20,8 +20,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"golang.org/x/sync/semaphore"
-
 	"github.com/idem-dev/idem/internal/kafka/api"
 )
 
@@ -49,17 +47,12 @@ type Config struct {
 	// is closed at once. 0 means no limit.
 	MaxConnections      int
 	MaxConnectionsPerIP int
-	// QueuedMaxRequestBytes is a broker-wide budget for request frames
-	// larger than 64 KiB, held from the moment their size is read until
-	// they are handled (queued.max.request.bytes): a reader that cannot
-	// get budget waits instead of allocating. 0 means no limit.
-	QueuedMaxRequestBytes int64
-	// MaxResponseBytesPerConn bounds the response bytes a connection may
-	// have waiting to be written (a Fetch counts its largest possible
-	// response); a client that pipelines requests without reading the
-	// answers stops being read. At least one request is always admitted.
-	// 0 means no limit.
-	MaxResponseBytesPerConn int64
+	// Budget is the broker-wide memory budget (queued.max.request.bytes):
+	// request frames larger than 64 KiB take it from the moment their size
+	// is read until they are handled, so a reader that cannot get it waits
+	// instead of allocating; Fetch answers take it for the records they
+	// read (see api.Env.Memory). nil means no limit.
+	Budget *Budget
 }
 
 // Server serves the Kafka protocol on listeners given to Serve.
@@ -84,7 +77,6 @@ type Server struct {
 
 	admitted map[string]int // mu guards: open connections per client IP
 	total    int            // mu guards: open accepted connections
-	budget   *semaphore.Weighted
 	rejected throttle // connections refused by a limit
 	closedBy throttle // connections closed for a protocol error
 }
@@ -111,11 +103,6 @@ func NewServer(cfg Config) *Server {
 		closed:    make(chan struct{}),
 		large:     make(chan struct{}, maxLargeFrames),
 		admitted:  map[string]int{},
-	}
-	if cfg.QueuedMaxRequestBytes > 0 {
-		// Every frame must fit: a budget below the largest frame would
-		// block it forever.
-		s.budget = semaphore.NewWeighted(max(cfg.QueuedMaxRequestBytes, int64(cfg.MaxRequestBytes)))
 	}
 	return s
 }

@@ -64,9 +64,12 @@ func handleFetch(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.
 	// Everything, even the first read, happens on the writer when this
 	// response's turn comes: a client that pipelines fetches without reading
 	// the answers then holds at most one response's data in memory, not one
-	// per queued request.
-	return &Deferred{Response: resp, Wait: func(ctx context.Context) error {
-		n := fillFetch(env, req, resp)
+	// per queued request. What it reads is taken from the broker's memory
+	// budget until it is written, so many such clients together cannot
+	// hold more than the budget either.
+	mem := &fetchMemory{budget: env.Memory}
+	return &Deferred{Response: resp, Done: mem.releaseAll, Wait: func(ctx context.Context) error {
+		n := fillFetch(env, req, resp, mem)
 		if n >= int(req.MinBytes) || wait <= 0 || fetchHasError(resp) || !time.Now().Before(deadline) {
 			return nil
 		}
@@ -83,8 +86,9 @@ func handleFetch(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.
 		timer := time.NewTimer(time.Until(deadline))
 		defer timer.Stop()
 		for {
+			mem.releaseAll() // the previous read is replaced
 			fresh := req.ResponseKind().(*kmsg.FetchResponse)
-			n := fillFetch(env, req, fresh)
+			n := fillFetch(env, req, fresh, mem)
 			*resp = *fresh
 			if n >= int(req.MinBytes) || fetchHasError(resp) {
 				return nil
@@ -113,9 +117,55 @@ func fetchHasError(resp *kmsg.FetchResponse) bool {
 	return false
 }
 
+// fetchMemory is what one Fetch answer holds of the broker's memory budget.
+type fetchMemory struct {
+	budget MemoryBudget
+	held   int64
+}
+
+// minFetchGrant is the least a read is worth taking budget for.
+const minFetchGrant = 64 << 10
+
+// grant returns how many bytes a read may return, at most want: all of it
+// when there is no budget, less when the budget is short, 0 when it is spent
+// (the partition then answers no records this time and the client asks
+// again).
+func (m *fetchMemory) grant(want int) int {
+	if m.budget == nil || want <= 0 {
+		return want
+	}
+	n := m.budget.Grab(int64(want), min(int64(want), minFetchGrant))
+	m.held += n
+	return int(n)
+}
+
+// settle corrects the holding once a read granted g bytes returned got: a
+// read returns less than asked, or one whole batch more than asked (KIP-74).
+func (m *fetchMemory) settle(g, got int) {
+	if m.budget == nil {
+		return
+	}
+	switch d := int64(got - g); {
+	case d < 0:
+		m.budget.Release(-d)
+		m.held += d
+	case d > 0:
+		m.budget.Force(d)
+		m.held += d
+	}
+}
+
+// releaseAll gives back everything the answer holds.
+func (m *fetchMemory) releaseAll() {
+	if m.budget != nil && m.held > 0 {
+		m.budget.Release(m.held)
+	}
+	m.held = 0
+}
+
 // fillFetch reads every requested partition into resp and returns the number
 // of record bytes.
-func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) int {
+func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *fetchMemory) int {
 	maxBytes := int(req.MaxBytes)
 	if maxBytes <= 0 {
 		maxBytes = defaultFetchMaxBytes
@@ -143,7 +193,7 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) int {
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			total += fetchPartition(p, req, &rp, &sp, maxBytes-total, total > 0)
+			total += fetchPartition(p, req, &rp, &sp, maxBytes-total, total > 0, mem)
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)
@@ -151,7 +201,7 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse) int {
 	return total
 }
 
-func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, remaining int, haveData bool) int {
+func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, remaining int, haveData bool, mem *fetchMemory) int {
 	hwm := p.HighWatermark()
 	lso := p.LastStableOffset()
 	committed := req.IsolationLevel == 1
@@ -185,7 +235,12 @@ func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.Fet
 	if committed {
 		read = p.ReadCommitted
 	}
-	data, err := read(off, limit)
+	granted := mem.grant(limit)
+	if granted == 0 {
+		return 0 // the broker's memory budget is spent: no records this time
+	}
+	data, err := read(off, granted)
+	mem.settle(granted, len(data))
 	if err != nil {
 		sp.ErrorCode = code(err)
 		return 0

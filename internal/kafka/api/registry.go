@@ -48,6 +48,31 @@ type Deferred struct {
 	kmsg.Response
 	// Wait completes Response. A non-nil error closes the connection.
 	Wait func(ctx context.Context) error
+	// Done, if set, is called once the response has been written (or the
+	// connection died): a Fetch gives back the memory budget its records
+	// held there.
+	Done func()
+}
+
+// Finish calls Done, if any (nil-safe).
+func (d *Deferred) Finish() {
+	if d != nil && d.Done != nil {
+		d.Done()
+	}
+}
+
+// MemoryBudget is the broker-wide budget for what connections buffer
+// (queued.max.request.bytes). Fetch takes from it the record bytes it reads
+// into an answer and gives them back once the answer is written, so clients
+// that stop reading cannot make the broker hold more than the budget.
+type MemoryBudget interface {
+	// Grab takes up to want bytes without waiting, nothing when fewer
+	// than least are free, and returns what it took.
+	Grab(want, least int64) int64
+	// Force takes n bytes past the limit (a batch larger than what was
+	// granted, which a fetch must still return whole).
+	Force(n int64)
+	Release(n int64)
 }
 
 // Conn describes the client connection a request arrived on.
@@ -83,6 +108,9 @@ type Env struct {
 	// Closing is closed when the broker starts shutting down; long-polls
 	// answer early instead of holding up Close.
 	Closing <-chan struct{}
+	// Memory is the budget Fetch answers take their records from; nil
+	// means no limit.
+	Memory MemoryBudget
 	// AutoCreate paces topic auto-creation by Metadata requests
 	// (idem.auto.create.topics.max.per.minute); nil means no pacing.
 	AutoCreate *rate.Limiter
