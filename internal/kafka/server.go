@@ -77,8 +77,8 @@ type Server struct {
 
 	admitted map[string]int // mu guards: open connections per client IP
 	total    int            // mu guards: open accepted connections
-	rejected throttle // connections refused by a limit
-	closedBy throttle // connections closed for a protocol error
+	rejected throttle       // connections refused by a limit
+	closedBy throttle       // connections closed for a protocol error
 }
 
 // NewServer returns a server; call Serve to accept connections.
