@@ -74,11 +74,10 @@ type scriptEnv struct {
 
 func newScriptEnv(t *testing.T) *scriptEnv {
 	e := &scriptEnv{t: t, fs: logstore.NewMemFS(), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), clients: map[string]*scriptClient{}}
-	e.cfg = Config{
-		FS: e.fs, Dir: "offsets", Now: func() time.Time { return e.now },
-		InitialRebalanceDelay: -1, manualTick: true,
-		memberID: func(client string) string { e.ids++; return fmt.Sprintf("%s-%d", client, e.ids) },
-	}
+	e.cfg = DefaultConfig()
+	e.cfg.FS, e.cfg.Dir, e.cfg.Now = e.fs, "offsets", func() time.Time { return e.now }
+	e.cfg.InitialRebalanceDelay, e.cfg.manualTick = 0, true
+	e.cfg.memberID = func(client string) string { e.ids++; return fmt.Sprintf("%s-%d", client, e.ids) }
 	t.Cleanup(func() {
 		if e.c != nil {
 			e.c.Close()
@@ -179,12 +178,13 @@ func (e *scriptEnv) run(line string) string {
 		if e.c != nil {
 			e.c.Close()
 		}
-		e.cfg.InitialRebalanceDelay = a.dur("delay", -1)
-		e.cfg.MinSessionTimeout = a.dur("min", 0)
-		e.cfg.MaxSessionTimeout = a.dur("max", 0)
-		e.cfg.OffsetsRetention = a.dur("retention", 0)
-		e.cfg.OffsetsRetentionCheckInterval = a.dur("check", 0)
-		e.cfg.CompactRecords = a.int("compact", 0)
+		d := DefaultConfig()
+		e.cfg.InitialRebalanceDelay = a.dur("delay", 0)
+		e.cfg.MinSessionTimeout = a.dur("min", d.MinSessionTimeout)
+		e.cfg.MaxSessionTimeout = a.dur("max", d.MaxSessionTimeout)
+		e.cfg.OffsetsRetention = a.dur("retention", d.OffsetsRetention)
+		e.cfg.OffsetsRetentionCheckInterval = a.dur("check", d.OffsetsRetentionCheckInterval)
+		e.cfg.CompactRecords = a.int("compact", d.CompactRecords)
 		e.open()
 		out.WriteString("ok\n")
 	case "join":

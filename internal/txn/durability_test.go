@@ -12,7 +12,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/idem-dev/idem/internal/logstore"
-	"github.com/idem-dev/idem/internal/partition"
 )
 
 // The decision must be durable before the first marker: a power loss while
@@ -186,7 +185,7 @@ func TestMarkerFailuresAreRetried(t *testing.T) {
 		case strings.HasPrefix(m.Target, "gone/"):
 			return fmt.Errorf("no such topic: %w", ErrUnknownPartition)
 		case strings.HasPrefix(m.Target, "newer/"):
-			return fmt.Errorf("marker: %w", partition.ErrProducerFenced)
+			return fmt.Errorf("marker: %w", ErrProducerFenced)
 		case failures.Add(1) <= 3:
 			return errors.New("partition busy")
 		}
@@ -312,7 +311,7 @@ func TestCompactionKeepsState(t *testing.T) {
 	wantErr(t, "add", e.c.AddPartitions(ctx, "id-0", p.ProducerID, p.Epoch, []TopicPartition{{"t", 3}}), nil)
 	before, _ := e.c.List(ListFilter{})
 	e.c.tick()
-	if e.c.log.StartOffset() == 0 {
+	if e.c.log.Start() == 0 {
 		t.Fatal("the log was not compacted")
 	}
 	e.crash()
@@ -332,7 +331,9 @@ func TestCloseJoinsGoroutines(t *testing.T) {
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	c, err := New(Config{FS: fs, Dir: testDir, ProducerIDs: &idSource{}, Markers: rec, Offsets: rec})
+	cfg := DefaultConfig()
+	cfg.FS, cfg.Dir, cfg.ProducerIDs, cfg.Markers, cfg.Offsets = fs, testDir, &idSource{}, rec, rec
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
