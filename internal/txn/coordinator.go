@@ -361,6 +361,7 @@ func (c *Coordinator) transitionLocked(t *txnMeta, next txnState) (int64, error)
 		c.logger.Error("refusing an invalid transaction state transition", "transactional_id", t.id, "from", from, "to", next.state)
 		return 0, fmt.Errorf("%w: %s → %s", ErrInvalidTxnState, from, next.state)
 	}
+	settled, hasSettled := t.s, known
 	if !known {
 		c.txns[t.id] = t // installLocked finds it and keeps this pointer
 	}
@@ -372,6 +373,7 @@ func (c *Coordinator) transitionLocked(t *txnMeta, next txnState) (int64, error)
 		return 0, err
 	}
 	t.busy = true
+	t.settled, t.hasSettled = settled, hasSettled
 	return end, nil
 }
 
@@ -624,7 +626,13 @@ func (c *Coordinator) verifyLocked(pid int64, epoch int16) (*txnMeta, error) {
 	return t, nil
 }
 
-// Describe returns the state of one transactional id.
+// Describe returns the state of one transactional id: its last settled
+// state, as Kafka's DescribeTransactions shows TransactionMetadata.state
+// and not a transition still being written. A state whose record is not
+// yet durable is not shown (a power loss could take it back), and requests
+// that would change the id meanwhile are answered ErrConcurrentTransactions;
+// so once Describe shows PrepareCommit, the decision is durable and an
+// EndTxn(abort) is ErrInvalidTxnState.
 func (c *Coordinator) Describe(id string) (Info, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -634,11 +642,11 @@ func (c *Coordinator) Describe(id string) (Info, error) {
 	if id == "" {
 		return Info{}, ErrInvalidRequest
 	}
-	t := c.txns[id]
-	if t == nil {
+	s, ok := c.txns[id].visible()
+	if !ok {
 		return Info{}, ErrTransactionalIDNotFound
 	}
-	return t.info(), nil
+	return s.info(id), nil
 }
 
 // ListFilter selects transactions for List; zero fields select everything.
@@ -650,7 +658,8 @@ type ListFilter struct {
 	MinDuration time.Duration
 }
 
-// List returns the transactional ids matching f, sorted by id.
+// List returns the transactional ids matching f, sorted by id, in their
+// settled states (see Describe).
 func (c *Coordinator) List(f ListFilter) ([]Info, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -660,24 +669,27 @@ func (c *Coordinator) List(f ListFilter) ([]Info, error) {
 	now := c.now()
 	var out []Info
 	for _, id := range slices.Sorted(maps.Keys(c.txns)) {
-		t := c.txns[id]
-		if len(f.States) > 0 && !slices.Contains(f.States, t.s.state) {
+		s, ok := c.txns[id].visible()
+		if !ok {
 			continue
 		}
-		if len(f.ProducerIDs) > 0 && !slices.Contains(f.ProducerIDs, t.s.pid) {
+		if len(f.States) > 0 && !slices.Contains(f.States, s.state) {
+			continue
+		}
+		if len(f.ProducerIDs) > 0 && !slices.Contains(f.ProducerIDs, s.pid) {
 			continue
 		}
 		if f.MinDuration > 0 {
-			switch t.s.state {
+			switch s.state {
 			case Ongoing, PrepareCommit, PrepareAbort, PrepareEpochFence:
 			default:
 				continue
 			}
-			if t.s.start.IsZero() || now.Sub(t.s.start) < f.MinDuration {
+			if s.start.IsZero() || now.Sub(s.start) < f.MinDuration {
 				continue
 			}
 		}
-		out = append(out, t.info())
+		out = append(out, s.info(id))
 	}
 	return out, nil
 }

@@ -240,6 +240,78 @@ func TestRequestsDuringCompletion(t *testing.T) {
 	wantErr(t, "AddPartitions after completion", e.c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 1}}), nil)
 }
 
+// A transition is shown only once its record is durable, as Kafka shows a
+// transaction's state and not its pending one. While the PrepareCommit
+// record waits for its fsync, Describe and List still show Ongoing and a
+// conflicting EndTxn is told to retry; once the decision is durable,
+// Describe shows PrepareCommit and an abort is refused as invalid. (Showing
+// PrepareCommit before the fsync made TestRequestsDuringCompletion flaky: it
+// waits for PrepareCommit and then expects INVALID_TXN_STATE.)
+func TestPendingTransitionIsNotShown(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p := e.init("a")
+	wantErr(t, "add", e.c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 0}}), nil)
+	release := make(chan struct{})
+	e.rec.setHook(func(ctx context.Context, _ marker) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	var holding atomic.Bool
+	unhold := make(chan struct{})
+	e.fs.SetSyncHook(func(ev logstore.SyncEvent) {
+		if !ev.Done && holding.Load() {
+			<-unhold
+		}
+	})
+	holding.Store(true)
+	stopHolding := func() {
+		if holding.CompareAndSwap(true, false) {
+			close(unhold)
+		}
+	}
+	t.Cleanup(stopHolding) // before newEnv's Close, which needs the fsync
+	appended := func(before int64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); e.c.log.End() == before; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the record was never appended")
+			}
+		}
+	}
+	end := e.c.log.End()
+	ended := make(chan error, 1)
+	go func() { ended <- e.c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, true) }()
+	appended(end)
+	end = e.c.log.End()
+	inited := make(chan error, 1)
+	go func() { _, err := e.c.InitProducerID(ctx, "b", time.Minute, NoProducer); inited <- err }()
+	appended(end)
+
+	if s := e.stateNow("a"); s != Ongoing {
+		t.Fatalf("state while the decision is not durable: %v, want Ongoing", s)
+	}
+	_, err := e.c.Describe("b")
+	wantErr(t, "Describe of an id whose first record is not durable", err, ErrTransactionalIDNotFound)
+	if l, _ := e.c.List(ListFilter{States: []State{PrepareCommit, Empty}}); len(l) != 0 {
+		t.Fatalf("List shows states that are not durable: %+v", l)
+	}
+	wantErr(t, "EndTxn abort while the decision is written", e.c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, false), ErrConcurrentTransactions)
+
+	stopHolding()
+	wantErr(t, "InitProducerID", <-inited, nil)
+	for e.stateNow("a") != PrepareCommit {
+		time.Sleep(time.Millisecond)
+	}
+	wantErr(t, "EndTxn abort once the decision is durable", e.c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, false), ErrInvalidTxnState)
+	close(release)
+	wantErr(t, "EndTxn", <-ended, nil)
+}
+
 func (e *env) stateNow(id string) State {
 	info, err := e.c.Describe(id)
 	if err != nil {
