@@ -55,7 +55,7 @@ func (l *Log) Compact(owner sync.Locker, write func(*Snapshot)) (bool, error) {
 			return false, err
 		}
 	}
-	if err := l.log.DeleteBefore(start); err != nil {
+	if err := l.deleteBefore(start); err != nil {
 		return false, err
 	}
 	l.logger.Debug("compacted", "log", l.cfg.Name, "snapshot_records", s.n, "start", start)
@@ -116,4 +116,21 @@ func (s *Snapshot) flush() {
 	s.n += len(s.recs)
 	s.end = info.LastOffset + 1
 	s.recs, s.landed, s.bytes = s.recs[:0], s.landed[:0], 0
+}
+
+// deleteBefore deletes the log below start one segment at a time, each
+// removal synced before the next: logstore.Log.DeleteBefore removes all the
+// segments below its offset before one directory sync, and a power loss in
+// between can keep an older segment while losing a newer one, a gap that
+// logstore.Open refuses as corruption.
+func (l *Log) deleteBefore(start int64) error {
+	for _, base := range l.log.SegmentBases() {
+		if base >= start {
+			break
+		}
+		if err := l.log.DeleteBefore(base); err != nil {
+			return err
+		}
+	}
+	return l.log.DeleteBefore(start)
 }

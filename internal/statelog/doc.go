@@ -25,10 +25,12 @@
 // position its lock excludes appends from. Compact, called from the owner's
 // timer, writes one at the log end once the log holds more than
 // max(2 × live records, CompactRecords) records since the last one, waits
-// until it is durable and only then deletes the log below it. A crash at any
-// point leaves a log whose replay gives the same state: before the snapshot
-// is durable the old records are all there, and a partial snapshot only
-// repeats what they say.
+// until it is durable and only then deletes the log below it, a segment at a
+// time so that a power loss cannot keep an older segment and lose a newer
+// one (logstore.Open would refuse the gap). A crash at any point leaves a
+// log whose replay gives the same state: before the snapshot is durable the
+// old records are all there, and a partial snapshot only repeats what they
+// say. crash_test.go checks this at every sync point.
 //
 // Loop is the owner's timer goroutine: it calls the owner's tick at the
 // earliest deadline the owner reports, when kicked, and at least every
