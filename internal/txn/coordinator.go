@@ -173,6 +173,8 @@ func New(cfg Config) (*Coordinator, error) {
 	now := c.now()
 	c.nextAbort = now.Add(cfg.AbortInterval)
 	c.nextExpire = now.Add(cfg.ExpireInterval)
+	// Before the completions resume: their appends may kick the loop.
+	c.loop = statelog.StartLoop(c.nextDeadline, c.tick, cfg.Now, cfg.manualTick)
 	c.mu.Lock()
 	for _, t := range c.txns {
 		switch t.s.state {
@@ -188,7 +190,6 @@ func New(cfg Config) (*Coordinator, error) {
 		}
 	}
 	c.mu.Unlock()
-	c.loop = statelog.StartLoop(c.nextDeadline, c.tick, cfg.Now, cfg.manualTick)
 	return c, nil
 }
 

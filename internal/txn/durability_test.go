@@ -394,6 +394,34 @@ func TestCompactionKeepsState(t *testing.T) {
 	wantErr(t, "verify", e.c.Verify(p.ProducerID, p.Epoch, "t", 3), nil)
 }
 
+// A restart that resumes a prepared transaction on a log already due for
+// compaction: the completion's first append kicks the timer loop, which
+// must exist by then (it once started after the completions resumed).
+func TestRestartResumesCompletionWithCompactionDue(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.CompactRecords = 2; c.CompletionWait = time.Millisecond })
+	ctx := context.Background()
+	for range 5 {
+		e.init("a")
+	}
+	p := e.init("a")
+	wantErr(t, "add", e.c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 0}}), nil)
+	e.rec.setHook(func(ctx context.Context, _ marker) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	wantErr(t, "EndTxn", e.c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, true), nil)
+	e.rec.setHook(nil)
+	e.crash()
+	e.waitIdle()
+	if s := e.stateNow("a"); s != CompleteCommit {
+		t.Fatalf("after the restart: %v, want CompleteCommit", s)
+	}
+	e.c.tick()
+	if e.c.log.Start() == 0 {
+		t.Fatal("the log was not compacted")
+	}
+}
+
 // Close joins every goroutine, including a completion stuck on a marker.
 func TestCloseJoinsGoroutines(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
