@@ -427,7 +427,12 @@ func TestCloseJoinsGoroutines(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	fs := logstore.NewMemFS()
 	rec := &recorder{}
+	stuck := make(chan struct{}, 1)
 	rec.setHook(func(ctx context.Context, _ marker) error {
+		select {
+		case stuck <- struct{}{}:
+		default:
+		}
 		<-ctx.Done()
 		return ctx.Err()
 	})
@@ -443,7 +448,7 @@ func TestCloseJoinsGoroutines(t *testing.T) {
 	wantErr(t, "add", c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 0}}), nil)
 	ended := make(chan error, 1)
 	go func() { ended <- c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, true) }()
-	time.Sleep(20 * time.Millisecond)
+	<-stuck // the decision is durable and its completion waits on a marker
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}
