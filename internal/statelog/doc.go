@@ -36,6 +36,23 @@
 // earliest deadline the owner reports, when kicked, and at least every
 // second, so that a jumping or fake clock is noticed.
 //
+// # A third owner
+//
+// The API is shaped for a share-group coordinator too: durable per-record
+// acknowledgement state, many small records, a high write rate. Append is
+// safe from many goroutines at once and their WaitDurable calls share
+// fsyncs; the owner may order its appends with per-key locks instead of one
+// mutex, as long as each key's append and memory change happen under that
+// key's lock and a new key is visible to write before its first record is
+// appended (Compact's owner lock then only serialises compactions, and
+// write takes each key's lock while it adds that key; a key write missed
+// would lose its records below the snapshot). Live should then be
+// a counter the owner keeps, not a walk; Append consults it only every
+// CompactRecords/8 records anyway. Record types are the owner's business:
+// Replay hands every record to one callback, which tells them apart by key
+// (Kafka's key version) and answers ErrUnknownRecord for those it does not
+// know.
+//
 // # What was unified
 //
 // group and txn had grown this skeleton separately and it had drifted:
