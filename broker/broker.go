@@ -187,35 +187,17 @@ func (b *Broker) Start() (err error) {
 			return err
 		}
 	}
-	delay := b.conf.Millis("group.initial.rebalance.delay.ms")
-	if delay == 0 {
-		delay = -1 // the coordinator reads 0 as "default"; the property's 0 means none
-	}
-	groups, err := group.NewCoordinator(group.Config{
-		FS:                            b.fs,
-		Dir:                           path.Join(dir, "__consumer_offsets"),
-		InitialRebalanceDelay:         delay,
-		MinSessionTimeout:             b.conf.Millis("group.min.session.timeout.ms"),
-		MaxSessionTimeout:             b.conf.Millis("group.max.session.timeout.ms"),
-		OffsetsRetention:              time.Duration(b.conf.Int("offsets.retention.minutes")) * time.Minute,
-		OffsetsRetentionCheckInterval: b.conf.Millis("offsets.retention.check.interval.ms"),
-		MaxMetadataBytes:              int(b.conf.Int("offset.metadata.max.bytes")),
-		Logger:                        b.log,
-	})
+	gcfg := groupConfig(b.conf)
+	gcfg.FS, gcfg.Dir, gcfg.Logger, gcfg.Disk = b.fs, path.Join(dir, "__consumer_offsets"), b.log, disk
+	groups, err := group.NewCoordinator(gcfg)
 	if err != nil {
 		return err
 	}
 	cleanup = append(cleanup, groups.Close)
-	txns, err := txn.New(txn.Config{
-		FS:           b.fs,
-		Dir:          path.Join(dir, "__transaction_state"),
-		ProducerIDs:  pids,
-		Markers:      markerWriter{parts},
-		Offsets:      groups,
-		MaxTimeout:   b.conf.Millis("transaction.max.timeout.ms"),
-		IDExpiration: b.conf.Millis("transactional.id.expiration.ms"),
-		Logger:       b.log,
-	})
+	tcfg := txnConfig(b.conf)
+	tcfg.FS, tcfg.Dir, tcfg.Logger, tcfg.Disk = b.fs, path.Join(dir, "__transaction_state"), b.log, disk
+	tcfg.ProducerIDs, tcfg.Markers, tcfg.Offsets = pids, markerWriter{parts}, groups
+	txns, err := txn.New(tcfg)
 	if err != nil {
 		return err
 	}
@@ -471,8 +453,34 @@ func (b *Broker) closeStorage() []error {
 	return errs
 }
 
+// groupConfig fills every group coordinator setting that is a broker
+// property from that property: the registry is the only source of their
+// defaults, and 0 means what the property says it means. The rest (storage
+// tuning, clock) comes from group.DefaultConfig; the caller sets FS, Dir and
+// Logger.
+func groupConfig(conf *config.Config) group.Config {
+	cfg := group.DefaultConfig()
+	cfg.InitialRebalanceDelay = conf.Millis("group.initial.rebalance.delay.ms")
+	cfg.MinSessionTimeout = conf.Millis("group.min.session.timeout.ms")
+	cfg.MaxSessionTimeout = conf.Millis("group.max.session.timeout.ms")
+	cfg.OffsetsRetention = time.Duration(conf.Int("offsets.retention.minutes")) * time.Minute
+	cfg.OffsetsRetentionCheckInterval = conf.Millis("offsets.retention.check.interval.ms")
+	cfg.MaxMetadataBytes = int(conf.Int("offset.metadata.max.bytes"))
+	return cfg
+}
+
+// txnConfig is groupConfig for the transaction coordinator; the caller sets
+// FS, Dir, Logger, ProducerIDs, Markers and Offsets.
+func txnConfig(conf *config.Config) txn.Config {
+	cfg := txn.DefaultConfig()
+	cfg.MaxTimeout = conf.Millis("transaction.max.timeout.ms")
+	cfg.IDExpiration = conf.Millis("transactional.id.expiration.ms")
+	return cfg
+}
+
 // markerWriter lets the transaction coordinator write COMMIT/ABORT markers
-// to partitions.
+// to partitions, translating partition errors into the txn sentinels the
+// coordinator acts on.
 type markerWriter struct{ m *topics.Manager }
 
 func (w markerWriter) WriteMarker(ctx context.Context, topic string, index int32, pid int64, epoch int16, commit bool, coordinatorEpoch int32) error {
@@ -484,7 +492,10 @@ func (w markerWriter) WriteMarker(ctx context.Context, topic string, index int32
 		return err
 	}
 	_, err = p.WriteMarker(ctx, pid, epoch, commit, coordinatorEpoch)
-	if errors.Is(err, partition.ErrClosed) || errors.Is(err, logstore.ErrClosed) {
+	switch {
+	case errors.Is(err, partition.ErrProducerFenced):
+		return fmt.Errorf("%w: %s-%d: %w", txn.ErrProducerFenced, topic, index, err)
+	case errors.Is(err, partition.ErrClosed) || errors.Is(err, logstore.ErrClosed):
 		if !w.m.Exists(topic, index) {
 			return fmt.Errorf("%w: %s-%d deleted", txn.ErrUnknownPartition, topic, index)
 		}

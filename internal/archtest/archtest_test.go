@@ -102,7 +102,6 @@ var layers = []layer{
 // merged. An entry that no longer occurs fails the test, so none outlives
 // its fix.
 var knownViolations = []struct{ from, to, why string }{
-	{"internal/txn", "internal/partition", "being fixed on branch statelog: the txn rewrite no longer needs partition.ErrProducerFenced"},
 }
 
 func concat(lists ...[]string) []string { return slices.Concat(lists...) }

@@ -1,6 +1,7 @@
 package group
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,74 +13,78 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/statelog"
 )
 
-// Config configures a Coordinator. Zero durations take Kafka's defaults.
+// Config configures a Coordinator. Every field is used as given: the broker
+// fills each from its property of the same name, and tests start from
+// DefaultConfig. Zero is a value, not "default": MaxMetadataBytes 0 refuses
+// any metadata, InitialRebalanceDelay 0 means no delay.
 type Config struct {
 	FS                    logstore.FS
-	Dir                   string        // <data>/__consumer_offsets
-	InitialRebalanceDelay time.Duration // group.initial.rebalance.delay.ms (3000); <0 = none
-	MinSessionTimeout     time.Duration // group.min.session.timeout.ms (6000)
-	MaxSessionTimeout     time.Duration // group.max.session.timeout.ms (1800000)
-	OffsetsRetention      time.Duration // offsets.retention.minutes (10080)
-	// OffsetsRetentionCheckInterval is offsets.retention.check.interval.ms
-	// (600000): how often expired offsets and empty groups are removed.
+	Dir                   string         // <data>/__consumer_offsets
+	Disk                  *logstore.Disk // the disk reserve offset commits may draw on (nil: none)
+	InitialRebalanceDelay time.Duration  // group.initial.rebalance.delay.ms
+	MinSessionTimeout     time.Duration  // group.min.session.timeout.ms
+	MaxSessionTimeout     time.Duration  // group.max.session.timeout.ms
+	OffsetsRetention      time.Duration  // offsets.retention.minutes
+	// OffsetsRetentionCheckInterval is offsets.retention.check.interval.ms:
+	// how often expired offsets and empty groups are removed.
 	OffsetsRetentionCheckInterval time.Duration
-	// MaxMetadataBytes is offset.metadata.max.bytes (4096).
+	// MaxMetadataBytes is offset.metadata.max.bytes.
 	MaxMetadataBytes int
-	// SegmentBytes is the offsets log's segment size (default 16 MiB; small so
-	// that compaction can delete whole segments soon).
+	// SegmentBytes is the offsets log's segment size (small so that
+	// compaction can delete whole segments soon).
 	SegmentBytes int64
 	// CompactRecords is the least number of records in the offsets log before
-	// it is compacted into a snapshot (default 10000).
+	// it is compacted into a snapshot.
 	CompactRecords int
 	Now            func() time.Time
 	Logger         *slog.Logger
 
 	// manualTick (tests only) starts no timer goroutine: the test calls tick.
 	manualTick bool
-	// log (tests only) replaces the logstore.Log opened from FS and Dir.
-	log offsetLog
 	// memberID (tests only) replaces the random member-id generator.
 	memberID func(clientID string) string
 }
 
-func (cfg *Config) setDefaults() {
-	if cfg.InitialRebalanceDelay == 0 {
-		cfg.InitialRebalanceDelay = 3 * time.Second
-	} else if cfg.InitialRebalanceDelay < 0 {
-		cfg.InitialRebalanceDelay = 0
+// DefaultConfig returns Kafka's defaults (the property registry's, which
+// the broker passes) with FS and Dir left for the caller.
+func DefaultConfig() Config {
+	return Config{
+		InitialRebalanceDelay:         3 * time.Second,
+		MinSessionTimeout:             6 * time.Second,
+		MaxSessionTimeout:             30 * time.Minute,
+		OffsetsRetention:              7 * 24 * time.Hour,
+		OffsetsRetentionCheckInterval: 10 * time.Minute,
+		MaxMetadataBytes:              4096,
+		SegmentBytes:                  statelog.DefaultSegmentBytes,
+		CompactRecords:                statelog.DefaultCompactRecords,
+		Now:                           time.Now,
+		Logger:                        slog.New(slog.DiscardHandler),
+		memberID:                      newMemberID,
 	}
-	if cfg.MinSessionTimeout == 0 {
-		cfg.MinSessionTimeout = 6 * time.Second
-	}
-	if cfg.MaxSessionTimeout == 0 {
-		cfg.MaxSessionTimeout = 30 * time.Minute
-	}
-	if cfg.OffsetsRetention == 0 {
-		cfg.OffsetsRetention = 7 * 24 * time.Hour
-	}
-	if cfg.OffsetsRetentionCheckInterval == 0 {
-		cfg.OffsetsRetentionCheckInterval = 10 * time.Minute
-	}
-	if cfg.MaxMetadataBytes == 0 {
-		cfg.MaxMetadataBytes = 4096
-	}
-	if cfg.SegmentBytes == 0 {
-		cfg.SegmentBytes = 16 << 20
-	}
-	if cfg.CompactRecords == 0 {
-		cfg.CompactRecords = 10000
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+}
+
+func (cfg *Config) validate() error {
+	switch {
+	case cfg.FS == nil || cfg.Dir == "":
+		return errors.New("group: Config.FS and Dir are required")
+	case cfg.InitialRebalanceDelay < 0:
+		return fmt.Errorf("group: negative InitialRebalanceDelay %v", cfg.InitialRebalanceDelay)
+	case cfg.MinSessionTimeout < 0 || cfg.MaxSessionTimeout < cfg.MinSessionTimeout:
+		return fmt.Errorf("group: session timeouts [%v, %v] are not a range", cfg.MinSessionTimeout, cfg.MaxSessionTimeout)
+	case cfg.OffsetsRetention <= 0 || cfg.OffsetsRetentionCheckInterval <= 0:
+		return errors.New("group: OffsetsRetention and OffsetsRetentionCheckInterval must be positive")
+	case cfg.MaxMetadataBytes < 0:
+		return fmt.Errorf("group: negative MaxMetadataBytes %d", cfg.MaxMetadataBytes)
+	case cfg.Now == nil || cfg.Logger == nil:
+		return errors.New("group: Config.Now and Logger are required")
 	}
 	if cfg.memberID == nil {
-		cfg.memberID = newMemberID
+		cfg.memberID = newMemberID // a test hook, not a setting
 	}
+	return nil // SegmentBytes and CompactRecords: statelog.Open checks them
 }
 
 // Coordinator is the classic-protocol group coordinator of one node: every
@@ -90,7 +95,8 @@ func (cfg *Config) setDefaults() {
 type Coordinator struct {
 	cfg    Config
 	logger *slog.Logger
-	log    offsetLog
+	log    *statelog.Log
+	loop   *statelog.Loop
 
 	// mu guards every field below and all group and member state. Lock order:
 	// c.mu, then the offsets log's internal locks (Append is called under
@@ -99,57 +105,44 @@ type Coordinator struct {
 	mu         sync.Mutex
 	closed     bool
 	groups     map[string]*group
-	logRecords int // records in the log since its last snapshot
-	// compactCheckAt is the logRecords count at which appendLocked next
-	// compares the log with the live state.
-	compactCheckAt int
-	nextExpiry     time.Time // next offsets-retention pass
-	seq            uint64    // join order of members, for stable member lists
-
-	kickc chan struct{} // wakes the timer goroutine to recompute its deadline
-	done  chan struct{}
-	wg    sync.WaitGroup
+	nextExpiry time.Time // next offsets-retention pass
+	seq        uint64    // join order of members, for stable member lists
 }
 
 // NewCoordinator opens (or creates) the offsets log under cfg.Dir, replays it
 // and starts the timer goroutine that expires sessions, completes delayed
-// rebalances and expires offsets.
+// rebalances, expires offsets and compacts the log.
 func NewCoordinator(cfg Config) (*Coordinator, error) {
-	cfg.setDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
 	c := &Coordinator{
 		cfg:    cfg,
 		logger: cfg.Logger,
-		log:    cfg.log,
 		groups: make(map[string]*group),
-		kickc:  make(chan struct{}, 1),
-		done:   make(chan struct{}),
 	}
-	if c.log == nil {
-		if cfg.FS == nil {
-			return nil, errors.New("group: Config.FS is required")
-		}
-		l, err := logstore.Open(cfg.FS, cfg.Dir, logstore.Config{
-			SegmentBytes:   cfg.SegmentBytes,
-			RetentionBytes: -1,
-			RetentionTime:  -1, // the coordinator deletes what it compacted, nothing else
-			Logger:         cfg.Logger,
-			// Now stays the real clock: the log's timers (fsync checkpoints,
-			// segment rolls) are about the disk, not about group time.
-		})
-		if err != nil {
-			return nil, fmt.Errorf("group: open offsets log: %w", err)
-		}
-		c.log = storeLog{l}
+	l, err := statelog.Open(statelog.Config{
+		FS:             cfg.FS,
+		Dir:            cfg.Dir,
+		Name:           "offsets log",
+		SegmentBytes:   cfg.SegmentBytes,
+		CompactRecords: cfg.CompactRecords,
+		Live:           c.liveRecordsLocked,
+		Kick:           func() { c.loop.Kick() },
+		Now:            cfg.Now,
+		Disk:           cfg.Disk,
+		Logger:         cfg.Logger,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("group: %w", err)
 	}
+	c.log = l
 	if err := c.replay(); err != nil {
-		c.log.Close()
+		l.Close()
 		return nil, fmt.Errorf("group: replay offsets log: %w", err)
 	}
 	c.nextExpiry = c.now().Add(cfg.OffsetsRetentionCheckInterval)
-	if !cfg.manualTick {
-		c.wg.Add(1)
-		go c.run()
-	}
+	c.loop = statelog.StartLoop(c.nextDeadline, c.tick, cfg.Now, cfg.manualTick)
 	return c, nil
 }
 
@@ -169,45 +162,22 @@ func (c *Coordinator) Close() error {
 			m.replySync(SyncResult{}, ErrClosed)
 		}
 	}
-	close(c.done)
 	c.mu.Unlock()
-	c.wg.Wait()
+	c.loop.Close()
 	return c.log.Close()
 }
 
 func (c *Coordinator) now() time.Time { return c.cfg.Now() }
 
 // kick wakes the timer goroutine so it recomputes its next deadline.
-func (c *Coordinator) kick() {
-	select {
-	case c.kickc <- struct{}{}:
-	default:
-	}
-}
+func (c *Coordinator) kick() { c.loop.Kick() }
 
-// run is the only goroutine the coordinator starts. It sleeps until the
-// earliest deadline of any group (session, rebalance, sync, initial delay),
-// the next retention pass, or a kick, then calls tick. Deadlines are times of
-// Config.Now; the sleep is their distance from Now, capped at a second so a
-// clock that jumps (or a test's fake clock) is noticed soon.
-func (c *Coordinator) run() {
-	defer c.wg.Done()
-	t := time.NewTimer(time.Hour)
-	defer t.Stop()
-	for {
-		c.mu.Lock()
-		next := c.nextDeadlineLocked()
-		c.mu.Unlock()
-		d := min(max(next.Sub(c.now()), 0), time.Second)
-		t.Reset(d)
-		select {
-		case <-c.done:
-			return
-		case <-c.kickc:
-		case <-t.C:
-		}
-		c.tick()
-	}
+// nextDeadline is the earliest deadline of any group (session, rebalance,
+// sync, initial delay) or the next retention pass; the loop sleeps until it.
+func (c *Coordinator) nextDeadline() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nextDeadlineLocked()
 }
 
 // tick does every piece of timed work that is due at Now.
@@ -280,18 +250,8 @@ func (c *Coordinator) sortedGroupsLocked() []*group {
 	for _, g := range c.groups {
 		gs = append(gs, g)
 	}
-	slices.SortFunc(gs, func(a, b *group) int { return cmpString(a.id, b.id) })
+	slices.SortFunc(gs, func(a, b *group) int { return cmp.Compare(a.id, b.id) })
 	return gs
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // newMemberID follows Kafka's "<client id>-<uuid>" so ids read the same in

@@ -15,7 +15,9 @@ import (
 )
 
 func testConfig(fs logstore.FS) Config {
-	return Config{FS: fs, Dir: "__consumer_offsets", InitialRebalanceDelay: -1}
+	cfg := DefaultConfig()
+	cfg.FS, cfg.Dir, cfg.InitialRebalanceDelay = fs, "__consumer_offsets", 0
+	return cfg
 }
 
 func mustOpen(t *testing.T, cfg Config) *Coordinator {
@@ -157,10 +159,8 @@ func TestCompaction(t *testing.T) {
 		t.Fatal(err)
 	}
 	c.tick() // compaction runs on the timer goroutine; make sure it ran
-	c.mu.Lock()
-	records := c.logRecords
-	c.mu.Unlock()
-	start := c.log.StartOffset()
+	records := c.log.Records()
+	start := c.log.Start()
 	if start == 0 || records > 40 {
 		t.Fatalf("log not compacted: start %d, %d records since snapshot", start, records)
 	}
@@ -418,7 +418,7 @@ func TestCompactionKeepsPendingTxnOffsets(t *testing.T) {
 		commit(t, c, "other", map[TopicPartition]int64{{"x", 0}: i})
 	}
 	c.tick()
-	if c.log.StartOffset() == 0 {
+	if c.log.Start() == 0 {
 		t.Fatal("log not compacted")
 	}
 	c.Close()

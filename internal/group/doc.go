@@ -19,7 +19,7 @@
 // # Durability
 //
 // Committed offsets and a little group metadata (generation, protocol type,
-// when the group became Empty) are records in a logstore.Log under
+// when the group became Empty) are records in a statelog.Log under
 // Config.Dir, in Kafka's own __consumer_offsets record format. CommitOffsets
 // returns only after the fsync that covers its records; FetchOffsets waits
 // until everything it returns is fsynced, so no consumer starts from an
@@ -41,7 +41,8 @@
 // Locked need it held. Lock order: Coordinator.mu → the offsets log's locks.
 // JoinGroup and SyncGroup block on per-member buffered channels outside the
 // lock; WaitDurable is always called outside it. The only goroutine is the
-// timer loop started by NewCoordinator and joined by Close.
+// timer loop (a statelog.Loop: sessions, rebalance deadlines, offset expiry,
+// compaction) started by NewCoordinator and joined by Close.
 //
 // # Deliberately not implemented (yet)
 //

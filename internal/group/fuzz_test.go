@@ -6,6 +6,13 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/statelog"
+)
+
+// The batch attributes Kafka uses for transactional and control batches.
+const (
+	attrTransactional = 0x10
+	attrControl       = 0x20
 )
 
 // FuzzReplayRecords feeds arbitrary record bytes, wrapped in a batch with a
@@ -16,13 +23,13 @@ func FuzzReplayRecords(f *testing.F) {
 	now := time.Unix(1700000000, 0)
 	g := &group{id: "g", state: Stable, protocolType: "consumer", protocol: "range", leader: "m",
 		members: map[string]*member{"m": {id: "m", protocols: []Protocol{{"range", []byte{1}}}, assignment: []byte{2}}}}
-	seeds := [][]logRecord{
+	seeds := [][]statelog.Record{
 		{offsetRecord("g", TopicPartition{"t", 1}, Offset{Offset: 5, LeaderEpoch: 2, Metadata: "x", CommitTime: now})},
 		{offsetTombstone("g", TopicPartition{"t", 1}), groupTombstone("g")},
 		{groupRecordLocked(g)},
 	}
 	for _, recs := range seeds {
-		b := encodeBatch(recs, now)
+		b := logstore.EncodeBatch(recs, now.UnixMilli(), 0, -1, -1)
 		f.Add(b[logstore.BatchHeaderSize:], int32(len(recs)), uint8(0))
 		f.Add(b[logstore.BatchHeaderSize:], int32(len(recs)), uint8(attrTransactional))
 	}
@@ -31,18 +38,18 @@ func FuzzReplayRecords(f *testing.F) {
 		if n < 0 || n > 64 {
 			return
 		}
-		seed := encodeBatch([]logRecord{{key: []byte{0, 1}}}, now)
+		seed := logstore.EncodeBatch([]statelog.Record{{Key: []byte{0, 1}}}, now.UnixMilli(), 0, -1, -1)
 		b := append(seed[:logstore.BatchHeaderSize:logstore.BatchHeaderSize], raw...)
 		binary.BigEndian.PutUint32(b[8:], uint32(len(b)-12))
 		binary.BigEndian.PutUint32(b[23:], uint32(max(n-1, 0))) // last offset delta
 		binary.BigEndian.PutUint32(b[57:], uint32(n))           // record count
 		binary.BigEndian.PutUint16(b[21:], uint16(attrs&(attrTransactional|attrControl)))
 		logstore.FixCRC(b)
-		c := &Coordinator{groups: map[string]*group{}}
-		c.cfg.setDefaults()
+		c := &Coordinator{groups: map[string]*group{}, cfg: DefaultConfig()}
 		c.logger = c.cfg.Logger
-		_ = decodeBatch(b, func(h logstore.BatchHeader, pos int64, r logRecord) error {
-			_ = c.applyRecordLocked(h, pos, r, now)
+		_ = logstore.DecodeRecords(b, func(h logstore.BatchHeader, pos int64, r logstore.Record) error {
+			kind := statelog.Batch{Transactional: h.IsTransactional(), Control: h.IsControl(), ProducerID: h.ProducerID, ProducerEpoch: h.ProducerEpoch}
+			_ = c.applyRecordLocked(kind, pos, r, now)
 			return nil
 		})
 	})

@@ -2,9 +2,12 @@ package group
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"slices"
 	"time"
+
+	"github.com/idem-dev/idem/internal/statelog"
 )
 
 // State is a classic group's state, named as Kafka names it in
@@ -228,18 +231,8 @@ func (g *group) sortedMembersLocked() []*member {
 	for _, m := range g.members {
 		ms = append(ms, m)
 	}
-	slices.SortFunc(ms, func(a, b *member) int { return int64cmp(int64(a.seq), int64(b.seq)) })
+	slices.SortFunc(ms, func(a, b *member) int { return cmp.Compare(a.seq, b.seq) })
 	return ms
-}
-
-func int64cmp(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // supportsLocked reports whether a member with this protocol type and these
@@ -544,7 +537,7 @@ func (c *Coordinator) replaceStaticLocked(g *group, old *member, id string, req 
 		}
 		// Persist the new member id so that the old one stays fenced
 		// after a restart.
-		c.appendBestEffortLocked([]logRecord{groupRecordLocked(g)})
+		c.appendBestEffortLocked([]statelog.Record{groupRecordLocked(g)})
 		return nil, res, nil
 	}
 	m.joinWait = make(chan joinReply, 1)
@@ -609,7 +602,7 @@ func (c *Coordinator) completeJoinLocked(g *group, now time.Time) {
 		g.protocol, g.leader = "", ""
 		g.setState(Empty, now)
 		g.emptySince = now
-		c.appendBestEffortLocked([]logRecord{groupRecordLocked(g)})
+		c.appendBestEffortLocked([]statelog.Record{groupRecordLocked(g)})
 		return
 	}
 	order := g.sortedMembersLocked()
@@ -634,7 +627,7 @@ func (c *Coordinator) completeJoinLocked(g *group, now time.Time) {
 		m.deadline = now.Add(m.sessionTimeout)
 		m.replyJoin(g.joinResultLocked(m, false), nil)
 	}
-	c.appendBestEffortLocked([]logRecord{groupRecordLocked(g)})
+	c.appendBestEffortLocked([]statelog.Record{groupRecordLocked(g)})
 	c.kick()
 }
 
@@ -716,7 +709,7 @@ func (c *Coordinator) syncLocked(req SyncRequest, now time.Time) (chan syncReply
 			for _, o := range g.members {
 				o.replySync(SyncResult{ProtocolType: g.protocolType, Protocol: g.protocol, Assignment: o.assignment}, nil)
 			}
-			c.appendBestEffortLocked([]logRecord{groupRecordLocked(g)})
+			c.appendBestEffortLocked([]statelog.Record{groupRecordLocked(g)})
 		}
 		return ch, SyncResult{}, nil
 	case Stable:

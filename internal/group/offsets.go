@@ -1,12 +1,15 @@
 package group
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/statelog"
 )
 
 // TopicPartition names one partition.
@@ -54,10 +57,10 @@ func sortedPartitions(m map[TopicPartition]Offset) []TopicPartition {
 		tps = append(tps, tp)
 	}
 	slices.SortFunc(tps, func(a, b TopicPartition) int {
-		if c := cmpString(a.Topic, b.Topic); c != 0 {
+		if c := cmp.Compare(a.Topic, b.Topic); c != 0 {
 			return c
 		}
-		return int64cmp(int64(a.Partition), int64(b.Partition))
+		return cmp.Compare(a.Partition, b.Partition)
 	})
 	return tps
 }
@@ -115,7 +118,7 @@ func (c *Coordinator) CommitOffsets(ctx context.Context, req CommitRequest) ([]e
 		m.deadline = now.Add(m.sessionTimeout) // a commit proves the member alive
 	}
 	errs := make([]error, len(req.Offsets))
-	var recs []logRecord
+	var recs []statelog.Record
 	var apply []OffsetCommit
 	for i, o := range req.Offsets {
 		if len(o.Metadata) > c.cfg.MaxMetadataBytes {
@@ -179,7 +182,7 @@ func (c *Coordinator) FetchOffsets(ctx context.Context, groupID string) (map[Top
 			}
 		}
 	}
-	end := c.log.EndOffset()
+	end := c.log.End()
 	c.mu.Unlock()
 	if err := c.waitDurable(ctx, end); err != nil {
 		return nil, err
@@ -229,7 +232,7 @@ func (c *Coordinator) DeleteOffsets(ctx context.Context, groupID string, tps []T
 		return nil, ErrNonEmptyGroup
 	}
 	errs := make([]error, len(tps))
-	var recs []logRecord
+	var recs []statelog.Record
 	for i, tp := range tps {
 		if subscribed[tp.Topic] {
 			errs[i] = ErrSubscribedToTopic
@@ -263,7 +266,7 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, ids []string) []error {
 		}
 		return errs
 	}
-	var recs []logRecord
+	var recs []statelog.Record
 	var deleted []int
 	for i, id := range ids {
 		g := c.groups[id]
@@ -294,8 +297,8 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, ids []string) []error {
 
 // deleteGroupLocked removes g from memory and returns the tombstones that
 // remove it from the log.
-func (c *Coordinator) deleteGroupLocked(g *group) []logRecord {
-	var recs []logRecord
+func (c *Coordinator) deleteGroupLocked(g *group) []statelog.Record {
+	var recs []statelog.Record
 	for _, tp := range sortedPartitions(g.offsets) {
 		recs = append(recs, offsetTombstone(g.id, tp))
 	}
@@ -316,7 +319,7 @@ func (c *Coordinator) deleteGroupLocked(g *group) []logRecord {
 // time (KIP-496). An Empty group left with no offsets is deleted.
 func (c *Coordinator) expireOffsetsLocked(now time.Time) {
 	retention := c.cfg.OffsetsRetention
-	var recs []logRecord
+	var recs []statelog.Record
 	for _, g := range c.sortedGroupsLocked() {
 		if g.state == Stable && g.protocolType == "consumer" {
 			// KIP-496: a live consumer group's offsets for topics it no
@@ -428,7 +431,7 @@ func (c *Coordinator) DeleteTopicOffsets(ctx context.Context, topics []string) e
 		c.mu.Unlock()
 		return ErrClosed
 	}
-	var recs []logRecord
+	var recs []statelog.Record
 	for _, g := range c.sortedGroupsLocked() {
 		for _, tp := range sortedPartitions(g.offsets) {
 			if gone[tp.Topic] {

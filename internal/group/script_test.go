@@ -1,30 +1,29 @@
 package group
 
 import (
-	"bufio"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/datadriven"
+
 	"github.com/idem-dev/idem/internal/logstore"
 )
 
-var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testdata scripts")
-
-// TestScripts runs the data-driven coordinator scripts in testdata/*.txt.
+// TestScripts runs the data-driven coordinator scripts in testdata/*.txt
+// with github.com/cockroachdb/datadriven (as etcd-io/raft does; the txn
+// package's scripts use the same runner and error names).
 //
 // Each block is one command line, a "----" line and the expected output, up
 // to a blank line; lines starting with # are comments. Run with -rewrite to
 // regenerate the expected output after a deliberate change, then read the
-// diff. The clock is fake and only "advance" moves it; timers fire only on
+// diff. Errors are printed by their Kafka names (what internal/kafka/api
+// answers), COORDINATOR_NOT_AVAILABLE qualified by which sentinel it was. The clock is fake and only "advance" moves it; timers fire only on
 // "advance" (manualTick), so scripts are deterministic. Clients are named;
 // the harness remembers each client's member id and generation and uses them
 // unless a command overrides them.
@@ -46,13 +45,13 @@ var rewrite = flag.Bool("rewrite", false, "rewrite the expected output of testda
 //	advance D                                        move the clock, run the timers
 //	restart | crash                                  close and reopen (crash: MemFS CrashClone)
 func TestScripts(t *testing.T) {
-	files, err := filepath.Glob("testdata/*.txt")
-	if err != nil || len(files) == 0 {
-		t.Fatalf("no scripts: %v", err)
-	}
-	for _, f := range files {
-		t.Run(strings.TrimSuffix(filepath.Base(f), ".txt"), func(t *testing.T) { runScript(t, f) })
-	}
+	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+		e := newScriptEnv(t)
+		e.open()
+		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {
+			return e.run(d.FullCmd())
+		})
+	})
 }
 
 type scriptClient struct {
@@ -74,11 +73,10 @@ type scriptEnv struct {
 
 func newScriptEnv(t *testing.T) *scriptEnv {
 	e := &scriptEnv{t: t, fs: logstore.NewMemFS(), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), clients: map[string]*scriptClient{}}
-	e.cfg = Config{
-		FS: e.fs, Dir: "offsets", Now: func() time.Time { return e.now },
-		InitialRebalanceDelay: -1, manualTick: true,
-		memberID: func(client string) string { e.ids++; return fmt.Sprintf("%s-%d", client, e.ids) },
-	}
+	e.cfg = DefaultConfig()
+	e.cfg.FS, e.cfg.Dir, e.cfg.Now = e.fs, "offsets", func() time.Time { return e.now }
+	e.cfg.InitialRebalanceDelay, e.cfg.manualTick = 0, true
+	e.cfg.memberID = func(client string) string { e.ids++; return fmt.Sprintf("%s-%d", client, e.ids) }
 	t.Cleanup(func() {
 		if e.c != nil {
 			e.c.Close()
@@ -106,13 +104,13 @@ func (e *scriptEnv) client(name string) *scriptClient {
 }
 
 var errNames = map[error]string{
-	ErrClosed: "CLOSED", ErrInvalidGroupID: "INVALID_GROUP_ID", ErrInvalidSessionTimeout: "INVALID_SESSION_TIMEOUT",
+	ErrClosed: "COORDINATOR_NOT_AVAILABLE(closed)", ErrInvalidGroupID: "INVALID_GROUP_ID", ErrInvalidSessionTimeout: "INVALID_SESSION_TIMEOUT",
 	ErrInconsistentProtocol: "INCONSISTENT_GROUP_PROTOCOL", ErrMemberIDRequired: "MEMBER_ID_REQUIRED",
 	ErrUnknownMember: "UNKNOWN_MEMBER_ID", ErrIllegalGeneration: "ILLEGAL_GENERATION",
 	ErrRebalanceInProgress: "REBALANCE_IN_PROGRESS", ErrFencedInstanceID: "FENCED_INSTANCE_ID",
 	ErrGroupNotFound: "GROUP_ID_NOT_FOUND", ErrNonEmptyGroup: "NON_EMPTY_GROUP",
 	ErrSubscribedToTopic: "GROUP_SUBSCRIBED_TO_TOPIC", ErrOffsetMetadataTooLarge: "OFFSET_METADATA_TOO_LARGE",
-	ErrStorage: "STORAGE",
+	ErrStorage: "COORDINATOR_NOT_AVAILABLE(storage)",
 }
 
 func errName(err error) string {
@@ -179,12 +177,13 @@ func (e *scriptEnv) run(line string) string {
 		if e.c != nil {
 			e.c.Close()
 		}
-		e.cfg.InitialRebalanceDelay = a.dur("delay", -1)
-		e.cfg.MinSessionTimeout = a.dur("min", 0)
-		e.cfg.MaxSessionTimeout = a.dur("max", 0)
-		e.cfg.OffsetsRetention = a.dur("retention", 0)
-		e.cfg.OffsetsRetentionCheckInterval = a.dur("check", 0)
-		e.cfg.CompactRecords = a.int("compact", 0)
+		d := DefaultConfig()
+		e.cfg.InitialRebalanceDelay = a.dur("delay", 0)
+		e.cfg.MinSessionTimeout = a.dur("min", d.MinSessionTimeout)
+		e.cfg.MaxSessionTimeout = a.dur("max", d.MaxSessionTimeout)
+		e.cfg.OffsetsRetention = a.dur("retention", d.OffsetsRetention)
+		e.cfg.OffsetsRetentionCheckInterval = a.dur("check", d.OffsetsRetentionCheckInterval)
+		e.cfg.CompactRecords = a.int("compact", d.CompactRecords)
 		e.open()
 		out.WriteString("ok\n")
 	case "join":
@@ -444,56 +443,4 @@ func syncDone(out *strings.Builder, name string, res SyncResult, err error) {
 		return
 	}
 	fmt.Fprintf(out, "%s: synced assignment=%q\n", name, res.Assignment)
-}
-
-func runScript(t *testing.T, path string) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := newScriptEnv(t)
-	e.open()
-	var rewritten strings.Builder
-	sc := bufio.NewScanner(strings.NewReader(string(data)))
-	var lineNo int
-	next := func() (string, bool) {
-		if !sc.Scan() {
-			return "", false
-		}
-		lineNo++
-		return sc.Text(), true
-	}
-	for {
-		line, ok := next()
-		if !ok {
-			break
-		}
-		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") {
-			rewritten.WriteString(line + "\n")
-			continue
-		}
-		cmdLine := lineNo
-		sep, _ := next()
-		if sep != "----" {
-			t.Fatalf("%s:%d: want ---- after the command", path, lineNo)
-		}
-		var want strings.Builder
-		for {
-			l, ok := next()
-			if !ok || l == "" {
-				break
-			}
-			want.WriteString(l + "\n")
-		}
-		got := e.run(line)
-		rewritten.WriteString(line + "\n----\n" + got + "\n")
-		if !*rewrite && got != want.String() {
-			t.Errorf("%s:%d: %s\ngot:\n%swant:\n%s", path, cmdLine, line, got, want.String())
-		}
-	}
-	if *rewrite {
-		if err := os.WriteFile(path, []byte(strings.TrimRight(rewritten.String(), "\n")+"\n"), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
 }

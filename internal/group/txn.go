@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/statelog"
 )
 
 // Transactional offset commits (TxnOffsetCommit, KIP-98/KIP-447).
@@ -98,7 +100,7 @@ func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req TxnCommitRequest)
 		m.deadline = now.Add(m.sessionTimeout)
 	}
 	errs := make([]error, len(req.Offsets))
-	var recs []logRecord
+	var recs []statelog.Record
 	var apply []OffsetCommit
 	for i, o := range req.Offsets {
 		if len(o.Metadata) > c.cfg.MaxMetadataBytes {
@@ -109,7 +111,7 @@ func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req TxnCommitRequest)
 		recs = append(recs, offsetRecord(g.id, tp, Offset{Offset: o.Offset, LeaderEpoch: o.LeaderEpoch, Metadata: o.Metadata, CommitTime: now}))
 		apply = append(apply, o)
 	}
-	end, err := c.appendAsLocked(recs, attrTransactional, req.ProducerID, req.ProducerEpoch)
+	end, err := c.appendAsLocked(statelog.Batch{Transactional: true, ProducerID: req.ProducerID, ProducerEpoch: req.ProducerEpoch}, recs)
 	if err != nil {
 		c.mu.Unlock()
 		return nil, err
@@ -154,13 +156,13 @@ func (c *Coordinator) CompleteTxnOffsets(ctx context.Context, group string, pid 
 		}
 		key := kmsg.ControlRecordKey{Version: 0, Type: typ}
 		val := kmsg.EndTxnMarker{Version: 0}
-		end, err = c.appendAsLocked([]logRecord{{key: key.AppendTo(nil), value: val.AppendTo(nil)}},
-			attrTransactional|attrControl, pid, epoch)
+		end, err = c.appendAsLocked(statelog.Batch{Transactional: true, Control: true, ProducerID: pid, ProducerEpoch: epoch},
+			[]statelog.Record{{Key: key.AppendTo(nil), Value: val.AppendTo(nil)}})
 		if err == nil {
 			c.completeTxnLocked(pid, commit)
 		}
 	} else {
-		end = c.log.EndOffset()
+		end = c.log.End()
 	}
 	c.mu.Unlock()
 	if err != nil {

@@ -49,7 +49,9 @@ func newTestServer(t testing.TB, props ...string) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	groups, err := group.NewCoordinator(group.Config{FS: mem, Dir: "/d/__consumer_offsets", InitialRebalanceDelay: -1})
+	gcfg := group.DefaultConfig()
+	gcfg.FS, gcfg.Dir, gcfg.InitialRebalanceDelay = mem, "/d/__consumer_offsets", 0
+	groups, err := group.NewCoordinator(gcfg)
 	if err != nil {
 		t.Fatal(err)
 	}

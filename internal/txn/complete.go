@@ -5,8 +5,6 @@ import (
 	"errors"
 	"sync"
 	"time"
-
-	"github.com/idem-dev/idem/internal/partition"
 )
 
 // coordinatorEpoch is the epoch markers carry. One node is always the
@@ -59,7 +57,7 @@ func (c *Coordinator) complete(t *txnMeta, s txnState) {
 					c.logger.Warn("skipping the transaction marker of a partition that no longer exists",
 						"transactional_id", t.id, "topic", tp.Topic, "partition", tp.Partition)
 					return nil
-				case errors.Is(err, ErrProducerFenced), errors.Is(err, partition.ErrProducerFenced):
+				case errors.Is(err, ErrProducerFenced):
 					// The partition has seen a newer epoch of this producer
 					// id, so this transaction's data there was already
 					// closed by a later marker; retrying cannot succeed
@@ -130,27 +128,20 @@ func (c *Coordinator) retry(what, id string, fn func(ctx context.Context) error)
 	}
 }
 
-// run is the timer goroutine: it aborts timed-out transactions every
-// AbortInterval, forgets expired ids every ExpireInterval, and compacts the
-// log when kicked. Times are Config.Now's; the sleep is capped at a second
-// so a fake or jumping clock is noticed soon.
-func (c *Coordinator) run() {
-	defer c.wg.Done()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	for {
-		c.mu.RLock()
-		next := min(c.nextAbort.Sub(c.now()), c.nextExpire.Sub(c.now()))
-		c.mu.RUnlock()
-		timer.Reset(min(max(next, 0), time.Second))
-		select {
-		case <-c.ctx.Done():
-			return
-		case <-c.kickc:
-		case <-timer.C:
-		}
-		c.tick()
+// nextDeadline is when the timer goroutine next has work: the next pass
+// over timed-out transactions or over expired ids. Compaction comes on a
+// kick (see statelog.Config.Kick).
+func (c *Coordinator) nextDeadline() time.Time {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return minTime(c.nextAbort, c.nextExpire)
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
 	}
+	return a
 }
 
 // tick does the timed work due at Now.

@@ -11,15 +11,16 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/statelog"
 )
 
 // MarkerWriter writes transaction markers into partitions. WriteMarker
 // returns once the control batch is durable. An error wrapping
-// ErrUnknownPartition (the partition is gone) or ErrProducerFenced /
-// partition.ErrProducerFenced (the partition has seen a newer epoch of the
-// producer) makes the coordinator skip the partition; any other error is
-// retried (with backoff) until it succeeds or the coordinator closes,
-// because a prepared decision must reach every partition.
+// ErrUnknownPartition (the partition is gone) or ErrProducerFenced (the
+// partition has seen a newer epoch of the producer) makes the coordinator
+// skip the partition; any other error is retried (with backoff) until it
+// succeeds or the coordinator closes, because a prepared decision must
+// reach every partition.
 type MarkerWriter interface {
 	WriteMarker(ctx context.Context, topic string, partition int32, pid int64, epoch int16, commit bool, coordinatorEpoch int32) error
 }
@@ -31,76 +32,84 @@ type OffsetCommitter interface {
 	CompleteTxnOffsets(ctx context.Context, group string, pid int64, epoch int16, commit bool) error
 }
 
-// Config configures a Coordinator. Zero durations take Kafka's defaults.
+// Config configures a Coordinator. Every field is used as given: the broker
+// fills each from its property (or from DefaultConfig where there is none),
+// and tests start from DefaultConfig.
 type Config struct {
 	FS  logstore.FS
 	Dir string // <data>/__transaction_state
+	// Disk is the disk reserve transaction decisions may draw on when the
+	// disk is full (nil: none).
+	Disk *logstore.Disk
 	// ProducerIDs hands out producer ids that are never reused.
 	ProducerIDs interface{ Next() (int64, error) }
 	Markers     MarkerWriter
 	Offsets     OffsetCommitter
-	// MaxTimeout is transaction.max.timeout.ms (900000).
+	// MaxTimeout is transaction.max.timeout.ms.
 	MaxTimeout time.Duration
-	// IDExpiration is transactional.id.expiration.ms (604800000): an id
-	// with no transaction open and no request for this long is forgotten.
+	// IDExpiration is transactional.id.expiration.ms: an id with no
+	// transaction open and no request for this long is forgotten.
 	IDExpiration time.Duration
-	// AbortInterval is transaction.abort.timed.out.transaction.cleanup.interval.ms
-	// (10000): how often timed-out transactions are looked for.
+	// AbortInterval is Kafka's
+	// transaction.abort.timed.out.transaction.cleanup.interval.ms: how often
+	// timed-out transactions are looked for.
 	AbortInterval time.Duration
-	// ExpireInterval is transaction.remove.expired.transaction.cleanup.interval.ms
-	// (3600000).
+	// ExpireInterval is Kafka's
+	// transaction.remove.expired.transaction.cleanup.interval.ms.
 	ExpireInterval time.Duration
-	// SegmentBytes is the transaction log's segment size (16 MiB).
+	// SegmentBytes is the transaction log's segment size.
 	SegmentBytes int64
 	// CompactRecords is the least number of records in the log before it
-	// is rewritten as a snapshot (10000).
+	// is rewritten as a snapshot.
 	CompactRecords int
 	// CompletionWait bounds how long EndTxn waits for the markers after the
-	// decision is durable (5s). Normally they take milliseconds and the
-	// answer comes after them; if a partition is slow the answer comes
-	// anyway, as Kafka answers right after the decision, before the client's
-	// request timeout turns a made decision into an unconfirmed one.
+	// decision is durable. Normally they take milliseconds and the answer
+	// comes after them; if a partition is slow the answer comes anyway, as
+	// Kafka answers right after the decision, before the client's request
+	// timeout turns a made decision into an unconfirmed one.
 	CompletionWait time.Duration
 	Now            func() time.Time
 	Logger         *slog.Logger
 
 	// manualTick (tests only) starts no timer goroutine: the test calls tick.
 	manualTick bool
-	// retryBackoff (tests only) is the first marker retry delay (10ms).
+	// retryBackoff (tests only) is the first marker retry delay.
 	retryBackoff time.Duration
 }
 
-func (cfg *Config) setDefaults() {
-	if cfg.MaxTimeout <= 0 {
-		cfg.MaxTimeout = 15 * time.Minute
+// DefaultConfig returns Kafka's defaults (the property registry's, which
+// the broker passes); FS, Dir, ProducerIDs, Markers and Offsets are left for
+// the caller.
+func DefaultConfig() Config {
+	return Config{
+		MaxTimeout:     15 * time.Minute,
+		IDExpiration:   7 * 24 * time.Hour,
+		AbortInterval:  10 * time.Second,
+		ExpireInterval: time.Hour,
+		SegmentBytes:   statelog.DefaultSegmentBytes,
+		CompactRecords: statelog.DefaultCompactRecords,
+		CompletionWait: 5 * time.Second,
+		Now:            time.Now,
+		Logger:         slog.New(slog.DiscardHandler),
+		retryBackoff:   10 * time.Millisecond,
 	}
-	if cfg.IDExpiration <= 0 {
-		cfg.IDExpiration = 7 * 24 * time.Hour
-	}
-	if cfg.AbortInterval <= 0 {
-		cfg.AbortInterval = 10 * time.Second
-	}
-	if cfg.ExpireInterval <= 0 {
-		cfg.ExpireInterval = time.Hour
-	}
-	if cfg.SegmentBytes <= 0 {
-		cfg.SegmentBytes = 16 << 20
-	}
-	if cfg.CompactRecords <= 0 {
-		cfg.CompactRecords = 10000
-	}
-	if cfg.CompletionWait <= 0 {
-		cfg.CompletionWait = 5 * time.Second
-	}
-	if cfg.Now == nil {
-		cfg.Now = time.Now
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.DiscardHandler)
+}
+
+func (cfg *Config) validate() error {
+	switch {
+	case cfg.FS == nil || cfg.Dir == "" || cfg.ProducerIDs == nil || cfg.Markers == nil || cfg.Offsets == nil:
+		return errors.New("txn: Config.FS, Dir, ProducerIDs, Markers and Offsets are required")
+	case cfg.MaxTimeout <= 0 || cfg.IDExpiration <= 0 || cfg.AbortInterval <= 0 || cfg.ExpireInterval <= 0:
+		return errors.New("txn: MaxTimeout, IDExpiration, AbortInterval and ExpireInterval must be positive")
+	case cfg.CompletionWait < 0:
+		return fmt.Errorf("txn: negative CompletionWait %v", cfg.CompletionWait)
+	case cfg.Now == nil || cfg.Logger == nil:
+		return errors.New("txn: Config.Now and Logger are required")
 	}
 	if cfg.retryBackoff <= 0 {
-		cfg.retryBackoff = 10 * time.Millisecond
+		cfg.retryBackoff = 10 * time.Millisecond // a test hook, not a setting
 	}
+	return nil // SegmentBytes and CompactRecords: statelog.Open checks them
 }
 
 // Coordinator is the transaction coordinator of one node. All exported
@@ -108,7 +117,8 @@ func (cfg *Config) setDefaults() {
 type Coordinator struct {
 	cfg    Config
 	logger *slog.Logger
-	log    *logstore.Log
+	log    *statelog.Log
+	loop   *statelog.Loop
 
 	// mu guards every field below and every txnMeta (see the package doc
 	// for the lock order).
@@ -116,45 +126,49 @@ type Coordinator struct {
 	closed     bool
 	txns       map[string]*txnMeta
 	byPID      map[int64]*txnMeta // current and previous producer id → owner
-	logRecords int                // records in the log since its last snapshot
 	nextAbort  time.Time          // next timed-out-transaction pass
 	nextExpire time.Time          // next transactional-id expiry pass
 
-	// ctx is cancelled by Close; completion goroutines run under it.
+	// ctx is cancelled by Close; completion goroutines run under it and
+	// pass it to the markers they write.
 	ctx    context.Context
 	cancel context.CancelFunc
-	kickc  chan struct{}
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // completion goroutines
 }
 
 // New opens (or creates) the transaction log under cfg.Dir, replays it,
 // resumes the completion of every prepared transaction and starts the timer
 // goroutine.
 func New(cfg Config) (*Coordinator, error) {
-	cfg.setDefaults()
-	if cfg.FS == nil || cfg.ProducerIDs == nil || cfg.Markers == nil || cfg.Offsets == nil {
-		return nil, errors.New("txn: Config.FS, ProducerIDs, Markers and Offsets are required")
-	}
-	l, err := logstore.Open(cfg.FS, cfg.Dir, logstore.Config{
-		SegmentBytes:   cfg.SegmentBytes,
-		RetentionBytes: -1,
-		RetentionTime:  -1, // the coordinator deletes what it compacted, nothing else
-		Logger:         cfg.Logger,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("txn: open transaction log: %w", err)
+	if err := cfg.validate(); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &Coordinator{
 		cfg:    cfg,
 		logger: cfg.Logger,
-		log:    l,
 		txns:   make(map[string]*txnMeta),
 		byPID:  make(map[int64]*txnMeta),
 		ctx:    ctx,
 		cancel: cancel,
-		kickc:  make(chan struct{}, 1),
 	}
+	l, err := statelog.Open(statelog.Config{
+		FS:             cfg.FS,
+		Dir:            cfg.Dir,
+		Name:           "transaction log",
+		SegmentBytes:   cfg.SegmentBytes,
+		CompactRecords: cfg.CompactRecords,
+		Live:           func() int { return len(c.txns) },
+		Kick:           func() { c.loop.Kick() },
+		Now:            cfg.Now,
+		Disk:           cfg.Disk,
+		Logger:         cfg.Logger,
+	})
+	if err != nil {
+		cancel()
+		return nil, fmt.Errorf("txn: %w", err)
+	}
+	c.log = l
 	if err := c.replay(); err != nil {
 		cancel()
 		l.Close()
@@ -163,6 +177,8 @@ func New(cfg Config) (*Coordinator, error) {
 	now := c.now()
 	c.nextAbort = now.Add(cfg.AbortInterval)
 	c.nextExpire = now.Add(cfg.ExpireInterval)
+	// Before the completions resume: their appends may kick the loop.
+	c.loop = statelog.StartLoop(c.nextDeadline, c.tick, cfg.Now, cfg.manualTick)
 	c.mu.Lock()
 	for _, t := range c.txns {
 		switch t.s.state {
@@ -178,10 +194,6 @@ func New(cfg Config) (*Coordinator, error) {
 		}
 	}
 	c.mu.Unlock()
-	if !cfg.manualTick {
-		c.wg.Add(1)
-		go c.run()
-	}
 	return c, nil
 }
 
@@ -190,25 +202,19 @@ func New(cfg Config) (*Coordinator, error) {
 // next New on the same log.
 func (c *Coordinator) Close() error {
 	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	wasClosed := c.closed
+	c.closed = true
+	c.mu.Unlock()
+	if wasClosed {
 		return nil
 	}
-	c.closed = true
 	c.cancel()
-	c.mu.Unlock()
+	c.loop.Close()
 	c.wg.Wait()
 	return c.log.Close()
 }
 
 func (c *Coordinator) now() time.Time { return c.cfg.Now() }
-
-func (c *Coordinator) kick() {
-	select {
-	case c.kickc <- struct{}{}:
-	default:
-	}
-}
 
 // ProducerIDEpoch is a producer id with its epoch.
 type ProducerIDEpoch struct {
@@ -360,6 +366,7 @@ func (c *Coordinator) transitionLocked(t *txnMeta, next txnState) (int64, error)
 		c.logger.Error("refusing an invalid transaction state transition", "transactional_id", t.id, "from", from, "to", next.state)
 		return 0, fmt.Errorf("%w: %s → %s", ErrInvalidTxnState, from, next.state)
 	}
+	settled, hasSettled := t.s, known
 	if !known {
 		c.txns[t.id] = t // installLocked finds it and keeps this pointer
 	}
@@ -371,6 +378,7 @@ func (c *Coordinator) transitionLocked(t *txnMeta, next txnState) (int64, error)
 		return 0, err
 	}
 	t.busy = true
+	t.settled, t.hasSettled = settled, hasSettled
 	return end, nil
 }
 
@@ -623,7 +631,13 @@ func (c *Coordinator) verifyLocked(pid int64, epoch int16) (*txnMeta, error) {
 	return t, nil
 }
 
-// Describe returns the state of one transactional id.
+// Describe returns the state of one transactional id: its last settled
+// state, as Kafka's DescribeTransactions shows TransactionMetadata.state
+// and not a transition still being written. A state whose record is not
+// yet durable is not shown (a power loss could take it back), and requests
+// that would change the id meanwhile are answered ErrConcurrentTransactions;
+// so once Describe shows PrepareCommit, the decision is durable and an
+// EndTxn(abort) is ErrInvalidTxnState.
 func (c *Coordinator) Describe(id string) (Info, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -633,11 +647,11 @@ func (c *Coordinator) Describe(id string) (Info, error) {
 	if id == "" {
 		return Info{}, ErrInvalidRequest
 	}
-	t := c.txns[id]
-	if t == nil {
+	s, ok := c.txns[id].visible()
+	if !ok {
 		return Info{}, ErrTransactionalIDNotFound
 	}
-	return t.info(), nil
+	return s.info(id), nil
 }
 
 // ListFilter selects transactions for List; zero fields select everything.
@@ -649,7 +663,8 @@ type ListFilter struct {
 	MinDuration time.Duration
 }
 
-// List returns the transactional ids matching f, sorted by id.
+// List returns the transactional ids matching f, sorted by id, in their
+// settled states (see Describe).
 func (c *Coordinator) List(f ListFilter) ([]Info, error) {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
@@ -659,24 +674,27 @@ func (c *Coordinator) List(f ListFilter) ([]Info, error) {
 	now := c.now()
 	var out []Info
 	for _, id := range slices.Sorted(maps.Keys(c.txns)) {
-		t := c.txns[id]
-		if len(f.States) > 0 && !slices.Contains(f.States, t.s.state) {
+		s, ok := c.txns[id].visible()
+		if !ok {
 			continue
 		}
-		if len(f.ProducerIDs) > 0 && !slices.Contains(f.ProducerIDs, t.s.pid) {
+		if len(f.States) > 0 && !slices.Contains(f.States, s.state) {
+			continue
+		}
+		if len(f.ProducerIDs) > 0 && !slices.Contains(f.ProducerIDs, s.pid) {
 			continue
 		}
 		if f.MinDuration > 0 {
-			switch t.s.state {
+			switch s.state {
 			case Ongoing, PrepareCommit, PrepareAbort, PrepareEpochFence:
 			default:
 				continue
 			}
-			if t.s.start.IsZero() || now.Sub(t.s.start) < f.MinDuration {
+			if s.start.IsZero() || now.Sub(s.start) < f.MinDuration {
 				continue
 			}
 		}
-		out = append(out, t.info())
+		out = append(out, s.info(id))
 	}
 	return out, nil
 }

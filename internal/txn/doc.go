@@ -35,12 +35,16 @@
 // coordinator accept idempotently; and anything the client does next (the
 // next AddPartitions) is a later record whose fsync covers it.
 //
-// Memory always equals an in-order replay of the whole log, non-durable tail
-// included: records are appended under Coordinator.mu in the same critical
-// section that changes memory. That is what lets compaction write memory as
-// a snapshot at the log end and delete the log below it. While a record is
-// not yet durable its transaction is marked busy and every other state change
-// of that id is answered ErrConcurrentTransactions (Kafka's pending state).
+// The log is an internal/statelog.Log. Memory always equals an in-order
+// replay of the whole log, non-durable tail included: records are appended
+// under Coordinator.mu in the same critical section that changes memory.
+// That is what lets compaction write memory as a snapshot at the log end and
+// delete the log below it. While a record is not yet durable its transaction
+// is marked busy: every other state change of that id is answered
+// ErrConcurrentTransactions (Kafka's pending state), and Describe and List
+// show the state before it, so nothing a power loss could take back is ever
+// shown. Once Describe shows PrepareCommit the decision is durable, and an
+// EndTxn(abort) is ErrInvalidTxnState.
 //
 // # Concurrency and lock order
 //
@@ -48,12 +52,11 @@
 // Locked need it held (write lock unless they say otherwise). Lock order:
 // Coordinator.mu → the log's internal locks (Append is called under mu).
 // WaitDurable, MarkerWriter, OffsetCommitter and ProducerIDs.Next are never
-// called with mu held. Goroutines: the timer loop (timeouts, id expiry,
-// compaction) and one completion goroutine per prepared transaction; Close
-// stops and joins all of them. A completion interrupted by Close resumes
-// when the coordinator is next opened on the same log.
-package txn
-
+// called with mu held. Goroutines: the timer loop (a statelog.Loop:
+// timeouts, id expiry, compaction) and one completion goroutine per prepared
+// transaction; Close stops and joins all of them. A completion interrupted
+// by Close resumes when the coordinator is next opened on the same log.
+//
 // # Deliberately not implemented (yet)
 //
 //   - transaction.version 2 (KIP-890 part 2: an epoch bump per transaction,
@@ -68,3 +71,4 @@ package txn
 //     epoch that fences the late request.
 //   - Several coordinator epochs: one node is always the coordinator, so
 //     markers carry coordinator epoch 0.
+package txn

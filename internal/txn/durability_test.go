@@ -12,7 +12,6 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/idem-dev/idem/internal/logstore"
-	"github.com/idem-dev/idem/internal/partition"
 )
 
 // The decision must be durable before the first marker: a power loss while
@@ -186,7 +185,7 @@ func TestMarkerFailuresAreRetried(t *testing.T) {
 		case strings.HasPrefix(m.Target, "gone/"):
 			return fmt.Errorf("no such topic: %w", ErrUnknownPartition)
 		case strings.HasPrefix(m.Target, "newer/"):
-			return fmt.Errorf("marker: %w", partition.ErrProducerFenced)
+			return fmt.Errorf("marker: %w", ErrProducerFenced)
 		case failures.Add(1) <= 3:
 			return errors.New("partition busy")
 		}
@@ -239,6 +238,78 @@ func TestRequestsDuringCompletion(t *testing.T) {
 		t.Fatalf("state %v, want CompleteCommit", s)
 	}
 	wantErr(t, "AddPartitions after completion", e.c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 1}}), nil)
+}
+
+// A transition is shown only once its record is durable, as Kafka shows a
+// transaction's state and not its pending one. While the PrepareCommit
+// record waits for its fsync, Describe and List still show Ongoing and a
+// conflicting EndTxn is told to retry; once the decision is durable,
+// Describe shows PrepareCommit and an abort is refused as invalid. (Showing
+// PrepareCommit before the fsync made TestRequestsDuringCompletion flaky: it
+// waits for PrepareCommit and then expects INVALID_TXN_STATE.)
+func TestPendingTransitionIsNotShown(t *testing.T) {
+	e := newEnv(t)
+	ctx := context.Background()
+	p := e.init("a")
+	wantErr(t, "add", e.c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 0}}), nil)
+	release := make(chan struct{})
+	e.rec.setHook(func(ctx context.Context, _ marker) error {
+		select {
+		case <-release:
+			return nil
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	})
+	var holding atomic.Bool
+	unhold := make(chan struct{})
+	e.fs.SetSyncHook(func(ev logstore.SyncEvent) {
+		if !ev.Done && holding.Load() {
+			<-unhold
+		}
+	})
+	holding.Store(true)
+	stopHolding := func() {
+		if holding.CompareAndSwap(true, false) {
+			close(unhold)
+		}
+	}
+	t.Cleanup(stopHolding) // before newEnv's Close, which needs the fsync
+	appended := func(before int64) {
+		t.Helper()
+		for deadline := time.Now().Add(5 * time.Second); e.c.log.End() == before; time.Sleep(time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("the record was never appended")
+			}
+		}
+	}
+	end := e.c.log.End()
+	ended := make(chan error, 1)
+	go func() { ended <- e.c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, true) }()
+	appended(end)
+	end = e.c.log.End()
+	inited := make(chan error, 1)
+	go func() { _, err := e.c.InitProducerID(ctx, "b", time.Minute, NoProducer); inited <- err }()
+	appended(end)
+
+	if s := e.stateNow("a"); s != Ongoing {
+		t.Fatalf("state while the decision is not durable: %v, want Ongoing", s)
+	}
+	_, err := e.c.Describe("b")
+	wantErr(t, "Describe of an id whose first record is not durable", err, ErrTransactionalIDNotFound)
+	if l, _ := e.c.List(ListFilter{States: []State{PrepareCommit, Empty}}); len(l) != 0 {
+		t.Fatalf("List shows states that are not durable: %+v", l)
+	}
+	wantErr(t, "EndTxn abort while the decision is written", e.c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, false), ErrConcurrentTransactions)
+
+	stopHolding()
+	wantErr(t, "InitProducerID", <-inited, nil)
+	for e.stateNow("a") != PrepareCommit {
+		time.Sleep(time.Millisecond)
+	}
+	wantErr(t, "EndTxn abort once the decision is durable", e.c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, false), ErrInvalidTxnState)
+	close(release)
+	wantErr(t, "EndTxn", <-ended, nil)
 }
 
 func (e *env) stateNow(id string) State {
@@ -312,7 +383,7 @@ func TestCompactionKeepsState(t *testing.T) {
 	wantErr(t, "add", e.c.AddPartitions(ctx, "id-0", p.ProducerID, p.Epoch, []TopicPartition{{"t", 3}}), nil)
 	before, _ := e.c.List(ListFilter{})
 	e.c.tick()
-	if e.c.log.StartOffset() == 0 {
+	if e.c.log.Start() == 0 {
 		t.Fatal("the log was not compacted")
 	}
 	e.crash()
@@ -323,16 +394,51 @@ func TestCompactionKeepsState(t *testing.T) {
 	wantErr(t, "verify", e.c.Verify(p.ProducerID, p.Epoch, "t", 3), nil)
 }
 
+// A restart that resumes a prepared transaction on a log already due for
+// compaction: the completion's first append kicks the timer loop, which
+// must exist by then (it once started after the completions resumed).
+func TestRestartResumesCompletionWithCompactionDue(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.CompactRecords = 2; c.CompletionWait = time.Millisecond })
+	ctx := context.Background()
+	for range 5 {
+		e.init("a")
+	}
+	p := e.init("a")
+	wantErr(t, "add", e.c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 0}}), nil)
+	e.rec.setHook(func(ctx context.Context, _ marker) error {
+		<-ctx.Done()
+		return ctx.Err()
+	})
+	wantErr(t, "EndTxn", e.c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, true), nil)
+	e.rec.setHook(nil)
+	e.crash()
+	e.waitIdle()
+	if s := e.stateNow("a"); s != CompleteCommit {
+		t.Fatalf("after the restart: %v, want CompleteCommit", s)
+	}
+	e.c.tick()
+	if e.c.log.Start() == 0 {
+		t.Fatal("the log was not compacted")
+	}
+}
+
 // Close joins every goroutine, including a completion stuck on a marker.
 func TestCloseJoinsGoroutines(t *testing.T) {
 	defer goleak.VerifyNone(t, goleak.IgnoreCurrent())
 	fs := logstore.NewMemFS()
 	rec := &recorder{}
+	stuck := make(chan struct{}, 1)
 	rec.setHook(func(ctx context.Context, _ marker) error {
+		select {
+		case stuck <- struct{}{}:
+		default:
+		}
 		<-ctx.Done()
 		return ctx.Err()
 	})
-	c, err := New(Config{FS: fs, Dir: testDir, ProducerIDs: &idSource{}, Markers: rec, Offsets: rec})
+	cfg := DefaultConfig()
+	cfg.FS, cfg.Dir, cfg.ProducerIDs, cfg.Markers, cfg.Offsets = fs, testDir, &idSource{}, rec, rec
+	c, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -342,7 +448,7 @@ func TestCloseJoinsGoroutines(t *testing.T) {
 	wantErr(t, "add", c.AddPartitions(ctx, "a", p.ProducerID, p.Epoch, []TopicPartition{{"t", 0}}), nil)
 	ended := make(chan error, 1)
 	go func() { ended <- c.EndTxn(ctx, "a", p.ProducerID, p.Epoch, true) }()
-	time.Sleep(20 * time.Millisecond)
+	<-stuck // the decision is durable and its completion waits on a marker
 	if err := c.Close(); err != nil {
 		t.Fatal(err)
 	}

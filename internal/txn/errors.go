@@ -11,7 +11,8 @@ var (
 	ErrConcurrentTransactions = errors.New("txn: concurrent transactions")
 	// ErrProducerFenced: the request's epoch is not the current one; a newer
 	// producer instance (or a timeout abort) bumped it (PRODUCER_FENCED, or
-	// INVALID_PRODUCER_EPOCH for request versions that predate KIP-588).
+	// INVALID_PRODUCER_EPOCH for request versions that predate KIP-588). A
+	// MarkerWriter wraps it when the partition has seen a newer epoch.
 	ErrProducerFenced = errors.New("txn: producer fenced by a newer epoch")
 	// ErrInvalidProducerEpoch: kept for the Produce path's mapping
 	// (INVALID_PRODUCER_EPOCH).

@@ -3,6 +3,9 @@ package txn
 import (
 	"testing"
 	"time"
+
+	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/statelog"
 )
 
 // FuzzTransactionLog feeds arbitrary bytes to the transaction-log decoders
@@ -16,12 +19,12 @@ func FuzzTransactionLog(f *testing.F) {
 		start:      time.UnixMilli(1_700_000_000_000), lastUpdate: time.UnixMilli(1_700_000_000_500),
 	}
 	r := encodeRecord("id", &s)
-	f.Add(r.key, r.value, encodeBatch([]logRecord{r}, time.UnixMilli(0)))
+	f.Add(r.Key, r.Value, logstore.EncodeBatch([]statelog.Record{r}, 0, 0, -1, -1))
 	tomb := encodeRecord("id", nil)
-	f.Add(tomb.key, []byte{}, encodeBatch([]logRecord{tomb, r}, time.UnixMilli(0)))
+	f.Add(tomb.Key, []byte{}, logstore.EncodeBatch([]statelog.Record{tomb, r}, 0, 0, -1, -1))
 	f.Fuzz(func(t *testing.T, key, value, batch []byte) {
-		_ = decodeBatch(batch, func(logRecord) error { return nil })
-		id, st, err := decodeRecord(logRecord{key: key, value: value})
+		_ = logstore.DecodeRecords(batch, func(logstore.BatchHeader, int64, logstore.Record) error { return nil })
+		id, st, err := decodeRecord(statelog.Record{Key: key, Value: value})
 		if err != nil || st == nil {
 			return
 		}
@@ -30,8 +33,8 @@ func FuzzTransactionLog(f *testing.F) {
 		if err != nil || id2 != id {
 			t.Fatalf("re-decoding %q: %v (id %q)", id, err, id2)
 		}
-		if a, b := encodeRecord(id2, st2), again; string(a.value) != string(b.value) {
-			t.Fatalf("not stable across a round trip:\n %x\n %x", a.value, b.value)
+		if a, b := encodeRecord(id2, st2), again; string(a.Value) != string(b.Value) {
+			t.Fatalf("not stable across a round trip:\n %x\n %x", a.Value, b.Value)
 		}
 	})
 }

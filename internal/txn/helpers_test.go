@@ -131,15 +131,9 @@ const testDir = "data/__transaction_state"
 func newEnv(t *testing.T, mod ...func(*Config)) *env {
 	t.Helper()
 	e := &env{t: t, fs: logstore.NewMemFS(), clock: newFakeClock(), ids: &idSource{}, rec: &recorder{}}
-	e.cfg = Config{
-		Dir:          testDir,
-		ProducerIDs:  e.ids,
-		MaxTimeout:   15 * time.Minute,
-		IDExpiration: 7 * 24 * time.Hour,
-		Now:          e.clock.Now,
-		manualTick:   true,
-		retryBackoff: time.Millisecond,
-	}
+	e.cfg = DefaultConfig()
+	e.cfg.Dir, e.cfg.ProducerIDs, e.cfg.Now = testDir, e.ids, e.clock.Now
+	e.cfg.manualTick, e.cfg.retryBackoff = true, time.Millisecond
 	for _, m := range mod {
 		m(&e.cfg)
 	}
@@ -220,7 +214,7 @@ func durableState(t *testing.T, fs *logstore.MemFS, id string) (txnState, bool) 
 	defer l.Close()
 	var last *txnState
 	err = l.Scan(l.StartOffset(), func(_ logstore.BatchHeader, b []byte) error {
-		return decodeBatch(b, func(r logRecord) error {
+		return logstore.DecodeRecords(b, func(_ logstore.BatchHeader, _ int64, r logstore.Record) error {
 			rid, s, err := decodeRecord(r)
 			if err != nil || rid != id {
 				return err

@@ -128,6 +128,12 @@ type txnMeta struct {
 	// the request that wrote it has not been answered, and no other state
 	// change may start (ErrConcurrentTransactions).
 	busy bool
+	// settled is the state before the transition that set busy, and
+	// hasSettled is false if that transition wrote the id's first record:
+	// while busy, Describe and List show settled (or nothing), never a
+	// state a power loss could still take back.
+	settled    txnState
+	hasSettled bool
 	// done is non-nil while a completion goroutine writes this prepared
 	// transaction's markers; it is closed when the Complete record is
 	// appended (or the completion stops because the coordinator closes).
@@ -154,16 +160,29 @@ type Info struct {
 	Groups     []string         // sorted
 }
 
-func (t *txnMeta) info() Info {
+// visible is the state Describe and List show: t's state unless a
+// transition of it is still being made durable, then the one before (ok is
+// false for t nil or an id whose first record is not yet durable).
+func (t *txnMeta) visible() (s txnState, ok bool) {
+	switch {
+	case t == nil:
+		return txnState{}, false
+	case t.busy:
+		return t.settled, t.hasSettled
+	}
+	return t.s, true
+}
+
+func (s txnState) info(id string) Info {
 	return Info{
-		TransactionalID: t.id,
-		ProducerID:      t.s.pid,
-		ProducerEpoch:   t.s.epoch,
-		State:           t.s.state,
-		Timeout:         t.s.timeout,
-		StartTime:       t.s.start,
-		LastUpdate:      t.s.lastUpdate,
-		Partitions:      t.s.sortedPartitions(),
-		Groups:          t.s.sortedGroups(),
+		TransactionalID: id,
+		ProducerID:      s.pid,
+		ProducerEpoch:   s.epoch,
+		State:           s.state,
+		Timeout:         s.timeout,
+		StartTime:       s.start,
+		LastUpdate:      s.lastUpdate,
+		Partitions:      s.sortedPartitions(),
+		Groups:          s.sortedGroups(),
 	}
 }

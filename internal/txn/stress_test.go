@@ -82,7 +82,7 @@ func TestConcurrentProducersAcrossCompactionAndPowerLoss(t *testing.T) {
 	wg.Wait()
 	close(stop)
 	compactions.Wait()
-	if e.c.log.StartOffset() == 0 {
+	if e.c.log.Start() == 0 {
 		t.Error("the log was never compacted")
 	}
 	e.crash()

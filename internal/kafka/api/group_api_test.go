@@ -16,7 +16,9 @@ import (
 
 func groupEnv(t *testing.T) *Env {
 	t.Helper()
-	c, err := group.NewCoordinator(group.Config{FS: logstore.NewMemFS(), Dir: "offsets", InitialRebalanceDelay: -1})
+	cfg := group.DefaultConfig()
+	cfg.FS, cfg.Dir, cfg.InitialRebalanceDelay = logstore.NewMemFS(), "offsets", 0
+	c, err := group.NewCoordinator(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -302,7 +304,9 @@ func txnEnv(t *testing.T, env *Env, id, group string) txn.ProducerIDEpoch {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := txn.New(txn.Config{FS: fsys, Dir: "txn", ProducerIDs: ids, Markers: noMarkers{}, Offsets: env.Groups})
+	cfg := txn.DefaultConfig()
+	cfg.FS, cfg.Dir, cfg.ProducerIDs, cfg.Markers, cfg.Offsets = fsys, "txn", ids, noMarkers{}, env.Groups
+	c, err := txn.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
