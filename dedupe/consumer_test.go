@@ -65,6 +65,23 @@ func startConsumer(t *testing.T, s *storeUnderTest, addr, group, topic string) *
 // handler after its write (nil: none); the hook's error fails the handler.
 func startConsumerWith(t *testing.T, s *storeUnderTest, addr, group, topic string, maxBatch int, hook func(*kgo.Record) error) *consumerUnderTest {
 	t.Helper()
+	return startConsumerOpts(t, s, addr, group, topic, consumerOpts{maxBatch: maxBatch, hook: hook})
+}
+
+// consumerOpts are the knobs the consumer tests turn.
+type consumerOpts struct {
+	maxBatch        int
+	hook            func(*kgo.Record) error
+	retry           dedupe.RetryPolicy
+	deadLetterTopic string
+}
+
+func startConsumerOpts(t *testing.T, s *storeUnderTest, addr, group, topic string, o consumerOpts) *consumerUnderTest {
+	t.Helper()
+	maxBatch, hook := o.maxBatch, o.hook
+	if o.retry == (dedupe.RetryPolicy{}) {
+		o.retry = dedupe.RetryPolicy{InitialBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}
+	}
 	if hook == nil {
 		hook = func(*kgo.Record) error { return nil }
 	}
@@ -77,7 +94,7 @@ func startConsumerWith(t *testing.T, s *storeUnderTest, addr, group, topic strin
 	case *dedupe.SQLite:
 		cons, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{
 			Store: st, Group: group, Topics: []string{topic}, ClientOpts: groupOpts(addr), OnResult: onResult,
-			MaxBatch: maxBatch, RetryBackoff: 10 * time.Millisecond, Logger: quietLogger,
+			MaxBatch: maxBatch, Retry: o.retry, DeadLetterTopic: o.deadLetterTopic, Logger: quietLogger,
 			Handler: func(ctx context.Context, tx *sql.Tx, r *kgo.Record) error {
 				c.runs.Add(1)
 				if _, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, n) VALUES (?, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader)); err != nil {
@@ -93,7 +110,7 @@ func startConsumerWith(t *testing.T, s *storeUnderTest, addr, group, topic strin
 	case *dedupe.Postgres:
 		cons, err := dedupe.NewConsumer(dedupe.ConsumerConfig[pgx.Tx]{
 			Store: st, Group: group, Topics: []string{topic}, ClientOpts: groupOpts(addr), OnResult: onResult,
-			MaxBatch: maxBatch, RetryBackoff: 10 * time.Millisecond, Logger: quietLogger,
+			MaxBatch: maxBatch, Retry: o.retry, DeadLetterTopic: o.deadLetterTopic, Logger: quietLogger,
 			Handler: func(ctx context.Context, tx pgx.Tx, r *kgo.Record) error {
 				c.runs.Add(1)
 				if _, err := tx.Exec(ctx, `INSERT INTO effects (event_id, n) VALUES ($1, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader)); err != nil {

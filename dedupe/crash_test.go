@@ -36,6 +36,13 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(recoveryEnvBroker) != "" {
+		if err := recoveryChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "recovery child:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv(consumerEnvBroker) != "" {
 		if err := consumerChild(); err != nil {
 			fmt.Fprintln(os.Stderr, "consumer child:", err)
