@@ -64,6 +64,9 @@ import (
 const (
 	HeaderKey      = "Idempotency-Key"
 	HeaderReplayed = "Idempotent-Replayed"
+	// HeaderOriginalStatus accompanies the 410 answered for a completed
+	// request whose response was too large to store (MaxResponseBytes).
+	HeaderOriginalStatus = "Idempotent-Original-Status"
 )
 
 // MaxKeyLength is Stripe's limit; the draft sets none.
@@ -78,10 +81,30 @@ type Config struct {
 	// Optional lets requests without a key through, unprotected. By default
 	// a key is required and its absence answers 400.
 	Optional bool
-	// Scope returns the client identity keys are scoped to. Set it to your
-	// authenticated user or tenant id. The default hashes the Authorization
-	// header, which keeps clients with different credentials apart.
+	// Scope returns the client identity keys are scoped to: your
+	// authenticated user or tenant id. It is required (Middleware panics
+	// without it) unless AllowEmptyScope is set, because clients that share
+	// a scope can replay, and so read, each other's responses.
+	// ScopeByAuthorization is ready-made. A request whose scope is "" is
+	// refused with 400 unless AllowEmptyScope is set.
 	Scope func(r *http.Request) string
+	// AllowEmptyScope is the explicit opt-in to one shared key space: every
+	// request whose Scope is "" (all of them if Scope is nil) shares it. Use
+	// it only where one trusted client sends all requests, or where
+	// responses carry nothing a client may not see of another's.
+	AllowEmptyScope bool
+	// ReplayHeaders lists the response headers that are stored and replayed
+	// (default DefaultReplayHeaders()). Whatever it says, Set-Cookie,
+	// Authorization, WWW-Authenticate, Proxy-Authenticate and hop-by-hop
+	// headers are never stored or replayed. The original response is sent
+	// with all its headers.
+	ReplayHeaders []string
+	// MaxResponseBytes caps the size of a stored response body (default
+	// 1 MiB; negative means no cap). A larger response is still sent, and
+	// the key is recorded as completed without its body: a retry gets 410
+	// Gone, saying the request was processed and with what status, instead
+	// of a second run.
+	MaxResponseBytes int64
 	// Fingerprint identifies "the same request". The default hashes the
 	// method, the path with its query, and the body.
 	Fingerprint func(r *http.Request, body []byte) string
@@ -114,6 +137,12 @@ func (c Config) withDefaults() Config {
 	if c.Scope == nil {
 		c.Scope = ScopeByAuthorization
 	}
+	if c.ReplayHeaders == nil {
+		c.ReplayHeaders = DefaultReplayHeaders()
+	}
+	if c.MaxResponseBytes == 0 {
+		c.MaxResponseBytes = 1 << 20
+	}
 	if c.Fingerprint == nil {
 		c.Fingerprint = DefaultFingerprint
 	}
@@ -138,8 +167,9 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// ScopeByAuthorization is the default Config.Scope: a hash of the
-// Authorization header ("" without one).
+// ScopeByAuthorization scopes keys by a hash of the Authorization header.
+// A request without one has no scope ("") and is refused unless
+// Config.AllowEmptyScope is set.
 func ScopeByAuthorization(r *http.Request) string {
 	a := r.Header.Get("Authorization")
 	if a == "" {
@@ -163,15 +193,22 @@ func Middleware(cfg Config) func(http.Handler) http.Handler {
 	if cfg.Store == nil {
 		panic("idempotency: Config.Store is nil")
 	}
+	if cfg.Scope == nil && !cfg.AllowEmptyScope {
+		panic("idempotency: Config.Scope is nil: set it to the authenticated client's identity " +
+			"(or idempotency.ScopeByAuthorization), or set AllowEmptyScope to share one key space knowingly")
+	}
 	cfg = cfg.withDefaults()
+	rel := &releaser{store: cfg.Store, logger: cfg.Logger, lease: cfg.Lease, pending: map[Key]string{}}
 	return func(next http.Handler) http.Handler {
-		return &middleware{cfg: cfg, next: next}
+		return &middleware{cfg: cfg, next: next, replay: newHeaderFilter(cfg.ReplayHeaders), rel: rel}
 	}
 }
 
 type middleware struct {
-	cfg  Config
-	next http.Handler
+	cfg    Config
+	next   http.Handler
+	replay headerFilter
+	rel    *releaser
 }
 
 func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -206,6 +243,11 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	key := Key{Scope: m.cfg.Scope(r), Key: keyValue}
+	if key.Scope == "" && !m.cfg.AllowEmptyScope {
+		m.problem(w, http.StatusBadRequest, "No client identity for the Idempotency-Key",
+			"Idempotency keys are scoped per client, and this request does not identify one (for instance, it has no credentials).")
+		return
+	}
 	fp := m.cfg.Fingerprint(r, body)
 
 	// Store operations must not die with the client's connection: a client
@@ -217,9 +259,19 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.problem(w, http.StatusServiceUnavailable, "Idempotency store unavailable", "Retry the request with the same key.")
 		return
 	}
+	if claim.Status == InProgress && m.rel.retry(sctx, key) {
+		// This server failed to release the key after a failed attempt
+		// (the store was unreachable); now it could, so claim again.
+		claim, err = m.cfg.Store.Claim(sctx, key, fp, m.cfg.Now(), m.cfg.Lease, m.cfg.Retention)
+		if err != nil {
+			m.cfg.Logger.Error("idempotency: claim failed", "err", err)
+			m.problem(w, http.StatusServiceUnavailable, "Idempotency store unavailable", "Retry the request with the same key.")
+			return
+		}
+	}
 	switch claim.Status {
 	case Completed:
-		writeResponse(w, claim.Response, true)
+		m.replayResponse(w, claim.Response)
 	case Mismatch:
 		m.problem(w, http.StatusUnprocessableEntity, "Idempotency-Key reused",
 			"This key was already used with a different request payload.")
@@ -245,9 +297,7 @@ func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Co
 		}
 		// The handler panicked: undo its writes and free the key.
 		holder.rollback()
-		if err := m.cfg.Store.Release(sctx, key, token); err != nil {
-			m.cfg.Logger.Error("idempotency: release after panic failed", "err", err)
-		}
+		m.rel.release(sctx, key, token)
 	}()
 	m.next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), txKey{}, holder)))
 	completed = true
@@ -256,15 +306,17 @@ func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Co
 
 	if m.cfg.ReleaseOn(resp.Status) {
 		holder.rollback()
-		if err := m.cfg.Store.Release(sctx, key, token); err != nil {
-			m.cfg.Logger.Error("idempotency: release failed", "err", err)
-		}
+		m.rel.release(sctx, key, token)
 		writeResponse(w, resp, false)
 		return
 	}
+	stored := Response{Status: resp.Status, Header: m.replay.filter(resp.Header), Body: resp.Body}
+	if m.cfg.MaxResponseBytes >= 0 && int64(len(resp.Body)) > m.cfg.MaxResponseBytes {
+		stored.Body, stored.BodyOmitted = nil, true
+	}
 	tx, err := holder.get()
 	if err == nil {
-		err = m.cfg.Store.Complete(sctx, tx, key, token, resp)
+		err = m.cfg.Store.Complete(sctx, tx, key, token, stored)
 		if err == nil {
 			err = tx.Commit(sctx)
 		}
@@ -279,14 +331,38 @@ func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Co
 		m.cfg.Logger.Error("idempotency: storing the response failed", "err", err)
 		// If the commit did happen after all, Release is a no-op (the key is
 		// done) and a retry replays; otherwise the retry runs again.
-		if rerr := m.cfg.Store.Release(sctx, key, token); rerr != nil {
-			m.cfg.Logger.Error("idempotency: release failed", "err", rerr)
+		detail := "The response could not be stored, so the request's changes were rolled back and the key was released. Retry with the same key."
+		if !m.rel.release(sctx, key, token) {
+			detail = "The response could not be stored because the idempotency store is unreachable, so the request's changes were rolled back. " +
+				"Retry with the same key: the key is released as soon as the store is reachable again, and a retry before then gets 409 Conflict."
 		}
-		m.problem(w, http.StatusInternalServerError, "Could not store the response",
-			"The request's changes were rolled back; retry with the same key.")
+		w.Header().Set("Retry-After", "1")
+		m.problem(w, http.StatusServiceUnavailable, "Could not store the response", detail)
 		return
 	}
 	writeResponse(w, resp, false)
+}
+
+// replayResponse answers with a stored response: only its replayable
+// headers (rows stored by older versions may hold others), or, if its body
+// was too large to store, 410 Gone with the original status.
+func (m *middleware) replayResponse(w http.ResponseWriter, resp Response) {
+	resp.Header = m.replay.filter(resp.Header)
+	if resp.BodyOmitted {
+		h := w.Header()
+		for _, k := range []string{"Location", "Content-Location"} {
+			if v := resp.Header.Values(k); len(v) > 0 {
+				h[k] = slices.Clone(v)
+			}
+		}
+		h.Set(HeaderReplayed, "true")
+		h.Set(HeaderOriginalStatus, strconv.Itoa(resp.Status))
+		m.problem(w, http.StatusGone, "Response not stored",
+			"The request with this Idempotency-Key was processed (status "+strconv.Itoa(resp.Status)+
+				"), but its response was larger than this server stores, so it cannot be replayed. Do not resend it with a new key; fetch the result instead.")
+		return
+	}
+	writeResponse(w, resp, true)
 }
 
 // runUnkeyed serves a request without a key on an Optional route. It gets
@@ -435,7 +511,7 @@ func (r *recorder) response() Response {
 	}
 	h := r.header.Clone()
 	h.Del("Content-Length") // recomputed on every write
-	return Response{Status: status, Header: h, Body: bytes.Clone(r.body.Bytes())}
+	return Response{Status: status, Header: h, Body: r.body.Bytes()}
 }
 
 // txHolder begins the request's transaction on first use, so a handler that

@@ -29,7 +29,8 @@ type api struct {
 
 func newAPI(t *testing.T, s *storeUnderTest, tweak func(*idempotency.Config)) *api {
 	a := &api{t: t, s: s, clock: newFakeClock()}
-	cfg := idempotency.Config{Store: s.store, Now: a.clock.Now}
+	// These tests send anonymous requests: one shared scope, knowingly.
+	cfg := idempotency.Config{Store: s.store, Now: a.clock.Now, Scope: idempotency.ScopeByAuthorization, AllowEmptyScope: true}
 	if tweak != nil {
 		tweak(&cfg)
 	}

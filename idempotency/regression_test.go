@@ -265,3 +265,32 @@ func TestLostConnectionKeyIsFreedForOtherServersToo(t *testing.T) {
 		}
 	})
 }
+
+// The replay allowlist is configurable, but never lets credentials through.
+func TestReplayHeadersAllowlistIsConfigurable(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *storeUnderTest) {
+		a := newAPI(t, s, func(c *idempotency.Config) {
+			c.ReplayHeaders = append(idempotency.DefaultReplayHeaders(), "x-order-id", "Set-Cookie")
+		})
+		a.behave = func(w http.ResponseWriter, r *http.Request, run int64) {
+			w.Header().Set("X-Order-Id", "o-1")
+			w.Header().Set("X-Other", "dropped")
+			w.Header().Set("Connection", "X-Order-Id") // names X-Order-Id hop-by-hop on this response
+			http.SetCookie(w, &http.Cookie{Name: "s", Value: "v"})
+			w.WriteHeader(http.StatusCreated)
+		}
+		wantStatus(t, a.post("key-1", "o-1"), http.StatusCreated)
+		retry := a.post("key-1", "o-1")
+		if retry.Header().Get("X-Order-Id") != "" || retry.Header().Get("X-Other") != "" || retry.Header().Get("Set-Cookie") != "" {
+			t.Fatalf("replayed headers %v", retry.Header())
+		}
+		a.behave = func(w http.ResponseWriter, r *http.Request, run int64) {
+			w.Header().Set("X-Order-Id", "o-2")
+			w.WriteHeader(http.StatusCreated)
+		}
+		wantStatus(t, a.post("key-2", "o-2"), http.StatusCreated)
+		if got := a.post("key-2", "o-2").Header().Get("X-Order-Id"); got != "o-2" {
+			t.Fatalf("allowlisted X-Order-Id replayed as %q", got)
+		}
+	})
+}

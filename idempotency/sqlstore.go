@@ -63,7 +63,9 @@ func newQueries(t, cleanup string) queries {
 			RETURNING token`,
 		lookup:   `SELECT ` + cols + ` FROM ` + t + ` WHERE scope = $1 AND idem_key = $2`,
 		get:      `SELECT ` + cols + ` FROM ` + t + ` WHERE scope = $1 AND idem_key = $2 AND expires_at > $3`,
-		complete: `UPDATE ` + t + ` SET done = 1, token = '', locked_until = 0, status = $4, header = $5, body = $6 WHERE scope = $1 AND idem_key = $2 AND token = $3 AND done = 0`,
+		// done is 1, or 2 for a completed request whose body was not stored
+		// (Response.BodyOmitted).
+		complete: `UPDATE ` + t + ` SET done = $7, token = '', locked_until = 0, status = $4, header = $5, body = $6 WHERE scope = $1 AND idem_key = $2 AND token = $3 AND done = 0`,
 		release:  `DELETE FROM ` + t + ` WHERE scope = $1 AND idem_key = $2 AND token = $3 AND done = 0`,
 		extend:   `UPDATE ` + t + ` SET locked_until = $4 WHERE scope = $1 AND idem_key = $2 AND token = $3 AND done = 0`,
 		cleanup:  cleanup,
@@ -162,9 +164,9 @@ func scanEntry(row scanner) (Entry, error) {
 	if err != nil {
 		return Entry{}, err
 	}
-	e.Done = done == 1
+	e.Done = done != 0
 	if e.Done {
-		e.Response = Response{Status: int(status), Header: h, Body: body}
+		e.Response = Response{Status: int(status), Header: h, Body: body, BodyOmitted: done == 2}
 	} else {
 		e.LockedUntil = fromMicros(locked)
 	}
@@ -181,11 +183,14 @@ func (c *core) Complete(ctx context.Context, tx Tx, key Key, token string, resp 
 	if err != nil {
 		return err
 	}
-	body := resp.Body
+	body, done := resp.Body, 1
 	if body == nil {
 		body = []byte{}
 	}
-	n, err := cn.exec(ctx, c.q.complete, key.Scope, key.Key, token, resp.Status, h, body)
+	if resp.BodyOmitted {
+		body, done = []byte{}, 2
+	}
+	n, err := cn.exec(ctx, c.q.complete, key.Scope, key.Key, token, resp.Status, h, body, done)
 	if err != nil {
 		return fmt.Errorf("idempotency: complete: %w", err)
 	}

@@ -24,6 +24,10 @@ type Response struct {
 	Status int
 	Header http.Header
 	Body   []byte
+	// BodyOmitted records that the body was larger than the middleware's
+	// MaxResponseBytes and was not stored: the request completed, but its
+	// response cannot be replayed.
+	BodyOmitted bool
 }
 
 // ClaimStatus is the outcome of Store.Claim.
