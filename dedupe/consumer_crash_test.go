@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/pgstore"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -76,7 +78,7 @@ func consumerChild() error {
 	var run func(context.Context) error
 	switch os.Getenv(crashEnvStore) {
 	case "sqlite":
-		s, err := dedupe.OpenSQLite(ctx, os.Getenv(crashEnvDSN), dedupe.Config{})
+		s, err := sqlitestore.Open(ctx, os.Getenv(crashEnvDSN), dedupe.Config{})
 		if err != nil {
 			return err
 		}
@@ -98,7 +100,7 @@ func consumerChild() error {
 		if err != nil {
 			return err
 		}
-		s, err := dedupe.NewPostgres(ctx, pool, dedupe.Config{})
+		s, err := pgstore.New(ctx, pool, dedupe.Config{})
 		if err != nil {
 			return err
 		}

@@ -15,6 +15,8 @@ import (
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/pgstore"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -91,7 +93,7 @@ func startConsumerOpts(t *testing.T, s *storeUnderTest, addr, group, topic strin
 	onResult := func(*kgo.Record, dedupe.Result) { c.settled.Add(1) }
 	var run func(ctx context.Context) error
 	switch st := s.raw.(type) {
-	case *dedupe.SQLite:
+	case *sqlitestore.Store:
 		cons, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{
 			Store: st, Group: group, Topics: []string{topic}, ClientOpts: groupOpts(addr), OnResult: onResult,
 			MaxBatch: maxBatch, Retry: o.retry, DeadLetterTopic: o.deadLetterTopic, Logger: quietLogger,
@@ -107,7 +109,7 @@ func startConsumerOpts(t *testing.T, s *storeUnderTest, addr, group, topic strin
 			t.Fatal(err)
 		}
 		run = cons.Run
-	case *dedupe.Postgres:
+	case *pgstore.Store:
 		cons, err := dedupe.NewConsumer(dedupe.ConsumerConfig[pgx.Tx]{
 			Store: st, Group: group, Topics: []string{topic}, ClientOpts: groupOpts(addr), OnResult: onResult,
 			MaxBatch: maxBatch, Retry: o.retry, DeadLetterTopic: o.deadLetterTopic, Logger: quietLogger,

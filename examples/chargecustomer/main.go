@@ -33,6 +33,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 	"github.com/idem-dev/idem/idempotency"
 )
 
@@ -126,7 +127,7 @@ func Run(ctx context.Context, sc Scenario) (Report, error) {
 			}
 			defer os.RemoveAll(dir)
 		}
-		store, err := dedupe.OpenSQLite(ctx, filepath.Join(dir, "billing.db"), dedupe.Config{Consumer: "billing"})
+		store, err := sqlitestore.Open(ctx, filepath.Join(dir, "billing.db"), dedupe.Config{Consumer: "billing"})
 		if err != nil {
 			return rep, err
 		}
@@ -236,7 +237,7 @@ func consumeNaive(ctx context.Context, sc Scenario, topic, gateway string, crash
 // the gateway as its Idempotency-Key. A crash after the gateway call rolls
 // the transaction back; the redelivery calls the gateway again with the same
 // key, and the gateway replays instead of charging.
-func consumeIdem(ctx context.Context, sc Scenario, store *dedupe.SQLite, topic, gateway string, crashAt int) (int, error) {
+func consumeIdem(ctx context.Context, sc Scenario, store *sqlitestore.Store, topic, gateway string, crashAt int) (int, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var mu sync.Mutex
@@ -289,7 +290,7 @@ func consumeIdem(ctx context.Context, sc Scenario, store *dedupe.SQLite, topic, 
 	return delivered, err
 }
 
-func storedOffset(ctx context.Context, store *dedupe.SQLite, topic string) int64 {
+func storedOffset(ctx context.Context, store *sqlitestore.Store, topic string) int64 {
 	var n int64
 	store.DB().QueryRowContext(ctx, `SELECT coalesce(max(next_offset), 0) FROM idem_processed_offsets WHERE consumer_group = 'billing' AND topic = ?`, topic).Scan(&n)
 	return n

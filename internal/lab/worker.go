@@ -20,6 +20,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 )
 
 // WorkerEnv carries a worker's orders (JSON WorkerSpec) to the child process.
@@ -98,7 +99,7 @@ func WorkerMain() int {
 type worker struct {
 	spec WorkerSpec
 	out  *os.File
-	db   *dedupe.SQLite
+	db   *sqlitestore.Store
 	n    int // deliveries in this incarnation
 	// crashPending: the planned crash point was reached (see delivered).
 	crashPending bool
@@ -115,7 +116,7 @@ func newWorker(spec WorkerSpec) (*worker, error) {
 	}
 	w := &worker{spec: spec, out: out, pos: map[int32]int64{}}
 	if spec.DB != "" {
-		w.db, err = dedupe.OpenSQLite(context.Background(), spec.DB, dedupe.Config{Consumer: "lab-" + string(spec.Mode), Retention: -1})
+		w.db, err = sqlitestore.Open(context.Background(), spec.DB, dedupe.Config{Consumer: "lab-" + string(spec.Mode), Retention: -1})
 		if err != nil {
 			out.Close()
 			return nil, err
@@ -421,9 +422,9 @@ func (w *worker) runOffsetsInDB(ctx context.Context) error {
 	}()
 	c, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{
 		Store: w.db, Group: w.spec.Group, Topics: []string{w.spec.Topic},
-		ClientOpts:   w.clientOpts(),
-		RetryBackoff: 100 * time.Millisecond,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ClientOpts: w.clientOpts(),
+		Retry:      dedupe.RetryPolicy{InitialBackoff: 100 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Handler: func(ctx context.Context, tx *sql.Tx, r *kgo.Record) error {
 			var e Event
 			if err := json.Unmarshal(r.Value, &e); err != nil {
