@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/idempotency"
+	"github.com/idem-dev/idem/idempotency/pgstore"
+	"github.com/idem-dev/idem/idempotency/sqlitestore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -40,7 +42,7 @@ func eachStore(t *testing.T, fn func(t *testing.T, s *storeUnderTest)) {
 func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keys.db")
-	s, err := idempotency.OpenSQLite(ctx, path, idempotency.StoreConfig{CleanupBatch: 3})
+	s, err := sqlitestore.Open(ctx, path, idempotency.StoreConfig{CleanupBatch: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -53,7 +55,7 @@ func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 		store: s,
 		dsn:   path,
 		reopen: func(t testing.TB) idempotency.Store {
-			s2, err := idempotency.OpenSQLite(context.Background(), path, idempotency.StoreConfig{CleanupBatch: 3})
+			s2, err := sqlitestore.Open(context.Background(), path, idempotency.StoreConfig{CleanupBatch: 3})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -61,7 +63,7 @@ func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 			return s2
 		},
 		insertOrder: func(ctx context.Context, id string) error {
-			tx, err := idempotency.SQLiteTx(ctx)
+			tx, err := sqlitestore.Tx(ctx)
 			if err != nil {
 				return err
 			}
@@ -81,7 +83,7 @@ func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 func newPostgresUnderTest(t testing.TB) *storeUnderTest {
 	ctx := context.Background()
 	pool, dsn := pgSchema(t)
-	s, err := idempotency.NewPostgres(ctx, pool, idempotency.StoreConfig{CleanupBatch: 3})
+	s, err := pgstore.New(ctx, pool, idempotency.StoreConfig{CleanupBatch: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,14 +95,14 @@ func newPostgresUnderTest(t testing.TB) *storeUnderTest {
 		store: s,
 		dsn:   dsn,
 		reopen: func(t testing.TB) idempotency.Store {
-			s2, err := idempotency.NewPostgres(context.Background(), pool, idempotency.StoreConfig{CleanupBatch: 3})
+			s2, err := pgstore.New(context.Background(), pool, idempotency.StoreConfig{CleanupBatch: 3})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return s2
 		},
 		insertOrder: func(ctx context.Context, id string) error {
-			tx, err := idempotency.PostgresTx(ctx)
+			tx, err := pgstore.Tx(ctx)
 			if err != nil {
 				return err
 			}

@@ -5,16 +5,25 @@
 // For a request carrying a key:
 //
 //   - First request: the key is claimed, the handler runs, and its response
-//     (status, headers, body) is stored together with a fingerprint of the
-//     request, then sent.
+//     (status, replayable headers, body) is stored together with a
+//     fingerprint of the request, then sent.
 //   - Retry after completion, same fingerprint: the stored response is
 //     replayed without running the handler, with "Idempotent-Replayed: true".
 //   - Same key, different fingerprint: 422 Unprocessable Content.
 //   - Retry while the first is still running: 409 Conflict (with
 //     Retry-After); the only case in which the client may resend unchanged.
 //   - Key missing on a route that requires it: 400 Bad Request.
-//   - Keys are scoped per client (Config.Scope) and expire after
+//   - Keys are scoped per client (Config.Scope, required) and expire after
 //     Config.Retention (24 h by default, Stripe's minimum).
+//
+// # What is replayed
+//
+// Only the headers in Config.ReplayHeaders (DefaultReplayHeaders: content
+// type, location, caching and the like) are stored and replayed. Set-Cookie,
+// Authorization, WWW-Authenticate, Proxy-Authenticate and hop-by-hop
+// headers never are: a replay must not hand one client's session to
+// another. A body larger than Config.MaxResponseBytes (1 MiB) is sent but not
+// stored; a retry then gets 410 Gone with the original status.
 //
 // # Failures release the key
 //
@@ -22,19 +31,23 @@
 // key when the handler answers 5xx or 429 (Config.ReleaseOn), and when it
 // panics: the client's retry runs the handler again. That is safe because of
 // atomic phases: a handler that writes through the request's transaction
-// (SQLiteTx, PostgresTx) has those writes rolled back with the release, so a
-// failed attempt leaves nothing behind that a retry could duplicate. A
-// handler that calls other services must make those calls idempotent itself,
-// for instance by passing the same key downstream.
+// (sqlitestore.Tx, pgstore.Tx) has those writes rolled back with the
+// release, so a failed attempt leaves nothing behind that a retry could
+// duplicate. A handler that calls other services must make those calls
+// idempotent itself, for instance by passing the same key downstream. If
+// the store itself fails (a lost connection), the answer is 503 and the key
+// is released as soon as the store answers again.
 //
 // # Atomic phases
 //
 // The handler's own database writes and the stored response commit in one
-// transaction: the handler gets it with SQLiteTx(r.Context()) or
-// PostgresTx(r.Context()). Either the order row and the stored "201 Created"
+// transaction: the handler gets it with sqlitestore.Tx(r.Context()) or
+// pgstore.Tx(r.Context()). Either the order row and the stored "201 Created"
 // both exist, or neither does. If the claim's lease (Config.Lease) ran out
 // and a retry took the key over, completing fails, the transaction rolls
 // back, and this request answers 409: its successor's result stands.
+// redisstore keeps keys in Redis instead, without that atomicity (see its
+// documentation).
 //
 // Responses are buffered, so streaming handlers do not belong behind this
 // middleware.
@@ -44,7 +57,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
-	"database/sql"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -56,8 +68,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // Header names.
@@ -557,39 +567,14 @@ func (h *txHolder) rollback() {
 	}
 }
 
-func holderFrom(ctx context.Context) (Tx, error) {
+// RequestTx returns the transaction of the request whose context is ctx,
+// beginning it on first call: the transaction in which the stored response
+// will commit. Store packages wrap it with a typed accessor (sqlitestore.Tx,
+// pgstore.Tx); a third-party store's handlers can type-assert it.
+func RequestTx(ctx context.Context) (Tx, error) {
 	h, ok := ctx.Value(txKey{}).(*txHolder)
 	if !ok {
 		return nil, ErrNoTransaction
 	}
 	return h.get()
-}
-
-// SQLiteTx returns the request's transaction on the SQLite store, beginning
-// it on first call. Writes through it commit together with the stored
-// response, or roll back if the response is not stored. Do not commit or
-// roll it back yourself.
-func SQLiteTx(ctx context.Context) (*sql.Tx, error) {
-	tx, err := holderFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c, ok := tx.(sqliteConn)
-	if !ok {
-		return nil, ErrNoTransaction
-	}
-	return c.tx, nil
-}
-
-// PostgresTx is SQLiteTx for the PostgreSQL store.
-func PostgresTx(ctx context.Context) (pgx.Tx, error) {
-	tx, err := holderFrom(ctx)
-	if err != nil {
-		return nil, err
-	}
-	c, ok := tx.(pgConn)
-	if !ok {
-		return nil, ErrNoTransaction
-	}
-	return c.tx, nil
 }

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/idempotency"
+	"github.com/idem-dev/idem/idempotency/pgstore"
+	"github.com/idem-dev/idem/idempotency/sqlitestore"
 )
 
 // api is an order-creation endpoint behind the middleware. Every run of the
@@ -447,10 +449,10 @@ func TestConcurrentIdenticalRequestsRunTheHandlerOnce(t *testing.T) {
 }
 
 func TestTransactionOutsideTheMiddlewareIsAnError(t *testing.T) {
-	if _, err := idempotency.SQLiteTx(context.Background()); err != idempotency.ErrNoTransaction {
+	if _, err := sqlitestore.Tx(context.Background()); err != idempotency.ErrNoTransaction {
 		t.Fatalf("SQLiteTx = %v, want ErrNoTransaction", err)
 	}
-	if _, err := idempotency.PostgresTx(context.Background()); err != idempotency.ErrNoTransaction {
+	if _, err := pgstore.Tx(context.Background()); err != idempotency.ErrNoTransaction {
 		t.Fatalf("PostgresTx = %v, want ErrNoTransaction", err)
 	}
 }
