@@ -115,8 +115,9 @@ type Config struct {
 	// Gone, saying the request was processed and with what status, instead
 	// of a second run.
 	MaxResponseBytes int64
-	// Fingerprint identifies "the same request". The default hashes the
-	// method, the path with its query, and the body.
+	// Fingerprint identifies "the same request". The default
+	// (DefaultFingerprint) hashes the method, the path with its query, and
+	// the body byte for byte; FingerprintJSON compares JSON bodies as JSON.
 	Fingerprint func(r *http.Request, body []byte) string
 	// Retention is how long a key is remembered (default 24 h).
 	Retention time.Duration
@@ -138,6 +139,17 @@ type Config struct {
 	DocsURL string
 	// Logger receives store errors (default slog.Default()).
 	Logger *slog.Logger
+	// OnOutcome, if set, is called once per request the middleware handles
+	// (one of Methods), after the response was written; a handler panic is
+	// reported as OutcomeReleased before the panic goes on. It must be quick
+	// and safe for concurrent use. idempotencyprom turns it into
+	// Prometheus counters.
+	OnOutcome func(Event)
+	// ErrorWriter writes the middleware's own error responses (400, 409,
+	// 410, 413, 422, 503; default WriteProblem, RFC 9457 problem+json).
+	// Headers the middleware sets first (Retry-After, Link,
+	// Idempotent-Replayed) are already on w.
+	ErrorWriter func(w http.ResponseWriter, r *http.Request, p Problem)
 }
 
 func (c Config) withDefaults() Config {
@@ -197,6 +209,29 @@ func DefaultFingerprint(r *http.Request, body []byte) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
+// FingerprintJSON is DefaultFingerprint for JSON APIs: a body that is one
+// JSON value is compared as JSON, as Stripe compares a request's
+// parameters, so key order, whitespace and string escapes do not make a
+// retry a different request. Numbers are compared as written (1.0 is not
+// 1), and arrays in order. A body that is not JSON is hashed byte for byte.
+// Set it as Config.Fingerprint.
+func FingerprintJSON(r *http.Request, body []byte) string {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	var v any
+	if dec.Decode(&v) != nil || dec.Decode(new(json.RawMessage)) != io.EOF {
+		return DefaultFingerprint(r, body)
+	}
+	canon, err := json.Marshal(v) // object keys sorted, no whitespace
+	if err != nil {
+		return DefaultFingerprint(r, body)
+	}
+	h := sha256.New()
+	io.WriteString(h, r.Method+" "+r.URL.RequestURI()+"\njson\n")
+	h.Write(canon)
+	return hex.EncodeToString(h.Sum(nil))
+}
+
 // Middleware returns the Idempotency-Key middleware. It panics if cfg.Store
 // is nil, a programming error.
 func Middleware(cfg Config) func(http.Handler) http.Handler {
@@ -226,36 +261,53 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		m.next.ServeHTTP(w, r)
 		return
 	}
+	if m.cfg.OnOutcome == nil {
+		m.serve(w, r, nil)
+		return
+	}
+	ev := Event{Method: r.Method, Path: r.URL.Path}
+	start := time.Now()
+	defer func() { // also after a handler panic, reported as released
+		ev.Duration = time.Since(start)
+		m.cfg.OnOutcome(ev)
+	}()
+	m.serve(w, r, &ev)
+}
+
+func (m *middleware) serve(w http.ResponseWriter, r *http.Request, ev *Event) {
 	values := r.Header.Values(HeaderKey)
 	if len(values) == 0 {
 		if m.cfg.Optional {
-			m.runUnkeyed(w, r)
+			m.runUnkeyed(w, r, ev)
 			return
 		}
-		m.problem(w, http.StatusBadRequest, "Idempotency-Key is missing",
-			"This operation is idempotent and requires an Idempotency-Key header.")
+		ev.set(OutcomeRejected, m.problem(w, r, http.StatusBadRequest, "Idempotency-Key is missing",
+			"This operation is idempotent and requires an Idempotency-Key header."))
 		return
 	}
 	keyValue, err := parseKey(values)
 	if err != nil {
-		m.problem(w, http.StatusBadRequest, "Invalid Idempotency-Key", err.Error())
+		ev.set(OutcomeRejected, m.problem(w, r, http.StatusBadRequest, "Invalid Idempotency-Key", err.Error()))
 		return
 	}
 	body, err := io.ReadAll(io.LimitReader(r.Body, m.cfg.MaxBodyBytes+1))
 	if err != nil {
-		m.problem(w, http.StatusBadRequest, "Unreadable request body", err.Error())
+		ev.set(OutcomeRejected, m.problem(w, r, http.StatusBadRequest, "Unreadable request body", err.Error()))
 		return
 	}
 	if int64(len(body)) > m.cfg.MaxBodyBytes {
-		m.problem(w, http.StatusRequestEntityTooLarge, "Request body too large",
-			"The body exceeds "+strconv.FormatInt(m.cfg.MaxBodyBytes, 10)+" bytes.")
+		ev.set(OutcomeRejected, m.problem(w, r, http.StatusRequestEntityTooLarge, "Request body too large",
+			"The body exceeds "+strconv.FormatInt(m.cfg.MaxBodyBytes, 10)+" bytes."))
 		return
 	}
 	r.Body = io.NopCloser(bytes.NewReader(body))
 	key := Key{Scope: m.cfg.Scope(r), Key: keyValue}
+	if ev != nil {
+		ev.Key = key
+	}
 	if key.Scope == "" && !m.cfg.AllowEmptyScope {
-		m.problem(w, http.StatusBadRequest, "No client identity for the Idempotency-Key",
-			"Idempotency keys are scoped per client, and this request does not identify one (for instance, it has no credentials).")
+		ev.set(OutcomeRejected, m.problem(w, r, http.StatusBadRequest, "No client identity for the Idempotency-Key",
+			"Idempotency keys are scoped per client, and this request does not identify one (for instance, it has no credentials)."))
 		return
 	}
 	fp := m.cfg.Fingerprint(r, body)
@@ -264,38 +316,37 @@ func (m *middleware) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// that timed out will retry, and must find the result stored.
 	sctx := context.WithoutCancel(r.Context())
 	claim, err := m.cfg.Store.Claim(sctx, key, fp, m.cfg.Now(), m.cfg.Lease, m.cfg.Retention)
-	if err != nil {
-		m.cfg.Logger.Error("idempotency: claim failed", "err", err)
-		m.problem(w, http.StatusServiceUnavailable, "Idempotency store unavailable", "Retry the request with the same key.")
-		return
-	}
-	if claim.Status == InProgress && m.rel.retry(sctx, key) {
+	if err == nil && claim.Status == InProgress && m.rel.retry(sctx, key) {
 		// This server failed to release the key after a failed attempt
 		// (the store was unreachable); now it could, so claim again.
 		claim, err = m.cfg.Store.Claim(sctx, key, fp, m.cfg.Now(), m.cfg.Lease, m.cfg.Retention)
-		if err != nil {
-			m.cfg.Logger.Error("idempotency: claim failed", "err", err)
-			m.problem(w, http.StatusServiceUnavailable, "Idempotency store unavailable", "Retry the request with the same key.")
-			return
+	}
+	if err != nil {
+		m.cfg.Logger.Error("idempotency: claim failed", "err", err)
+		w.Header().Set("Retry-After", "1")
+		ev.set(OutcomeStoreError, m.problem(w, r, http.StatusServiceUnavailable, "Idempotency store unavailable", "Retry the request with the same key."))
+		if ev != nil {
+			ev.Err = err
 		}
+		return
 	}
 	switch claim.Status {
 	case Completed:
-		m.replayResponse(w, claim.Response)
+		ev.set(OutcomeReplayed, m.replayResponse(w, r, claim.Response))
 	case Mismatch:
-		m.problem(w, http.StatusUnprocessableEntity, "Idempotency-Key reused",
-			"This key was already used with a different request payload.")
+		ev.set(OutcomeMismatch, m.problem(w, r, http.StatusUnprocessableEntity, "Idempotency-Key reused",
+			"This key was already used with a different request payload."))
 	case InProgress:
 		w.Header().Set("Retry-After", "1")
-		m.problem(w, http.StatusConflict, "Request in progress",
-			"A request with this Idempotency-Key is still being processed; retry later.")
+		ev.set(OutcomeConflict, m.problem(w, r, http.StatusConflict, "Request in progress",
+			"A request with this Idempotency-Key is still being processed; retry later."))
 	case Claimed:
-		m.run(w, r, sctx, key, claim.Token)
+		m.run(w, r, sctx, key, claim.Token, ev)
 	}
 }
 
 // run executes the handler for a claimed key and stores or releases.
-func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Context, key Key, token string) {
+func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Context, key Key, token string, ev *Event) {
 	holder := &txHolder{store: m.cfg.Store, ctx: sctx}
 	rec := &recorder{header: http.Header{}}
 	stopHeartbeat := m.heartbeat(sctx, key, token)
@@ -308,6 +359,7 @@ func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Co
 		// The handler panicked: undo its writes and free the key.
 		holder.rollback()
 		m.rel.release(sctx, key, token)
+		ev.set(OutcomeReleased, http.StatusInternalServerError)
 	}()
 	m.next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), txKey{}, holder)))
 	completed = true
@@ -318,6 +370,7 @@ func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Co
 		holder.rollback()
 		m.rel.release(sctx, key, token)
 		writeResponse(w, resp, false)
+		ev.set(OutcomeReleased, resp.Status)
 		return
 	}
 	stored := Response{Status: resp.Status, Header: m.replay.filter(resp.Header), Body: resp.Body}
@@ -334,8 +387,8 @@ func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Co
 	if err != nil {
 		holder.rollback()
 		if errors.Is(err, ErrLeaseLost) {
-			m.problem(w, http.StatusConflict, "Request superseded",
-				"This request outlived its lease and a retry with the same key took over; its changes were rolled back.")
+			ev.set(OutcomeConflict, m.problem(w, r, http.StatusConflict, "Request superseded",
+				"This request outlived its lease and a retry with the same key took over; its changes were rolled back."))
 			return
 		}
 		m.cfg.Logger.Error("idempotency: storing the response failed", "err", err)
@@ -347,16 +400,23 @@ func (m *middleware) run(w http.ResponseWriter, r *http.Request, sctx context.Co
 				"Retry with the same key: the key is released as soon as the store is reachable again, and a retry before then gets 409 Conflict."
 		}
 		w.Header().Set("Retry-After", "1")
-		m.problem(w, http.StatusServiceUnavailable, "Could not store the response", detail)
+		ev.set(OutcomeReleased, m.problem(w, r, http.StatusServiceUnavailable, "Could not store the response", detail))
+		if ev != nil {
+			ev.Err = err
+		}
 		return
 	}
 	writeResponse(w, resp, false)
+	ev.set(OutcomeProcessed, resp.Status)
+	if ev != nil {
+		ev.BodyOmitted = stored.BodyOmitted
+	}
 }
 
 // replayResponse answers with a stored response: only its replayable
 // headers (rows stored by older versions may hold others), or, if its body
 // was too large to store, 410 Gone with the original status.
-func (m *middleware) replayResponse(w http.ResponseWriter, resp Response) {
+func (m *middleware) replayResponse(w http.ResponseWriter, r *http.Request, resp Response) int {
 	resp.Header = m.replay.filter(resp.Header)
 	if resp.BodyOmitted {
 		h := w.Header()
@@ -367,12 +427,12 @@ func (m *middleware) replayResponse(w http.ResponseWriter, resp Response) {
 		}
 		h.Set(HeaderReplayed, "true")
 		h.Set(HeaderOriginalStatus, strconv.Itoa(resp.Status))
-		m.problem(w, http.StatusGone, "Response not stored",
+		return m.problem(w, r, http.StatusGone, "Response not stored",
 			"The request with this Idempotency-Key was processed (status "+strconv.Itoa(resp.Status)+
 				"), but its response was larger than this server stores, so it cannot be replayed. Do not resend it with a new key; fetch the result instead.")
-		return
 	}
 	writeResponse(w, resp, true)
+	return resp.Status
 }
 
 // runUnkeyed serves a request without a key on an Optional route. It gets
@@ -380,7 +440,7 @@ func (m *middleware) replayResponse(w http.ResponseWriter, resp Response) {
 // context, so one handler serves keyed and unkeyed requests alike; the
 // transaction commits before the response is sent unless ReleaseOn says the
 // response is a failure.
-func (m *middleware) runUnkeyed(w http.ResponseWriter, r *http.Request) {
+func (m *middleware) runUnkeyed(w http.ResponseWriter, r *http.Request, ev *Event) {
 	sctx := context.WithoutCancel(r.Context())
 	holder := &txHolder{store: m.cfg.Store, ctx: sctx}
 	defer holder.rollback() // after a commit a no-op; on a panic an undo
@@ -390,11 +450,12 @@ func (m *middleware) runUnkeyed(w http.ResponseWriter, r *http.Request) {
 	if !m.cfg.ReleaseOn(resp.Status) {
 		if err := holder.commit(); err != nil {
 			m.cfg.Logger.Error("idempotency: commit failed", "err", err)
-			m.problem(w, http.StatusInternalServerError, "Could not commit", "The request's changes were rolled back.")
+			ev.set(OutcomeUnkeyed, m.problem(w, r, http.StatusInternalServerError, "Could not commit", "The request's changes were rolled back."))
 			return
 		}
 	}
 	writeResponse(w, resp, false)
+	ev.set(OutcomeUnkeyed, resp.Status)
 }
 
 // heartbeat renews the claim's lease every Lease/3 until stopped. stop is
@@ -469,15 +530,37 @@ func parseKey(values []string) (string, error) {
 	return v, nil
 }
 
-func (m *middleware) problem(w http.ResponseWriter, status int, title, detail string) {
+// problem answers with a problem (through Config.ErrorWriter) and returns
+// its status.
+func (m *middleware) problem(w http.ResponseWriter, r *http.Request, status int, title, detail string) int {
 	typ := "about:blank"
 	if m.cfg.DocsURL != "" {
 		typ = m.cfg.DocsURL
 		w.Header().Set("Link", "<"+m.cfg.DocsURL+`>; rel="describedby"; type="text/html"`)
 	}
+	p := Problem{Type: typ, Title: title, Status: status, Detail: detail}
+	if m.cfg.ErrorWriter != nil {
+		m.cfg.ErrorWriter(w, r, p)
+		return status
+	}
+	WriteProblem(w, r, p)
+	return status
+}
+
+// Problem is an error the middleware answers with (RFC 9457 problem
+// details), for Config.ErrorWriter.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+}
+
+// WriteProblem is the default Config.ErrorWriter: p as application/problem+json.
+func WriteProblem(w http.ResponseWriter, _ *http.Request, p Problem) {
 	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	json.NewEncoder(w).Encode(map[string]any{"type": typ, "title": title, "status": status, "detail": detail})
+	w.WriteHeader(p.Status)
+	json.NewEncoder(w).Encode(p)
 }
 
 func writeResponse(w http.ResponseWriter, resp Response, replayed bool) {
