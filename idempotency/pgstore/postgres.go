@@ -54,7 +54,9 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg idempotency.StoreConfig) (
 			}
 			return conn{tx}, nil
 		},
-		Read:   func(ctx context.Context, q string, args ...any) sqlcore.Scanner { return pool.QueryRow(ctx, q, args...) },
+		Read: func(ctx context.Context, q string, args ...any) sqlcore.Scanner {
+			return pool.QueryRow(ctx, q, args...)
+		},
 		NoRows: func(err error) bool { return errors.Is(err, pgx.ErrNoRows) },
 		Time:   func(t time.Time) any { return t.UTC().Truncate(time.Microsecond) },
 		TimeDest: func() (any, func() time.Time) {

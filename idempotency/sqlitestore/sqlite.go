@@ -72,7 +72,9 @@ func Open(ctx context.Context, path string, cfg idempotency.StoreConfig) (*Store
 			}
 			return conn{tx}, nil
 		},
-		Read:   func(ctx context.Context, q string, args ...any) sqlcore.Scanner { return r.QueryRowContext(ctx, q, args...) },
+		Read: func(ctx context.Context, q string, args ...any) sqlcore.Scanner {
+			return r.QueryRowContext(ctx, q, args...)
+		},
 		NoRows: func(err error) bool { return errors.Is(err, sql.ErrNoRows) },
 		Time:   func(t time.Time) any { return t.UnixMicro() },
 		TimeDest: func() (any, func() time.Time) {
