@@ -2,8 +2,6 @@ package dedupe_test
 
 import (
 	"os/exec"
-	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 )
@@ -11,9 +9,9 @@ import (
 // goList returns the packages pkg links (go list -deps).
 func goList(t *testing.T, pkg string) []string {
 	t.Helper()
-	goTool := filepath.Join(runtime.GOROOT(), "bin", "go")
-	if p, err := exec.LookPath("go"); err == nil {
-		goTool = p
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go command is not in PATH: %v", err)
 	}
 	out, err := exec.Command(goTool, "list", "-deps", pkg).CombinedOutput()
 	if err != nil {
