@@ -76,6 +76,7 @@ type consumerOpts struct {
 	hook            func(*kgo.Record) error
 	retry           dedupe.RetryPolicy
 	deadLetterTopic string
+	onEvent         func(dedupe.Event)
 }
 
 func startConsumerOpts(t *testing.T, s *storeUnderTest, addr, group, topic string, o consumerOpts) *consumerUnderTest {
@@ -96,9 +97,12 @@ func startConsumerOpts(t *testing.T, s *storeUnderTest, addr, group, topic strin
 	case *sqlitestore.Store:
 		cons, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{
 			Store: st, Group: group, Topics: []string{topic}, ClientOpts: groupOpts(addr), OnResult: onResult,
-			MaxBatch: maxBatch, Retry: o.retry, DeadLetterTopic: o.deadLetterTopic, Logger: quietLogger,
+			MaxBatch: maxBatch, Retry: o.retry, DeadLetterTopic: o.deadLetterTopic, OnEvent: o.onEvent, Logger: quietLogger,
 			Handler: func(ctx context.Context, tx *sql.Tx, r *kgo.Record) error {
 				c.runs.Add(1)
+				if id, ok := dedupe.EventIDFrom(ctx); !ok || id != dedupe.EventID(r, dedupe.DefaultKeyHeader) {
+					t.Errorf("EventIDFrom(ctx) = %q, %v; want the claimed id %q", id, ok, dedupe.EventID(r, dedupe.DefaultKeyHeader))
+				}
 				if _, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, n) VALUES (?, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader)); err != nil {
 					return err
 				}
@@ -112,9 +116,12 @@ func startConsumerOpts(t *testing.T, s *storeUnderTest, addr, group, topic strin
 	case *pgstore.Store:
 		cons, err := dedupe.NewConsumer(dedupe.ConsumerConfig[pgx.Tx]{
 			Store: st, Group: group, Topics: []string{topic}, ClientOpts: groupOpts(addr), OnResult: onResult,
-			MaxBatch: maxBatch, Retry: o.retry, DeadLetterTopic: o.deadLetterTopic, Logger: quietLogger,
+			MaxBatch: maxBatch, Retry: o.retry, DeadLetterTopic: o.deadLetterTopic, OnEvent: o.onEvent, Logger: quietLogger,
 			Handler: func(ctx context.Context, tx pgx.Tx, r *kgo.Record) error {
 				c.runs.Add(1)
+				if id, ok := dedupe.EventIDFrom(ctx); !ok || id != dedupe.EventID(r, dedupe.DefaultKeyHeader) {
+					t.Errorf("EventIDFrom(ctx) = %q, %v; want the claimed id %q", id, ok, dedupe.EventID(r, dedupe.DefaultKeyHeader))
+				}
 				if _, err := tx.Exec(ctx, `INSERT INTO effects (event_id, n) VALUES ($1, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader)); err != nil {
 					return err
 				}

@@ -3,6 +3,7 @@ package dedupe_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,7 +39,16 @@ func TestConsumerDeadLettersARecordThatKeepsFailing(t *testing.T) {
 			}
 			return nil
 		}
-		c := startConsumerOpts(t, s, b.Addr(), group, topic, consumerOpts{hook: hook,
+		outcomes := map[string]int{}
+		onEvent := func(e dedupe.Event) {
+			mu.Lock()
+			defer mu.Unlock()
+			outcomes[e.Outcome.String()]++
+			if e.Group != group || (e.Outcome != dedupe.OutcomeDeadLetterProduced && e.Topic != topic) {
+				t.Errorf("event %+v", e)
+			}
+		}
+		c := startConsumerOpts(t, s, b.Addr(), group, topic, consumerOpts{hook: hook, onEvent: onEvent,
 			retry:           dedupe.RetryPolicy{MaxAttempts: 4, InitialBackoff: 40 * time.Millisecond, MaxBackoff: time.Second},
 			deadLetterTopic: dlq})
 		c.waitSettled(t, 10)
@@ -79,17 +89,23 @@ func TestConsumerDeadLettersARecordThatKeepsFailing(t *testing.T) {
 			t.Errorf("database offsets cover %d records, want 10", got)
 		}
 
+		mu.Lock()
+		want := map[string]int{"processed": 8, "retried": 3, "dead_lettered": 2, "dead_letter_produced": 2}
+		if !maps.Equal(outcomes, want) {
+			t.Errorf("OnEvent outcomes %v, want %v", outcomes, want)
+		}
+		mu.Unlock()
 		dead := consumeAll(t, b.Client(t), dlq, 2)
-		want := map[string][2]string{"pay-3": {"4", "gateway down"}, "pay-6": {"1", "card declined"}}
+		wantDL := map[string][2]string{"pay-3": {"4", "gateway down"}, "pay-6": {"1", "card declined"}}
 		for _, r := range dead {
 			h := headers(r)
 			id := h[dedupe.DefaultKeyHeader]
-			w, ok := want[id]
+			w, ok := wantDL[id]
 			if !ok {
 				t.Errorf("unexpected dead letter %q %v", id, h)
 				continue
 			}
-			delete(want, id)
+			delete(wantDL, id)
 			if string(r.Value) != "charge "+id || string(r.Key) != id {
 				t.Errorf("%s: dead letter key %q value %q, want the original record", id, r.Key, r.Value)
 			}
@@ -100,8 +116,8 @@ func TestConsumerDeadLettersARecordThatKeepsFailing(t *testing.T) {
 				t.Errorf("%s: dead letter names no source offset: %v", id, h)
 			}
 		}
-		if len(want) > 0 {
-			t.Errorf("missing dead letters: %v", want)
+		if len(wantDL) > 0 {
+			t.Errorf("missing dead letters: %v", wantDL)
 		}
 	})
 }
