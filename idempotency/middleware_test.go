@@ -451,10 +451,10 @@ func TestConcurrentIdenticalRequestsRunTheHandlerOnce(t *testing.T) {
 
 func TestTransactionOutsideTheMiddlewareIsAnError(t *testing.T) {
 	if _, err := sqlitestore.Tx(context.Background()); err != idempotency.ErrNoTransaction {
-		t.Fatalf("SQLiteTx = %v, want ErrNoTransaction", err)
+		t.Fatalf("sqlitestore.Tx = %v, want ErrNoTransaction", err)
 	}
 	if _, err := pgstore.Tx(context.Background()); err != idempotency.ErrNoTransaction {
-		t.Fatalf("PostgresTx = %v, want ErrNoTransaction", err)
+		t.Fatalf("pgstore.Tx = %v, want ErrNoTransaction", err)
 	}
 }
 
