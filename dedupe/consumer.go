@@ -597,8 +597,17 @@ func (c *Consumer[Tx]) flushDeadLetters(ctx context.Context, cl *kgo.Client) {
 // stop: franz-go does not leave for a member with an instance id, and its
 // partitions would otherwise wait for its session to time out.
 func (c *Consumer[Tx]) leaveStatic(instanceID string) {
-	cl, err := kgo.NewClient(c.cfg.ClientOpts...)
+	var opts []kgo.Opt // the connection options (seeds, TLS, SASL), not the group's
+	for _, o := range c.cfg.ClientOpts {
+		_, group := o.(kgo.GroupOpt)
+		_, consumer := o.(kgo.ConsumerOpt)
+		if !group && !consumer {
+			opts = append(opts, o)
+		}
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
+		c.cfg.Logger.Debug("dedupe: leaving the group as a static member failed", "err", err)
 		return
 	}
 	defer cl.Close()

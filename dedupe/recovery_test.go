@@ -15,6 +15,7 @@ import (
 
 	"github.com/idem-dev/idem/dedupe"
 	"github.com/idem-dev/idem/dedupe/sqlitestore"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -114,5 +115,32 @@ func TestConsumerRestartedAfterKillNineResumesWithinSeconds(t *testing.T) {
 	t.Logf("the restarted consumer settled its first record %s after it started", took.Round(time.Millisecond))
 	if took > 10*time.Second {
 		t.Fatalf("the restarted consumer waited %s for the dead member's session to expire; want fast recovery", took.Round(time.Millisecond))
+	}
+}
+
+// A static member does not leave the group when franz-go closes; the
+// Consumer leaves on a clean stop, so its partitions move at once rather
+// than after its session timeout.
+func TestConsumerCleanStopLeavesTheGroup(t *testing.T) {
+	b := startBroker(t, "leave")
+	s := newSQLiteUnderTest(t, dedupe.Config{})
+	producePayments(t, b.Client(t), "leave", "l-0")
+	c := startConsumer(t, s, b.Addr(), "leaver", "leave")
+	c.waitSettled(t, 1)
+	adm := kadm.NewClient(b.Client(t))
+	members := func() int {
+		groups, err := adm.DescribeGroups(context.Background(), "leaver")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(groups["leaver"].Members)
+	}
+	if n := members(); n != 1 {
+		t.Fatalf("%d members while running, want 1", n)
+	}
+	c.stop()
+	stopped := time.Now()
+	if n := members(); n != 0 {
+		t.Fatalf("%d members %s after a clean stop, want 0 (the session timeout is 2 s)", n, time.Since(stopped).Round(time.Millisecond))
 	}
 }
