@@ -43,18 +43,29 @@ func newHeaderFilter(allow []string) headerFilter {
 }
 
 // filter returns the allowed headers of h, minus any that h's Connection
-// header names as hop-by-hop. It returns a new header; h is not changed.
+// header names as hop-by-hop. h is not changed; the result may be h itself
+// (when it keeps every header) and shares its value slices.
 func (f headerFilter) filter(h http.Header) http.Header {
 	if f == nil { // only in the benchmark's baseline (export_test.go)
 		return h
 	}
-	out := make(http.Header, len(f))
+	n := 0
+	for k := range h {
+		if f[k] {
+			n++
+		}
+	}
+	_, conn := h["Connection"]
+	if n == len(h) && !conn {
+		return h
+	}
+	out := make(http.Header, n)
 	for k, v := range h {
 		if f[k] {
 			out[k] = v
 		}
 	}
-	for _, c := range h.Values("Connection") {
+	for _, c := range h["Connection"] {
 		for _, name := range strings.Split(c, ",") {
 			delete(out, http.CanonicalHeaderKey(strings.TrimSpace(name)))
 		}
