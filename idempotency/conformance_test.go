@@ -39,7 +39,7 @@ func redisAddr() string {
 // under CI.
 func newRedisStore(t *testing.T) *redisstore.Store {
 	t.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: redisAddr()})
+	rdb := redis.NewClient(&redis.Options{Addr: redisAddr(), DialTimeout: time.Second, MaxRetries: -1})
 	ctx := context.Background()
 	if err := rdb.Ping(ctx).Err(); err != nil {
 		rdb.Close()
