@@ -543,9 +543,12 @@ func TestOutcomeHookReportsEveryCase(t *testing.T) {
 			}
 		})
 		a.behave = func(w http.ResponseWriter, r *http.Request, run int64) {
-			if strings.Contains(r.Header.Get(idempotency.HeaderKey), "fail") {
+			switch r.Header.Get(idempotency.HeaderKey) {
+			case "fail":
 				w.WriteHeader(http.StatusBadGateway)
 				return
+			case "panic":
+				panic("bug")
 			}
 			w.WriteHeader(http.StatusCreated)
 		}
@@ -555,7 +558,11 @@ func TestOutcomeHookReportsEveryCase(t *testing.T) {
 		a.post("", "a")                           // rejected (missing)
 		a.post("fail", "a")                       // released
 		a.do(http.MethodGet, "/orders", "k9", "") // not handled: no event
-		want := []string{"processed 201 k1", "replayed 201 k1", "mismatch 422 k1", "rejected 400 ", "released 502 fail"}
+		func() {
+			defer func() { recover() }()
+			a.post("panic", "a") // released, and the panic goes on
+		}()
+		want := []string{"processed 201 k1", "replayed 201 k1", "mismatch 422 k1", "rejected 400 ", "released 502 fail", "released 500 panic"}
 		mu.Lock()
 		defer mu.Unlock()
 		if !slices.Equal(got, want) {
