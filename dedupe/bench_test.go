@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/pgstore"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 	"github.com/jackc/pgx/v5"
 )
 
@@ -71,7 +73,7 @@ func benchTarget(b *testing.B, store, mode string) func(ctx context.Context, id 
 	ctx := context.Background()
 	switch store {
 	case "sqlite":
-		s, err := dedupe.OpenSQLite(ctx, filepath.Join(b.TempDir(), "bench.db"), dedupe.Config{})
+		s, err := sqlitestore.Open(ctx, filepath.Join(b.TempDir(), "bench.db"), dedupe.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -102,7 +104,7 @@ func benchTarget(b *testing.B, store, mode string) func(ctx context.Context, id 
 		}
 	default:
 		pool, _ := pgSchema(b)
-		s, err := dedupe.NewPostgres(ctx, pool, dedupe.Config{})
+		s, err := pgstore.New(ctx, pool, dedupe.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -5,57 +5,29 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"runtime/debug"
 	"strconv"
 	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
-
-// OffsetStore is a Store that can also keep a consumer's Kafka offsets in
-// its database. [*SQLite] and [*Postgres] implement it; the unexported
-// methods keep the offsets table an implementation detail.
-type OffsetStore[Tx any] interface {
-	Store[Tx]
-	process(ctx context.Context, eventID string, pos *position, h Handler[Tx]) (Result, error)
-	processBatch(ctx context.Context, ids []string, pos *position, run func(ctx context.Context, tx Tx, i int) error) ([]Result, error)
-	loadOffsets(ctx context.Context, group string) (map[string]map[int32]int64, error)
-}
-
-// position is the offset a consumer resumes from after a record: the
-// record's offset + 1, Kafka's convention for committed offsets.
-type position struct {
-	group     string
-	topic     string
-	partition int32
-	next      int64
-}
-
-// The offsets table sits next to the processed-ids table. Offsets only move
-// forward, so a zombie consumer that lost its partition in a rebalance and
-// commits late cannot rewind its successor.
-func offsetsDDL(t string) string {
-	return `CREATE TABLE IF NOT EXISTS ` + t + `_offsets (
-		consumer_group TEXT NOT NULL,
-		topic          TEXT NOT NULL,
-		partition_id   INTEGER NOT NULL,
-		next_offset    BIGINT NOT NULL,
-		PRIMARY KEY (consumer_group, topic, partition_id)
-	)`
-}
-
-func storeOffsetSQL(t string) string {
-	return `INSERT INTO ` + t + `_offsets (consumer_group, topic, partition_id, next_offset) VALUES ($1, $2, $3, $4)
-		ON CONFLICT (consumer_group, topic, partition_id) DO UPDATE SET next_offset = excluded.next_offset
-		WHERE ` + t + `_offsets.next_offset < excluded.next_offset`
-}
-
-func loadOffsetsSQL(t string) string {
-	return `SELECT topic, partition_id, next_offset FROM ` + t + `_offsets WHERE consumer_group = $1`
-}
 
 // DefaultKeyHeader is the record header whose value is the event id.
 const DefaultKeyHeader = "idempotency-key"
+
+// Headers the Consumer adds to a dead letter, besides the event id in
+// KeyHeader. The record's key, value and other headers are the original's.
+const (
+	HeaderDLQTopic     = "idem-dlq-topic"     // the source topic
+	HeaderDLQPartition = "idem-dlq-partition" // the source partition
+	HeaderDLQOffset    = "idem-dlq-offset"    // the source offset
+	HeaderDLQGroup     = "idem-dlq-group"     // the consumer group that gave up
+	HeaderDLQAttempts  = "idem-dlq-attempts"  // handler runs before giving up
+	HeaderDLQError     = "idem-dlq-error"     // the last handler error
+)
 
 // ConsumerConfig configures a Consumer. Store, Group, Topics and Handler are
 // required.
@@ -66,10 +38,10 @@ type ConsumerConfig[Tx any] struct {
 	Group  string
 	Topics []string
 	// Handler processes one record inside the store's transaction. The
-	// record's offset commits with its writes. Return Permanent(err) to skip
-	// a record for good (recorded as rejected); any other error retries it
-	// after RetryBackoff, holding up its partition: at-least-once never
-	// skips a record on its own.
+	// record's offset commits with its writes. ctx carries the claimed
+	// event id (EventIDFrom). Return Permanent(err) to give up on a record
+	// at once; any other error, or a panic, rolls the attempt back and
+	// retries it after a backoff, holding up its partition (see Retry).
 	Handler func(ctx context.Context, tx Tx, r *kgo.Record) error
 	// KeyHeader names the header carrying the event id (default
 	// "idempotency-key"). A record without it is identified by
@@ -79,9 +51,42 @@ type ConsumerConfig[Tx any] struct {
 	// duplicates (use a new Config.Table, or send the header).
 	KeyHeader string
 	// ClientOpts are passed to kgo.NewClient (seed brokers, TLS, SASL, …).
+	// Where the consumer starts on a partition the database has no offset
+	// for is franz-go's: the group's committed offset in Kafka if there is
+	// one, else kgo.ConsumeResetOffset (default: the start of the
+	// partition).
 	ClientOpts []kgo.Opt
-	// RetryBackoff is the pause before a failed record is retried (default 1 s).
-	RetryBackoff time.Duration
+	// Retry is what happens when the handler fails; see RetryPolicy.
+	Retry RetryPolicy
+	// DeadLetterTopic, if set, receives the records the consumer gives up
+	// on: those whose handler returned Permanent, and those that failed
+	// Retry.MaxAttempts times (default 5 with a dead-letter topic). The
+	// record keeps its key, value and headers; KeyHeader is set to its
+	// event id, and the HeaderDLQ* headers name the source topic,
+	// partition and offset, the group, the attempts and the last error.
+	//
+	// Giving up is atomic with the offset: one transaction records the
+	// event id as "dead-lettered: <error>", moves the partition's offset
+	// past the record and writes the dead letter to an outbox table
+	// (<Table>_deadletters). The consumer then produces it and deletes it
+	// from the outbox. A crash between the two produces it again on
+	// restart, so the guarantee is at least once into the dead-letter
+	// topic, never zero times: copies are identical, down to KeyHeader,
+	// so a dedupe.Consumer of the dead-letter topic suppresses them.
+	DeadLetterTopic string
+	// InstanceID is this member's group.instance.id (KIP-345 static
+	// membership). After a crash, a restarted member with the same id
+	// takes over its partitions at once instead of waiting for the dead
+	// member's session to time out (45 s by default). The default derives
+	// one from the host name and the lowest free slot among this host's
+	// members of the group (a lock file in os.TempDir, released by the
+	// kernel when the process dies), so a restarted process gets its
+	// predecessor's id and two live processes never share one. A clean
+	// stop (ctx done) leaves the group, so its partitions move at once.
+	InstanceID string
+	// DynamicMembership turns the default static membership off: a
+	// restarted member then waits out its predecessor's session timeout.
+	DynamicMembership bool
 	// MaxBatch > 1 settles up to that many consecutive records of a
 	// partition in one transaction: one commit, and on PostgreSQL one
 	// round trip to claim them all, which is what makes dedupe nearly free
@@ -94,7 +99,95 @@ type ConsumerConfig[Tx any] struct {
 	MaxBatch int
 	// OnResult, if set, is called after each record is settled.
 	OnResult func(r *kgo.Record, res Result)
-	Logger   *slog.Logger
+	// OnEvent, if set, is called for every outcome: each record settled
+	// (processed, duplicate, rejected, dead-lettered), each failed attempt
+	// that will be retried, and each dead letter produced. It runs on the
+	// partition's goroutine, so it must be quick and safe for concurrent
+	// use; dedupeprom turns it into Prometheus counters.
+	OnEvent func(Event)
+	Logger  *slog.Logger
+}
+
+// RetryPolicy says how often and how fast a failing record is retried.
+// The n-th retry waits a random duration between d/2 and d, where
+// d = min(MaxBackoff, InitialBackoff·2^(n-1)) (exponential backoff with
+// jitter). Only the handler's failures count as attempts: a store error (the
+// database is down) is retried with the same backoff, without limit, since
+// giving up on the record would need the database too.
+//
+// Attempts are counted in memory, per record: a restarted consumer counts
+// from 1 again. While a record is retried its partition waits, and so does
+// the next poll of the consumer's other partitions.
+type RetryPolicy struct {
+	// MaxAttempts is how many times the handler runs before the consumer
+	// gives up on the record. 0 means 5 with a DeadLetterTopic, otherwise
+	// never give up (at-least-once never skips a record on its own).
+	// Giving up without a DeadLetterTopic records the event id as
+	// "rejected: <error>", as Permanent does.
+	MaxAttempts int
+	// InitialBackoff is the nominal pause before the first retry (default
+	// 200 ms).
+	InitialBackoff time.Duration
+	// MaxBackoff caps the nominal pause (default 30 s).
+	MaxBackoff time.Duration
+}
+
+// backoff is the pause before retry n (1-based).
+func (p RetryPolicy) backoff(n int) time.Duration {
+	d := p.InitialBackoff
+	for i := 1; i < n && d < p.MaxBackoff; i++ {
+		d *= 2
+	}
+	d = min(d, p.MaxBackoff)
+	return d/2 + rand.N(d/2+1)
+}
+
+// Outcome is what an Event reports.
+type Outcome int
+
+const (
+	OutcomeProcessed          Outcome = iota + 1 // the handler's writes committed
+	OutcomeDuplicate                             // an already processed id; the handler did not run
+	OutcomeRejected                              // given up on, recorded as rejected
+	OutcomeDeadLettered                          // given up on, queued for the dead-letter topic
+	OutcomeRetried                               // an attempt failed and rolled back; it will be retried
+	OutcomeDeadLetterProduced                    // a dead letter reached the dead-letter topic
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeProcessed:
+		return "processed"
+	case OutcomeDuplicate:
+		return "duplicate"
+	case OutcomeRejected:
+		return "rejected"
+	case OutcomeDeadLettered:
+		return "dead_lettered"
+	case OutcomeRetried:
+		return "retried"
+	case OutcomeDeadLetterProduced:
+		return "dead_letter_produced"
+	}
+	return "Outcome(" + strconv.Itoa(int(o)) + ")"
+}
+
+// Event is one outcome of the Consumer, for ConsumerConfig.OnEvent.
+type Event struct {
+	Outcome Outcome
+	Group   string
+	EventID string
+	// Topic, Partition and Offset locate the source record.
+	Topic     string
+	Partition int32
+	Offset    int64
+	// Attempt is the handler run this event is about (1-based; 0 for a
+	// batch settled in one transaction).
+	Attempt int
+	// Err is the handler's error (retried, rejected, dead-lettered).
+	Err error
+	// Duration is the time the attempt took (store transaction included).
+	Duration time.Duration
 }
 
 // Consumer is a Kafka consumer-group member (franz-go) that commits each
@@ -111,11 +204,19 @@ type ConsumerConfig[Tx any] struct {
 // SetOffsets call from OnPartitionsAssigned would race with fetches already
 // started from Kafka's offsets.
 //
+// Concurrency: each poll's partitions are settled in parallel, one
+// goroutine per partition, each in offset order; the next poll waits for
+// all of them. So a consumer runs at most as many handlers at once as it
+// has partitions assigned; run more members of the group (and have as many
+// partitions) for more.
+//
 // Even so, a record can be delivered twice: a producer retry, or a partition
 // that moves during a rebalance while its old owner is mid-record. The event
 // id claim catches those, and the audit trail counts them.
 type Consumer[Tx any] struct {
-	cfg ConsumerConfig[Tx]
+	cfg     ConsumerConfig[Tx]
+	flushMu sync.Mutex // one dead-letter flush at a time
+	kick    chan struct{}
 }
 
 // NewConsumer validates cfg.
@@ -129,13 +230,28 @@ func NewConsumer[Tx any](cfg ConsumerConfig[Tx]) (*Consumer[Tx], error) {
 	if cfg.MaxBatch <= 0 {
 		cfg.MaxBatch = 1
 	}
-	if cfg.RetryBackoff <= 0 {
-		cfg.RetryBackoff = time.Second
+	if cfg.Retry.MaxAttempts < 0 {
+		return nil, errors.New("dedupe: RetryPolicy.MaxAttempts is negative")
+	}
+	if cfg.Retry.MaxAttempts == 0 && cfg.DeadLetterTopic != "" {
+		cfg.Retry.MaxAttempts = 5
+	}
+	if cfg.Retry.InitialBackoff <= 0 {
+		cfg.Retry.InitialBackoff = 200 * time.Millisecond
+	}
+	if cfg.Retry.MaxBackoff <= 0 {
+		cfg.Retry.MaxBackoff = 30 * time.Second
+	}
+	cfg.Retry.MaxBackoff = max(cfg.Retry.MaxBackoff, cfg.Retry.InitialBackoff)
+	for _, t := range cfg.Topics {
+		if t == cfg.DeadLetterTopic {
+			return nil, errors.New("dedupe: DeadLetterTopic is one of the consumed Topics")
+		}
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Consumer[Tx]{cfg: cfg}, nil
+	return &Consumer[Tx]{cfg: cfg, kick: make(chan struct{}, 1)}, nil
 }
 
 // EventID returns the id Process is called with for r: the value of the
@@ -149,10 +265,30 @@ func EventID(r *kgo.Record, key string) string {
 	return r.Topic + "/" + strconv.Itoa(int(r.Partition)) + "/" + strconv.FormatInt(r.Offset, 10)
 }
 
+type eventIDKey struct{}
+
+// EventIDFrom returns the event id the Consumer claimed for the record whose
+// handler received ctx: the same id as EventID(r, KeyHeader), without
+// having to repeat the KeyHeader setting.
+func EventIDFrom(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(eventIDKey{}).(string)
+	return id, ok
+}
+
 // Run consumes until ctx is done (then returns nil) or the client fails. It
 // leaves the group on return.
 func (c *Consumer[Tx]) Run(ctx context.Context) error {
-	opts := append([]kgo.Opt{}, c.cfg.ClientOpts...)
+	var opts []kgo.Opt
+	instanceID := c.cfg.InstanceID
+	if instanceID == "" && !c.cfg.DynamicMembership {
+		id, unlock := autoInstanceID(c.cfg.Group)
+		defer unlock()
+		instanceID = id
+	}
+	if instanceID != "" && !c.cfg.DynamicMembership {
+		opts = append(opts, kgo.InstanceID(instanceID)) // ClientOpts may override it
+	}
+	opts = append(opts, c.cfg.ClientOpts...)
 	opts = append(opts,
 		kgo.ConsumerGroup(c.cfg.Group),
 		kgo.ConsumeTopics(c.cfg.Topics...),
@@ -166,7 +302,31 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("dedupe: consumer: %w", err)
 	}
-	defer cl.Close()
+	if v := cl.OptValues(kgo.InstanceID); len(v) == 2 && v[1] == true {
+		instanceID = v[0].(string)
+	} else {
+		instanceID = ""
+	}
+	defer func() {
+		cl.Close()
+		if instanceID != "" {
+			c.leaveStatic(instanceID)
+		}
+	}()
+	if c.cfg.DeadLetterTopic != "" {
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			c.flushLoop(ctx, cl)
+		}()
+		defer func() {
+			<-done
+			// Produce what the last records dead-lettered before leaving.
+			fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			c.flushDeadLetters(fctx, cl)
+		}()
+	}
 	for {
 		fetches := cl.PollRecords(ctx, 500)
 		if ctx.Err() != nil {
@@ -215,33 +375,251 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 	}
 }
 
-// settle processes r until it commits (processed, duplicate or rejected);
-// it returns false only when ctx is done.
+// handlerError marks an error as the handler's (an attempt that counts),
+// as opposed to the store's. It hides a Permanent error from the store when
+// the consumer dead-letters instead (it has no Unwrap on purpose).
+type handlerError struct {
+	err       error
+	permanent bool
+}
+
+func (e *handlerError) Error() string { return e.err.Error() }
+
+// wrap runs the handler for r: panics become errors, and handler errors
+// are marked, except a Permanent one the store is to record itself.
+func (c *Consumer[Tx]) wrap(r *kgo.Record) Handler[Tx] {
+	return func(ctx context.Context, tx Tx) (err error) {
+		defer func() {
+			if p := recover(); p != nil {
+				c.cfg.Logger.Error("dedupe: handler panicked", "topic", r.Topic, "partition", r.Partition, "offset", r.Offset,
+					"panic", p, "stack", string(debug.Stack()))
+				err = &handlerError{err: fmt.Errorf("handler panicked: %v", p)}
+			}
+		}()
+		err = c.cfg.Handler(ctx, tx, r)
+		if err == nil || (IsPermanent(err) && c.cfg.DeadLetterTopic == "") {
+			return err
+		}
+		return &handlerError{err: err, permanent: IsPermanent(err)}
+	}
+}
+
+func (c *Consumer[Tx]) emit(e Event) {
+	if c.cfg.OnEvent != nil {
+		e.Group = c.cfg.Group
+		c.cfg.OnEvent(e)
+	}
+}
+
+func (c *Consumer[Tx]) settled(r *kgo.Record, id string, attempt int, res Result, herr error, took time.Duration) {
+	var o Outcome
+	switch res.Status {
+	case Processed:
+		o = OutcomeProcessed
+	case Duplicate:
+		o = OutcomeDuplicate
+	case Rejected:
+		o = OutcomeRejected
+	case DeadLettered:
+		o = OutcomeDeadLettered
+	}
+	c.emit(Event{Outcome: o, EventID: id, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Attempt: attempt, Err: herr, Duration: took})
+	if c.cfg.OnResult != nil {
+		c.cfg.OnResult(r, res)
+	}
+}
+
+// settle processes r until it commits (processed, duplicate, rejected or
+// dead-lettered); it returns false only when ctx is done.
 func (c *Consumer[Tx]) settle(ctx context.Context, r *kgo.Record) bool {
 	id := EventID(r, c.cfg.KeyHeader)
-	pos := &position{group: c.cfg.Group, topic: r.Topic, partition: r.Partition, next: r.Offset + 1}
+	pos := Position{Group: c.cfg.Group, Topic: r.Topic, Partition: r.Partition, Next: r.Offset + 1}
+	hctx := context.WithValue(ctx, eventIDKey{}, id)
+	h := c.wrap(r)
+	log := c.cfg.Logger.With("event", id, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset)
+	attempt, storeFailures := 1, 0
 	for {
-		res, err := c.cfg.Store.process(ctx, id, pos, func(ctx context.Context, tx Tx) error {
-			return c.cfg.Handler(ctx, tx, r)
-		})
-		if err == nil || IsPermanent(err) {
+		start := time.Now()
+		res, err := c.cfg.Store.ProcessAt(hctx, id, pos, h)
+		took := time.Since(start)
+		if err == nil || IsPermanent(err) { // a Permanent error here was recorded by the store
 			if err != nil {
-				c.cfg.Logger.Warn("dedupe: record rejected", "event", id, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+				log.Warn("dedupe: record rejected", "err", err)
 			}
-			if c.cfg.OnResult != nil {
-				c.cfg.OnResult(r, res)
-			}
+			c.settled(r, id, attempt, res, err, took)
 			return true
 		}
 		if ctx.Err() != nil {
 			return false
 		}
-		c.cfg.Logger.Warn("dedupe: record failed, retrying", "event", id, "topic", r.Topic, "partition", r.Partition, "offset", r.Offset, "err", err)
+		var wait time.Duration
+		var herr *handlerError
+		if errors.As(err, &herr) {
+			storeFailures = 0
+			if herr.permanent || (c.cfg.Retry.MaxAttempts > 0 && attempt >= c.cfg.Retry.MaxAttempts) {
+				return c.giveUp(ctx, r, id, pos, attempt, herr.err, log)
+			}
+			c.emit(Event{Outcome: OutcomeRetried, EventID: id, Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, Attempt: attempt, Err: herr.err, Duration: took})
+			log.Warn("dedupe: record failed, retrying", "attempt", attempt, "err", herr.err)
+			wait = c.cfg.Retry.backoff(attempt)
+			attempt++
+		} else {
+			storeFailures++
+			log.Warn("dedupe: store failed, retrying", "err", err)
+			wait = c.cfg.Retry.backoff(storeFailures)
+		}
+		if !sleep(ctx, wait) {
+			return false
+		}
+	}
+}
+
+// giveUp records r as rejected or dead-lettered, with its offset, retrying
+// the store until it succeeds or ctx is done.
+func (c *Consumer[Tx]) giveUp(ctx context.Context, r *kgo.Record, id string, pos Position, attempts int, cause error, log *slog.Logger) bool {
+	var dl *DeadLetter
+	outcome := "rejected: " + truncate(cause.Error())
+	if c.cfg.DeadLetterTopic != "" {
+		outcome = "dead-lettered: " + truncate(cause.Error())
+		dl = c.deadLetter(r, id, attempts, cause)
+	}
+	for n := 1; ; n++ {
+		start := time.Now()
+		res, err := c.cfg.Store.RejectAt(ctx, id, pos, outcome, dl)
+		if err == nil {
+			log.Warn("dedupe: gave up on record", "attempts", attempts, "outcome", outcome)
+			c.settled(r, id, attempts, res, cause, time.Since(start))
+			if dl != nil {
+				select {
+				case c.kick <- struct{}{}:
+				default:
+				}
+			}
+			return true
+		}
+		if ctx.Err() != nil || !sleep(ctx, c.cfg.Retry.backoff(n)) {
+			return false
+		}
+		log.Warn("dedupe: store failed recording a rejection, retrying", "err", err)
+	}
+}
+
+func truncate(msg string) string {
+	if len(msg) > 500 {
+		msg = msg[:500]
+	}
+	return msg
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// deadLetter builds r's dead letter: the original record, its event id in
+// KeyHeader and the HeaderDLQ* headers.
+func (c *Consumer[Tx]) deadLetter(r *kgo.Record, id string, attempts int, cause error) *DeadLetter {
+	dl := &DeadLetter{Group: c.cfg.Group, EventID: id, Topic: c.cfg.DeadLetterTopic, Key: r.Key, Value: r.Value}
+	ours := map[string]bool{c.cfg.KeyHeader: true, HeaderDLQTopic: true, HeaderDLQPartition: true, HeaderDLQOffset: true,
+		HeaderDLQGroup: true, HeaderDLQAttempts: true, HeaderDLQError: true}
+	for _, h := range r.Headers {
+		if !ours[h.Key] {
+			dl.Headers = append(dl.Headers, Header{Key: h.Key, Value: h.Value})
+		}
+	}
+	for _, kv := range [][2]string{{c.cfg.KeyHeader, id}, {HeaderDLQTopic, r.Topic},
+		{HeaderDLQPartition, strconv.Itoa(int(r.Partition))}, {HeaderDLQOffset, strconv.FormatInt(r.Offset, 10)},
+		{HeaderDLQGroup, c.cfg.Group}, {HeaderDLQAttempts, strconv.Itoa(attempts)}, {HeaderDLQError, truncate(cause.Error())}} {
+		dl.Headers = append(dl.Headers, Header{Key: kv[0], Value: []byte(kv[1])})
+	}
+	return dl
+}
+
+// flushLoop produces pending dead letters at start, whenever a record is
+// dead-lettered, and every few seconds (after a failed produce). A flush
+// under way when ctx ends is finished, not cut between the produce and the
+// delete (which would produce that dead letter again).
+func (c *Consumer[Tx]) flushLoop(ctx context.Context, cl *kgo.Client) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		c.flushDeadLetters(fctx, cl)
+		cancel()
 		select {
 		case <-ctx.Done():
-			return false
-		case <-time.After(c.cfg.RetryBackoff):
+			return
+		case <-c.kick:
+		case <-t.C:
 		}
+	}
+}
+
+// flushDeadLetters produces the group's pending dead letters, each before
+// deleting it from the outbox.
+func (c *Consumer[Tx]) flushDeadLetters(ctx context.Context, cl *kgo.Client) {
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	for ctx.Err() == nil {
+		dls, err := c.cfg.Store.PendingDeadLetters(ctx, c.cfg.Group, 100)
+		if err != nil {
+			c.cfg.Logger.Warn("dedupe: reading pending dead letters failed", "err", err)
+			return
+		}
+		for _, dl := range dls {
+			rec := &kgo.Record{Topic: dl.Topic, Key: dl.Key, Value: dl.Value}
+			for _, h := range dl.Headers {
+				rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: h.Key, Value: h.Value})
+			}
+			if err := cl.ProduceSync(ctx, rec).FirstErr(); err != nil {
+				c.cfg.Logger.Warn("dedupe: producing a dead letter failed; it stays in the outbox", "topic", dl.Topic, "event", dl.EventID, "err", err)
+				return
+			}
+			c.emit(Event{Outcome: OutcomeDeadLetterProduced, EventID: dl.EventID})
+			if err := c.cfg.Store.DeleteDeadLetter(ctx, dl.ID); err != nil {
+				c.cfg.Logger.Warn("dedupe: deleting a produced dead letter failed; it will be produced again", "event", dl.EventID, "err", err)
+				return
+			}
+		}
+		if len(dls) < 100 {
+			return
+		}
+	}
+}
+
+// leaveStatic leaves the group on behalf of a static member after a clean
+// stop: franz-go does not leave for a member with an instance id, and its
+// partitions would otherwise wait for its session to time out.
+func (c *Consumer[Tx]) leaveStatic(instanceID string) {
+	var opts []kgo.Opt // the connection options (seeds, TLS, SASL), not the group's
+	for _, o := range c.cfg.ClientOpts {
+		_, group := o.(kgo.GroupOpt)
+		_, consumer := o.(kgo.ConsumerOpt)
+		if !group && !consumer {
+			opts = append(opts, o)
+		}
+	}
+	cl, err := kgo.NewClient(opts...)
+	if err != nil {
+		c.cfg.Logger.Debug("dedupe: leaving the group as a static member failed", "err", err)
+		return
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	req := kmsg.NewPtrLeaveGroupRequest()
+	req.Group = c.cfg.Group
+	m := kmsg.NewLeaveGroupRequestMember()
+	m.InstanceID = &instanceID
+	req.Members = append(req.Members, m)
+	if _, err := req.RequestWith(ctx, cl); err != nil {
+		c.cfg.Logger.Debug("dedupe: leaving the group as a static member failed; its partitions move after the session timeout", "err", err)
 	}
 }
 
@@ -250,13 +628,16 @@ func (c *Consumer[Tx]) settle(ctx context.Context, r *kgo.Record) bool {
 // one by one (which also handles permanent errors and retries).
 func (c *Consumer[Tx]) settleBatch(ctx context.Context, recs []*kgo.Record) bool {
 	ids := make([]string, len(recs))
+	hs := make([]Handler[Tx], len(recs))
 	for i, r := range recs {
 		ids[i] = EventID(r, c.cfg.KeyHeader)
+		hs[i] = c.wrap(r)
 	}
 	last := recs[len(recs)-1]
-	pos := &position{group: c.cfg.Group, topic: last.Topic, partition: last.Partition, next: last.Offset + 1}
-	results, err := c.cfg.Store.processBatch(ctx, ids, pos, func(ctx context.Context, tx Tx, i int) error {
-		return c.cfg.Handler(ctx, tx, recs[i])
+	pos := Position{Group: c.cfg.Group, Topic: last.Topic, Partition: last.Partition, Next: last.Offset + 1}
+	start := time.Now()
+	results, err := c.cfg.Store.ProcessBatchAt(ctx, ids, pos, func(ctx context.Context, tx Tx, i int) error {
+		return hs[i](context.WithValue(ctx, eventIDKey{}, ids[i]), tx)
 	})
 	if err != nil {
 		if ctx.Err() == nil {
@@ -264,10 +645,9 @@ func (c *Consumer[Tx]) settleBatch(ctx context.Context, recs []*kgo.Record) bool
 		}
 		return false
 	}
-	if c.cfg.OnResult != nil {
-		for i, r := range recs {
-			c.cfg.OnResult(r, results[i])
-		}
+	took := time.Since(start)
+	for i, r := range recs {
+		c.settled(r, ids[i], 0, results[i], nil, took)
 	}
 	return true
 }
@@ -275,7 +655,7 @@ func (c *Consumer[Tx]) settleBatch(ctx context.Context, recs []*kgo.Record) bool
 // adjustOffsets replaces the offsets Kafka has for the newly assigned
 // partitions with the database's, where it has any.
 func (c *Consumer[Tx]) adjustOffsets(ctx context.Context, assigned map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
-	stored, err := c.cfg.Store.loadOffsets(ctx, c.cfg.Group)
+	stored, err := c.cfg.Store.LoadOffsets(ctx, c.cfg.Group)
 	if err != nil {
 		return nil, err
 	}

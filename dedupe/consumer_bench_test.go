@@ -15,6 +15,8 @@ import (
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/pgstore"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
@@ -78,7 +80,7 @@ func benchConsumer(b *testing.B, store, mode, addr string, onSettled func()) fun
 	}
 	switch store {
 	case "sqlite":
-		s, err := dedupe.OpenSQLite(ctx, filepath.Join(b.TempDir(), "bench.db"), dedupe.Config{})
+		s, err := sqlitestore.Open(ctx, filepath.Join(b.TempDir(), "bench.db"), dedupe.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -113,7 +115,7 @@ func benchConsumer(b *testing.B, store, mode, addr string, onSettled func()) fun
 		return c.Run
 	default:
 		pool, _ := pgSchema(b)
-		s, err := dedupe.NewPostgres(ctx, pool, dedupe.Config{})
+		s, err := pgstore.New(ctx, pool, dedupe.Config{})
 		if err != nil {
 			b.Fatal(err)
 		}

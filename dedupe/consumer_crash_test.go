@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -17,6 +18,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/pgstore"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -39,6 +42,10 @@ import (
 const (
 	consumerEnvBroker = "IDEM_DEDUPE_CONSUMER_BROKER"
 	consumerEnvTopic  = "IDEM_DEDUPE_CONSUMER_TOPIC"
+	// With a dead-letter topic, the events named in consumerEnvPoison
+	// always fail, and are dead-lettered after two attempts.
+	consumerEnvDLQ    = "IDEM_DEDUPE_CONSUMER_DLQ"
+	consumerEnvPoison = "IDEM_DEDUPE_CONSUMER_POISON"
 )
 
 func consumerChild() error {
@@ -57,8 +64,15 @@ func consumerChild() error {
 			os.Exit(3) // the parent went away
 		}
 	}
+	poison := map[string]bool{}
+	for _, id := range strings.Split(os.Getenv(consumerEnvPoison), ",") {
+		poison[id] = id != ""
+	}
 	gateway := func(r *kgo.Record) error {
 		id := dedupe.EventID(r, dedupe.DefaultKeyHeader)
+		if poison[id] {
+			return errors.New("poison " + id)
+		}
 		if _, err := fmt.Fprintln(side, id); err != nil {
 			return err
 		}
@@ -68,6 +82,16 @@ func consumerChild() error {
 	onResult := func(r *kgo.Record, res dedupe.Result) {
 		announce("settled %d %d %s", r.Partition, r.Offset, res.Status)
 	}
+	dlq := os.Getenv(consumerEnvDLQ)
+	var retry dedupe.RetryPolicy
+	if dlq != "" {
+		retry = dedupe.RetryPolicy{MaxAttempts: 2, InitialBackoff: 10 * time.Millisecond, MaxBackoff: 20 * time.Millisecond}
+	}
+	onEvent := func(e dedupe.Event) {
+		if e.Outcome == dedupe.OutcomeDeadLetterProduced {
+			announce("produced %s", e.EventID) // produced, not yet deleted from the outbox
+		}
+	}
 	opts := append(groupOpts(os.Getenv(consumerEnvBroker)), kgo.InstanceID("billing-0"))
 	if os.Getenv("IDEM_DEDUPE_DEBUG") != "" {
 		opts = append(opts, kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, nil)))
@@ -76,12 +100,13 @@ func consumerChild() error {
 	var run func(context.Context) error
 	switch os.Getenv(crashEnvStore) {
 	case "sqlite":
-		s, err := dedupe.OpenSQLite(ctx, os.Getenv(crashEnvDSN), dedupe.Config{})
+		s, err := sqlitestore.Open(ctx, os.Getenv(crashEnvDSN), dedupe.Config{})
 		if err != nil {
 			return err
 		}
 		c, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{
 			Store: s, Group: "billing-" + os.Getenv(crashEnvStore), Topics: []string{topic}, ClientOpts: opts, OnResult: onResult,
+			DeadLetterTopic: dlq, Retry: retry, OnEvent: onEvent, Logger: quietLogger,
 			Handler: func(ctx context.Context, tx *sql.Tx, r *kgo.Record) error {
 				if _, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, n) VALUES (?, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader)); err != nil {
 					return err
@@ -98,12 +123,13 @@ func consumerChild() error {
 		if err != nil {
 			return err
 		}
-		s, err := dedupe.NewPostgres(ctx, pool, dedupe.Config{})
+		s, err := pgstore.New(ctx, pool, dedupe.Config{})
 		if err != nil {
 			return err
 		}
 		c, err := dedupe.NewConsumer(dedupe.ConsumerConfig[pgx.Tx]{
 			Store: s, Group: "billing-" + os.Getenv(crashEnvStore), Topics: []string{topic}, ClientOpts: opts, OnResult: onResult,
+			DeadLetterTopic: dlq, Retry: retry, OnEvent: onEvent, Logger: quietLogger,
 			Handler: func(ctx context.Context, tx pgx.Tx, r *kgo.Record) error {
 				if _, err := tx.Exec(ctx, `INSERT INTO effects (event_id, n) VALUES ($1, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader)); err != nil {
 					return err
@@ -185,11 +211,12 @@ func TestKillNineConsumerAppliesEachEventOnceAndResumesFromDatabaseOffsets(t *te
 
 // runConsumerChild starts a consumer process and feeds each announced line
 // to decide; when decide says kill, the child is SIGKILLed at once.
-func runConsumerChild(t *testing.T, s *storeUnderTest, addr, topic, side string, decide func(line string) bool) {
+func runConsumerChild(t *testing.T, s *storeUnderTest, addr, topic, side string, decide func(line string) bool, env ...string) {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(), consumerEnvBroker+"="+addr, consumerEnvTopic+"="+topic,
 		crashEnvStore+"="+s.name, crashEnvDSN+"="+s.dsn, crashEnvSide+"="+side)
+	cmd.Env = append(cmd.Env, env...)
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {

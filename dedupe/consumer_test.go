@@ -15,6 +15,8 @@ import (
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/pgstore"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -65,6 +67,24 @@ func startConsumer(t *testing.T, s *storeUnderTest, addr, group, topic string) *
 // handler after its write (nil: none); the hook's error fails the handler.
 func startConsumerWith(t *testing.T, s *storeUnderTest, addr, group, topic string, maxBatch int, hook func(*kgo.Record) error) *consumerUnderTest {
 	t.Helper()
+	return startConsumerOpts(t, s, addr, group, topic, consumerOpts{maxBatch: maxBatch, hook: hook})
+}
+
+// consumerOpts are the knobs the consumer tests turn.
+type consumerOpts struct {
+	maxBatch        int
+	hook            func(*kgo.Record) error
+	retry           dedupe.RetryPolicy
+	deadLetterTopic string
+	onEvent         func(dedupe.Event)
+}
+
+func startConsumerOpts(t *testing.T, s *storeUnderTest, addr, group, topic string, o consumerOpts) *consumerUnderTest {
+	t.Helper()
+	maxBatch, hook := o.maxBatch, o.hook
+	if o.retry == (dedupe.RetryPolicy{}) {
+		o.retry = dedupe.RetryPolicy{InitialBackoff: 10 * time.Millisecond, MaxBackoff: 10 * time.Millisecond}
+	}
 	if hook == nil {
 		hook = func(*kgo.Record) error { return nil }
 	}
@@ -74,12 +94,15 @@ func startConsumerWith(t *testing.T, s *storeUnderTest, addr, group, topic strin
 	onResult := func(*kgo.Record, dedupe.Result) { c.settled.Add(1) }
 	var run func(ctx context.Context) error
 	switch st := s.raw.(type) {
-	case *dedupe.SQLite:
+	case *sqlitestore.Store:
 		cons, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{
 			Store: st, Group: group, Topics: []string{topic}, ClientOpts: groupOpts(addr), OnResult: onResult,
-			MaxBatch: maxBatch, RetryBackoff: 10 * time.Millisecond, Logger: quietLogger,
+			MaxBatch: maxBatch, Retry: o.retry, DeadLetterTopic: o.deadLetterTopic, OnEvent: o.onEvent, Logger: quietLogger,
 			Handler: func(ctx context.Context, tx *sql.Tx, r *kgo.Record) error {
 				c.runs.Add(1)
+				if id, ok := dedupe.EventIDFrom(ctx); !ok || id != dedupe.EventID(r, dedupe.DefaultKeyHeader) {
+					t.Errorf("EventIDFrom(ctx) = %q, %v; want the claimed id %q", id, ok, dedupe.EventID(r, dedupe.DefaultKeyHeader))
+				}
 				if _, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, n) VALUES (?, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader)); err != nil {
 					return err
 				}
@@ -90,12 +113,15 @@ func startConsumerWith(t *testing.T, s *storeUnderTest, addr, group, topic strin
 			t.Fatal(err)
 		}
 		run = cons.Run
-	case *dedupe.Postgres:
+	case *pgstore.Store:
 		cons, err := dedupe.NewConsumer(dedupe.ConsumerConfig[pgx.Tx]{
 			Store: st, Group: group, Topics: []string{topic}, ClientOpts: groupOpts(addr), OnResult: onResult,
-			MaxBatch: maxBatch, RetryBackoff: 10 * time.Millisecond, Logger: quietLogger,
+			MaxBatch: maxBatch, Retry: o.retry, DeadLetterTopic: o.deadLetterTopic, OnEvent: o.onEvent, Logger: quietLogger,
 			Handler: func(ctx context.Context, tx pgx.Tx, r *kgo.Record) error {
 				c.runs.Add(1)
+				if id, ok := dedupe.EventIDFrom(ctx); !ok || id != dedupe.EventID(r, dedupe.DefaultKeyHeader) {
+					t.Errorf("EventIDFrom(ctx) = %q, %v; want the claimed id %q", id, ok, dedupe.EventID(r, dedupe.DefaultKeyHeader))
+				}
 				if _, err := tx.Exec(ctx, `INSERT INTO effects (event_id, n) VALUES ($1, 1)`, dedupe.EventID(r, dedupe.DefaultKeyHeader)); err != nil {
 					return err
 				}

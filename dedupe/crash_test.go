@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/pgstore"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -36,6 +38,13 @@ const (
 )
 
 func TestMain(m *testing.M) {
+	if os.Getenv(recoveryEnvBroker) != "" {
+		if err := recoveryChild(); err != nil {
+			fmt.Fprintln(os.Stderr, "recovery child:", err)
+			os.Exit(2)
+		}
+		os.Exit(0)
+	}
 	if os.Getenv(consumerEnvBroker) != "" {
 		if err := consumerChild(); err != nil {
 			fmt.Fprintln(os.Stderr, "consumer child:", err)
@@ -80,7 +89,7 @@ func crashChild() error {
 	var process func(id string) error
 	switch os.Getenv(crashEnvStore) {
 	case "sqlite":
-		s, err := dedupe.OpenSQLite(ctx, os.Getenv(crashEnvDSN), cfg)
+		s, err := sqlitestore.Open(ctx, os.Getenv(crashEnvDSN), cfg)
 		if err != nil {
 			return err
 		}
@@ -100,7 +109,7 @@ func crashChild() error {
 			return err
 		}
 		defer pool.Close()
-		s, err := dedupe.NewPostgres(ctx, pool, cfg)
+		s, err := pgstore.New(ctx, pool, cfg)
 		if err != nil {
 			return err
 		}

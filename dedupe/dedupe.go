@@ -26,19 +26,21 @@
 // each partition's offset in the handler's transaction and resumes from the
 // database, not from Kafka's group commits.
 //
-// Two stores share the [Store] interface: [SQLite] (embedded, the default) and
-// [Postgres]. Each hands the handler its native transaction type (*sql.Tx or
-// pgx.Tx) rather than a lowest-common-denominator wrapper: a handler is
-// written against one database anyway, and the native type keeps every
-// feature of the driver (COPY, batches, savepoints, named types).
+// Two stores share the [Store] interface, each in its own package so that a
+// service links only the driver it uses: [github.com/idem-dev/idem/dedupe/sqlitestore]
+// (embedded, modernc.org/sqlite) and [github.com/idem-dev/idem/dedupe/pgstore]
+// (PostgreSQL through pgx v5). Each hands the handler its native
+// transaction type (*sql.Tx or pgx.Tx) rather than a lowest-common-
+// denominator wrapper: a handler is written against one database anyway,
+// and the native type keeps every feature of the driver (COPY, batches,
+// savepoints, named types). [github.com/idem-dev/idem/dedupe/dedupetest]
+// checks any other implementation against the same contract.
 package dedupe
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"time"
 )
 
@@ -47,18 +49,41 @@ import (
 // back with the claim.
 type Handler[Tx any] func(ctx context.Context, tx Tx) error
 
-// Store is implemented by [*SQLite] (Tx = *sql.Tx) and [*Postgres]
-// (Tx = pgx.Tx). Code that must work with both, such as a consumer loop, is
-// written generically over Tx.
+// Store is implemented by sqlitestore.Store (Tx = *sql.Tx) and
+// pgstore.Store (Tx = pgx.Tx). Code that must work with both, such as a
+// consumer loop, is written generically over Tx.
 type Store[Tx any] interface {
-	// Process claims eventID and runs h in one transaction. See
-	// [SQLite.Process] for the full contract.
+	// Process claims eventID and runs h with the same transaction; the
+	// claim and h's writes commit together.
+	//
+	//   - First delivery: h runs; if it returns nil the transaction commits
+	//     and the result is Processed.
+	//   - Already processed (record not expired): h does not run; the
+	//     duplicate is counted in the audit record and the result is
+	//     Duplicate, err nil.
+	//   - h returns an error: everything rolls back, nothing is recorded,
+	//     and the error is returned; the next delivery runs h again. If the
+	//     error is [Permanent], the id is then recorded as rejected (Status
+	//     Rejected, and the error is returned too).
+	//   - h panics: the transaction rolls back and the panic continues.
+	//
+	// Concurrent deliveries of one id wait for each other; exactly one runs
+	// h to commit. h must not commit or roll back the transaction.
 	Process(ctx context.Context, eventID string, h Handler[Tx]) (Result, error)
 	// Lookup returns the audit record of eventID, or ErrNotFound.
 	Lookup(ctx context.Context, eventID string) (Record, error)
-	// Cleanup deletes expired records in bounded batches.
-	Cleanup(ctx context.Context) (int64, error)
+	Cleaner
 	Close() error
+}
+
+// Cleaner deletes expired entries. Both toolkit packages' stores implement
+// it with this one signature (idempotency.Cleaner is the same), and
+// [RunCleanup] drives it.
+type Cleaner interface {
+	// Cleanup deletes the entries expired at now, in bounded batches (each
+	// its own short transaction), until none are left or ctx is done. It
+	// returns how many it deleted.
+	Cleanup(ctx context.Context, now time.Time) (int64, error)
 }
 
 // Status says what Process did with a delivery.
@@ -74,6 +99,11 @@ const (
 	// back but the id was recorded with outcome "rejected" so redeliveries
 	// are suppressed instead of retried forever.
 	Rejected
+	// DeadLettered: the Consumer gave up on the record (a Permanent error,
+	// or RetryPolicy.MaxAttempts failures) and, in the same transaction as
+	// its offset, recorded it with outcome "dead-lettered" and queued it for
+	// the dead-letter topic.
+	DeadLettered
 )
 
 func (s Status) String() string {
@@ -84,6 +114,8 @@ func (s Status) String() string {
 		return "duplicate"
 	case Rejected:
 		return "rejected"
+	case DeadLettered:
+		return "dead-lettered"
 	}
 	return fmt.Sprintf("Status(%d)", int(s))
 }
@@ -103,7 +135,7 @@ type Result struct {
 type Record struct {
 	EventID     string
 	Consumer    string    // Config.Consumer of the process that ran the handler
-	Outcome     string    // "processed", or "rejected: <error>"
+	Outcome     string    // "processed", "rejected: <error>" or "dead-lettered: <error>"
 	ProcessedAt time.Time // when the handler's transaction claimed the id
 	// Duplicates counts deliveries suppressed after the first; the last one
 	// was at LastDuplicateAt (zero if none).
@@ -116,6 +148,10 @@ type Record struct {
 
 // Config is shared by both stores. The zero value is usable.
 type Config struct {
+	// SkipSchema leaves the tables to you: the store does not create them
+	// (see the store package's Schema for the DDL to put in your
+	// migrations). By default they are created if missing.
+	SkipSchema bool
 	// Table is the name of the processed-ids table (default "idem_processed").
 	// Use one table per consumer group when several share a database: an id
 	// processed by the billing consumer is not processed for the mailer.
@@ -172,56 +208,15 @@ func IsPermanent(err error) bool {
 	return errors.As(err, &p)
 }
 
-const (
-	outcomeProcessed = "processed"
-	outcomeRejected  = "rejected"
-)
-
-// forever is stored as the expiry of records kept forever, so that the
-// "expired" predicate stays a single comparison (and uses the index).
-var forever = time.Date(9999, 1, 1, 0, 0, 0, 0, time.UTC)
-
-func (c Config) withDefaults() Config {
-	if c.Table == "" {
-		c.Table = "idem_processed"
-	}
-	if c.Consumer == "" {
-		c.Consumer = defaultConsumer()
-	}
-	if c.Retention == 0 {
-		c.Retention = 7 * 24 * time.Hour
-	}
-	if c.CleanupBatch <= 0 {
-		c.CleanupBatch = 1000
-	}
-	if c.Now == nil {
-		c.Now = time.Now
-	}
-	return c
-}
-
-func (c Config) expiry(now time.Time) time.Time {
-	if c.Retention < 0 {
-		return forever
-	}
-	return now.Add(c.Retention)
-}
-
-func rejectedOutcome(err error) string {
-	msg := err.Error()
-	if len(msg) > 500 {
-		msg = msg[:500]
-	}
-	return outcomeRejected + ": " + msg
-}
-
-// RunCleanup calls s.Cleanup every interval until ctx is done. Errors are
-// passed to onErr (may be nil) and do not stop the loop: the next tick retries.
-func RunCleanup[Tx any](ctx context.Context, s Store[Tx], interval time.Duration, onErr func(error)) {
+// RunCleanup calls c.Cleanup(ctx, time.Now()) at once and then every
+// interval until ctx is done. Errors are passed to onErr (may be nil) and do
+// not stop the loop: the next tick retries. idempotency.RunCleanup is the
+// same function.
+func RunCleanup(ctx context.Context, c Cleaner, interval time.Duration, onErr func(error)) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if _, err := s.Cleanup(ctx); err != nil && onErr != nil && ctx.Err() == nil {
+		if _, err := c.Cleanup(ctx, time.Now()); err != nil && onErr != nil && ctx.Err() == nil {
 			onErr(err)
 		}
 		select {
@@ -231,30 +226,3 @@ func RunCleanup[Tx any](ctx context.Context, s Store[Tx], interval time.Duration
 		}
 	}
 }
-
-// validIdent keeps table names safe to splice into SQL: identifiers cannot be
-// bound as parameters.
-func validIdent(s string) error {
-	if s == "" || len(s) > 50 {
-		return fmt.Errorf("dedupe: invalid table name %q", s)
-	}
-	for i, r := range s {
-		ok := r == '_' || (r >= 'a' && r <= 'z') || (r >= 'A' && r <= 'Z') || (i > 0 && r >= '0' && r <= '9')
-		if !ok {
-			return fmt.Errorf("dedupe: invalid table name %q (letters, digits, _)", s)
-		}
-	}
-	return nil
-}
-
-func defaultConsumer() string {
-	host, err := os.Hostname()
-	if err != nil {
-		host = "unknown"
-	}
-	return host + "/" + strconv.Itoa(os.Getpid())
-}
-
-// now reads the clock at the microsecond precision both databases keep, so a
-// value written and read back compares equal.
-func (c Config) now() time.Time { return c.Now().UTC().Truncate(time.Microsecond) }

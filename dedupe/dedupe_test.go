@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 )
 
 func addEffect(ctx context.Context, w effectWriter, id string) error { return w.addEffect(ctx, id) }
@@ -313,7 +314,7 @@ func TestPostgresLockTimeoutReportsInProgress(t *testing.T) {
 }
 
 func TestInvalidTableNameIsRefused(t *testing.T) {
-	_, err := dedupe.OpenSQLite(context.Background(), t.TempDir()+"/x.db", dedupe.Config{Table: "x; DROP TABLE y"})
+	_, err := sqlitestore.Open(context.Background(), t.TempDir()+"/x.db", dedupe.Config{Table: "x; DROP TABLE y"})
 	if err == nil || !strings.Contains(err.Error(), "invalid table name") {
 		t.Fatalf("err = %v, want invalid table name", err)
 	}

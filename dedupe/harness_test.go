@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/pgstore"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 	"github.com/idem-dev/idem/internal/testkit"
 	"github.com/idem-dev/idem/internal/testkit/pgkit"
 	"github.com/jackc/pgx/v5"
@@ -34,7 +36,7 @@ type storeUnderTest struct {
 	effects func(t testing.TB, id string) int
 	// dsn reopens the same database from another process (crash test).
 	dsn string
-	// raw is the *dedupe.SQLite or *dedupe.Postgres itself.
+	// raw is the *sqlitestore.Store or *pgstore.Store itself.
 	raw any
 	// committedRecords sums the next offsets a consumer group stored for
 	// its partitions: the number of records it settled, on a fresh topic.
@@ -84,7 +86,7 @@ func openSQLiteUnderTest(t testing.TB, path string, cfg dedupe.Config) *storeUnd
 	if cfg.Now == nil {
 		cfg.Now = clock.Now
 	}
-	s, err := dedupe.OpenSQLite(ctx, path, cfg)
+	s, err := sqlitestore.Open(ctx, path, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,7 +101,7 @@ func openSQLiteUnderTest(t testing.TB, path string, cfg dedupe.Config) *storeUnd
 			return s.Process(ctx, id, func(ctx context.Context, tx *sql.Tx) error { return fn(ctx, sqlEffects{tx}) })
 		},
 		lookup:  s.Lookup,
-		cleanup: s.Cleanup,
+		cleanup: func(ctx context.Context) (int64, error) { return s.Cleanup(ctx, cfg.Now()) },
 		effects: func(t testing.TB, id string) int {
 			var n int
 			err := s.DB().QueryRowContext(context.Background(),
@@ -128,7 +130,7 @@ func newPostgresUnderTest(t testing.TB, cfg dedupe.Config) *storeUnderTest {
 	if cfg.Now == nil {
 		cfg.Now = clock.Now
 	}
-	s, err := dedupe.NewPostgres(ctx, pool, cfg)
+	s, err := pgstore.New(ctx, pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +144,7 @@ func newPostgresUnderTest(t testing.TB, cfg dedupe.Config) *storeUnderTest {
 			return s.Process(ctx, id, func(ctx context.Context, tx pgx.Tx) error { return fn(ctx, pgEffects{tx}) })
 		},
 		lookup:  s.Lookup,
-		cleanup: s.Cleanup,
+		cleanup: func(ctx context.Context) (int64, error) { return s.Cleanup(ctx, cfg.Now()) },
 		effects: func(t testing.TB, id string) int {
 			var n int
 			err := pool.QueryRow(context.Background(),

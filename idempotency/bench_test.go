@@ -27,7 +27,7 @@ func BenchmarkMiddleware(b *testing.B) {
 					s = newPostgresUnderTest(b)
 				}
 				var n atomic.Int64
-				h := idempotency.Middleware(idempotency.Config{Store: s.store})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				h := idempotency.Middleware(idempotency.Config{Store: s.store, AllowEmptyScope: true})(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 					id := fmt.Sprint(n.Add(1))
 					if err := s.insertOrder(r.Context(), id); err != nil {
 						http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -18,6 +18,8 @@ import (
 
 	"github.com/anishathalye/porcupine"
 	"github.com/idem-dev/idem/idempotency"
+	"github.com/idem-dev/idem/idempotency/pgstore"
+	"github.com/idem-dev/idem/idempotency/sqlitestore"
 	"github.com/idem-dev/idem/internal/testkit"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
@@ -72,7 +74,7 @@ func c9Child() error {
 	var store idempotency.Store
 	switch os.Getenv(c9EnvStore) {
 	case "sqlite":
-		s, err := idempotency.OpenSQLite(ctx, os.Getenv(c9EnvDSN), idempotency.StoreConfig{CleanupBatch: 3})
+		s, err := sqlitestore.Open(ctx, os.Getenv(c9EnvDSN), idempotency.StoreConfig{CleanupBatch: 3})
 		if err != nil {
 			return err
 		}
@@ -82,7 +84,7 @@ func c9Child() error {
 		if err != nil {
 			return err
 		}
-		s, err := idempotency.NewPostgres(ctx, pool, idempotency.StoreConfig{CleanupBatch: 3})
+		s, err := pgstore.New(ctx, pool, idempotency.StoreConfig{CleanupBatch: 3})
 		if err != nil {
 			return err
 		}

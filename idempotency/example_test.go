@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/idem-dev/idem/idempotency"
+	"github.com/idem-dev/idem/idempotency/sqlitestore"
 )
 
 // The handler writes through the request's transaction, so its order row
@@ -19,7 +20,7 @@ func ExampleMiddleware() {
 	ctx := context.Background()
 	dir, _ := os.MkdirTemp("", "idempotency-example")
 	defer os.RemoveAll(dir)
-	store, err := idempotency.OpenSQLite(ctx, filepath.Join(dir, "api.db"), idempotency.StoreConfig{})
+	store, err := sqlitestore.Open(ctx, filepath.Join(dir, "api.db"), idempotency.StoreConfig{})
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -27,7 +28,7 @@ func ExampleMiddleware() {
 	store.DB().ExecContext(ctx, `CREATE TABLE orders (id INTEGER PRIMARY KEY, item TEXT)`)
 
 	createOrder := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		tx, err := idempotency.SQLiteTx(r.Context())
+		tx, err := sqlitestore.Tx(r.Context())
 		if err != nil {
 			http.Error(w, err.Error(), http.StatusInternalServerError)
 			return

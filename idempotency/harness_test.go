@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/idempotency"
+	"github.com/idem-dev/idem/idempotency/pgstore"
+	"github.com/idem-dev/idem/idempotency/sqlitestore"
 	"github.com/idem-dev/idem/internal/testkit"
 	"github.com/idem-dev/idem/internal/testkit/pgkit"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -36,7 +38,7 @@ func eachStore(t *testing.T, fn func(t *testing.T, s *storeUnderTest)) {
 func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "keys.db")
-	s, err := idempotency.OpenSQLite(ctx, path, idempotency.StoreConfig{CleanupBatch: 3})
+	s, err := sqlitestore.Open(ctx, path, idempotency.StoreConfig{CleanupBatch: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,7 +51,7 @@ func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 		store: s,
 		dsn:   path,
 		reopen: func(t testing.TB) idempotency.Store {
-			s2, err := idempotency.OpenSQLite(context.Background(), path, idempotency.StoreConfig{CleanupBatch: 3})
+			s2, err := sqlitestore.Open(context.Background(), path, idempotency.StoreConfig{CleanupBatch: 3})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -57,7 +59,7 @@ func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 			return s2
 		},
 		insertOrder: func(ctx context.Context, id string) error {
-			tx, err := idempotency.SQLiteTx(ctx)
+			tx, err := sqlitestore.Tx(ctx)
 			if err != nil {
 				return err
 			}
@@ -77,7 +79,7 @@ func newSQLiteUnderTest(t testing.TB) *storeUnderTest {
 func newPostgresUnderTest(t testing.TB) *storeUnderTest {
 	ctx := context.Background()
 	pool, dsn := pgSchema(t)
-	s, err := idempotency.NewPostgres(ctx, pool, idempotency.StoreConfig{CleanupBatch: 3})
+	s, err := pgstore.New(ctx, pool, idempotency.StoreConfig{CleanupBatch: 3})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -89,14 +91,14 @@ func newPostgresUnderTest(t testing.TB) *storeUnderTest {
 		store: s,
 		dsn:   dsn,
 		reopen: func(t testing.TB) idempotency.Store {
-			s2, err := idempotency.NewPostgres(context.Background(), pool, idempotency.StoreConfig{CleanupBatch: 3})
+			s2, err := pgstore.New(context.Background(), pool, idempotency.StoreConfig{CleanupBatch: 3})
 			if err != nil {
 				t.Fatal(err)
 			}
 			return s2
 		},
 		insertOrder: func(ctx context.Context, id string) error {
-			tx, err := idempotency.PostgresTx(ctx)
+			tx, err := pgstore.Tx(ctx)
 			if err != nil {
 				return err
 			}

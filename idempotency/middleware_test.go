@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,6 +14,8 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/idempotency"
+	"github.com/idem-dev/idem/idempotency/pgstore"
+	"github.com/idem-dev/idem/idempotency/sqlitestore"
 )
 
 // api is an order-creation endpoint behind the middleware. Every run of the
@@ -29,7 +32,8 @@ type api struct {
 
 func newAPI(t *testing.T, s *storeUnderTest, tweak func(*idempotency.Config)) *api {
 	a := &api{t: t, s: s, clock: newFakeClock()}
-	cfg := idempotency.Config{Store: s.store, Now: a.clock.Now}
+	// These tests send anonymous requests: one shared scope, knowingly.
+	cfg := idempotency.Config{Store: s.store, Now: a.clock.Now, Scope: idempotency.ScopeByAuthorization, AllowEmptyScope: true}
 	if tweak != nil {
 		tweak(&cfg)
 	}
@@ -446,11 +450,11 @@ func TestConcurrentIdenticalRequestsRunTheHandlerOnce(t *testing.T) {
 }
 
 func TestTransactionOutsideTheMiddlewareIsAnError(t *testing.T) {
-	if _, err := idempotency.SQLiteTx(context.Background()); err != idempotency.ErrNoTransaction {
-		t.Fatalf("SQLiteTx = %v, want ErrNoTransaction", err)
+	if _, err := sqlitestore.Tx(context.Background()); err != idempotency.ErrNoTransaction {
+		t.Fatalf("sqlitestore.Tx = %v, want ErrNoTransaction", err)
 	}
-	if _, err := idempotency.PostgresTx(context.Background()); err != idempotency.ErrNoTransaction {
-		t.Fatalf("PostgresTx = %v, want ErrNoTransaction", err)
+	if _, err := pgstore.Tx(context.Background()); err != idempotency.ErrNoTransaction {
+		t.Fatalf("pgstore.Tx = %v, want ErrNoTransaction", err)
 	}
 }
 
@@ -498,6 +502,87 @@ func TestLeaseIsRenewedWhileTheHandlerRuns(t *testing.T) {
 		wantStatus(t, <-done, http.StatusCreated)
 		if a.runs.Load() != 1 || s.orders(t, "o-1") != 1 {
 			t.Fatalf("handler ran %d times, %d orders; want 1 and 1", a.runs.Load(), s.orders(t, "o-1"))
+		}
+	})
+}
+
+func TestFingerprintJSONIgnoresKeyOrderAndWhitespace(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *storeUnderTest) {
+		a := newAPI(t, s, func(c *idempotency.Config) { c.Fingerprint = idempotency.FingerprintJSON })
+		a.behave = func(w http.ResponseWriter, r *http.Request, run int64) {
+			w.WriteHeader(http.StatusCreated)
+			fmt.Fprintf(w, "run %d", run)
+		}
+		wantStatus(t, a.post("key-1", `{"amount":100,"items":["a","b"],"meta":{"x":1,"y":"\u0041"}}`), http.StatusCreated)
+		w := a.post("key-1", "{ \"meta\": {\"y\": \"A\", \"x\": 1},\n  \"items\": [\"a\", \"b\"], \"amount\": 100 }")
+		if w.Code != http.StatusCreated || w.Header().Get(idempotency.HeaderReplayed) != "true" {
+			t.Fatalf("reordered JSON: %d %s, want the replay", w.Code, w.Body)
+		}
+		for _, other := range []string{`{"amount":101,"items":["a","b"],"meta":{"x":1,"y":"A"}}`, `{"amount":100,"items":["b","a"],"meta":{"x":1,"y":"A"}}`, `not json`} {
+			wantStatus(t, a.post("key-1", other), http.StatusUnprocessableEntity)
+		}
+		// The byte-exact default tells the two spellings apart.
+		d := newAPI(t, s, nil)
+		wantStatus(t, d.post("key-2", `{"a":1,"b":2}`), http.StatusCreated)
+		wantStatus(t, d.post("key-2", `{"b":2,"a":1}`), http.StatusUnprocessableEntity)
+		if a.runs.Load() != 1 {
+			t.Fatalf("handler ran %d times, want 1", a.runs.Load())
+		}
+	})
+}
+
+func TestOutcomeHookReportsEveryCase(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *storeUnderTest) {
+		var mu sync.Mutex
+		var got []string
+		a := newAPI(t, s, func(c *idempotency.Config) {
+			c.OnOutcome = func(e idempotency.Event) {
+				mu.Lock()
+				defer mu.Unlock()
+				got = append(got, fmt.Sprintf("%s %d %s", e.Outcome, e.Status, e.Key.Key))
+			}
+		})
+		a.behave = func(w http.ResponseWriter, r *http.Request, run int64) {
+			switch r.Header.Get(idempotency.HeaderKey) {
+			case "fail":
+				w.WriteHeader(http.StatusBadGateway)
+				return
+			case "panic":
+				panic("bug")
+			}
+			w.WriteHeader(http.StatusCreated)
+		}
+		a.post("k1", "a")                         // processed
+		a.post("k1", "a")                         // replayed
+		a.post("k1", "b")                         // mismatch
+		a.post("", "a")                           // rejected (missing)
+		a.post("fail", "a")                       // released
+		a.do(http.MethodGet, "/orders", "k9", "") // not handled: no event
+		func() {
+			defer func() { recover() }()
+			a.post("panic", "a") // released, and the panic goes on
+		}()
+		want := []string{"processed 201 k1", "replayed 201 k1", "mismatch 422 k1", "rejected 400 ", "released 502 fail", "released 500 panic"}
+		mu.Lock()
+		defer mu.Unlock()
+		if !slices.Equal(got, want) {
+			t.Fatalf("events %q, want %q", got, want)
+		}
+	})
+}
+
+func TestCustomErrorWriter(t *testing.T) {
+	eachStore(t, func(t *testing.T, s *storeUnderTest) {
+		a := newAPI(t, s, func(c *idempotency.Config) {
+			c.ErrorWriter = func(w http.ResponseWriter, r *http.Request, p idempotency.Problem) {
+				w.Header().Set("Content-Type", "application/json")
+				w.WriteHeader(p.Status)
+				fmt.Fprintf(w, `{"error":{"code":%d,"message":%q}}`, p.Status, p.Title)
+			}
+		})
+		w := a.post("", "a")
+		if w.Code != http.StatusBadRequest || w.Body.String() != `{"error":{"code":400,"message":"Idempotency-Key is missing"}}` {
+			t.Fatalf("custom error: %d %s", w.Code, w.Body)
 		}
 	})
 }

@@ -2,9 +2,6 @@ package idempotency
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -24,6 +21,10 @@ type Response struct {
 	Status int
 	Header http.Header
 	Body   []byte
+	// BodyOmitted records that the body was larger than the middleware's
+	// MaxResponseBytes and was not stored: the request completed, but its
+	// response cannot be replayed.
+	BodyOmitted bool
 }
 
 // ClaimStatus is the outcome of Store.Claim.
@@ -80,15 +81,17 @@ type Entry struct {
 
 // Tx is the transaction in which the handler's own writes and the stored
 // response commit together. The handler reaches the concrete transaction
-// with SQLiteTx or PostgresTx.
+// with its store package's Tx function (sqlitestore.Tx, pgstore.Tx), or
+// with RequestTx.
 type Tx interface {
 	Commit(ctx context.Context) error
 	Rollback(ctx context.Context) error
 }
 
-// Store keeps idempotency keys. [*SQLite] and [*Postgres] implement it; both
-// take the time as an argument so the middleware's injected clock is the
-// only clock.
+// Store keeps idempotency keys. sqlitestore.Store, pgstore.Store and
+// redisstore.Store implement it; every method takes the time as an argument
+// so the middleware's injected clock is the only clock.
+// idempotencytest.Run checks an implementation against this contract.
 type Store interface {
 	// Claim atomically looks key up at time now: an absent or expired key
 	// is claimed with a lease (an in-flight lock that a crashed server cannot
@@ -109,8 +112,45 @@ type Store interface {
 	Extend(ctx context.Context, key Key, token string, until time.Time) error
 	// Get returns the key's entry at time now, or ErrNotFound.
 	Get(ctx context.Context, key Key, now time.Time) (Entry, error)
-	// Cleanup deletes keys expired at now, in bounded batches.
+	Cleaner
+}
+
+// Cleaner deletes expired keys; dedupe.Cleaner has the same signature.
+type Cleaner interface {
+	// Cleanup deletes the keys expired at now, in bounded batches (each its
+	// own short transaction), until none are left or ctx is done. It
+	// returns how many it deleted.
 	Cleanup(ctx context.Context, now time.Time) (int64, error)
+}
+
+// RunCleanup calls c.Cleanup(ctx, time.Now()) at once and then every
+// interval until ctx is done. Errors are passed to onErr (may be nil) and do
+// not stop the loop: the next tick retries. dedupe.RunCleanup is the same
+// function.
+func RunCleanup(ctx context.Context, c Cleaner, interval time.Duration, onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if _, err := c.Cleanup(ctx, time.Now()); err != nil && onErr != nil && ctx.Err() == nil {
+			onErr(err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// StoreConfig configures the SQL stores. The zero value is usable.
+type StoreConfig struct {
+	// Table holds the keys (default "idem_keys"); letters, digits and _.
+	Table string
+	// CleanupBatch bounds the rows one Cleanup transaction deletes (default 1000).
+	CleanupBatch int
+	// SkipSchema leaves the table to you: the store does not create it (see
+	// the store package's Schema for the DDL to put in your migrations).
+	SkipSchema bool
 }
 
 var (
@@ -119,36 +159,7 @@ var (
 	// ErrLeaseLost: the claim's lease expired and another request took the
 	// key over before this one completed.
 	ErrLeaseLost = errors.New("idempotency: lease lost to another request")
-	// ErrNoTransaction: SQLiteTx or PostgresTx was called outside the
-	// middleware, or with the other store.
+	// ErrNoTransaction: a store's Tx (or RequestTx) was called outside the
+	// middleware, or with another store.
 	ErrNoTransaction = errors.New("idempotency: no idempotency transaction in context")
 )
-
-func newToken() string {
-	var b [16]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
-}
-
-func encodeHeader(h http.Header) (string, error) {
-	if h == nil {
-		h = http.Header{}
-	}
-	b, err := json.Marshal(h)
-	return string(b), err
-}
-
-func decodeHeader(s string) (http.Header, error) {
-	h := http.Header{}
-	if s == "" {
-		return h, nil
-	}
-	err := json.Unmarshal([]byte(s), &h)
-	return h, err
-}
-
-// micros is how both stores keep times: integers compare the same way in
-// SQLite and PostgreSQL, so the claim SQL is shared.
-func micros(t time.Time) int64 { return t.UnixMicro() }
-
-func fromMicros(v int64) time.Time { return time.UnixMicro(v).UTC() }

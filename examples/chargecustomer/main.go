@@ -33,7 +33,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/dedupe"
+	dedupesqlite "github.com/idem-dev/idem/dedupe/sqlitestore"
 	"github.com/idem-dev/idem/idempotency"
+	idemsqlite "github.com/idem-dev/idem/idempotency/sqlitestore"
 )
 
 func main() {
@@ -126,7 +128,7 @@ func Run(ctx context.Context, sc Scenario) (Report, error) {
 			}
 			defer os.RemoveAll(dir)
 		}
-		store, err := dedupe.OpenSQLite(ctx, filepath.Join(dir, "billing.db"), dedupe.Config{Consumer: "billing"})
+		store, err := dedupesqlite.Open(ctx, filepath.Join(dir, "billing.db"), dedupe.Config{Consumer: "billing"})
 		if err != nil {
 			return rep, err
 		}
@@ -236,7 +238,7 @@ func consumeNaive(ctx context.Context, sc Scenario, topic, gateway string, crash
 // the gateway as its Idempotency-Key. A crash after the gateway call rolls
 // the transaction back; the redelivery calls the gateway again with the same
 // key, and the gateway replays instead of charging.
-func consumeIdem(ctx context.Context, sc Scenario, store *dedupe.SQLite, topic, gateway string, crashAt int) (int, error) {
+func consumeIdem(ctx context.Context, sc Scenario, store *dedupesqlite.Store, topic, gateway string, crashAt int) (int, error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var mu sync.Mutex
@@ -289,7 +291,7 @@ func consumeIdem(ctx context.Context, sc Scenario, store *dedupe.SQLite, topic, 
 	return delivered, err
 }
 
-func storedOffset(ctx context.Context, store *dedupe.SQLite, topic string) int64 {
+func storedOffset(ctx context.Context, store *dedupesqlite.Store, topic string) int64 {
 	var n int64
 	store.DB().QueryRowContext(ctx, `SELECT coalesce(max(next_offset), 0) FROM idem_processed_offsets WHERE consumer_group = 'billing' AND topic = ?`, topic).Scan(&n)
 	return n
@@ -351,7 +353,7 @@ func charge(ctx context.Context, gateway string, e ChargeCustomer, key string) e
 type gateway struct {
 	url      string
 	srv      *http.Server
-	store    *idempotency.SQLite
+	store    *idemsqlite.Store
 	dir      string
 	mu       sync.Mutex
 	charges  int
@@ -363,7 +365,7 @@ func startGateway() (*gateway, error) {
 	if err != nil {
 		return nil, err
 	}
-	store, err := idempotency.OpenSQLite(context.Background(), filepath.Join(dir, "gateway.db"), idempotency.StoreConfig{})
+	store, err := idemsqlite.Open(context.Background(), filepath.Join(dir, "gateway.db"), idempotency.StoreConfig{})
 	if err != nil {
 		return nil, err
 	}
@@ -376,7 +378,9 @@ func startGateway() (*gateway, error) {
 		w.WriteHeader(http.StatusCreated)
 		fmt.Fprintf(w, `{"id":"ch_%d"}`, n)
 	})
-	mw := idempotency.Middleware(idempotency.Config{Store: store, Optional: true,
+	// One trusted client (the billing consumer) sends every request, so all
+	// keys share one scope, knowingly.
+	mw := idempotency.Middleware(idempotency.Config{Store: store, Optional: true, AllowEmptyScope: true,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	counted := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.mu.Lock()

@@ -58,9 +58,9 @@ func consumeOffsetsInDB(ctx context.Context, w *worker) error {
 	}()
 	c, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{
 		Store: w.db, Group: w.spec.Group, Topics: []string{w.spec.Topic},
-		ClientOpts:   w.clientOpts(),
-		RetryBackoff: 100 * time.Millisecond,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		ClientOpts: w.clientOpts(),
+		Retry:      dedupe.RetryPolicy{InitialBackoff: 100 * time.Millisecond, MaxBackoff: 100 * time.Millisecond},
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Handler: func(ctx context.Context, tx *sql.Tx, r *kgo.Record) error {
 			var e Event
 			if err := json.Unmarshal(r.Value, &e); err != nil {

@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
 )
 
 // WorkerEnv carries a worker's orders (JSON WorkerSpec) to the child process.
@@ -99,7 +100,7 @@ type worker struct {
 	mode     *modeSpec
 	scenario *scenarioSpec
 	out      *os.File
-	db       *dedupe.SQLite
+	db       *sqlitestore.Store
 	n        int // deliveries in this incarnation
 	// crashPending: the planned crash point was reached (see delivered).
 	crashPending bool
@@ -126,7 +127,7 @@ func newWorker(spec WorkerSpec) (*worker, error) {
 	}
 	w := &worker{spec: spec, mode: mode, scenario: scenario, out: out, pos: map[int32]int64{}}
 	if spec.DB != "" {
-		w.db, err = dedupe.OpenSQLite(context.Background(), spec.DB, dedupe.Config{Consumer: "lab-" + string(spec.Mode), Retention: -1})
+		w.db, err = sqlitestore.Open(context.Background(), spec.DB, dedupe.Config{Consumer: "lab-" + string(spec.Mode), Retention: -1})
 		if err != nil {
 			out.Close()
 			return nil, err
