@@ -109,8 +109,7 @@ var layers = []layer{
 // removed on other branches; the lead deletes each entry when its fix is
 // merged. An entry that no longer occurs fails the test, so none outlives
 // its fix.
-var knownViolations = []struct{ from, to, why string }{
-}
+var knownViolations = []struct{ from, to, why string }{}
 
 func concat(lists ...[]string) []string { return slices.Concat(lists...) }
 
