@@ -18,6 +18,9 @@ type Inspection struct {
 	StartOffset   int64 // first offset in the first segment
 	EndOffset     int64 // offset after the last valid batch
 	RecoveryPoint int64 // from the checkpoint; -1 when there is none
+	// Leftovers counts segments below the recorded log start, left by a
+	// deletion a crash interrupted; the next start removes them.
+	Leftovers int
 	// Damage is the first invalid batch, nil when every batch validates.
 	Damage *Damage
 }
@@ -59,6 +62,16 @@ func Inspect(fsys FS, dir string) (Inspection, error) {
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
 	if ck, ok, err := readCheckpoint(fsys, dir); err == nil && ok {
 		in.RecoveryPoint = ck.recovery
+		// Segments wholly below the recorded log start are leftovers of a
+		// deletion a crash interrupted; a start removes them.
+		keep := 0
+		for i, b := range bases {
+			if b <= ck.start {
+				keep = i
+			}
+		}
+		in.Leftovers = keep
+		bases = bases[keep:]
 	}
 	in.Segments = len(bases)
 	if len(bases) > 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"sort"
 	"strings"
@@ -197,6 +198,11 @@ func (l *Log) recover() error {
 	if !ckOK && len(bases) > 0 {
 		l.log.Warn("no valid checkpoint; treating sealed segments as durable and scanning the last", "segments", len(bases))
 	}
+	if ckOK {
+		if bases, err = l.finishDeletion(bases, hasIndex, ck.start); err != nil {
+			return err
+		}
+	}
 
 	for i, base := range bases {
 		seg := &segment{base: base, path: join(l.dir, segmentName(base)), maxTS: -1}
@@ -264,6 +270,39 @@ func (l *Log) recover() error {
 		l.log.Warn("could not record the recovered checkpoint; will retry", "err", err)
 	}
 	return nil
+}
+
+// finishDeletion removes segments wholly below the checkpointed log start:
+// DeleteBefore and retention record the new start durably before removing
+// segments, and a power loss between the removals and their directory sync
+// can keep an older segment while losing a newer one. Such a leftover is not
+// data (the recorded start already deleted it), and it must not be checked
+// for continuity with the segments after it. bases is sorted.
+func (l *Log) finishDeletion(bases []int64, hasIndex map[int64]bool, start int64) ([]int64, error) {
+	keep := 0
+	for i, b := range bases {
+		if b <= start {
+			keep = i // the segment holding start (or the last before it)
+		}
+	}
+	if keep == 0 {
+		return bases, nil
+	}
+	for _, b := range bases[:keep] {
+		l.log.Info("removing a segment below the log start (a deletion interrupted by a crash)", "segment", segmentName(b), "log_start", start)
+		if err := l.fs.Remove(join(l.dir, segmentName(b))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("logstore: remove %s: %w", segmentName(b), err)
+		}
+		if hasIndex[b] {
+			if err := l.fs.Remove(join(l.dir, indexName(b))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return nil, fmt.Errorf("logstore: remove %s: %w", indexName(b), err)
+			}
+		}
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		return nil, fmt.Errorf("logstore: fsync directory %s: %w", l.dir, err)
+	}
+	return bases[keep:], nil
 }
 
 // loadSealed loads a sealed segment's persisted index, or rebuilds it by
