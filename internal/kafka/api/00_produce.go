@@ -25,11 +25,15 @@ package api
 //     Deferred, so the reader goes on appending the next pipelined request.
 //     TimeoutMillis bounds the wait (REQUEST_TIMED_OUT); a failed fsync
 //     answers KAFKA_STORAGE_ERROR.
+//   - Internal topics (__consumer_offsets, __transaction_state) cannot be
+//     written: INVALID_TOPIC_EXCEPTION, as Kafka answers.
 //   - Transactional batches (KIP-890 part 1, checked in process): the
 //     coordinator must have an ongoing transaction of this producer id and
 //     epoch that includes the partition (INVALID_TXN_STATE otherwise;
-//     INVALID_PRODUCER_EPOCH when fenced). A plain batch from a producer
-//     whose transaction is open on the partition gets INVALID_TXN_STATE.
+//     INVALID_PRODUCER_EPOCH when fenced, NOT_ENOUGH_REPLICAS when the
+//     coordinator cannot answer, as Kafka translates its verification
+//     errors). A plain batch from a producer whose transaction is open on
+//     the partition gets INVALID_TXN_STATE.
 
 import (
 	"context"
@@ -132,7 +136,7 @@ func handleProduce(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kms
 				if ctx.Err() != nil && ctx.Err() != context.DeadlineExceeded {
 					return err // connection closing: drop the response
 				}
-				w.rp.ErrorCode = code(err)
+				w.rp.ErrorCode = errorCode(err, produceAPI)
 				if ctx.Err() == context.DeadlineExceeded {
 					w.rp.ErrorCode = kerr.RequestTimedOut.Code
 				}
@@ -152,9 +156,13 @@ const errAcks0Failed = produceError("acks=0 produce failed for a partition; clos
 // produceOne validates and appends one partition's batch.
 func produceOne(env *Env, version int16, topic string, index int32, records []byte) (*partition.Partition, partition.AppendResult, int16, error) {
 	var none partition.AppendResult
+	if isInternalTopic(env, topic) {
+		err := internalTopicError(topic)
+		return nil, none, errorCode(err, produceAPI), err
+	}
 	p, err := env.Partitions.Lookup(topic, index)
 	if err != nil {
-		return nil, none, code(err), nil
+		return nil, none, errorCode(err, produceAPI), nil
 	}
 	t, _ := env.Partitions.Topic(topic)
 	maxMsg := env.Config.Int("message.max.bytes")
@@ -193,13 +201,13 @@ func produceOne(env *Env, version int16, topic string, index int32, records []by
 		// transaction on this partition).
 		release, err := env.Txn.VerifyHold(pid, epoch, topic, index)
 		if err != nil {
-			return nil, none, code(err), err
+			return nil, none, errorCode(err, produceAPI), err
 		}
 		defer release()
 	}
 	res, err := p.Append(records)
 	if err != nil {
-		return nil, none, code(err), err
+		return nil, none, errorCode(err, produceAPI), err
 	}
 	return p, res, 0, nil
 }
