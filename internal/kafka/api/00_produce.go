@@ -2,9 +2,12 @@ package api
 
 // Produce, versions 0–11 advertised; 3–11 served.
 //
-// v0–2 are advertised only because librdkafka ≤2.x enables gzip/snappy/lz4 only
-// when Produce v0 is in range (KAFKA-18659); they carry old message sets, so
-// every partition of such a request gets UNSUPPORTED_VERSION, as Kafka 4 does.
+// v0–2 are advertised only because librdkafka before 2.11 enables
+// gzip/snappy/lz4 only when Produce v0 is in range (KAFKA-18659); Kafka 4
+// advertises them for the same reason. They carry old message sets, so every
+// partition of such a request gets UNSUPPORTED_VERSION (Kafka 4 closes the
+// connection instead; a per-partition answer tells an old client why). These
+// are the only advertised versions not served (api_versions_test.go).
 // v12 (transaction version 2) and v13 (topic ids) are not advertised yet.
 //
 // Behaviour:
