@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/catalog"
 	"github.com/idem-dev/idem/internal/config"
@@ -233,6 +234,38 @@ func TestOtherErrorsHaveKafkaCodes(t *testing.T) {
 			if got := errorCode(tc.err, apiFamily(fam)); got != want.Code {
 				t.Errorf("%s on family %d: %v, want %v", tc.name, fam, kerr.ErrorForCode(got), want)
 			}
+		}
+	}
+}
+
+// TestOffsetCommitAfterTheOffsetsLogFailed: once an fsync of the offsets log
+// fails, commits are answered NOT_COORDINATOR, as Kafka answers a commit
+// whose append to __consumer_offsets hit a storage error; the client looks
+// the coordinator up again and retries, and nothing is acknowledged.
+func TestOffsetCommitAfterTheOffsetsLogFailed(t *testing.T) {
+	mem := logstore.NewMemFS()
+	c, err := group.NewCoordinator(group.Config{FS: mem, Dir: "offsets", InitialRebalanceDelay: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	env := &Env{Groups: c, PartitionExists: func(string, int32) bool { return true }}
+	commit := func() int16 {
+		req := kmsg.NewPtrOffsetCommitRequest()
+		req.Group, req.Generation = "g", -1
+		rt := kmsg.NewOffsetCommitRequestTopic()
+		rt.Topic = "t"
+		rt.Partitions = append(rt.Partitions, kmsg.NewOffsetCommitRequestTopicPartition())
+		req.Topics = append(req.Topics, rt)
+		return call[*kmsg.OffsetCommitResponse](t, env, req, 8).Topics[0].Partitions[0].ErrorCode
+	}
+	if code := commit(); code != 0 {
+		t.Fatalf("healthy commit: %v", kerr.ErrorForCode(code))
+	}
+	mem.SetSyncError(syscall.EIO)
+	for i := range 2 { // the failed fsync, then the poisoned log
+		if code := commit(); code != kerr.NotCoordinator.Code {
+			t.Fatalf("commit %d after the fsync failure: %v, want NOT_COORDINATOR", i, kerr.ErrorForCode(code))
 		}
 	}
 }
