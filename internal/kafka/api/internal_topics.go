@@ -11,8 +11,9 @@ package api
 //     default is 50 partitions, one per coordinator shard). Their topic ids
 //     are derived from the cluster id and the name, so they are stable
 //     across restarts. Clients use IsInternal to leave them out of regex
-//     subscriptions (franz-go, librdkafka, the Java client) and listings
-//     (kadm ListTopics, kafka-topics --exclude-internal).
+//     subscriptions (franz-go, the Java client) and listings (kadm
+//     ListTopics, kafka-topics --exclude-internal); librdkafka 2.0.2 has no
+//     IsInternal and kcat -L lists them like any topic.
 //   - Clients cannot write, read, trim or delete them: Produce, Fetch,
 //     ListOffsets, OffsetForLeaderEpoch, DeleteRecords, DescribeProducers,
 //     CreatePartitions and DeleteTopics answer INVALID_TOPIC_EXCEPTION (what
