@@ -474,7 +474,8 @@ func TestMetadataTopicsAndAutoCreate(t *testing.T) {
 	if r := md(1, false); len(r.Topics) != 0 || r.ControllerID != 1 {
 		t.Fatalf("v1 empty list: %d topics, controller %d", len(r.Topics), r.ControllerID)
 	}
-	if r := md(0, false); len(r.Topics) != 1 {
+	// v0 has no IsInternal field; the internal topic is listed all the same.
+	if r := md(0, false); len(r.Topics) != 2 || *r.Topics[0].Topic != "t" || *r.Topics[1].Topic != "__consumer_offsets" {
 		t.Fatalf("v0 empty list: %d topics", len(r.Topics))
 	}
 	if r := md(9, false, "fresh"); r.Topics[0].ErrorCode != kerr.UnknownTopicOrPartition.Code {

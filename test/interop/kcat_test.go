@@ -3,6 +3,7 @@ package interop
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"os/exec"
@@ -14,6 +15,7 @@ import (
 	"github.com/idem-dev/idem/internal/testkit"
 	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // kcat links librdkafka 2.0.2 (Debian bookworm), whose feature map enables
@@ -163,5 +165,43 @@ func TestKcatBalancedConsumerGroupCommitsWhatItRead(t *testing.T) {
 		if end > 0 && got[p] != end {
 			t.Errorf("partition %d: committed %d, want the end offset %d (all %v)", p, got[p], end, got)
 		}
+	}
+}
+
+// TestKcatCompressesBecauseProduceV0IsAdvertised: librdkafka before 2.11
+// compresses with gzip, snappy or lz4 only when the broker's Produce range
+// contains v0, and otherwise sends the data uncompressed ("Broker does not
+// support compression type"). That is why Produce v0–2 stay advertised,
+// refused per partition, as in Kafka 4 (KAFKA-18659).
+func TestKcatCompressesBecauseProduceV0IsAdvertised(t *testing.T) {
+	testkit.RequireTool(t, "kcat", "install the Debian package kcat")
+	b := startBroker(t)
+	const topic = "kcat-gzip"
+	brokerkit.CreateTopic(t, b, topic, 1)
+	value := strings.Repeat("compressible ", 100)
+	kcat(t, value+"\n", "-b", b.Addr(), "-P", "-t", topic, "-z", "gzip")
+
+	recs := readAll(t, b, topic, 1)
+	if string(recs[0].Value) != value {
+		t.Fatalf("read back %q", recs[0].Value)
+	}
+	req := kmsg.NewPtrFetchRequest()
+	req.MaxBytes = 1 << 20
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	rp := kmsg.NewFetchRequestTopicPartition()
+	rp.PartitionMaxBytes = 1 << 20
+	rt.Partitions = append(rt.Partitions, rp)
+	req.Topics = append(req.Topics, rt)
+	resp, err := req.RequestWith(testkit.Context(t, 10*time.Second), b.Client(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	batch := resp.Topics[0].Partitions[0].RecordBatches
+	if len(batch) < 61 {
+		t.Fatalf("fetched %d bytes, want a record batch", len(batch))
+	}
+	if codec := binary.BigEndian.Uint16(batch[21:]) & 0x07; codec != 1 {
+		t.Fatalf("kcat -z gzip stored a batch with codec %d, want 1 (gzip)", codec)
 	}
 }

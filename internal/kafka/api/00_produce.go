@@ -2,9 +2,12 @@ package api
 
 // Produce, versions 0–11 advertised; 3–11 served.
 //
-// v0–2 are advertised only because librdkafka ≤2.x enables gzip/snappy/lz4 only
-// when Produce v0 is in range (KAFKA-18659); they carry old message sets, so
-// every partition of such a request gets UNSUPPORTED_VERSION, as Kafka 4 does.
+// v0–2 are advertised only because librdkafka before 2.11 enables
+// gzip/snappy/lz4 only when Produce v0 is in range (KAFKA-18659); Kafka 4
+// advertises them for the same reason. They carry old message sets, so every
+// partition of such a request gets UNSUPPORTED_VERSION (Kafka 4 closes the
+// connection instead; a per-partition answer tells an old client why). These
+// are the only advertised versions not served (api_versions_test.go).
 // v12 (transaction version 2) and v13 (topic ids) are not advertised yet.
 //
 // Behaviour:
@@ -25,11 +28,15 @@ package api
 //     Deferred, so the reader goes on appending the next pipelined request.
 //     TimeoutMillis bounds the wait (REQUEST_TIMED_OUT); a failed fsync
 //     answers KAFKA_STORAGE_ERROR.
+//   - Internal topics (__consumer_offsets, __transaction_state) cannot be
+//     written: INVALID_TOPIC_EXCEPTION, as Kafka answers.
 //   - Transactional batches (KIP-890 part 1, checked in process): the
 //     coordinator must have an ongoing transaction of this producer id and
 //     epoch that includes the partition (INVALID_TXN_STATE otherwise;
-//     INVALID_PRODUCER_EPOCH when fenced). A plain batch from a producer
-//     whose transaction is open on the partition gets INVALID_TXN_STATE.
+//     INVALID_PRODUCER_EPOCH when fenced, NOT_ENOUGH_REPLICAS when the
+//     coordinator cannot answer, as Kafka translates its verification
+//     errors). A plain batch from a producer whose transaction is open on
+//     the partition gets INVALID_TXN_STATE.
 
 import (
 	"context"
@@ -132,7 +139,7 @@ func handleProduce(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kms
 				if ctx.Err() != nil && ctx.Err() != context.DeadlineExceeded {
 					return err // connection closing: drop the response
 				}
-				w.rp.ErrorCode = code(err)
+				w.rp.ErrorCode = errorCode(err, produceAPI)
 				if ctx.Err() == context.DeadlineExceeded {
 					w.rp.ErrorCode = kerr.RequestTimedOut.Code
 				}
@@ -152,9 +159,13 @@ const errAcks0Failed = produceError("acks=0 produce failed for a partition; clos
 // produceOne validates and appends one partition's batch.
 func produceOne(env *Env, version int16, topic string, index int32, records []byte) (*partition.Partition, partition.AppendResult, int16, error) {
 	var none partition.AppendResult
+	if isInternalTopic(env, topic) {
+		err := internalTopicError(topic)
+		return nil, none, errorCode(err, produceAPI), err
+	}
 	p, err := env.Partitions.Lookup(topic, index)
 	if err != nil {
-		return nil, none, code(err), nil
+		return nil, none, errorCode(err, produceAPI), nil
 	}
 	t, _ := env.Partitions.Topic(topic)
 	maxMsg := env.Config.Int("message.max.bytes")
@@ -193,13 +204,13 @@ func produceOne(env *Env, version int16, topic string, index int32, records []by
 		// transaction on this partition).
 		release, err := env.Txn.VerifyHold(pid, epoch, topic, index)
 		if err != nil {
-			return nil, none, code(err), err
+			return nil, none, errorCode(err, produceAPI), err
 		}
 		defer release()
 	}
 	res, err := p.Append(records)
 	if err != nil {
-		return nil, none, code(err), err
+		return nil, none, errorCode(err, produceAPI), err
 	}
 	return p, res, 0, nil
 }

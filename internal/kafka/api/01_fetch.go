@@ -30,6 +30,8 @@ package api
 //   - FetchOffset outside [log start, log end] gives OFFSET_OUT_OF_RANGE;
 //     between the high watermark and the log end it is a valid empty poll.
 //   - CurrentLeaderEpoch (v9+) above ours (always 0) gives UNKNOWN_LEADER_EPOCH.
+//   - Internal topics are listed by Metadata but not served:
+//     INVALID_TOPIC_EXCEPTION (internal_topics.go).
 
 import (
 	"context"
@@ -78,7 +80,7 @@ func handleFetch(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.
 		wake := make(chan struct{}, 1)
 		for _, rt := range req.Topics {
 			for _, rp := range rt.Partitions {
-				if p, err := env.Partitions.Lookup(rt.Topic, rp.Partition); err == nil {
+				if p, err := lookupPartition(env, rt.Topic, rp.Partition); err == nil {
 					defer p.Watch(wake)()
 				}
 			}
@@ -187,9 +189,9 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *
 			// Empty, not null: librdkafka rejects a null record set
 			// ("invalid MessageSetSize -1"); Kafka always sends size 0.
 			sp.RecordBatches = []byte{}
-			p, err := env.Partitions.Lookup(rt.Topic, rp.Partition)
+			p, err := lookupPartition(env, rt.Topic, rp.Partition)
 			if err != nil {
-				sp.ErrorCode = code(err)
+				sp.ErrorCode = errorCode(err, dataAPIs)
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
@@ -242,7 +244,7 @@ func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.Fet
 	data, err := read(off, granted)
 	mem.settle(granted, len(data))
 	if err != nil {
-		sp.ErrorCode = code(err)
+		sp.ErrorCode = errorCode(err, dataAPIs)
 		return 0
 	}
 	if len(data) > 0 {

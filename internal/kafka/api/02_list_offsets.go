@@ -16,6 +16,8 @@ package api
 //   - t ≥ 0: the first record with timestamp ≥ t and its timestamp, or -1/-1
 //     when there is none. Only visible (durable) data is considered.
 //   - CurrentLeaderEpoch (v4+) above 0 gives UNKNOWN_LEADER_EPOCH.
+//   - Internal topics are not served: INVALID_TOPIC_EXCEPTION
+//     (internal_topics.go).
 
 import (
 	"context"
@@ -36,10 +38,10 @@ func handleListOffsets(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) 
 			sp := kmsg.NewListOffsetsResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.Timestamp, sp.Offset = -1, -1
-			p, err := env.Partitions.Lookup(rt.Topic, rp.Partition)
+			p, err := lookupPartition(env, rt.Topic, rp.Partition)
 			switch {
 			case err != nil:
-				sp.ErrorCode = code(err)
+				sp.ErrorCode = errorCode(err, dataAPIs)
 			case leaderEpochCode(rp.CurrentLeaderEpoch) != 0:
 				sp.ErrorCode = leaderEpochCode(rp.CurrentLeaderEpoch)
 			default:
@@ -53,7 +55,7 @@ func handleListOffsets(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) 
 					sp.Offset = p.StartOffset()
 				case ts == -3:
 					if t, off, found, err := p.MaxTimestamp(); err != nil {
-						sp.ErrorCode = code(err)
+						sp.ErrorCode = errorCode(err, dataAPIs)
 					} else if found {
 						sp.Timestamp, sp.Offset = t, off
 					}
@@ -63,7 +65,7 @@ func handleListOffsets(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) 
 				default:
 					off, t, found, err := recordForTime(p, ts)
 					if err != nil {
-						sp.ErrorCode = code(err)
+						sp.ErrorCode = errorCode(err, dataAPIs)
 					} else if found {
 						sp.Timestamp, sp.Offset = t, off
 					}

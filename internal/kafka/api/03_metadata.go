@@ -16,7 +16,10 @@ package api
 //     synchronously with num.partitions partitions and returned complete
 //     (kfake does the same; Kafka would say LEADER_NOT_AVAILABLE first).
 //     An invalid name gives INVALID_TOPIC_EXCEPTION; otherwise
-//     UNKNOWN_TOPIC_OR_PARTITION.
+//     UNKNOWN_TOPIC_OR_PARTITION. Names Kafka reserves are never
+//     auto-created.
+//   - Internal topics (__consumer_offsets, __transaction_state) are listed
+//     with IsInternal true, one partition each (internal_topics.go).
 //   - This node is the only broker, the controller, and the leader of every
 //     partition with leader epoch 0; topic ids are stable and non-zero.
 //   - Authorized-operations fields keep their "not requested" default.
@@ -48,7 +51,15 @@ func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (km
 	all := req.Topics == nil || (version == 0 && len(req.Topics) == 0)
 	if all {
 		for _, t := range env.Partitions.Topics() {
+			if isInternalTopic(env, t.Name) {
+				continue // a plain topic of that name, shadowed (internal_topics.go)
+			}
 			resp.Topics = append(resp.Topics, metadataTopic(env, t))
+		}
+		for _, name := range internalTopicNames {
+			if isInternalTopic(env, name) {
+				resp.Topics = append(resp.Topics, metadataInternalTopic(env, name))
+			}
 		}
 		return resp, nil
 	}
@@ -60,6 +71,10 @@ func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (km
 	createBudget := int(env.Config.Int("idem.auto.create.topics.max.per.request"))
 	for _, rt := range req.Topics {
 		if rt.Topic == nil {
+			if name, ok := internalTopicByID(env, rt.TopicID); ok {
+				resp.Topics = append(resp.Topics, metadataInternalTopic(env, name))
+				continue
+			}
 			t, ok := env.Partitions.Catalog().ByID(catalog.ID(rt.TopicID))
 			if !ok {
 				st := kmsg.NewMetadataResponseTopic()
@@ -72,8 +87,12 @@ func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (km
 			continue
 		}
 		name := *rt.Topic
+		if isInternalTopic(env, name) {
+			resp.Topics = append(resp.Topics, metadataInternalTopic(env, name))
+			continue
+		}
 		t, ok := env.Partitions.Topic(name)
-		if !ok && autoCreate && catalog.ValidateName(name) == nil && createBudget > 0 && (env.AutoCreate == nil || env.AutoCreate.Allow()) {
+		if !ok && autoCreate && !isReservedTopic(name) && catalog.ValidateName(name) == nil && createBudget > 0 && (env.AutoCreate == nil || env.AutoCreate.Allow()) {
 			createBudget--
 			var err error
 			t, err = env.Partitions.CreateTopic(name, int32(env.Config.Int("num.partitions")), nil)
@@ -86,7 +105,7 @@ func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (km
 			if err != nil {
 				st := kmsg.NewMetadataResponseTopic()
 				st.Topic = &name
-				st.ErrorCode = code(err)
+				st.ErrorCode = errorCode(err, dataAPIs)
 				resp.Topics = append(resp.Topics, st)
 				continue
 			}

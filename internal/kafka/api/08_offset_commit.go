@@ -44,21 +44,17 @@ func handleOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 	req := kreq.(*kmsg.OffsetCommitRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
 
-	// codes[i][j] is the answer for req.Topics[i].Partitions[j]; -1 = pending.
-	codes := make([][]int16, len(req.Topics))
 	cr := group.CommitRequest{
 		Group:      req.Group,
 		MemberID:   req.MemberID,
 		InstanceID: deref(req.InstanceID),
 		Generation: req.Generation,
 	}
-	type pos struct{ t, p int }
-	var sent []pos
+	answers := newPartitionAnswers(len(req.Topics))
 	for i, t := range req.Topics {
-		codes[i] = make([]int16, len(t.Partitions))
+		answers.topic(i, len(t.Partitions))
 		for j, p := range t.Partitions {
-			if env.PartitionExists != nil && !env.PartitionExists(t.Topic, p.Partition) {
-				codes[i][j] = kerr.UnknownTopicOrPartition.Code
+			if !answers.hand(env, i, j, t.Topic, p.Partition) {
 				continue
 			}
 			epoch := p.LeaderEpoch
@@ -68,21 +64,13 @@ func handleOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 			cr.Offsets = append(cr.Offsets, group.OffsetCommit{
 				Topic: t.Topic, Partition: p.Partition, Offset: p.Offset, LeaderEpoch: epoch, Metadata: deref(p.Metadata),
 			})
-			sent = append(sent, pos{i, j})
 		}
 	}
-	var groupErr int16
 	if env.Groups == nil {
-		groupErr = kerr.CoordinatorNotAvailable.Code
+		answers.fail(kerr.CoordinatorNotAvailable.Code)
 	} else if len(cr.Offsets) > 0 || req.Group == "" {
 		errs, err := env.Groups.CommitOffsets(ctx, cr)
-		if err != nil {
-			groupErr = groupCode(err)
-		} else {
-			for k, at := range sent {
-				codes[at.t][at.p] = groupCode(errs[k])
-			}
-		}
+		answers.settle(errs, err, coordinatorAPIs)
 	}
 	for i, t := range req.Topics {
 		rt := kmsg.NewOffsetCommitResponseTopic()
@@ -90,10 +78,7 @@ func handleOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 		for j, p := range t.Partitions {
 			rp := kmsg.NewOffsetCommitResponseTopicPartition()
 			rp.Partition = p.Partition
-			rp.ErrorCode = codes[i][j]
-			if groupErr != 0 && rp.ErrorCode == 0 {
-				rp.ErrorCode = groupErr
-			}
+			rp.ErrorCode = answers.code(i, j)
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)

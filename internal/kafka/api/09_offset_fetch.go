@@ -54,7 +54,7 @@ func fetchGroup(ctx context.Context, env *Env, groupID string, topics map[string
 	}
 	offs, err := env.Groups.FetchOffsets(ctx, groupID)
 	if err != nil {
-		return nil, groupCode(err)
+		return nil, errorCode(err, coordinatorAPIs)
 	}
 	none := group.Offset{Offset: -1, LeaderEpoch: -1}
 	// answer turns what the coordinator has for a partition into the reply.

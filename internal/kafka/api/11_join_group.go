@@ -20,14 +20,9 @@ package api
 //   - v7: ProtocolType in the response; Protocol nullable.
 //   - v8: Reason (logged only).
 //   - v9: SkipAssignment for a static leader rejoining a Stable group (KIP-814).
-//
-// This file also holds groupCode, the mapping of the group coordinator's Go
-// errors to Kafka codes shared by every group API file.
 
 import (
 	"context"
-	"errors"
-	"net"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -69,7 +64,7 @@ func handleJoinGroup(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Reques
 	ctx, cancel := untilClosing(ctx, env.Closing)
 	defer cancel()
 	res, err := env.Groups.JoinGroup(ctx, jr)
-	resp.ErrorCode = groupCode(err)
+	resp.ErrorCode = errorCode(err, coordinatorAPIs)
 	resp.MemberID = res.MemberID
 	if err != nil {
 		return resp, nil
@@ -89,77 +84,4 @@ func handleJoinGroup(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Reques
 		resp.Members = append(resp.Members, rm)
 	}
 	return resp, nil
-}
-
-// groupCode maps the group coordinator's errors to Kafka error codes. Storage
-// failures and shutdown become COORDINATOR_NOT_AVAILABLE: retriable, and it
-// makes clients look the coordinator up again.
-func groupCode(err error) int16 {
-	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, group.ErrClosed), errors.Is(err, group.ErrStorage), errors.Is(err, context.Canceled):
-		// context.Canceled: the broker is shutting down under a waiting
-		// JoinGroup or SyncGroup (or the connection died).
-		return kerr.CoordinatorNotAvailable.Code
-	case errors.Is(err, group.ErrInvalidGroupID):
-		return kerr.InvalidGroupID.Code
-	case errors.Is(err, group.ErrInvalidSessionTimeout):
-		return kerr.InvalidSessionTimeout.Code
-	case errors.Is(err, group.ErrInconsistentProtocol):
-		return kerr.InconsistentGroupProtocol.Code
-	case errors.Is(err, group.ErrMemberIDRequired):
-		return kerr.MemberIDRequired.Code
-	case errors.Is(err, group.ErrUnknownMember):
-		return kerr.UnknownMemberID.Code
-	case errors.Is(err, group.ErrIllegalGeneration):
-		return kerr.IllegalGeneration.Code
-	case errors.Is(err, group.ErrRebalanceInProgress):
-		return kerr.RebalanceInProgress.Code
-	case errors.Is(err, group.ErrFencedInstanceID):
-		return kerr.FencedInstanceID.Code
-	case errors.Is(err, group.ErrGroupNotFound):
-		return kerr.GroupIDNotFound.Code
-	case errors.Is(err, group.ErrNonEmptyGroup):
-		return kerr.NonEmptyGroup.Code
-	case errors.Is(err, group.ErrSubscribedToTopic):
-		return kerr.GroupSubscribedToTopic.Code
-	case errors.Is(err, group.ErrOffsetMetadataTooLarge):
-		return kerr.OffsetMetadataTooLarge.Code
-	case errors.Is(err, context.DeadlineExceeded):
-		return kerr.RequestTimedOut.Code
-	}
-	return kerr.UnknownServerError.Code
-}
-
-// untilClosing derives a context that also ends when the broker starts
-// shutting down, so a JoinGroup or SyncGroup waiting for a rebalance does not
-// hold up Close until the drain timeout. The goroutine ends with cancel.
-func untilClosing(ctx context.Context, closing <-chan struct{}) (context.Context, context.CancelFunc) {
-	ctx, cancel := context.WithCancel(ctx)
-	if closing != nil {
-		go func() {
-			select {
-			case <-closing:
-				cancel()
-			case <-ctx.Done():
-			}
-		}()
-	}
-	return ctx, cancel
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
-// clientHost formats the peer as Kafka does in DescribeGroups: "/1.2.3.4".
-func clientHost(remote string) string {
-	if host, _, err := net.SplitHostPort(remote); err == nil {
-		return "/" + host
-	}
-	return "/" + remote
 }

@@ -27,11 +27,12 @@ func handleHeartbeat(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (k
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp, nil
 	}
-	resp.ErrorCode = groupCode(env.Groups.Heartbeat(group.HeartbeatRequest{
+	err := env.Groups.Heartbeat(group.HeartbeatRequest{
 		Group:      req.Group,
 		MemberID:   req.MemberID,
 		InstanceID: deref(req.InstanceID),
 		Generation: req.Generation,
-	}))
+	})
+	resp.ErrorCode = errorCode(err, coordinatorAPIs)
 	return resp, nil
 }

@@ -40,18 +40,18 @@ func handleLeaveGroup(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (
 	}
 	errs, err := env.Groups.LeaveGroup(req.Group, leaving)
 	if err != nil {
-		resp.ErrorCode = groupCode(err)
+		resp.ErrorCode = errorCode(err, coordinatorAPIs)
 		return resp, nil
 	}
 	if req.Version < 3 {
-		resp.ErrorCode = groupCode(errs[0])
+		resp.ErrorCode = errorCode(errs[0], coordinatorAPIs)
 		return resp, nil
 	}
 	for i, m := range req.Members {
 		rm := kmsg.NewLeaveGroupResponseMember()
 		rm.MemberID = m.MemberID
 		rm.InstanceID = m.InstanceID
-		rm.ErrorCode = groupCode(errs[i])
+		rm.ErrorCode = errorCode(errs[i], coordinatorAPIs)
 		resp.Members = append(resp.Members, rm)
 	}
 	return resp, nil

@@ -47,7 +47,7 @@ func handleSyncGroup(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) 
 	ctx, cancel := untilClosing(ctx, env.Closing)
 	defer cancel()
 	res, err := env.Groups.SyncGroup(ctx, sr)
-	resp.ErrorCode = groupCode(err)
+	resp.ErrorCode = errorCode(err, coordinatorAPIs)
 	if err != nil {
 		return resp, nil
 	}

@@ -7,6 +7,16 @@ package api
 // minimums are deliberately old (Produce 0, FindCoordinator 0, JoinGroup 0,
 // InitProducerId 0, ListOffsets 1) because librdkafka 2.0.2 switches features on
 // only when fixed old versions overlap the broker's range (§2.2).
+// TestAdvertisedVersionsAreServed (api_versions_test.go) sends a minimal
+// request at every advertised version of every key over a real connection and
+// checks it is served, and that the versions just outside are refused; the
+// one exception it allows is Produce v0–2 (00_produce.go).
+//
+// Compared with Kafka 4.x: the minimums match Kafka 4.1+ (KIP-896 raised them
+// in 4.0; 4.1 lowered JoinGroup back to 0, KAFKA-19444) except CreateTopics
+// (0 here, 2 in Kafka) and DescribeLogDirs (0, Kafka 1), whose old versions
+// are served and harmless; the maximums stop where a feature is not
+// implemented (skipped_features.md).
 //
 // Version notes:
 //   - v0–v2: ErrorCode, ApiKeys (v1+ ThrottleMillis).

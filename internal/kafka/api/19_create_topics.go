@@ -15,6 +15,9 @@ package api
 //     config registry (INVALID_CONFIG with a message naming the problem).
 //   - ValidateOnly (v1+) checks everything and creates nothing.
 //   - A name listed twice gets INVALID_REQUEST for each occurrence.
+//   - __consumer_offsets and __transaction_state exist already
+//     (TOPIC_ALREADY_EXISTS); the other names Kafka reserves get
+//     INVALID_REQUEST (internal_topics.go).
 //   - v5+ returns the partition count, replication factor and the topic's
 //     effective configs; v7 the topic id.
 
@@ -74,16 +77,18 @@ func handleCreateTopics(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request)
 			fail(kerr.InvalidPartitions.Code, "number of partitions must be positive, got %d", n)
 		}
 		if st.ErrorCode == 0 {
-			var err error
-			if req.ValidateOnly {
+			err := createTopicError(env, rt.Topic)
+			switch {
+			case err != nil:
+			case req.ValidateOnly:
 				err = env.Partitions.Catalog().Validate(rt.Topic, n, configs)
-			} else {
+			default:
 				var tp catalog.Topic
 				tp, err = env.Partitions.CreateTopic(rt.Topic, n, configs)
 				st.TopicID = tp.ID
 			}
 			if err != nil {
-				st.ErrorCode = code(err)
+				st.ErrorCode = errorCode(err, dataAPIs)
 				st.ErrorMessage = errMessage(err)
 			}
 		}

@@ -8,7 +8,8 @@ package api
 // same name is a new topic to clients that track ids.
 //
 // Errors: unknown name UNKNOWN_TOPIC_OR_PARTITION, unknown id
-// UNKNOWN_TOPIC_ID, neither given INVALID_REQUEST.
+// UNKNOWN_TOPIC_ID, neither given INVALID_REQUEST, an internal topic
+// (__consumer_offsets, __transaction_state) INVALID_TOPIC_EXCEPTION.
 
 import (
 	"context"
@@ -47,6 +48,11 @@ func handleDeleteTopics(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 		case t.name != nil && *t.name != "":
 			name = *t.name
 		case t.id != [16]byte{}:
+			if n, ok := internalTopicByID(env, t.id); ok {
+				name = n
+				st.Topic = kmsg.StringPtr(n)
+				break
+			}
 			tp, ok := env.Partitions.Catalog().ByID(catalog.ID(t.id))
 			if !ok {
 				st.ErrorCode = kerr.UnknownTopicID.Code
@@ -56,10 +62,14 @@ func handleDeleteTopics(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 		default:
 			st.ErrorCode = kerr.InvalidRequest.Code
 		}
+		if st.ErrorCode == 0 && isInternalTopic(env, name) {
+			err := internalTopicError(name)
+			st.ErrorCode, st.ErrorMessage = errorCode(err, dataAPIs), errMessage(err)
+		}
 		if st.ErrorCode == 0 {
 			tp, err := env.Partitions.DeleteTopic(name)
 			if err != nil {
-				st.ErrorCode = code(err)
+				st.ErrorCode = errorCode(err, dataAPIs)
 				st.ErrorMessage = errMessage(err)
 			} else {
 				st.TopicID = tp.ID

@@ -26,11 +26,11 @@ func handleDeleteRecords(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
-			p, err := env.Partitions.Lookup(rt.Topic, rp.Partition)
+			p, err := lookupPartition(env, rt.Topic, rp.Partition)
 			if err != nil {
-				sp.ErrorCode = code(err)
+				sp.ErrorCode = errorCode(err, dataAPIs)
 			} else if low, err := p.DeleteRecords(rp.Offset); err != nil {
-				sp.ErrorCode = code(err)
+				sp.ErrorCode = errorCode(err, dataAPIs)
 			} else {
 				sp.LowWatermark = low
 			}

@@ -15,11 +15,11 @@ package api
 // expected id/epoch); PRODUCER_FENCED is sent as INVALID_PRODUCER_EPOCH below
 // v4 (KIP-588). Without a coordinator such requests get
 // COORDINATOR_NOT_AVAILABLE. A failure to reserve ids on disk gives
-// COORDINATOR_NOT_AVAILABLE (retriable).
+// COORDINATOR_NOT_AVAILABLE (retriable); with a transactional id, a failed
+// disk gives NOT_COORDINATOR, as for every coordinator log (errcodes.go).
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -48,7 +48,7 @@ func handleInitProducerID(ctx context.Context, env *Env, conn *Conn, kreq kmsg.R
 		timeout := time.Duration(req.TransactionTimeoutMillis) * time.Millisecond
 		pe, err := env.Txn.InitProducerID(ctx, *req.TransactionalID, timeout, expected)
 		if err != nil {
-			resp.ErrorCode = initPIDCode(err, req.GetVersion())
+			resp.ErrorCode = errorCode(err, coordinatorFamily(req.GetVersion(), 4))
 			return resp, nil
 		}
 		resp.ProducerID, resp.ProducerEpoch = pe.ProducerID, pe.Epoch
@@ -62,28 +62,4 @@ func handleInitProducerID(ctx context.Context, env *Env, conn *Conn, kreq kmsg.R
 	}
 	resp.ProducerID, resp.ProducerEpoch = id, 0
 	return resp, nil
-}
-
-// initPIDCode maps the coordinator's errors for InitProducerId.
-func initPIDCode(err error, version int16) int16 {
-	switch {
-	case errors.Is(err, txn.ErrProducerFenced):
-		if version < 4 {
-			return kerr.InvalidProducerEpoch.Code
-		}
-		return kerr.ProducerFenced.Code
-	case errors.Is(err, txn.ErrConcurrentTransactions):
-		return kerr.ConcurrentTransactions.Code
-	case errors.Is(err, txn.ErrInvalidTransactionTimeout):
-		return kerr.InvalidTransactionTimeout.Code
-	case errors.Is(err, txn.ErrInvalidRequest):
-		return kerr.InvalidRequest.Code
-	case errors.Is(err, txn.ErrInvalidProducerIDMapping):
-		return kerr.InvalidProducerIDMapping.Code
-	case errors.Is(err, txn.ErrInvalidProducerEpoch):
-		return kerr.InvalidProducerEpoch.Code
-	case errors.Is(err, txn.ErrClosed), errors.Is(err, txn.ErrStorage), errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
-		return kerr.CoordinatorNotAvailable.Code
-	}
-	return kerr.UnknownServerError.Code
 }

@@ -28,10 +28,10 @@ func handleOffsetForLeaderEpoch(_ context.Context, env *Env, _ *Conn, kreq kmsg.
 			sp := kmsg.NewOffsetForLeaderEpochResponseTopicPartition()
 			sp.Partition = rp.Partition
 			sp.LeaderEpoch, sp.EndOffset = -1, -1
-			p, err := env.Partitions.Lookup(rt.Topic, rp.Partition)
+			p, err := lookupPartition(env, rt.Topic, rp.Partition)
 			switch {
 			case err != nil:
-				sp.ErrorCode = code(err)
+				sp.ErrorCode = errorCode(err, dataAPIs)
 			case leaderEpochCode(rp.CurrentLeaderEpoch) != 0:
 				sp.ErrorCode = leaderEpochCode(rp.CurrentLeaderEpoch)
 			case rp.LeaderEpoch <= p.LeaderEpoch():

@@ -4,9 +4,10 @@ package api
 // batched verification is not needed on one node, where Produce asks the
 // coordinator in process).
 //
-// Every partition must exist; otherwise the missing ones get
-// UNKNOWN_TOPIC_OR_PARTITION and the rest OPERATION_NOT_ATTEMPTED, and
-// nothing is added (as Kafka does). Otherwise the coordinator's answer
+// Every partition must exist and belong to a topic clients may write;
+// otherwise the missing ones get UNKNOWN_TOPIC_OR_PARTITION, those of
+// internal topics TOPIC_AUTHORIZATION_FAILED, the rest
+// OPERATION_NOT_ATTEMPTED, and nothing is added (as Kafka does). Otherwise the coordinator's answer
 // applies to every partition. PRODUCER_FENCED is INVALID_PRODUCER_EPOCH below
 // v2 (KIP-588).
 
@@ -25,13 +26,17 @@ func handleAddPartitionsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.
 	req := kreq.(*kmsg.AddPartitionsToTxnRequest)
 	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
 	var parts []txn.TopicPartition
-	missing := map[txn.TopicPartition]bool{}
+	// refused holds the partitions that cannot be added, with their code.
+	refused := map[txn.TopicPartition]int16{}
 	for _, t := range req.Topics {
 		for _, p := range t.Partitions {
 			tp := txn.TopicPartition{Topic: t.Topic, Partition: p}
 			parts = append(parts, tp)
-			if env.PartitionExists != nil && !env.PartitionExists(t.Topic, p) {
-				missing[tp] = true
+			switch {
+			case isInternalTopic(env, t.Topic):
+				refused[tp] = kerr.TopicAuthorizationFailed.Code
+			case env.PartitionExists != nil && !env.PartitionExists(t.Topic, p):
+				refused[tp] = kerr.UnknownTopicOrPartition.Code
 			}
 		}
 	}
@@ -39,9 +44,9 @@ func handleAddPartitionsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.
 	switch {
 	case env.Txn == nil:
 		all = kerr.CoordinatorNotAvailable.Code
-	case len(missing) > 0:
+	case len(refused) > 0:
 	default:
-		all = txnCode(env.Txn.AddPartitions(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts), req.Version < 2)
+		all = errorCode(env.Txn.AddPartitions(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts), coordinatorFamily(req.Version, 2))
 	}
 	for _, t := range req.Topics {
 		rt := kmsg.NewAddPartitionsToTxnResponseTopic()
@@ -50,10 +55,10 @@ func handleAddPartitionsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.
 			rp := kmsg.NewAddPartitionsToTxnResponseTopicPartition()
 			rp.Partition = p
 			rp.ErrorCode = all
-			if len(missing) > 0 {
+			if len(refused) > 0 {
 				rp.ErrorCode = kerr.OperationNotAttempted.Code
-				if missing[txn.TopicPartition{Topic: t.Topic, Partition: p}] {
-					rp.ErrorCode = kerr.UnknownTopicOrPartition.Code
+				if c, ok := refused[txn.TopicPartition{Topic: t.Topic, Partition: p}]; ok {
+					rp.ErrorCode = c
 				}
 			}
 			rt.Partitions = append(rt.Partitions, rp)

@@ -24,7 +24,7 @@ func handleAddOffsetsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 	case req.Group == "":
 		resp.ErrorCode = kerr.InvalidGroupID.Code
 	default:
-		resp.ErrorCode = txnCode(env.Txn.AddOffsets(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group), req.Version < 2)
+		resp.ErrorCode = errorCode(env.Txn.AddOffsets(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group), coordinatorFamily(req.Version, 2))
 	}
 	return resp, nil
 }

@@ -44,7 +44,6 @@ func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 	req := kreq.(*kmsg.TxnOffsetCommitRequest)
 	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 
-	codes := make([][]int16, len(req.Topics))
 	tr := group.TxnCommitRequest{
 		Group:         req.Group,
 		ProducerID:    req.ProducerID,
@@ -54,13 +53,11 @@ func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 	if req.Version >= 3 {
 		tr.Generation, tr.MemberID, tr.InstanceID = req.Generation, req.MemberID, deref(req.InstanceID)
 	}
-	type pos struct{ t, p int }
-	var sent []pos
+	answers := newPartitionAnswers(len(req.Topics))
 	for i, t := range req.Topics {
-		codes[i] = make([]int16, len(t.Partitions))
+		answers.topic(i, len(t.Partitions))
 		for j, p := range t.Partitions {
-			if env.PartitionExists != nil && !env.PartitionExists(t.Topic, p.Partition) {
-				codes[i][j] = kerr.UnknownTopicOrPartition.Code
+			if !answers.hand(env, i, j, t.Topic, p.Partition) {
 				continue
 			}
 			epoch := p.LeaderEpoch
@@ -70,23 +67,16 @@ func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 			tr.Offsets = append(tr.Offsets, group.OffsetCommit{
 				Topic: t.Topic, Partition: p.Partition, Offset: p.Offset, LeaderEpoch: epoch, Metadata: deref(p.Metadata),
 			})
-			sent = append(sent, pos{i, j})
 		}
 	}
-	var groupErr int16
+	fam := coordinatorFamily(req.Version, 3)
 	if env.Groups == nil || env.Txn == nil {
-		groupErr = kerr.CoordinatorNotAvailable.Code
+		answers.fail(kerr.CoordinatorNotAvailable.Code)
 	} else if err := env.Txn.VerifyGroup(req.ProducerID, req.ProducerEpoch, req.Group); err != nil {
-		groupErr = txnCode(err, req.Version < 3)
+		answers.fail(errorCode(err, fam))
 	} else if len(tr.Offsets) > 0 || req.Group == "" {
 		errs, err := env.Groups.TxnOffsetCommit(ctx, tr)
-		if err != nil {
-			groupErr = groupCode(err)
-		} else {
-			for k, at := range sent {
-				codes[at.t][at.p] = groupCode(errs[k])
-			}
-		}
+		answers.settle(errs, err, fam)
 	}
 	for i, t := range req.Topics {
 		rt := kmsg.NewTxnOffsetCommitResponseTopic()
@@ -94,10 +84,7 @@ func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 		for j, p := range t.Partitions {
 			rp := kmsg.NewTxnOffsetCommitResponseTopicPartition()
 			rp.Partition = p.Partition
-			rp.ErrorCode = codes[i][j]
-			if groupErr != 0 && rp.ErrorCode == 0 {
-				rp.ErrorCode = groupErr
-			}
+			rp.ErrorCode = answers.code(i, j)
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)

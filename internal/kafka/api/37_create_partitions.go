@@ -6,6 +6,7 @@ package api
 // manual Assignment must put each new partition on this node alone
 // (INVALID_REPLICA_ASSIGNMENT). ValidateOnly checks and changes nothing.
 // New partitions are created durably in the catalog before their logs open.
+// Internal topics keep their one partition (INVALID_TOPIC_EXCEPTION).
 
 import (
 	"context"
@@ -39,9 +40,13 @@ func handleCreatePartitions(_ context.Context, env *Env, _ *Conn, kreq kmsg.Requ
 				break
 			}
 		}
+		if st.ErrorCode == 0 && isInternalTopic(env, rt.Topic) {
+			err := internalTopicError(rt.Topic)
+			st.ErrorCode, st.ErrorMessage = errorCode(err, dataAPIs), errMessage(err)
+		}
 		if st.ErrorCode == 0 {
 			if err := env.Partitions.AddPartitions(rt.Topic, rt.Count, req.ValidateOnly); err != nil {
-				st.ErrorCode, st.ErrorMessage = code(err), errMessage(err)
+				st.ErrorCode, st.ErrorMessage = errorCode(err, dataAPIs), errMessage(err)
 			}
 		}
 		resp.Topics = append(resp.Topics, st)

@@ -33,7 +33,7 @@ func handleDeleteGroups(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 		if env.Groups == nil {
 			rg.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		} else {
-			rg.ErrorCode = groupCode(errs[i])
+			rg.ErrorCode = errorCode(errs[i], coordinatorAPIs)
 		}
 		resp.Groups = append(resp.Groups, rg)
 	}

@@ -27,36 +27,30 @@ func handleOffsetDelete(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp, nil
 	}
-	codes := make([][]int16, len(req.Topics))
 	var tps []group.TopicPartition
-	type pos struct{ t, p int }
-	var sent []pos
+	answers := newPartitionAnswers(len(req.Topics))
 	for i, t := range req.Topics {
-		codes[i] = make([]int16, len(t.Partitions))
+		answers.topic(i, len(t.Partitions))
 		for j, p := range t.Partitions {
-			if env.PartitionExists != nil && !env.PartitionExists(t.Topic, p.Partition) {
-				codes[i][j] = kerr.UnknownTopicOrPartition.Code
-				continue
+			if answers.hand(env, i, j, t.Topic, p.Partition) {
+				tps = append(tps, group.TopicPartition{Topic: t.Topic, Partition: p.Partition})
 			}
-			tps = append(tps, group.TopicPartition{Topic: t.Topic, Partition: p.Partition})
-			sent = append(sent, pos{i, j})
 		}
 	}
 	errs, err := env.Groups.DeleteOffsets(ctx, req.Group, tps)
 	if err != nil {
-		resp.ErrorCode = groupCode(err)
+		// A group-level error answers the request, not its partitions.
+		resp.ErrorCode = errorCode(err, coordinatorAPIs)
 		return resp, nil
 	}
-	for k, at := range sent {
-		codes[at.t][at.p] = groupCode(errs[k])
-	}
+	answers.settle(errs, nil, coordinatorAPIs)
 	for i, t := range req.Topics {
 		rt := kmsg.NewOffsetDeleteResponseTopic()
 		rt.Topic = t.Topic
 		for j, p := range t.Partitions {
 			rp := kmsg.NewOffsetDeleteResponseTopicPartition()
 			rp.Partition = p.Partition
-			rp.ErrorCode = codes[i][j]
+			rp.ErrorCode = answers.code(i, j)
 			rt.Partitions = append(rt.Partitions, rp)
 		}
 		resp.Topics = append(resp.Topics, rt)

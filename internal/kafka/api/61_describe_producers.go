@@ -28,9 +28,9 @@ func handleDescribeProducers(_ context.Context, env *Env, _ *Conn, kreq kmsg.Req
 		for _, idx := range t.Partitions {
 			rp := kmsg.NewDescribeProducersResponseTopicPartition()
 			rp.Partition = idx
-			p, err := env.Partitions.Lookup(t.Topic, idx)
+			p, err := lookupPartition(env, t.Topic, idx)
 			if err != nil {
-				rp.ErrorCode = code(err)
+				rp.ErrorCode = errorCode(err, dataAPIs)
 				rt.Partitions = append(rt.Partitions, rp)
 				continue
 			}

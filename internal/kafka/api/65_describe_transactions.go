@@ -28,7 +28,7 @@ func handleDescribeTransactions(_ context.Context, env *Env, _ *Conn, kreq kmsg.
 		}
 		info, err := env.Txn.Describe(id)
 		if err != nil {
-			st.ErrorCode = txnCode(err, false)
+			st.ErrorCode = errorCode(err, coordinatorAPIs)
 			resp.TransactionStates = append(resp.TransactionStates, st)
 			continue
 		}

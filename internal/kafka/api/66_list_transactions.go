@@ -42,7 +42,7 @@ func handleListTransactions(_ context.Context, env *Env, _ *Conn, kreq kmsg.Requ
 	}
 	infos, err := env.Txn.List(f)
 	if err != nil {
-		resp.ErrorCode = txnCode(err, false)
+		resp.ErrorCode = errorCode(err, coordinatorAPIs)
 		return resp, nil
 	}
 	for _, info := range infos {

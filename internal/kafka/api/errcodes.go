@@ -1,83 +1,247 @@
 package api
 
+// The one map from the broker's Go errors to Kafka error codes.
+//
+// Packages below api return Go sentinels (internal/group/errors.go,
+// internal/txn/errors.go, …); this file is the only place they meet kerr.
+// errorCodes holds one row per sentinel with the code Kafka sends for it, and
+// the few places where Kafka answers the same condition differently on
+// different APIs are columns of that row, chosen by the apiFamily a handler
+// passes:
+//
+//   - Produce: a fenced producer is INVALID_PRODUCER_EPOCH, which KIP-588
+//     made abortable there (PRODUCER_FENCED is fatal to the producer); and a
+//     transaction coordinator that cannot verify the batch (shut down, log
+//     failed, busy) is NOT_ENOUGH_REPLICAS, which every client retries
+//     without a metadata refresh (Kafka's ReplicaManager translates the same
+//     coordinator errors after its transaction verification, KIP-890).
+//   - Coordinator API versions older than KIP-588 (InitProducerId < 4,
+//     AddPartitionsToTxn, AddOffsetsToTxn and EndTxn < 2, TxnOffsetCommit <
+//     3) know INVALID_PRODUCER_EPOCH but not PRODUCER_FENCED.
+//   - A failure of a coordinator's own log (group.ErrStorage, txn.ErrStorage)
+//     is answered on the coordinator APIs as Kafka's GroupMetadataManager and
+//     TransactionStateManager answer a failed append to __consumer_offsets or
+//     __transaction_state: the cause's code KAFKA_STORAGE_ERROR or
+//     NOT_LEADER_OR_FOLLOWER becomes NOT_COORDINATOR, any other failure
+//     COORDINATOR_NOT_AVAILABLE (both retriable; clients look the
+//     coordinator up again). A request that times out or is cancelled under a
+//     coordinator is COORDINATOR_NOT_AVAILABLE too, as Kafka's
+//     CoordinatorOperationExceptionHelper turns REQUEST_TIMED_OUT into it.
+//
+// An error with no row becomes UNKNOWN_SERVER_ERROR, which librdkafka treats
+// as fatal for the message; errcodes_test.go fails when an internal package
+// exports a sentinel that has no row here.
+
 import (
 	"context"
 	"errors"
-	"strconv"
+	"syscall"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/idem-dev/idem/internal/catalog"
 	"github.com/idem-dev/idem/internal/config"
+	"github.com/idem-dev/idem/internal/group"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
-// code maps the broker's Go errors to Kafka error codes. This is the only
-// place the storage and catalog errors meet kerr; unknown errors become
-// UNKNOWN_SERVER_ERROR, which clients treat as fatal for the request, so every
-// expected error should be listed here.
-func code(err error) int16 {
-	switch {
-	case err == nil:
-		return 0
-	case logstore.IsNoSpace(err):
-		// A full disk: retriable (Kafka's code for log directory
-		// failures; franz-go, librdkafka, kafkajs and the Java client
-		// retry it), unlike UNKNOWN_SERVER_ERROR, which librdkafka treats
-		// as fatal for the message.
-		return kerr.KafkaStorageError.Code
-	case errors.Is(err, topics.ErrOffline):
-		// The partition's storage failed (corruption, a poisoned log, a
-		// file that cannot be opened); the rest of the broker is served.
-		return kerr.KafkaStorageError.Code
-	case errors.Is(err, topics.ErrLoading):
-		// Still opening after a start: retriable, and makes clients
-		// refresh metadata and come back.
-		return kerr.NotLeaderForPartition.Code
-	case errors.Is(err, catalog.ErrTopicExists):
-		return kerr.TopicAlreadyExists.Code
-	case errors.Is(err, catalog.ErrUnknownTopic):
-		return kerr.UnknownTopicOrPartition.Code
-	case errors.Is(err, catalog.ErrInvalidTopic):
-		return kerr.InvalidTopicException.Code
-	case errors.Is(err, catalog.ErrInvalidPartitions):
-		return kerr.InvalidPartitions.Code
-	case errors.Is(err, catalog.ErrInvalidConfig), errors.Is(err, config.ErrInvalid), errors.Is(err, config.ErrUnknown):
-		return kerr.InvalidConfig.Code
-	case errors.Is(err, partition.ErrCorruptBatch):
-		return kerr.CorruptMessage.Code
-	case errors.Is(err, partition.ErrInvalidRecord), errors.Is(err, logstore.ErrInvalidBatch):
-		return kerr.InvalidRecord.Code
-	case errors.Is(err, partition.ErrOutOfOrderSequence):
-		return kerr.OutOfOrderSequenceNumber.Code
-	case errors.Is(err, partition.ErrInvalidProducerEpoch):
-		return kerr.InvalidProducerEpoch.Code
-	case errors.Is(err, partition.ErrInvalidTxnState), errors.Is(err, txn.ErrInvalidTxnState):
-		return kerr.InvalidTxnState.Code
-	case errors.Is(err, partition.ErrProducerFenced), errors.Is(err, txn.ErrProducerFenced), errors.Is(err, txn.ErrInvalidProducerEpoch):
-		// On Produce a fenced producer gets INVALID_PRODUCER_EPOCH (KIP-588:
-		// abortable there); PRODUCER_FENCED is for the coordinator APIs.
-		return kerr.InvalidProducerEpoch.Code
-	case errors.Is(err, txn.ErrInvalidProducerIDMapping):
-		return kerr.InvalidProducerIDMapping.Code
-	case errors.Is(err, txn.ErrClosed), errors.Is(err, txn.ErrStorage), errors.Is(err, txn.ErrConcurrentTransactions):
-		return kerr.CoordinatorNotAvailable.Code
-	case errors.Is(err, logstore.ErrOffsetOutOfRange):
-		return kerr.OffsetOutOfRange.Code
-	case errors.Is(err, logstore.ErrPoisoned), errors.Is(err, logstore.ErrCorrupt):
-		// The partition's storage failed; clients retry elsewhere (there is no
-		// elsewhere on one node, but the code tells operators where to look).
-		return kerr.KafkaStorageError.Code
-	case errors.Is(err, partition.ErrClosed), errors.Is(err, logstore.ErrClosed), errors.Is(err, topics.ErrManagerClosed):
-		// Closing for shutdown or deletion: retriable, makes clients refresh metadata.
-		return kerr.NotLeaderForPartition.Code
-	case errors.Is(err, context.DeadlineExceeded):
-		return kerr.RequestTimedOut.Code
+// apiFamily is the group of APIs an error is answered on; see the file comment
+// for where Kafka's answers differ between them.
+type apiFamily uint8
+
+const (
+	// dataAPIs: Fetch, ListOffsets, Metadata, the topic admin APIs and
+	// anything else that is neither Produce nor a coordinator API.
+	dataAPIs apiFamily = iota
+	// produceAPI: Produce.
+	produceAPI
+	// coordinatorAPIs: the group and transaction coordinator APIs at
+	// versions that know PRODUCER_FENCED (and every group API).
+	coordinatorAPIs
+	// coordinatorAPIsBeforeKIP588: transaction coordinator API versions
+	// older than PRODUCER_FENCED.
+	coordinatorAPIsBeforeKIP588
+)
+
+// coordinatorFamily is the family of a coordinator request at version,
+// whose API learned PRODUCER_FENCED at version kip588.
+func coordinatorFamily(version, kip588 int16) apiFamily {
+	if version < kip588 {
+		return coordinatorAPIsBeforeKIP588
 	}
-	return kerr.UnknownServerError.Code
+	return coordinatorAPIs
+}
+
+// errorRow is one sentinel and its Kafka codes.
+type errorRow struct {
+	err error
+	// matches, when set, replaces errors.Is(e, err) with a wider test.
+	matches func(error) bool
+	// code is the answer on every API without an override below.
+	code *kerr.Error
+	// produce, coordinator and beforeKIP588 override code on Produce, on
+	// the coordinator APIs, and on coordinator versions older than
+	// KIP-588 (which otherwise get the coordinator column).
+	produce, coordinator, beforeKIP588 *kerr.Error
+	// coordinatorLog marks the failure of a coordinator's own log: on the
+	// coordinator APIs its code comes from the cause it wraps (see
+	// coordinatorAppendCode).
+	coordinatorLog bool
+}
+
+// errorCodes is tried in order and the first matching row wins, so a
+// sentinel that wraps others comes before them.
+var errorCodes = []errorRow{
+	// A coordinator's log failed. They wrap the logstore error, which means
+	// something else on a partition, so they come first.
+	{err: group.ErrStorage, code: kerr.CoordinatorNotAvailable, coordinatorLog: true},
+	{err: txn.ErrStorage, code: kerr.CoordinatorNotAvailable, produce: kerr.NotEnoughReplicas, coordinatorLog: true},
+
+	// Shutdown and timeouts.
+	{err: group.ErrClosed, code: kerr.CoordinatorNotAvailable},
+	{err: txn.ErrClosed, code: kerr.CoordinatorNotAvailable, produce: kerr.NotEnoughReplicas},
+	// Closing for shutdown or deletion: retriable, and it makes clients
+	// refresh metadata.
+	{err: partition.ErrClosed, code: kerr.NotLeaderForPartition},
+	{err: logstore.ErrClosed, code: kerr.NotLeaderForPartition},
+	{err: topics.ErrManagerClosed, code: kerr.NotLeaderForPartition},
+	// context.Canceled: the connection went away or the broker is shutting
+	// down under a waiting request (a JoinGroup, an EndTxn).
+	{err: context.Canceled, code: kerr.NotLeaderForPartition, coordinator: kerr.CoordinatorNotAvailable},
+	{err: context.DeadlineExceeded, code: kerr.RequestTimedOut, coordinator: kerr.CoordinatorNotAvailable},
+
+	// Storage of partitions.
+	// A full disk: retriable (Kafka's code for log directory failures;
+	// franz-go, librdkafka, kafkajs and the Java client retry it), unlike
+	// UNKNOWN_SERVER_ERROR, which librdkafka treats as fatal for the message.
+	{err: logstore.ErrNoSpace, matches: logstore.IsNoSpace, code: kerr.KafkaStorageError},
+	// The partition's storage failed (corruption, a poisoned log, a file
+	// that cannot be opened); the rest of the broker is served. Clients
+	// retry; on one node there is nowhere else to go, but the code tells
+	// operators where to look.
+	{err: topics.ErrOffline, code: kerr.KafkaStorageError},
+	{err: logstore.ErrPoisoned, code: kerr.KafkaStorageError},
+	{err: logstore.ErrCorrupt, code: kerr.KafkaStorageError},
+	// Still opening after a start: retriable, and makes clients refresh
+	// metadata and come back.
+	{err: topics.ErrLoading, code: kerr.NotLeaderForPartition},
+	{err: logstore.ErrOffsetOutOfRange, code: kerr.OffsetOutOfRange},
+
+	// Topics and their configs.
+	{err: catalog.ErrTopicExists, code: kerr.TopicAlreadyExists},
+	{err: topics.ErrUnknownPartition, code: kerr.UnknownTopicOrPartition},
+	{err: catalog.ErrUnknownTopic, code: kerr.UnknownTopicOrPartition},
+	{err: txn.ErrUnknownPartition, code: kerr.UnknownTopicOrPartition},
+	{err: catalog.ErrInvalidTopic, code: kerr.InvalidTopicException},
+	{err: errInternalTopic, code: kerr.InvalidTopicException},
+	{err: catalog.ErrInvalidPartitions, code: kerr.InvalidPartitions},
+	{err: catalog.ErrInvalidConfig, code: kerr.InvalidConfig},
+	{err: config.ErrInvalid, code: kerr.InvalidConfig},
+	{err: config.ErrUnknown, code: kerr.InvalidConfig},
+
+	// Record batches and producers.
+	{err: partition.ErrCorruptBatch, code: kerr.CorruptMessage},
+	{err: partition.ErrInvalidRecord, code: kerr.InvalidRecord},
+	{err: logstore.ErrInvalidBatch, code: kerr.InvalidRecord},
+	{err: partition.ErrOutOfOrderSequence, code: kerr.OutOfOrderSequenceNumber},
+	{err: partition.ErrInvalidProducerEpoch, code: kerr.InvalidProducerEpoch},
+	{err: txn.ErrInvalidProducerEpoch, code: kerr.InvalidProducerEpoch},
+	{err: txn.ErrProducerFenced, code: kerr.ProducerFenced, produce: kerr.InvalidProducerEpoch, beforeKIP588: kerr.InvalidProducerEpoch},
+	// A marker older than the producer's epoch; only the transaction
+	// coordinator sees it (it skips the marker), listed for completeness.
+	{err: partition.ErrProducerFenced, code: kerr.ProducerFenced, produce: kerr.InvalidProducerEpoch, beforeKIP588: kerr.InvalidProducerEpoch},
+	{err: partition.ErrInvalidTxnState, code: kerr.InvalidTxnState},
+
+	// Transactions.
+	{err: txn.ErrInvalidTxnState, code: kerr.InvalidTxnState},
+	{err: txn.ErrConcurrentTransactions, code: kerr.ConcurrentTransactions, produce: kerr.NotEnoughReplicas},
+	{err: txn.ErrInvalidProducerIDMapping, code: kerr.InvalidProducerIDMapping},
+	{err: txn.ErrInvalidTransactionTimeout, code: kerr.InvalidTransactionTimeout},
+	{err: txn.ErrTransactionalIDNotFound, code: kerr.TransactionalIDNotFound},
+	{err: txn.ErrInvalidRequest, code: kerr.InvalidRequest},
+	{err: errReservedTopic, code: kerr.InvalidRequest},
+
+	// Consumer groups.
+	{err: group.ErrInvalidGroupID, code: kerr.InvalidGroupID},
+	{err: group.ErrInvalidSessionTimeout, code: kerr.InvalidSessionTimeout},
+	{err: group.ErrInconsistentProtocol, code: kerr.InconsistentGroupProtocol},
+	{err: group.ErrMemberIDRequired, code: kerr.MemberIDRequired},
+	{err: group.ErrUnknownMember, code: kerr.UnknownMemberID},
+	{err: group.ErrIllegalGeneration, code: kerr.IllegalGeneration},
+	{err: group.ErrRebalanceInProgress, code: kerr.RebalanceInProgress},
+	{err: group.ErrFencedInstanceID, code: kerr.FencedInstanceID},
+	{err: group.ErrGroupNotFound, code: kerr.GroupIDNotFound},
+	{err: group.ErrNonEmptyGroup, code: kerr.NonEmptyGroup},
+	{err: group.ErrSubscribedToTopic, code: kerr.GroupSubscribedToTopic},
+	{err: group.ErrOffsetMetadataTooLarge, code: kerr.OffsetMetadataTooLarge},
+
+	// Last: an operating-system error from the disk that no sentinel above
+	// names (a failed write(2) is taken back and the log stays healthy).
+	// Kafka wraps every I/O failure of a log in KAFKA_STORAGE_ERROR, which
+	// clients retry.
+	{err: syscall.Errno(0), matches: isErrno, code: kerr.KafkaStorageError},
+}
+
+// isErrno reports whether err carries an operating-system error number.
+func isErrno(err error) bool {
+	var errno syscall.Errno
+	return errors.As(err, &errno)
+}
+
+// errorCode is the Kafka code for err when answered on an API of family fam.
+func errorCode(err error, fam apiFamily) int16 {
+	if err == nil {
+		return 0
+	}
+	row, ok := findErrorRow(err, false)
+	if !ok {
+		return kerr.UnknownServerError.Code
+	}
+	coordinator := fam == coordinatorAPIs || fam == coordinatorAPIsBeforeKIP588
+	switch {
+	case row.coordinatorLog && coordinator:
+		return coordinatorAppendCode(err)
+	case fam == produceAPI && row.produce != nil:
+		return row.produce.Code
+	case fam == coordinatorAPIsBeforeKIP588 && row.beforeKIP588 != nil:
+		return row.beforeKIP588.Code
+	case coordinator && row.coordinator != nil:
+		return row.coordinator.Code
+	}
+	return row.code.Code
+}
+
+// findErrorRow returns the first row matching err; skipCoordinatorLog looks
+// past the coordinator-log rows to the cause they wrap.
+func findErrorRow(err error, skipCoordinatorLog bool) (errorRow, bool) {
+	for _, row := range errorCodes {
+		if skipCoordinatorLog && row.coordinatorLog {
+			continue
+		}
+		if row.matches != nil && row.matches(err) || row.matches == nil && errors.Is(err, row.err) {
+			return row, true
+		}
+	}
+	return errorRow{}, false
+}
+
+// coordinatorAppendCode answers a failure of a coordinator's own log as
+// Kafka answers a failed append to its coordinator topics
+// (GroupMetadataManager.storeOffsets and storeGroup,
+// TransactionStateManager.appendTransactionToLog,
+// CoordinatorOperationExceptionHelper): a storage error or a lost leadership
+// of the log becomes NOT_COORDINATOR, anything else COORDINATOR_NOT_AVAILABLE.
+func coordinatorAppendCode(err error) int16 {
+	if cause, ok := findErrorRow(err, true); ok {
+		switch cause.code {
+		case kerr.KafkaStorageError, kerr.NotLeaderForPartition:
+			return kerr.NotCoordinator.Code
+		}
+	}
+	return kerr.CoordinatorNotAvailable.Code
 }
 
 // errMessage returns a pointer to err's text for the ErrorMessage fields of
@@ -100,13 +264,4 @@ func leaderEpochCode(current int32) int16 {
 	default:
 		return kerr.UnknownLeaderEpoch.Code
 	}
-}
-
-// parseInt parses a validated numeric config value, falling back to def.
-func parseInt(s string, def int64) int64 {
-	n, err := strconv.ParseInt(s, 10, 64)
-	if err != nil {
-		return def
-	}
-	return n
 }
