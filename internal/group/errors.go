@@ -41,8 +41,9 @@ var (
 	// Config.MaxMetadataBytes (OFFSET_METADATA_TOO_LARGE).
 	ErrOffsetMetadataTooLarge = errors.New("group: offset metadata too large")
 	// ErrStorage: the offsets log failed (for example a failed fsync poisoned
-	// it); nothing can be acknowledged any more (COORDINATOR_NOT_AVAILABLE,
-	// retriable, so clients keep their offsets and retry). It wraps the
-	// logstore error.
+	// it); nothing can be acknowledged any more. It wraps the logstore error;
+	// the API layer answers NOT_COORDINATOR for a storage cause and
+	// COORDINATOR_NOT_AVAILABLE otherwise (both retriable, so clients keep
+	// their offsets and retry), as Kafka does.
 	ErrStorage = errors.New("group: offsets log failed")
 )

@@ -35,7 +35,9 @@ var (
 	// ErrClosed: the coordinator is shutting down (COORDINATOR_NOT_AVAILABLE).
 	ErrClosed = errors.New("txn: coordinator closed")
 	// ErrStorage: the transaction log failed; nothing more can be made
-	// durable (COORDINATOR_NOT_AVAILABLE). It wraps the logstore error.
+	// durable. It wraps the logstore error; the API layer answers
+	// NOT_COORDINATOR for a storage cause, COORDINATOR_NOT_AVAILABLE
+	// otherwise.
 	ErrStorage = errors.New("txn: transaction log failed")
 	// ErrUnknownPartition is what a MarkerWriter wraps when the partition no
 	// longer exists (its topic was deleted): the coordinator then skips that

@@ -244,7 +244,9 @@ func TestOtherErrorsHaveKafkaCodes(t *testing.T) {
 // the coordinator up again and retries, and nothing is acknowledged.
 func TestOffsetCommitAfterTheOffsetsLogFailed(t *testing.T) {
 	mem := logstore.NewMemFS()
-	c, err := group.NewCoordinator(group.Config{FS: mem, Dir: "offsets", InitialRebalanceDelay: -1})
+	cfg := group.DefaultConfig()
+	cfg.FS, cfg.Dir, cfg.InitialRebalanceDelay = mem, "offsets", 0
+	c, err := group.NewCoordinator(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
