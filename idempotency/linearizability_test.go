@@ -16,7 +16,7 @@ import (
 	"github.com/idem-dev/idem/idempotency"
 )
 
-// C9 (reliability-plan §7.2): concurrent claim / complete / release / extend
+// C9 (docs/reliability.md): concurrent claim / complete / release / extend
 // / get / cleanup against a real store, with a fake clock jumping forward so leases
 // and retention run out mid-run, checked for linearizability against a
 // sequential model of one key with TTLs. Each operation passes its own "now"

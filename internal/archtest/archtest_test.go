@@ -1,6 +1,5 @@
 // Package archtest holds the tests of the architecture's rules that no
-// single package can check about itself (see architecture.md in the shared
-// docs, "Layout"). The rules are read from the Go tool (go list) and the
+// single package can check about itself (docs/architecture.md). The rules are read from the Go tool (go list) and the
 // type checker, never from grep: the import table below (layers), the
 // dependency rules beside it, and the public API check (api_test.go).
 package archtest

@@ -1,5 +1,5 @@
 // Package verify is idem's verification harness, a Go re-implementation of the
-// parts of Jepsen's method that a single-node broker needs (reliability-plan.md
+// parts of Jepsen's method that a single-node broker needs (docs/reliability.md
 // §1.1, §7.1): clients write unique values and log every operation as
 // invoke/ok/fail/info in a History; a Nemesis kills and restarts the broker
 // process on a seeded schedule with quiet periods; offline checkers

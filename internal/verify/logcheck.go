@@ -119,7 +119,7 @@ type written struct {
 	txn   int      // index into txns, -1 if a plain send
 }
 
-// CheckLog is the log checker (reliability-plan.md §7.1 (b)): a Go port of
+// CheckLog is the log checker (docs/reliability.md, "The checkers"): a Go port of
 // the analyses of Jepsen's kafka workload that apply to a single-node broker.
 // It reads plain sends (FSend), transactional sends (FTxn) and polls (FPoll)
 // from h and reports every anomaly it finds; Valid is true iff there is none.

@@ -88,7 +88,7 @@ func (e FaultEvent) String() string {
 	return fmt.Sprintf("%9.3fs %-12s %s", e.At.Seconds(), e.Fault, e.What)
 }
 
-// Mix is the seeded nemesis of reliability-plan.md §7.1: it alternates
+// Mix is the seeded nemesis of docs/reliability.md: it alternates
 // quiet periods with one fault at a time drawn from a mix of process faults
 // (kill -9, SIGSTOP pauses) and proxy faults (latency, lost acks, ack
 // timeouts, resets, held requests), and ends with a heal. The same seed

@@ -93,7 +93,7 @@ type Rule struct {
 // response; responses in request order on a connection), so that it can act
 // on one request and its own response rather than on a byte stream:
 // exactly the precision a lost acknowledgement needs, and the one a
-// byte-level proxy such as toxiproxy lacks (reliability-plan.md §5.2).
+// byte-level proxy such as toxiproxy lacks (docs/reliability.md).
 //
 // Without rules it forwards everything, optionally adding a fixed latency.
 // All methods are safe for concurrent use.

@@ -20,7 +20,7 @@ import (
 	"github.com/idem-dev/idem/internal/verify/verifytest"
 )
 
-// C4 of reliability-plan.md §7.2: idempotent producers with acks=all write
+// C4 of docs/reliability.md: idempotent producers with acks=all write
 // while the broker process is killed with SIGKILL and restarted on its data
 // directory every few seconds; afterwards a drain must show every
 // acknowledged record exactly once, in each producer's order.

@@ -16,7 +16,7 @@ import (
 	"github.com/idem-dev/idem/internal/verify/verifytest"
 )
 
-// TestC6CopierSurvivesKill9 is C6 of reliability-plan.md §7.2, the port of
+// TestC6CopierSurvivesKill9 is C6 of docs/reliability.md, the port of
 // Kafka's tests/kafkatest/tests/core/transactions_test.py: 20,000 values are
 // copied from "in" to "out" by two transactional copiers (each a child
 // process) in transactions of at most 100 records with a third of them

@@ -15,7 +15,7 @@ import (
 )
 
 // TestC7DelayedRequestsCannotLeakIntoLaterTransactions is C7 of
-// reliability-plan.md §7.2, the KAFKA-17754 shape: a transactional producer
+// docs/reliability.md, the KAFKA-17754 shape: a transactional producer
 // runs back-to-back transactions on two partitions through a proxy that now
 // and then holds a Produce or an EndTxn well past the client's timeout and
 // then delivers it anyway, while the client has moved on to its next

@@ -1,5 +1,5 @@
 // Package reliability gathers the reliability suites of
-// reliability-plan.md §7.2 that can run against idem from outside: C4
+// docs/reliability.md that can run against idem from outside: C4
 // (kill -9 with idempotent producers), C6 (a transactional copier and the
 // broker SIGKILLed), C7 (requests held past the client's timeout) and C8
 // (read_committed across segment rolls, a restart and a power loss).

@@ -3,8 +3,7 @@ package api
 // JoinGroup, versions 0–9.
 //
 // JoinGroup v0 must stay advertised: librdkafka < 2.11 enables its balanced
-// consumer only when JoinGroup [0,0] overlaps our range (kafka-protocol.md
-// §2.2, KAFKA-19444). The handler blocks its connection until the join phase
+// consumer only when JoinGroup [0,0] overlaps our range (KAFKA-19444). The handler blocks its connection until the join phase
 // of the rebalance completes (Kafka also serves one request per connection at
 // a time), at most the rebalance timeout.
 //

@@ -3,10 +3,11 @@ package api
 // ApiVersions, versions 0–4.
 //
 // The table comes from the registry, so an API is advertised exactly when this
-// broker has a handler for it. The ranges follow kafka-protocol.md §2.1; several
-// minimums are deliberately old (Produce 0, FindCoordinator 0, JoinGroup 0,
-// InitProducerId 0, ListOffsets 1) because librdkafka 2.0.2 switches features on
-// only when fixed old versions overlap the broker's range (§2.2).
+// broker has a handler for it. The ranges follow what the clients idem is tested
+// with need (test/interop); several minimums are deliberately old (Produce 0,
+// FindCoordinator 0, JoinGroup 0, InitProducerId 0, ListOffsets 1) because
+// librdkafka 2.0.2 switches features on only when fixed old versions overlap
+// the broker's range.
 // TestAdvertisedVersionsAreServed (api_versions_test.go) sends a minimal
 // request at every advertised version of every key over a real connection and
 // checks it is served, and that the versions just outside are refused; the

@@ -4,7 +4,7 @@
 // picks its own versions of the transactional APIs (InitProducerId,
 // AddPartitionsToTxn, AddOffsetsToTxn, TxnOffsetCommit, EndTxn) and filters
 // aborted data its own way, so each must be seen to commit, abort, fence and
-// read_committed against idem (issue 4, docs kafka-protocol.md §0 and §5).
+// read_committed against idem (issue 4).
 //
 // What a client wrote is always checked with a second client (franz-go,
 // read_committed and read_uncommitted), so a test passes only when the log
