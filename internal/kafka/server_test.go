@@ -2,12 +2,15 @@ package kafka
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -551,4 +554,40 @@ func TestInjectedFaults(t *testing.T) {
 		t.Fatalf("corr %d", corr)
 	}
 	expectClosed(t, c)
+}
+
+// countingHandler counts log records by message.
+type countingHandler struct {
+	mu sync.Mutex
+	n  map[string]int
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.n[r.Message]++
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestGarbageConnectionsAreLoggedThrottled: a flood of connections that
+// break the protocol (fuzzers, port scanners) costs at most a log line a
+// second, with a count of what was held back, not a line each.
+func TestGarbageConnectionsAreLoggedThrottled(t *testing.T) {
+	s := newTestServer(t)
+	h := &countingHandler{n: map[string]int{}}
+	s.log = slog.New(h)
+	dial := listen(t, s)
+	for range 300 {
+		c := dial()
+		c.Write([]byte{0, 0, 0, 12, 0x7f, 0x7f, 0, 0, 0, 1, 0xff, 0xff, 0, 0, 0, 0}) // unknown api key
+		expectClosed(t, c)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if n := h.n["closing connection"]; n == 0 || n > 10 {
+		t.Fatalf("%d \"closing connection\" lines for 300 bad connections", n)
+	}
 }
