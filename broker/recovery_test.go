@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -476,4 +477,50 @@ func TestFailedBindLeavesNoDataDir(t *testing.T) {
 	if _, err := os.Stat(dir); !os.IsNotExist(err) {
 		t.Fatalf("the data directory was created by a start that could not bind: %v", err)
 	}
+}
+
+// TestRestartWithoutIdempotentProducersWarnsAboutNothing: data that never
+// had an idempotent producer has nothing to warn about on a restart (the
+// producer-id reservation file is written on the first start).
+func TestRestartWithoutIdempotentProducersWarnsAboutNothing(t *testing.T) {
+	dir := t.TempDir()
+	var buf syncBuffer
+	logger := slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	for i := range 3 {
+		b, err := startOn(t, dir, broker.WithLogger(logger))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			cl, err := kgo.NewClient(kgo.SeedBrokers(b.Addr()), kgo.DefaultProduceTopic("plain"), kgo.AllowAutoTopicCreation(), kgo.DisableIdempotentWrite())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: []byte("v")}).FirstErr(); err != nil {
+				t.Fatal(err)
+			}
+			cl.Close()
+		}
+		b.Close()
+	}
+	if s := buf.String(); s != "" {
+		t.Fatalf("restarts of healthy data logged warnings:\n%s", s)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
