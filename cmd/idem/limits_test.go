@@ -1,12 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
-	"net/http"
-	"os"
 	"os/exec"
 	"testing"
 	"time"
@@ -37,35 +34,7 @@ func TestConnectionFloodCannotStarveTheLog(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
-	server := &verify.Process{
-		Path:   prlimit,
-		Args:   []string{"--nofile=512:512", os.Args[0], "serve", "--data-dir", dataDir, "--kafka-addr", addr, "--admin-addr", adminAddr},
-		Env:    []string{mainEnv + "=1"},
-		Addr:   addr,
-		Output: &logs,
-		Ready: func(ctx context.Context) error {
-			for ctx.Err() == nil {
-				if resp, err := http.Get("http://" + adminAddr + "/healthz"); err == nil {
-					resp.Body.Close()
-					if resp.StatusCode == http.StatusOK {
-						return nil
-					}
-				}
-				time.Sleep(20 * time.Millisecond)
-			}
-			return ctx.Err()
-		},
-	}
-	t.Cleanup(func() {
-		_ = server.Kill()
-		if t.Failed() {
-			t.Logf("serve output:\n%s", logs.String())
-		}
-	})
-	if err := server.Start(context.Background()); err != nil {
-		t.Fatal(err)
-	}
+	serveChild(t, []string{prlimit, "--nofile=512:512"}, addr, adminAddr, "--data-dir", dataDir)
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic("rolls"), kgo.ProducerLinger(0))

@@ -109,32 +109,23 @@ func TestServeExplainsBadInputInOneLine(t *testing.T) {
 	}
 }
 
-func TestServeAndClientCommandsEndToEnd(t *testing.T) {
-	dataDir := t.TempDir()
-	addr, err := verify.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
+// serveChild runs `idem serve` (this test binary as main) on addr and
+// adminAddr with args, under wrapper when given (prlimit …), until the test
+// ends; it returns once /healthz answers 200: the Kafka port accepts
+// connections into its backlog before Start has returned. It returns the
+// process (to stop and restart) and its output.
+func serveChild(t *testing.T, wrapper []string, addr, adminAddr string, args ...string) (*verify.Process, *bytes.Buffer) {
+	t.Helper()
+	argv := append([]string{os.Args[0], "serve", "--kafka-addr", addr, "--admin-addr", adminAddr}, args...)
+	if len(wrapper) > 0 {
+		argv = append(append([]string(nil), wrapper...), argv...)
 	}
-	adminAddr, err := verify.FreeAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, port, _ := net.SplitHostPort(addr)
-	// A properties file sets defaults; -X overrides it.
-	props := filepath.Join(t.TempDir(), "server.properties")
-	if err := os.WriteFile(props, []byte("num.partitions=4\ngroup.initial.rebalance.delay.ms=0\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var logs bytes.Buffer
+	logs := &bytes.Buffer{}
 	server := &verify.Process{
-		Path: os.Args[0],
-		Args: []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr, "--admin-addr", adminAddr,
-			"--config", props, "-X", "num.partitions=5", "--advertised-addr", "localhost:" + port},
+		Path: argv[0], Args: argv[1:],
 		Env:    []string{mainEnv + "=1"},
 		Addr:   addr,
-		Output: &logs,
-		// Ready once the admin server says so: the Kafka port accepts
-		// connections (into its backlog) before Start has returned.
+		Output: logs,
 		Ready: func(ctx context.Context) error {
 			for {
 				resp, err := http.Get("http://" + adminAddr + "/healthz")
@@ -161,6 +152,27 @@ func TestServeAndClientCommandsEndToEnd(t *testing.T) {
 	if err := server.Start(context.Background()); err != nil {
 		t.Fatal(err)
 	}
+	return server, logs
+}
+
+func TestServeAndClientCommandsEndToEnd(t *testing.T) {
+	dataDir := t.TempDir()
+	addr, err := verify.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminAddr, err := verify.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, port, _ := net.SplitHostPort(addr)
+	// A properties file sets defaults; -X overrides it.
+	props := filepath.Join(t.TempDir(), "server.properties")
+	if err := os.WriteFile(props, []byte("num.partitions=4\ngroup.initial.rebalance.delay.ms=0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	server, logs := serveChild(t, nil, addr, adminAddr, "--data-dir", dataDir,
+		"--config", props, "-X", "num.partitions=5", "--advertised-addr", "localhost:"+port)
 	b := []string{"--brokers", addr}
 
 	// Metadata names the advertised address, not the bound one.
