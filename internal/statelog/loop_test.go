@@ -5,35 +5,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/idem-dev/idem/internal/testkit"
 )
-
-// manualClock is a clock that moves only when told to.
-type manualClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *manualClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
-
-// waitFor polls cond for up to five seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-	}
-}
 
 // The loop sleeps until the deadline Next reports, not less.
 func TestLoopTicksAtTheDeadline(t *testing.T) {
@@ -62,13 +36,13 @@ func TestLoopKick(t *testing.T) {
 	l := StartLoop(func() time.Time { return far }, func() { ticks.Add(1) }, time.Now, false)
 	defer l.Close()
 	l.Kick()
-	waitFor(t, "a tick after the kick", func() bool { return ticks.Load() >= 1 })
+	testkit.Eventually(t, 5*time.Second, "a tick after the kick", func() bool { return ticks.Load() >= 1 })
 }
 
 // With a clock that does not move in real time (a test's fake clock), the
 // loop still looks again every maxSleep and so notices the clock moved.
 func TestLoopNoticesAFakeClockMoving(t *testing.T) {
-	clock := &manualClock{t: time.UnixMilli(1_700_000_000_000)}
+	clock := testkit.NewClock(time.UnixMilli(1_700_000_000_000))
 	deadline := clock.Now().Add(time.Hour)
 	var due atomic.Int32
 	l := startLoop(func() time.Time { return deadline }, func() {
@@ -78,7 +52,7 @@ func TestLoopNoticesAFakeClockMoving(t *testing.T) {
 	}, clock.Now, false, 5*time.Millisecond)
 	defer l.Close()
 	clock.Advance(time.Hour)
-	waitFor(t, "a tick once the fake clock passed the deadline", func() bool { return due.Load() >= 1 })
+	testkit.Eventually(t, 5*time.Second, "a tick once the fake clock passed the deadline", func() bool { return due.Load() >= 1 })
 }
 
 // Close waits for the tick in progress and joins the goroutine (goleak in

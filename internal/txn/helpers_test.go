@@ -10,27 +10,13 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/testkit"
 )
 
-// fakeClock is a settable Config.Now.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// fakeClock is a settable Config.Now: the test kit's clock.
+type fakeClock = testkit.Clock
 
-func newFakeClock() *fakeClock { return &fakeClock{t: time.UnixMilli(1_700_000_000_000)} }
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
+func newFakeClock() *fakeClock { return testkit.NewClock(time.UnixMilli(1_700_000_000_000)) }
 
 // idSource hands out producer ids 1000, 1001, …; shared across reopenings so
 // ids are never reused, like the broker's durable allocator.
