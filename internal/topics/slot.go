@@ -42,11 +42,12 @@ type slot struct {
 	topic catalog.Topic
 	index int32
 
-	mu    sync.Mutex // guards state, p and err
-	state slotState
-	p     *partition.Partition
-	err   error
-	ready chan struct{} // closed when the slot leaves queued/opening
+	mu     sync.Mutex // guards state, p, err, ready and closed
+	state  slotState
+	p      *partition.Partition
+	err    error
+	ready  chan struct{} // closed when the slot leaves queued/opening
+	closed bool          // the topic was deleted or the manager closed: never reopen
 }
 
 func newSlot(t catalog.Topic, index int32) *slot {
@@ -118,14 +119,14 @@ func (s *slot) wait(ctx context.Context) (*partition.Partition, error) {
 func (s *slot) retriable() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.state == offline && !errors.Is(s.err, logstore.ErrCorrupt)
+	return s.state == offline && !s.closed && !errors.Is(s.err, logstore.ErrCorrupt)
 }
 
 // reset makes an offline slot queued again for another attempt.
 func (s *slot) reset() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.state != offline {
+	if s.state != offline || s.closed {
 		return false
 	}
 	s.state, s.err = opening, nil
@@ -137,6 +138,7 @@ func (s *slot) reset() bool {
 // a slot nobody has started to open is settled as closed.
 func (s *slot) close() error {
 	s.mu.Lock()
+	s.closed = true
 	if s.state == queued {
 		s.state, s.err = offline, ErrManagerClosed
 		close(s.ready)

@@ -160,3 +160,34 @@ func TestUnlistedTopicDataIsNeverRemoved(t *testing.T) {
 		t.Fatalf("recovery: %+v", rep)
 	}
 }
+
+// TestDeletedTopicIsNeverReopened: a partition that was offline when its
+// topic was deleted is not reopened by the retry of offline partitions,
+// which would recreate the deleted topic's directory.
+func TestDeletedTopicIsNeverReopened(t *testing.T) {
+	mem := logstore.NewMemFS()
+	cat, err := catalog.Open(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: config.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	tp, err := m.CreateTopic("gone", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := m.slot("gone", 0)
+	if _, err := m.DeleteTopic("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if s.retriable() || s.reset() {
+		t.Fatal("a deleted topic's partition is eligible for reopening")
+	}
+	m.retryOffline()
+	if names, _ := mem.ReadDir("/data/topics"); len(names) != 0 {
+		t.Fatalf("deleted topic %s recreated: %v", tp.ID.Hex(), names)
+	}
+}
