@@ -35,12 +35,12 @@ type MemBroker struct {
 	opts []broker.Option
 	rng  *rand.Rand // guarded by mu
 
-	mu    sync.Mutex
-	b     *broker.Broker // nil while down
-	mem   *logstore.MemFS
-	addr  string
-	full  bool
-	gen   int // starts
+	mu            sync.Mutex
+	b             *broker.Broker // nil while down
+	mem           *logstore.MemFS
+	addr          string
+	full          bool
+	gen           int // starts
 	losses, kills int
 }
 
