@@ -408,32 +408,62 @@ func (r *soakRun) progress(elapsed time.Duration, mix *verify.Mix, disk *reporte
 // broker's own writes failed with ENOSPC (its idem_disk_no_space_errors_total
 // counter moved) or, just before the space is given back, its health check
 // says the disk is full. A full disk does not always bite: a broker with
-// nothing to write, or writes that fit in pages it already holds, does not
-// notice.
+// nothing to write, or writes that fit in pages it already holds or in
+// space its disk reserve gave back, does not notice. While the disk is
+// full the counter is polled, so that errors counted by a broker that a
+// crash then restarts on the full disk (its counter starts again from 0)
+// still count.
 type reportedDisk struct {
 	verify.Disk
-	admin    func() string
-	before   int64 // the broker's ENOSPC count when the disk was filled
+	admin func() string
+
+	stop     chan struct{}
+	polled   chan int64 // the poller's count of ENOSPC errors this episode
 	reported atomic.Int64
 	enospc   atomic.Int64 // ENOSPC errors the broker counted in all episodes
 }
 
 func (d *reportedDisk) Fill() (string, error) {
-	d.before, _ = noSpaceErrors(d.admin())
+	last, _ := noSpaceErrors(d.admin())
+	d.stop, d.polled = make(chan struct{}), make(chan int64, 1)
+	go func(stop <-chan struct{}, polled chan<- int64) {
+		var errs int64
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			stopped := false
+			select {
+			case <-stop:
+				stopped = true
+			case <-tick.C:
+			}
+			if v, ok := noSpaceErrors(d.admin()); ok {
+				if v < last { // a new broker process: its count starts from 0
+					last = 0
+				}
+				errs, last = errs+v-last, v
+			}
+			if stopped {
+				polled <- errs
+				return
+			}
+		}
+	}(d.stop, d.polled)
 	return d.Disk.Fill()
 }
 
 func (d *reportedDisk) Free() (string, error) {
-	after, _ := noSpaceErrors(d.admin())
-	errs := after - d.before
-	if after < d.before { // the broker restarted on the full disk: its count did too
-		errs = after
+	var errs int64
+	if d.stop != nil {
+		close(d.stop)
+		errs = <-d.polled // the poller reads once more after the stop
+		d.stop = nil
 	}
 	unhealthy := reportsDiskFull(d.admin())
 	if errs > 0 || unhealthy {
 		d.reported.Add(1)
 	}
-	d.enospc.Add(max(errs, 0))
+	d.enospc.Add(errs)
 	what, err := d.Disk.Free()
 	return fmt.Sprintf("%s; the broker counted %d ENOSPC errors, its health check says full: %t", what, errs, unhealthy), err
 }
