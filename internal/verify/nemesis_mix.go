@@ -166,13 +166,17 @@ func (e FaultEvent) String() string {
 	return fmt.Sprintf("%9.3fs %-12s %s", e.At.Seconds(), e.Fault, e.What)
 }
 
-// Mix is the seeded nemesis of reliability-plan.md §7.1: it alternates
-// quiet periods with one fault at a time drawn from a mix of broker faults
-// (kill -9, SIGSTOP pauses, power losses: see Target), resource faults (a
-// full disk, a connection flood) and proxy faults (latency, lost acks, ack
+// Mix is the seeded nemesis of docs/reliability.md: it alternates
+// quiet periods with one fault at a time drawn from a mix of process faults
+// (kill -9, SIGSTOP pauses) and proxy faults (latency, lost acks, ack
 // timeouts, resets, held requests), and ends with a heal. The same seed
 // draws the same schedule; the broker's own timing of course varies, which
 // is why the fault log is kept beside the history.
+//
+// The broker need not be a process: any Target can be crashed, and one
+// that is a PowerLosser loses power (an in-process broker on a simulated
+// file system). Beside them a Mix injects resource faults: a full disk
+// (Disk) and a connection flood (FloodAddr).
 type Mix struct {
 	cfg   MixConfig
 	rng   *rand.Rand

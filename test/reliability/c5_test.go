@@ -19,7 +19,7 @@ import (
 	"github.com/idem-dev/idem/internal/verify/verifytest"
 )
 
-// c5 is reliability-plan.md §7.2 C5: a Jepsen-style queue workload against a
+// c5 is C5 (docs/reliability.md): a Jepsen-style queue workload against a
 // broker behind the fault proxy. Transactional writers send 1–4 values to
 // random partitions and commit (or, one time in four, abort); an idempotent
 // writer sends single values; readers poll every partition by assignment,
