@@ -20,12 +20,12 @@ import (
 )
 
 // c5 is C5 (docs/reliability.md): a Jepsen-style queue workload against a
-// broker behind the fault proxy. Transactional writers send 1–4 values to
-// random partitions and commit (or, one time in four, abort); an idempotent
-// writer sends single values; readers poll every partition by assignment,
-// and one as a group member, with read_committed. Every operation goes into
-// one history; after the faults heal, a final drain reads everything, and
-// the log checker judges the history alone.
+// broker process behind the fault proxy. Transactional writers send 1–4
+// values to random partitions and commit (or, one time in four, abort); an
+// idempotent writer sends single values; readers poll every partition by
+// assignment, and one as a group member, with read_committed. Every operation goes into one history;
+// after the faults heal, a final drain reads everything, and the log checker
+// judges the history alone.
 //
 // The workload needs only the broker's address: the broker may be a child
 // process (C5 below, and the soak's process mode) or in process on a
