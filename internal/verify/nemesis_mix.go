@@ -289,7 +289,8 @@ func (m *Mix) Log() []FaultEvent {
 // and running, the proxies forward cleanly. The fault in progress when ctx
 // ends is completed first, so no fault is cut in half. An error means the
 // broker could not be restarted on its own data directory, the most
-// important failure this harness can find.
+// important failure this harness can find (or that a fault could not be
+// injected); Run stops at the first and heals as far as it can.
 func (m *Mix) Run(ctx context.Context) error {
 	m.start = time.Now()
 	var round []MixFault
@@ -308,7 +309,10 @@ func (m *Mix) Run(ctx context.Context) error {
 			f = m.cfg.Faults[m.rng.IntN(len(m.cfg.Faults))]
 		}
 		if err := m.inject(f); err != nil {
-			return err
+			// Heal all the same, so that the workload is not left
+			// against a dead, paused or full broker while the caller
+			// reports the error.
+			return errors.Join(err, m.Heal())
 		}
 	}
 	return m.Heal()

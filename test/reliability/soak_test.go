@@ -221,7 +221,13 @@ func TestSoakC5AgainstAnInProcessBrokerUnderPowerLossDiskFullAndFloods(t *testin
 		},
 		figures: func() string {
 			losses, kills := mb.Crashes()
-			return fmt.Sprintf("%s went through %d power losses and %d kills; MemFS %.1f MiB", mb, losses, kills, float64(mb.FS().UsedBytes())/(1<<20))
+			n, err := mb.CloseErrors()
+			last := "none"
+			if err != nil {
+				last = strings.ReplaceAll(err.Error(), "\n", "; ")
+			}
+			return fmt.Sprintf("%s went through %d power losses and %d kills (%d crashed instances could not close their abandoned storage, last: %s); MemFS %.1f MiB",
+				mb, losses, kills, n, last, float64(mb.FS().UsedBytes())/(1<<20))
 		},
 	})
 }
@@ -321,7 +327,12 @@ func (r *soakRun) soak(b soakBroker) {
 	res := c.run(ctx, func(ctx context.Context) {
 		var wg sync.WaitGroup
 		wg.Add(1)
-		go func() { defer wg.Done(); mixErr = mix.Run(ctx) }()
+		go func() {
+			defer wg.Done()
+			if mixErr = mix.Run(ctx); mixErr != nil {
+				cancel() // the run has failed: end the workload now, not at the window's end
+			}
+		}()
 		defer wg.Wait()
 		tick := time.NewTicker(200 * time.Millisecond)
 		defer tick.Stop()
