@@ -2,6 +2,7 @@ package reliability
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -42,6 +43,59 @@ type c5 struct {
 	pace time.Duration
 	// drainTimeout bounds the final drain (default 45 s).
 	drainTimeout time.Duration
+	// stopTimeout is how long the workload's clients may take to stop
+	// after the window (default 2 min): a transactional or idempotent send
+	// to a broker that is down is retried for as long as the client lives,
+	// whatever its deadline, so past it run closes them and fails.
+	stopTimeout time.Duration
+
+	// clients are the workload's open clients, for run to close if they
+	// do not stop after the window (a broker that never came back).
+	mu      sync.Mutex
+	clients map[*kgo.Client]bool
+	closed  bool
+}
+
+// client makes a workload client routed through the proxy; release closes it.
+func (c *c5) client(opts ...kgo.Opt) (*kgo.Client, error) {
+	cl, err := kgo.NewClient(c.opts(opts...)...)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		cl.Close()
+		return nil, errors.New("the workload's clients were closed")
+	}
+	if c.clients == nil {
+		c.clients = map[*kgo.Client]bool{}
+	}
+	c.clients[cl] = true
+	return cl, nil
+}
+
+func (c *c5) release(cl *kgo.Client) {
+	if cl == nil {
+		return
+	}
+	c.mu.Lock()
+	delete(c.clients, cl)
+	c.mu.Unlock()
+	cl.Close()
+}
+
+// closeClients closes every open workload client (blocked sends fail with
+// ErrClientClosed) and every client made later.
+func (c *c5) closeClients() {
+	c.mu.Lock()
+	c.closed = true
+	cls := c.clients
+	c.clients = nil
+	c.mu.Unlock()
+	for cl := range cls {
+		cl.Close()
+	}
 }
 
 const c5Topic = "c5"
@@ -51,7 +105,7 @@ const c5Partitions = 4
 // workload's topic with topicConfigs. Operations go to rec.
 func newC5(t *testing.T, seed int64, addr string, rec *verify.Recorder, topicConfigs map[string]*string) *c5 {
 	t.Helper()
-	c := &c5{t: t, seed: seed, addr: addr, rec: rec, drainTimeout: 45 * time.Second}
+	c := &c5{t: t, seed: seed, addr: addr, rec: rec, drainTimeout: 45 * time.Second, stopTimeout: 2 * time.Minute}
 	var err error
 	if c.px, err = verify.NewProxy(addr); err != nil {
 		t.Fatal(err)
@@ -126,7 +180,19 @@ func (c *c5) run(ctx context.Context, during func(ctx context.Context)) verify.L
 		wg.Add(1)
 		go func() { defer wg.Done(); during(ctx) }()
 	}
-	wg.Wait()
+	stopped := make(chan struct{})
+	go func() { wg.Wait(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-ctx.Done():
+		select {
+		case <-stopped:
+		case <-time.After(c.stopTimeout):
+			c.closeClients()
+			<-stopped
+			c.t.Fatalf("the workload's clients were still sending %v after the window: is the broker down?", c.stopTimeout)
+		}
+	}
 	c.px.Clear()
 	c.drain()
 	return verify.CheckLog(c.rec.History(), verify.LogOptions{Assign: true, Subscribers: map[int]bool{c5Subscriber: true}, FinalDrain: true})
@@ -163,16 +229,16 @@ func (c *c5) paced(ctx context.Context) {
 func (c *c5) txnWriter(ctx context.Context, proc int) {
 	rng := rand.New(rand.NewPCG(uint64(c.seed), uint64(proc)))
 	newClient := func() *kgo.Client {
-		cl, err := kgo.NewClient(c.opts(kgo.TransactionalID(fmt.Sprintf("c5-writer-%d", proc)),
+		cl, err := c.client(kgo.TransactionalID(fmt.Sprintf("c5-writer-%d", proc)),
 			kgo.TransactionTimeout(6*time.Second), kgo.DefaultProduceTopic(c5Topic),
-			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(15*time.Second))...)
-		if err != nil {
+			kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RecordDeliveryTimeout(15*time.Second))
+		if err != nil && ctx.Err() == nil {
 			c.t.Error(err)
 		}
 		return cl
 	}
 	cl := newClient()
-	defer func() { cl.Close() }()
+	defer func() { c.release(cl) }()
 	for seq := 0; ctx.Err() == nil && cl != nil; c.paced(ctx) {
 		n := 1 + rng.IntN(4)
 		rs := make([]*kgo.Record, n)
@@ -212,7 +278,7 @@ func (c *c5) txnWriter(ctx context.Context, proc int) {
 			c.rec.Complete(proc, verify.OK, verify.FTxn, out, nil)
 		default:
 			c.rec.Complete(proc, verify.Info, verify.FTxn, inv, err)
-			cl.Close()
+			c.release(cl)
 			cl = newClient()
 		}
 	}
@@ -221,13 +287,13 @@ func (c *c5) txnWriter(ctx context.Context, proc int) {
 // plainWriter sends single values with the idempotent producer.
 func (c *c5) plainWriter(ctx context.Context, proc int) {
 	rng := rand.New(rand.NewPCG(uint64(c.seed), uint64(proc)))
-	cl, err := kgo.NewClient(c.opts(kgo.DefaultProduceTopic(c5Topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.RecordDeliveryTimeout(15*time.Second))...)
+	cl, err := c.client(kgo.DefaultProduceTopic(c5Topic), kgo.RecordPartitioner(kgo.ManualPartitioner()),
+		kgo.RecordDeliveryTimeout(15*time.Second))
 	if err != nil {
 		c.t.Error(err)
 		return
 	}
-	defer cl.Close()
+	defer c.release(cl)
 	for seq := 0; ctx.Err() == nil; seq++ {
 		c.paced(ctx)
 		v := verify.Value(proc, seq)
@@ -249,13 +315,13 @@ func (c *c5) reader(ctx context.Context, proc int) {
 	for p := range int32(c5Partitions) {
 		parts[p] = kgo.NewOffset().AtStart()
 	}
-	cl, err := kgo.NewClient(c.opts(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c5Topic: parts}),
-		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))...)
+	cl, err := c.client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{c5Topic: parts}),
+		kgo.FetchIsolationLevel(kgo.ReadCommitted()), kgo.FetchMaxWait(200*time.Millisecond))
 	if err != nil {
 		c.t.Error(err)
 		return
 	}
-	defer cl.Close()
+	defer c.release(cl)
 	for ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
 		var rs []verify.Record
@@ -277,14 +343,14 @@ const c5Subscriber = 12
 // from committed offsets: its polls may go back, which the checker allows
 // for it, but never see an aborted or duplicated value.
 func (c *c5) subscriber(ctx context.Context, proc int) {
-	cl, err := kgo.NewClient(c.opts(kgo.ConsumeTopics(c5Topic), kgo.ConsumerGroup("c5-subscribers"),
+	cl, err := c.client(kgo.ConsumeTopics(c5Topic), kgo.ConsumerGroup("c5-subscribers"),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()),
-		kgo.FetchMaxWait(200*time.Millisecond), kgo.SessionTimeout(6*time.Second))...)
+		kgo.FetchMaxWait(200*time.Millisecond), kgo.SessionTimeout(6*time.Second))
 	if err != nil {
 		c.t.Error(err)
 		return
 	}
-	defer cl.Close()
+	defer c.release(cl)
 	for ctx.Err() == nil {
 		fs := cl.PollFetches(ctx)
 		var rs []verify.Record
