@@ -2,13 +2,13 @@ package verify
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 )
 
@@ -34,24 +34,102 @@ const (
 	MixReset MixFault = "reset"
 	// MixHold holds one request of any kind and delivers it late.
 	MixHold MixFault = "hold"
+	// MixPowerLoss cuts the broker's power: it stops at once and keeps only
+	// what it had fsynced (and perhaps a torn part of the rest), then
+	// restarts on that. It needs a Target that is a PowerLosser.
+	MixPowerLoss MixFault = "power-loss"
+	// MixDiskFull fills the file system under the broker's data (Disk)
+	// until writes fail, holds it full, then frees it. With
+	// RestartOnFullDisk, one episode in two also crashes the broker half-way
+	// and restarts it on the full disk.
+	MixDiskFull MixFault = "disk-full"
+	// MixConnFlood opens FloodConns connections to FloodAddr, more than the
+	// broker admits (max.connections, or half its file descriptors), holds
+	// them for the fault's length, then closes them.
+	MixConnFlood MixFault = "conn-flood"
 )
 
 // AllMixFaults lists every fault kind, in a fixed order.
-var AllMixFaults = []MixFault{MixKill, MixPause, MixLatency, MixLostAck, MixAckTimeout, MixReset, MixHold}
+var AllMixFaults = []MixFault{MixKill, MixPause, MixLatency, MixLostAck, MixAckTimeout, MixReset, MixHold, MixPowerLoss, MixDiskFull, MixConnFlood}
 
-// ProcessFaults are the kinds that need the broker process (not possible
-// against a cluster the harness did not start).
-func (f MixFault) NeedsProcess() bool { return f == MixKill || f == MixPause }
+// Effects a Mix counts beside its faults (Mix.Effects): what the faults were
+// seen to do, when that can differ from what was asked.
+const (
+	// EffectFloodOverLimit counts floods of which the broker refused at
+	// least one connection: the flood reached its connection limit.
+	EffectFloodOverLimit = "flood-over-limit"
+	// EffectRestartOnFullDisk counts crashes and restarts on a full disk.
+	EffectRestartOnFullDisk = "restart-on-full-disk"
+)
+
+// Target is the broker a Mix crashes, pauses and restarts: a *Process
+// (kill -9, SIGSTOP), or any broker that can be stopped abruptly and
+// started again on what the stop left, such as an in-process broker on a
+// simulated file system whose crashes are power losses
+// (brokerkit.MemBroker).
+type Target interface {
+	// Kill stops the broker as kill -9 does: nothing is flushed or
+	// closed, but what it wrote survives (the page cache does).
+	Kill() error
+	// Restart starts the broker again on the same data and address and
+	// returns once it accepts connections.
+	Restart(ctx context.Context) error
+	// Running reports whether the broker is up.
+	Running() bool
+	// String names the running instance for the fault log ("pid 4242").
+	String() string
+}
+
+// Pauser is a Target that can be frozen and thawed (MixPause), as SIGSTOP
+// and SIGCONT do to a process.
+type Pauser interface {
+	Pause() error
+	// Resume thaws a paused broker; resuming one that is not paused does
+	// nothing.
+	Resume() error
+}
+
+// PowerLosser is a Target whose power can be cut (MixPowerLoss): it stops
+// as Kill does, but keeps only what it had fsynced.
+type PowerLosser interface {
+	PowerLoss() error
+}
+
+// Disk is the file system under the broker's data, for MixDiskFull.
+type Disk interface {
+	// Fill takes the free space until writes fail (ENOSPC) and says how
+	// much it took.
+	Fill() (string, error)
+	// Free gives the space back; freeing a disk that Fill did not fill
+	// does nothing.
+	Free() (string, error)
+}
 
 // MixConfig is the schedule of a Mix.
 type MixConfig struct {
 	Seed int64
-	// Broker is the broker process to kill and pause; nil leaves out the
-	// process faults.
+	// Broker is the broker process to kill and pause: the same as Target,
+	// which it fills in when Target is nil.
 	Broker *Process
+	// Target is the broker to crash (MixKill, MixPowerLoss if it is a
+	// PowerLosser) and pause (MixPause if it is a Pauser); nil leaves
+	// those faults out.
+	Target Target
 	// Proxies carry the network faults; none leaves those out.
 	Proxies []*Proxy
-	// Faults to draw from (default: every kind the targets allow).
+	// Disk is the file system MixDiskFull fills; nil leaves it out.
+	Disk Disk
+	// RestartOnFullDisk makes one disk-full episode in two (drawn from the
+	// seed) also crash the Target half-way through and restart it while
+	// the disk is still full.
+	RestartOnFullDisk bool
+	// FloodAddr and FloodConns configure MixConnFlood: how many
+	// connections to open to which address (the broker's own, not a
+	// proxy's); either unset leaves it out.
+	FloodAddr  string
+	FloodConns int
+	// Faults to draw from (default: every kind the targets allow). Kinds
+	// the targets do not allow are dropped.
 	Faults []MixFault
 	// Quiet periods between faults are drawn from [MinQuiet, MaxQuiet]:
 	// clients must make progress between faults, or the run only measures
@@ -94,14 +172,21 @@ func (e FaultEvent) String() string {
 // timeouts, resets, held requests), and ends with a heal. The same seed
 // draws the same schedule; the broker's own timing of course varies, which
 // is why the fault log is kept beside the history.
+//
+// The broker need not be a process: any Target can be crashed, and one
+// that is a PowerLosser loses power (an in-process broker on a simulated
+// file system). Beside them a Mix injects resource faults: a full disk
+// (Disk) and a connection flood (FloodAddr).
 type Mix struct {
 	cfg   MixConfig
 	rng   *rand.Rand
 	start time.Time
 
-	mu     sync.Mutex
-	log    []FaultEvent
-	counts map[MixFault]int
+	mu      sync.Mutex
+	log     []FaultEvent
+	counts  map[MixFault]int
+	effects map[string]int
+	full    bool // the Disk is filled
 }
 
 // NewMix returns a Mix; it does nothing until Run.
@@ -115,27 +200,47 @@ func NewMix(cfg MixConfig) *Mix {
 	if cfg.AckTimeout <= 0 {
 		cfg.AckTimeout = cfg.MaxFault
 	}
-	var usable []MixFault
-	for _, f := range cfg.Faults {
-		if f.NeedsProcess() && cfg.Broker == nil || !f.NeedsProcess() && len(cfg.Proxies) == 0 {
-			continue
-		}
-		usable = append(usable, f)
+	if cfg.Target == nil && cfg.Broker != nil {
+		cfg.Target = cfg.Broker
 	}
-	if cfg.Faults == nil {
-		for _, f := range AllMixFaults {
-			if f.NeedsProcess() && cfg.Broker != nil || !f.NeedsProcess() && len(cfg.Proxies) > 0 {
-				usable = append(usable, f)
-			}
+	want := cfg.Faults
+	if want == nil {
+		want = AllMixFaults
+	}
+	var usable []MixFault
+	for _, f := range want {
+		if cfg.supports(f) {
+			usable = append(usable, f)
 		}
 	}
 	cfg.Faults = usable
 	seed := uint64(cfg.Seed)
-	m := &Mix{cfg: cfg, rng: rand.New(rand.NewPCG(seed, seed^0x6a09e667f3bcc909)), counts: map[MixFault]int{}, start: time.Now()}
+	m := &Mix{cfg: cfg, rng: rand.New(rand.NewPCG(seed, seed^0x6a09e667f3bcc909)), counts: map[MixFault]int{}, effects: map[string]int{}, start: time.Now()}
 	for _, p := range cfg.Proxies {
 		p.OnFault = func(desc string) { m.note("proxy", desc) }
 	}
 	return m
+}
+
+// supports reports whether the configured targets allow fault f.
+func (cfg *MixConfig) supports(f MixFault) bool {
+	switch f {
+	case MixKill:
+		return cfg.Target != nil
+	case MixPause:
+		_, ok := cfg.Target.(Pauser)
+		return ok
+	case MixPowerLoss:
+		_, ok := cfg.Target.(PowerLosser)
+		return ok
+	case MixDiskFull:
+		return cfg.Disk != nil
+	case MixConnFlood:
+		return cfg.FloodAddr != "" && cfg.FloodConns > 0
+	case MixLatency, MixLostAck, MixAckTimeout, MixReset, MixHold:
+		return len(cfg.Proxies) > 0
+	}
+	return false
 }
 
 // Seed is the seed the Mix draws its schedule from; the same seed replays
@@ -156,6 +261,23 @@ func (m *Mix) Counts() map[MixFault]int {
 	return out
 }
 
+// Effects returns what the faults were seen to do (Effect* keys).
+func (m *Mix) Effects() map[string]int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make(map[string]int, len(m.effects))
+	for k, v := range m.effects {
+		out[k] = v
+	}
+	return out
+}
+
+func (m *Mix) effect(name string) {
+	m.mu.Lock()
+	m.effects[name]++
+	m.mu.Unlock()
+}
+
 // Log returns the fault log so far.
 func (m *Mix) Log() []FaultEvent {
 	m.mu.Lock()
@@ -167,7 +289,8 @@ func (m *Mix) Log() []FaultEvent {
 // and running, the proxies forward cleanly. The fault in progress when ctx
 // ends is completed first, so no fault is cut in half. An error means the
 // broker could not be restarted on its own data directory, the most
-// important failure this harness can find.
+// important failure this harness can find (or that a fault could not be
+// injected); Run stops at the first and heals as far as it can.
 func (m *Mix) Run(ctx context.Context) error {
 	m.start = time.Now()
 	var round []MixFault
@@ -186,31 +309,82 @@ func (m *Mix) Run(ctx context.Context) error {
 			f = m.cfg.Faults[m.rng.IntN(len(m.cfg.Faults))]
 		}
 		if err := m.inject(f); err != nil {
-			return err
+			// Heal all the same, so that the workload is not left
+			// against a dead, paused or full broker while the caller
+			// reports the error.
+			return errors.Join(err, m.Heal())
 		}
 	}
 	return m.Heal()
 }
 
-// Heal undoes every fault: proxies clear their rules and latency, a paused
-// broker resumes, a dead one restarts.
+// Heal undoes every fault: proxies clear their rules and latency, a filled
+// disk is freed, a paused broker resumes, a dead one restarts.
 func (m *Mix) Heal() error {
 	for _, p := range m.cfg.Proxies {
 		p.Clear()
 	}
-	if b := m.cfg.Broker; b != nil {
-		if pid := b.Pid(); pid != 0 {
-			_ = syscall.Kill(pid, syscall.SIGCONT)
+	if err := m.freeDisk(); err != nil {
+		return err
+	}
+	if b := m.cfg.Target; b != nil {
+		if p, ok := b.(Pauser); ok {
+			_ = p.Resume()
 		}
 		if !b.Running() {
-			if err := b.Start(context.Background()); err != nil {
+			if err := b.Restart(context.Background()); err != nil {
 				m.note(MixKill, "heal: restart failed: "+err.Error())
 				return fmt.Errorf("verify: heal: restart: %w", err)
 			}
-			m.note(MixKill, fmt.Sprintf("heal: restarted as pid %d", b.Pid()))
+			m.note(MixKill, "heal: restarted as "+b.String())
 		}
 	}
 	m.note("heal", "all faults healed")
+	return nil
+}
+
+// crash stops the Target as fault f (MixKill or MixPowerLoss) would, keeps
+// it down for d, and restarts it.
+func (m *Mix) crash(f MixFault, d time.Duration, why string) error {
+	b := m.cfg.Target
+	var err error
+	if f == MixPowerLoss {
+		m.note(f, fmt.Sprintf("%spower loss of %s; down for %v", why, b, d.Round(time.Millisecond)))
+		err = b.(PowerLosser).PowerLoss()
+	} else {
+		m.note(f, fmt.Sprintf("%sSIGKILL %s; down for %v", why, b, d.Round(time.Millisecond)))
+		err = b.Kill()
+	}
+	if err != nil {
+		m.note(f, "crash failed: "+err.Error())
+		return fmt.Errorf("verify: %s: %w", f, err)
+	}
+	time.Sleep(d)
+	if err := b.Restart(context.Background()); err != nil {
+		m.note(f, "restart failed: "+err.Error())
+		return fmt.Errorf("verify: restart after %s: %w", f, err)
+	}
+	m.note(f, "restarted as "+b.String())
+	return nil
+}
+
+// freeDisk frees the Disk if a disk-full fault filled it.
+func (m *Mix) freeDisk() error {
+	m.mu.Lock()
+	full := m.full
+	m.mu.Unlock()
+	if !full {
+		return nil
+	}
+	what, err := m.cfg.Disk.Free()
+	if err != nil {
+		m.note(MixDiskFull, "free failed: "+err.Error())
+		return fmt.Errorf("verify: free the disk: %w", err)
+	}
+	m.mu.Lock()
+	m.full = false
+	m.mu.Unlock()
+	m.note(MixDiskFull, "freed: "+what)
 	return nil
 }
 
@@ -220,28 +394,33 @@ func (m *Mix) inject(f MixFault) error {
 	m.counts[f]++
 	m.mu.Unlock()
 	switch f {
-	case MixKill:
-		b := m.cfg.Broker
-		m.note(f, fmt.Sprintf("SIGKILL pid %d; down for %v", b.Pid(), d.Round(time.Millisecond)))
-		if err := b.Kill(); err != nil {
-			return err
-		}
-		time.Sleep(d)
-		if err := b.Start(context.Background()); err != nil {
-			m.note(f, "restart failed: "+err.Error())
-			return fmt.Errorf("verify: restart after kill: %w", err)
-		}
-		m.note(f, fmt.Sprintf("restarted as pid %d", b.Pid()))
+	case MixKill, MixPowerLoss:
+		return m.crash(f, d, "")
 	case MixPause:
-		pid := m.cfg.Broker.Pid()
-		if pid == 0 {
+		b := m.cfg.Target
+		if !b.Running() {
 			return nil
 		}
-		m.note(f, fmt.Sprintf("SIGSTOP pid %d for %v", pid, d.Round(time.Millisecond)))
-		_ = syscall.Kill(pid, syscall.SIGSTOP)
+		m.note(f, fmt.Sprintf("SIGSTOP %s for %v", b, d.Round(time.Millisecond)))
+		if err := b.(Pauser).Pause(); err != nil {
+			return fmt.Errorf("verify: pause: %w", err)
+		}
 		time.Sleep(d)
-		_ = syscall.Kill(pid, syscall.SIGCONT)
-		m.note(f, fmt.Sprintf("SIGCONT pid %d", pid))
+		if err := b.(Pauser).Resume(); err != nil {
+			return fmt.Errorf("verify: resume: %w", err)
+		}
+		m.note(f, fmt.Sprintf("SIGCONT %s", b))
+	case MixDiskFull:
+		return m.diskFull(d)
+	case MixConnFlood:
+		fl := OpenFlood(m.cfg.FloodAddr, m.cfg.FloodConns)
+		m.note(f, fmt.Sprintf("%v; held for %v", fl, d.Round(time.Millisecond)))
+		if fl.Refused > 0 {
+			m.effect(EffectFloodOverLimit)
+		}
+		time.Sleep(d)
+		fl.Close()
+		m.note(f, fmt.Sprintf("closed %d connections", fl.Held))
 	case MixLatency:
 		lat := time.Duration(1+m.rng.IntN(50)) * time.Millisecond
 		m.note(f, fmt.Sprintf("%v per request for %v", lat, d.Round(time.Millisecond)))
@@ -278,6 +457,38 @@ func (m *Mix) inject(f MixFault) error {
 		}
 	}
 	return nil
+}
+
+// diskFull fills the Disk, holds it full for d (crashing and restarting the
+// Target half-way, one time in two, with RestartOnFullDisk), and frees it.
+func (m *Mix) diskFull(d time.Duration) error {
+	// Drawn first, so the schedule does not depend on how the fill went.
+	var crashWith MixFault
+	if m.cfg.RestartOnFullDisk && m.cfg.Target != nil && m.rng.IntN(2) == 0 {
+		crashWith = MixKill
+		if _, ok := m.cfg.Target.(PowerLosser); ok && m.rng.IntN(2) == 0 {
+			crashWith = MixPowerLoss
+		}
+	}
+	down := m.between(m.cfg.MinFault, m.cfg.MaxFault) / 2
+	m.mu.Lock()
+	m.full = true // before Fill: a fill that fails half-way is freed too
+	m.mu.Unlock()
+	what, err := m.cfg.Disk.Fill()
+	if err != nil {
+		m.note(MixDiskFull, "fill failed: "+err.Error())
+		return errors.Join(fmt.Errorf("verify: fill the disk: %w", err), m.freeDisk())
+	}
+	m.note(MixDiskFull, fmt.Sprintf("full: %s; for %v", what, d.Round(time.Millisecond)))
+	time.Sleep(d / 2)
+	if crashWith != "" {
+		if err := m.crash(crashWith, down, "on the full disk: "); err != nil {
+			return errors.Join(err, m.freeDisk())
+		}
+		m.effect(EffectRestartOnFullDisk)
+	}
+	time.Sleep(d - d/2)
+	return m.freeDisk()
 }
 
 func (m *Mix) between(lo, hi time.Duration) time.Duration {

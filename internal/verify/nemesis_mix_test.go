@@ -45,7 +45,13 @@ func runMix(t *testing.T, seed int64, window time.Duration) (*Mix, *Process, *Pr
 func TestMixInjectsEveryKindAndEndsHealed(t *testing.T) {
 	m, p, px := runMix(t, 3, 2*time.Second)
 	counts := m.Counts()
-	for _, f := range AllMixFaults {
+	// A process and a proxy allow every kind but the resource faults and
+	// power losses, which need a Disk, a flood address, a PowerLosser.
+	want := []MixFault{MixKill, MixPause, MixLatency, MixLostAck, MixAckTimeout, MixReset, MixHold}
+	if !slices.Equal(m.Faults(), want) {
+		t.Fatalf("faults drawn from %v, want %v", m.Faults(), want)
+	}
+	for _, f := range want {
 		if counts[f] == 0 {
 			t.Errorf("no %s in 2s of faults every ≤70ms: %v", f, counts)
 		}

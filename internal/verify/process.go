@@ -202,3 +202,36 @@ func (p *Process) Starts() int {
 	defer p.mu.Unlock()
 	return p.starts
 }
+
+// Restart implements Target: Start again, on the same arguments.
+func (p *Process) Restart(ctx context.Context) error { return p.Start(ctx) }
+
+// Pause implements Pauser with SIGSTOP: the process keeps its state and its
+// sockets, and answers nothing until Resume.
+func (p *Process) Pause() error {
+	if pid := p.Pid(); pid != 0 {
+		return syscall.Kill(pid, syscall.SIGSTOP)
+	}
+	return nil
+}
+
+// Resume implements Pauser with SIGCONT.
+func (p *Process) Resume() error {
+	if pid := p.Pid(); pid != 0 {
+		return syscall.Kill(pid, syscall.SIGCONT)
+	}
+	return nil
+}
+
+// String names the current process ("pid 4242", or "no process").
+func (p *Process) String() string {
+	if pid := p.Pid(); pid != 0 {
+		return fmt.Sprintf("pid %d", pid)
+	}
+	return "no process"
+}
+
+var (
+	_ Target = (*Process)(nil)
+	_ Pauser = (*Process)(nil)
+)

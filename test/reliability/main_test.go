@@ -3,12 +3,15 @@
 // (kill -9 with idempotent producers), C6 (a transactional copier and the
 // broker SIGKILLed), C7 (requests held past the client's timeout) and C8
 // (read_committed across segment rolls, a restart and a power loss).
-// README.md says what each suite proves, where the others live (C5, C9)
-// and how long each takes.
+// C5 (a transactional queue workload judged by the log checker) lives here
+// too, and so does the soak that runs its workload for hours under kill -9,
+// power losses, full disks and connection floods (soak_test.go). README.md
+// says what each suite proves, where C9 lives and how long each takes.
 //
 // The test binary doubles as the broker process (brokerkit.ChildRole) and
 // as the copier process (txnkit.CopierRole), so the suites can SIGKILL
-// either without building anything.
+// either without building anything; the soak's process mode builds the
+// idem binary, to run the real `idem serve`.
 package reliability
 
 import (
