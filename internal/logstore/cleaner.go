@@ -565,9 +565,11 @@ func (w *cleanedWriter) finish() (*segment, uint32, error) {
 		w.abandon()
 		return nil, 0, fmt.Errorf("logstore: write %s: %w", w.path, noSpace(err))
 	}
-	if err := w.seg.f.Sync(); err != nil {
-		w.abandon()
-		return nil, 0, fmt.Errorf("logstore: fsync %s: %w", w.path, err)
+	if swapFault != swapSkipsFsync {
+		if err := w.seg.f.Sync(); err != nil {
+			w.abandon()
+			return nil, 0, fmt.Errorf("logstore: fsync %s: %w", w.path, err)
+		}
 	}
 	if err := w.l.fs.SyncDir(w.l.dir); err != nil {
 		w.abandon()

@@ -114,6 +114,14 @@ type storedRecord struct {
 // inside the batch, records in offset order.
 func readBack(t testing.TB, l *Log) ([]storedRecord, []BatchHeader) {
 	t.Helper()
+	out, batches, err := readBackErr(l)
+	if err != nil {
+		t.Fatalf("read back: %v", err)
+	}
+	return out, batches
+}
+
+func readBackErr(l *Log) ([]storedRecord, []BatchHeader, error) {
 	var out []storedRecord
 	var batches []BatchHeader
 	var c codecs
@@ -143,14 +151,14 @@ func readBack(t testing.TB, l *Log) ([]storedRecord, []BatchHeader) {
 		})
 	})
 	if err != nil {
-		t.Fatalf("read back: %v", err)
+		return nil, nil, err
 	}
 	for i := 1; i < len(out); i++ {
 		if out[i].Offset <= out[i-1].Offset {
-			t.Fatalf("offsets not increasing: %d after %d", out[i].Offset, out[i-1].Offset)
+			return nil, nil, fmt.Errorf("offsets not increasing: %d after %d", out[i].Offset, out[i-1].Offset)
 		}
 	}
-	return out, batches
+	return out, batches, nil
 }
 
 func valueOf(r *record) string {

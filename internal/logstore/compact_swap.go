@@ -32,6 +32,17 @@ import (
 // system that could keep one side of a rename and lose the other (MemFS
 // models that): recovery decides by content, not by which names exist.
 
+// swapFault breaks the swap on purpose, for the twin of the crash test that
+// shows the test can fail (compact_crash_test.go); always swapIntact
+// outside that test.
+var swapFault = swapIntact
+
+const (
+	swapIntact          = iota
+	swapSkipsFsync      // the new segment is not fsynced before the commit
+	swapRemovesOldFirst // the old segments go before the rename is durable
+)
+
 const (
 	cleanerStateName  = "cleaner"
 	cleanerStateMagic = "CLN1"
@@ -332,6 +343,11 @@ func (l *Log) swapIn(olds []*segment, seg *segment, cleanedPath string, sum uint
 	l.mu.Unlock()
 	for _, o := range olds {
 		o.f.Close()
+	}
+	if swapFault == swapRemovesOldFirst {
+		for _, o := range olds[1:] {
+			l.fs.Remove(o.path)
+		}
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		// Whether the rename is durable is unknown, so the old segments
