@@ -60,9 +60,9 @@ func TestCleanCrashTestCatchesABrokenSwap(t *testing.T) {
 
 // cleanCrashPoint is the world at one simulated power loss during a clean.
 type cleanCrashPoint struct {
-	event    SyncEvent
-	fs       *MemFS
-	acked    map[int64]string // offset → value of appends acknowledged as durable
+	event SyncEvent
+	fs    *MemFS
+	acked map[int64]string // offset → value of appends acknowledged as durable
 }
 
 // runCleanCrashSeed runs three cleaning rounds of one seed and returns the
