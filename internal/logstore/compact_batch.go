@@ -28,23 +28,32 @@ type AbortedRange struct{ ProducerID, FirstOffset, LastOffset int64 }
 // round (not one segment group), so a marker whose transaction's batches
 // lie in an earlier group is never taken for an empty transaction: a
 // replay of the log would then see those batches without their marker.
+//
+// An aborted transaction ends at its marker's offset, not at the sight of
+// the marker: once a clean has removed a marker, the partition may still
+// list the transaction, and the producer's later transactions must not be
+// taken for part of it.
 type txnTracker struct {
 	aborted   []AbortedRange // ascending by FirstOffset
 	next      int
-	open      map[int64]*bool // producer id → an aborted transaction in progress; *bool: a batch of it was seen
-	committed map[int64]bool  // producer ids with a batch of a not-aborted transaction seen since its start
+	open      map[int64]*abortedTxn // producer id → its aborted transaction in progress
+	committed map[int64]bool        // producer ids with a batch of a not-aborted transaction seen since its start
+}
+
+type abortedTxn struct {
+	marker int64 // offset of the ABORT marker
+	seen   bool  // a batch of it was seen this round
 }
 
 func newTxnTracker(aborted []AbortedRange) *txnTracker {
 	a := append([]AbortedRange(nil), aborted...)
 	sort.Slice(a, func(i, j int) bool { return a[i].FirstOffset < a[j].FirstOffset })
-	return &txnTracker{aborted: a, open: map[int64]*bool{}, committed: map[int64]bool{}}
+	return &txnTracker{aborted: a, open: map[int64]*abortedTxn{}, committed: map[int64]bool{}}
 }
 
 func (t *txnTracker) consumeUpTo(offset int64) {
 	for t.next < len(t.aborted) && t.aborted[t.next].FirstOffset <= offset {
-		seen := false
-		t.open[t.aborted[t.next].ProducerID] = &seen
+		t.open[t.aborted[t.next].ProducerID] = &abortedTxn{marker: t.aborted[t.next].LastOffset}
 		t.next++
 	}
 }
@@ -55,9 +64,12 @@ func (t *txnTracker) onData(h BatchHeader) bool {
 	if !h.IsTransactional() {
 		return false
 	}
-	if seen := t.open[h.ProducerID]; seen != nil {
-		*seen = true
-		return true
+	if a := t.open[h.ProducerID]; a != nil {
+		if h.BaseOffset < a.marker {
+			a.seen = true
+			return true
+		}
+		delete(t.open, h.ProducerID) // its marker is behind us, gone from the log
 	}
 	t.committed[h.ProducerID] = true
 	return false
@@ -80,9 +92,9 @@ func (t *txnTracker) onMarker(h BatchHeader, batch []byte) bool {
 		delete(t.committed, h.ProducerID)
 		return !seen
 	}
-	seen := t.open[h.ProducerID]
+	a := t.open[h.ProducerID]
 	delete(t.open, h.ProducerID)
-	return seen == nil || !*seen
+	return a == nil || !a.seen
 }
 
 // controlType reads the type of an uncompressed control batch's first

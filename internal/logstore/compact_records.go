@@ -86,3 +86,31 @@ func appendRebased(dst []byte, r *record, delta int64) []byte {
 	dst = append(dst, head...)
 	return append(dst, rest...)
 }
+
+// ErrNoKey: a record without a key, which a compacted topic refuses
+// because the cleaner could never keep or supersede it.
+var ErrNoKey = errors.New("compacted topic cannot accept a record without a key")
+
+// CheckKeys validates the records of one batch for a compacted topic: every
+// record must have a key. A compressed batch is decompressed (up to
+// MaxDecompressedBatch) to see its records.
+func CheckKeys(batch []byte) error {
+	h, err := ParseBatch(batch)
+	if err != nil {
+		return err
+	}
+	area := batch[BatchHeaderSize:]
+	if h.Compression() != codecNone {
+		c := codecPool.Get().(*codecs)
+		defer codecPool.Put(c)
+		if area, err = c.decompress(nil, h.Compression(), area, MaxDecompressedBatch); err != nil {
+			return err
+		}
+	}
+	return eachRecord(area, h.NumRecords, func(r *record) error {
+		if !r.hasKey {
+			return ErrNoKey
+		}
+		return nil
+	})
+}

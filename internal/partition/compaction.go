@@ -1,0 +1,79 @@
+package partition
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/idem-dev/idem/internal/logstore"
+)
+
+// Compaction of a partition whose topic has cleanup.policy=compact: the
+// partition knows what the log cleaner must respect (the last stable offset,
+// the aborted transactions, the producers whose last batch must stay) and
+// hands it to logstore's Cleaner.
+
+// CleanConfig is the compaction policy of the partition's topic.
+type CleanConfig struct {
+	MinCompactionLag time.Duration // min.compaction.lag.ms
+	DeleteRetention  time.Duration // delete.retention.ms
+}
+
+// CleaningState measures how much of the log a clean could rewrite.
+func (p *Partition) CleaningState(minLag time.Duration) logstore.CleaningState {
+	return p.log.CleaningState(p.LastStableOffset(), minLag)
+}
+
+// Clean runs one cleaning round with c (see logstore.Cleaner.Clean). Nothing
+// at or above the last stable offset is touched; records of aborted
+// transactions go; each live producer keeps its last batch, so that its
+// sequence survives a restart that replays the log.
+func (p *Partition) Clean(ctx context.Context, c *logstore.Cleaner, cfg CleanConfig) (logstore.CleanStats, error) {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return logstore.CleanStats{}, ErrClosed
+	}
+	// A restart rebuilds producer state from the snapshot and the log after
+	// it. The cleaner may remove a transaction's marker once its batches
+	// are gone, and a snapshot taken before those batches went would still
+	// hold the transaction open, with no marker left to close it: so the
+	// snapshot must cover everything the clean may touch.
+	if err := p.snapshotLocked(); err != nil {
+		p.mu.Unlock()
+		return logstore.CleanStats{}, err
+	}
+	opts := logstore.CleanOptions{
+		StableOffset:         p.log.DurableOffset(),
+		MinCompactionLag:     cfg.MinCompactionLag,
+		DeleteRetention:      cfg.DeleteRetention,
+		ProducerLastOffsets:  map[int64]int64{},
+		ProducerMarkerEpochs: map[int64]int16{},
+	}
+	for _, first := range p.ongoing {
+		opts.StableOffset = min(opts.StableOffset, first)
+	}
+	for pid, e := range p.producers {
+		switch n := len(e.Batches); {
+		case p.expired(e):
+		case n > 0:
+			opts.ProducerLastOffsets[pid] = e.Batches[n-1].LastOffset
+		default:
+			opts.ProducerMarkerEpochs[pid] = e.Epoch
+		}
+	}
+	for _, a := range p.aborted {
+		opts.Aborted = append(opts.Aborted, logstore.AbortedRange{ProducerID: a.ProducerID, FirstOffset: a.FirstOffset, LastOffset: a.LastOffset})
+	}
+	p.mu.Unlock()
+	return c.Clean(ctx, p.log, opts)
+}
+
+// RequireKeys refuses a batch with a record that has no key, as Kafka does
+// for compacted topics (INVALID_RECORD).
+func RequireKeys(batch []byte) error {
+	if err := logstore.CheckKeys(batch); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidRecord, err)
+	}
+	return nil
+}
