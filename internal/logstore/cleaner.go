@@ -200,9 +200,9 @@ func (l *Log) CleaningState(stableOffset int64, minLag time.Duration) CleaningSt
 	return st
 }
 
-// ErrCleaningStopped is returned by Clean on a log whose last swap could
+// errCleaningStopped is returned by Clean on a log whose last swap could
 // not be finished; recovery finishes it on the next open.
-var ErrCleaningStopped = errors.New("logstore: cleaning stopped until the log is reopened")
+var errCleaningStopped = errors.New("logstore: cleaning stopped until the log is reopened")
 
 // Clean runs one cleaning round on l. A round that fails or is cancelled
 // leaves the log as it was, except for groups already swapped in, which are
@@ -212,7 +212,7 @@ func (c *Cleaner) Clean(ctx context.Context, l *Log, opts CleanOptions) (CleanSt
 	defer l.cleanMu.Unlock()
 	var stats CleanStats
 	if l.cleanBroken != nil {
-		return stats, fmt.Errorf("%w: %v", ErrCleaningStopped, l.cleanBroken)
+		return stats, fmt.Errorf("%w: %v", errCleaningStopped, l.cleanBroken)
 	}
 	now := l.cfg.Now()
 	segs, firstDirty, err := l.plan(opts.StableOffset, opts.MinCompactionLag, now)

@@ -234,9 +234,10 @@ func (c *Cleaner) filterBatch(h BatchHeader, batch []byte, rs *roundState, isLas
 	return out, true
 }
 
-// noteHorizon records the delete horizon of a batch kept with records.
+// noteHorizon records the delete horizon of a batch kept with records, if
+// it is still to come: what a passed horizon allowed this round removed.
 func (rs *roundState) noteHorizon(h BatchHeader) {
-	if h.Attributes&attrDeleteHorizon != 0 && h.NumRecords > 0 && (rs.minHorizon < 0 || h.FirstTimestamp < rs.minHorizon) {
+	if h.Attributes&attrDeleteHorizon != 0 && h.NumRecords > 0 && h.FirstTimestamp > rs.now && (rs.minHorizon < 0 || h.FirstTimestamp < rs.minHorizon) {
 		rs.minHorizon = h.FirstTimestamp
 	}
 }

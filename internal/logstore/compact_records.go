@@ -87,9 +87,9 @@ func appendRebased(dst []byte, r *record, delta int64) []byte {
 	return append(dst, rest...)
 }
 
-// ErrNoKey: a record without a key, which a compacted topic refuses
+// errNoKey: a record without a key, which a compacted topic refuses
 // because the cleaner could never keep or supersede it.
-var ErrNoKey = errors.New("compacted topic cannot accept a record without a key")
+var errNoKey = errors.New("compacted topic cannot accept a record without a key")
 
 // CheckKeys validates the records of one batch for a compacted topic: every
 // record must have a key. A compressed batch is decompressed (up to
@@ -109,7 +109,7 @@ func CheckKeys(batch []byte) error {
 	}
 	return eachRecord(area, h.NumRecords, func(r *record) error {
 		if !r.hasKey {
-			return ErrNoKey
+			return errNoKey
 		}
 		return nil
 	})

@@ -72,6 +72,9 @@ func (p *Partition) Clean(ctx context.Context, c *logstore.Cleaner, cfg CleanCon
 // RequireKeys refuses a batch with a record that has no key, as Kafka does
 // for compacted topics (INVALID_RECORD).
 func RequireKeys(batch []byte) error {
+	if _, err := logstore.ParseBatch(batch); err != nil {
+		return fmt.Errorf("%w: %v", ErrCorruptBatch, err)
+	}
 	if err := logstore.CheckKeys(batch); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidRecord, err)
 	}
