@@ -26,8 +26,8 @@ type Type int
 const (
 	Bool Type = iota + 1
 	String
-	Int   // int32
-	Short // int16
+	Int    // int32
+	Short  // int16
 	Long   // int64
 	List   // comma-separated strings
 	Double // float64
