@@ -21,7 +21,10 @@ import (
 // it, never a mix; recovery must be repeatable.
 func TestCleanSurvivesACrashAtEverySyncPoint(t *testing.T) {
 	seeds := 40
-	if testing.Short() {
+	switch {
+	case raceDetector:
+		seeds = 1
+	case testing.Short():
 		seeds = 6
 	}
 	points := 0
