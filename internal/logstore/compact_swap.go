@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"io"
 	"io/fs"
+	"log/slog"
 	"strings"
 )
 
@@ -374,4 +375,54 @@ func (l *Log) swapIn(olds []*segment, seg *segment, cleanedPath string, sum uint
 		return true, fmt.Errorf("logstore: write index of %s: %w", seg.path, noSpace(err))
 	}
 	return true, l.cfg.Disk.Do(func() error { return l.writeCleanerStateLocked(committed) })
+}
+
+// pendingSwapView returns the segment bases as the next start will see them
+// once it has dealt with a swap a crash interrupted, and, when the new
+// segment is still named .cleaned, the file that holds it. It writes
+// nothing (Inspect).
+func pendingSwapView(fsys FS, dir string, bases []int64) ([]int64, map[int64]string, error) {
+	b, err := readWholeFile(fsys, join(dir, cleanerStateName), 1<<20)
+	if errors.Is(err, fs.ErrNotExist) {
+		return bases, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("logstore: read cleaner state: %w", err)
+	}
+	st, err := decodeCleanerState(b)
+	if err != nil || st.swap == nil {
+		return bases, nil, nil
+	}
+	sw := st.swap
+	cleaned := join(dir, cleanedName(sw.base))
+	inCleaned, err := fileHolds(fsys, cleaned, sw.size, sw.sum)
+	if err != nil {
+		return nil, nil, err
+	}
+	inLive, err := fileHolds(fsys, join(dir, segmentName(sw.base)), sw.size, sw.sum)
+	if err != nil || (!inCleaned && !inLive) {
+		return bases, nil, err
+	}
+	gone := map[int64]bool{}
+	for _, o := range sw.olds[1:] {
+		gone[o] = true
+	}
+	var out []int64
+	for _, b := range bases {
+		if !gone[b] {
+			out = append(out, b)
+		}
+	}
+	if inCleaned {
+		return out, map[int64]string{sw.base: cleaned}, nil
+	}
+	return out, nil, nil
+}
+
+// FinishPendingSwap finishes or rolls back a cleaner swap a crash
+// interrupted in the log in dir, as opening it would; for tools that work
+// on a stopped broker's files.
+func FinishPendingSwap(fsys FS, dir string) error {
+	l := &Log{fs: fsys, dir: dir, log: slog.New(slog.DiscardHandler)}
+	return l.recoverCleaner()
 }
