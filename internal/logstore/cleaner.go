@@ -504,7 +504,15 @@ type cleanedWriter struct {
 	seg  *segment
 	sum  uint32
 	done bool // finished or abandoned
+	// unsynced counts bytes written since the last fsync: the new segment
+	// is fsynced every cleanerSyncBytes, so that no large fsync at the end
+	// holds up the producers' fsyncs behind it.
+	unsynced int
 }
+
+// cleanerSyncBytes is how much the cleaner writes between fsyncs of a new
+// segment (RocksDB's bytes_per_sync, for the same reason).
+const cleanerSyncBytes = 4 << 20
 
 func (c *Cleaner) newCleanedWriter(ctx context.Context, l *Log, base int64) (*cleanedWriter, error) {
 	path := join(l.dir, cleanedName(base))
@@ -534,6 +542,15 @@ func (w *cleanedWriter) write(b []byte) error {
 	}
 	w.sum = crc32.Update(w.sum, castagnoli, b)
 	w.seg.track(decodeHeader(b), w.seg.size, len(b), w.l.cfg.IndexIntervalBytes)
+	if w.unsynced += len(b); w.unsynced >= cleanerSyncBytes && swapFault != swapSkipsFsync {
+		w.unsynced = 0
+		if err := w.bw.Flush(); err != nil {
+			return fmt.Errorf("logstore: write %s: %w", w.path, noSpace(err))
+		}
+		if err := w.seg.f.Sync(); err != nil {
+			return fmt.Errorf("logstore: fsync %s: %w", w.path, err)
+		}
+	}
 	return nil
 }
 

@@ -60,23 +60,25 @@ func (m *keyMap) hash(key []byte) (uint64, uint64) {
 }
 
 // probe returns the slot holding (h1, h2) or the empty slot where it goes,
-// by double hashing (the step is odd, so it visits every slot).
+// by linear probing: neighbouring slots share cache lines, and the table
+// stays at most half full until it reaches its memory bound.
 func (m *keyMap) probe(h1, h2 uint64) *keySlot {
 	mask := uint64(len(m.slots) - 1)
-	i, step := h1&mask, h2|1
-	for {
+	for i := h1 & mask; ; i = (i + 1) & mask {
 		s := &m.slots[i]
 		if s.off == 0 || (s.h1 == h1 && s.h2 == h2) {
 			return s
 		}
-		i = (i + step) & mask
 	}
 }
+
+// growAt is the load at which the table doubles while it may still grow.
+const growAt = 0.5
 
 // put records that key was written at off (offsets arrive in ascending
 // order). The caller checks room first; put grows the table as needed.
 func (m *keyMap) put(key []byte, off int64) {
-	if float64(m.used+1) > float64(len(m.slots))*m.loadFactor {
+	if len(m.slots) < m.maxSlots && float64(m.used+1) > float64(len(m.slots))*growAt || len(m.slots) == 0 {
 		m.grow()
 	}
 	h1, h2 := m.hash(key)
@@ -98,10 +100,7 @@ func (m *keyMap) get(key []byte) int64 {
 }
 
 func (m *keyMap) grow() {
-	n := max(1024, 2*len(m.slots))
-	if n > m.maxSlots {
-		n = m.maxSlots
-	}
+	n := min(max(1024, 2*len(m.slots)), m.maxSlots)
 	if n == len(m.slots) {
 		return // the caller checked room; at maxSlots the load factor still leaves free slots
 	}

@@ -366,3 +366,66 @@ func TestCleanKeepsTheLastBatchOfEveryLiveProducer(t *testing.T) {
 		t.Fatalf("producer's last batch not kept empty with its fields: %+v", kept)
 	}
 }
+
+// TestKeyMapStaysWithinItsBound: the table never takes more than its byte
+// bound, answers every key it took, and stops taking keys at its load
+// factor.
+func TestKeyMapStaysWithinItsBound(t *testing.T) {
+	for _, maxBytes := range []int64{48, 1000, 24 << 10, 1 << 20} {
+		m := newKeyMap(maxBytes, 0.9)
+		n := 0
+		for m.room(1) {
+			m.put([]byte(fmt.Sprint("key-", n)), int64(n))
+			n++
+			if m.bytes() > maxBytes {
+				t.Fatalf("bound %d: the table holds %d bytes", maxBytes, m.bytes())
+			}
+		}
+		if n != m.capacity() || n < 1 {
+			t.Fatalf("bound %d: took %d keys, capacity %d", maxBytes, n, m.capacity())
+		}
+		for i := range n {
+			if got := m.get([]byte(fmt.Sprint("key-", i))); got != int64(i) {
+				t.Fatalf("bound %d: key %d maps to %d", maxBytes, i, got)
+			}
+		}
+		if m.get([]byte("absent")) != -1 {
+			t.Fatalf("bound %d: an absent key is found", maxBytes)
+		}
+		m.put([]byte("key-0"), 1<<40) // an update takes no room
+		if m.get([]byte("key-0")) != 1<<40 || m.used != n {
+			t.Fatal("update")
+		}
+	}
+}
+
+// TestAFullKeyMapCleansInSeveralRounds: when the key map cannot hold the
+// dirty part's keys, a round cleans up to where it mapped and the next
+// rounds go on, with the same result as one big round.
+func TestAFullKeyMapCleansInSeveralRounds(t *testing.T) {
+	clock := newTestClock()
+	l := compactLog(t, NewMemFS(), clock, 800)
+	defer l.Close()
+	for i := range 120 {
+		mustAppendDurable(t, l, keyedBatch(t, plainSpec(clock.Millis()), put(fmt.Sprint("k", i%60), fmt.Sprint(i)), put(fmt.Sprint("k", (i*7)%60), fmt.Sprint(i))))
+	}
+	before, _ := readBack(t, l)
+	end := l.SegmentBases()[len(l.SegmentBases())-1]
+	c := NewCleaner(CleanerConfig{DedupeBufferBytes: 24 * 32, IOBufferBytes: 512}) // 32 slots: 28 keys
+	rounds := 0
+	for {
+		st := clean(t, c, l, CleanOptions{})
+		if st.CleanedTo == st.FirstDirty {
+			break
+		}
+		rounds++
+		if st.Keys > c.keys.capacity() {
+			t.Fatalf("mapped %d keys with room for %d", st.Keys, c.keys.capacity())
+		}
+	}
+	if rounds < 3 {
+		t.Fatalf("%d rounds: the map should have filled", rounds)
+	}
+	after, _ := readBack(t, l)
+	expectCompacted(t, before, after, end)
+}
