@@ -151,22 +151,24 @@ type cleanSeg struct {
 }
 
 // plan returns the sealed segments a clean may touch (from the log start up
-// to the first one that holds offsets at or above stableOffset or records
-// younger than minLag) and the first dirty offset.
+// to the first one that holds offsets at or above stableOffset, or dirty
+// records younger than minLag) and the first dirty offset.
 func (l *Log) plan(stableOffset int64, minLag time.Duration, now time.Time) ([]cleanSeg, int64, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
 		return nil, 0, ErrClosed
 	}
+	firstDirty := max(l.firstDirty.Load(), l.start.Load())
 	var segs []cleanSeg
 	for _, s := range l.segs[:len(l.segs)-1] {
-		if s.next > stableOffset || (minLag > 0 && s.maxTS > now.Add(-minLag).UnixMilli()) {
+		young := minLag > 0 && s.next > firstDirty && s.maxTS > now.Add(-minLag).UnixMilli()
+		if s.next > stableOffset || young {
 			break
 		}
 		segs = append(segs, cleanSeg{seg: s, base: s.base, next: s.next, size: s.size})
 	}
-	return segs, max(l.firstDirty.Load(), l.start.Load()), nil
+	return segs, firstDirty, nil
 }
 
 // CleaningState measures the log for the cleaner's choice of what to clean.
