@@ -53,6 +53,8 @@ type Cleaner struct {
 	plain   []byte // kept records, before compression
 	outBuf  []byte // a rewritten batch
 	kept    []kept
+	hashes  []keyHash
+	offsets []int64
 	readBuf []byte // what a round reads
 	copyBuf []byte // what a group's unchanged prefix is copied through
 }
@@ -328,12 +330,18 @@ func (c *Cleaner) buildKeyMap(ctx context.Context, l *Log, segs []cleanSeg, firs
 				return end, nil
 			}
 			if area, ok := c.records(h, b); ok {
+				c.hashes, c.offsets = c.hashes[:0], c.offsets[:0]
 				eachRecord(area, h.NumRecords, func(rec *record) error {
 					if off := h.BaseOffset + int64(rec.offsetDelta); rec.hasKey && off >= firstDirty {
-						c.keys.put(rec.key, off)
+						c.hashes = append(c.hashes, c.keys.hash(rec.key))
+						c.offsets = append(c.offsets, off)
 					}
 					return nil
 				})
+				c.keys.warm(c.hashes)
+				for i, hh := range c.hashes {
+					c.keys.putHash(hh, c.offsets[i])
+				}
 			}
 			end = h.NextOffset()
 		}

@@ -131,6 +131,8 @@ type kept struct {
 	raw, body  []byte
 	tsDelta    int64
 	tsDeltaEnd int
+	offset     int64
+	tombstone  bool
 }
 
 // filterBatch decides what becomes of one batch of a group being cleaned:
@@ -194,29 +196,38 @@ func (c *Cleaner) filterBatch(h BatchHeader, batch []byte, rs *roundState, isLas
 	if !ok {
 		return keep()
 	}
-	c.kept = c.kept[:0]
-	tombstones := false
+	// The records with a key (Kafka's cleaner drops the others), then
+	// their keys looked up together (keyMap.warm).
+	c.kept, c.hashes = c.kept[:0], c.hashes[:0]
 	err := eachRecord(area, h.NumRecords, func(r *record) error {
-		if !r.hasKey {
-			return nil // Kafka's cleaner drops records without a key
+		if r.hasKey {
+			c.kept = append(c.kept, kept{raw: r.raw, body: r.body, tsDelta: r.tsDelta, tsDeltaEnd: r.tsDeltaEnd,
+				offset: h.BaseOffset + int64(r.offsetDelta), tombstone: !r.hasValue})
+			c.hashes = append(c.hashes, rs.keys.hash(r.key))
 		}
-		offset := h.BaseOffset + int64(r.offsetDelta)
-		if rs.keys.get(r.key) > offset {
-			return nil // a later record has this key
-		}
-		if !r.hasValue {
-			if horizonSet && horizon <= rs.now {
-				return nil // a tombstone past its delete horizon
-			}
-			tombstones = true
-		}
-		c.kept = append(c.kept, kept{raw: r.raw, body: r.body, tsDelta: r.tsDelta, tsDeltaEnd: r.tsDeltaEnd})
 		return nil
 	})
 	if err != nil {
 		rs.stats.Unreadable++
 		return keep() // records the cleaner cannot read are left as they are
 	}
+	rs.keys.warm(c.hashes)
+	tombstones := false
+	n := 0
+	for i, k := range c.kept {
+		if rs.keys.getHash(c.hashes[i]) > k.offset {
+			continue // a later record has this key
+		}
+		if k.tombstone {
+			if horizonSet && horizon <= rs.now {
+				continue // a tombstone past its delete horizon
+			}
+			tombstones = true
+		}
+		c.kept[n] = k
+		n++
+	}
+	c.kept = c.kept[:n]
 	if len(c.kept) == 0 {
 		return empty()
 	}

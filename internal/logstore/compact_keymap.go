@@ -20,12 +20,16 @@ type keyMap struct {
 	used         int
 	maxSlots     int
 	loadFactor   float64
+	sink         int64 // keeps warm's loads from being optimised away
 }
 
 type keySlot struct {
 	h1, h2 uint64
 	off    int64 // offset+1; 0 marks an empty slot
 }
+
+// keyHash is a key's 128-bit hash.
+type keyHash struct{ h1, h2 uint64 }
 
 const keySlotBytes = 24
 
@@ -55,8 +59,25 @@ func (m *keyMap) capacity() int {
 // room reports whether n more keys surely fit.
 func (m *keyMap) room(n int) bool { return m.used+n <= m.capacity() }
 
-func (m *keyMap) hash(key []byte) (uint64, uint64) {
-	return maphash.Bytes(m.seed1, key), maphash.Bytes(m.seed2, key)
+func (m *keyMap) hash(key []byte) keyHash {
+	return keyHash{maphash.Bytes(m.seed1, key), maphash.Bytes(m.seed2, key)}
+}
+
+// warm touches the home slots of hs before they are probed one by one:
+// these loads do not depend on each other, so the processor overlaps their
+// cache and TLB misses, which the dependent probes that follow cannot.
+// The table is far larger than the caches, so this is most of a clean's
+// time (a batch's keys are warmed together).
+func (m *keyMap) warm(hs []keyHash) {
+	if len(m.slots) == 0 {
+		return
+	}
+	mask := uint64(len(m.slots) - 1)
+	var sink int64
+	for _, h := range hs {
+		sink += m.slots[h.h1&mask].off
+	}
+	m.sink += sink
 }
 
 // probe returns the slot holding (h1, h2) or the empty slot where it goes,
@@ -77,26 +98,28 @@ const growAt = 0.5
 
 // put records that key was written at off (offsets arrive in ascending
 // order). The caller checks room first; put grows the table as needed.
-func (m *keyMap) put(key []byte, off int64) {
+func (m *keyMap) put(key []byte, off int64) { m.putHash(m.hash(key), off) }
+
+func (m *keyMap) putHash(h keyHash, off int64) {
 	if len(m.slots) < m.maxSlots && float64(m.used+1) > float64(len(m.slots))*growAt || len(m.slots) == 0 {
 		m.grow()
 	}
-	h1, h2 := m.hash(key)
-	s := m.probe(h1, h2)
+	s := m.probe(h.h1, h.h2)
 	if s.off == 0 {
 		m.used++
-		s.h1, s.h2 = h1, h2
+		s.h1, s.h2 = h.h1, h.h2
 	}
 	s.off = off + 1
 }
 
 // get returns the last offset recorded for key, or -1.
-func (m *keyMap) get(key []byte) int64 {
+func (m *keyMap) get(key []byte) int64 { return m.getHash(m.hash(key)) }
+
+func (m *keyMap) getHash(h keyHash) int64 {
 	if len(m.slots) == 0 {
 		return -1
 	}
-	h1, h2 := m.hash(key)
-	return m.probe(h1, h2).off - 1
+	return m.probe(h.h1, h.h2).off - 1
 }
 
 func (m *keyMap) grow() {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -33,6 +34,7 @@ import (
 //
 // IDEM_COMPACTION_BENCH_MB sizes the dirty log (default 256),
 // IDEM_COMPACTION_BENCH_ROUNDS the rounds (default 3),
+// IDEM_COMPACTION_BENCH_SECONDS each half of a round (default 5),
 // IDEM_COMPACTION_BENCH_IO the cleaner's log.cleaner.io.max.bytes.per.second
 // (default unlimited), IDEM_COMPACTION_BENCH_CODEC its batches' codec
 // (none or zstd; default none).
@@ -56,7 +58,7 @@ func TestCompactionThroughputBesideProducers(t *testing.T) {
 	t.Logf("dirty log: %d MiB in %v (codec %q), GOMAXPROCS %d", size>>20, time.Since(built).Round(time.Millisecond), codec, runtime.GOMAXPROCS(0))
 
 	cleaner := logstore.NewCleaner(logstore.CleanerConfig{IOBytesPerSecond: ioRate})
-	const window = 8 * time.Second
+	window := time.Duration(envInt("IDEM_COMPACTION_BENCH_SECONDS", 5)) * time.Second
 	var idle, busy []float64
 	var cleanRates []float64
 	copies := max(2, int(int64(window.Seconds())*400<<20/size)+1) // enough for 400 MB/s
@@ -79,6 +81,9 @@ func TestCompactionThroughputBesideProducers(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			if os.Getenv("IDEM_COMPACTION_BENCH_NORMAL_PRIORITY") == "" {
+				logstore.BackgroundPriority() // as the broker's cleaner goroutine does
+			}
 			for _, dir := range dirs {
 				select {
 				case <-stop:
@@ -99,8 +104,9 @@ func TestCompactionThroughputBesideProducers(t *testing.T) {
 		}
 		cleanRate := float64(cleaned.Load()) / 1e6 / time.Duration(took.Load()).Seconds()
 		idle, busy, cleanRates = append(idle, idleRate), append(busy, busyRate), append(cleanRates, cleanRate)
-		t.Logf("round %d: producers alone %.1f MB/s, beside the cleaner %.1f MB/s (%.0f%%); cleaner %.1f MB/s of input (%d MB cleaned in %v of cleaning)",
-			r, idleRate, busyRate, 100*busyRate/idleRate, cleanRate, cleaned.Load()/1e6, time.Duration(took.Load()).Round(time.Millisecond))
+		load, _ := os.ReadFile("/proc/loadavg")
+		t.Logf("round %d: producers alone %.1f MB/s, beside the cleaner %.1f MB/s (%.0f%%); cleaner %.1f MB/s of input (%d MB cleaned in %v of cleaning); load %s",
+			r, idleRate, busyRate, 100*busyRate/idleRate, cleanRate, cleaned.Load()/1e6, time.Duration(took.Load()).Round(time.Millisecond), strings.Fields(string(load))[0])
 	}
 	t.Logf("summary: producers idle %v MB/s, busy %v MB/s; cleaner %v MB/s; key map %d MiB", fmt1(idle), fmt1(busy), fmt1(cleanRates), cleaner.KeyMapBytes()>>20)
 }

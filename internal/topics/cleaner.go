@@ -17,7 +17,8 @@ import (
 // owned by the Manager and joined by Close, cleans one partition at a time
 // with one logstore.Cleaner, so the key map (log.cleaner.dedupe.buffer.size)
 // is the only large memory it holds and log.cleaner.io.max.bytes.per.second
-// bounds its I/O. Like Kafka's LogCleanerManager it picks the partition with
+// bounds its I/O; its thread runs at the lowest CPU and I/O priority. Like
+// Kafka's LogCleanerManager it picks the partition with
 // the highest dirty ratio among those above min.cleanable.dirty.ratio, those
 // whose oldest uncleaned record is older than max.compaction.lag.ms, and
 // those with a tombstone or marker whose delete horizon has passed; with
@@ -98,6 +99,11 @@ func (m *Manager) startCleaner() {
 
 func (m *Manager) runCleaner(ctx context.Context, c *logstore.Cleaner, backoff time.Duration) {
 	defer close(m.cleanerDone)
+	// Cleaning is background work: its thread yields the processor and the
+	// disk to everything else (producers first), and dies with it.
+	if err := logstore.BackgroundPriority(); err != nil {
+		m.log.Debug("log cleaner runs at normal priority", "err", err)
+	}
 	failed := map[*partition.Partition]time.Time{} // partitions to leave alone until then
 	timer := time.NewTimer(0)
 	defer timer.Stop()
