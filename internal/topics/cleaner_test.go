@@ -2,7 +2,9 @@ package topics
 
 import (
 	"context"
+	"encoding/binary"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -129,5 +131,69 @@ func TestCompactOnlyTopicsKeepEverythingRetentionWouldDelete(t *testing.T) {
 		if policy != "delete" && lc.RollInterval != time.Minute {
 			t.Fatalf("%s: segments roll after %v, want max.compaction.lag.ms", policy, lc.RollInterval)
 		}
+	}
+}
+
+// TestMaxCompactionLagCleansWhateverTheRatio: with a dirty ratio that can
+// never be exceeded, a partition is still cleaned once its oldest
+// uncleaned record is older than max.compaction.lag.ms; without the lag it
+// is not.
+func TestMaxCompactionLagCleansWhateverTheRatio(t *testing.T) {
+	mem := logstore.NewMemFS()
+	clock := time.UnixMilli(1_700_000_000_000)
+	var mu sync.Mutex
+	now := func() time.Time { mu.Lock(); defer mu.Unlock(); return clock }
+	conf := config.New()
+	conf.Set("log.cleaner.backoff.ms", "5")
+	cat, err := catalog.Open(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: conf, Now: now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	for _, name := range []string{"lagged", "ratio-only"} {
+		cfg := map[string]string{"cleanup.policy": "compact", "segment.bytes": "1024", "min.cleanable.dirty.ratio": "1"}
+		if name == "lagged" {
+			cfg["max.compaction.lag.ms"] = "60000"
+		}
+		if _, err := m.CreateTopic(name, 1, cfg); err != nil {
+			t.Fatal(err)
+		}
+		p, _ := m.Partition(name, 0)
+		for i := range 100 {
+			b := recordBatch(fmt.Sprint("k", i%3), fmt.Sprint("v", i))
+			binary.BigEndian.PutUint64(b[27:], uint64(clock.UnixMilli()))
+			binary.BigEndian.PutUint64(b[35:], uint64(clock.UnixMilli()))
+			logstore.FixCRC(b)
+			res, err := p.Append(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p.WaitDurable(context.Background(), res.LastOffset+1)
+		}
+	}
+	dirty := func(name string) int64 {
+		p, _ := m.Partition(name, 0)
+		return p.CleaningState(0).DirtyBytes
+	}
+	time.Sleep(100 * time.Millisecond)
+	if dirty("lagged") == 0 || dirty("ratio-only") == 0 {
+		t.Fatal("cleaned before the lag passed")
+	}
+	mu.Lock()
+	clock = clock.Add(2 * time.Minute)
+	mu.Unlock()
+	deadline := time.Now().Add(10 * time.Second)
+	for dirty("lagged") > 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("max.compaction.lag.ms passed but the partition was not cleaned")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if dirty("ratio-only") == 0 {
+		t.Fatal("a partition below its dirty ratio and without max.compaction.lag.ms was cleaned")
 	}
 }
