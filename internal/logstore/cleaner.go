@@ -193,11 +193,10 @@ func (l *Log) CleaningState(stableOffset int64, minLag time.Duration) CleaningSt
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	for _, s := range l.segs[:len(l.segs)-1] {
-		if s.next > firstDirty && !l.closed {
-			var hdr [BatchHeaderSize]byte
-			if _, err := readFull(s.f, hdr[:], 0); err == nil {
-				st.FirstDirtyTime = decodeHeader(hdr[:]).MaxTimestamp
-			}
+		// The time index's first entry is the segment's first timestamp
+		// (its first batch's newest record), as Kafka uses it.
+		if s.next > firstDirty && !l.closed && len(s.timeIdx) > 0 {
+			st.FirstDirtyTime = s.timeIdx[0].ts
 			break
 		}
 	}

@@ -325,21 +325,15 @@ func (l *Log) swapIn(olds []*segment, seg *segment, cleanedPath string, sum uint
 	committed := st
 	committed.swap = nil
 
-	l.mu.Lock()
-	for i := 0; still && i < len(olds); i++ {
-		still = l.segs[at+i] == olds[i] // only rolls, which append, could have run
-	}
-	if !still {
-		l.mu.Unlock()
-		seg.f.Close()
-		return false, errors.Join(removeIfExists(l.fs, cleanedPath), l.writeCleanerStateLocked(committed))
-	}
+	// Readers and appends use open files, not names, so the rename needs
+	// only ckptMu; mu is held just to switch the segment list (ckptMu keeps
+	// out everything but rolls, which append to it).
 	if err := l.fs.Rename(cleanedPath, seg.path); err != nil {
-		l.mu.Unlock()
 		seg.f.Close()
 		// Nothing old was touched: abandon the swap.
 		return false, errors.Join(fmt.Errorf("logstore: rename %s: %w", cleanedPath, err), removeIfExists(l.fs, cleanedPath), l.writeCleanerStateLocked(committed))
 	}
+	l.mu.Lock()
 	l.segs = append(l.segs[:at:at], append([]*segment{seg}, l.segs[at+len(olds):]...)...)
 	l.mu.Unlock()
 	for _, o := range olds {

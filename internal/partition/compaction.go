@@ -28,23 +28,21 @@ func (p *Partition) CleaningState(minLag time.Duration) logstore.CleaningState {
 // at or above the last stable offset is touched; records of aborted
 // transactions go; each live producer keeps its last batch, so that its
 // sequence survives a restart that replays the log.
+//
+// Nor is anything the last producer snapshot does not cover: a restart
+// rebuilds producer state from the snapshot and the log after it, and the
+// cleaner removes a transaction's marker once its batches are gone; a
+// snapshot taken before those batches went would still hold the
+// transaction open, with no marker left after it to close it. Callers
+// that want the clean to reach the end of the log call Snapshot first.
 func (p *Partition) Clean(ctx context.Context, c *logstore.Cleaner, cfg CleanConfig) (logstore.CleanStats, error) {
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return logstore.CleanStats{}, ErrClosed
 	}
-	// A restart rebuilds producer state from the snapshot and the log after
-	// it. The cleaner may remove a transaction's marker once its batches
-	// are gone, and a snapshot taken before those batches went would still
-	// hold the transaction open, with no marker left to close it: so the
-	// snapshot must cover everything the clean may touch.
-	if err := p.snapshotLocked(); err != nil {
-		p.mu.Unlock()
-		return logstore.CleanStats{}, err
-	}
 	opts := logstore.CleanOptions{
-		StableOffset:         p.log.DurableOffset(),
+		StableOffset:         min(p.log.DurableOffset(), max(p.snapEnd, 0)),
 		MinCompactionLag:     cfg.MinCompactionLag,
 		DeleteRetention:      cfg.DeleteRetention,
 		ProducerLastOffsets:  map[int64]int64{},

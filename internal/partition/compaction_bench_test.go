@@ -219,6 +219,9 @@ func cleanOnce(t *testing.T, dir string, c *logstore.Cleaner, stop <-chan struct
 		}
 	}()
 	began := time.Now()
+	if err := p.Snapshot(); err != nil {
+		t.Error(err)
+	}
 	st, err := p.Clean(ctx, c, CleanConfig{DeleteRetention: time.Hour})
 	if err != nil {
 		if ctx.Err() == nil {

@@ -235,6 +235,14 @@ func (m *compactionModel) endTxn(pid int64, commit bool) {
 // point in the middle and continuing from it.
 func (m *compactionModel) clean() {
 	m.steps["clean"]++
+	// Sometimes snapshot producer state first, as the broker always does:
+	// a clean reaches only what the snapshot covers, and a snapshot older
+	// than what a clean removed must never be trusted.
+	if m.rng.IntN(8) == 0 {
+		if err := m.p.Snapshot(); err != nil {
+			m.t.Fatal(err)
+		}
+	}
 	var mu sync.Mutex
 	var img *logstore.MemFS
 	if m.rng.IntN(3) == 0 {
@@ -441,5 +449,64 @@ func TestRequireKeys(t *testing.T) {
 	logstore.FixCRC(out)
 	if err := RequireKeys(out); !errors.Is(err, ErrInvalidRecord) || !strings.Contains(err.Error(), "without a key") {
 		t.Fatalf("keyless record: %v", err)
+	}
+}
+
+// TestACleanNeverOutrunsTheProducerSnapshot: a transaction open when the
+// producer snapshot was taken, committed after it, then superseded and
+// cleaned away; a restart from that snapshot must still find its marker,
+// or it would hold the transaction, and the last stable offset, open for
+// ever. A clean therefore reaches only what the snapshot covers.
+func TestACleanNeverOutrunsTheProducerSnapshot(t *testing.T) {
+	mem := logstore.NewMemFS()
+	now := time.UnixMilli(1_700_000_000_000)
+	var mu sync.Mutex
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	open := func(fsys logstore.FS) *Partition {
+		p, err := Open(Config{Topic: "t", FS: fsys, Dir: "/d/0", SnapshotPath: "/d/0.producers", Now: clock,
+			Log: logstore.Config{SegmentBytes: 200, CheckpointInterval: time.Hour}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	p := open(mem)
+	ctx := context.Background()
+	app := func(b []byte) {
+		res, err := p.Append(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		p.WaitDurable(ctx, res.LastOffset+1)
+	}
+	v := "x"
+	app(keyedBatch(9, 0, 0, true, clock().UnixMilli(), []string{"k"}, []*string{&v}))
+	if err := p.Snapshot(); err != nil { // the transaction is open here
+		t.Fatal(err)
+	}
+	if _, err := p.WriteMarker(ctx, 9, 0, true, 0); err != nil {
+		t.Fatal(err)
+	}
+	// The producer's last batch (which a clean keeps) comes after.
+	app(keyedBatch(9, 0, 1, false, clock().UnixMilli(), []string{"other"}, []*string{&v}))
+	c := logstore.NewCleaner(logstore.CleanerConfig{DedupeBufferBytes: 1 << 20})
+	for range 3 {
+		for i := range 10 {
+			w := fmt.Sprint(i)
+			app(keyedBatch(-1, -1, -1, false, clock().UnixMilli(), []string{"k"}, []*string{&w}))
+		}
+		if _, err := p.Clean(ctx, c, CleanConfig{DeleteRetention: time.Second}); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		now = now.Add(time.Minute)
+		mu.Unlock()
+	}
+	crashed := mem.CrashClone(logstore.CrashOptions{}) // no snapshot since the first
+	p.Close()
+	p = open(crashed)
+	defer p.Close()
+	if lso, hwm := p.LastStableOffset(), p.HighWatermark(); lso != hwm {
+		t.Fatalf("after the restart the last stable offset is %d, the high watermark %d: the committed transaction is held open", lso, hwm)
 	}
 }

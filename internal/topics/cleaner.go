@@ -119,6 +119,14 @@ func (m *Manager) runCleaner(ctx context.Context, c *logstore.Cleaner, backoff t
 			continue
 		}
 		began := m.now()
+		// The clean reaches only what the producer snapshot covers: take
+		// one first, at normal priority (it holds the partition's append
+		// lock while it waits for an fsync; this thread must not).
+		snapped := make(chan error, 1)
+		go func() { snapped <- p.Snapshot() }()
+		if err := <-snapped; err != nil {
+			m.log.Warn("producer snapshot before cleaning failed", "topic", p.Topic(), "partition", p.Index(), "err", err)
+		}
 		stats, err := p.Clean(ctx, c, partition.CleanConfig{MinCompactionLag: comp.minLag, DeleteRetention: comp.deleteRetention})
 		switch {
 		case ctx.Err() != nil:
