@@ -18,6 +18,7 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/logstore"
 )
 
@@ -36,8 +37,9 @@ import (
 // IDEM_COMPACTION_BENCH_ROUNDS the rounds (default 3),
 // IDEM_COMPACTION_BENCH_SECONDS each half of a round (default 5),
 // IDEM_COMPACTION_BENCH_IO the cleaner's log.cleaner.io.max.bytes.per.second
-// (default unlimited), IDEM_COMPACTION_BENCH_CODEC its batches' codec
-// (none or zstd; default none).
+// (default: the broker's default; 0 is unlimited), IDEM_COMPACTION_BENCH_CODEC
+// its batches' codec (none or zstd; default none), and
+// IDEM_COMPACTION_BENCH_NORMAL_PRIORITY=1 runs the cleaner at normal priority.
 func TestCompactionThroughputBesideProducers(t *testing.T) {
 	if os.Getenv("IDEM_COMPACTION_BENCH") == "" {
 		t.Skip("set IDEM_COMPACTION_BENCH=1 to run the compaction benchmark")
@@ -49,7 +51,11 @@ func TestCompactionThroughputBesideProducers(t *testing.T) {
 		return def
 	}
 	mb, rounds := envInt("IDEM_COMPACTION_BENCH_MB", 256), envInt("IDEM_COMPACTION_BENCH_ROUNDS", 3)
-	ioRate, _ := strconv.ParseFloat(os.Getenv("IDEM_COMPACTION_BENCH_IO"), 64)
+	prop, _ := config.Lookup("log.cleaner.io.max.bytes.per.second")
+	ioRate, _ := strconv.ParseFloat(prop.Default, 64)
+	if v := os.Getenv("IDEM_COMPACTION_BENCH_IO"); v != "" {
+		ioRate, _ = strconv.ParseFloat(v, 64) // 0: unlimited
+	}
 	codec := os.Getenv("IDEM_COMPACTION_BENCH_CODEC")
 	root := t.TempDir()
 	template := filepath.Join(root, "template")
@@ -270,11 +276,19 @@ func produceFor(t *testing.T, dir string, d time.Duration) float64 {
 	return float64(bytes.Load()) / 1e6 / d.Seconds()
 }
 
+var benchZstd struct {
+	once sync.Once
+	enc  *zstd.Encoder
+}
+
+// zstdCompress compresses with one encoder for the whole test binary (it
+// starts no goroutine at concurrency 1 with EncodeAll).
 func zstdCompress(t *testing.T, b []byte) []byte {
-	enc, err := zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer enc.Close()
-	return enc.EncodeAll(b, nil)
+	benchZstd.once.Do(func() {
+		var err error
+		if benchZstd.enc, err = zstd.NewWriter(nil, zstd.WithEncoderConcurrency(1)); err != nil {
+			t.Fatal(err)
+		}
+	})
+	return benchZstd.enc.EncodeAll(b, nil)
 }
