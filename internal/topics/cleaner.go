@@ -153,9 +153,9 @@ func (m *Manager) filthiest(failed map[*partition.Partition]time.Time) (*partiti
 	var bestComp compaction
 	bestRatio := -1.0
 	m.mu.RLock()
-	topics := make([]*topicParts, 0, len(m.topics))
+	topics := make([]topicParts, 0, len(m.topics))
 	for _, tp := range m.topics {
-		topics = append(topics, tp)
+		topics = append(topics, topicParts{topic: tp.topic, parts: append([]*slot(nil), tp.parts...)})
 	}
 	m.mu.RUnlock()
 	for _, tp := range topics {
