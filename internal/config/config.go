@@ -26,10 +26,11 @@ type Type int
 const (
 	Bool Type = iota + 1
 	String
-	Int   // int32
-	Short // int16
-	Long  // int64
-	List  // comma-separated strings
+	Int    // int32
+	Short  // int16
+	Long   // int64
+	List   // comma-separated strings
+	Double // float64
 )
 
 func (t Type) String() string {
@@ -46,6 +47,8 @@ func (t Type) String() string {
 		return "long"
 	case List:
 		return "list"
+	case Double:
+		return "double"
 	}
 	return "unknown"
 }
@@ -146,14 +149,38 @@ var registry = []*Property{
 		Doc: "How often retention runs and idempotent-producer state is snapshotted (bounding the log replay after a crash)."},
 	{Name: "log.index.interval.bytes", Type: Int, Default: "4096", Min: 0, Max: maxInt32,
 		Doc: "Bytes between entries of the sparse offset and time indexes."},
-	{Name: "log.cleanup.policy", Type: List, Default: "delete", Enum: []string{"delete"}, Topic: "cleanup.policy",
-		Doc: "Only delete is supported; compaction is not implemented."},
+	{Name: "log.cleanup.policy", Type: List, Default: "delete", Enum: []string{"delete", "compact"}, Topic: "cleanup.policy",
+		Doc: "delete removes whole old segments by retention.ms and retention.bytes; compact keeps the latest record of each key (log compaction, docs/compaction.md); compact,delete does both. A compact-only topic is never trimmed by time or size, and refuses records without a key."},
 	{Name: "message.max.bytes", Type: Int, Default: "1048588", Min: 0, Max: maxInt32, Topic: "max.message.bytes",
 		Doc: "Largest record batch accepted by Produce (after compression)."},
 	{Name: "log.message.timestamp.type", Type: String, Default: "CreateTime", Enum: []string{"CreateTime", "LogAppendTime"}, Topic: "message.timestamp.type",
 		Doc: "Whether a record's timestamp is the producer's (CreateTime) or the broker's append time (LogAppendTime)."},
 	{Name: "compression.type", Type: String, Default: "producer", Enum: []string{"producer"}, Topic: "compression.type",
 		Doc: "Batches are stored exactly as the producer compressed them; recompression is not implemented."},
+
+	// Log compaction (docs/compaction.md).
+	{Name: "log.cleaner.enable", Type: Bool, Default: "true",
+		Doc: "Run the log cleaner, which compacts the partitions of topics with cleanup.policy=compact."},
+	{Name: "log.cleaner.threads", Type: Int, Default: "1", Min: 1, Max: 1,
+		Doc: "idem runs one cleaner goroutine, which cleans one partition at a time; only 1 is accepted."},
+	{Name: "log.cleaner.backoff.ms", Type: Long, Default: "15000", Min: 0, Max: math.MaxInt64,
+		Doc: "How long the cleaner sleeps when no partition needs cleaning."},
+	{Name: "log.cleaner.dedupe.buffer.size", Type: Long, Default: "134217728", Min: 1024, Max: 1 << 40,
+		Doc: "Most memory the cleaner's key map may take: 24 bytes per distinct key of the part of a log being cleaned. A round maps as many keys as fit and cleans up to there; the next round goes on."},
+	{Name: "log.cleaner.io.buffer.size", Type: Int, Default: "524288", Min: 1024, Max: maxInt32,
+		Doc: "Size of the cleaner's read and write buffers (each)."},
+	{Name: "log.cleaner.io.buffer.load.factor", Type: Double, Default: "0.9", check: checkRatio(0.1, 1),
+		Doc: "How full the cleaner's key map may get before a round stops mapping."},
+	{Name: "log.cleaner.io.max.bytes.per.second", Type: Double, Default: "314572800", check: checkRatio(1, math.MaxFloat64),
+		Doc: "Most bytes per second the cleaner reads and writes together (300 MiB/s: about 100 MB/s of log cleaned, while acks=all producers keep over 80% of their throughput on a 2-core machine; docs/compaction.md). Kafka's default is unlimited; 1.7976931348623157E308 means the same here."},
+	{Name: "log.cleaner.min.cleanable.ratio", Type: Double, Default: "0.5", Topic: "min.cleanable.dirty.ratio", check: checkRatio(0, 1),
+		Doc: "A partition is cleaned once the part not yet cleaned is more than this fraction of its cleanable log."},
+	{Name: "log.cleaner.delete.retention.ms", Type: Long, Default: strconv.FormatInt(day, 10), Min: 0, Max: math.MaxInt64, Topic: "delete.retention.ms",
+		Doc: "How long a tombstone (and the marker of a transaction whose records are gone) stays after the clean that first keeps it, so that consumers that are behind see the delete (KIP-534)."},
+	{Name: "log.cleaner.min.compaction.lag.ms", Type: Long, Default: "0", Min: 0, Max: math.MaxInt64, Topic: "min.compaction.lag.ms",
+		Doc: "Records stay uncompacted at least this long (by their segment's newest timestamp)."},
+	{Name: "log.cleaner.max.compaction.lag.ms", Type: Long, Default: strconv.FormatInt(math.MaxInt64, 10), Min: 1, Max: math.MaxInt64, Topic: "max.compaction.lag.ms",
+		Doc: "A partition whose oldest uncleaned record is older than this is cleaned whatever its dirty ratio, and its active segment is rolled at this age (KIP-354)."},
 
 	// Consumer groups.
 	{Name: "group.initial.rebalance.delay.ms", Type: Int, Default: "3000", Min: 0, Max: maxInt32,
@@ -244,6 +271,10 @@ func (p *Property) validate(name, v string) error {
 	case Bool:
 		if v != "true" && v != "false" {
 			return bad("want true or false")
+		}
+	case Double:
+		if _, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+			return bad("want a number")
 		}
 	case Int, Short, Long:
 		bits := map[Type]int{Int: 32, Short: 16, Long: 64}[p.Type]
@@ -359,6 +390,16 @@ func (c *Config) Int(name string) int64 {
 func (c *Config) Bool(name string) bool {
 	v, _ := c.Value(name)
 	return v == "true"
+}
+
+// Float returns a double property.
+func (c *Config) Float(name string) float64 {
+	v, _ := c.Value(name)
+	f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+	if err != nil {
+		panic(fmt.Sprintf("config: %s=%q is not a number (validation should have caught it)", name, v))
+	}
+	return f
 }
 
 // Millis returns a *.ms property as a duration.
@@ -483,6 +524,17 @@ func HostPort(v string) (host string, port int, err error) {
 		return "", 0, fmt.Errorf("bad port %q", p)
 	}
 	return h, pn, nil
+}
+
+// checkRatio accepts a number in [lo, hi].
+func checkRatio(lo, hi float64) func(string) error {
+	return func(v string) error {
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || f < lo || f > hi {
+			return fmt.Errorf("want a number in [%g, %g]", lo, hi)
+		}
+		return nil
+	}
 }
 
 func checkListener(v string) error {

@@ -31,7 +31,9 @@ func TestDefaultsAndSet(t *testing.T) {
 		{"num.partitions", "many"},
 		{"auto.create.topics.enable", "yes"},
 		{"default.replication.factor", "3"},
-		{"log.cleanup.policy", "compact"},
+		{"log.cleanup.policy", "compact,shred"},
+		{"log.cleaner.min.cleanable.ratio", "1.5"},
+		{"log.cleaner.io.buffer.load.factor", "most"},
 		{"advertised.listeners", "0.0.0.0:9092"},
 		{"listeners", "SSL://host:1"},
 	} {

@@ -15,7 +15,9 @@
 //
 // # Recovery
 //
-// Open validates batches (length, magic, CRC-32C, offset continuity). Every
+// Open validates batches (length, magic, CRC-32C, offset continuity: a
+// batch starts where the one before ended, or carries the gap mark of a
+// batch the cleaner left after a gap, compact_offsets.go). Every
 // segment but the last was fsynced when it was rolled and is below the durable
 // point; the last segment is scanned completely. Damage at or above the
 // recovery point recorded in the checkpoint file is a torn tail: it is
@@ -25,11 +27,23 @@
 // only when their checksum and recorded segment size match; otherwise they are
 // rebuilt from the segment.
 //
+// # Compaction
+//
+// Cleaner rewrites the sealed segments of a compacted topic's log, keeping
+// the latest record per key with Kafka's semantics (docs/compaction.md):
+// offsets, batch bounds, producer fields and codecs survive; gaps between
+// batches are covered by gap marks; a group of segments is replaced by one
+// new segment through a swap committed in the cleaner file, which recovery
+// finishes or rolls back before it reads any segment (compact_swap.go), so a
+// power loss leaves the old segments or the new one, never a mix.
+//
 // # Layout
 //
-//	<dir>/00000000000000000000.log    record batches, base offsets in the name
-//	<dir>/00000000000000000000.index  sparse offset and time index of a sealed segment
-//	<dir>/checkpoint                  recovery point and log start offset
+//	<dir>/00000000000000000000.log      record batches, base offsets in the name
+//	<dir>/00000000000000000000.index    sparse offset and time index of a sealed segment
+//	<dir>/checkpoint                    recovery point and log start offset
+//	<dir>/cleaner                       first dirty offset, next delete horizon, a pending swap
+//	<dir>/00000000000000000000.cleaned  a cleaned segment before it is swapped in
 //
 // All file access goes through the FS interface; the package never calls os
 // directly, so tests can run it on MemFS, which simulates power loss.

@@ -60,6 +60,12 @@ func Inspect(fsys FS, dir string) (Inspection, error) {
 		}
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
+	// A cleaner swap a crash interrupted: see the segments as the next
+	// start will once it has finished or rolled it back.
+	bases, cleanedAs, err := pendingSwapView(fsys, dir, bases)
+	if err != nil {
+		return in, err
+	}
 	if ck, ok, err := readCheckpoint(fsys, dir); err == nil && ok {
 		in.RecoveryPoint = ck.recovery
 		// Segments wholly below the recorded log start are leftovers of a
@@ -79,6 +85,9 @@ func Inspect(fsys FS, dir string) (Inspection, error) {
 	}
 	for i, base := range bases {
 		path := join(dir, segmentName(base))
+		if p, ok := cleanedAs[base]; ok {
+			path = p
+		}
 		f, err := fsys.Open(path)
 		if err != nil {
 			return in, fmt.Errorf("logstore: open %s: %w", path, err)
@@ -143,6 +152,9 @@ type RepairReport struct {
 // examined. The checkpoint is rewritten to the new end. It returns the
 // inspection it acted on; a log without damage is left untouched.
 func Repair(fsys FS, dir, quarantine string) (RepairReport, error) {
+	if err := FinishPendingSwap(fsys, dir); err != nil {
+		return RepairReport{}, err
+	}
 	in, err := Inspect(fsys, dir)
 	rep := RepairReport{Before: in, Quarantine: quarantine, NewEnd: in.EndOffset}
 	if err != nil || in.Damage == nil {

@@ -104,7 +104,7 @@ type AppendInfo struct {
 
 // Log is one partition's log. All methods are safe for concurrent use.
 //
-// Lock order: syncMu → ckptMu → mu → waitMu.
+// Lock order: cleanMu → syncMu → ckptMu → mu → waitMu.
 type Log struct {
 	fs  FS
 	dir string
@@ -123,6 +123,13 @@ type Log struct {
 	// indexed is how much of the active segment its persisted index
 	// covers (guarded by ckptMu): recovery scans only what lies beyond.
 	indexed segmentPos
+
+	// cleanMu serialises cleaning rounds and the cleaner state file
+	// (cleaner.go); it is taken before any other lock of the log.
+	cleanMu     sync.Mutex
+	cleanBroken error        // a swap left unfinished (guarded by cleanMu)
+	firstDirty  atomic.Int64 // offsets below were cleaned (cleaner state)
+	minHorizon  atomic.Int64 // earliest pending delete horizon, -1 none
 
 	mu     sync.RWMutex // guards segs, closed and the segments' fields
 	segs   []*segment   // ascending base offsets; the last is active
@@ -168,6 +175,11 @@ func Open(fsys FS, dir string, cfg Config) (*Log, error) {
 
 // recover loads the segments, validates them and truncates a torn tail.
 func (l *Log) recover() error {
+	// A cleaner swap a crash interrupted is finished or rolled back
+	// before anything looks at the segments (compact_swap.go).
+	if err := l.recoverCleaner(); err != nil {
+		return err
+	}
 	names, err := l.fs.ReadDir(l.dir)
 	if err != nil {
 		return fmt.Errorf("logstore: list %s: %w", l.dir, err)

@@ -16,7 +16,9 @@ func (l *Log) segmentFor(offset int64) int {
 // offset, as Kafka's fetch does: at most maxBytes, but always at least one
 // batch if any is readable, and never a batch whose last offset is at or
 // beyond maxOffset (the high watermark or last stable offset). Every batch is
-// checked against its CRC before it is served; a mismatch is ErrCorrupt.
+// checked against its CRC before it is served; a mismatch is ErrCorrupt. In
+// a compacted log offset may lie in a gap the cleaner left; the read then
+// starts with the first batch after it, as Kafka's does.
 func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -33,8 +35,9 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) 
 	}
 	var out []byte
 	// The base offset is not covered by the CRC, so continuity is checked:
-	// the first batch served must hold offset, and each later one must
-	// start where the one before ended.
+	// the first batch served must hold offset (or follow the gap offset
+	// lies in), and each later one must start where the one before ended
+	// or carry the mark of a batch after a gap (compact_offsets.go).
 	expect := int64(-1)
 	for i := l.segmentFor(offset); i < len(l.segs); i++ {
 		seg := l.segs[i]
@@ -55,11 +58,15 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) 
 }
 
 // findBatchLocked returns the position of the first batch in seg whose last
-// offset is >= offset, walking headers forward from the sparse index.
+// offset is >= offset, walking headers forward from the sparse index. The
+// offsets of the headers it walks past are checked as a scan checks them,
+// from the index entry on, so a damaged base offset cannot make it skip the
+// batch that holds offset.
 func (l *Log) findBatchLocked(seg *segment, offset int64) (int64, error) {
-	pos := seg.positionFor(offset)
+	pos, base, indexed := seg.indexEntryFor(offset)
+	next := seg.base
 	var hdr [BatchHeaderSize]byte
-	for pos < seg.size {
+	for first := true; pos < seg.size; first = false {
 		if _, err := readFull(seg.f, hdr[:], pos); err != nil {
 			return 0, fmt.Errorf("logstore: read %s: %w", seg.path, err)
 		}
@@ -67,9 +74,19 @@ func (l *Log) findBatchLocked(seg *segment, offset int64) (int64, error) {
 		if h.Length < BatchHeaderSize-lengthPrefix || pos+int64(h.TotalSize()) > seg.size {
 			return 0, fmt.Errorf("%w: %s: bad batch length %d at position %d", ErrCorrupt, seg.path, h.Length, pos)
 		}
+		var err error
+		if first && indexed {
+			err = offsetFieldsValid(h, base)
+		} else {
+			err = followsOn(h, next)
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%w: %s at position %d: %v", ErrCorrupt, seg.path, pos, err)
+		}
 		if h.LastOffset() >= offset {
 			return pos, nil
 		}
+		next = h.NextOffset()
 		pos += int64(h.TotalSize())
 	}
 	return pos, nil
@@ -77,8 +94,10 @@ func (l *Log) findBatchLocked(seg *segment, offset int64) (int64, error) {
 
 // copyBatchesLocked appends whole batches of seg from pos to out. It reports
 // full once the byte budget or maxOffset stops the read. target is the offset
-// the read asked for; expect is the base offset the next batch must have, or
-// -1 before the first batch, which must hold target. It returns the new expect.
+// the read asked for; expect is the offset the next batch must start at (or,
+// with a gap mark, after), or -1 before the first batch, which must hold
+// target or follow the gap it lies in. It returns the new expect. Gap marks
+// are cleared in the copies served.
 func (l *Log) copyBatchesLocked(seg *segment, pos int64, out []byte, maxBytes int, maxOffset, target, expect int64) ([]byte, int64, bool, error) {
 	corrupt := func(at int64, format string, args ...any) error {
 		return fmt.Errorf("%w: %s at position %d: %s", ErrCorrupt, seg.path, at, fmt.Sprintf(format, args...))
@@ -116,21 +135,22 @@ func (l *Log) copyBatchesLocked(seg *segment, pos int64, out []byte, maxBytes in
 			}
 			// Offsets first: the base offset is outside the CRC, and a
 			// damaged one must not pass for "beyond maxOffset".
-			switch {
-			case expect >= 0 && h.BaseOffset != expect:
-				return out[:old+used], expect, true, corrupt(at, "base offset %d, expected %d", h.BaseOffset, expect)
-			case expect < 0 && (h.BaseOffset > target || h.LastOffset() < target):
-				return out[:old+used], expect, true, corrupt(at, "batch %d..%d found for offset %d", h.BaseOffset, h.LastOffset(), target)
+			if expect >= 0 {
+				if err := followsOn(h, expect); err != nil {
+					return out[:old+used], expect, true, corrupt(at, "%v", err)
+				}
+			} else if h.LastOffset() < target || (h.BaseOffset > target && !afterGap(h)) || (h.BaseOffset <= target && h.PartitionLeaderEpoch != leaderEpoch && !afterGap(h)) {
+				return out[:old+used], expect, true, corrupt(at, "batch %d..%d (leader epoch %d) found for offset %d", h.BaseOffset, h.LastOffset(), h.PartitionLeaderEpoch, target)
 			}
 			if _, _, err := parseBatchPrefix(chunk[used : used+total]); err != nil {
 				return out[:old+used], expect, true, corrupt(at, "%v", err)
 			}
-			if h.PartitionLeaderEpoch != leaderEpoch {
-				return out[:old+used], expect, true, corrupt(at, "leader epoch %d", h.PartitionLeaderEpoch)
-			}
 			if h.LastOffset() >= maxOffset {
 				stop = true
 				break
+			}
+			if h.PartitionLeaderEpoch != leaderEpoch {
+				clearGapMark(chunk[used:])
 			}
 			expect = h.NextOffset()
 			used += total

@@ -79,11 +79,19 @@ func (s *segment) track(h BatchHeader, pos int64, n int, indexInterval int) {
 
 // positionFor returns a file position at or before the batch holding offset.
 func (s *segment) positionFor(offset int64) int64 {
+	pos, _, _ := s.indexEntryFor(offset)
+	return pos
+}
+
+// indexEntryFor returns the last index entry at or before offset: the
+// position of a batch and its base offset (ok), or position 0 and ok false
+// when offset lies before the first entry.
+func (s *segment) indexEntryFor(offset int64) (pos, base int64, ok bool) {
 	i := sort.Search(len(s.offIdx), func(i int) bool { return s.offIdx[i].offset > offset })
 	if i == 0 {
-		return 0
+		return 0, 0, false
 	}
-	return s.offIdx[i-1].pos
+	return s.offIdx[i-1].pos, s.offIdx[i-1].offset, true
 }
 
 // timeScanStart returns an offset at or before the first batch whose max
@@ -106,7 +114,8 @@ type scanResult struct {
 
 // scan validates every batch from position 0, rebuilding the in-memory
 // indexes as it goes. It stops at the first invalid batch, a batch whose
-// offset does not follow on, or the end of the file.
+// offset does not follow on (nor carries a gap mark), or the end of the
+// file.
 func (s *segment) scan(fileSize int64, indexInterval int) (scanResult, error) {
 	s.size, s.next, s.maxTS = 0, s.base, -1
 	s.offIdx, s.timeIdx, s.sinceOff, s.sinceTime = nil, nil, 0, 0
@@ -145,11 +154,11 @@ func (s *segment) resume(fileSize int64, indexInterval int) (scanResult, error) 
 		if err != nil {
 			return scanResult{valid: pos, badErr: fmt.Errorf("at position %d: %w", pos, err)}, nil
 		}
-		if h.PartitionLeaderEpoch != leaderEpoch {
-			return scanResult{valid: pos, badErr: fmt.Errorf("%w: batch at position %d has leader epoch %d, expected %d", ErrInvalidBatch, pos, h.PartitionLeaderEpoch, leaderEpoch)}, nil
-		}
-		if h.BaseOffset != s.next {
-			return scanResult{valid: pos, badErr: fmt.Errorf("%w: batch at position %d has base offset %d, expected %d", ErrInvalidBatch, pos, h.BaseOffset, s.next)}, nil
+		// Offsets are outside the CRC: each batch must follow on from the
+		// one before, or carry the mark of a batch after a gap the cleaner
+		// left (compact_offsets.go).
+		if err := followsOn(h, s.next); err != nil {
+			return scanResult{valid: pos, badErr: fmt.Errorf("at position %d: %w", pos, err)}, nil
 		}
 		s.track(h, pos, int(total), indexInterval)
 		pos += total

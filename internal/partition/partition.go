@@ -170,6 +170,12 @@ func (p *Partition) recoverProducers() error {
 			return nil
 		}
 		replayed++
+		if h.IsControl() && h.NumRecords == 0 {
+			// A marker the cleaner emptied (its transaction is gone): it
+			// still carries the producer's epoch.
+			p.producers.entry(h.ProducerID, h.ProducerEpoch)
+			return nil
+		}
 		if h.IsControl() {
 			commit, ok := markerType(batch)
 			if !ok {

@@ -62,6 +62,11 @@ type Manager struct {
 	loaded  chan struct{} // closed when every partition of the start has settled
 	quit    chan struct{}
 	done    chan struct{}
+
+	// The log cleaner (cleaner.go): cleanCancel stops it, cleanerDone is
+	// closed when it has.
+	cleanCancel context.CancelFunc
+	cleanerDone chan struct{}
 }
 
 type topicParts struct {
@@ -126,6 +131,7 @@ func OpenManager(mc ManagerConfig) (*Manager, error) {
 		topics: map[string]*topicParts{},
 		loaded: make(chan struct{}),
 		quit:   make(chan struct{}), done: make(chan struct{}),
+		cleanerDone: make(chan struct{}),
 	}
 	names, err := m.fs.ReadDir(m.dir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -163,6 +169,7 @@ func OpenManager(mc ManagerConfig) (*Manager, error) {
 	}
 	m.startLoaders(queue, mc.Loaders)
 	go m.maintain(mc.SnapshotInterval, mc.RetentionInterval)
+	m.startCleaner()
 	return m, nil
 }
 
@@ -353,9 +360,19 @@ func (m *Manager) LogConfig(t catalog.Topic) logstore.Config {
 	if rbytes == 0 {
 		rbytes = 1
 	}
+	roll := time.Duration(get("segment.ms", "log.roll.ms")) * time.Millisecond
+	if comp := m.compactionOf(t); comp.compact {
+		if !comp.delete {
+			// A compact-only topic is never trimmed by time or size.
+			rtime, rbytes = -1, -1
+		}
+		// KIP-354: the active segment is never cleaned, so it rolls by
+		// max.compaction.lag.ms at the latest.
+		roll = min(roll, comp.maxLag)
+	}
 	return logstore.Config{
 		SegmentBytes:       get("segment.bytes", "log.segment.bytes"),
-		RollInterval:       time.Duration(get("segment.ms", "log.roll.ms")) * time.Millisecond,
+		RollInterval:       roll,
 		RetentionBytes:     rbytes,
 		RetentionTime:      rtime,
 		IndexIntervalBytes: int(m.cfg.Int("log.index.interval.bytes")),
@@ -702,8 +719,10 @@ func (m *Manager) Close() error {
 	m.closed = true
 	m.mu.Unlock()
 	close(m.quit)
+	m.cleanCancel()
 	m.loaders.Wait()
 	<-m.done
+	<-m.cleanerDone
 	var errs []error
 	for _, s := range m.slots() {
 		errs = append(errs, s.close())

@@ -30,6 +30,9 @@ package api
 //     answers KAFKA_STORAGE_ERROR.
 //   - Internal topics (__consumer_offsets, __transaction_state) cannot be
 //     written: INVALID_TOPIC_EXCEPTION, as Kafka answers.
+//   - A compacted topic (cleanup.policy includes compact) refuses a batch
+//     with a record that has no key: INVALID_RECORD, "compacted topic cannot
+//     accept a record without a key", as Kafka's LogValidator does.
 //   - Transactional batches (KIP-890 part 1, checked in process): the
 //     coordinator must have an ongoing transaction of this producer id and
 //     epoch that includes the partition (INVALID_TXN_STATE otherwise;
@@ -207,6 +210,11 @@ func produceOne(env *Env, version int16, topic string, index int32, records []by
 			return nil, none, errorCode(err, produceAPI), err
 		}
 		defer release()
+	}
+	if env.Partitions.Compacted(t) {
+		if err := partition.RequireKeys(records); err != nil {
+			return nil, none, errorCode(err, produceAPI), err
+		}
 	}
 	res, err := p.Append(records)
 	if err != nil {

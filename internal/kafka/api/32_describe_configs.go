@@ -83,6 +83,8 @@ func configType(t config.Type) kmsg.ConfigType {
 		return kmsg.ConfigTypeLong
 	case config.List:
 		return kmsg.ConfigTypeList
+	case config.Double:
+		return kmsg.ConfigTypeDouble
 	}
 	return kmsg.ConfigTypeString
 }
