@@ -36,6 +36,13 @@ func handleDescribeGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 			rg.ErrorCode = kerr.InvalidGroupID.Code
 		default:
 			d := env.Groups.DescribeGroup(id)
+			if d.Type == "consumer" {
+				// KIP-848 groups are described by ConsumerGroupDescribe;
+				// Kafka answers DescribeGroups for them so.
+				rg.ErrorCode = kerr.GroupIDNotFound.Code
+				rg.ErrorMessage = kmsg.StringPtr("group " + id + " is not a classic group")
+				break
+			}
 			rg.State = d.State.String()
 			rg.ProtocolType = d.ProtocolType
 			rg.Protocol = d.Protocol

@@ -28,6 +28,8 @@ package api
 //     them: the supported range, and the finalized level with min = max =
 //     the level, with FinalizedFeaturesEpoch 1 (clients read features only
 //     when the epoch is not -1). Features:
+//     group.version 1: the KIP-848 consumer rebalance protocol
+//     (ConsumerGroupHeartbeat and ConsumerGroupDescribe).
 //     transaction.version 2: KIP-890 part 2 (Produce v12, TxnOffsetCommit
 //     v5, EndTxn v5 bump the epoch per transaction); franz-go switches to it
 //     when it sees the finalized level 2 and those versions.
@@ -64,6 +66,7 @@ type feature struct {
 
 // features are sorted by name.
 var features = []feature{
+	{name: "group.version", minLevel: 0, maxLevel: 1, finalized: 1},
 	{name: "transaction.version", minLevel: 0, maxLevel: 2, finalized: 2},
 }
 

@@ -27,6 +27,9 @@ package api
 //   - v2: LeaderEpoch per partition.
 //   - v3: flexible; Generation, MemberID and InstanceID (KIP-447).
 //   - v4: same as v3 (retriable errors widened, client side).
+//   - v3+ for a KIP-848 consumer group: Generation is the member epoch, a
+//     wrong one ILLEGAL_GENERATION (these versions predate
+//     STALE_MEMBER_EPOCH).
 //   - v5: transaction version 2 (KIP-890 part 2): the commit adds its group
 //     to the producer's transaction itself (no AddOffsetsToTxn), durably,
 //     before the offsets are written; a commit of an earlier transaction,
@@ -35,6 +38,8 @@ package api
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -82,6 +87,11 @@ func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 		answers.fail(errorCode(err, fam))
 	} else if len(tr.Offsets) > 0 || req.Group == "" {
 		errs, err := env.Groups.TxnOffsetCommit(ctx, tr)
+		if errors.Is(err, group.ErrStaleMemberEpoch) {
+			// A KIP-848 member at another epoch: the versions served
+			// predate STALE_MEMBER_EPOCH, Kafka answers ILLEGAL_GENERATION.
+			err = fmt.Errorf("%w: %w", group.ErrIllegalGeneration, err)
+		}
 		answers.settle(errs, err, fam)
 	}
 	for i, t := range req.Topics {

@@ -112,6 +112,9 @@ func TestFeatures(t *testing.T) {
 		if got := finalized["transaction.version"]; got != [2]int16{2, 2} {
 			t.Errorf("v%d: finalized transaction.version %v, want level 2", v, got)
 		}
+		if got, want := finalized["group.version"], [2]int16{1, 1}; got != want || supported["group.version"] != [2]int16{0, 1} {
+			t.Errorf("v%d: group.version supported %v finalized %v, want [0 1] and level 1 (KIP-848)", v, supported["group.version"], got)
+		}
 		if r.FinalizedFeaturesEpoch < 0 {
 			t.Errorf("v%d: finalized features epoch %d; clients ignore features at -1", v, r.FinalizedFeaturesEpoch)
 		}
@@ -174,6 +177,8 @@ var minimalAnswers = map[int16]map[int16]bool{
 	61: codes(0),                                     // DescribeProducers
 	65: codes(kerr.TransactionalIDNotFound.Code),     // DescribeTransactions
 	66: codes(0),                                     // ListTransactions
+	68: codes(0),                                     // ConsumerGroupHeartbeat (a join)
+	69: codes(0),                                     // ConsumerGroupDescribe (the group the join made)
 }
 
 func codeNames(m map[int16]bool) []string {
@@ -340,6 +345,16 @@ func minimalRequest(t *testing.T, key, version int16) kmsg.Request {
 		r.Topics = append(r.Topics, rt)
 	case *kmsg.DescribeTransactionsRequest:
 		r.TransactionalIDs = []string{txnID}
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		// A join of a new member (v0: the coordinator names it).
+		r.Group, r.MemberEpoch, r.RebalanceTimeoutMillis = "cg", 0, 30000
+		if version >= 1 {
+			r.MemberID = fmt.Sprintf("member-v%d", version)
+		}
+		r.SubscribedTopicNames = []string{topic}
+		r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	case *kmsg.ConsumerGroupDescribeRequest:
+		r.Groups = []string{"cg"}
 	}
 	req.SetVersion(version)
 	return req
