@@ -108,15 +108,15 @@ func bestReceiver(members []assignMember, owned []Assignment, counts []int, d in
 		return -1, topicPartition{}, false
 	}
 	var topic TopicID
-	bestGap, bestHave := -1, 0
+	found, bestGap, bestHave := false, 0, 0
 	for _, t := range owned[d].sortedTopics() {
 		if !members[best].topics[t] {
 			continue
 		}
 		have := len(owned[best][t])
 		gap := len(owned[d][t]) - have
-		if gap > bestGap || (gap == bestGap && have < bestHave) {
-			topic, bestGap, bestHave = t, gap, have
+		if !found || gap > bestGap || (gap == bestGap && have < bestHave) {
+			topic, found, bestGap, bestHave = t, true, gap, have
 		}
 	}
 	ps := owned[d][topic]
