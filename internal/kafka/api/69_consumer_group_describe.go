@@ -7,7 +7,7 @@ package api
 // member with its epoch, subscription, current assignment and target
 // assignment (topic ids and names). An unknown group, or a classic one, is
 // GROUP_ID_NOT_FOUND with a message, as Kafka answers (DescribeGroups
-// describes classic groups). AuthorizedOperations is not computed (no
+// describes classic groups, and shows consumer groups as Dead). AuthorizedOperations is not computed (no
 // ACLs): Kafka's "not requested" value, MinInt32, is always sent.
 //
 // Version notes:
