@@ -30,7 +30,7 @@ import (
 //
 // Commands:
 //
-//	config [delay=D] [min=D] [max=D] [retention=D] [check=D]   (re)create the coordinator
+//	config [delay=D] [min=D] [max=D] [retention=D] [check=D] [compact=N] [cmax=N] [csession=D]   (re)create the coordinator
 //	join C g=G [v=N] [i=INSTANCE] [s=D] [r=D] [p=range,rr] [meta=X] [type=T] [new] [m=ID]
 //	sync C g=G [gen=N] [assign=C1:x,C2:y] [ptype=T] [proto=P]
 //	heartbeat C g=G [gen=N]
@@ -200,6 +200,8 @@ func (e *scriptEnv) run(line string) string {
 		e.cfg.OffsetsRetention = a.dur("retention", d.OffsetsRetention)
 		e.cfg.OffsetsRetentionCheckInterval = a.dur("check", d.OffsetsRetentionCheckInterval)
 		e.cfg.CompactRecords = a.int("compact", d.CompactRecords)
+		e.cfg.ConsumerMaxSize = a.int("cmax", d.ConsumerMaxSize)
+		e.cfg.ConsumerSessionTimeout = a.dur("csession", d.ConsumerSessionTimeout)
 		e.open()
 		out.WriteString("ok\n")
 	case "join":
