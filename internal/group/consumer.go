@@ -666,8 +666,8 @@ func (c *Coordinator) removeConsumerMemberLocked(g *group, m *consumerMember, no
 		delete(cg.static, m.instanceID)
 	}
 	cg.epoch++
-	*recs = append(*recs, consumerMemberTombstone(g.id, m.id), consumerGroupRecord(g))
 	c.updateConsumerStateLocked(g, now)
+	*recs = append(*recs, consumerMemberTombstone(g.id, m.id), consumerGroupRecord(g))
 }
 
 // staticLeaveLocked is a static member's temporary leave (epoch -2): it

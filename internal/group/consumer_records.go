@@ -14,7 +14,8 @@ import (
 // versions for the same things, with its key layout (version, then
 // length-prefixed strings):
 //
-//	key version 3 (group)          → the group: epochs, assignor, subscription metadata hash
+//	key version 3 (group)          → the group: epochs, assignor, subscription metadata hash,
+//	                                 when it became empty
 //	key version 5 (group, member)  → one member: identity, subscription, epochs, state,
 //	                                 assigned (with the epoch each partition came at),
 //	                                 revoking and target partitions
@@ -160,6 +161,11 @@ func consumerGroupRecord(g *group) statelog.Record {
 	w.i32(cg.assignmentEpoch)
 	w.u64(cg.metadataHash)
 	w.str(cg.assignor)
+	var emptySince int64 // when the group became empty (KIP-211's retention clock); 0 while it has members
+	if len(cg.members) == 0 && !g.emptySince.IsZero() {
+		emptySince = g.emptySince.UnixMilli()
+	}
+	w.u64(uint64(emptySince))
 	return statelog.Record{Key: consumerKey(keyConsumerGroup, g.id), Value: w.b}
 }
 
@@ -237,6 +243,9 @@ func (c *Coordinator) applyConsumerRecordLocked(version int16, r statelog.Record
 		cg.assignmentEpoch = vr.i32()
 		cg.metadataHash = vr.u64()
 		cg.assignor = vr.str()
+		if ms := int64(vr.u64()); ms > 0 {
+			g.emptySince = time.UnixMilli(ms)
+		}
 	} else {
 		m := &consumerMember{id: memberID}
 		m.instanceID = vr.str()
@@ -291,7 +300,11 @@ func (c *Coordinator) restoreConsumerGroupsLocked(now time.Time) {
 				m.revokeDeadline = now.Add(m.rebalanceTimeout)
 			}
 		}
+		emptySince := g.emptySince
 		g.state = Dead // so that the derived state is applied
 		c.updateConsumerStateLocked(g, now)
+		if len(cg.members) == 0 && !emptySince.IsZero() {
+			g.emptySince = emptySince // the retention clock goes on from before the restart
+		}
 	}
 }
