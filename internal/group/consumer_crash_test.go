@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -205,5 +206,104 @@ func TestConsumerGroupsSurvivePowerLossAtEverySyncPoint(t *testing.T) {
 			}
 		}
 		rc.Close()
+	}
+}
+
+// TestConsumerGroupConcurrentChurn has members heartbeat, leave and rejoin
+// from several goroutines at once (run it with -race), each reporting what
+// it was last told it owns, as clients do. At every moment no partition may
+// be held by two members in the coordinator's books, nor be in two members'
+// answered assignments at once (a member stops consuming before it leaves).
+func TestConsumerGroupConcurrentChurn(t *testing.T) {
+	cfg := testConfig(logstore.NewMemFS())
+	cfg.manualTick = true
+	c := mustOpen(t, cfg)
+	defer c.Close()
+	topics := NewTopics([]TopicInfo{{Name: "t", ID: topicID("t"), Partitions: 12}})
+	ctx := context.Background()
+	const members, rounds = 5, 200
+	var mu sync.Mutex
+	answered := map[string]Assignment{} // what each member was last told it owns
+	check := func() {
+		// The answers together never give a partition to two members.
+		seen := map[topicPartition]string{}
+		for m, a := range answered {
+			a.each(func(tp topicPartition) {
+				if o, ok := seen[tp]; ok {
+					t.Errorf("%v answered to %s and %s", tp, o, m)
+				}
+				seen[tp] = m
+			})
+		}
+	}
+	var wg sync.WaitGroup
+	for i := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("m%d", i)
+			epoch := int32(0)
+			owned := Assignment{}
+			for r := range rounds {
+				req := ConsumerHeartbeat{Group: "g", MemberID: name, MemberEpoch: epoch, RebalanceTimeout: time.Minute,
+					SubscribedTopics: []string{"t"}, Owned: owned, OwnedSent: true}
+				if epoch == 0 {
+					req.Owned = Assignment{}
+				}
+				leave := r%37 == 36
+				if leave {
+					// A member stops consuming before it leaves.
+					req = ConsumerHeartbeat{Group: "g", MemberID: name, MemberEpoch: -1}
+					mu.Lock()
+					delete(answered, name)
+					mu.Unlock()
+				}
+				res, err := c.ConsumerGroupHeartbeat(ctx, req, topics)
+				mu.Lock()
+				switch {
+				case err != nil:
+					t.Errorf("%s round %d: %v", name, r, err)
+				case leave:
+					delete(answered, name)
+					epoch, owned = 0, Assignment{}
+				default:
+					epoch = res.MemberEpoch
+					if res.Assignment != nil {
+						owned = res.Assignment
+						answered[name] = owned
+					}
+				}
+				check()
+				mu.Unlock()
+				c.mu.Lock()
+				checkOwners(t, c.groups["g"])
+				c.mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// checkOwners checks the coordinator's own books: each partition is held
+// (assigned or being revoked) by at most one member, and the owner map says
+// exactly that.
+func checkOwners(t *testing.T, g *group) {
+	t.Helper()
+	held := map[topicPartition]string{}
+	for _, m := range g.consumer.members {
+		m.assigned.union(m.revoking).each(func(tp topicPartition) {
+			if o, ok := held[tp]; ok {
+				t.Errorf("%v held by %s and %s", tp, o, m.id)
+			}
+			held[tp] = m.id
+		})
+	}
+	if len(held) != len(g.consumer.owners) {
+		t.Errorf("owners map has %d partitions, members hold %d", len(g.consumer.owners), len(held))
+	}
+	for tp, m := range held {
+		if g.consumer.owners[tp] != m {
+			t.Errorf("owners map says %v is %s's, %s holds it", tp, g.consumer.owners[tp], m)
+		}
 	}
 }
