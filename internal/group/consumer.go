@@ -107,6 +107,9 @@ type consumerGroup struct {
 	// topics is the last topic snapshot a heartbeat brought: what timers
 	// and offset commits resolve names and ids with.
 	topics *Topics
+	// topicsFingerprint is the snapshot's fingerprint when metadataHash
+	// was last computed (not persisted: a restart computes it again).
+	topicsFingerprint uint64
 }
 
 func newConsumerGroup() *consumerGroup {
@@ -131,6 +134,9 @@ type Topics struct {
 	byName map[string]TopicInfo
 	byID   map[TopicID]string
 	names  []string // sorted, for regular expressions
+	// fingerprint changes whenever a topic is created, deleted or given
+	// partitions: a group re-resolves its subscriptions only then.
+	fingerprint uint64
 }
 
 // NewTopics indexes a topic list.
@@ -142,6 +148,12 @@ func NewTopics(list []TopicInfo) *Topics {
 		t.names = append(t.names, ti.Name)
 	}
 	slices.Sort(t.names)
+	h := fnv.New64a()
+	for _, n := range t.names {
+		ti := t.byName[n]
+		fmt.Fprintf(h, "%s\x00%x\x00%d\x00", n, ti.ID, ti.Partitions)
+	}
+	t.fingerprint = h.Sum64()
 	return t
 }
 
@@ -367,9 +379,15 @@ func (c *Coordinator) consumerHeartbeatLocked(req *ConsumerHeartbeat, topics *To
 		bump = true
 	}
 	m.deadline = now.Add(c.cfg.ConsumerSessionTimeout)
-	if h := cg.subscriptionHash(topics); h != cg.metadataHash {
-		cg.metadataHash = h
-		bump = true
+	// Resolving subscriptions (regular expressions against every topic) is
+	// the costly part of a heartbeat: only when a subscription or a topic
+	// changed.
+	if bump || topics.fingerprint != cg.topicsFingerprint {
+		cg.topicsFingerprint = topics.fingerprint
+		if h := cg.subscriptionHash(topics); h != cg.metadataHash {
+			cg.metadataHash = h
+			bump = true
+		}
 	}
 	if bump {
 		cg.epoch++
