@@ -21,6 +21,7 @@ import (
 	"net"
 	"path"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -466,6 +467,20 @@ func groupConfig(conf *config.Config) group.Config {
 	cfg.OffsetsRetention = time.Duration(conf.Int("offsets.retention.minutes")) * time.Minute
 	cfg.OffsetsRetentionCheckInterval = conf.Millis("offsets.retention.check.interval.ms")
 	cfg.MaxMetadataBytes = int(conf.Int("offset.metadata.max.bytes"))
+	cfg.ConsumerSessionTimeout = conf.Millis("group.consumer.session.timeout.ms")
+	cfg.ConsumerHeartbeatInterval = conf.Millis("group.consumer.heartbeat.interval.ms")
+	cfg.ConsumerMaxSize = int(conf.Int("group.consumer.max.size"))
+	cfg.ConsumerAssignors = nil
+	for _, a := range strings.Split(conf.String("group.consumer.assignors"), ",") {
+		// Kafka names them by class; idem by the name clients send.
+		switch a = strings.TrimSpace(a); a {
+		case "org.apache.kafka.coordinator.group.assignor.UniformAssignor":
+			a = "uniform"
+		case "org.apache.kafka.coordinator.group.assignor.RangeAssignor":
+			a = "range"
+		}
+		cfg.ConsumerAssignors = append(cfg.ConsumerAssignors, a)
+	}
 	return cfg
 }
 

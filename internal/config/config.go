@@ -195,6 +195,17 @@ var registry = []*Property{
 		Doc: "How often expired committed offsets are removed."},
 	{Name: "offset.metadata.max.bytes", Type: Int, Default: "4096", Min: 0, Max: maxInt32,
 		Doc: "Largest metadata string accepted with a committed offset."},
+	{Name: "group.coordinator.rebalance.protocols", Type: List, Default: "classic,consumer", Enum: []string{"classic", "consumer"},
+		Doc: "Rebalance protocols the group coordinator serves: classic (JoinGroup/SyncGroup) and consumer (KIP-848, ConsumerGroupHeartbeat). Without consumer, ConsumerGroupHeartbeat answers UNSUPPORTED_VERSION and clients fall back to classic."},
+	{Name: "group.consumer.session.timeout.ms", Type: Int, Default: "45000", Min: 1, Max: maxInt32,
+		Doc: "Session timeout of consumer-protocol (KIP-848) group members: one that stops heartbeating for this long is removed."},
+	{Name: "group.consumer.heartbeat.interval.ms", Type: Int, Default: "5000", Min: 1, Max: maxInt32,
+		Doc: "How often consumer-protocol (KIP-848) members are told to heartbeat."},
+	{Name: "group.consumer.max.size", Type: Int, Default: strconv.Itoa(maxInt32), Min: 1, Max: maxInt32,
+		Doc: "Most members of one consumer-protocol (KIP-848) group; a join beyond it gets GROUP_MAX_SIZE_REACHED."},
+	{Name: "group.consumer.assignors", Type: List, Default: "uniform,range",
+		Enum: []string{"uniform", "range", "org.apache.kafka.coordinator.group.assignor.UniformAssignor", "org.apache.kafka.coordinator.group.assignor.RangeAssignor"},
+		Doc:  "Server assignors consumer-protocol (KIP-848) members may ask for; the first is the default. Both are sticky."},
 
 	// Producers and transactions.
 	{Name: "producer.id.expiration.ms", Type: Int, Default: strconv.FormatInt(day, 10), Min: 1, Max: maxInt32,

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -39,8 +40,16 @@ type Config struct {
 	// CompactRecords is the least number of records in the offsets log before
 	// it is compacted into a snapshot.
 	CompactRecords int
-	Now            func() time.Time
-	Logger         *slog.Logger
+
+	// KIP-848 consumer groups (consumer.go).
+	ConsumerSessionTimeout    time.Duration // group.consumer.session.timeout.ms
+	ConsumerHeartbeatInterval time.Duration // group.consumer.heartbeat.interval.ms
+	ConsumerMaxSize           int           // group.consumer.max.size
+	// ConsumerAssignors are the server assignors members may ask for
+	// (group.consumer.assignors); the first is the default.
+	ConsumerAssignors []string
+	Now               func() time.Time
+	Logger            *slog.Logger
 
 	// manualTick (tests only) starts no timer goroutine: the test calls tick.
 	manualTick bool
@@ -60,6 +69,10 @@ func DefaultConfig() Config {
 		MaxMetadataBytes:              4096,
 		SegmentBytes:                  statelog.DefaultSegmentBytes,
 		CompactRecords:                statelog.DefaultCompactRecords,
+		ConsumerSessionTimeout:        45 * time.Second,
+		ConsumerHeartbeatInterval:     5 * time.Second,
+		ConsumerMaxSize:               math.MaxInt32,
+		ConsumerAssignors:             []string{"uniform", "range"},
 		Now:                           time.Now,
 		Logger:                        slog.New(slog.DiscardHandler),
 		memberID:                      newMemberID,
@@ -80,6 +93,15 @@ func (cfg *Config) validate() error {
 		return fmt.Errorf("group: negative MaxMetadataBytes %d", cfg.MaxMetadataBytes)
 	case cfg.Now == nil || cfg.Logger == nil:
 		return errors.New("group: Config.Now and Logger are required")
+	case cfg.ConsumerSessionTimeout <= 0 || cfg.ConsumerHeartbeatInterval <= 0 || cfg.ConsumerMaxSize <= 0:
+		return errors.New("group: ConsumerSessionTimeout, ConsumerHeartbeatInterval and ConsumerMaxSize must be positive")
+	case len(cfg.ConsumerAssignors) == 0:
+		return errors.New("group: ConsumerAssignors needs at least one assignor")
+	}
+	for _, a := range cfg.ConsumerAssignors {
+		if _, ok := assignors[a]; !ok {
+			return fmt.Errorf("group: unknown consumer assignor %q (have uniform, range)", a)
+		}
 	}
 	if cfg.memberID == nil {
 		cfg.memberID = newMemberID // a test hook, not a setting
@@ -209,6 +231,10 @@ func (c *Coordinator) nextDeadlineLocked() time.Time {
 		}
 	}
 	for _, g := range c.groups {
+		if g.consumer != nil {
+			g.consumer.nextDeadline(earlier)
+			continue
+		}
 		for _, dl := range g.pending {
 			earlier(dl)
 		}

@@ -1,6 +1,8 @@
-// Package group is idem's classic consumer-group coordinator (JoinGroup,
-// SyncGroup, Heartbeat, LeaveGroup) and the store of committed offsets
-// (OffsetCommit, OffsetFetch, OffsetDelete, DeleteGroups), for one node.
+// Package group is idem's consumer-group coordinator, for one node: classic
+// groups (JoinGroup, SyncGroup, Heartbeat, LeaveGroup), KIP-848 consumer
+// groups (ConsumerGroupHeartbeat, server-side assignors; consumer.go) and
+// the store of committed offsets (OffsetCommit, OffsetFetch, OffsetDelete,
+// DeleteGroups) of both.
 //
 // It speaks Go, not Kafka: requests and results are plain structs and errors
 // are the sentinels in errors.go; internal/kafka/api translates both ways.
@@ -35,6 +37,16 @@
 // coordinator's CompleteTxnOffsets writes a COMMIT or ABORT marker; both are
 // records in the same log, in Kafka's transactional batch format.
 //
+// # Consumer groups (KIP-848)
+//
+// A group whose first member came with ConsumerGroupHeartbeat is a consumer
+// group (group.consumer): the coordinator owns the assignment. See
+// consumer.go for the epochs and the reconciliation, assignor.go,
+// assign_uniform.go and assign_range.go for the sticky assignors, and
+// consumer_records.go for the records; the timer loop expires sessions and
+// rebalance timeouts. Offsets, transactional offsets and retention are
+// shared with classic groups.
+//
 // # Concurrency
 //
 // One mutex, Coordinator.mu, guards all group state; functions ending in
@@ -46,8 +58,12 @@
 //
 // # Deliberately not implemented (yet)
 //
-//   - group.max.size (GROUP_MAX_SIZE_REACHED).
-//   - KIP-848 consumer groups (ConsumerGroupHeartbeat) and share groups.
+//   - group.max.size for classic groups (GROUP_MAX_SIZE_REACHED);
+//     group.consumer.max.size is applied to consumer groups.
+//   - Share groups; the online migration of a classic group that has
+//     members to the consumer protocol (and back): only empty groups are
+//     converted.
+//   - Rack-aware assignment and client-side assignors for consumer groups.
 //
 // Callers must: check that committed partitions exist (the coordinator does
 // not know topics), pass the request's client id and host, and pass

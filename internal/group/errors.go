@@ -40,6 +40,37 @@ var (
 	// ErrOffsetMetadataTooLarge: commit metadata longer than
 	// Config.MaxMetadataBytes (OFFSET_METADATA_TOO_LARGE).
 	ErrOffsetMetadataTooLarge = errors.New("group: offset metadata too large")
+	// ErrFencedMemberEpoch: a consumer-protocol member's epoch is not the
+	// one the coordinator gave it (nor its previous one, with a subset of
+	// its partitions); it must give up its partitions and rejoin
+	// (FENCED_MEMBER_EPOCH, KIP-848).
+	ErrFencedMemberEpoch = errors.New("group: member epoch fenced")
+	// ErrStaleMemberEpoch: an OffsetCommit or OffsetFetch names a member
+	// epoch other than the member's current one (STALE_MEMBER_EPOCH; the
+	// client retries after its next heartbeat). TxnOffsetCommit answers it
+	// as ILLEGAL_GENERATION, the only code its versions know.
+	ErrStaleMemberEpoch = errors.New("group: stale member epoch")
+	// ErrUnreleasedInstanceID: a static member joins with a
+	// group.instance.id that another member still holds, which has not
+	// left with epoch -2 (UNRELEASED_INSTANCE_ID).
+	ErrUnreleasedInstanceID = errors.New("group: instance id still held by another member")
+	// ErrUnsupportedAssignor: a ConsumerGroupHeartbeat names a server
+	// assignor this coordinator does not have (UNSUPPORTED_ASSIGNOR).
+	ErrUnsupportedAssignor = errors.New("group: unsupported server assignor")
+	// ErrInvalidRegularExpression: a subscription regex does not compile
+	// (INVALID_REGULAR_EXPRESSION).
+	ErrInvalidRegularExpression = errors.New("group: invalid subscription regular expression")
+	// ErrGroupMaxSize: the consumer group has group.consumer.max.size
+	// members already (GROUP_MAX_SIZE_REACHED).
+	ErrGroupMaxSize = errors.New("group: group is full")
+	// ErrInvalidRequest: a ConsumerGroupHeartbeat that breaks the
+	// protocol's rules, such as a join that reports owned partitions
+	// (INVALID_REQUEST).
+	ErrInvalidRequest = errors.New("group: invalid request")
+	// ErrUnsupportedVersion: a member of a consumer-protocol group commits
+	// with an OffsetCommit older than v9, which cannot carry its member
+	// epoch (UNSUPPORTED_VERSION).
+	ErrUnsupportedVersion = errors.New("group: request version does not carry member epochs")
 	// ErrStorage: the offsets log failed (for example a failed fsync poisoned
 	// it); nothing can be acknowledged any more. It wraps the logstore error;
 	// the API layer answers NOT_COORDINATOR for a storage cause and

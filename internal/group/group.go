@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"fmt"
 	"slices"
 	"time"
 
 	"github.com/idem-dev/idem/internal/statelog"
 )
 
-// State is a classic group's state, named as Kafka names it in
-// DescribeGroups and ListGroups.
+// State is a group's state, named as Kafka names it in DescribeGroups,
+// ListGroups and ConsumerGroupDescribe. Classic groups use Empty,
+// PreparingRebalance, CompletingRebalance, Stable and Dead; consumer
+// (KIP-848) groups Empty, Assigning, Reconciling, Stable and Dead
+// (consumer.go).
 type State int8
 
 const (
@@ -27,7 +31,7 @@ const (
 	Dead
 )
 
-var stateNames = [...]string{"Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead"}
+var stateNames = [...]string{"Empty", "PreparingRebalance", "CompletingRebalance", "Stable", "Dead", "Assigning", "Reconciling"}
 
 func (s State) String() string {
 	if int(s) < len(stateNames) {
@@ -219,6 +223,17 @@ type group struct {
 	// emptySince starts the retention clock of a group that has had members
 	// (KIP-211); standalone groups expire offsets by commit time.
 	emptySince time.Time
+	// consumer is set when the group uses the consumer rebalance protocol
+	// (KIP-848, consumer.go); the classic fields above are then empty.
+	consumer *consumerGroup
+}
+
+// Type is the group's type as ListGroups v5 and DescribeGroups name it.
+func (g *group) typeName() string {
+	if g.consumer != nil {
+		return "consumer"
+	}
+	return "classic"
 }
 
 func (g *group) setState(s State, now time.Time) {
@@ -371,6 +386,18 @@ func (c *Coordinator) joinStart(req JoinRequest) (chan joinReply, JoinResult, er
 		return nil, fail, ErrClosed
 	}
 	g := c.groups[req.Group]
+	if g != nil && g.consumer != nil {
+		// A consumer-protocol group: an empty one becomes classic again
+		// (offsets kept), as Kafka converts it; one with members is not
+		// a classic group.
+		if len(g.consumer.members) > 0 {
+			return nil, fail, fmt.Errorf("%w: %s is a consumer group with members", ErrInconsistentProtocol, req.Group)
+		}
+		g.consumer = nil
+		g.protocolType = ""
+		g.setState(Empty, now)
+		c.appendBestEffortLocked([]statelog.Record{consumerGroupTombstone(g.id), groupRecordLocked(g)})
+	}
 	if g == nil {
 		if req.MemberID != "" {
 			return nil, fail, ErrUnknownMember
@@ -811,6 +838,12 @@ func (c *Coordinator) LeaveGroup(groupID string, leaving []LeaveMember) ([]error
 // and sessions that expired, the end of the initial delay or the rebalance
 // timeout, and members that never sent SyncGroup.
 func (c *Coordinator) expireGroupLocked(g *group, now time.Time) {
+	if g.consumer != nil {
+		var recs []statelog.Record
+		c.expireConsumerMembersLocked(g, now, &recs)
+		c.appendBestEffortLocked(recs)
+		return
+	}
 	gone := false
 	for id, dl := range g.pending {
 		if !now.Before(dl) {

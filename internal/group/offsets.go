@@ -47,8 +47,11 @@ type CommitRequest struct {
 	Group      string
 	MemberID   string
 	InstanceID string
-	Generation int32
+	Generation int32 // the member epoch for consumer-protocol groups
 	Offsets    []OffsetCommit
+	// KnowsMemberEpochs is set for OffsetCommit v9+: older versions are
+	// refused to members of consumer-protocol groups (KIP-848).
+	KnowsMemberEpochs bool
 }
 
 func sortedPartitions(m map[TopicPartition]Offset) []TopicPartition {
@@ -69,6 +72,10 @@ func sortedPartitions(m map[TopicPartition]Offset) []TopicPartition {
 // an Empty group; otherwise member and generation must match, and a commit
 // waits out CompletingRebalance (the assignment may be about to change).
 func (g *group) validateCommitLocked(req CommitRequest) (*member, error) {
+	if g.consumer != nil {
+		_, err := g.consumer.validateCommitLocked(req.MemberID, req.Generation, req.KnowsMemberEpochs, false, req.Offsets)
+		return nil, err
+	}
 	if req.Generation < 0 && req.MemberID == "" && req.InstanceID == "" {
 		if g.state == Empty {
 			return nil, nil
@@ -194,6 +201,9 @@ func (c *Coordinator) FetchOffsets(ctx context.Context, groupID string) (map[Top
 // group subscribe to, parsed from their protocol metadata; ok is false when
 // that cannot be told (another protocol type or unreadable metadata).
 func (g *group) subscribedTopicsLocked() (topics map[string]bool, ok bool) {
+	if g.consumer != nil {
+		return g.consumer.subscribedTopicNames(), true
+	}
 	topics = map[string]bool{}
 	if len(g.members) == 0 {
 		return topics, true
@@ -275,7 +285,7 @@ func (c *Coordinator) DeleteGroups(ctx context.Context, ids []string) []error {
 			errs[i] = ErrInvalidGroupID
 		case g == nil:
 			errs[i] = ErrGroupNotFound
-		case len(g.members) > 0 || g.state != Empty:
+		case len(g.members) > 0 || g.state != Empty || (g.consumer != nil && len(g.consumer.members) > 0):
 			errs[i] = ErrNonEmptyGroup
 		default:
 			recs = append(recs, c.deleteGroupLocked(g)...)
@@ -302,6 +312,13 @@ func (c *Coordinator) deleteGroupLocked(g *group) []statelog.Record {
 	for _, tp := range sortedPartitions(g.offsets) {
 		recs = append(recs, offsetTombstone(g.id, tp))
 	}
+	if cg := g.consumer; cg != nil {
+		for _, m := range cg.sortedMembers() {
+			recs = append(recs, consumerMemberTombstone(g.id, m.id))
+		}
+		recs = append(recs, consumerGroupTombstone(g.id))
+		g.consumer = nil
+	}
 	recs = append(recs, groupTombstone(g.id))
 	for _, m := range g.members {
 		c.removeMemberLocked(g, m, ErrUnknownMember)
@@ -321,7 +338,11 @@ func (c *Coordinator) expireOffsetsLocked(now time.Time) {
 	retention := c.cfg.OffsetsRetention
 	var recs []statelog.Record
 	for _, g := range c.sortedGroupsLocked() {
-		if g.state == Stable && g.protocolType == "consumer" {
+		live := g.state == Stable && g.protocolType == "consumer"
+		if g.consumer != nil {
+			live = len(g.consumer.members) > 0
+		}
+		if live {
 			// KIP-496: a live consumer group's offsets for topics it no
 			// longer subscribes to expire by their commit time.
 			if subscribed, ok := g.subscribedTopicsLocked(); ok {
@@ -337,7 +358,7 @@ func (c *Coordinator) expireOffsetsLocked(now time.Time) {
 		if g.state != Empty || len(g.members) > 0 || len(g.pending) > 0 {
 			continue
 		}
-		groupBased := g.protocolType != "" && !g.emptySince.IsZero()
+		groupBased := (g.protocolType != "" || g.consumer != nil) && !g.emptySince.IsZero()
 		for _, tp := range sortedPartitions(g.offsets) {
 			base := g.offsets[tp].CommitTime
 			if groupBased {
@@ -361,10 +382,13 @@ type GroupListing struct {
 	Group        string
 	ProtocolType string
 	State        State
+	Type         string // "classic" or "consumer" (ListGroups v5)
 }
 
-// ListGroups lists the groups, optionally only those in the given states.
-func (c *Coordinator) ListGroups(states []State) []GroupListing {
+// ListGroups lists the groups, optionally only those in the given states
+// and of the given types ("classic", "consumer"; case-insensitive, as
+// Kafka's ListGroups v5 filter).
+func (c *Coordinator) ListGroups(states []State, types ...string) []GroupListing {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []GroupListing
@@ -372,7 +396,10 @@ func (c *Coordinator) ListGroups(states []State) []GroupListing {
 		if len(states) > 0 && !slices.Contains(states, g.state) {
 			continue
 		}
-		out = append(out, GroupListing{g.id, g.protocolType, g.state})
+		if len(types) > 0 && !slices.ContainsFunc(types, func(t string) bool { return equalFold(t, g.typeName()) }) {
+			continue
+		}
+		out = append(out, GroupListing{g.id, g.protocolType, g.state, g.typeName()})
 	}
 	return out
 }
@@ -391,6 +418,9 @@ type GroupDescription struct {
 	ProtocolType string
 	Protocol     string
 	Members      []MemberDescription
+	// Type is "consumer" for a KIP-848 group, which DescribeGroups does
+	// not describe (ConsumerGroupDescribe does); else "classic".
+	Type string
 }
 
 // DescribeGroup describes a group; metadata and assignments are included
@@ -400,9 +430,9 @@ func (c *Coordinator) DescribeGroup(id string) GroupDescription {
 	defer c.mu.Unlock()
 	g := c.groups[id]
 	if g == nil {
-		return GroupDescription{Group: id, State: Dead}
+		return GroupDescription{Group: id, State: Dead, Type: "classic"}
 	}
-	d := GroupDescription{Group: id, State: g.state, ProtocolType: g.protocolType}
+	d := GroupDescription{Group: id, State: g.state, ProtocolType: g.protocolType, Type: g.typeName()}
 	if g.state == Stable {
 		d.Protocol = g.protocol
 	}

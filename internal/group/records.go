@@ -166,6 +166,8 @@ func (c *Coordinator) applyRecordLocked(b statelog.Batch, pos int64, r statelog.
 			g = c.newGroupLocked(k.Group, now)
 		}
 		c.restoreGroupLocked(g, &v, now)
+	case keyConsumerGroup, keyConsumerMember:
+		return c.applyConsumerRecordLocked(int16(binary.BigEndian.Uint16(r.Key)), r, now)
 	default:
 		return statelog.ErrUnknownRecord
 	}

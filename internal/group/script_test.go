@@ -30,20 +30,29 @@ import (
 //
 // Commands:
 //
-//	config [delay=D] [min=D] [max=D] [retention=D] [check=D]   (re)create the coordinator
+//	config [delay=D] [min=D] [max=D] [retention=D] [check=D] [compact=N] [cmax=N] [csession=D]   (re)create the coordinator
 //	join C g=G [v=N] [i=INSTANCE] [s=D] [r=D] [p=range,rr] [meta=X] [type=T] [new] [m=ID]
 //	sync C g=G [gen=N] [assign=C1:x,C2:y] [ptype=T] [proto=P]
 //	heartbeat C g=G [gen=N]
 //	leave g=G C... | leave g=G i=INSTANCE [m=ID]
 //	commit C|- g=G [gen=N] topic/part=offset...
 //	fetch g=G                                        "(unstable)": a transactional commit is pending
-//	txn-commit C|- g=G pid=N [epoch=E] [gen=N] topic/part=offset...
+//	txn-commit C|- g=G pid=N [epoch=E] [gen=N] [m=MEMBER] topic/part=offset...
 //	txn-end g=G pid=N [epoch=E] commit|abort
 //	offset-delete g=G topic/part...
 //	delete G...
 //	describe G | list [states]
 //	advance D                                        move the clock, run the timers
 //	restart | crash                                  close and reopen (crash: MemFS CrashClone)
+//
+// KIP-848 consumer groups (consumer_script_test.go):
+//
+//	topics NAME:PARTITIONS...                        the broker's topics heartbeats see
+//	hb C g=G [epoch=N] [sub=t,u] [regex=R] [assignor=A] [i=INSTANCE] [r=D] [owned=t:0,1;u:2|none] [keep]
+//	cdescribe G                                      epochs, state, members with their partitions
+//	ccommit C g=G [epoch=N] [v=9] topic/part=offset...
+//	cfetch C g=G [epoch=N]                           OffsetFetch v9's member check
+//	txn-commit works for consumer groups with the member's epoch as generation.
 func TestScripts(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		e := newScriptEnv(t)
@@ -69,10 +78,13 @@ type scriptEnv struct {
 	now     time.Time
 	ids     int
 	clients map[string]*scriptClient
+	// KIP-848 (consumer_script_test.go).
+	topics    *Topics
+	consumers map[string]*consumerClient
 }
 
 func newScriptEnv(t *testing.T) *scriptEnv {
-	e := &scriptEnv{t: t, fs: logstore.NewMemFS(), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), clients: map[string]*scriptClient{}}
+	e := &scriptEnv{t: t, fs: logstore.NewMemFS(), now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC), clients: map[string]*scriptClient{}, topics: NewTopics(nil)}
 	e.cfg = DefaultConfig()
 	e.cfg.FS, e.cfg.Dir, e.cfg.Now = e.fs, "offsets", func() time.Time { return e.now }
 	e.cfg.InitialRebalanceDelay, e.cfg.manualTick = 0, true
@@ -110,7 +122,11 @@ var errNames = map[error]string{
 	ErrRebalanceInProgress: "REBALANCE_IN_PROGRESS", ErrFencedInstanceID: "FENCED_INSTANCE_ID",
 	ErrGroupNotFound: "GROUP_ID_NOT_FOUND", ErrNonEmptyGroup: "NON_EMPTY_GROUP",
 	ErrSubscribedToTopic: "GROUP_SUBSCRIBED_TO_TOPIC", ErrOffsetMetadataTooLarge: "OFFSET_METADATA_TOO_LARGE",
-	ErrStorage: "COORDINATOR_NOT_AVAILABLE(storage)",
+	ErrStorage:           "COORDINATOR_NOT_AVAILABLE(storage)",
+	ErrFencedMemberEpoch: "FENCED_MEMBER_EPOCH", ErrStaleMemberEpoch: "STALE_MEMBER_EPOCH",
+	ErrUnreleasedInstanceID: "UNRELEASED_INSTANCE_ID", ErrUnsupportedAssignor: "UNSUPPORTED_ASSIGNOR",
+	ErrInvalidRegularExpression: "INVALID_REGULAR_EXPRESSION", ErrGroupMaxSize: "GROUP_MAX_SIZE_REACHED",
+	ErrInvalidRequest: "INVALID_REQUEST", ErrUnsupportedVersion: "UNSUPPORTED_VERSION",
 }
 
 func errName(err error) string {
@@ -184,6 +200,8 @@ func (e *scriptEnv) run(line string) string {
 		e.cfg.OffsetsRetention = a.dur("retention", d.OffsetsRetention)
 		e.cfg.OffsetsRetentionCheckInterval = a.dur("check", d.OffsetsRetentionCheckInterval)
 		e.cfg.CompactRecords = a.int("compact", d.CompactRecords)
+		e.cfg.ConsumerMaxSize = a.int("cmax", d.ConsumerMaxSize)
+		e.cfg.ConsumerSessionTimeout = a.dur("csession", d.ConsumerSessionTimeout)
 		e.open()
 		out.WriteString("ok\n")
 	case "join":
@@ -293,6 +311,9 @@ func (e *scriptEnv) run(line string) string {
 			cl := e.client(a.pos[0])
 			req.MemberID, req.Generation = cl.member, cl.gen
 		}
+		if m, ok := a.kv["m"]; ok {
+			req.MemberID = m // a KIP-848 member: gen is its member epoch
+		}
 		req.Generation = int32(a.int("gen", int(req.Generation)))
 		for _, p := range a.pos[1:] {
 			tp, off, _ := strings.Cut(p, "=")
@@ -378,7 +399,9 @@ func (e *scriptEnv) run(line string) string {
 		e.open()
 		out.WriteString("reopened\n")
 	default:
-		panic("unknown command " + fields[0])
+		if !e.runConsumer(fields[0], a, &out) {
+			panic("unknown command " + fields[0])
+		}
 	}
 	// Report calls that completed because of this command.
 	names := make([]string, 0, len(e.clients))

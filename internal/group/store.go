@@ -14,9 +14,13 @@ func (c *Coordinator) replay() error {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.log.Replay(func(b statelog.Batch, pos int64, r statelog.Record) error {
+	if err := c.log.Replay(func(b statelog.Batch, pos int64, r statelog.Record) error {
 		return c.applyRecordLocked(b, pos, r, now)
-	})
+	}); err != nil {
+		return err
+	}
+	c.restoreConsumerGroupsLocked(now)
+	return nil
 }
 
 // appendLocked writes recs as one batch and returns the log end offset to
@@ -51,6 +55,9 @@ func (c *Coordinator) liveRecordsLocked() int {
 	live := len(c.groups)
 	for _, g := range c.groups {
 		live += len(g.offsets)
+		if g.consumer != nil {
+			live += len(g.consumer.members)
+		}
 	}
 	return live
 }
@@ -89,7 +96,14 @@ func (c *Coordinator) writeSnapshotLocked(s *statelog.Snapshot) {
 		}
 	}
 	for _, g := range groups {
-		s.Add(statelog.Batch{}, groupRecordLocked(g), nil)
+		if g.consumer != nil {
+			s.Add(statelog.Batch{}, consumerGroupRecord(g), nil)
+			for _, m := range g.consumer.sortedMembers() {
+				s.Add(statelog.Batch{}, consumerMemberRecord(g.id, m), nil)
+			}
+		} else {
+			s.Add(statelog.Batch{}, groupRecordLocked(g), nil)
+		}
 		for _, tp := range sortedPartitions(g.offsets) {
 			s.Add(statelog.Batch{}, offsetRecord(g.id, tp, g.offsets[tp]),
 				func(pos int64) { o := g.offsets[tp]; o.pos = pos; g.offsets[tp] = o })

@@ -88,7 +88,12 @@ func (c *Coordinator) TxnOffsetCommit(ctx context.Context, req TxnCommitRequest)
 	if g == nil {
 		g = c.newGroupLocked(req.Group, now)
 	}
-	if req.Generation >= 0 || req.MemberID != "" || req.InstanceID != "" {
+	if g.consumer != nil {
+		if _, err := g.consumer.validateCommitLocked(req.MemberID, req.Generation, true, true, nil); err != nil {
+			c.mu.Unlock()
+			return nil, err
+		}
+	} else if req.Generation >= 0 || req.MemberID != "" || req.InstanceID != "" {
 		m, err := g.validateMemberLocked(req.MemberID, req.InstanceID)
 		if err == nil && req.Generation != g.generation {
 			err = ErrIllegalGeneration

@@ -162,7 +162,7 @@ func TestApiVersionsAllVersions(t *testing.T) {
 		if err := resp.ReadFrom(body); err != nil || corr != int32(v) || resp.ErrorCode != 0 {
 			t.Fatalf("v%d: corr %d err %v code %d", v, corr, err, resp.ErrorCode)
 		}
-		want := map[int16][2]int16{0: {0, 11}, 1: {4, 12}, 3: {0, 12}, 10: {0, 6}, 11: {0, 9}, 18: {0, 4}, 22: {0, 5}}
+		want := map[int16][2]int16{0: {0, 12}, 1: {4, 12}, 3: {0, 12}, 10: {0, 6}, 11: {0, 9}, 18: {0, 4}, 22: {0, 5}}
 		got := map[int16][2]int16{}
 		last := int16(-1)
 		for _, k := range resp.ApiKeys {

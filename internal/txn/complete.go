@@ -97,6 +97,15 @@ func (c *Coordinator) complete(t *txnMeta, s txnState) {
 	}
 	next.partitions, next.groups = nil, nil
 	next.lastUpdate = c.now()
+	if s.nextPID >= 0 {
+		// Transaction version 2 with an exhausted epoch: the markers went
+		// out at the last epoch of the old producer id; the client goes on
+		// with the new one (EndTxnV2 answered it already).
+		// lastEpoch stays the client's epoch before the bump, so that a
+		// KIP-360 InitProducerId from a client that lost the EndTxn answer
+		// (old id, that epoch) is recognised as a retry and gets the new id.
+		next.lastPID, next.pid, next.epoch, next.nextPID = s.pid, s.nextPID, 0, -1
+	}
 	// Not waited for: see the package doc (Durability).
 	if _, err := c.writeLocked(t.id, &next); err != nil {
 		c.logger.Error("cannot record a completed transaction; it will be completed again after a restart",

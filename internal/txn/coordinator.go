@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -264,7 +265,7 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeout tim
 				freshPID = pid
 				continue
 			}
-			cur = txnState{pid: freshPID, lastPID: -1, epoch: noEpoch, lastEpoch: noEpoch, state: Empty}
+			cur = txnState{pid: freshPID, lastPID: -1, nextPID: -1, epoch: noEpoch, lastEpoch: noEpoch, state: Empty}
 			freshPID = -1
 		} else {
 			if t.busy {
@@ -414,6 +415,10 @@ func (c *Coordinator) lookupLocked(id string, pid int64, epoch int16) (*txnMeta,
 	}
 	t := c.txns[id]
 	switch {
+	case t != nil && t.s.nextPID >= 0 && pid == t.s.nextPID:
+		// A transaction version 2 completion is handing this producer id
+		// over; the client already has it. It is current once complete.
+		return nil, ErrConcurrentTransactions
 	case t == nil, t.s.pid != pid:
 		return nil, ErrInvalidProducerIDMapping
 	case t.s.epoch != epoch:
@@ -425,9 +430,22 @@ func (c *Coordinator) lookupLocked(id string, pid int64, epoch int16) (*txnMeta,
 }
 
 // AddPartitions adds partitions to the transaction of id, starting it if
-// none is Ongoing (the transaction timeout runs from here).
+// none is Ongoing (the transaction timeout runs from here). It is
+// AddPartitionsToTxn v0–3: transaction version 1.
 func (c *Coordinator) AddPartitions(ctx context.Context, id string, pid int64, epoch int16, parts []TopicPartition) error {
-	return c.add(id, pid, epoch, func(s *txnState) bool {
+	return c.add(id, pid, epoch, false, addPartitions(parts))
+}
+
+// AddPartitionsImplicit is AddPartitions for transaction version 2 (KIP-890
+// part 2): Produce v12 adds its partitions itself, durably, before the
+// batches are appended. A transaction it starts ends with an epoch bump
+// (EndTxnV2).
+func (c *Coordinator) AddPartitionsImplicit(ctx context.Context, id string, pid int64, epoch int16, parts []TopicPartition) error {
+	return c.add(id, pid, epoch, true, addPartitions(parts))
+}
+
+func addPartitions(parts []TopicPartition) func(*txnState) bool {
+	return func(s *txnState) bool {
 		added := false
 		for _, tp := range parts {
 			if _, ok := s.partitions[tp]; !ok {
@@ -439,14 +457,24 @@ func (c *Coordinator) AddPartitions(ctx context.Context, id string, pid int64, e
 			}
 		}
 		return added
-	})
+	}
 }
 
 // AddOffsets adds a consumer group to the transaction of id: its
 // transactional offset commits are completed with the transaction. On one
 // node the group's offsets partition is implicit.
 func (c *Coordinator) AddOffsets(ctx context.Context, id string, pid int64, epoch int16, group string) error {
-	return c.add(id, pid, epoch, func(s *txnState) bool {
+	return c.add(id, pid, epoch, false, addGroup(group))
+}
+
+// AddOffsetsImplicit is AddOffsets for transaction version 2:
+// TxnOffsetCommit v5 adds its group itself (no AddOffsetsToTxn).
+func (c *Coordinator) AddOffsetsImplicit(ctx context.Context, id string, pid int64, epoch int16, group string) error {
+	return c.add(id, pid, epoch, true, addGroup(group))
+}
+
+func addGroup(group string) func(*txnState) bool {
+	return func(s *txnState) bool {
 		if _, ok := s.groups[group]; ok {
 			return false
 		}
@@ -455,10 +483,13 @@ func (c *Coordinator) AddOffsets(ctx context.Context, id string, pid int64, epoc
 		}
 		s.groups[group] = struct{}{}
 		return true
-	})
+	}
 }
 
-func (c *Coordinator) add(id string, pid int64, epoch int16, change func(*txnState) bool) error {
+// add changes the transaction of id (starting one if none is Ongoing) and
+// waits until the change is durable. tv2 marks a transaction it starts as
+// transaction version 2.
+func (c *Coordinator) add(id string, pid int64, epoch int16, tv2 bool, change func(*txnState) bool) error {
 	c.mu.Lock()
 	t, err := c.lookupLocked(id, pid, epoch)
 	if err != nil {
@@ -485,6 +516,7 @@ func (c *Coordinator) add(id string, pid int64, epoch int16, change func(*txnSta
 	now := c.now()
 	if t.s.state != Ongoing {
 		next.start = now
+		next.tv2 = tv2
 	}
 	next.state = Ongoing
 	next.lastUpdate = now
@@ -529,23 +561,162 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 	}
 	next := t.s.clone()
 	next.state = prepare
+	next.tv2 = false
 	next.lastUpdate = c.now()
 	if err := c.prepareLocked(id, t, next); err != nil {
 		return err
 	}
+	c.awaitCompletion(ctx, t)
+	return nil
+}
+
+// awaitCompletion waits until t's completion has written its markers, ctx
+// ends or Config.CompletionWait passes, whichever is first.
+func (c *Coordinator) awaitCompletion(ctx context.Context, t *txnMeta) {
 	c.mu.RLock()
 	done := t.done
 	c.mu.RUnlock()
-	if done != nil {
-		wait := time.NewTimer(c.cfg.CompletionWait)
-		defer wait.Stop()
-		select {
-		case <-done:
-		case <-ctx.Done():
-		case <-wait.C:
-		}
+	if done == nil {
+		return
 	}
-	return nil
+	wait := time.NewTimer(c.cfg.CompletionWait)
+	defer wait.Stop()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	case <-wait.C:
+	}
+}
+
+// EndTxnV2 is EndTxn for transaction version 2 (KIP-890 part 2, EndTxn v5+):
+// every transaction ends with an epoch bump, and the answer is the producer
+// id and epoch the client's next transaction must use. The markers carry
+// the bumped epoch, so that partitions too refuse anything later from the
+// old one. An exhausted epoch rotates to a new producer id, handed over when
+// the markers are written.
+//
+// Because the epoch moves on, a request of a finished transaction can be
+// told from one of the next: this is what closes KAFKA-17754 for clients
+// that use it. The rules, Kafka's (TransactionCoordinator.endTransaction):
+//
+//   - Ongoing at the request's epoch: commit or abort, bumping.
+//   - A retry, whose epoch is one below the current one (or the last epoch
+//     of the previous producer id after a rotation), of a completed EndTxn
+//     with the same outcome succeeds and returns the current id and epoch;
+//     with the other outcome, or while the markers are still written, it is
+//     ErrInvalidTxnState or ErrConcurrentTransactions. Everything else at an
+//     old epoch is ErrProducerFenced: a late EndTxn can never end the next
+//     transaction, which runs at the bumped epoch.
+//   - An abort at the current epoch with no transaction open (Empty, or
+//     Complete* not as a retry) bumps the epoch and writes no markers; a
+//     commit with nothing open is ErrInvalidTxnState.
+func (c *Coordinator) EndTxnV2(ctx context.Context, id string, pid int64, epoch int16, commit bool) (ProducerIDEpoch, error) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return NoProducer, ErrClosed
+	}
+	if id == "" {
+		c.mu.Unlock()
+		return NoProducer, ErrInvalidRequest
+	}
+	t := c.txns[id]
+	if t == nil {
+		c.mu.Unlock()
+		return NoProducer, ErrInvalidProducerIDMapping
+	}
+	cur := t.s
+	retryOnBump := cur.pid == pid && epoch >= 0 && cur.epoch == epoch+1
+	retryOnRotation := cur.lastPID == pid && pid != cur.pid && epoch == math.MaxInt16-1 && cur.epoch == 0
+	retry := retryOnBump || retryOnRotation
+	var validEpoch bool
+	switch cur.state {
+	case PrepareCommit, PrepareAbort:
+		validEpoch = retryOnBump
+	case CompleteCommit, CompleteAbort:
+		validEpoch = retry || epoch == cur.epoch
+	default: // Empty, Ongoing
+		validEpoch = epoch == cur.epoch
+	}
+	prepare, complete := PrepareAbort, CompleteAbort
+	if commit {
+		prepare, complete = PrepareCommit, CompleteCommit
+	}
+	switch {
+	case cur.pid != pid && !retryOnRotation:
+		c.mu.Unlock()
+		return NoProducer, ErrInvalidProducerIDMapping
+	case !validEpoch:
+		c.mu.Unlock()
+		return NoProducer, ErrProducerFenced
+	case t.busy:
+		c.mu.Unlock()
+		return NoProducer, ErrConcurrentTransactions
+	}
+	switch cur.state {
+	case Ongoing:
+	case complete:
+		if retry {
+			c.mu.Unlock()
+			return ProducerIDEpoch{cur.pid, cur.epoch}, nil
+		}
+		if commit {
+			c.mu.Unlock()
+			return NoProducer, ErrInvalidTxnState
+		}
+	case CompleteCommit: // an abort
+		if retry {
+			c.mu.Unlock()
+			return NoProducer, ErrInvalidTxnState
+		}
+	case Empty:
+		if commit {
+			c.mu.Unlock()
+			return NoProducer, ErrInvalidTxnState
+		}
+	case prepare:
+		c.mu.Unlock()
+		return NoProducer, ErrConcurrentTransactions
+	default:
+		c.mu.Unlock()
+		return NoProducer, ErrInvalidTxnState
+	}
+	next := cur.clone()
+	if cur.state != Ongoing {
+		// An abort with nothing open: no partitions, no groups, no
+		// markers; only the epoch moves.
+		next.partitions, next.groups = nil, nil
+		next.start = time.Time{}
+	}
+	next.state = prepare
+	next.tv2 = true
+	next.lastUpdate = c.now()
+	next.lastEpoch = cur.epoch
+	next.epoch = bump(cur.epoch)
+	if epochExhausted(cur.epoch) {
+		// The markers take the last epoch; the completion hands over to a
+		// fresh producer id (Kafka's nextProducerId).
+		c.mu.Unlock()
+		fresh, err := c.cfg.ProducerIDs.Next()
+		if err != nil {
+			return NoProducer, fmt.Errorf("%w: allocating a producer id: %w", ErrStorage, err)
+		}
+		c.mu.Lock()
+		if c.closed || c.txns[id] != t || t.busy || t.s.state != cur.state || t.s.pid != cur.pid || t.s.epoch != cur.epoch {
+			c.mu.Unlock()
+			return NoProducer, ErrConcurrentTransactions // changed meanwhile: the client retries
+		}
+		next.nextPID = fresh
+	}
+	handOver := ProducerIDEpoch{next.pid, next.epoch}
+	if next.nextPID >= 0 {
+		handOver = ProducerIDEpoch{next.nextPID, 0}
+	}
+	if err := c.prepareLocked(id, t, next); err != nil {
+		return NoProducer, err
+	}
+	c.awaitCompletion(ctx, t)
+	return handOver, nil
 }
 
 // Verify is called by Produce for every transactional batch: nil if pid and
@@ -592,6 +763,37 @@ func (c *Coordinator) VerifyHold(pid int64, epoch int16, topic string, partition
 	return func() { once.Do(t.appends.Done) }, nil
 }
 
+// VerifyPartitions is AddPartitionsToTxn v4+ with VerifyOnly (KIP-890 part
+// 1's broker-side check, which Kafka's partition leaders send): it reports
+// which of parts are in the transaction of id, changing nothing. The
+// producer id and epoch must be current (ErrInvalidProducerIDMapping,
+// ErrProducerFenced), and a transaction whose markers are being written is
+// ErrConcurrentTransactions, as Kafka answers.
+func (c *Coordinator) VerifyPartitions(id string, pid int64, epoch int16, parts []TopicPartition) ([]bool, error) {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if c.closed {
+		return nil, ErrClosed
+	}
+	if id == "" {
+		return nil, ErrInvalidRequest
+	}
+	t := c.txns[id]
+	switch {
+	case t == nil, t.s.pid != pid:
+		return nil, ErrInvalidProducerIDMapping
+	case t.s.epoch != epoch:
+		return nil, ErrProducerFenced
+	case t.s.state == PrepareCommit || t.s.state == PrepareAbort:
+		return nil, ErrConcurrentTransactions
+	}
+	in := make([]bool, len(parts))
+	for i, tp := range parts {
+		_, in[i] = t.s.partitions[tp]
+	}
+	return in, nil
+}
+
 // VerifyGroup is Verify for TxnOffsetCommit: nil if pid and epoch own an
 // Ongoing transaction to which AddOffsetsToTxn added group.
 func (c *Coordinator) VerifyGroup(pid int64, epoch int16, group string) error {
@@ -621,6 +823,8 @@ func (c *Coordinator) verifyLocked(pid int64, epoch int16) (*txnMeta, error) {
 	switch {
 	case t == nil:
 		return nil, ErrInvalidProducerIDMapping
+	case t.s.nextPID >= 0 && pid == t.s.nextPID:
+		return nil, ErrConcurrentTransactions // see lookupLocked
 	case t.s.pid != pid, epoch < t.s.epoch:
 		return nil, ErrProducerFenced
 	case epoch != t.s.epoch:

@@ -1,7 +1,8 @@
-// Package txn is idem's transaction coordinator (KIP-98, TV1): it owns every
-// transactional id's producer id, epoch and transaction state, decides commit
-// or abort durably, and drives the markers that make the decision visible in
-// partitions (MarkerWriter) and in consumer-group offsets (OffsetCommitter).
+// Package txn is idem's transaction coordinator (KIP-98, and transaction
+// version 2 of KIP-890 part 2): it owns every transactional id's producer id,
+// epoch and transaction state, decides commit or abort durably, and drives
+// the markers that make the decision visible in partitions (MarkerWriter)
+// and in consumer-group offsets (OffsetCommitter).
 //
 // It speaks Go, not Kafka: the sentinels in errors.go are mapped to Kafka
 // codes in internal/kafka/api.
@@ -57,18 +58,34 @@
 // transaction; Close stops and joins all of them. A completion interrupted
 // by Close resumes when the coordinator is next opened on the same log.
 //
+// # Transaction versions
+//
+// Version 1 (KIP-98) is what every client speaks: AddPartitionsToTxn,
+// AddOffsetsToTxn, and an EndTxn that keeps the epoch. Version 2 (KIP-890
+// part 2, transaction.version=2, used by clients that see the feature in
+// ApiVersions) is chosen per request: Produce v12 and TxnOffsetCommit v5 add
+// their partition or group themselves (AddPartitionsImplicit,
+// AddOffsetsImplicit), and EndTxn v5 (EndTxnV2) bumps the epoch at the end of
+// every transaction, writes the markers at the bumped epoch and hands the
+// client the new epoch (or a new producer id when the epoch is exhausted).
+//
+// Under version 1 the protocol has no transaction number: a request of one
+// transaction that a network delays past the client's timeout can act on the
+// next transaction of the same epoch; a late EndTxn ends whatever transaction
+// is open when it arrives (KAFKA-17754). Late Produce batches are refused
+// (Verify: not Ongoing, partition not added, or a stale epoch) or
+// deduplicated by sequence, and clients that re-initialise the producer
+// after an unconfirmed EndTxn (franz-go does) get a new epoch that fences
+// the late request; but a version 1 client that does not cannot be
+// protected. Under version 2 every transaction has its own epoch: a late
+// EndTxn, Produce or TxnOffsetCommit carries an epoch below the current one
+// and is fenced (or, for the EndTxn that ended the previous transaction, is
+// recognised as its retry and changes nothing), so it can never end or join
+// the next transaction; the partitions, having seen the marker at the bumped
+// epoch, refuse such a batch too.
+//
 // # Deliberately not implemented (yet)
 //
-//   - transaction.version 2 (KIP-890 part 2: an epoch bump per transaction,
-//     implicit AddPartitions in Produce v12, TxnOffsetCommit v5 adding the
-//     group). Without it a request from one transaction that a network
-//     delays past the client's timeout can still act on the next
-//     transaction of the same producer epoch: a late EndTxn ends whatever
-//     transaction is open when it arrives (KAFKA-17754). Late Produce
-//     batches are refused (Verify: not Ongoing, partition not added, or a
-//     stale epoch) or deduplicated by sequence; clients that re-initialise
-//     the producer after an unconfirmed EndTxn (franz-go does) get a new
-//     epoch that fences the late request.
 //   - Several coordinator epochs: one node is always the coordinator, so
 //     markers carry coordinator epoch 0.
 package txn

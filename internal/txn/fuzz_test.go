@@ -13,7 +13,7 @@ import (
 // and whatever decodes must encode back to a record that decodes the same.
 func FuzzTransactionLog(f *testing.F) {
 	s := txnState{
-		pid: 7, lastPID: 3, epoch: 2, lastEpoch: 1, timeout: time.Minute, state: Ongoing,
+		pid: 7, lastPID: 3, nextPID: 9, tv2: true, epoch: 2, lastEpoch: 1, timeout: time.Minute, state: Ongoing,
 		partitions: map[TopicPartition]struct{}{{"t", 0}: {}, {"t", 3}: {}, {"u", 1}: {}},
 		groups:     map[string]struct{}{"g": {}},
 		start:      time.UnixMilli(1_700_000_000_000), lastUpdate: time.UnixMilli(1_700_000_000_500),

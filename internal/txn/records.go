@@ -20,7 +20,12 @@ import (
 //	tagLastEpoch  the epoch before the last bump, so a KIP-360 retry of
 //	              InitProducerId is recognised after a restart too
 //
-// PreviousProducerID holds the producer id before the last rotation.
+// PreviousProducerID holds the producer id before the last rotation,
+// NextProducerID the one a prepared transaction version 2 completion rotates
+// to, and ClientTransactionVersion (2 for KIP-890 part 2, else 1) how the
+// client runs its transactions. Records without them (written before
+// transaction version 2) read as version 1 with no rotation pending; records
+// with them are readable by code that predates them, which skips the tags.
 const (
 	keyVersion   = 0
 	valueVersion = 1
@@ -53,6 +58,8 @@ func encodeRecord(id string, s *txnState) statelog.Record {
 		v.StartTimestamp = s.start.UnixMilli()
 	}
 	v.PreviousProducerID = s.lastPID
+	v.NextProducerID = s.nextPID
+	v.ClientTransactionVersion = int16(s.version())
 	if gs := s.sortedGroups(); len(gs) > 0 {
 		b := binary.AppendUvarint(nil, uint64(len(gs)))
 		for _, g := range gs {
@@ -78,7 +85,9 @@ func decodeRecord(r statelog.Record) (id string, s *txnState, err error) {
 	if r.Value == nil {
 		return k.TransactionalID, nil, nil
 	}
-	var v kmsg.TxnMetadataValue
+	// Defaults first: ReadFrom leaves absent tags alone, and -1 (none) is
+	// what an absent producer-id tag means.
+	v := kmsg.NewTxnMetadataValue()
 	if err := v.ReadFrom(r.Value); err != nil {
 		return "", nil, err
 	}
@@ -87,6 +96,8 @@ func decodeRecord(r statelog.Record) (id string, s *txnState, err error) {
 		lastPID:    v.PreviousProducerID,
 		epoch:      v.ProducerEpoch,
 		lastEpoch:  noEpoch,
+		nextPID:    v.NextProducerID,
+		tv2:        v.ClientTransactionVersion >= 2,
 		timeout:    time.Duration(v.TimeoutMillis) * time.Millisecond,
 		state:      State(v.State),
 		partitions: map[TopicPartition]struct{}{},

@@ -25,7 +25,13 @@ import (
 //	init ID [timeout=DUR] [expect=PID/EPOCH]   InitProducerId: "ok pid=N epoch=N"
 //	add ID T/P…                                AddPartitionsToTxn
 //	offsets ID GROUP                           AddOffsetsToTxn
-//	commit ID | abort ID                       EndTxn
+//	commit ID | abort ID                       EndTxn (transaction version 1)
+//	commit2 ID | abort2 ID                     EndTxnV2 (transaction version 2): "ok pid=N epoch=N",
+//	                                           and later commands use that id and epoch
+//	add2 ID T/P… | offsets2 ID GROUP           the implicit adds of Produce v12 / TxnOffsetCommit v5
+//	late ID EPOCH                              later commands of ID use this epoch (a
+//	                                           request of an earlier transaction, delivered late)
+//	set-epoch ID EPOCH                         jump the stored epoch (as if that many bumps happened)
 //	verify ID T/P                              Verify (the Produce check)
 //	describe ID                                DescribeTransactions
 //	advance DUR | tick | crash                 fake clock, timer pass, power loss
@@ -41,6 +47,7 @@ import (
 //	          "gone" if the coordinator does not know it
 //	markers   every marker and offset-completion call since the last check,
 //	          sorted, one a line ("markers: none" if there was none)
+//	producer  "producer: pid=N epoch=N tv=V" as Describe shows it
 func TestScripts(t *testing.T) {
 	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
 		s := &scriptRun{e: newEnv(t), cur: map[string]ProducerIDEpoch{}, prev: map[string]ProducerIDEpoch{}}
@@ -89,7 +96,7 @@ func (s *scriptRun) run(t *testing.T, d *datadriven.TestData) string {
 	var args, checks []string
 	for _, a := range d.CmdArgs {
 		switch {
-		case len(a.Vals) == 0 && (a.Key == "state" || a.Key == "markers"):
+		case len(a.Vals) == 0 && (a.Key == "state" || a.Key == "markers" || a.Key == "producer"):
 			checks = append(checks, a.Key)
 		case len(a.Vals) == 0:
 			args = append(args, strings.Trim(a.Key, `"`))
@@ -133,6 +140,32 @@ func (s *scriptRun) run(t *testing.T, d *datadriven.TestData) string {
 		err = e.c.AddOffsets(ctx, id, cur.ProducerID, cur.Epoch, args[1])
 	case "commit", "abort":
 		err = e.c.EndTxn(ctx, id, cur.ProducerID, cur.Epoch, d.Cmd == "commit")
+	case "commit2", "abort2":
+		var got ProducerIDEpoch
+		got, err = e.c.EndTxnV2(ctx, id, cur.ProducerID, cur.Epoch, d.Cmd == "commit2")
+		if err == nil {
+			s.prev[id], s.cur[id] = s.cur[id], got
+			out = fmt.Sprintf(" pid=%d epoch=%d", got.ProducerID, got.Epoch)
+		}
+	case "add2":
+		var tps []TopicPartition
+		for _, a := range args[1:] {
+			tps = append(tps, parseTP(t, a))
+		}
+		err = e.c.AddPartitionsImplicit(ctx, id, cur.ProducerID, cur.Epoch, tps)
+	case "offsets2":
+		err = e.c.AddOffsetsImplicit(ctx, id, cur.ProducerID, cur.Epoch, args[1])
+	case "late":
+		s.cur[id] = ProducerIDEpoch{cur.ProducerID, int16(mustInt(t, args[1]))}
+	case "set-epoch":
+		e.c.mu.Lock()
+		st := e.c.txns[id].s.clone()
+		st.epoch = int16(mustInt(t, args[1]))
+		if _, err := e.c.writeLocked(id, &st); err != nil {
+			t.Fatal(err)
+		}
+		e.c.mu.Unlock()
+		s.cur[id] = ProducerIDEpoch{st.pid, st.epoch}
 	case "verify":
 		tp := parseTP(t, args[1])
 		err = e.c.Verify(cur.ProducerID, cur.Epoch, tp.Topic, tp.Partition)
@@ -169,6 +202,12 @@ func (s *scriptRun) run(t *testing.T, d *datadriven.TestData) string {
 				t.Fatalf("%s: Describe: %v", d.Pos, err)
 			}
 			fmt.Fprintf(&b, "state: %s\n", state)
+		case "producer":
+			info, err := e.c.Describe(id)
+			if err != nil {
+				t.Fatalf("%s: Describe: %v", d.Pos, err)
+			}
+			fmt.Fprintf(&b, "producer: pid=%d epoch=%d tv=%d\n", info.ProducerID, info.ProducerEpoch, info.TransactionVersion)
 		case "markers":
 			ms := e.rec.take()
 			if len(ms) == 0 {

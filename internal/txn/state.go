@@ -43,12 +43,14 @@ func ParseState(name string) (State, bool) {
 // validPrevious lists, for each state, the states it may be entered from
 // (Kafka's TransactionState.validPreviousStates). Every transition the
 // coordinator makes is checked against it, so a bug shows as a refused
-// transition instead of a silently corrupted transaction.
+// transition instead of a silently corrupted transaction. PrepareAbort from
+// Empty and Complete* is transaction version 2's (KIP-890 part 2): an
+// EndTxn(abort) with nothing open still bumps the epoch.
 var validPrevious = map[State][]State{
 	Empty:             {Empty, CompleteCommit, CompleteAbort},
 	Ongoing:           {Empty, Ongoing, CompleteCommit, CompleteAbort},
 	PrepareCommit:     {Ongoing},
-	PrepareAbort:      {Ongoing, PrepareEpochFence},
+	PrepareAbort:      {Ongoing, PrepareEpochFence, Empty, CompleteCommit, CompleteAbort},
 	CompleteCommit:    {PrepareCommit},
 	CompleteAbort:     {PrepareAbort},
 	Dead:              {Empty, CompleteCommit, CompleteAbort},
@@ -94,12 +96,18 @@ func epochExhausted(e int16) bool { return e >= math.MaxInt16-1 }
 type txnState struct {
 	pid, lastPID     int64
 	epoch, lastEpoch int16
-	timeout          time.Duration
-	state            State
-	partitions       map[TopicPartition]struct{}
-	groups           map[string]struct{}
-	start            time.Time // when the current transaction started; zero if none
-	lastUpdate       time.Time
+	// nextPID is the producer id a prepared transaction version 2 completion
+	// hands over to (the epoch was exhausted); -1 when none.
+	nextPID int64
+	// tv2: the transaction (the current or last one) was run with
+	// transaction version 2 (KIP-890 part 2): EndTxn bumps the epoch.
+	tv2        bool
+	timeout    time.Duration
+	state      State
+	partitions map[TopicPartition]struct{}
+	groups     map[string]struct{}
+	start      time.Time // when the current transaction started; zero if none
+	lastUpdate time.Time
 }
 
 func (s txnState) clone() txnState {
@@ -158,6 +166,9 @@ type Info struct {
 	LastUpdate time.Time
 	Partitions []TopicPartition // sorted
 	Groups     []string         // sorted
+	// TransactionVersion is 2 when the transaction (the current or last
+	// one) used KIP-890 part 2, else 1.
+	TransactionVersion int8
 }
 
 // visible is the state Describe and List show: t's state unless a
@@ -184,5 +195,15 @@ func (s txnState) info(id string) Info {
 		LastUpdate:      s.lastUpdate,
 		Partitions:      s.sortedPartitions(),
 		Groups:          s.sortedGroups(),
+
+		TransactionVersion: s.version(),
 	}
+}
+
+// version is the transaction version the client used: 2 or 1.
+func (s txnState) version() int8 {
+	if s.tv2 {
+		return 2
+	}
+	return 1
 }

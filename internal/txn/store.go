@@ -41,13 +41,15 @@ func (c *Coordinator) installLocked(id string, s *txnState) {
 	}
 	t.s = *s
 	c.byPID[t.s.pid] = t
-	if t.s.lastPID >= 0 && t.s.lastPID != t.s.pid {
-		c.byPID[t.s.lastPID] = t
+	for _, pid := range []int64{t.s.lastPID, t.s.nextPID} {
+		if pid >= 0 && pid != t.s.pid {
+			c.byPID[pid] = t
+		}
 	}
 }
 
 func (c *Coordinator) unindexLocked(t *txnMeta) {
-	for _, pid := range []int64{t.s.pid, t.s.lastPID} {
+	for _, pid := range []int64{t.s.pid, t.s.lastPID, t.s.nextPID} {
 		if c.byPID[pid] == t {
 			delete(c.byPID, pid)
 		}

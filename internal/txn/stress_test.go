@@ -146,7 +146,7 @@ func TestListAndDescribe(t *testing.T) {
 	wantErr(t, "describe", err, nil)
 	want := Info{TransactionalID: "a", ProducerID: a.ProducerID, ProducerEpoch: 0, State: Ongoing, Timeout: time.Minute,
 		StartTime: e.clock.Now().Add(-30 * time.Second), LastUpdate: e.clock.Now().Add(-30 * time.Second),
-		Partitions: []TopicPartition{{"s", 0}, {"t", 1}}, Groups: []string{"g"}}
+		Partitions: []TopicPartition{{"s", 0}, {"t", 1}}, Groups: []string{"g"}, TransactionVersion: 1}
 	if fmt.Sprint(info) != fmt.Sprint(want) {
 		t.Errorf("Describe(a):\n got  %+v\n want %+v", info, want)
 	}

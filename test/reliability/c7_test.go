@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kversion"
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
@@ -23,15 +24,57 @@ import (
 // lost and no transaction may be half visible; a late request must be fenced
 // (by epoch) or rejected (not in the ongoing transaction), never applied to
 // a later transaction.
+//
+// It runs twice: with franz-go as it comes, which sees the
+// transaction.version feature and uses transaction version 2 (KIP-890 part
+// 2: every EndTxn bumps the epoch, so the late request is fenced by the
+// broker whatever the client does), and with franz-go held to transaction
+// version 1 (Produce at most v11), where the protocol itself cannot tell a
+// late request from a current one and only the client's re-initialisation
+// after an unconfirmed EndTxn fences it. The proxy checks which protocol
+// each run really spoke. c7_late_test.go shows the version 1 hole and its
+// closing request by request.
 func TestC7DelayedRequestsCannotLeakIntoLaterTransactions(t *testing.T) {
 	if testing.Short() {
-		t.Skip("C7 runs for about 40 seconds")
+		t.Skip("C7 runs for about 80 seconds")
 	}
+	tv1 := kversion.Stable()
+	tv1.SetMaxKeyVersion(0, 11) // Produce: franz-go then keeps to transaction version 1
+	for _, tc := range []struct {
+		name string
+		opts []kgo.Opt
+		// want: the highest Produce and EndTxn versions the run must show.
+		produce, endTxn int16
+	}{
+		{name: "tv2", produce: 12, endTxn: 5},
+		{name: "tv1", opts: []kgo.Opt{kgo.MaxVersions(tv1)}, produce: 11, endTxn: 4},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			proxy := runC7(t, tc.opts...)
+			if got := proxy.MaxVersion(0); got != tc.produce {
+				t.Errorf("the producer sent Produce up to v%d, want v%d", got, tc.produce)
+			}
+			if got := proxy.MaxVersion(26); got != tc.endTxn {
+				t.Errorf("the producer sent EndTxn up to v%d, want v%d", got, tc.endTxn)
+			}
+			// Version 1 adds partitions explicitly. (A new franz-go client
+			// runs its first transaction at version 1 too, before it has
+			// seen the broker's features, so version 2 runs show some.)
+			if tc.endTxn < 5 && proxy.MaxVersion(24) < 0 {
+				t.Errorf("no AddPartitionsToTxn: transaction version 1 needs it")
+			}
+		})
+	}
+}
+
+// runC7 is one run of C7 with the producer's extra options; it returns the
+// proxy so the caller can check what went through it.
+func runC7(t *testing.T, opts ...kgo.Opt) *holdProxy {
 	proxy, err := newHoldProxy("")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer proxy.Close()
+	t.Cleanup(proxy.Close)
 	// Every connection goes through the proxy: the broker advertises it
 	// (so Addr() is the proxy's too; the listener gets a port chosen here).
 	listen, err := verify.FreeAddr()
@@ -59,8 +102,10 @@ func TestC7DelayedRequestsCannotLeakIntoLaterTransactions(t *testing.T) {
 			faults++
 		}
 	},
-		kgo.RequestTimeoutOverhead(time.Second),
-		kgo.ProduceRequestTimeout(time.Second),
+		append([]kgo.Opt{
+			kgo.RequestTimeoutOverhead(time.Second),
+			kgo.ProduceRequestTimeout(time.Second),
+		}, opts...)...,
 	)
 	time.Sleep(hold + time.Second) // let the last held request arrive before reading
 	t.Logf("faults armed %d, requests held %d, delivered after the client hung up %d", faults, proxy.Held(), proxy.Late())
@@ -69,4 +114,5 @@ func TestC7DelayedRequestsCannotLeakIntoLaterTransactions(t *testing.T) {
 	}
 	txnkit.CheckOutcomes(t, seeds, "c7", h)
 	txnkit.CheckNoHangingTransactions(t, seeds, "c7", 5*time.Second)
+	return proxy
 }

@@ -32,6 +32,9 @@ type holdProxy struct {
 	wg      sync.WaitGroup
 	onHeld  func(key int16)
 	release chan struct{} // closed by Close: held requests are released at once
+	// maxVersion is the highest version forwarded per API key: which
+	// protocol the clients really spoke.
+	maxVersion map[int16]int16
 }
 
 func newHoldProxy(target string) (*holdProxy, error) {
@@ -39,7 +42,7 @@ func newHoldProxy(target string) (*holdProxy, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &holdProxy{ln: ln, target: target, armKey: -1, release: make(chan struct{})}
+	p := &holdProxy{ln: ln, target: target, armKey: -1, release: make(chan struct{}), maxVersion: map[int16]int16{}}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
@@ -60,6 +63,16 @@ func (p *holdProxy) Late() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.late
+}
+
+// MaxVersion reports the highest version of key forwarded so far (-1: none).
+func (p *holdProxy) MaxVersion(key int16) int16 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if v, ok := p.maxVersion[key]; ok {
+		return v
+	}
+	return -1
 }
 
 // Held reports how many requests were held so far.
@@ -134,7 +147,7 @@ func (p *holdProxy) accept() {
 func (p *holdProxy) forward(c, up net.Conn) {
 	defer up.Close()
 	br := bufio.NewReader(c)
-	hdr := make([]byte, 6)
+	hdr := make([]byte, 8)
 	for {
 		if _, err := io.ReadFull(br, hdr); err != nil {
 			// The client is gone. Keep the broker's side open a moment so a
@@ -147,16 +160,20 @@ func (p *holdProxy) forward(c, up net.Conn) {
 			return
 		}
 		size := binary.BigEndian.Uint32(hdr)
-		if size < 2 || size > 100<<20 {
+		if size < 4 || size > 100<<20 {
 			return
 		}
 		req := make([]byte, 4+int(size))
 		copy(req, hdr)
-		if _, err := io.ReadFull(br, req[6:]); err != nil {
+		if _, err := io.ReadFull(br, req[8:]); err != nil {
 			return
 		}
 		key := int16(binary.BigEndian.Uint16(hdr[4:]))
+		version := int16(binary.BigEndian.Uint16(hdr[6:]))
 		p.mu.Lock()
+		if v, ok := p.maxVersion[key]; !ok || version > v {
+			p.maxVersion[key] = version
+		}
 		hold := time.Duration(0)
 		if key == p.armKey {
 			hold, p.armKey = p.hold, -1

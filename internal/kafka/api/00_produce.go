@@ -1,6 +1,6 @@
 package api
 
-// Produce, versions 0–11 advertised; 3–11 served.
+// Produce, versions 0–12 advertised; 3–12 served.
 //
 // v0–2 are advertised only because librdkafka before 2.11 enables
 // gzip/snappy/lz4 only when Produce v0 is in range (KAFKA-18659); Kafka 4
@@ -8,7 +8,9 @@ package api
 // partition of such a request gets UNSUPPORTED_VERSION (Kafka 4 closes the
 // connection instead; a per-partition answer tells an old client why). These
 // are the only advertised versions not served (api_versions_test.go).
-// v12 (transaction version 2) and v13 (topic ids) are not advertised yet.
+// v12 is v11 for clients that use transaction version 2 (KIP-890 part 2):
+// their transactional batches add their partition to the transaction
+// themselves. v13 (topic ids) is not advertised yet.
 //
 // Behaviour:
 //   - One v2 record batch per partition, CRC-32C checked (CORRUPT_MESSAGE),
@@ -40,6 +42,13 @@ package api
 //     coordinator cannot answer, as Kafka translates its verification
 //     errors). A plain batch from a producer whose transaction is open on
 //     the partition gets INVALID_TXN_STATE.
+//   - v12 with a transactional id (transaction version 2): before anything
+//     is appended, the partitions of the request's transactional batches
+//     are added to the producer's transaction (starting one if none is
+//     open), durably, so that a crash can never leave transactional data in
+//     a partition the coordinator does not know of. The add checks the
+//     epoch: a batch of an earlier transaction, delivered late, is fenced
+//     (INVALID_PRODUCER_EPOCH) instead of joining the current one.
 
 import (
 	"context"
@@ -50,9 +59,10 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/txn"
 )
 
-func init() { register(0, 0, 11, handleProduce) }
+func init() { register(0, 0, 12, handleProduce) }
 
 // durableWait is one partition of an acks=all request waiting for its fsync.
 type durableWait struct {
@@ -61,12 +71,16 @@ type durableWait struct {
 	rp  *kmsg.ProduceResponseTopicPartition
 }
 
-func handleProduce(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleProduce(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	version := req.GetVersion()
 
 	acksOK := req.Acks == 0 || req.Acks == 1 || req.Acks == -1
+	var notAdded map[txn.TopicPartition]error
+	if acksOK && version >= 12 && req.TransactionID != nil && env.Txn != nil {
+		notAdded = addImplicitly(ctx, env, *req.TransactionID, req.Topics)
+	}
 	failed := false
 	var waits []durableWait
 	for _, rt := range req.Topics {
@@ -79,11 +93,14 @@ func handleProduce(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kms
 			var p *partition.Partition
 			var res partition.AppendResult
 			var err error
+			addErr := notAdded[txn.TopicPartition{Topic: rt.Topic, Partition: rp.Partition}]
 			switch {
 			case !acksOK:
 				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
 			case version < 3:
 				sp.ErrorCode = kerr.UnsupportedVersion.Code
+			case addErr != nil:
+				sp.ErrorCode, err = errorCode(addErr, produceAPI), addErr
 			default:
 				p, res, sp.ErrorCode, err = produceOne(env, version, rt.Topic, rp.Partition, rp.Records)
 			}
@@ -158,6 +175,48 @@ type produceError string
 func (e produceError) Error() string { return string(e) }
 
 const errAcks0Failed = produceError("acks=0 produce failed for a partition; closing so the client refreshes metadata")
+
+// addImplicitly adds the partitions of a transaction version 2 request's
+// transactional batches to their transaction (one durable change per
+// producer id and epoch) and returns the error of every partition it could
+// not add. Batches that will be refused anyway (internal topics, unknown
+// partitions, malformed headers) are left to produceOne.
+func addImplicitly(ctx context.Context, env *Env, txnID string, topics []kmsg.ProduceRequestTopic) map[txn.TopicPartition]error {
+	type producer struct {
+		pid   int64
+		epoch int16
+	}
+	var order []producer
+	parts := map[producer][]txn.TopicPartition{}
+	for _, rt := range topics {
+		if isInternalTopic(env, rt.Topic) {
+			continue
+		}
+		for _, rp := range rt.Partitions {
+			b := rp.Records
+			if len(b) < 61 || b[16] != 2 || binary.BigEndian.Uint16(b[21:])&0x10 == 0 || !env.Partitions.Exists(rt.Topic, rp.Partition) {
+				continue
+			}
+			p := producer{int64(binary.BigEndian.Uint64(b[43:])), int16(binary.BigEndian.Uint16(b[51:]))}
+			if _, ok := parts[p]; !ok {
+				order = append(order, p)
+			}
+			parts[p] = append(parts[p], txn.TopicPartition{Topic: rt.Topic, Partition: rp.Partition})
+		}
+	}
+	var failed map[txn.TopicPartition]error
+	for _, p := range order {
+		if err := env.Txn.AddPartitionsImplicit(ctx, txnID, p.pid, p.epoch, parts[p]); err != nil {
+			if failed == nil {
+				failed = map[txn.TopicPartition]error{}
+			}
+			for _, tp := range parts[p] {
+				failed[tp] = err
+			}
+		}
+	}
+	return failed
+}
 
 // produceOne validates and appends one partition's batch.
 func produceOne(env *Env, version int16, topic string, index int32, records []byte) (*partition.Partition, partition.AppendResult, int16, error) {

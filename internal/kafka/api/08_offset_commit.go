@@ -27,7 +27,13 @@ package api
 //   - v6: LeaderEpoch per partition (stored and returned by OffsetFetch v5+).
 //   - v7: InstanceID (static membership).
 //   - v8: flexible.
-//   - v9: same wire format (KIP-848 member epochs; classic groups only here).
+//   - v9: same wire format; Generation is the member epoch of KIP-848
+//     consumer groups. Members of such a group must commit with v9+
+//     (UNSUPPORTED_VERSION below), at their member epoch or, for partitions
+//     they have held since then, an older one (KIP-1251); anything else is
+//     STALE_MEMBER_EPOCH (UNKNOWN_MEMBER_ID for a member that is gone). A
+//     commit without a member needs the group to be empty, as for classic
+//     groups.
 
 import (
 	"context"
@@ -49,6 +55,8 @@ func handleOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 		MemberID:   req.MemberID,
 		InstanceID: deref(req.InstanceID),
 		Generation: req.Generation,
+		// v9 carries KIP-848 member epochs in Generation.
+		KnowsMemberEpochs: req.Version >= 9,
 	}
 	answers := newPartitionAnswers(len(req.Topics))
 	for i, t := range req.Topics {

@@ -20,7 +20,11 @@ package api
 //     gets offset -1 and UNSTABLE_OFFSET_COMMIT (the client retries) instead
 //     of the offset committed before the transaction.
 //   - v8: batched form: Groups, each with its own topics and error.
-//   - v9: MemberID/MemberEpoch (KIP-848 groups); ignored for classic groups.
+//   - v9: MemberID/MemberEpoch (KIP-848): for a consumer-protocol group a
+//     request naming a member must name one that exists
+//     (UNKNOWN_MEMBER_ID) at its current epoch (STALE_MEMBER_EPOCH; clients
+//     retry after their next heartbeat); without a member (null id, epoch
+//     < 0: an admin fetch) it is served. Ignored for classic groups.
 
 import (
 	"cmp"
@@ -112,7 +116,11 @@ func handleOffsetFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request
 				}
 				topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 			}
-			fts, code := fetchGroup(ctx, env, g.Group, topics, order, g.Topics == nil, req.RequireStable)
+			var fts []fetchedTopic
+			code := memberEpochCode(env, req.Version, g.Group, g.MemberID, g.MemberEpoch)
+			if code == 0 {
+				fts, code = fetchGroup(ctx, env, g.Group, topics, order, g.Topics == nil, req.RequireStable)
+			}
 			rg := kmsg.NewOffsetFetchResponseGroup()
 			rg.Group = g.Group
 			rg.ErrorCode = code
@@ -173,6 +181,14 @@ func handleOffsetFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil
+}
+
+// memberEpochCode is OffsetFetch v9's member check (KIP-848).
+func memberEpochCode(env *Env, version int16, groupID string, memberID *string, epoch int32) int16 {
+	if version < 9 || env.Groups == nil {
+		return 0
+	}
+	return errorCode(env.Groups.CheckMemberEpoch(groupID, deref(memberID), epoch), coordinatorAPIs)
 }
 
 func sortedTopicPartitions(offs map[group.TopicPartition]group.Offset) []group.TopicPartition {

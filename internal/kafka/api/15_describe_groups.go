@@ -3,8 +3,10 @@ package api
 // DescribeGroups, versions 0–5.
 //
 // An unknown group is described as Dead with no error, as Kafka does before
-// v6. Member metadata and assignments are filled only when the group is
-// Stable; Protocol likewise.
+// v6, and so is a KIP-848 consumer group (KIP-1043: these versions cannot
+// say "not a classic group"; ConsumerGroupDescribe describes it). Member
+// metadata and assignments are filled only when the group is Stable;
+// Protocol likewise.
 //
 // Version notes:
 //   - v1: ThrottleMillis.
@@ -36,6 +38,14 @@ func handleDescribeGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 			rg.ErrorCode = kerr.InvalidGroupID.Code
 		default:
 			d := env.Groups.DescribeGroup(id)
+			if d.Type == "consumer" {
+				// KIP-848 groups are described by ConsumerGroupDescribe.
+				// Kafka (KIP-1043) answers the versions before v6 as
+				// for a group that does not exist: Dead, no error, so
+				// that older tools do not fail.
+				rg.State = "Dead"
+				break
+			}
 			rg.State = d.State.String()
 			rg.ProtocolType = d.ProtocolType
 			rg.Protocol = d.Protocol

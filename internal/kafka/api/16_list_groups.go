@@ -1,6 +1,6 @@
 package api
 
-// ListGroups, versions 0–4.
+// ListGroups, versions 0–5.
 //
 // Lists every group the coordinator knows (all of them: one node is the
 // coordinator of every group).
@@ -10,7 +10,9 @@ package api
 //   - v3: flexible.
 //   - v4: StatesFilter (case-insensitive Kafka state names; an unknown name
 //     matches nothing) and GroupState in the response.
-//   - v5 (TypesFilter, GroupType) is not advertised: only classic groups exist.
+//   - v5: TypesFilter ("classic", "consumer"; case-insensitive) and
+//     GroupType. KIP-848 groups list with ProtocolType "consumer" and their
+//     own states (Assigning, Reconciling besides Empty and Stable).
 
 import (
 	"context"
@@ -21,7 +23,7 @@ import (
 	"github.com/idem-dev/idem/internal/group"
 )
 
-func init() { register(16, 0, 4, handleListGroups) }
+func init() { register(16, 0, 5, handleListGroups) }
 
 func handleListGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListGroupsRequest)
@@ -41,11 +43,16 @@ func handleListGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (
 			return resp, nil
 		}
 	}
-	for _, l := range env.Groups.ListGroups(states) {
+	var types []string
+	if req.Version >= 5 {
+		types = req.TypesFilter
+	}
+	for _, l := range env.Groups.ListGroups(states, types...) {
 		rg := kmsg.NewListGroupsResponseGroup()
 		rg.Group = l.Group
 		rg.ProtocolType = l.ProtocolType
 		rg.GroupState = l.State.String()
+		rg.GroupType = l.Type
 		resp.Groups = append(resp.Groups, rg)
 	}
 	return resp, nil

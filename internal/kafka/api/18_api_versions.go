@@ -23,9 +23,17 @@ package api
 //   - v0–v2: ErrorCode, ApiKeys (v1+ ThrottleMillis).
 //   - v3+: flexible; the request carries ClientSoftwareName/Version (not
 //     validated: a mismatch would only make librdkafka fall back to v0);
-//     the response may carry SupportedFeatures/FinalizedFeatures. We implement
-//     no feature flags yet (no transaction.version=2), so none are sent and
-//     FinalizedFeaturesEpoch stays -1.
+//     the response carries SupportedFeatures and FinalizedFeatures (KIP-584,
+//     tagged fields) for the features idem implements, as Kafka 4 sends
+//     them: the supported range, and the finalized level with min = max =
+//     the level, with FinalizedFeaturesEpoch 1 (clients read features only
+//     when the epoch is not -1). Features:
+//     group.version 1: the KIP-848 consumer rebalance protocol
+//     (ConsumerGroupHeartbeat and ConsumerGroupDescribe).
+//     transaction.version 2: KIP-890 part 2 (Produce v12, TxnOffsetCommit
+//     v5, EndTxn v5 bump the epoch per transaction); franz-go switches to it
+//     when it sees the finalized level 2 and those versions.
+//     Nothing is sent to v0–2, which have no such fields.
 //   - A request above v4 is answered by the server in the v0 layout with
 //     UNSUPPORTED_VERSION (see UnsupportedApiVersions); the response header is
 //     always v0, even for flexible versions.
@@ -43,7 +51,39 @@ func handleApiVersions(_ context.Context, _ *Env, _ *Conn, kreq kmsg.Request) (k
 	req := kreq.(*kmsg.ApiVersionsRequest)
 	resp := req.ResponseKind().(*kmsg.ApiVersionsResponse)
 	fillApiKeys(resp)
+	fillFeatures(resp)
 	return resp, nil
+}
+
+// feature is one feature flag idem implements: the levels it supports and
+// the level in force (always the highest: a single node has no older
+// brokers to wait for).
+type feature struct {
+	name               string
+	minLevel, maxLevel int16
+	finalized          int16
+}
+
+// features are sorted by name.
+var features = []feature{
+	{name: "group.version", minLevel: 0, maxLevel: 1, finalized: 1},
+	{name: "transaction.version", minLevel: 0, maxLevel: 2, finalized: 2},
+}
+
+func fillFeatures(resp *kmsg.ApiVersionsResponse) {
+	for _, f := range features {
+		sf := kmsg.NewApiVersionsResponseSupportedFeature()
+		sf.Name, sf.MinVersion, sf.MaxVersion = f.name, f.minLevel, f.maxLevel
+		resp.SupportedFeatures = append(resp.SupportedFeatures, sf)
+		if f.finalized > 0 {
+			ff := kmsg.NewApiVersionsResponseFinalizedFeature()
+			ff.Name, ff.MinVersionLevel, ff.MaxVersionLevel = f.name, f.finalized, f.finalized
+			resp.FinalizedFeatures = append(resp.FinalizedFeatures, ff)
+		}
+	}
+	if len(resp.FinalizedFeatures) > 0 {
+		resp.FinalizedFeaturesEpoch = 1
+	}
 }
 
 func fillApiKeys(resp *kmsg.ApiVersionsResponse) {

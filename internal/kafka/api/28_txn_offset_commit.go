@@ -1,12 +1,11 @@
 package api
 
-// TxnOffsetCommit, versions 0–4.
+// TxnOffsetCommit, versions 0–5.
 //
 // Commits offsets inside a transaction: they stay pending, invisible to
 // OffsetFetch (and UNSTABLE_OFFSET_COMMIT under RequireStable), until the
 // transaction coordinator writes the COMMIT or ABORT marker through the group
-// coordinator. The answer follows the fsync of the pending offsets. v5 (TV2,
-// KIP-890) is not advertised until transaction.version 2 exists.
+// coordinator. The answer follows the fsync of the pending offsets.
 //
 // Behaviour:
 //   - The group is created if it does not exist.
@@ -28,9 +27,19 @@ package api
 //   - v2: LeaderEpoch per partition.
 //   - v3: flexible; Generation, MemberID and InstanceID (KIP-447).
 //   - v4: same as v3 (retriable errors widened, client side).
+//   - v3+ for a KIP-848 consumer group: Generation is the member epoch, a
+//     wrong one ILLEGAL_GENERATION (these versions predate
+//     STALE_MEMBER_EPOCH).
+//   - v5: transaction version 2 (KIP-890 part 2): the commit adds its group
+//     to the producer's transaction itself (no AddOffsetsToTxn), durably,
+//     before the offsets are written; a commit of an earlier transaction,
+//     delivered late, is fenced by its epoch instead of joining the current
+//     one.
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -38,7 +47,7 @@ import (
 	"github.com/idem-dev/idem/internal/group"
 )
 
-func init() { register(28, 0, 4, handleTxnOffsetCommit) }
+func init() { register(28, 0, 5, handleTxnOffsetCommit) }
 
 func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.TxnOffsetCommitRequest)
@@ -72,10 +81,17 @@ func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 	fam := coordinatorFamily(req.Version, 3)
 	if env.Groups == nil || env.Txn == nil {
 		answers.fail(kerr.CoordinatorNotAvailable.Code)
+	} else if err := addGroupImplicitly(ctx, env, req); err != nil {
+		answers.fail(errorCode(err, fam))
 	} else if err := env.Txn.VerifyGroup(req.ProducerID, req.ProducerEpoch, req.Group); err != nil {
 		answers.fail(errorCode(err, fam))
 	} else if len(tr.Offsets) > 0 || req.Group == "" {
 		errs, err := env.Groups.TxnOffsetCommit(ctx, tr)
+		if errors.Is(err, group.ErrStaleMemberEpoch) {
+			// A KIP-848 member at another epoch: the versions served
+			// predate STALE_MEMBER_EPOCH, Kafka answers ILLEGAL_GENERATION.
+			err = fmt.Errorf("%w: %w", group.ErrIllegalGeneration, err)
+		}
 		answers.settle(errs, err, fam)
 	}
 	for i, t := range req.Topics {
@@ -90,4 +106,16 @@ func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 		resp.Topics = append(resp.Topics, rt)
 	}
 	return resp, nil
+}
+
+// addGroupImplicitly adds the group to the producer's transaction for v5+
+// (transaction version 2); older versions rely on AddOffsetsToTxn.
+func addGroupImplicitly(ctx context.Context, env *Env, req *kmsg.TxnOffsetCommitRequest) error {
+	if req.Version < 5 {
+		return nil
+	}
+	if req.Group == "" {
+		return group.ErrInvalidGroupID
+	}
+	return env.Txn.AddOffsetsImplicit(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group)
 }

@@ -79,6 +79,56 @@ func TestAdvertisedVersionsAreServed(t *testing.T) {
 	}
 }
 
+// TestFeatures checks the feature flags ApiVersions sends (KIP-584): at v3+
+// the supported range and the finalized level of every feature idem
+// implements, with a finalized epoch clients accept; nothing below v3, whose
+// layout has no such fields. franz-go switches to transaction version 2 on
+// exactly this (client.go, supportsKIP890p2).
+func TestFeatures(t *testing.T) {
+	b := brokertest.Run(t)
+	for v := int16(0); v <= 4; v++ {
+		resp, closed := roundTrip(t, b.Addr(), minimalRequest(t, 18, v), v)
+		if closed {
+			t.Fatalf("ApiVersions v%d: closed", v)
+		}
+		r := resp.(*kmsg.ApiVersionsResponse)
+		if v < 3 {
+			if len(r.SupportedFeatures)+len(r.FinalizedFeatures) > 0 {
+				t.Errorf("v%d carries features", v)
+			}
+			continue
+		}
+		supported := map[string][2]int16{}
+		for _, f := range r.SupportedFeatures {
+			supported[f.Name] = [2]int16{f.MinVersion, f.MaxVersion}
+		}
+		finalized := map[string][2]int16{}
+		for _, f := range r.FinalizedFeatures {
+			finalized[f.Name] = [2]int16{f.MinVersionLevel, f.MaxVersionLevel}
+		}
+		if got := supported["transaction.version"]; got != [2]int16{0, 2} {
+			t.Errorf("v%d: supported transaction.version %v, want [0 2]", v, got)
+		}
+		if got := finalized["transaction.version"]; got != [2]int16{2, 2} {
+			t.Errorf("v%d: finalized transaction.version %v, want level 2", v, got)
+		}
+		if got, want := finalized["group.version"], [2]int16{1, 1}; got != want || supported["group.version"] != [2]int16{0, 1} {
+			t.Errorf("v%d: group.version supported %v finalized %v, want [0 1] and level 1 (KIP-848)", v, supported["group.version"], got)
+		}
+		if r.FinalizedFeaturesEpoch < 0 {
+			t.Errorf("v%d: finalized features epoch %d; clients ignore features at -1", v, r.FinalizedFeaturesEpoch)
+		}
+		// What a transaction version 2 client needs with it.
+		for key, least := range map[int16]int16{0: 12, 26: 5, 28: 5} {
+			for _, k := range r.ApiKeys {
+				if k.ApiKey == key && k.MaxVersion < least {
+					t.Errorf("v%d: %s max %d < %d, which transaction version 2 needs", v, kmsg.NameForKey(key), k.MaxVersion, least)
+				}
+			}
+		}
+	}
+}
+
 // askApiVersions returns the table the broker advertises, as a client sees it.
 func askApiVersions(t *testing.T, addr string) []kmsg.ApiVersionsResponseApiKey {
 	t.Helper()
@@ -114,7 +164,7 @@ var minimalAnswers = map[int16]map[int16]bool{
 	22: codes(0), // InitProducerId (idempotent)
 	23: codes(0), // OffsetForLeaderEpoch
 	// The transactional id was never initialised.
-	24: codes(0, kerr.InvalidProducerIDMapping.Code), // AddPartitionsToTxn (v3+: per partition)
+	24: codes(0, kerr.InvalidProducerIDMapping.Code), // AddPartitionsToTxn (v4+: the top-level code is 0)
 	25: codes(kerr.InvalidProducerIDMapping.Code),    // AddOffsetsToTxn
 	26: codes(kerr.InvalidProducerIDMapping.Code),    // EndTxn
 	28: codes(kerr.InvalidProducerIDMapping.Code),    // TxnOffsetCommit
@@ -127,6 +177,8 @@ var minimalAnswers = map[int16]map[int16]bool{
 	61: codes(0),                                     // DescribeProducers
 	65: codes(kerr.TransactionalIDNotFound.Code),     // DescribeTransactions
 	66: codes(0),                                     // ListTransactions
+	68: codes(0),                                     // ConsumerGroupHeartbeat (a join)
+	69: codes(0),                                     // ConsumerGroupDescribe (the group the join made)
 }
 
 func codeNames(m map[int16]bool) []string {
@@ -253,6 +305,13 @@ func minimalRequest(t *testing.T, key, version int16) kmsg.Request {
 		rt := kmsg.NewAddPartitionsToTxnRequestTopic()
 		rt.Topic, rt.Partitions = topic, []int32{0}
 		r.Topics = append(r.Topics, rt)
+		// v4+: the batched form, one transaction to verify.
+		tx := kmsg.NewAddPartitionsToTxnRequestTransaction()
+		tx.TransactionalID, tx.VerifyOnly = txnID, true
+		tt := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
+		tt.Topic, tt.Partitions = topic, []int32{0}
+		tx.Topics = append(tx.Topics, tt)
+		r.Transactions = append(r.Transactions, tx)
 	case *kmsg.AddOffsetsToTxnRequest:
 		r.TransactionalID, r.Group = txnID, group
 	case *kmsg.EndTxnRequest:
@@ -286,6 +345,16 @@ func minimalRequest(t *testing.T, key, version int16) kmsg.Request {
 		r.Topics = append(r.Topics, rt)
 	case *kmsg.DescribeTransactionsRequest:
 		r.TransactionalIDs = []string{txnID}
+	case *kmsg.ConsumerGroupHeartbeatRequest:
+		// A join of a new member (v0: the coordinator names it).
+		r.Group, r.MemberEpoch, r.RebalanceTimeoutMillis = "cg", 0, 30000
+		if version >= 1 {
+			r.MemberID = fmt.Sprintf("member-v%d", version)
+		}
+		r.SubscribedTopicNames = []string{topic}
+		r.Topics = []kmsg.ConsumerGroupHeartbeatRequestTopic{}
+	case *kmsg.ConsumerGroupDescribeRequest:
+		r.Groups = []string{"cg"}
 	}
 	req.SetVersion(version)
 	return req

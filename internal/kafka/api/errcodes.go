@@ -177,6 +177,17 @@ var errorCodes = []errorRow{
 	{err: group.ErrNonEmptyGroup, code: kerr.NonEmptyGroup},
 	{err: group.ErrSubscribedToTopic, code: kerr.GroupSubscribedToTopic},
 	{err: group.ErrOffsetMetadataTooLarge, code: kerr.OffsetMetadataTooLarge},
+	// KIP-848 consumer groups. A stale member epoch is ILLEGAL_GENERATION on
+	// TxnOffsetCommit, whose versions predate STALE_MEMBER_EPOCH
+	// (28_txn_offset_commit.go).
+	{err: group.ErrFencedMemberEpoch, code: kerr.FencedMemberEpoch},
+	{err: group.ErrStaleMemberEpoch, code: kerr.StaleMemberEpoch},
+	{err: group.ErrUnreleasedInstanceID, code: kerr.UnreleasedInstanceID},
+	{err: group.ErrUnsupportedAssignor, code: kerr.UnsupportedAssignor},
+	{err: group.ErrInvalidRegularExpression, code: kerr.InvalidRegularExpression},
+	{err: group.ErrGroupMaxSize, code: kerr.GroupMaxSizeReached},
+	{err: group.ErrInvalidRequest, code: kerr.InvalidRequest},
+	{err: group.ErrUnsupportedVersion, code: kerr.UnsupportedVersion},
 
 	// Last: an operating-system error from the disk that no sentinel above
 	// names (a failed write(2) is taken back and the log stays healthy).
