@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"time"
 
 	"github.com/idem-dev/idem/internal/statelog"
 )
@@ -310,4 +311,24 @@ func (c *Coordinator) DeleteGroupConfigs(ctx context.Context, id string) error {
 		return err
 	}
 	return c.waitDurable(ctx, end)
+}
+
+// TopicName resolves a topic id.
+func (c *Coordinator) TopicName(id [16]byte) (string, bool) {
+	ti, ok := c.cfg.Topics.ByID(id)
+	return ti.Name, ok
+}
+
+// TopicID resolves a topic name.
+func (c *Coordinator) TopicID(name string) ([16]byte, int32, bool) {
+	ti, ok := c.cfg.Topics.ByName(name)
+	return ti.ID, ti.Partitions, ok
+}
+
+// LockTimeout is a group's acquisition lock duration
+// (AcquisitionLockTimeoutMillis).
+func (c *Coordinator) LockTimeout(group string) time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.settingsLocked(group).lockDuration
 }

@@ -1,19 +1,22 @@
 package api
 
-// ListGroups, versions 0–4.
+// ListGroups, versions 0–5.
 //
-// Lists every group the coordinator knows (all of them: one node is the
-// coordinator of every group).
+// Lists every group the coordinators know (all of them: one node is the
+// coordinator of every group): classic consumer groups, then share groups
+// (ProtocolType and GroupType "share", state Empty or Stable).
 //
 // Version notes:
 //   - v1: ThrottleMillis.
 //   - v3: flexible.
 //   - v4: StatesFilter (case-insensitive Kafka state names; an unknown name
 //     matches nothing) and GroupState in the response.
-//   - v5 (TypesFilter, GroupType) is not advertised: only classic groups exist.
+//   - v5: TypesFilter (classic, share; case-insensitive; an unknown type
+//     matches nothing) and GroupType in the response.
 
 import (
 	"context"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -21,7 +24,7 @@ import (
 	"github.com/idem-dev/idem/internal/group"
 )
 
-func init() { register(16, 0, 4, handleListGroups) }
+func init() { register(16, 0, 5, handleListGroups) }
 
 func handleListGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListGroupsRequest)
@@ -30,23 +33,45 @@ func handleListGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp, nil
 	}
+	types := map[string]bool{"classic": true, "share": true}
+	if req.Version >= 5 && len(req.TypesFilter) > 0 {
+		types = map[string]bool{}
+		for _, t := range req.TypesFilter {
+			types[strings.ToLower(t)] = true
+		}
+	}
 	var states []group.State
+	shareStates := map[string]bool{}
 	if req.Version >= 4 && len(req.StatesFilter) > 0 {
 		for _, name := range req.StatesFilter {
 			if s, ok := group.ParseState(name); ok {
 				states = append(states, s)
 			}
+			shareStates[strings.ToLower(name)] = true
 		}
 		if len(states) == 0 {
-			return resp, nil
+			types["classic"] = false
 		}
 	}
-	for _, l := range env.Groups.ListGroups(states) {
-		rg := kmsg.NewListGroupsResponseGroup()
-		rg.Group = l.Group
-		rg.ProtocolType = l.ProtocolType
-		rg.GroupState = l.State.String()
-		resp.Groups = append(resp.Groups, rg)
+	if types["classic"] {
+		for _, l := range env.Groups.ListGroups(states) {
+			rg := kmsg.NewListGroupsResponseGroup()
+			rg.Group = l.Group
+			rg.ProtocolType = l.ProtocolType
+			rg.GroupState = l.State.String()
+			rg.GroupType = "classic"
+			resp.Groups = append(resp.Groups, rg)
+		}
+	}
+	if types["share"] && env.Share != nil {
+		for _, l := range env.Share.ListGroups() {
+			if len(shareStates) > 0 && !shareStates[strings.ToLower(l.State)] {
+				continue
+			}
+			rg := kmsg.NewListGroupsResponseGroup()
+			rg.Group, rg.ProtocolType, rg.GroupState, rg.GroupType = l.Group, "share", l.State, "share"
+			resp.Groups = append(resp.Groups, rg)
+		}
 	}
 	return resp, nil
 }
