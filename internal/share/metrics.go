@@ -1,6 +1,7 @@
 package share
 
 import (
+	"strconv"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -60,6 +61,14 @@ var (
 	inFlightDesc = prometheus.NewDesc("idem_share_in_flight_records",
 		"Records in share partitions' in-flight windows by state (acquired, available), summed over share partitions.", []string{"state"}, nil)
 	dlqPendingDesc = prometheus.NewDesc("idem_share_dead_letters_pending", "Records archived for a dead-letter topic whose copy is not yet durable there.", nil, nil)
+
+	// Per share partition (what `idem share describe` shows).
+	partLabels     = []string{"group", "topic", "partition"}
+	partStartDesc  = prometheus.NewDesc("idem_share_partition_start_offset", "Share-partition start offset: every record below it is acknowledged or archived.", partLabels, nil)
+	partLagDesc    = prometheus.NewDesc("idem_share_partition_lag", "Records of the share partition not yet acknowledged or archived (KIP-1226 lag).", partLabels, nil)
+	partRecsDesc   = prometheus.NewDesc("idem_share_partition_records", "Records in the share partition's in-flight window by state.", append(partLabels, "state"), nil)
+	partDelivDesc  = prometheus.NewDesc("idem_share_partition_in_flight_deliveries", "Acquired or available records of the share partition's in-flight window by how often they were delivered.", append(partLabels, "deliveries"), nil)
+	memberHeldDesc = prometheus.NewDesc("idem_share_member_acquired_records", "Records a member holds now.", []string{"group", "member"}, nil)
 )
 
 // Collector returns a Prometheus collector of the coordinator's metrics.
@@ -68,7 +77,8 @@ func (c *Coordinator) Collector() prometheus.Collector { return collector{c} }
 type collector struct{ c *Coordinator }
 
 func (collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{countersDesc, deliveriesDesc, groupsDesc, membersDesc, sessionsDesc, inFlightDesc, dlqPendingDesc} {
+	for _, d := range []*prometheus.Desc{countersDesc, deliveriesDesc, groupsDesc, membersDesc, sessionsDesc, inFlightDesc, dlqPendingDesc,
+		partStartDesc, partLagDesc, partRecsDesc, partDelivDesc, memberHeldDesc} {
 		ch <- d
 	}
 }
@@ -98,6 +108,10 @@ func (col collector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstHistogram(deliveriesDesc, total, sum, buckets)
 
 	c := col.c
+	var parts []struct {
+		group string
+		po    PartitionOffsets
+	}
 	c.mu.Lock()
 	groups, members, sessions, pending := len(c.groups), 0, len(c.sessions), len(c.dlq.entries)
 	var acquired, available int
@@ -107,9 +121,41 @@ func (col collector) Collect(ch chan<- prometheus.Metric) {
 			a, v := sp.inFlight()
 			acquired += a
 			available += v
+			po := PartitionOffsets{Topic: sp.topic, Partition: sp.tp.partition, HighWatermark: -1}
+			if p, err := c.cfg.Topics.Partition(sp.topic, sp.tp.partition); err == nil {
+				po.HighWatermark = p.HighWatermark()
+			}
+			c.fillOffsetsLocked(sp, &po)
+			parts = append(parts, struct {
+				group string
+				po    PartitionOffsets
+			}{g.id, po})
 		}
 	}
 	c.mu.Unlock()
+	held := map[[2]string]int{}
+	for _, p := range parts {
+		l := []string{p.group, p.po.Topic, strconv.Itoa(int(p.po.Partition))}
+		ch <- prometheus.MustNewConstMetric(partStartDesc, prometheus.GaugeValue, float64(p.po.StartOffset), l...)
+		if p.po.Lag >= 0 {
+			ch <- prometheus.MustNewConstMetric(partLagDesc, prometheus.GaugeValue, float64(p.po.Lag), l...)
+		}
+		for _, st := range []struct {
+			name string
+			n    int
+		}{{"acquired", p.po.Acquired}, {"available", p.po.Available}, {"acknowledged", p.po.Acknowledged}, {"archived", p.po.Archived + p.po.ArchivingForDLQ}} {
+			ch <- prometheus.MustNewConstMetric(partRecsDesc, prometheus.GaugeValue, float64(st.n), append(l, st.name)...)
+		}
+		for count, n := range p.po.DeliveryCounts {
+			ch <- prometheus.MustNewConstMetric(partDelivDesc, prometheus.GaugeValue, float64(n), append(l, strconv.Itoa(int(count)))...)
+		}
+		for m, n := range p.po.Holders {
+			held[[2]string{p.group, m}] += n
+		}
+	}
+	for k, n := range held {
+		ch <- prometheus.MustNewConstMetric(memberHeldDesc, prometheus.GaugeValue, float64(n), k[0], k[1])
+	}
 	ch <- prometheus.MustNewConstMetric(groupsDesc, prometheus.GaugeValue, float64(groups))
 	ch <- prometheus.MustNewConstMetric(membersDesc, prometheus.GaugeValue, float64(members))
 	ch <- prometheus.MustNewConstMetric(sessionsDesc, prometheus.GaugeValue, float64(sessions))
