@@ -14,7 +14,9 @@ func TestCheckShareCatchesEachAnomaly(t *testing.T) {
 	deliver := func(at int64, m, k string) ShareEvent {
 		return ShareEvent{Time: at, Kind: ShareDeliver, Member: m, Key: k, Count: 1, Deadline: at + L}
 	}
-	ack := func(at int64, m, k, a string) ShareEvent { return ShareEvent{Time: at, Kind: ShareAck, Member: m, Key: k, Ack: a} }
+	ack := func(at int64, m, k, a string) ShareEvent {
+		return ShareEvent{Time: at, Kind: ShareAck, Member: m, Key: k, Ack: a}
+	}
 	acked := func(at int64, m, k, a string) ShareEvent {
 		return ShareEvent{Time: at, Kind: ShareAcked, Member: m, Key: k, Ack: a}
 	}
