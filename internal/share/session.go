@@ -284,11 +284,14 @@ func (c *Coordinator) Acknowledge(ss *Session, tp TopicPartition, batches []AckB
 	if len(cs.offsets) == 0 {
 		return c.log.End(), nil // renewals only: nothing durable changes
 	}
+	before := sp.spso
 	end, err := c.commitChangesLocked(sp, cs)
 	if err != nil {
 		return 0, err
 	}
-	if len(cs.available) > 0 {
+	if len(cs.available) > 0 || sp.spso != before {
+		// Records to redeliver, or room in the window: long-polls of
+		// the group may acquire now.
 		s.g.wakeLocked()
 	}
 	return end, nil
@@ -343,6 +346,9 @@ type PartitionResult struct {
 type FetchResult struct {
 	Partitions  []PartitionResult
 	LockTimeout time.Duration
+	// selfBlocked: nothing could be acquired because windows are full of
+	// records this session holds.
+	selfBlocked bool
 }
 
 // readChunk is how much one share-partition read asks for at most: enough
@@ -372,7 +378,7 @@ func (c *Coordinator) Fetch(ctx context.Context, ss *Session, opts FetchOptions)
 		if err != nil {
 			return FetchResult{}, err
 		}
-		if res.hasData() || opts.MaxWait <= 0 || !c.now().Before(deadline) {
+		if res.hasData() || res.selfBlocked || opts.MaxWait <= 0 || !c.now().Before(deadline) {
 			if err := c.waitDurable(ctx, wait); err != nil {
 				return FetchResult{}, err
 			}
@@ -460,6 +466,7 @@ func (c *Coordinator) fetchOnce(ss *Session, opts FetchOptions) (FetchResult, <-
 	}
 	st := c.settingsLocked(s.key.group)
 	changed := s.g.changed
+	selfBlocked := false
 	n := len(s.parts)
 	plans := make([]fetchPlan, 0, n)
 	var wait int64
@@ -475,6 +482,13 @@ func (c *Coordinator) fetchOnce(ss *Session, opts FetchOptions) (FetchResult, <-
 		}
 		pl.sp, pl.p, pl.topic = sp, p, sp.topic
 		pl.from = sp.firstAcquirable(now.UnixMilli(), st.maxLocks)
+		if _, holds := s.held[sp]; pl.from < 0 && holds {
+			// The window is full and this session holds records in it:
+			// only its own acknowledgements can make room, and a client
+			// sends them with its next request, so waiting would only
+			// delay them.
+			selfBlocked = true
+		}
 		hw := p.HighWatermark()
 		if st.readCommitted {
 			hw = p.LastStableOffset()
@@ -489,7 +503,7 @@ func (c *Coordinator) fetchOnce(ss *Session, opts FetchOptions) (FetchResult, <-
 	}
 	c.mu.Unlock()
 
-	res := FetchResult{LockTimeout: st.lockDuration}
+	res := FetchResult{LockTimeout: st.lockDuration, selfBlocked: selfBlocked}
 	want := opts.MaxRecords
 	remaining := opts.MaxBytes
 	for _, pl := range plans {
