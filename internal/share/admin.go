@@ -81,14 +81,14 @@ type PartitionOffsets struct {
 	// terminal records inside the window (KIP-1226); -1 without state.
 	Lag int64
 	// In-flight detail for `idem share describe`.
-	EndOffset                              int64 // end of the in-flight window
-	Acquired, Available, Acknowledged      int
-	Archived                               int
-	DeliveryCounts                         map[int16]int // non-terminal records by delivery count
-	HighWatermark                          int64
-	Holders                                map[string]int // member → records it holds
-	DelayedUntilMs                         int64          // latest delayed-retry time in the window
-	ArchivingForDLQ, PendingDLQ, FailedDLQ int
+	EndOffset                         int64 // end of the in-flight window
+	Acquired, Available, Acknowledged int
+	Archived                          int
+	DeliveryCounts                    map[int16]int // non-terminal records by delivery count
+	HighWatermark                     int64
+	Holders                           map[string]int // member → records it holds
+	DelayedUntilMs                    int64          // latest delayed-retry time in the window
+	ArchivingForDLQ, PendingDLQ       int
 }
 
 // DescribeOffsets returns the group's share partitions (those in tps, or all

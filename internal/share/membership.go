@@ -31,16 +31,15 @@ type group struct {
 
 // member is one share consumer. Its id is chosen by the client.
 type member struct {
-	id                 string
-	epoch, prevEpoch   int32
-	clientID, host     string
-	rack               *string
-	subscribed         []string
-	assignment         map[[16]byte][]int32
-	sentEpoch          int32 // the epoch whose assignment it was last sent
-	deadline           time.Time
-	joinSeq            uint64
-	heartbeatsSinceNew int
+	id               string
+	epoch, prevEpoch int32
+	clientID, host   string
+	rack             *string
+	subscribed       []string
+	assignment       map[[16]byte][]int32
+	sentEpoch        int32 // the epoch whose assignment it was last sent
+	deadline         time.Time
+	joinSeq          uint64
 }
 
 func newGroup(id string) *group {

@@ -11,7 +11,7 @@ import (
 // counters are atomics so that Stats needs no lock.
 type stats struct {
 	acquired, accepted, released, rejected, renewed atomic.Int64
-	lockExpiries, archived, deadLettered, dlqFailed atomic.Int64
+	lockExpiries, archived, deadLettered            atomic.Int64
 	// deliveries[i] counts records handed out for the (i+1)th time; the
 	// last bucket holds every later delivery.
 	deliveries [deliveryBuckets]atomic.Int64

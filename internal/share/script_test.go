@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -65,7 +66,7 @@ type scriptEnv struct {
 	t       *testing.T
 	fs      *logstore.MemFS
 	conf    *config.Config
-	now     time.Time
+	nowNs   atomic.Int64 // the fake clock; the partitions' goroutines read it too
 	st      *storage
 	c       *Coordinator
 	clients map[string]*scriptClient
@@ -73,7 +74,8 @@ type scriptEnv struct {
 }
 
 func newScriptEnv(t *testing.T) *scriptEnv {
-	e := &scriptEnv{t: t, fs: logstore.NewMemFS(), conf: config.New(), now: time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC), clients: map[string]*scriptClient{}}
+	e := &scriptEnv{t: t, fs: logstore.NewMemFS(), conf: config.New(), clients: map[string]*scriptClient{}}
+	e.nowNs.Store(time.Date(2026, 3, 1, 0, 0, 0, 0, time.UTC).UnixNano())
 	// Scripts use short locks.
 	e.conf.Set("group.share.min.record.lock.duration.ms", "1000")
 	e.conf.Set("group.share.record.lock.duration.ms", "10000")
@@ -81,7 +83,7 @@ func newScriptEnv(t *testing.T) *scriptEnv {
 	return e
 }
 
-func (e *scriptEnv) clock() time.Time { return e.now }
+func (e *scriptEnv) clock() time.Time { return time.Unix(0, e.nowNs.Load()).UTC() }
 
 func (e *scriptEnv) open() {
 	e.st = newStorage(e.t, e.fs, e.conf, e.clock)
@@ -348,7 +350,7 @@ func (e *scriptEnv) run(line string) (result string) {
 		if err != nil {
 			panic(err)
 		}
-		e.now = e.now.Add(d)
+		e.nowNs.Add(int64(d))
 		e.c.tick()
 		out.WriteString("ok\n")
 	case "state":
@@ -489,7 +491,7 @@ func (e *scriptEnv) state(g string, tp TopicPartition) string {
 			fmt.Fprintf(&b, "(%s)", cur.owner)
 		}
 		if cur.avail > 0 {
-			fmt.Fprintf(&b, "(after+%dms)", cur.avail-e.now.UnixMilli())
+			fmt.Fprintf(&b, "(after+%dms)", cur.avail-e.clock().UnixMilli())
 		}
 	}
 	for i := range sp.recs {

@@ -320,11 +320,10 @@ func (c *Coordinator) archiveLocked(sp *sharePartition, o int64, r *inflight, st
 
 // batchInfo is what acquisition needs of one record batch.
 type batchInfo struct {
-	base, last    int64
-	control, txn  bool
-	producerID    int64
-	end           int // byte offset of the batch's end in the data read
-	firstAcquired bool
+	base, last   int64
+	control, txn bool
+	producerID   int64
+	end          int // byte offset of the batch's end in the data read
 }
 
 // parseBatches reads the headers of the whole batches in data.

@@ -19,7 +19,6 @@ type rawShare struct {
 	group   string
 	member  string
 	topicID [16]byte
-	epoch   int32 // the next share-session epoch
 }
 
 func (r *rawShare) heartbeat(epoch int32, topics []string) *kmsg.ShareGroupHeartbeatResponse {
