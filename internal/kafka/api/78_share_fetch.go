@@ -93,14 +93,24 @@ func handleShareFetch(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Reque
 	var add, forget []share.TopicPartition
 	var wait int64
 	for _, t := range req.Topics {
-		_, known := env.Share.TopicName(t.TopicID)
+		name, known := env.Share.TopicName(t.TopicID)
+		var partitions int32
+		if known {
+			_, partitions, _ = env.Share.TopicID(name)
+		}
 		for _, p := range t.Partitions {
 			tp := share.TopicPartition{TopicID: t.TopicID, Partition: p.Partition}
-			if !known {
+			if !known || p.Partition < 0 || p.Partition >= partitions {
+				// Never added to the session: a client cannot make every
+				// later fetch walk partitions that do not exist.
+				code := kerr.UnknownTopicID.Code
+				if known {
+					code = kerr.UnknownTopicOrPartition.Code
+				}
 				rp := out.get(tp)
-				rp.ErrorCode = kerr.UnknownTopicID.Code
+				rp.ErrorCode = code
 				if len(p.AcknowledgementBatches) > 0 {
-					rp.AcknowledgeErrorCode = kerr.UnknownTopicID.Code
+					rp.AcknowledgeErrorCode = code
 				}
 				continue
 			}

@@ -9,6 +9,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // rawShare speaks the share APIs by hand over one client's connection to
@@ -221,5 +222,44 @@ func TestShareHostileInput(t *testing.T) {
 	}
 	if r := a.fetch(epoch, 5); r.ErrorCode != kerr.ShareSessionNotFound.Code {
 		t.Errorf("fetch after the session closed: %s", codeName(r.ErrorCode))
+	}
+}
+
+// TestShareFetchV1: librdkafka 2.15 pins ShareFetch and ShareAcknowledge to
+// v1 (no acquire mode, no renew); a client limited to v1 acquires and
+// acknowledges, and its response carries the lock timeout.
+func TestShareFetchV1(t *testing.T) {
+	b := shareBroker(t)
+	cl := b.Client(t)
+	adm := kadm.NewClient(cl)
+	ctx := context.Background()
+	createTopic(t, adm, "v1", 1, nil)
+	setGroupConfigs(t, cl, "g", "share.auto.offset.reset", "earliest", "share.record.lock.duration.ms", "2000")
+	produceN(t, cl, "v1", 0, 3)
+	md, err := adm.Metadata(ctx, "v1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	vs := kversion.Stable()
+	vs.SetMaxKeyVersion(78, 1)
+	vs.SetMaxKeyVersion(79, 1)
+	a := &rawShare{t: t, cl: b.Client(t, kgo.MaxVersions(vs)), group: "g", member: "v1-member", topicID: md.Topics["v1"].ID}
+	if r := a.heartbeat(0, []string{"v1"}); r.ErrorCode != 0 {
+		t.Fatalf("join: %s", codeName(r.ErrorCode))
+	}
+	r := a.fetch(0, 10)
+	if r.GetVersion() != 1 || r.ErrorCode != 0 || r.AcquisitionLockTimeoutMillis != 2000 || len(r.Topics) != 1 {
+		t.Fatalf("v%d fetch: %+v", r.GetVersion(), r)
+	}
+	if ar := r.Topics[0].Partitions[0].AcquiredRecords; len(ar) != 1 || ar[0].FirstOffset != 0 || ar[0].LastOffset != 2 || ar[0].DeliveryCount != 1 {
+		t.Fatalf("acquired %+v", ar)
+	}
+	ack := a.ack(1, false, rawAck{0, 2, []int8{1}})
+	if ack.GetVersion() != 1 || ackCode(ack) != 0 {
+		t.Fatalf("v%d ack: %s", ack.GetVersion(), codeName(ackCode(ack)))
+	}
+	offs, _ := adm.DescribeShareGroupOffsets(ctx, "g")
+	if so, _ := offs["g"].Offsets.Lookup("v1", 0); so.StartOffset != 3 {
+		t.Errorf("start offset %d after accepting all three", so.StartOffset)
 	}
 }
