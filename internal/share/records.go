@@ -236,7 +236,9 @@ func decodeState(v []byte) (full bool, spso int64, runs []run, err error) {
 	runs = make([]run, 0, n)
 	for range n {
 		rn := run{first: d.i64(), last: d.i64(), state: recState(d.i8()), count: d.i16(), availAt: d.i64()}
-		if d.err == nil && (rn.first > rn.last || rn.first < spso || rn.state > stArchived || rn.last-rn.first > maxWindow) {
+		// A run lies in the window [spso, spso+maxWindow): a corrupt
+		// record cannot make replay allocate a window without bound.
+		if d.err == nil && (rn.first > rn.last || rn.first < spso || rn.state > stArchived || rn.last-spso >= maxWindow) {
 			d.err = fmt.Errorf("%w: run %d-%d state %d", errCorruptRecord, rn.first, rn.last, rn.state)
 		}
 		runs = append(runs, rn)
