@@ -44,7 +44,7 @@
 // # Durability
 //
 // The share log is a statelog.Log under Config.Dir (records.go): configs,
-// groups, share-partition state (a full record when a share partition
+// groups and their members, share-partition state (a full record when a share partition
 // starts and in snapshots, a delta of the changed offsets otherwise),
 // dead-letter entries and the dead-letter producer and sequences. Memory
 // always equals an in-order replay of the whole log: every change is
@@ -59,7 +59,11 @@
 // share partition (from share.auto.offset.reset) is durable before its first
 // record is handed out. Acquisitions are volatile, as in Kafka: after a
 // crash an acquired record is Available again with the delivery count the
-// log knows (snapshots count acquired records as delivered).
+// log knows (snapshots count acquired records as delivered). Members and
+// group epochs are written best effort (not waited for) when they change,
+// so that after a restart members keep heartbeating at their epoch and
+// their next ShareFetch opens a session at once; a member whose record was
+// lost gets UNKNOWN_MEMBER_ID and rejoins.
 //
 // Dead letters are written exactly once, by the argument in dlq.go: an
 // intent in the same batch as the archiving acknowledgement, a durable

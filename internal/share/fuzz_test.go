@@ -18,6 +18,7 @@ func FuzzReplayRecord(f *testing.F) {
 		stateRecord("g", tp, false, 11, []run{{first: 13, last: 13, state: stAvailable, count: 2, availAt: 5}}, false),
 		producerRecord(7, 0),
 		seqRecord(tp, 9),
+		memberRecord("g", &member{id: "m", epoch: 3, prevEpoch: 2, clientID: "c", subscribed: []string{"t"}}, false),
 		(&dlqEntry{key: dlqEntryKey{"g", tp, 3}, status: dlqAssigned, srcTopic: "t", dlqTopic: "dlq.t"}).record(),
 	} {
 		f.Add(r.Key, r.Value)

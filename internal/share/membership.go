@@ -134,6 +134,7 @@ func (c *Coordinator) Heartbeat(req HeartbeatRequest) (HeartbeatResult, error) {
 		m.deadline = now.Add(st.sessionTimeout)
 		c.rebalanceLocked(g)
 		m.prevEpoch, m.epoch, m.sentEpoch = g.epoch, g.epoch, g.epoch
+		c.saveMemberLocked(g, m)
 		res.MemberEpoch = m.epoch
 		res.Assignment = copyAssignment(m.assignment)
 		return res, nil
@@ -169,6 +170,7 @@ func (c *Coordinator) Heartbeat(req HeartbeatRequest) (HeartbeatResult, error) {
 		if !slices.Equal(subs, m.subscribed) {
 			m.subscribed = subs
 			c.rebalanceLocked(g)
+			c.saveMemberLocked(g, m)
 		}
 	}
 	if c.metadataLocked(g) != g.metadata {
@@ -176,6 +178,7 @@ func (c *Coordinator) Heartbeat(req HeartbeatRequest) (HeartbeatResult, error) {
 	}
 	if m.epoch != g.epoch {
 		m.prevEpoch, m.epoch = m.epoch, g.epoch
+		c.saveMemberLocked(g, m)
 	}
 	res.MemberEpoch = m.epoch
 	if full || m.sentEpoch != m.epoch {
@@ -201,6 +204,7 @@ func copyAssignment(a map[[16]byte][]int32) map[[16]byte][]int32 {
 // the delivery limit.
 func (c *Coordinator) removeMemberLocked(g *group, m *member, graceful bool, why string) {
 	delete(g.members, m.id)
+	c.appendBestEffortLocked(memberRecord(g.id, m, true))
 	for _, s := range c.sessions {
 		if s.key.group == g.id && s.key.member == m.id {
 			c.closeSessionLocked(s, graceful)
@@ -245,6 +249,25 @@ func (c *Coordinator) metadataLocked(g *group) string {
 // at least one.
 func (c *Coordinator) rebalanceLocked(g *group) {
 	g.epoch++
+	c.appendBestEffortLocked(groupRecord(g.id, g.epoch, false))
+	c.assignLocked(g)
+}
+
+// saveMemberLocked writes a member's record (best effort: members are
+// kept across a restart so that their sessions resume at once, but a lost
+// record only makes the member rejoin).
+func (c *Coordinator) saveMemberLocked(g *group, m *member) {
+	c.appendBestEffortLocked(memberRecord(g.id, m, false))
+}
+
+func (c *Coordinator) appendBestEffortLocked(r statelog.Record) {
+	if _, err := c.appendLocked([]statelog.Record{r}); err != nil {
+		c.logger.Error("share log append failed", "err", err)
+	}
+}
+
+// assignLocked computes every member's assignment for the group's epoch.
+func (c *Coordinator) assignLocked(g *group) {
 	g.metadata = c.metadataLocked(g)
 	ms := slices.SortedFunc(maps.Values(g.members), func(a, b *member) int { return int(a.joinSeq - b.joinSeq) })
 	for _, m := range ms {

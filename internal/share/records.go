@@ -37,6 +37,11 @@ const (
 	// rtSeq: the next sequence of dead-letter writes to one partition.
 	// key: type, [16]byte topic id, int32 partition. value: version, int32.
 	rtSeq int16 = 6
+	// rtMember: a member of a share group. key: type, string group,
+	// string member id. value: version, int32 epoch, int32 previous epoch,
+	// int64 join order, string client id, string host, int8 has rack,
+	// string rack, int32 n, n × string subscribed topic.
+	rtMember int16 = 7
 )
 
 // Resource types of rtConfig, Kafka's ConfigResourceType numbers.
@@ -275,4 +280,53 @@ func dlqKey(group string, tp topicPartition, offset int64) []byte {
 	e.i32(tp.partition)
 	e.i64(offset)
 	return e.b
+}
+
+func memberRecord(group string, m *member, deleted bool) statelog.Record {
+	k := enc{}
+	k.i16(rtMember)
+	k.str(group)
+	k.str(m.id)
+	r := statelog.Record{Key: k.b}
+	if deleted {
+		return r
+	}
+	v := enc{}
+	v.i16(0)
+	v.i32(m.epoch)
+	v.i32(m.prevEpoch)
+	v.i64(int64(m.joinSeq))
+	v.str(m.clientID)
+	v.str(m.host)
+	if m.rack != nil {
+		v.i8(1)
+		v.str(*m.rack)
+	} else {
+		v.i8(0)
+		v.str("")
+	}
+	v.i32(int32(len(m.subscribed)))
+	for _, t := range m.subscribed {
+		v.str(t)
+	}
+	r.Value = v.b
+	return r
+}
+
+func decodeMember(id string, value []byte) (*member, error) {
+	d := dec{b: value}
+	if ver := d.i16(); ver != 0 && d.err == nil {
+		return nil, fmt.Errorf("%w: member version %d", statelog.ErrUnknownRecord, ver)
+	}
+	m := &member{id: id, epoch: d.i32(), prevEpoch: d.i32(), joinSeq: uint64(d.i64()), clientID: d.str(), host: d.str()}
+	hasRack := d.i8() == 1
+	rack := d.str()
+	if hasRack {
+		m.rack = &rack
+	}
+	n := d.count(2)
+	for range n {
+		m.subscribed = append(m.subscribed, d.str())
+	}
+	return m, d.done()
 }

@@ -28,11 +28,19 @@ func (c *Coordinator) replay() error {
 		c.dlq.next++
 		e.order = c.dlq.next
 	}
+	now := c.now()
 	for _, g := range c.groups {
 		for _, sp := range g.sps {
 			if ti, ok := c.cfg.Topics.ByID(sp.tp.id); ok {
 				sp.topic = ti.Name
 			}
+		}
+		// Members come back with a fresh session timeout and the
+		// assignment of the group's epoch, which they already have.
+		st := c.settingsLocked(g.id)
+		c.assignLocked(g)
+		for _, m := range g.members {
+			m.deadline, m.sentEpoch = now.Add(st.sessionTimeout), m.epoch
 		}
 	}
 	return nil
@@ -148,6 +156,22 @@ func (c *Coordinator) applyLocked(r statelog.Record) error {
 		v.i16()
 		c.dlq.pid, c.dlq.epoch = v.i64(), v.i16()
 		return v.done()
+	case rtMember:
+		gid, mid := d.str(), d.str()
+		if err := d.done(); err != nil {
+			return err
+		}
+		g := c.groupForReplayLocked(gid)
+		if r.Value == nil {
+			delete(g.members, mid)
+			return nil
+		}
+		m, err := decodeMember(mid, r.Value)
+		if err != nil {
+			return err
+		}
+		g.members[mid] = m
+		g.joins = max(g.joins, m.joinSeq)
 	case rtSeq:
 		tp := topicPartition{d.id(), d.i32()}
 		if err := d.done(); err != nil {
@@ -167,7 +191,7 @@ func (c *Coordinator) applyLocked(r statelog.Record) error {
 func (c *Coordinator) liveRecordsLocked() int {
 	n := len(c.configs) + len(c.dlq.seqs) + len(c.dlq.entries) + 1
 	for _, g := range c.groups {
-		n += 1 + len(g.sps)
+		n += 1 + len(g.sps) + len(g.members)
 	}
 	return n
 }
@@ -193,6 +217,9 @@ func (c *Coordinator) writeSnapshotLocked(s *statelog.Snapshot) {
 	for _, id := range sortedKeys(c.groups) {
 		g := c.groups[id]
 		s.Add(statelog.Batch{}, groupRecord(g.id, g.epoch, false), nil)
+		for _, id := range sortedKeys(g.members) {
+			s.Add(statelog.Batch{}, memberRecord(g.id, g.members[id], false), nil)
+		}
 		for _, tp := range sortedKeysFunc(g.sps, topicPartition.compare) {
 			sp := g.sps[tp]
 			if _, ok := c.cfg.Topics.ByID(tp.id); !ok {
