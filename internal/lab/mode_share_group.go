@@ -116,10 +116,10 @@ func setupShareGroup(ctx context.Context, cl *kgo.Client, group, topic string) e
 	for _, kv := range [][2]string{
 		{"share.auto.offset.reset", "earliest"}, {"share.delivery.count.limit", strconv.Itoa(queueLimit)},
 		{"errors.deadletterqueue.topic.name", dlq},
-		// Members are not kept across a broker restart: a short
-		// heartbeat lets them notice and rejoin within a second, as the
-		// classic mode's short session timeout does.
-		{"share.heartbeat.interval.ms", "1000"},
+		// Like the classic mode's 6 s session timeout: a killed
+		// consumer's member leaves soon, and the others hear of the new
+		// assignment within a second.
+		{"share.session.timeout.ms", "6000"}, {"share.heartbeat.interval.ms", "1000"},
 	} {
 		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
 		c.Name, c.Value = kv[0], kmsg.StringPtr(kv[1])

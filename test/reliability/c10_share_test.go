@@ -197,6 +197,9 @@ func c10Setup(t *testing.T, seeds []string, n int) []string {
 	for _, kv := range [][2]string{
 		{"share.auto.offset.reset", "earliest"}, {"share.record.lock.duration.ms", strconv.Itoa(int(c10Lock.Milliseconds()))},
 		{"share.delivery.count.limit", strconv.Itoa(c10Limit)}, {"errors.deadletterqueue.topic.name", c10DLQ},
+		// Killed consumers' members go away soon, and live ones hear of
+		// the new assignment soon.
+		{"share.session.timeout.ms", "6000"}, {"share.heartbeat.interval.ms", "1000"},
 	} {
 		c := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
 		c.Name, c.Value = kv[0], kmsg.StringPtr(kv[1])
