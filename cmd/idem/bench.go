@@ -74,6 +74,7 @@ data directory (fsync on, as always).`,
 	f.Int32Var(&cfg.Partitions, "partitions", 4, "partitions per benchmark topic")
 	f.IntVar(&cfg.ShareRecords, "share-records", 1_000_000, "100-byte records of the share-group run: share consumers acking each record versus a classic group committing after each poll, then a lock-expiry redelivery (0 skips)")
 	f.IntVar(&cfg.ShareConsumers, "share-consumers", 4, "consumers of the share-group and classic-group runs")
+	f.IntVar(&cfg.ShareMaxLocks, "share-max-record-locks", 0, "the share group's share.partition.max.record.locks (0: the broker's default, 2000)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }

@@ -35,6 +35,10 @@ type Config struct {
 	// and as many classic group consumers committing after each poll.
 	ShareRecords   int
 	ShareConsumers int
+	// ShareMaxLocks, if set, is the share group's
+	// share.partition.max.record.locks (the in-flight window; the broker's
+	// default, 2000, otherwise).
+	ShareMaxLocks int
 	// Progress, when set, receives a one-line progress report per second.
 	Progress io.Writer
 }

@@ -45,7 +45,11 @@ func runShare(ctx context.Context, cfg Config, runID int64) (*ShareReport, error
 	rep := &ShareReport{}
 	var err error
 	group := fmt.Sprintf("bench-%d-share", runID)
-	if err := setShareConfigs(ctx, cfg, group, "share.auto.offset.reset", "earliest"); err != nil {
+	kvs := []string{"share.auto.offset.reset", "earliest"}
+	if cfg.ShareMaxLocks > 0 {
+		kvs = append(kvs, "share.partition.max.record.locks", strconv.Itoa(cfg.ShareMaxLocks))
+	}
+	if err := setShareConfigs(ctx, cfg, group, kvs...); err != nil {
 		return nil, err
 	}
 	if rep.Share, err = shareConsume(ctx, cfg, topic, group, cfg.ShareRecords); err != nil {

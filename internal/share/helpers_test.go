@@ -141,6 +141,30 @@ func (s *storage) produce(topic string, p int32, prefix string, n int) {
 	}
 }
 
+// produceBatches appends n records in batches of size records each.
+func (s *storage) produceBatches(topic string, p int32, n, size int) {
+	s.t.Helper()
+	part, err := s.tm.Lookup(topic, p)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var end int64
+	for i := 0; i < n; i += size {
+		var recs []logstore.Record
+		for j := i; j < min(n, i+size); j++ {
+			recs = append(recs, logstore.Record{Value: []byte(itoa(j))})
+		}
+		res, err := part.Append(logstore.EncodeBatch(recs, s.now().UnixMilli(), 0, -1, -1))
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		end = res.LastOffset + 1
+	}
+	if err := part.WaitDurable(context.Background(), end); err != nil {
+		s.t.Fatal(err)
+	}
+}
+
 func itoa(i int) string {
 	const digits = "0123456789"
 	if i == 0 {

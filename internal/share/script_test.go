@@ -27,7 +27,7 @@ import (
 //
 //	broker k=v...                         set broker properties (dynamic ones apply at once)
 //	topic NAME [p=N] [k=v...]             create a topic (k=v: topic configs)
-//	produce TOPIC/P n=N [prefix=S]        append N one-record batches
+//	produce TOPIC/P n=N [prefix=S] [batch=B]  append N records, one per batch (or B per batch)
 //	gconfig G k=v... | gconfig G -k       set (or delete) group configs
 //	join C g=G topics=T1,T2               ShareGroupHeartbeat epoch 0 (member id C)
 //	heartbeat C g=G [epoch=N] [topics=..] ShareGroupHeartbeat
@@ -231,7 +231,11 @@ func (e *scriptEnv) run(line string) (result string) {
 		tp := a.pos[0]
 		name, p, _ := strings.Cut(tp, "/")
 		n, _ := strconv.Atoi(p)
-		e.st.produce(name, int32(n), a.kv["prefix"], a.int("n", 1))
+		if b := a.int("batch", 1); b > 1 {
+			e.st.produceBatches(name, int32(n), a.int("n", 1), b)
+		} else {
+			e.st.produce(name, int32(n), a.kv["prefix"], a.int("n", 1))
+		}
 		out.WriteString("ok\n")
 	case "gconfig":
 		var ops []ConfigOp

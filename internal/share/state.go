@@ -28,6 +28,12 @@ func (s recState) String() string {
 
 func (s recState) terminal() bool { return s >= stAcknowledged }
 
+// maxBatchOvershoot is the largest batch (in records) that batch-optimized
+// acquisition takes whole past share.partition.max.record.locks; a batch
+// claiming more (a hostile one) is cut at the limit, so one batch cannot
+// make a window of millions of records.
+const maxBatchOvershoot = 1 << 16
+
 // maxWindow bounds a decoded run (a sanity check on the share log, far
 // above group.share.partition.max.record.locks' maximum).
 const maxWindow = 1 << 20
@@ -359,9 +365,14 @@ type AcquiredRange struct {
 }
 
 // acquireLocked acquires for s the Available records of batches, at most
-// want of them (strict: exactly; otherwise whole batches), without growing
-// the window past st.maxLocks. It returns the ranges acquired and the
-// share-log position to wait for before handing them out.
+// want of them (strict, KIP-1206's record-limit mode: exactly; otherwise,
+// batch-optimized: whole batches). The window does not grow past
+// st.maxLocks, except that in batch-optimized mode a batch begun below the
+// limit is acquired whole (as Kafka checks the in-flight limit per batch),
+// so a client does not decode a large batch again for each slice of it;
+// a batch of more than maxBatchOvershoot records is cut at the limit. It
+// returns the ranges acquired and the share-log position to wait for
+// before handing them out.
 func (c *Coordinator) acquireLocked(sp *sharePartition, s *session, batches []batchInfo, aborted []AbortedTxn, want int, strict bool, st *settings, now time.Time, cs *changeSet) (ranges []AcquiredRange, wait int64) {
 	nowMs := now.UnixMilli()
 	sp.acqSeq++
@@ -378,13 +389,14 @@ outer:
 		if !strict && got >= want {
 			break
 		}
+		whole := !strict && !full() && b.last-b.base < maxBatchOvershoot
 		isAborted := b.txn && !b.control && st.readCommitted && abortedBatch(aborted, b.producerID, b.base)
 		for o := max(b.base, sp.spso); o <= b.last; o++ {
 			if strict && got >= want {
 				break outer
 			}
 			if o >= sp.end() {
-				if full() {
+				if full() && !whole {
 					break outer
 				}
 				sp.grow(o + 1)
