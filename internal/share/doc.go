@@ -26,8 +26,10 @@
 //
 // Acknowledged and Archived are terminal; SPSO moves past terminal records
 // (and Archiving ones: the dead-letter copy is tracked apart, so a broken
-// dead-letter topic never stalls the queue). The window grows by at most
-// share.partition.max.record.locks. Markers and aborted transactional
+// dead-letter topic never stalls the queue). The window grows to at most
+// share.partition.max.record.locks, except that batch-optimized fetches
+// (KIP-1206 mode 0) take a batch begun below the limit whole, as Kafka
+// checks the limit per batch. Markers and aborted transactional
 // records (share.isolation.level=read_committed) are archived when a fetch
 // comes to them, never delivered. A session or member that ends gracefully
 // (epoch -1, leave) takes back the delivery of what it still held, as
