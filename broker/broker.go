@@ -39,6 +39,7 @@ import (
 	"github.com/idem-dev/idem/internal/kafka/api"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/share"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
@@ -63,6 +64,7 @@ type Broker struct {
 	disk     *logstore.Disk
 	groups   *group.Coordinator
 	txns     *txn.Coordinator
+	shares   *share.Coordinator
 	unlock   func() // releases the data directory lock
 	server   *kafka.Server
 	adminSrv *admin.Server
@@ -203,6 +205,14 @@ func (b *Broker) Start() (err error) {
 		return err
 	}
 	cleanup = append(cleanup, txns.Close)
+	scfg := share.DefaultConfig()
+	scfg.FS, scfg.Dir, scfg.Logger, scfg.Disk = b.fs, path.Join(dir, "__share_group_state"), b.log, disk
+	scfg.Topics, scfg.Broker = api.ShareTopics(parts, pids), b.conf
+	shares, err := share.New(scfg)
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, shares.Close)
 	for _, t := range b.seed {
 		if _, ok := parts.Topic(t); ok {
 			continue
@@ -224,6 +234,7 @@ func (b *Broker) Start() (err error) {
 		Partitions:      parts,
 		ProducerIDs:     pids,
 		Txn:             txns,
+		Share:           shares,
 	}
 	if perMin := b.conf.Int("idem.auto.create.topics.max.per.minute"); perMin >= 0 {
 		env.AutoCreate = rate.NewLimiter(rate.Limit(float64(perMin)/60), int(max(perMin, 1)))
@@ -253,6 +264,7 @@ func (b *Broker) Start() (err error) {
 	})
 	env.Closing = srv.Closing()
 	b.registerMetrics(parts, disk)
+	b.reg.MustRegister(shares.Collector())
 	if err := srv.Serve(ln); err != nil {
 		return err
 	}
@@ -264,7 +276,7 @@ func (b *Broker) Start() (err error) {
 		}
 		b.adminSrv, b.adminAddr = as, as.Addr()
 	}
-	b.parts, b.groups, b.txns, b.server, b.disk = parts, groups, txns, srv, disk
+	b.parts, b.groups, b.txns, b.shares, b.server, b.disk = parts, groups, txns, shares, srv, disk
 	b.addr = net.JoinHostPort(host, strconv.Itoa(port))
 	b.log.Info("idem broker started", "max_connections", maxConns, "kafka", ln.Addr().String(), "advertised", b.addr, "admin", b.adminAddr, "data", dir, "cluster_id", cat.ClusterID())
 	return nil
@@ -441,6 +453,9 @@ func (b *Broker) closeStorage() []error {
 	}
 	if b.txns != nil {
 		errs = append(errs, b.txns.Close())
+	}
+	if b.shares != nil {
+		errs = append(errs, b.shares.Close())
 	}
 	if b.groups != nil {
 		errs = append(errs, b.groups.Close())

@@ -28,8 +28,11 @@ func newBenchCmd() *cobra.Command {
 		Short: "Measure produce/consume throughput and end-to-end latency with franz-go",
 		Long: `bench drives a broker with franz-go: produce 100 B and 1 KiB records with
 acks=all and acks=1, consume them back, then measure end-to-end latency
-(acks=all, fsynced) at fixed rates. Without --brokers it starts its own broker
-on a temporary data directory (fsync on, as always).`,
+(acks=all, fsynced) at fixed rates, and share groups: share consumers
+acknowledging each record against a classic group committing after each poll
+(same records, same run), and how soon a record whose lock expires is
+delivered again. Without --brokers it starts its own broker on a temporary
+data directory (fsync on, as always).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt)
@@ -69,6 +72,9 @@ on a temporary data directory (fsync on, as always).`,
 	f.IntSliceVar(&cfg.Rates, "rates", []int{1000, 5000}, "fixed produce rates (msgs/s) for the latency runs")
 	f.DurationVar(&duration, "latency-duration", 10*time.Second, "length of each latency run")
 	f.Int32Var(&cfg.Partitions, "partitions", 4, "partitions per benchmark topic")
+	f.IntVar(&cfg.ShareRecords, "share-records", 1_000_000, "100-byte records of the share-group run: share consumers acking each record versus a classic group committing after each poll, then a lock-expiry redelivery (0 skips)")
+	f.IntVar(&cfg.ShareConsumers, "share-consumers", 4, "consumers of the share-group and classic-group runs")
+	f.IntVar(&cfg.ShareMaxLocks, "share-max-record-locks", 0, "the share group's share.partition.max.record.locks (0: the broker's default, 2000)")
 	f.BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
 }
@@ -88,6 +94,8 @@ func startBenchBroker(dataDir string) (*broker.Broker, func(), error) {
 		broker.WithKafkaAddr("127.0.0.1:0"),
 		broker.WithAdminAddr(""),
 		broker.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))),
+		// The redelivery run uses a 1 s acquisition lock.
+		broker.WithProperty("group.share.min.record.lock.duration.ms", "1000"),
 	)
 	if err == nil {
 		err = b.Start()

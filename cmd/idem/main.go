@@ -31,6 +31,8 @@ func newRootCmd() *cobra.Command {
 		newServeCmd(),
 		newTopicCmd(),
 		newGroupCmd(),
+		newShareCmd(),
+		newDLQCmd(),
 		newTxnCmd(),
 		newProduceCmd(),
 		newConsumeCmd(),

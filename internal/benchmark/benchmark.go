@@ -30,6 +30,15 @@ type Config struct {
 	// lasting LatencyDuration.
 	Rates           []int
 	LatencyDuration time.Duration
+	// ShareRecords is how many 100-byte records the share-group runs
+	// consume, with ShareConsumers share consumers acknowledging each one
+	// and as many classic group consumers committing after each poll.
+	ShareRecords   int
+	ShareConsumers int
+	// ShareMaxLocks, if set, is the share group's
+	// share.partition.max.record.locks (the in-flight window; the broker's
+	// default, 2000, otherwise).
+	ShareMaxLocks int
 	// Progress, when set, receives a one-line progress report per second.
 	Progress io.Writer
 }
@@ -58,6 +67,7 @@ type Latency struct {
 type Report struct {
 	Throughput []Throughput `json:"throughput"`
 	Latency    []Latency    `json:"latency"`
+	Share      *ShareReport `json:"share,omitempty"`
 }
 
 // Run executes the configured workloads in order.
@@ -96,6 +106,16 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 				rep.Throughput = append(rep.Throughput, tc)
 			}
 		}
+	}
+	if cfg.ShareRecords > 0 {
+		if cfg.ShareConsumers <= 0 {
+			cfg.ShareConsumers = 4
+		}
+		sr, err := runShare(ctx, cfg, runID)
+		if err != nil {
+			return rep, err
+		}
+		rep.Share = sr
 	}
 	for _, rate := range cfg.Rates {
 		topic := fmt.Sprintf("bench-%d-latency-%d", runID, rate)
@@ -317,6 +337,14 @@ func Format(w io.Writer, rep Report) {
 	fmt.Fprintf(w, "%-24s %10s %12s %10s %8s\n", "run", "records", "msgs/s", "MB/s", "seconds")
 	for _, t := range rep.Throughput {
 		fmt.Fprintf(w, "%-24s %10d %12.0f %10.1f %8.2f\n", t.Name, t.Records, t.MsgsPerS, t.MBPerS, t.Seconds)
+	}
+	if s := rep.Share; s != nil {
+		fmt.Fprintf(w, "\n%-32s %10s %12s %8s\n", "share groups (100 B)", "records", "msgs/s", "seconds")
+		for _, t := range []Throughput{s.Share, s.Classic} {
+			fmt.Fprintf(w, "%-32s %10d %12.0f %8.2f\n", t.Name, t.Records, t.MsgsPerS, t.Seconds)
+		}
+		fmt.Fprintf(w, "%-32s %10s %11.0f%%\n", "share / classic", "", s.Ratio*100)
+		fmt.Fprintf(w, "%-32s %10s %12.0f ms (lock %d ms, +%.0f ms)\n", "redelivery after lock expiry", "", s.RedeliveryMs, s.LockMs, s.RedeliveryMs-float64(s.LockMs))
 	}
 	if len(rep.Latency) > 0 {
 		fmt.Fprintf(w, "\n%-24s %10s %8s %8s %8s %8s\n", "end-to-end (acks=all)", "records", "p50 ms", "p99 ms", "p999 ms", "max ms")

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 )
 
@@ -41,5 +42,30 @@ func TestRunSmall(t *testing.T) {
 	Format(&out, rep)
 	if !strings.Contains(out.String(), "produce 100B acks=all") {
 		t.Fatalf("table lacks the acks=all row:\n%s", out.String())
+	}
+}
+
+// TestShareRunSmall runs the share-group workloads at a small size: both
+// groups consume every record, and the lock-expiry redelivery comes about
+// one lock duration after the acquisition.
+func TestShareRunSmall(t *testing.T) {
+	b := brokertest.Run(t, broker.WithProperty("group.share.min.record.lock.duration.ms", "1000"))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Config{Brokers: []string{b.Addr()}, ShareRecords: 5000, ShareConsumers: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := rep.Share
+	if s == nil || s.Share.Records != 5000 || s.Share.Bytes != 5000*100 || s.Classic.Bytes < 5000*100 || s.Ratio <= 0 {
+		t.Fatalf("share report %+v", s)
+	}
+	if s.LockMs != 1000 || s.RedeliveryMs < 900 || s.RedeliveryMs > 1000+200 {
+		t.Errorf("redelivered after %.0f ms with a %d ms lock", s.RedeliveryMs, s.LockMs)
+	}
+	var out bytes.Buffer
+	Format(&out, rep)
+	if !strings.Contains(out.String(), "share / classic") {
+		t.Fatalf("table lacks the share rows:\n%s", out.String())
 	}
 }

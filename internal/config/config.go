@@ -70,6 +70,14 @@ type Property struct {
 	Min, Max int64
 	// Enum, when set, lists the accepted values (case-sensitive, as Kafka's are).
 	Enum []string
+	// Dynamic properties are read where they are used, so altering them
+	// (AlterConfigs, IncrementalAlterConfigs on the BROKER resource) takes
+	// effect without a restart; the others are read once at start.
+	Dynamic bool
+	// TopicOnly marks a topic-level property with no broker property
+	// (Kafka's errors.deadletterqueue.group.enable): it is looked up by its
+	// topic name and is not a setting of the broker.
+	TopicOnly bool
 	// check is an extra validation (beyond type, range and enum).
 	check func(string) error
 }
@@ -99,7 +107,7 @@ var registry = []*Property{
 		Doc: "host:port (or PLAINTEXT://host:port) that clients are told to connect to; empty means the bound listener address (with 0.0.0.0 replaced by 127.0.0.1)."},
 	{Name: "socket.request.max.bytes", Type: Int, Default: "104857600", Min: 1024, Max: maxInt32,
 		Doc: "Largest request frame accepted; a larger size prefix closes the connection."},
-	{Name: "fetch.max.bytes", Type: Int, Default: "57671680", Min: 1024, Max: maxInt32,
+	{Name: "fetch.max.bytes", Type: Int, Default: "57671680", Min: 1024, Max: maxInt32, Dynamic: true,
 		Doc: "Most record bytes one Fetch response carries, whatever the client asks (at least one batch is always returned)."},
 	{Name: "connections.max.idle.ms", Type: Long, Default: "600000", Min: 1, Max: math.MaxInt64,
 		Doc: "Connections idle for longer are closed."},
@@ -111,11 +119,11 @@ var registry = []*Property{
 		Doc: "Broker-wide memory budget for what connections buffer: request frames larger than 64 KiB take it from reading their size until they are handled (a connection that cannot get it waits instead of allocating), and Fetch answers take it for the records they read until they are written (when it is spent, fetches answer with fewer or no records and clients ask again). At least socket.request.max.bytes. -1 means unlimited (Kafka's default; idem bounds it by default)."},
 
 	// Topics.
-	{Name: "num.partitions", Type: Int, Default: "1", Min: 1, Max: 100000,
+	{Name: "num.partitions", Type: Int, Default: "1", Min: 1, Max: 100000, Dynamic: true,
 		Doc: "Partitions of automatically created topics and of CreateTopics requests that ask for the default (-1)."},
-	{Name: "auto.create.topics.enable", Type: Bool, Default: "true",
+	{Name: "auto.create.topics.enable", Type: Bool, Default: "true", Dynamic: true,
 		Doc: "Create a topic when a Metadata request names an unknown topic and allows auto-creation. Kafka's default, kept for the quick start; turn it off in production (as Kafka recommends) so that a typo or a hostile client cannot create topics."},
-	{Name: "idem.auto.create.topics.max.per.request", Type: Int, Default: "20", Min: 0, Max: maxInt32,
+	{Name: "idem.auto.create.topics.max.per.request", Type: Int, Default: "20", Min: 0, Max: maxInt32, Dynamic: true,
 		Doc: "Most topics one Metadata request may create; the rest of its unknown topics answer UNKNOWN_TOPIC_OR_PARTITION and clients ask again."},
 	{Name: "idem.auto.create.topics.max.per.minute", Type: Int, Default: "600", Min: 0, Max: maxInt32,
 		Doc: "Most topics Metadata requests may create per minute, broker-wide (a token bucket with one minute's burst)."},
@@ -151,7 +159,7 @@ var registry = []*Property{
 		Doc: "Bytes between entries of the sparse offset and time indexes."},
 	{Name: "log.cleanup.policy", Type: List, Default: "delete", Enum: []string{"delete", "compact"}, Topic: "cleanup.policy",
 		Doc: "delete removes whole old segments by retention.ms and retention.bytes; compact keeps the latest record of each key (log compaction, docs/compaction.md); compact,delete does both. A compact-only topic is never trimmed by time or size, and refuses records without a key."},
-	{Name: "message.max.bytes", Type: Int, Default: "1048588", Min: 0, Max: maxInt32, Topic: "max.message.bytes",
+	{Name: "message.max.bytes", Type: Int, Default: "1048588", Min: 0, Max: maxInt32, Topic: "max.message.bytes", Dynamic: true,
 		Doc: "Largest record batch accepted by Produce (after compression)."},
 	{Name: "log.message.timestamp.type", Type: String, Default: "CreateTime", Enum: []string{"CreateTime", "LogAppendTime"}, Topic: "message.timestamp.type",
 		Doc: "Whether a record's timestamp is the producer's (CreateTime) or the broker's append time (LogAppendTime)."},
@@ -215,6 +223,37 @@ var registry = []*Property{
 	{Name: "transactional.id.expiration.ms", Type: Int, Default: strconv.FormatInt(7*day, 10), Min: 1, Max: maxInt32,
 		Doc: "How long an idle transactional id is remembered."},
 
+	// Share groups (KIP-932). The group-level configs of the same name
+	// without the "group." prefix override them per group (GroupProperties).
+	{Name: "group.share.record.lock.duration.ms", Type: Int, Default: "30000", Min: 1000, Max: 3600000, Dynamic: true,
+		Doc: "How long a share consumer holds the records it acquired before they are released for redelivery (the acquisition lock); a group may override it with share.record.lock.duration.ms within the min/max below."},
+	{Name: "group.share.min.record.lock.duration.ms", Type: Int, Default: "15000", Min: 1000, Max: 3600000, Dynamic: true,
+		Doc: "Smallest share.record.lock.duration.ms a group may set."},
+	{Name: "group.share.max.record.lock.duration.ms", Type: Int, Default: "60000", Min: 1000, Max: 3600000, Dynamic: true,
+		Doc: "Largest share.record.lock.duration.ms a group may set."},
+	{Name: "group.share.delivery.count.limit", Type: Int, Default: "5", Min: 2, Max: 10, Dynamic: true,
+		Doc: "Deliveries after which a record that is released or whose lock expires is archived (and dead-lettered, if the group has a dead-letter topic) instead of redelivered."},
+	{Name: "group.share.min.delivery.count.limit", Type: Int, Default: "2", Min: 2, Max: 10, Dynamic: true,
+		Doc: "Smallest share.delivery.count.limit a group may set."},
+	{Name: "group.share.max.delivery.count.limit", Type: Int, Default: "10", Min: 2, Max: 10, Dynamic: true,
+		Doc: "Largest share.delivery.count.limit a group may set."},
+	{Name: "group.share.partition.max.record.locks", Type: Int, Default: "2000", Min: 100, Max: 10000, Dynamic: true,
+		Doc: "Largest in-flight window of a share partition: records past the share-partition start offset that are acquired or not yet acknowledged."},
+	{Name: "group.share.session.timeout.ms", Type: Int, Default: "45000", Min: 1000, Max: maxInt32, Dynamic: true,
+		Doc: "A share-group member that sends no heartbeat for this long is removed and its records are released."},
+	{Name: "group.share.heartbeat.interval.ms", Type: Int, Default: "5000", Min: 1000, Max: maxInt32, Dynamic: true,
+		Doc: "How often share-group members are told to heartbeat."},
+	{Name: "group.share.max.size", Type: Int, Default: "200", Min: 1, Max: 1000, Dynamic: true,
+		Doc: "Most members of one share group (GROUP_MAX_SIZE_REACHED beyond)."},
+	{Name: "group.share.max.share.sessions", Type: Int, Default: "2000", Min: 1, Max: maxInt32, Dynamic: true,
+		Doc: "Most share sessions (one per share consumer connection) open at once (SHARE_SESSION_LIMIT_REACHED beyond)."},
+	{Name: "errors.deadletterqueue.topic.name.prefix", Type: String, Default: "dlq.", Dynamic: true,
+		Doc: "Prefix every share group's dead-letter topic must carry (KIP-1191); empty allows any name."},
+	{Name: "errors.deadletterqueue.auto.create.topics.enable", Type: Bool, Default: "false", Dynamic: true,
+		Doc: "Create a share group's dead-letter topic (with errors.deadletterqueue.group.enable=true) when the first record is dead-lettered; otherwise the topic must exist and opt in."},
+	{Name: "errors.deadletterqueue.group.enable", Topic: "errors.deadletterqueue.group.enable", TopicOnly: true, Type: Bool, Default: "false",
+		Doc: "Topic-level: the topic accepts dead-lettered records from share groups (KIP-1191)."},
+
 	// Storage safety (idem's own).
 	{Name: "idem.disk.reserve.bytes", Type: Long, Default: "8388608", Min: 0, Max: 1 << 40,
 		Doc: "Space kept in <log.dirs>/space.reserve for metadata writes on a full disk: catalog changes (deleting topics to free space), checkpoints, transaction markers, offset commits. Records never use it. 0 keeps no reserve."},
@@ -227,7 +266,9 @@ var byName, byTopic = func() (map[string]*Property, map[string]*Property) {
 		if _, dup := n[p.Name]; dup {
 			panic("config: duplicate property " + p.Name)
 		}
-		n[p.Name] = p
+		if !p.TopicOnly {
+			n[p.Name] = p
+		}
 		if p.Topic != "" {
 			t[p.Topic] = p
 		}
@@ -250,7 +291,12 @@ func LookupTopic(name string) (*Property, bool) {
 
 // Properties returns every broker property sorted by name.
 func Properties() []*Property {
-	out := append([]*Property(nil), registry...)
+	var out []*Property
+	for _, p := range registry {
+		if !p.TopicOnly {
+			out = append(out, p)
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
 }
@@ -284,8 +330,12 @@ func (p *Property) validate(name, v string) error {
 			return bad("want true or false")
 		}
 	case Double:
-		if _, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err != nil {
+		f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+		if err != nil || math.IsNaN(f) || math.IsInf(f, 0) {
 			return bad("want a number")
+		}
+		if (p.Min != 0 || p.Max != 0) && (f < float64(p.Min) || f > float64(p.Max)) {
+			return bad("want a value in [%d, %d]", p.Min, p.Max)
 		}
 	case Int, Short, Long:
 		bits := map[Type]int{Int: 32, Short: 16, Long: 64}[p.Type]
@@ -324,15 +374,92 @@ func (p *Property) validate(name, v string) error {
 	return nil
 }
 
-// Config is a set of broker property values. It is safe for concurrent use;
-// values are fixed once the broker starts (no dynamic reconfiguration yet).
+// Config is a set of broker property values. It is safe for concurrent use.
+// Static values (the command line, the properties file) are fixed once the
+// broker starts; Dynamic properties may also carry a dynamic value, set
+// through the admin APIs and persisted by the broker, which wins over the
+// static one (Kafka's DYNAMIC_DEFAULT_BROKER_CONFIG over
+// STATIC_BROKER_CONFIG).
 type Config struct {
 	mu  sync.RWMutex
 	set map[string]string // mu guards set: explicitly set values only
+	dyn map[string]string // mu guards dyn: dynamic values
 }
 
 // New returns a Config holding only defaults.
-func New() *Config { return &Config{set: map[string]string{}} }
+func New() *Config { return &Config{set: map[string]string{}, dyn: map[string]string{}} }
+
+// Source says where a property's value comes from.
+type Source int
+
+// Sources, most specific last.
+const (
+	SourceDefault Source = iota
+	SourceStatic
+	SourceDynamic
+)
+
+// ErrReadOnly is wrapped by SetDynamic for properties that are read only at
+// start, which a dynamic value could not change.
+var ErrReadOnly = errors.New("property cannot be changed without a restart")
+
+// ValidateDynamic checks that name may be set dynamically to value.
+func (c *Config) ValidateDynamic(name, value string) error {
+	p, ok := byName[name]
+	if !ok {
+		return fmt.Errorf("%w %q", ErrUnknown, name)
+	}
+	if !p.Dynamic {
+		return fmt.Errorf("%w: %s (%w)", ErrInvalid, name, ErrReadOnly)
+	}
+	return p.Validate(value)
+}
+
+// SetDynamic validates and stores a dynamic value; value nil removes it.
+// The caller persists it (and sets it again after a restart).
+func (c *Config) SetDynamic(name string, value *string) error {
+	if value == nil {
+		if _, ok := byName[name]; !ok {
+			return fmt.Errorf("%w %q", ErrUnknown, name)
+		}
+		c.mu.Lock()
+		delete(c.dyn, name)
+		c.mu.Unlock()
+		return nil
+	}
+	if err := c.ValidateDynamic(name, *value); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.dyn[name] = *value
+	c.mu.Unlock()
+	return nil
+}
+
+// Dynamic returns the dynamic values, by name.
+func (c *Config) Dynamic() map[string]string {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	out := make(map[string]string, len(c.dyn))
+	for k, v := range c.dyn {
+		out[k] = v
+	}
+	return out
+}
+
+// ValueSource returns the value of name and where it comes from.
+func (c *Config) ValueSource(name string) (string, Source) {
+	p := mustLookup(name)
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	if v, ok := c.dyn[name]; ok {
+		return v, SourceDynamic
+	}
+	if v, ok := c.set[name]; ok {
+		return v, SourceStatic
+	}
+	return p.Default, SourceDefault
+}
 
 // Set validates and stores one property.
 func (c *Config) Set(name, value string) error {
@@ -361,14 +488,8 @@ func (c *Config) check() error {
 // Value returns the value of name and whether it was set explicitly. A null
 // property that is unset returns ("", false).
 func (c *Config) Value(name string) (v string, explicit bool) {
-	p := mustLookup(name)
-	c.mu.RLock()
-	v, explicit = c.set[name]
-	c.mu.RUnlock()
-	if !explicit {
-		v = p.Default
-	}
-	return v, explicit
+	v, src := c.ValueSource(name)
+	return v, src != SourceDefault
 }
 
 // IsNull reports whether name has no value (a Null property that is unset).
@@ -473,6 +594,9 @@ func (c *Config) Explicit() map[string]string {
 func mustLookup(name string) *Property {
 	p, ok := byName[name]
 	if !ok {
+		if p, ok = byTopic[name]; ok && p.TopicOnly {
+			return p
+		}
 		panic("config: unknown property " + name)
 	}
 	return p

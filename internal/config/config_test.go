@@ -89,3 +89,63 @@ func TestTopicPropertiesAndFiles(t *testing.T) {
 		t.Fatal(h, p, err)
 	}
 }
+
+func TestGroupPropertiesAndDynamic(t *testing.T) {
+	c := New()
+	p, ok := LookupGroup("share.record.lock.duration.ms")
+	if !ok || c.GroupDefault(p) != "30000" {
+		t.Fatal("lock duration default")
+	}
+	for _, bad := range [][2]string{
+		{"share.record.lock.duration.ms", "1000"}, // below group.share.min.record.lock.duration.ms
+		{"share.delivery.count.limit", "1"},
+		{"share.auto.offset.reset", "by_duration:1h"},
+		{"share.isolation.level", "committed"},
+		{"errors.deadletterqueue.topic.name", "orders-dlq"}, // missing the dlq. prefix
+		{"errors.deadletterqueue.topic.name", "__dlq.x"},
+		{"idem.share.release.backoff.multiplier", "0.5"},
+		{"no.such.group.config", "1"},
+	} {
+		if err := c.ValidateGroup(bad[0], bad[1]); err == nil {
+			t.Errorf("%s=%s accepted", bad[0], bad[1])
+		}
+	}
+	for _, good := range [][2]string{
+		{"share.record.lock.duration.ms", "15000"},
+		{"share.auto.offset.reset", "by_duration:PT1H30M"},
+		{"share.auto.offset.reset", "earliest"},
+		{"errors.deadletterqueue.topic.name", "dlq.orders"},
+		{"idem.share.release.backoff.multiplier", "1.5"},
+	} {
+		if err := c.ValidateGroup(good[0], good[1]); err != nil {
+			t.Errorf("%s=%s: %v", good[0], good[1], err)
+		}
+	}
+	if ms, err := ParseByDuration("P1DT2H3M4.5S"); err != nil || ms != 86400e3+2*3600e3+3*60e3+4500 {
+		t.Fatal(ms, err)
+	}
+	// Dynamic values win over static ones and can be removed again.
+	v := "1000"
+	if err := c.SetDynamic("group.share.min.record.lock.duration.ms", &v); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ValidateGroup("share.record.lock.duration.ms", "1000"); err != nil {
+		t.Fatal(err)
+	}
+	if _, src := c.ValueSource("group.share.min.record.lock.duration.ms"); src != SourceDynamic {
+		t.Fatal(src)
+	}
+	if err := c.SetDynamic("group.share.min.record.lock.duration.ms", nil); err != nil || c.Int("group.share.min.record.lock.duration.ms") != 15000 {
+		t.Fatal(err)
+	}
+	if err := c.SetDynamic("log.dirs", &v); !errors.Is(err, ErrReadOnly) {
+		t.Fatalf("read-only property set dynamically: %v", err)
+	}
+	// A topic-only property is a topic config, not a broker one.
+	if _, err := ValidateTopic("errors.deadletterqueue.group.enable", "true"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set("errors.deadletterqueue.group.enable", "true"); !errors.Is(err, ErrUnknown) {
+		t.Fatal(err)
+	}
+}

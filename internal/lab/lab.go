@@ -262,6 +262,8 @@ type ModeResult struct {
 	TrueTotal     int64 `json:"true_total,omitempty"`
 	ComputedTotal int64 `json:"computed_total,omitempty"`
 	Drift         int64 `json:"drift,omitempty"`
+	// Counts are a scenario's own numbers ("queue": blocked, dead_lettered).
+	Counts map[string]int `json:"counts,omitempty"`
 	// Faults counts the faults actually injected, by kind.
 	Faults map[string]int `json:"faults_injected"`
 	// Log is the broker-side check of the input topic: every acknowledged

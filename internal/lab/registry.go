@@ -25,6 +25,7 @@ import (
 var table = []tableRow{
 	{ScenarioCharge, []Mode{AtMostOnce, AtLeastOnce, IdempotentConsumer, ExactlyOnceTxn, OffsetsInDB}},
 	{ScenarioAggregate, []Mode{AtLeastOnce, OffsetsInDB, ExactlyOnceTxn}},
+	{ScenarioQueue, []Mode{AtLeastOnce, ShareGroup}},
 }
 
 type tableRow struct {

@@ -23,7 +23,9 @@ import (
 	"github.com/idem-dev/idem/internal/testkit/txnkit"
 )
 
-func TestMain(m *testing.M) { testkit.Main(m, brokerkit.ChildRole, txnkit.CopierRole) }
+func TestMain(m *testing.M) {
+	testkit.Main(m, brokerkit.ChildRole, txnkit.CopierRole, shareConsumerRole)
+}
 
 // noRebalanceDelay lets a restarted copier rejoin its group at once: the
 // initial rebalance delay exists for fleets of consumers, not for tests.

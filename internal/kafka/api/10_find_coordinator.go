@@ -6,13 +6,16 @@ package api
 // consumer-group and LZ4 features, and kafka-go's Conn sends v0. v4+ batch the
 // keys (CoordinatorKeys); v0–3 carry one key.
 //
-// A single node coordinates everything, so every group (key type 0) and
-// transactional id (key type 1) maps to this node, with the same node id, host
-// and port as Metadata. An empty group id or an unknown key type gives
-// INVALID_REQUEST; share-group keys (type 2) are not served.
+// A single node coordinates everything, so every group (key type 0; share
+// groups too, as kgo routes them) and transactional id (key type 1) maps to
+// this node, with the same node id, host and port as Metadata. Key type 2
+// (the share-state coordinator of KIP-932, "group:topicId:partition", v6+)
+// also maps here; its key must have that shape. An empty key or an unknown
+// key type gives INVALID_REQUEST.
 
 import (
 	"context"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -25,7 +28,9 @@ func handleFindCoordinator(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reque
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	check := func(key string) int16 {
 		switch {
-		case req.CoordinatorType != 0 && req.CoordinatorType != 1:
+		case req.CoordinatorType == 2 && (req.GetVersion() < 6 || strings.Count(key, ":") < 2):
+			return kerr.InvalidRequest.Code
+		case req.CoordinatorType < 0 || req.CoordinatorType > 2:
 			return kerr.InvalidRequest.Code
 		case key == "":
 			return kerr.InvalidRequest.Code

@@ -10,7 +10,12 @@ package api
 //     IncludeSynonyms) list the override, the broker property and the default
 //     in that order, as Kafka does.
 //   - Broker (4), named by this node's id or "": every broker property from
-//     the config registry, read-only (no dynamic configuration yet).
+//     the config registry. Properties that can change without a restart
+//     are not read-only; a value set through AlterConfigs or
+//     IncrementalAlterConfigs shows as DYNAMIC_DEFAULT_BROKER_CONFIG.
+//   - Group (32), any group id (configs exist before the group does): every
+//     group-level config (share.*, errors.deadletterqueue.*, idem.share.*),
+//     the group's own value (GROUP_CONFIG) or the broker's default for it.
 //   - Anything else: INVALID_REQUEST.
 // ConfigNames filters (null = all); unknown names are skipped, as Kafka does.
 // v3+ adds ConfigType and Documentation (IncludeDocumentation).
@@ -24,6 +29,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/config"
+	"github.com/idem-dev/idem/internal/share"
 )
 
 func init() { register(32, 1, 4, handleDescribeConfigs) }
@@ -51,6 +57,16 @@ func handleDescribeConfigs(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reque
 				break
 			}
 			sr.Configs = describeBrokerConfigs(env, rr.ConfigNames, req.IncludeSynonyms, docs)
+		case kmsg.ConfigResourceTypeGroupConfig:
+			if rr.ResourceName == "" {
+				sr.ErrorCode = kerr.InvalidGroupID.Code
+				break
+			}
+			if env.Share == nil {
+				sr.ErrorCode = kerr.CoordinatorNotAvailable.Code
+				break
+			}
+			sr.Configs = describeGroupConfigs(env, env.Share.Configs(share.ResourceGroup, rr.ResourceName), rr.ConfigNames, req.IncludeSynonyms, docs)
 		default:
 			sr.ErrorCode = kerr.InvalidRequest.Code
 			sr.ErrorMessage = errMessage(fmt.Errorf("resource type %v is not supported", rr.ResourceType))
@@ -94,10 +110,13 @@ func strp(s string) *string { return &s }
 // brokerValue returns the effective broker value and its source.
 func brokerValue(env *Env, p *config.Property) (*string, kmsg.ConfigSource) {
 	v, null := env.Config.Effective(p.Name)
-	_, explicit := env.Config.Value(p.Name)
+	_, from := env.Config.ValueSource(p.Name)
 	src := kmsg.ConfigSourceDefaultConfig
-	if explicit {
+	switch from {
+	case config.SourceStatic:
 		src = kmsg.ConfigSourceStaticBrokerConfig
+	case config.SourceDynamic:
+		src = kmsg.ConfigSourceDynamicDefaultBrokerConfig
 	}
 	if null {
 		return nil, src
@@ -132,7 +151,7 @@ func describeTopicConfigs(env *Env, overrides map[string]string, names []string,
 			if v, ok := overrides[p.Topic]; ok {
 				c.ConfigSynonyms = append(c.ConfigSynonyms, synonym(p.Topic, strp(v), kmsg.ConfigSourceDynamicTopicConfig))
 			}
-			if bsrc == kmsg.ConfigSourceStaticBrokerConfig {
+			if bsrc != kmsg.ConfigSourceDefaultConfig && !p.TopicOnly {
 				c.ConfigSynonyms = append(c.ConfigSynonyms, synonym(p.Name, bv, bsrc))
 			}
 			if !p.Null {
@@ -159,10 +178,47 @@ func describeBrokerConfigs(env *Env, names []string, synonyms, docs bool) []kmsg
 		c.Name = p.Name
 		c.Value, c.Source = brokerValue(env, p)
 		c.IsDefault = c.Source == kmsg.ConfigSourceDefaultConfig
-		c.ReadOnly = true
+		c.ReadOnly = !p.Dynamic
 		if synonyms {
 			c.ConfigSynonyms = append(c.ConfigSynonyms, synonym(p.Name, c.Value, c.Source))
 			if c.Source != kmsg.ConfigSourceDefaultConfig && !p.Null {
+				c.ConfigSynonyms = append(c.ConfigSynonyms, synonym(p.Name, strp(p.Default), kmsg.ConfigSourceDefaultConfig))
+			}
+		}
+		c.ConfigType = configType(p.Type)
+		if docs {
+			c.Documentation = strp(p.Doc)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// describeGroupConfigs describes a group's configs given its own values.
+func describeGroupConfigs(env *Env, own map[string]string, names []string, synonyms, docs bool) []kmsg.DescribeConfigsResponseResourceConfig {
+	want := wanted(names)
+	var out []kmsg.DescribeConfigsResponseResourceConfig
+	for _, p := range config.GroupProperties() {
+		if !want(p.Name) {
+			continue
+		}
+		c := kmsg.NewDescribeConfigsResponseResourceConfig()
+		c.Name = p.Name
+		def := env.Config.GroupDefault(p)
+		if v, ok := own[p.Name]; ok {
+			c.Value, c.Source = strp(v), kmsg.ConfigSourceGroupConfig
+		} else {
+			c.Value, c.Source, c.IsDefault = strp(def), kmsg.ConfigSourceDefaultConfig, true
+		}
+		if synonyms {
+			if v, ok := own[p.Name]; ok {
+				c.ConfigSynonyms = append(c.ConfigSynonyms, synonym(p.Name, strp(v), kmsg.ConfigSourceGroupConfig))
+			}
+			if p.Broker != "" {
+				bp, _ := config.Lookup(p.Broker)
+				bv, bsrc := brokerValue(env, bp)
+				c.ConfigSynonyms = append(c.ConfigSynonyms, synonym(p.Broker, bv, bsrc))
+			} else {
 				c.ConfigSynonyms = append(c.ConfigSynonyms, synonym(p.Name, strp(p.Default), kmsg.ConfigSourceDefaultConfig))
 			}
 		}

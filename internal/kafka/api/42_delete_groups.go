@@ -2,9 +2,10 @@ package api
 
 // DeleteGroups, versions 0–2.
 //
-// Deletes groups without members together with their committed offsets; the
-// answer comes after the deletion is fsynced, so a deleted group does not
-// come back after a crash. Errors per group: GROUP_ID_NOT_FOUND,
+// Deletes groups without members together with their committed offsets (a
+// share group with its share-partition state), and their group configs;
+// the answer comes after the deletion is fsynced, so a deleted group does
+// not come back after a crash. Errors per group: GROUP_ID_NOT_FOUND,
 // NON_EMPTY_GROUP, INVALID_GROUP_ID.
 //
 // Version notes:
@@ -23,17 +24,37 @@ func init() { register(42, 0, 2, handleDeleteGroups) }
 func handleDeleteGroups(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
+	// Share groups go to the share coordinator, the rest to the classic one.
+	var classic []string
+	shareErr := map[string]error{}
+	for _, id := range req.Groups {
+		if env.Share != nil && env.Share.IsGroup(id) {
+			shareErr[id] = env.Share.DeleteGroup(ctx, id)
+			continue
+		}
+		classic = append(classic, id)
+	}
 	var errs []error
 	if env.Groups != nil {
-		errs = env.Groups.DeleteGroups(ctx, req.Groups)
+		errs = env.Groups.DeleteGroups(ctx, classic)
 	}
-	for i, id := range req.Groups {
+	for _, id := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = id
-		if env.Groups == nil {
+		if err, ok := shareErr[id]; ok {
+			rg.ErrorCode = shareCode(err)
+		} else if env.Groups == nil {
 			rg.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		} else {
-			rg.ErrorCode = errorCode(errs[i], coordinatorAPIs)
+			err := errs[0]
+			errs = errs[1:]
+			rg.ErrorCode = errorCode(err, coordinatorAPIs)
+			if err == nil && env.Share != nil {
+				// A deleted group's configs go with it.
+				if err := env.Share.DeleteGroupConfigs(ctx, id); err != nil {
+					rg.ErrorCode = shareCode(err)
+				}
+			}
 		}
 		resp.Groups = append(resp.Groups, rg)
 	}

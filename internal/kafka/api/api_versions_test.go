@@ -179,6 +179,15 @@ var minimalAnswers = map[int16]map[int16]bool{
 	66: codes(0),                                     // ListTransactions
 	68: codes(0),                                     // ConsumerGroupHeartbeat (a join)
 	69: codes(0),                                     // ConsumerGroupDescribe (the group the join made)
+	33: codes(0),                                     // AlterConfigs (nothing to alter)
+	44: codes(0),                                     // IncrementalAlterConfigs (nothing to alter)
+	76: codes(kerr.InvalidGroupID.Code),              // ShareGroupHeartbeat (no group id)
+	77: codes(0),                                     // ShareGroupDescribe (no groups named)
+	78: codes(kerr.InvalidRequest.Code),              // ShareFetch (no group, no member)
+	79: codes(kerr.InvalidRequest.Code),              // ShareAcknowledge (no session)
+	90: codes(0),                                     // DescribeShareGroupOffsets (no groups named)
+	91: codes(kerr.InvalidGroupID.Code),              // AlterShareGroupOffsets (no group id)
+	92: codes(kerr.GroupIDNotFound.Code),             // DeleteShareGroupOffsets (unknown group)
 }
 
 func codeNames(m map[int16]bool) []string {

@@ -44,6 +44,7 @@ import (
 	"github.com/idem-dev/idem/internal/group"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/share"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
@@ -99,6 +100,8 @@ var errorCodes = []errorRow{
 	// something else on a partition, so they come first.
 	{err: group.ErrStorage, code: kerr.CoordinatorNotAvailable, coordinatorLog: true},
 	{err: txn.ErrStorage, code: kerr.CoordinatorNotAvailable, produce: kerr.NotEnoughReplicas, coordinatorLog: true},
+	{err: share.ErrStorage, code: kerr.CoordinatorNotAvailable, coordinatorLog: true},
+	{err: share.ErrClosed, code: kerr.CoordinatorNotAvailable},
 
 	// Shutdown and timeouts.
 	{err: group.ErrClosed, code: kerr.CoordinatorNotAvailable},
@@ -141,6 +144,8 @@ var errorCodes = []errorRow{
 	{err: catalog.ErrInvalidConfig, code: kerr.InvalidConfig},
 	{err: config.ErrInvalid, code: kerr.InvalidConfig},
 	{err: config.ErrUnknown, code: kerr.InvalidConfig},
+	// Kafka: "Cannot update these configs dynamically" (INVALID_REQUEST).
+	{err: config.ErrReadOnly, code: kerr.InvalidRequest},
 
 	// Record batches and producers.
 	{err: partition.ErrCorruptBatch, code: kerr.CorruptMessage},
@@ -188,6 +193,22 @@ var errorCodes = []errorRow{
 	{err: group.ErrGroupMaxSize, code: kerr.GroupMaxSizeReached},
 	{err: group.ErrInvalidRequest, code: kerr.InvalidRequest},
 	{err: group.ErrUnsupportedVersion, code: kerr.UnsupportedVersion},
+
+	// Share groups (KIP-932).
+	{err: share.ErrInvalidRequest, code: kerr.InvalidRequest},
+	{err: share.ErrInvalidGroupID, code: kerr.InvalidGroupID},
+	{err: share.ErrGroupNotFound, code: kerr.GroupIDNotFound},
+	{err: share.ErrNonEmptyGroup, code: kerr.NonEmptyGroup},
+	{err: share.ErrGroupMaxSize, code: kerr.GroupMaxSizeReached},
+	{err: share.ErrUnknownMember, code: kerr.UnknownMemberID},
+	{err: share.ErrFencedMemberEpoch, code: kerr.FencedMemberEpoch},
+	{err: share.ErrSessionNotFound, code: kerr.ShareSessionNotFound},
+	{err: share.ErrInvalidSessionEpoch, code: kerr.InvalidShareSessionEpoch},
+	{err: share.ErrSessionLimit, code: kerr.ShareSessionLimitReached},
+	{err: share.ErrInvalidRecordState, code: kerr.InvalidRecordState},
+	{err: share.ErrUnknownTopic, code: kerr.UnknownTopicID},
+	{err: share.ErrInvalidConfig, code: kerr.InvalidConfig},
+	{err: share.ErrInvalidOffset, code: kerr.InvalidRequest},
 
 	// Last: an operating-system error from the disk that no sentinel above
 	// names (a failed write(2) is taken back and the log stays healthy).

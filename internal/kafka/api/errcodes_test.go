@@ -21,12 +21,13 @@ import (
 	"github.com/idem-dev/idem/internal/group"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/share"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
 // sentinelPackages are the packages whose errors reach the API layer.
-var sentinelPackages = []string{"group", "txn", "partition", "topics", "catalog", "logstore", "config"}
+var sentinelPackages = []string{"group", "txn", "share", "partition", "topics", "catalog", "logstore", "config"}
 
 // familyCodes is the answer on each API family, in the order of apiFamily:
 // data APIs, Produce, coordinator APIs, coordinator versions before KIP-588.
@@ -69,7 +70,23 @@ var wantSentinelCodes = map[string]struct {
 	"group.ErrUnsupportedVersion":       {group.ErrUnsupportedVersion, everywhere(kerr.UnsupportedVersion)},
 	// Without a cause it wraps; TestCoordinatorLogFailuresMapByTheirCause
 	// covers the causes.
-	"group.ErrStorage": {group.ErrStorage, everywhere(cna)},
+	"group.ErrStorage":             {group.ErrStorage, everywhere(cna)},
+	"share.ErrStorage":             {share.ErrStorage, everywhere(cna)},
+	"share.ErrClosed":              {share.ErrClosed, everywhere(cna)},
+	"share.ErrInvalidRequest":      {share.ErrInvalidRequest, everywhere(kerr.InvalidRequest)},
+	"share.ErrInvalidGroupID":      {share.ErrInvalidGroupID, everywhere(kerr.InvalidGroupID)},
+	"share.ErrGroupNotFound":       {share.ErrGroupNotFound, everywhere(kerr.GroupIDNotFound)},
+	"share.ErrNonEmptyGroup":       {share.ErrNonEmptyGroup, everywhere(kerr.NonEmptyGroup)},
+	"share.ErrGroupMaxSize":        {share.ErrGroupMaxSize, everywhere(kerr.GroupMaxSizeReached)},
+	"share.ErrUnknownMember":       {share.ErrUnknownMember, everywhere(kerr.UnknownMemberID)},
+	"share.ErrFencedMemberEpoch":   {share.ErrFencedMemberEpoch, everywhere(kerr.FencedMemberEpoch)},
+	"share.ErrSessionNotFound":     {share.ErrSessionNotFound, everywhere(kerr.ShareSessionNotFound)},
+	"share.ErrInvalidSessionEpoch": {share.ErrInvalidSessionEpoch, everywhere(kerr.InvalidShareSessionEpoch)},
+	"share.ErrSessionLimit":        {share.ErrSessionLimit, everywhere(kerr.ShareSessionLimitReached)},
+	"share.ErrInvalidRecordState":  {share.ErrInvalidRecordState, everywhere(kerr.InvalidRecordState)},
+	"share.ErrUnknownTopic":        {share.ErrUnknownTopic, everywhere(kerr.UnknownTopicID)},
+	"share.ErrInvalidConfig":       {share.ErrInvalidConfig, everywhere(kerr.InvalidConfig)},
+	"share.ErrInvalidOffset":       {share.ErrInvalidOffset, everywhere(kerr.InvalidRequest)},
 
 	"txn.ErrConcurrentTransactions":    {txn.ErrConcurrentTransactions, familyCodes{kerr.ConcurrentTransactions, ner, kerr.ConcurrentTransactions, kerr.ConcurrentTransactions}},
 	"txn.ErrProducerFenced":            {txn.ErrProducerFenced, familyCodes{kerr.ProducerFenced, ipe, kerr.ProducerFenced, ipe}},
@@ -109,8 +126,9 @@ var wantSentinelCodes = map[string]struct {
 	"logstore.ErrOffsetOutOfRange": {logstore.ErrOffsetOutOfRange, everywhere(kerr.OffsetOutOfRange)},
 	"logstore.ErrNoSpace":          {logstore.ErrNoSpace, everywhere(kerr.KafkaStorageError)},
 
-	"config.ErrUnknown": {config.ErrUnknown, everywhere(kerr.InvalidConfig)},
-	"config.ErrInvalid": {config.ErrInvalid, everywhere(kerr.InvalidConfig)},
+	"config.ErrUnknown":  {config.ErrUnknown, everywhere(kerr.InvalidConfig)},
+	"config.ErrInvalid":  {config.ErrInvalid, everywhere(kerr.InvalidConfig)},
+	"config.ErrReadOnly": {config.ErrReadOnly, everywhere(kerr.InvalidRequest)},
 }
 
 // exportedSentinels lists "pkg.ErrName" for every exported package-level

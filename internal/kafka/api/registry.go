@@ -19,6 +19,7 @@ import (
 
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/share"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
@@ -105,6 +106,9 @@ type Env struct {
 	// Txn is the transaction coordinator (nil: transactional requests get
 	// COORDINATOR_NOT_AVAILABLE or INVALID_TXN_STATE).
 	Txn *txn.Coordinator
+	// Share is the share-group coordinator, which also keeps dynamic group
+	// and broker configs (nil: share APIs get COORDINATOR_NOT_AVAILABLE).
+	Share *share.Coordinator
 	// Closing is closed when the broker starts shutting down; long-polls
 	// answer early instead of holding up Close.
 	Closing <-chan struct{}
