@@ -208,7 +208,7 @@ func (r Replay) Validate() error {
 	case r.MessageID == "" && r.EndpointID == "":
 		return errors.New("webhook: replay needs a message id or an endpoint id")
 	case r.MessageID == "" && !r.DeadOnly && r.Since.IsZero():
-		return errors.New("webhook: replay of an endpoint needs DeadOnly or Since")
+		return errors.New("webhook: replaying an endpoint needs dead-only or a since time")
 	}
 	return nil
 }

@@ -38,6 +38,7 @@ func newRootCmd() *cobra.Command {
 		newLabCmd(),
 		newLabWorkerCmd(),
 		newStorageCmd(),
+		newWebhooksCmd(),
 		newVersionCmd(),
 	)
 	return root
