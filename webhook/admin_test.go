@@ -128,14 +128,15 @@ func TestAdminAPIAndMetrics(t *testing.T) {
 		if code != 200 || !strings.Contains(body, `"replayed": 2`) {
 			t.Fatalf("replay: %d %s", code, body)
 		}
-		testkit.Eventually(t, 20*time.Second, "replayed dead letters delivered", func() bool { return len(s.succeeded("broken")) == 2 })
+		settled := func() bool { return len(r.deliveries(webhook.DeliveryFilter{Status: webhook.StatusPending})) == 0 }
+		testkit.Eventually(t, 20*time.Second, "replayed dead letters delivered", func() bool { return len(s.succeeded("broken")) == 2 && settled() })
 		// Replay one message everywhere: the receiver sees the same id again.
 		code, body = call(t, "POST", api.URL+"/v1/webhooks/replay", `{"message_id":"m1"}`)
 		if code != 200 || !strings.Contains(body, `"replayed": 2`) {
 			t.Fatalf("replay message: %d %s", code, body)
 		}
 		testkit.Eventually(t, 20*time.Second, "m1 again at both", func() bool {
-			return len(s.succeeded("good")) == 2 && len(s.succeeded("broken")) == 3
+			return len(s.succeeded("good")) == 2 && len(s.succeeded("broken")) == 3 && settled()
 		})
 		if ids := s.succeeded("good"); ids[0] != ids[1] {
 			t.Fatalf("replay changed the webhook-id: %v", ids)

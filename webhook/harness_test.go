@@ -180,14 +180,7 @@ func (r *rig) produce(events ...event) {
 	cl := r.b.Client(r.t)
 	var recs []*kgo.Record
 	for _, e := range events {
-		rec := &kgo.Record{Topic: r.topic, Value: e.payload()}
-		if e.key != "" {
-			rec.Key = []byte(e.key)
-		}
-		if e.idemKey != "" {
-			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: "idempotency-key", Value: []byte(e.idemKey)})
-		}
-		recs = append(recs, rec)
+		recs = append(recs, kgoRecord(r.topic, e))
 	}
 	if err := cl.ProduceSync(testkit.Context(r.t, 15*time.Second), recs...).FirstErr(); err != nil {
 		r.t.Fatal(err)
@@ -333,4 +326,36 @@ func distinct(ids []string) []string {
 	out := slices.Clone(ids)
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// kgoRecord is the record of e: its payload, its key and its idempotency
+// key header.
+func kgoRecord(topic string, e event) *kgo.Record {
+	rec := &kgo.Record{Topic: topic, Value: e.payload()}
+	if e.key != "" {
+		rec.Key = []byte(e.key)
+	}
+	if e.idemKey != "" {
+		rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: "idempotency-key", Value: []byte(e.idemKey)})
+	}
+	return rec
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writers and readers
+// (child processes' stderr).
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
