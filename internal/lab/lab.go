@@ -262,6 +262,9 @@ type ModeResult struct {
 	TrueTotal     int64 `json:"true_total,omitempty"`
 	ComputedTotal int64 `json:"computed_total,omitempty"`
 	Drift         int64 `json:"drift,omitempty"`
+	// OutOfOrder counts events whose effect came after the effect of a
+	// later event with the same key (webhook scenario).
+	OutOfOrder int `json:"out_of_order,omitempty"`
 	// Faults counts the faults actually injected, by kind.
 	Faults map[string]int `json:"faults_injected"`
 	// Log is the broker-side check of the input topic: every acknowledged
