@@ -56,6 +56,9 @@ type rig struct {
 	dp     *webhook.Dispatcher
 	cancel context.CancelFunc
 	done   chan error
+	// noStart: newRig opens the store and builds the dispatcher, and the
+	// test starts it.
+	noStart bool
 }
 
 type rigOpt func(*rig)
@@ -84,7 +87,9 @@ func newRig(t testing.TB, kind string, opts ...rigOpt) *rig {
 	r.b = brokertest.Run(t, broker.WithProperty("num.partitions", "4"), broker.WithTopics(r.topic))
 	r.cfg.Brokers = []string{r.b.Addr()}
 	r.open(t)
-	r.start(t)
+	if !r.noStart {
+		r.start(t)
+	}
 	return r
 }
 

@@ -41,6 +41,9 @@ type Store struct {
 	dd   *dedupesqlite.Store
 	w, r *sql.DB
 	q    queries
+	// Statements prepared once on the writer connection: SQLite spends
+	// more parsing these than running them.
+	insMsg, insDel, claim, payloads, release, finish, retry, insAttempt *sql.Stmt
 }
 
 var _ webhook.IngestStore[*sql.Tx] = (*Store)(nil)
@@ -49,6 +52,7 @@ type queries struct {
 	endpoints, deliveries, messages, attempts string
 	insertMessage, insertDeliveries           string
 	claim, payloads                           string
+	release, finish, retry, insertAttempt     string
 }
 
 // Schema returns the DDL of the dispatcher's tables (not the consumer's
@@ -166,10 +170,28 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 				ORDER BY d.next_attempt_at LIMIT ?5)
 			RETURNING id, message_id, endpoint_id, attempts, order_key`,
 		payloads: `SELECT id, event_type, payload, created_at FROM ` + p + `_messages WHERE id IN (SELECT value FROM json_each(?))`,
+		release:  `UPDATE ` + p + `_deliveries SET lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?`,
+		finish: `UPDATE ` + p + `_deliveries SET status = ?, attempts = ?, lease_token = NULL, lease_until = NULL,
+			last_status = ?, last_error = ?, updated_at = ? WHERE id = ? AND lease_token = ?`,
+		retry: `UPDATE ` + p + `_deliveries SET attempts = ?, next_attempt_at = ?, lease_token = NULL, lease_until = NULL,
+			last_status = ?, last_error = ?, updated_at = ? WHERE id = ? AND lease_token = ?`,
+		insertAttempt: `INSERT INTO ` + p + `_attempts (delivery_id, message_id, endpoint_id, attempt, outcome, started_at, latency_us, status_code, error, response, dispatcher)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 	}
 	if err := s.migrate(ctx, p); err != nil {
 		s.Close()
 		return nil, err
+	}
+	for _, st := range []struct {
+		stmt **sql.Stmt
+		sql  string
+	}{{&s.insMsg, s.q.insertMessage}, {&s.insDel, s.q.insertDeliveries}, {&s.claim, s.q.claim}, {&s.payloads, s.q.payloads},
+		{&s.release, s.q.release}, {&s.finish, s.q.finish}, {&s.retry, s.q.retry}, {&s.insAttempt, s.q.insertAttempt}} {
+		var err error
+		if *st.stmt, err = s.w.PrepareContext(ctx, st.sql); err != nil {
+			s.Close()
+			return nil, fmt.Errorf("webhook: prepare: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -207,7 +229,14 @@ func (s *Store) Offsets() dedupe.OffsetStore[*sql.Tx] { return s.dd }
 func (s *Store) DB() *sql.DB { return s.w }
 
 // Close closes the database.
-func (s *Store) Close() error { return errors.Join(s.r.Close(), s.dd.Close()) }
+func (s *Store) Close() error {
+	for _, st := range []*sql.Stmt{s.insMsg, s.insDel, s.claim, s.payloads, s.release, s.finish, s.retry, s.insAttempt} {
+		if st != nil {
+			st.Close()
+		}
+	}
+	return errors.Join(s.r.Close(), s.dd.Close())
+}
 
 func micros(t time.Time) int64 { return t.UnixMicro() }
 
@@ -221,7 +250,7 @@ func fromMicros(v sql.NullInt64) time.Time {
 // Ingest implements webhook.IngestStore.
 func (s *Store) Ingest(ctx context.Context, tx *sql.Tx, m webhook.IncomingMessage, lease webhook.Lease) ([]webhook.Delivery, int, error) {
 	now := micros(m.At)
-	res, err := tx.ExecContext(ctx, s.q.insertMessage, m.ID, m.EventType, m.Payload, m.Key, m.Topic, m.Partition, m.Offset, now)
+	res, err := tx.StmtContext(ctx, s.insMsg).ExecContext(ctx, m.ID, m.EventType, m.Payload, m.Key, m.Topic, m.Partition, m.Offset, now)
 	if err != nil {
 		return nil, 0, fmt.Errorf("webhook: record message: %w", err)
 	}
@@ -232,7 +261,7 @@ func (s *Store) Ingest(ctx context.Context, tx *sql.Tx, m webhook.IncomingMessag
 	if m.Key != nil {
 		key = m.Key
 	}
-	rows, err := tx.QueryContext(ctx, s.q.insertDeliveries, m.ID, key, now, lease.Token, micros(lease.Until), m.EventType)
+	rows, err := tx.StmtContext(ctx, s.insDel).QueryContext(ctx, m.ID, key, now, lease.Token, micros(lease.Until), m.EventType)
 	if err != nil {
 		return nil, 0, fmt.Errorf("webhook: record deliveries: %w", err)
 	}
@@ -359,7 +388,7 @@ func (s *Store) Claim(ctx context.Context, now time.Time, limit int, exclude []s
 		return nil, fmt.Errorf("webhook: claim: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.QueryContext(ctx, s.q.claim, lease.Token, micros(lease.Until), micros(now), string(ex), limit)
+	rows, err := tx.StmtContext(ctx, s.claim).QueryContext(ctx, lease.Token, micros(lease.Until), micros(now), string(ex), limit)
 	if err != nil {
 		return nil, fmt.Errorf("webhook: claim: %w", err)
 	}
@@ -387,7 +416,7 @@ func (s *Store) Claim(ctx context.Context, now time.Time, limit int, exclude []s
 		return nil, nil
 	}
 	list, _ := json.Marshal(ids)
-	prows, err := tx.QueryContext(ctx, s.q.payloads, string(list))
+	prows, err := tx.StmtContext(ctx, s.payloads).QueryContext(ctx, string(list))
 	if err != nil {
 		return nil, fmt.Errorf("webhook: claim payloads: %w", err)
 	}
@@ -424,21 +453,17 @@ func (s *Store) Record(ctx context.Context, results []webhook.AttemptResult, dis
 		return fmt.Errorf("webhook: record: %w", err)
 	}
 	defer tx.Rollback()
-	d, a := s.q.deliveries, s.q.attempts
+	release, finish, retry, insAttempt := tx.StmtContext(ctx, s.release), tx.StmtContext(ctx, s.finish), tx.StmtContext(ctx, s.retry), tx.StmtContext(ctx, s.insAttempt)
 	for _, r := range results {
 		var err error
 		started := micros(r.Started)
 		switch r.Outcome {
 		case webhook.OutcomeReleased:
-			_, err = tx.ExecContext(ctx, `UPDATE `+d+` SET lease_token = NULL, lease_until = NULL WHERE id = ? AND lease_token = ?`, r.DeliveryID, r.Token)
+			_, err = release.ExecContext(ctx, r.DeliveryID, r.Token)
 		case webhook.OutcomeSucceeded, webhook.OutcomeDead:
-			_, err = tx.ExecContext(ctx, `UPDATE `+d+` SET status = ?, attempts = ?, lease_token = NULL, lease_until = NULL,
-				last_status = ?, last_error = ?, updated_at = ? WHERE id = ? AND lease_token = ?`,
-				string(r.Outcome), r.Attempt, r.StatusCode, r.Error, started, r.DeliveryID, r.Token)
+			_, err = finish.ExecContext(ctx, string(r.Outcome), r.Attempt, r.StatusCode, r.Error, started, r.DeliveryID, r.Token)
 		default: // failed, gone: wait for the next attempt
-			_, err = tx.ExecContext(ctx, `UPDATE `+d+` SET attempts = ?, next_attempt_at = ?, lease_token = NULL, lease_until = NULL,
-				last_status = ?, last_error = ?, updated_at = ? WHERE id = ? AND lease_token = ?`,
-				r.Attempt, micros(r.NextAttempt), r.StatusCode, r.Error, started, r.DeliveryID, r.Token)
+			_, err = retry.ExecContext(ctx, r.Attempt, micros(r.NextAttempt), r.StatusCode, r.Error, started, r.DeliveryID, r.Token)
 		}
 		if err != nil {
 			return fmt.Errorf("webhook: record delivery %d: %w", r.DeliveryID, err)
@@ -446,8 +471,7 @@ func (s *Store) Record(ctx context.Context, results []webhook.AttemptResult, dis
 		if r.Outcome == webhook.OutcomeReleased {
 			continue
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO `+a+` (delivery_id, message_id, endpoint_id, attempt, outcome, started_at, latency_us, status_code, error, response, dispatcher)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, r.DeliveryID, r.MessageID, r.EndpointID, r.Attempt, string(r.Outcome), started,
+		if _, err := insAttempt.ExecContext(ctx, r.DeliveryID, r.MessageID, r.EndpointID, r.Attempt, string(r.Outcome), started,
 			r.Latency.Microseconds(), r.StatusCode, r.Error, r.Response, r.Dispatcher); err != nil {
 			return fmt.Errorf("webhook: record attempt: %w", err)
 		}
