@@ -434,3 +434,41 @@ func TestAFailingEndpointDoesNotSlowTheOthers(t *testing.T) {
 		t.Errorf("hanging endpoint's attempt: %+v", atts[0])
 	}
 }
+
+func TestCleanupDeletesSucceededDeliveriesPastRetentionOnly(t *testing.T) {
+	eachStore(t, func(t *testing.T, kind string) {
+		r := newRig(t, kind, withFakeClock(), withConfig(func(c *webhook.Config) { c.Retries = []time.Duration{} }))
+		s := newSink(t)
+		s.respond = func(rc receipt, _ int) (int, http.Header, time.Duration) {
+			if rc.endpoint == "down" {
+				return 500, nil, 0
+			}
+			return 200, nil, 0
+		}
+		r.addEndpoint(webhook.EndpointSpec{ID: "up", URL: s.url("up", "", nil)})
+		r.addEndpoint(webhook.EndpointSpec{ID: "down", URL: s.url("down", "", nil)})
+		r.produce(event{typ: "a", idemKey: "m1"}, event{typ: "a", idemKey: "m2"})
+		testkit.Eventually(t, 20*time.Second, "two succeeded, two dead", func() bool {
+			return len(r.deliveries(webhook.DeliveryFilter{Status: webhook.StatusSucceeded})) == 2 &&
+				len(r.deliveries(webhook.DeliveryFilter{Status: webhook.StatusDead})) == 2
+		})
+		ctx := context.Background()
+		if n, err := r.store.Cleanup(ctx, r.clock.Now().Add(-time.Hour), 1); err != nil || n != 0 {
+			t.Fatalf("cleanup of what is younger than an hour: %d, %v", n, err)
+		}
+		if n, err := r.store.Cleanup(ctx, r.clock.Now().Add(time.Hour), 1); err != nil || n != 2 {
+			t.Fatalf("cleanup: %d, %v; want the 2 succeeded deliveries, one per transaction", n, err)
+		}
+		if ds := r.deliveries(webhook.DeliveryFilter{}); len(ds) != 2 || ds[0].Status != webhook.StatusDead {
+			t.Fatalf("left: %+v", ds)
+		}
+		if atts, _ := r.store.Attempts(ctx, webhook.AttemptFilter{}); len(atts) != 2 || atts[0].EndpointID != "down" {
+			t.Fatalf("attempts left: %+v", atts)
+		}
+		// The dead letters' messages are still there: replay works.
+		if n, err := r.store.Replay(ctx, webhook.Replay{MessageID: "m1"}, r.clock.Now()); err != nil || n != 1 {
+			t.Fatalf("replay after cleanup: %d, %v", n, err)
+		}
+		testkit.Eventually(t, 20*time.Second, "replayed after cleanup", func() bool { return len(s.receipts("down")) == 3 })
+	})
+}

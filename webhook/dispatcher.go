@@ -72,6 +72,11 @@ type Config struct {
 	// ResponseExcerpt is how much of each response body the attempt log
 	// keeps (default 1024 bytes).
 	ResponseExcerpt int
+	// Retention is how long succeeded deliveries, their attempts and
+	// messages are kept (default 30 days; negative: forever). Dead-lettered
+	// and pending deliveries are kept until they succeed. Each dispatcher
+	// cleans up once an hour.
+	Retention time.Duration
 	// Client sends the requests (default: no redirects, as the spec asks).
 	Client *http.Client
 	// Name identifies this dispatcher in the attempt log (default
@@ -125,6 +130,9 @@ func (c *Config) defaults() error {
 	}
 	if c.ResponseExcerpt <= 0 {
 		c.ResponseExcerpt = 1024
+	}
+	if c.Retention == 0 {
+		c.Retention = 30 * 24 * time.Hour
 	}
 	if c.Client == nil {
 		c.Client = newHTTPClient(c.MaxInFlight)
@@ -298,10 +306,14 @@ func (dp *Dispatcher) Run(ctx context.Context) error {
 			}
 		}()
 	}
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		dp.claimLoop(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		dp.cleanupLoop(ctx)
 	}()
 	go func() {
 		defer wg.Done()
@@ -371,6 +383,27 @@ func (dp *Dispatcher) saturated() []string {
 		}
 	}
 	return out
+}
+
+// cleanupLoop deletes what Retention no longer keeps, hourly.
+func (dp *Dispatcher) cleanupLoop(ctx context.Context) {
+	if dp.cfg.Retention < 0 {
+		return
+	}
+	t := time.NewTicker(time.Hour)
+	defer t.Stop()
+	for {
+		if n, err := dp.store.Cleanup(ctx, dp.cfg.Now().Add(-dp.cfg.Retention), 1000); err != nil && ctx.Err() == nil {
+			dp.cfg.Logger.Warn("webhook: cleanup failed", "err", err)
+		} else if n > 0 {
+			dp.cfg.Logger.Info("webhook: cleaned up succeeded deliveries", "deleted", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 func (dp *Dispatcher) refreshLoop(ctx context.Context) {

@@ -256,6 +256,11 @@ type Store interface {
 	// attempt, and returns how many. Deliveries in flight are left alone.
 	Replay(ctx context.Context, r Replay, now time.Time) (int64, error)
 	Stats(ctx context.Context) (Stats, error)
+	// Cleanup deletes succeeded deliveries last updated before before,
+	// with their attempts, and the messages left without deliveries, at
+	// most batch rows per transaction, until none are left. Dead-lettered
+	// and pending deliveries are kept. It returns the deliveries deleted.
+	Cleanup(ctx context.Context, before time.Time, batch int) (int64, error)
 	Close() error
 }
 

@@ -115,6 +115,8 @@ func Schema(prefix string) []string {
 		)`,
 		`CREATE INDEX IF NOT EXISTS ` + p + `_attempts_endpoint ON ` + p + `_attempts (endpoint_id, id)`,
 		`CREATE INDEX IF NOT EXISTS ` + p + `_attempts_message ON ` + p + `_attempts (message_id)`,
+		`CREATE INDEX IF NOT EXISTS ` + p + `_attempts_delivery ON ` + p + `_attempts (delivery_id)`,
+		`CREATE INDEX IF NOT EXISTS ` + p + `_deliveries_finished ON ` + p + `_deliveries (updated_at) WHERE status = 'succeeded'`,
 	}
 }
 
@@ -500,4 +502,34 @@ func (s *Store) Stats(ctx context.Context) (webhook.Stats, error) {
 	}
 	err = s.pool.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE NOT enabled) FROM `+s.t.endpoints).Scan(&st.Endpoints, &st.Disabled)
 	return st, err
+}
+
+// Cleanup implements webhook.Store.
+func (s *Store) Cleanup(ctx context.Context, before time.Time, batch int) (int64, error) {
+	if batch <= 0 {
+		batch = 1000
+	}
+	d, a, m := s.t.deliveries, s.t.attempts, s.t.messages
+	var total int64
+	for {
+		var n int64
+		err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			// SKIP LOCKED: never waits for, nor blocks, a dispatcher.
+			return tx.QueryRow(ctx, `WITH gone AS (
+					DELETE FROM `+d+` WHERE id IN (
+						SELECT id FROM `+d+` WHERE status = 'succeeded' AND updated_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)
+					RETURNING id, message_id),
+				attempts AS (DELETE FROM `+a+` WHERE delivery_id IN (SELECT id FROM gone)),
+				msgs AS (DELETE FROM `+m+` WHERE id IN (SELECT message_id FROM gone)
+					AND NOT EXISTS (SELECT 1 FROM `+d+` o WHERE o.message_id = `+m+`.id AND o.id NOT IN (SELECT id FROM gone)))
+				SELECT count(*) FROM gone`, before, batch).Scan(&n)
+		})
+		total += n
+		if err != nil {
+			return total, fmt.Errorf("webhook: cleanup: %w", err)
+		}
+		if n < int64(batch) {
+			return total, nil
+		}
+	}
 }

@@ -122,6 +122,8 @@ func Schema(prefix string) []string {
 		)`,
 		`CREATE INDEX IF NOT EXISTS ` + p + `_attempts_endpoint ON ` + p + `_attempts (endpoint_id, id)`,
 		`CREATE INDEX IF NOT EXISTS ` + p + `_attempts_message ON ` + p + `_attempts (message_id)`,
+		`CREATE INDEX IF NOT EXISTS ` + p + `_attempts_delivery ON ` + p + `_attempts (delivery_id)`,
+		`CREATE INDEX IF NOT EXISTS ` + p + `_deliveries_finished ON ` + p + `_deliveries (updated_at) WHERE status = 'succeeded'`,
 	}
 }
 
@@ -609,4 +611,61 @@ func (s *Store) Stats(ctx context.Context) (webhook.Stats, error) {
 	}
 	err = s.r.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(NOT enabled), 0) FROM `+s.q.endpoints).Scan(&st.Endpoints, &st.Disabled)
 	return st, err
+}
+
+// Cleanup implements webhook.Store.
+func (s *Store) Cleanup(ctx context.Context, before time.Time, batch int) (int64, error) {
+	if batch <= 0 {
+		batch = 1000
+	}
+	var total int64
+	for {
+		n, err := s.cleanupBatch(ctx, micros(before), batch)
+		total += n
+		if err != nil || n < int64(batch) {
+			return total, err
+		}
+	}
+}
+
+func (s *Store) cleanupBatch(ctx context.Context, before int64, batch int) (int64, error) {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("webhook: cleanup: %w", err)
+	}
+	defer tx.Rollback()
+	d, a, m := s.q.deliveries, s.q.attempts, s.q.messages
+	rows, err := tx.QueryContext(ctx, `DELETE FROM `+d+` WHERE id IN (
+			SELECT id FROM `+d+` WHERE status = 'succeeded' AND updated_at < ? LIMIT ?)
+		RETURNING id, message_id`, before, batch)
+	if err != nil {
+		return 0, fmt.Errorf("webhook: cleanup: %w", err)
+	}
+	var ids []int64
+	msgs := map[string]bool{}
+	for rows.Next() {
+		var id int64
+		var msg string
+		if err := rows.Scan(&id, &msg); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		ids = append(ids, id)
+		msgs[msg] = true
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, id := range ids {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+a+` WHERE delivery_id = ?`, id); err != nil {
+			return 0, fmt.Errorf("webhook: cleanup attempts: %w", err)
+		}
+	}
+	for msg := range msgs {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM `+m+` WHERE id = ? AND NOT EXISTS (SELECT 1 FROM `+d+` WHERE message_id = ?)`, msg, msg); err != nil {
+			return 0, fmt.Errorf("webhook: cleanup messages: %w", err)
+		}
+	}
+	return int64(len(ids)), tx.Commit()
 }
