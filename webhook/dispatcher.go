@@ -204,8 +204,14 @@ func New[Tx any](store IngestStore[Tx], cfg Config) (*Dispatcher, error) {
 		Store: store.Offsets(), Group: cfg.Group, Topics: []string{cfg.Topic}, ClientOpts: opts,
 		InstanceID: cfg.InstanceID, MaxBatch: cfg.IngestBatch, Logger: cfg.Logger,
 		Handler: func(ctx context.Context, tx Tx, r *kgo.Record) error {
-			return dp.ingest(ctx, r, func(m IncomingMessage, l Lease) ([]Delivery, int, error) {
-				return store.Ingest(ctx, tx, m, l)
+			id, _ := dedupe.EventIDFrom(ctx)
+			return dp.ingest([]*kgo.Record{r}, []string{id}, func(ms []IncomingMessage, l Lease) ([]Delivery, int, error) {
+				return store.Ingest(ctx, tx, ms[0], l)
+			})
+		},
+		BatchHandler: func(ctx context.Context, tx Tx, rs []*kgo.Record, ids []string) error {
+			return dp.ingest(rs, ids, func(ms []IncomingMessage, l Lease) ([]Delivery, int, error) {
+				return store.IngestBatch(ctx, tx, ms, l)
 			})
 		},
 		OnResult: dp.ingested,
@@ -223,26 +229,37 @@ func (dp *Dispatcher) Store() Store { return dp.store }
 // Config returns the dispatcher's configuration, defaults filled in.
 func (dp *Dispatcher) Config() Config { return dp.cfg }
 
-// ingest records one Kafka record's message and deliveries in the
-// consumer's transaction, and keeps the leased ones until it commits.
-func (dp *Dispatcher) ingest(ctx context.Context, r *kgo.Record, record func(IncomingMessage, Lease) ([]Delivery, int, error)) error {
-	eventID, ok := dedupe.EventIDFrom(ctx)
-	if !ok {
-		eventID = dedupe.EventID(r, dedupe.DefaultKeyHeader)
-	}
+// ingest records Kafka records' messages and deliveries in the consumer's
+// transaction (ids are the event ids the consumer claimed), and keeps the
+// leased deliveries until it commits.
+func (dp *Dispatcher) ingest(rs []*kgo.Record, ids []string, record func([]IncomingMessage, Lease) ([]Delivery, int, error)) error {
 	now := dp.cfg.Now()
-	m := IncomingMessage{ID: webhookID(eventID), EventType: eventType(r.Value), Payload: r.Value, Key: r.Key,
-		Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, At: now}
-	if m.Payload == nil {
-		m.Payload = []byte{}
+	ms := make([]IncomingMessage, len(rs))
+	pos := make(map[string]recordPos, len(rs))
+	for i, r := range rs {
+		eventID := ids[i]
+		if eventID == "" {
+			eventID = dedupe.EventID(r, dedupe.DefaultKeyHeader)
+		}
+		ms[i] = IncomingMessage{ID: webhookID(eventID), EventType: eventType(r.Value), Payload: r.Value, Key: r.Key,
+			Topic: r.Topic, Partition: r.Partition, Offset: r.Offset, At: now}
+		if ms[i].Payload == nil {
+			ms[i].Payload = []byte{}
+		}
+		pos[ms[i].ID] = recordPos{r.Topic, r.Partition, r.Offset}
 	}
-	leased, unleased, err := record(m, Lease{Token: rand.Int64(), Until: now.Add(dp.cfg.Lease)})
+	leased, unleased, err := record(ms, Lease{Token: rand.Int64(), Until: now.Add(dp.cfg.Lease)})
 	if err != nil {
 		return err
 	}
-	pos := recordPos{r.Topic, r.Partition, r.Offset}
 	dp.mu.Lock()
-	dp.stash[pos] = leased // a rolled-back batch re-runs this and overwrites it
+	for _, r := range rs { // a rolled-back batch re-runs this and overwrites it
+		dp.stash[recordPos{r.Topic, r.Partition, r.Offset}] = nil
+	}
+	for _, d := range leased {
+		p := pos[d.MessageID]
+		dp.stash[p] = append(dp.stash[p], d)
+	}
 	dp.mu.Unlock()
 	if unleased > 0 {
 		dp.wake()
@@ -523,7 +540,7 @@ func (dp *Dispatcher) newRunner(e *Endpoint) *endpointRunner {
 		n = dp.cfg.MaxInFlight
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &endpointRunner{dp: dp, id: e.ID, queue: make(chan *Delivery, max(4*n, 64)), sem: make(chan struct{}, n),
+	r := &endpointRunner{dp: dp, id: e.ID, queue: make(chan *Delivery, max(8*n, 256)), sem: make(chan struct{}, n),
 		limiter: rate.NewLimiter(rate.Inf, 1), ctx: ctx, cancel: cancel, done: make(chan struct{})}
 	r.setRate(e.RateLimit)
 	go r.run()

@@ -364,3 +364,24 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// ingested is how many records the dispatcher has taken from Kafka: the
+// sum of the offsets it stored.
+func (r *rig) ingested(t testing.TB) int {
+	var offs map[string]map[int32]int64
+	var err error
+	switch s := r.store.(type) {
+	case *sqlitestore.Store:
+		offs, err = s.Offsets().LoadOffsets(context.Background(), r.cfg.Group)
+	case *pgstore.Store:
+		offs, err = s.Offsets().LoadOffsets(context.Background(), r.cfg.Group)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, next := range offs[r.topic] {
+		n += int(next)
+	}
+	return n
+}

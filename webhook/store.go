@@ -277,6 +277,9 @@ type IngestStore[Tx any] interface {
 	// returned, so the dispatcher sends them without a claim. A message
 	// id already recorded creates nothing.
 	Ingest(ctx context.Context, tx Tx, m IncomingMessage, lease Lease) (leased []Delivery, unleased int, err error)
+	// IngestBatch is Ingest for several messages (distinct ids, in record
+	// order), in as few statements as the database allows.
+	IngestBatch(ctx context.Context, tx Tx, ms []IncomingMessage, lease Lease) (leased []Delivery, unleased int, err error)
 }
 
 // Health is what a batch of attempt results says about one endpoint, for a

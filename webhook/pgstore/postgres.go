@@ -45,7 +45,7 @@ var _ webhook.IngestStore[pgx.Tx] = (*Store)(nil)
 type tables struct{ endpoints, messages, deliveries, attempts string }
 
 type queries struct {
-	ingest, claim string
+	ingest, ingestBatch, claim string
 }
 
 // Schema returns the DDL of the dispatcher's tables (not the consumer's
@@ -148,6 +148,23 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 			FROM m, ` + p + `_endpoints e
 			WHERE e.event_types = '{}' OR $2 = ANY (e.event_types)
 			RETURNING id, endpoint_id, lease_token IS NOT NULL`,
+		// A batch in one statement: the messages from arrays, then their
+		// deliveries, numbered in record order (the per-key order).
+		ingestBatch: `WITH input AS (
+				SELECT * FROM unnest($1::text[], $2::text[], $3::bytea[], $4::bytea[], $5::text[], $6::int[], $7::bigint[])
+					WITH ORDINALITY AS i (id, event_type, payload, record_key, topic, partition, record_offset, ord)),
+			m AS (
+				INSERT INTO ` + p + `_messages (id, event_type, payload, record_key, topic, partition, record_offset, created_at)
+				SELECT id, event_type, payload, record_key, topic, partition, record_offset, $8 FROM input ORDER BY ord
+				ON CONFLICT (id) DO NOTHING RETURNING id)
+			INSERT INTO ` + p + `_deliveries (message_id, endpoint_id, order_key, status, next_attempt_at, lease_token, lease_until, created_at, updated_at)
+			SELECT i.id, e.id, CASE WHEN e.ordered THEN i.record_key END, 'pending', $8,
+				CASE WHEN e.enabled AND (NOT e.ordered OR i.record_key IS NULL) THEN $9::bigint END,
+				CASE WHEN e.enabled AND (NOT e.ordered OR i.record_key IS NULL) THEN $10::timestamptz END, $8, $8
+			FROM input i JOIN m ON m.id = i.id, ` + p + `_endpoints e
+			WHERE e.event_types = '{}' OR i.event_type = ANY (e.event_types)
+			ORDER BY i.ord, e.id
+			RETURNING id, message_id, endpoint_id, lease_token IS NOT NULL`,
 		// SKIP LOCKED: concurrent claimers take disjoint rows without
 		// waiting. A successor of a key whose head another claimer has
 		// locked is not due either: the head is still pending.
@@ -222,6 +239,49 @@ func (s *Store) Ingest(ctx context.Context, tx pgx.Tx, m webhook.IncomingMessage
 			continue
 		}
 		d.MessageID, d.Token, d.LeaseUntil, d.EventType, d.Payload, d.CreatedAt = m.ID, lease.Token, lease.Until, m.EventType, m.Payload, m.At
+		leased = append(leased, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("webhook: record deliveries: %w", err)
+	}
+	return leased, unleased, nil
+}
+
+// IngestBatch implements webhook.IngestStore: one round trip for the batch.
+func (s *Store) IngestBatch(ctx context.Context, tx pgx.Tx, ms []webhook.IncomingMessage, lease webhook.Lease) ([]webhook.Delivery, int, error) {
+	if len(ms) == 0 {
+		return nil, 0, nil
+	}
+	n := len(ms)
+	ids, types, topics := make([]string, n), make([]string, n), make([]string, n)
+	payloads, keys := make([][]byte, n), make([][]byte, n)
+	partitions, offsets := make([]int32, n), make([]int64, n)
+	byID := make(map[string]*webhook.IncomingMessage, n)
+	for i := range ms {
+		m := &ms[i]
+		ids[i], types[i], payloads[i], keys[i], topics[i], partitions[i], offsets[i] = m.ID, m.EventType, m.Payload, m.Key, m.Topic, m.Partition, m.Offset
+		byID[m.ID] = m
+	}
+	at := ms[0].At
+	rows, err := tx.Query(ctx, s.q.ingestBatch, ids, types, payloads, keys, topics, partitions, offsets, at, lease.Token, lease.Until)
+	if err != nil {
+		return nil, 0, fmt.Errorf("webhook: record messages: %w", err)
+	}
+	defer rows.Close()
+	var leased []webhook.Delivery
+	unleased := 0
+	for rows.Next() {
+		var d webhook.Delivery
+		var isLeased bool
+		if err := rows.Scan(&d.ID, &d.MessageID, &d.EndpointID, &isLeased); err != nil {
+			return nil, 0, err
+		}
+		if !isLeased {
+			unleased++
+			continue
+		}
+		m := byID[d.MessageID]
+		d.Token, d.LeaseUntil, d.EventType, d.Payload, d.CreatedAt = lease.Token, lease.Until, m.EventType, m.Payload, m.At
 		leased = append(leased, d)
 	}
 	if err := rows.Err(); err != nil {

@@ -289,6 +289,21 @@ func (s *Store) Ingest(ctx context.Context, tx *sql.Tx, m webhook.IncomingMessag
 	return leased, unleased, nil
 }
 
+// IngestBatch implements webhook.IngestStore: SQLite runs in-process, so
+// one prepared statement pair per message costs no round trips.
+func (s *Store) IngestBatch(ctx context.Context, tx *sql.Tx, ms []webhook.IncomingMessage, lease webhook.Lease) ([]webhook.Delivery, int, error) {
+	var leased []webhook.Delivery
+	unleased := 0
+	for _, m := range ms {
+		l, u, err := s.Ingest(ctx, tx, m, lease)
+		if err != nil {
+			return nil, 0, err
+		}
+		leased, unleased = append(leased, l...), unleased+u
+	}
+	return leased, unleased, nil
+}
+
 // AddEndpoint implements webhook.Store.
 func (s *Store) AddEndpoint(ctx context.Context, e webhook.Endpoint) error {
 	types, _ := json.Marshal(nonNil(e.EventTypes))
