@@ -46,7 +46,11 @@ func newFastReceiver(b testing.TB) *fastReceiver {
 			w.WriteHeader(http.StatusServiceUnavailable)
 			return
 		}
-		var p struct{ Data struct{ SentNs int64 } }
+		var p struct {
+			Data struct {
+				SentNs int64 `json:"sent_ns"`
+			}
+		}
 		json.Unmarshal(body, &p)
 		if p.Data.SentNs > 0 {
 			d := time.Since(time.Unix(0, p.Data.SentNs))

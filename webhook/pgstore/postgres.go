@@ -96,7 +96,7 @@ func Schema(prefix string) []string {
 			updated_at timestamptz NOT NULL,
 			UNIQUE (message_id, endpoint_id)
 		)`,
-		`CREATE INDEX IF NOT EXISTS ` + p + `_deliveries_due ON ` + p + `_deliveries (next_attempt_at) WHERE status = 'pending'`,
+		`CREATE INDEX IF NOT EXISTS ` + p + `_deliveries_due ON ` + p + `_deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending'`,
 		`CREATE INDEX IF NOT EXISTS ` + p + `_deliveries_order ON ` + p + `_deliveries (endpoint_id, order_key, id) WHERE status = 'pending' AND order_key IS NOT NULL`,
 		`CREATE INDEX IF NOT EXISTS ` + p + `_deliveries_endpoint ON ` + p + `_deliveries (endpoint_id, status, created_at)`,
 		`CREATE TABLE IF NOT EXISTS ` + p + `_attempts (
@@ -167,17 +167,22 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 			RETURNING id, message_id, endpoint_id, lease_token IS NOT NULL`,
 		// SKIP LOCKED: concurrent claimers take disjoint rows without
 		// waiting. A successor of a key whose head another claimer has
-		// locked is not due either: the head is still pending.
+		// locked is not due either: the head is still pending. The due
+		// rows are looked up per enabled endpoint (LATERAL), so the backlog
+		// of a disabled endpoint is never scanned.
 		claim: `UPDATE ` + p + `_deliveries d SET lease_token = $1, lease_until = $2
 			FROM (
-				SELECT c.id FROM ` + p + `_deliveries c JOIN ` + p + `_endpoints e ON e.id = c.endpoint_id
-				WHERE c.status = 'pending' AND c.next_attempt_at <= $3 AND (c.lease_until IS NULL OR c.lease_until <= $3)
-					AND e.enabled AND NOT (c.endpoint_id = ANY ($4::text[]))
-					AND (c.order_key IS NULL OR NOT EXISTS (
-						SELECT 1 FROM ` + p + `_deliveries o WHERE o.endpoint_id = c.endpoint_id AND o.order_key = c.order_key
-							AND o.status = 'pending' AND o.id < c.id))
-				ORDER BY c.next_attempt_at LIMIT $5
-				FOR UPDATE OF c SKIP LOCKED) due, ` + p + `_messages m
+				SELECT c.id FROM ` + p + `_endpoints e CROSS JOIN LATERAL (
+					SELECT c.id, c.next_attempt_at FROM ` + p + `_deliveries c
+					WHERE c.endpoint_id = e.id AND c.status = 'pending' AND c.next_attempt_at <= $3
+						AND (c.lease_until IS NULL OR c.lease_until <= $3)
+						AND (c.order_key IS NULL OR NOT EXISTS (
+							SELECT 1 FROM ` + p + `_deliveries o WHERE o.endpoint_id = c.endpoint_id AND o.order_key = c.order_key
+								AND o.status = 'pending' AND o.id < c.id))
+					ORDER BY c.next_attempt_at LIMIT $5
+					FOR UPDATE OF c SKIP LOCKED) c
+				WHERE e.enabled AND NOT (e.id = ANY ($4::text[]))
+				ORDER BY c.next_attempt_at LIMIT $5) due, ` + p + `_messages m
 			WHERE d.id = due.id AND m.id = d.message_id
 			RETURNING d.id, d.message_id, d.endpoint_id, d.attempts, d.order_key, m.event_type, m.payload, m.created_at`,
 	}

@@ -13,7 +13,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -103,7 +105,7 @@ func Schema(prefix string) []string {
 			updated_at INTEGER NOT NULL,
 			UNIQUE (message_id, endpoint_id)
 		)`,
-		`CREATE INDEX IF NOT EXISTS ` + p + `_deliveries_due ON ` + p + `_deliveries (next_attempt_at) WHERE status = 'pending'`,
+		`CREATE INDEX IF NOT EXISTS ` + p + `_deliveries_due ON ` + p + `_deliveries (endpoint_id, next_attempt_at) WHERE status = 'pending'`,
 		`CREATE INDEX IF NOT EXISTS ` + p + `_deliveries_order ON ` + p + `_deliveries (endpoint_id, order_key, id) WHERE status = 'pending' AND order_key IS NOT NULL`,
 		`CREATE INDEX IF NOT EXISTS ` + p + `_deliveries_endpoint ON ` + p + `_deliveries (endpoint_id, status, created_at)`,
 		`CREATE TABLE IF NOT EXISTS ` + p + `_attempts (
@@ -161,11 +163,13 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 			FROM ` + p + `_endpoints e
 			WHERE e.event_types = '[]' OR EXISTS (SELECT 1 FROM json_each(e.event_types) WHERE value = ?6)
 			RETURNING id, endpoint_id, lease_token IS NOT NULL`,
+		// One endpoint at a time (Claim loops over the enabled ones), so
+		// the backlog of a disabled endpoint is never scanned.
 		claim: `UPDATE ` + p + `_deliveries SET lease_token = ?1, lease_until = ?2
 			WHERE id IN (
-				SELECT d.id FROM ` + p + `_deliveries d JOIN ` + p + `_endpoints e ON e.id = d.endpoint_id
-				WHERE d.status = 'pending' AND d.next_attempt_at <= ?3 AND (d.lease_until IS NULL OR d.lease_until <= ?3)
-					AND e.enabled AND d.endpoint_id NOT IN (SELECT value FROM json_each(?4))
+				SELECT d.id FROM ` + p + `_deliveries d
+				WHERE d.endpoint_id = ?4 AND d.status = 'pending' AND d.next_attempt_at <= ?3
+					AND (d.lease_until IS NULL OR d.lease_until <= ?3)
 					AND (d.order_key IS NULL OR NOT EXISTS (
 						SELECT 1 FROM ` + p + `_deliveries o WHERE o.endpoint_id = d.endpoint_id AND o.order_key = d.order_key
 							AND o.status = 'pending' AND o.id < d.id))
@@ -399,35 +403,73 @@ func (s *Store) SetSecrets(ctx context.Context, id string, secrets []webhook.Sec
 
 // Claim implements webhook.Store.
 func (s *Store) Claim(ctx context.Context, now time.Time, limit int, exclude []string, lease webhook.Lease) ([]webhook.Delivery, error) {
-	ex, _ := json.Marshal(nonNil(exclude))
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return nil, fmt.Errorf("webhook: claim: %w", err)
 	}
 	defer tx.Rollback()
-	rows, err := tx.StmtContext(ctx, s.claim).QueryContext(ctx, lease.Token, micros(lease.Until), micros(now), string(ex), limit)
+	rows, err := tx.QueryContext(ctx, `SELECT id FROM `+s.q.endpoints+` WHERE enabled`)
 	if err != nil {
 		return nil, fmt.Errorf("webhook: claim: %w", err)
 	}
-	var out []webhook.Delivery
-	var ids []string
+	var eps []string
 	for rows.Next() {
-		d := webhook.Delivery{Token: lease.Token, LeaseUntil: lease.Until}
-		var key []byte
-		if err := rows.Scan(&d.ID, &d.MessageID, &d.EndpointID, &d.Attempts, &key); err != nil {
+		var id string
+		if err := rows.Scan(&id); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		if key != nil {
-			k := string(key)
-			d.OrderKey = &k
+		if !slices.Contains(exclude, id) {
+			eps = append(eps, id)
 		}
-		out = append(out, d)
-		ids = append(ids, d.MessageID)
 	}
 	rows.Close()
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("webhook: claim: %w", err)
+	if err := rows.Err(); err != nil || len(eps) == 0 {
+		return nil, err
+	}
+	// Each endpoint gets a fair share of the batch, in a random order; what
+	// is left goes to those that had more, in further rounds.
+	rand.Shuffle(len(eps), func(i, j int) { eps[i], eps[j] = eps[j], eps[i] })
+	claim := tx.StmtContext(ctx, s.claim)
+	var out []webhook.Delivery
+	var ids []string
+	for len(eps) > 0 && len(out) < limit {
+		share := (limit-len(out))/len(eps) + 1
+		var more []string
+		for _, ep := range eps {
+			if len(out) >= limit {
+				break
+			}
+			n := min(share, limit-len(out))
+			rows, err := claim.QueryContext(ctx, lease.Token, micros(lease.Until), micros(now), ep, n)
+			if err != nil {
+				return nil, fmt.Errorf("webhook: claim: %w", err)
+			}
+			got := 0
+			for rows.Next() {
+				d := webhook.Delivery{Token: lease.Token, LeaseUntil: lease.Until}
+				var key []byte
+				if err := rows.Scan(&d.ID, &d.MessageID, &d.EndpointID, &d.Attempts, &key); err != nil {
+					rows.Close()
+					return nil, err
+				}
+				if key != nil {
+					k := string(key)
+					d.OrderKey = &k
+				}
+				out = append(out, d)
+				ids = append(ids, d.MessageID)
+				got++
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, fmt.Errorf("webhook: claim: %w", err)
+			}
+			if got == n {
+				more = append(more, ep)
+			}
+		}
+		eps = more
 	}
 	if len(out) == 0 {
 		return nil, nil
