@@ -166,6 +166,7 @@ type Dispatcher struct {
 	consume func(ctx context.Context) error // the Kafka consumer (nil: none)
 
 	endpoints *endpointCache
+	keys      sync.Map // secret → parsed Key
 	results   chan AttemptResult
 	kick      chan struct{} // wakes the claim loop
 

@@ -75,12 +75,25 @@ func newHTTPClient(maxInFlight int) *http.Client {
 	}
 }
 
+// parseKey is ParseKey with a cache: every request is signed with the
+// endpoint's keys, and decoding them each time would be wasted work.
+func (dp *Dispatcher) parseKey(secret string) (Key, error) {
+	if k, ok := dp.keys.Load(secret); ok {
+		return k.(Key), nil
+	}
+	k, err := ParseKey(secret)
+	if err == nil {
+		dp.keys.Store(secret, k)
+	}
+	return k, err
+}
+
 // attempt sends d to e once and says what happened and what comes next.
 func (dp *Dispatcher) attempt(ctx context.Context, e *Endpoint, d *Delivery) AttemptResult {
 	now := dp.cfg.Now()
 	r := AttemptResult{DeliveryID: d.ID, MessageID: d.MessageID, EndpointID: d.EndpointID, Token: d.Token,
 		Attempt: d.Attempts + 1, Started: now, Dispatcher: dp.cfg.Name}
-	keys, err := e.activeKeys(now)
+	keys, err := e.activeKeys(now, dp.parseKey)
 	if err != nil {
 		r.Error = err.Error()
 		return dp.decide(r, nil)

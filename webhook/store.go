@@ -47,14 +47,15 @@ type Secret struct {
 	ExpiresAt time.Time `json:"expires_at,omitzero"`
 }
 
-// activeKeys returns the keys that sign at now.
-func (e *Endpoint) activeKeys(now time.Time) ([]Key, error) {
+// activeKeys returns the keys that sign at now; parse turns a secret into
+// its key (the dispatcher caches the parsed keys).
+func (e *Endpoint) activeKeys(now time.Time, parse func(string) (Key, error)) ([]Key, error) {
 	var keys []Key
 	for _, s := range e.Secrets {
 		if !s.ExpiresAt.IsZero() && !now.Before(s.ExpiresAt) {
 			continue
 		}
-		k, err := ParseKey(s.Key)
+		k, err := parse(s.Key)
 		if err != nil {
 			return nil, fmt.Errorf("endpoint %s: %w", e.ID, err)
 		}
