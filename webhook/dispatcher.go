@@ -249,7 +249,7 @@ func (dp *Dispatcher) ingest(rs []*kgo.Record, ids []string, record func([]Incom
 		}
 		pos[ms[i].ID] = recordPos{r.Topic, r.Partition, r.Offset}
 	}
-	leased, unleased, err := record(ms, Lease{Token: rand.Int64(), Until: now.Add(dp.cfg.Lease)})
+	leased, unleased, err := record(ms, Lease{Token: rand.Int64(), Until: now.Add(dp.cfg.Lease), Except: dp.saturated()})
 	if err != nil {
 		return err
 	}

@@ -109,6 +109,10 @@ type IncomingMessage struct {
 type Lease struct {
 	Token int64
 	Until time.Time
+	// Except names endpoints whose new deliveries Ingest leaves unleased:
+	// their senders are full, and a delivery leased to a full sender would
+	// only be released again.
+	Except []string
 }
 
 // Outcome says how an attempt ended, which decides the delivery's next

@@ -143,8 +143,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 				VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (id) DO NOTHING RETURNING id)
 			INSERT INTO ` + p + `_deliveries (message_id, endpoint_id, order_key, status, next_attempt_at, lease_token, lease_until, created_at, updated_at)
 			SELECT m.id, e.id, CASE WHEN e.ordered THEN $4::bytea END, 'pending', $8,
-				CASE WHEN e.enabled AND (NOT e.ordered OR $4::bytea IS NULL) THEN $9::bigint END,
-				CASE WHEN e.enabled AND (NOT e.ordered OR $4::bytea IS NULL) THEN $10::timestamptz END, $8, $8
+				CASE WHEN e.enabled AND (NOT e.ordered OR $4::bytea IS NULL) AND NOT (e.id = ANY ($11::text[])) THEN $9::bigint END,
+				CASE WHEN e.enabled AND (NOT e.ordered OR $4::bytea IS NULL) AND NOT (e.id = ANY ($11::text[])) THEN $10::timestamptz END, $8, $8
 			FROM m, ` + p + `_endpoints e
 			WHERE e.event_types = '{}' OR $2 = ANY (e.event_types)
 			RETURNING id, endpoint_id, lease_token IS NOT NULL`,
@@ -159,8 +159,8 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg Config) (*Store, error) {
 				ON CONFLICT (id) DO NOTHING RETURNING id)
 			INSERT INTO ` + p + `_deliveries (message_id, endpoint_id, order_key, status, next_attempt_at, lease_token, lease_until, created_at, updated_at)
 			SELECT i.id, e.id, CASE WHEN e.ordered THEN i.record_key END, 'pending', $8,
-				CASE WHEN e.enabled AND (NOT e.ordered OR i.record_key IS NULL) THEN $9::bigint END,
-				CASE WHEN e.enabled AND (NOT e.ordered OR i.record_key IS NULL) THEN $10::timestamptz END, $8, $8
+				CASE WHEN e.enabled AND (NOT e.ordered OR i.record_key IS NULL) AND NOT (e.id = ANY ($11::text[])) THEN $9::bigint END,
+				CASE WHEN e.enabled AND (NOT e.ordered OR i.record_key IS NULL) AND NOT (e.id = ANY ($11::text[])) THEN $10::timestamptz END, $8, $8
 			FROM input i JOIN m ON m.id = i.id, ` + p + `_endpoints e
 			WHERE e.event_types = '{}' OR i.event_type = ANY (e.event_types)
 			ORDER BY i.ord, e.id
@@ -226,7 +226,7 @@ func (s *Store) Close() error { return nil }
 
 // Ingest implements webhook.IngestStore.
 func (s *Store) Ingest(ctx context.Context, tx pgx.Tx, m webhook.IncomingMessage, lease webhook.Lease) ([]webhook.Delivery, int, error) {
-	rows, err := tx.Query(ctx, s.q.ingest, m.ID, m.EventType, m.Payload, m.Key, m.Topic, m.Partition, m.Offset, m.At, lease.Token, lease.Until)
+	rows, err := tx.Query(ctx, s.q.ingest, m.ID, m.EventType, m.Payload, m.Key, m.Topic, m.Partition, m.Offset, m.At, lease.Token, lease.Until, nonNil(lease.Except))
 	if err != nil {
 		return nil, 0, fmt.Errorf("webhook: record message: %w", err)
 	}
@@ -268,7 +268,7 @@ func (s *Store) IngestBatch(ctx context.Context, tx pgx.Tx, ms []webhook.Incomin
 		byID[m.ID] = m
 	}
 	at := ms[0].At
-	rows, err := tx.Query(ctx, s.q.ingestBatch, ids, types, payloads, keys, topics, partitions, offsets, at, lease.Token, lease.Until)
+	rows, err := tx.Query(ctx, s.q.ingestBatch, ids, types, payloads, keys, topics, partitions, offsets, at, lease.Token, lease.Until, nonNil(lease.Except))
 	if err != nil {
 		return nil, 0, fmt.Errorf("webhook: record messages: %w", err)
 	}
@@ -597,4 +597,11 @@ func (s *Store) Cleanup(ctx context.Context, before time.Time, batch int) (int64
 			return total, nil
 		}
 	}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
 }

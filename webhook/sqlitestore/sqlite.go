@@ -158,8 +158,8 @@ func Open(ctx context.Context, path string, cfg Config) (*Store, error) {
 		// can go at once (enabled, no key order to wait for) are leased.
 		insertDeliveries: `INSERT INTO ` + p + `_deliveries (message_id, endpoint_id, order_key, status, next_attempt_at, lease_token, lease_until, created_at, updated_at)
 			SELECT ?1, e.id, CASE WHEN e.ordered THEN ?2 END, 'pending', ?3,
-				CASE WHEN e.enabled AND (NOT e.ordered OR ?2 IS NULL) THEN ?4 END,
-				CASE WHEN e.enabled AND (NOT e.ordered OR ?2 IS NULL) THEN ?5 END, ?3, ?3
+				CASE WHEN e.enabled AND (NOT e.ordered OR ?2 IS NULL) AND e.id NOT IN (SELECT value FROM json_each(?7)) THEN ?4 END,
+				CASE WHEN e.enabled AND (NOT e.ordered OR ?2 IS NULL) AND e.id NOT IN (SELECT value FROM json_each(?7)) THEN ?5 END, ?3, ?3
 			FROM ` + p + `_endpoints e
 			WHERE e.event_types = '[]' OR EXISTS (SELECT 1 FROM json_each(e.event_types) WHERE value = ?6)
 			RETURNING id, endpoint_id, lease_token IS NOT NULL`,
@@ -267,7 +267,8 @@ func (s *Store) Ingest(ctx context.Context, tx *sql.Tx, m webhook.IncomingMessag
 	if m.Key != nil {
 		key = m.Key
 	}
-	rows, err := tx.StmtContext(ctx, s.insDel).QueryContext(ctx, m.ID, key, now, lease.Token, micros(lease.Until), m.EventType)
+	except, _ := json.Marshal(nonNil(lease.Except))
+	rows, err := tx.StmtContext(ctx, s.insDel).QueryContext(ctx, m.ID, key, now, lease.Token, micros(lease.Until), m.EventType, string(except))
 	if err != nil {
 		return nil, 0, fmt.Errorf("webhook: record deliveries: %w", err)
 	}
