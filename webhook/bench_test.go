@@ -137,7 +137,21 @@ func BenchmarkDispatcherLatency(b *testing.B) {
 			b.Run(name, func(b *testing.B) {
 				for range b.N {
 					b.StopTimer()
-					r := newRig(b, kind, withConfig(func(c *webhook.Config) { c.Retries = []time.Duration{time.Second, time.Second, time.Second} }))
+					var toSend []time.Duration // produce to the start of the first attempt
+					var sendMu sync.Mutex
+					r := newRig(b, kind, withConfig(func(c *webhook.Config) {
+						c.Retries = []time.Duration{time.Second, time.Second, time.Second}
+						c.OnAttempt = func(a webhook.AttemptResult) {
+							if a.EndpointID != "fast" || a.Attempt != 1 {
+								return
+							}
+							if ns, err := strconv.ParseInt(a.MessageID, 10, 64); err == nil {
+								sendMu.Lock()
+								toSend = append(toSend, a.Started.Sub(time.Unix(0, ns)))
+								sendMu.Unlock()
+							}
+						}
+					}))
 					rx := newFastReceiver(b)
 					r.addEndpoint(webhook.EndpointSpec{ID: "fast", URL: rx.srv.URL + "/fast"})
 					if failing {
@@ -160,7 +174,9 @@ func BenchmarkDispatcherLatency(b *testing.B) {
 					for i := range rate * seconds {
 						<-tick.C
 						wg.Add(1)
-						cl.Produce(context.Background(), &kgo.Record{Topic: r.topic, Key: []byte(strconv.Itoa(i % 97)), Value: benchPayload(i, time.Now().UnixNano())},
+						now := time.Now().UnixNano()
+						cl.Produce(context.Background(), &kgo.Record{Topic: r.topic, Key: []byte(strconv.Itoa(i % 97)), Value: benchPayload(i, now),
+							Headers: []kgo.RecordHeader{{Key: "idempotency-key", Value: []byte(strconv.FormatInt(now, 10))}}},
 							func(_ *kgo.Record, err error) {
 								defer wg.Done()
 								if err != nil {
@@ -186,6 +202,13 @@ func BenchmarkDispatcherLatency(b *testing.B) {
 					b.ReportMetric(float64(lat[len(lat)/2])/1e6, "p50-ms")
 					b.ReportMetric(float64(lat[len(lat)*99/100])/1e6, "p99-ms")
 					b.ReportMetric(float64(lat[len(lat)-1])/1e6, "max-ms")
+					sendMu.Lock()
+					slices.Sort(toSend)
+					if len(toSend) > 0 {
+						b.ReportMetric(float64(toSend[len(toSend)/2])/1e6, "p50-to-send-ms")
+						b.ReportMetric(float64(toSend[len(toSend)*99/100])/1e6, "p99-to-send-ms")
+					}
+					sendMu.Unlock()
 					b.ReportMetric(0, "ns/op")
 					if failing {
 						atts, _ := r.store.Attempts(context.Background(), webhook.AttemptFilter{EndpointID: "failing", Limit: 1})
