@@ -413,27 +413,49 @@ func (s *Store) Claim(ctx context.Context, now time.Time, limit int, exclude []s
 	return out, nil
 }
 
-// Record implements webhook.Store: one transaction, one round trip.
+// Record implements webhook.Store: one transaction, one round trip, and
+// two set-based statements for the whole batch however large (deliveries
+// from arrays, attempts from arrays), so PostgreSQL plans two statements,
+// not two per result.
 func (s *Store) Record(ctx context.Context, results []webhook.AttemptResult, disableAfter time.Duration) error {
-	b := &pgx.Batch{}
-	d, a, e := s.t.deliveries, s.t.attempts, s.t.endpoints
-	for _, r := range results {
-		switch r.Outcome {
-		case webhook.OutcomeReleased:
-			b.Queue(`UPDATE `+d+` SET lease_token = NULL, lease_until = NULL WHERE id = $1 AND lease_token = $2`, r.DeliveryID, r.Token)
+	n := len(results)
+	ids, tokens, attempts, codes := make([]int64, n), make([]int64, n), make([]int32, n), make([]int32, n)
+	outcomes, errs := make([]string, n), make([]string, n)
+	next, started := make([]time.Time, n), make([]time.Time, n)
+	var aIDs, aLatency []int64
+	var aMsgs, aEps, aOutcomes, aErrs, aResps, aDisp []string
+	var aAttempt, aCodes []int32
+	var aStarted []time.Time
+	for i, r := range results {
+		ids[i], tokens[i], outcomes[i], attempts[i] = r.DeliveryID, r.Token, string(r.Outcome), int32(r.Attempt)
+		codes[i], errs[i], next[i], started[i] = int32(r.StatusCode), r.Error, r.NextAttempt, r.Started
+		if r.Outcome == webhook.OutcomeReleased {
 			continue
-		case webhook.OutcomeSucceeded, webhook.OutcomeDead:
-			b.Queue(`UPDATE `+d+` SET status = $1, attempts = $2, lease_token = NULL, lease_until = NULL,
-				last_status = $3, last_error = $4, updated_at = $5 WHERE id = $6 AND lease_token = $7`,
-				string(r.Outcome), r.Attempt, r.StatusCode, r.Error, r.Started, r.DeliveryID, r.Token)
-		default:
-			b.Queue(`UPDATE `+d+` SET attempts = $1, next_attempt_at = $2, lease_token = NULL, lease_until = NULL,
-				last_status = $3, last_error = $4, updated_at = $5 WHERE id = $6 AND lease_token = $7`,
-				r.Attempt, r.NextAttempt, r.StatusCode, r.Error, r.Started, r.DeliveryID, r.Token)
 		}
+		aIDs, aMsgs, aEps, aAttempt = append(aIDs, r.DeliveryID), append(aMsgs, r.MessageID), append(aEps, r.EndpointID), append(aAttempt, int32(r.Attempt))
+		aOutcomes, aStarted, aLatency = append(aOutcomes, string(r.Outcome)), append(aStarted, r.Started), append(aLatency, r.Latency.Microseconds())
+		aCodes, aErrs, aResps, aDisp = append(aCodes, int32(r.StatusCode)), append(aErrs, r.Error), append(aResps, r.Response), append(aDisp, r.Dispatcher)
+	}
+	d, a, e := s.t.deliveries, s.t.attempts, s.t.endpoints
+	b := &pgx.Batch{}
+	// Only while the lease still carries the token that sent it. Released:
+	// the lease goes, nothing else changes. Succeeded, dead: final.
+	// Failed, gone: waits for its next attempt.
+	b.Queue(`UPDATE `+d+` AS d SET
+			status = CASE WHEN r.outcome IN ('succeeded', 'dead') THEN r.outcome ELSE d.status END,
+			attempts = CASE WHEN r.outcome = 'released' THEN d.attempts ELSE r.attempt END,
+			next_attempt_at = CASE WHEN r.outcome IN ('failed', 'gone') THEN r.next_attempt ELSE d.next_attempt_at END,
+			lease_token = NULL, lease_until = NULL,
+			last_status = CASE WHEN r.outcome = 'released' THEN d.last_status ELSE r.status_code END,
+			last_error = CASE WHEN r.outcome = 'released' THEN d.last_error ELSE r.error END,
+			updated_at = CASE WHEN r.outcome = 'released' THEN d.updated_at ELSE r.started END
+		FROM unnest($1::bigint[], $2::bigint[], $3::text[], $4::int[], $5::timestamptz[], $6::int[], $7::text[], $8::timestamptz[])
+			AS r (id, token, outcome, attempt, next_attempt, status_code, error, started)
+		WHERE d.id = r.id AND d.lease_token = r.token`, ids, tokens, outcomes, attempts, next, codes, errs, started)
+	if len(aIDs) > 0 {
 		b.Queue(`INSERT INTO `+a+` (delivery_id, message_id, endpoint_id, attempt, outcome, started_at, latency_us, status_code, error, response, dispatcher)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`, r.DeliveryID, r.MessageID, r.EndpointID, r.Attempt, string(r.Outcome), r.Started,
-			r.Latency.Microseconds(), r.StatusCode, r.Error, r.Response, r.Dispatcher)
+			SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::int[], $5::text[], $6::timestamptz[], $7::bigint[], $8::int[], $9::text[], $10::text[], $11::text[])`,
+			aIDs, aMsgs, aEps, aAttempt, aOutcomes, aStarted, aLatency, aCodes, aErrs, aResps, aDisp)
 	}
 	for _, h := range webhook.EndpointHealth(results) {
 		switch {
