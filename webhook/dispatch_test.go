@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -471,4 +472,20 @@ func TestCleanupDeletesSucceededDeliveriesPastRetentionOnly(t *testing.T) {
 		}
 		testkit.Eventually(t, 20*time.Second, "replayed after cleanup", func() bool { return len(s.receipts("down")) == 3 })
 	})
+}
+
+// TestAnEndpointWithAnEd25519KeyGetsV1aSignatures: an endpoint added with a
+// whsk_ private key is signed v1a, which its receiver verifies with the
+// whpk_ public key alone.
+func TestAnEndpointWithAnEd25519KeyGetsV1aSignatures(t *testing.T) {
+	r := newRig(t, "sqlite")
+	s := newSink(t)
+	priv, pub := webhook.NewSigningKey()
+	r.addEndpoint(webhook.EndpointSpec{ID: "asym", URL: s.url("asym", pub, nil), Secret: priv})
+	r.produce(event{typ: "a", idemKey: "evt-v1a"})
+	testkit.Eventually(t, 20*time.Second, "the delivery", func() bool { return len(s.receipts("asym")) == 1 })
+	rc := s.receipts("asym")[0]
+	if !rc.verified || !strings.HasPrefix(rc.sigHeader, "v1a,") {
+		t.Fatalf("verified %v with signature %q", rc.verified, rc.sigHeader)
+	}
 }
