@@ -145,6 +145,24 @@ func TestAdminAPIAndMetrics(t *testing.T) {
 		if code != 200 || !strings.Contains(body, `"replayed": 1`) {
 			t.Fatalf("replay since: %d %s", code, body)
 		}
+		// Rotation over the API: a new secret, the old one kept for the overlap.
+		code, body = call(t, "POST", api.URL+"/v1/webhooks/endpoints/good/rotate-secret", `{"overlap":"2h"}`)
+		var rotated struct{ Secret string }
+		if code != 200 || json.Unmarshal([]byte(body), &rotated) != nil || !strings.HasPrefix(rotated.Secret, "whsec_") || rotated.Secret == added.Secret {
+			t.Fatalf("rotate-secret: %d %s", code, body)
+		}
+		if code, body := call(t, "GET", api.URL+"/v1/webhooks/endpoints/good", ""); code != 200 || !strings.Contains(body, `"secrets": 2`) {
+			t.Fatalf("after rotation: %d %s", code, body)
+		}
+		for _, c := range []struct{ path, body string }{
+			{"/v1/webhooks/endpoints/nope/rotate-secret", ``},
+			{"/v1/webhooks/endpoints/good/rotate-secret", `{"secret":"whsec_short"}`},
+			{"/v1/webhooks/endpoints/good/rotate-secret", `{"overlap":"a while"}`},
+		} {
+			if code, body := call(t, "POST", api.URL+c.path, c.body); code < 400 || code == 500 {
+				t.Errorf("POST %s %s: %d %s, want a 4xx problem", c.path, c.body, code, body)
+			}
+		}
 	})
 }
 
