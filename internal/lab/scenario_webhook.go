@@ -74,6 +74,8 @@ func init() {
 		twice:        "webhook applied twice",
 		atomic:       "deliveries and offsets",
 		columns: []column{
+			// Every sent event either had an effect or is counted lost.
+			{"DELIVERED", func(m ModeResult) string { return strconv.Itoa(m.Sent - m.Lost - m.LostUnacked) }},
 			{"OUT OF ORDER", func(m ModeResult) string { return strconv.Itoa(m.OutOfOrder) }},
 		},
 		openSink: openWebhookReceiver,
