@@ -85,7 +85,8 @@ type promiseSpec struct {
 }
 
 // kept judges a measured result. A mode that allows neither loss nor
-// duplicates also promises no drift.
+// duplicates also promises no drift; an in-order promise, no event out of
+// order.
 func (p promiseSpec) kept(r ModeResult) bool {
 	exact := !p.mayLose && !p.mayDuplicate
 	return (p.mayLose || r.Lost == 0) && (p.mayDuplicate || r.DupEffects == 0) && (!exact || r.Drift == 0) &&
