@@ -97,6 +97,14 @@ type ConsumerConfig[Tx any] struct {
 	// idempotent; but with MaxBatch 1 (the default) a failing record never
 	// re-runs its neighbours.
 	MaxBatch int
+	// BatchHandler, if set, handles the claimed records of a batch
+	// (MaxBatch > 1) in one call, with their event ids, in the batch's
+	// transaction: for a handler that writes many records with one
+	// statement (the webhook dispatcher records a batch's deliveries so).
+	// Records settled one by one (MaxBatch 1, or after a batch failed) go
+	// to Handler, which is still required. The Store must implement
+	// ClaimedBatchStore.
+	BatchHandler func(ctx context.Context, tx Tx, recs []*kgo.Record, ids []string) error
 	// OnResult, if set, is called after each record is settled.
 	OnResult func(r *kgo.Record, res Result)
 	// OnEvent, if set, is called for every outcome: each record settled
@@ -232,6 +240,9 @@ func NewConsumer[Tx any](cfg ConsumerConfig[Tx]) (*Consumer[Tx], error) {
 	}
 	if cfg.Retry.MaxAttempts < 0 {
 		return nil, errors.New("dedupe: RetryPolicy.MaxAttempts is negative")
+	}
+	if _, ok := cfg.Store.(ClaimedBatchStore[Tx]); cfg.BatchHandler != nil && !ok {
+		return nil, errors.New("dedupe: BatchHandler needs a Store that implements ClaimedBatchStore")
 	}
 	if cfg.Retry.MaxAttempts == 0 && cfg.DeadLetterTopic != "" {
 		cfg.Retry.MaxAttempts = 5
@@ -636,9 +647,27 @@ func (c *Consumer[Tx]) settleBatch(ctx context.Context, recs []*kgo.Record) bool
 	last := recs[len(recs)-1]
 	pos := Position{Group: c.cfg.Group, Topic: last.Topic, Partition: last.Partition, Next: last.Offset + 1}
 	start := time.Now()
-	results, err := c.cfg.Store.ProcessBatchAt(ctx, ids, pos, func(ctx context.Context, tx Tx, i int) error {
-		return hs[i](context.WithValue(ctx, eventIDKey{}, ids[i]), tx)
-	})
+	var results []Result
+	var err error
+	if cs, ok := c.cfg.Store.(ClaimedBatchStore[Tx]); ok && c.cfg.BatchHandler != nil {
+		results, err = cs.ProcessClaimedAt(ctx, ids, pos, func(ctx context.Context, tx Tx, claimed []int) (err error) {
+			defer func() {
+				if p := recover(); p != nil {
+					c.cfg.Logger.Error("dedupe: batch handler panicked", "panic", p, "stack", string(debug.Stack()))
+					err = fmt.Errorf("batch handler panicked: %v", p)
+				}
+			}()
+			rs, cids := make([]*kgo.Record, len(claimed)), make([]string, len(claimed))
+			for j, i := range claimed {
+				rs[j], cids[j] = recs[i], ids[i]
+			}
+			return c.cfg.BatchHandler(ctx, tx, rs, cids)
+		})
+	} else {
+		results, err = c.cfg.Store.ProcessBatchAt(ctx, ids, pos, func(ctx context.Context, tx Tx, i int) error {
+			return hs[i](context.WithValue(ctx, eventIDKey{}, ids[i]), tx)
+		})
+	}
 	if err != nil {
 		if ctx.Err() == nil {
 			c.cfg.Logger.Debug("dedupe: batch failed, settling its records one by one", "records", len(recs), "err", err)

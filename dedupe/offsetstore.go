@@ -35,6 +35,18 @@ type OffsetStore[Tx any] interface {
 	DeleteDeadLetter(ctx context.Context, id int64) error
 }
 
+// ClaimedBatchStore is an OffsetStore that can hand all the claimed records
+// of a batch to one function, for a ConsumerConfig.BatchHandler that writes
+// them with one statement. sqlitestore.Store and pgstore.Store implement it.
+type ClaimedBatchStore[Tx any] interface {
+	OffsetStore[Tx]
+	// ProcessClaimedAt is ProcessBatchAt with one call of run for the
+	// batch, after the claim and before the offset is stored and the
+	// transaction commits: claimed are the indices into ids of the ids
+	// claimed, in order (run is not called if there are none).
+	ProcessClaimedAt(ctx context.Context, ids []string, pos Position, run func(ctx context.Context, tx Tx, claimed []int) error) ([]Result, error)
+}
+
 // Position is the offset a consumer resumes from after a record: the
 // record's offset + 1, Kafka's convention for committed offsets.
 type Position struct {

@@ -40,6 +40,7 @@ func newRootCmd() *cobra.Command {
 		newLabCmd(),
 		newLabWorkerCmd(),
 		newStorageCmd(),
+		newWebhooksCmd(),
 		newVersionCmd(),
 	)
 	return root

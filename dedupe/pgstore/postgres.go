@@ -410,6 +410,19 @@ func (s *Store) LoadOffsets(ctx context.Context, group string) (map[string]map[i
 // Ids are claimed in sorted order so two consumers claiming overlapping
 // batches cannot deadlock.
 func (s *Store) ProcessBatchAt(ctx context.Context, ids []string, pos dedupe.Position, run func(ctx context.Context, tx pgx.Tx, i int) error) ([]dedupe.Result, error) {
+	return s.ProcessClaimedAt(ctx, ids, pos, func(ctx context.Context, tx pgx.Tx, claimed []int) error {
+		for _, i := range claimed {
+			if err := run(ctx, tx, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ProcessClaimedAt has the contract of dedupe.ClaimedBatchStore.ProcessClaimedAt:
+// ProcessBatchAt with one call of run for the whole batch.
+func (s *Store) ProcessClaimedAt(ctx context.Context, ids []string, pos dedupe.Position, run func(ctx context.Context, tx pgx.Tx, claimed []int) error) ([]dedupe.Result, error) {
 	distinct := make([]string, 0, len(ids))
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
@@ -441,6 +454,7 @@ func (s *Store) ProcessBatchAt(ctx context.Context, ids []string, pos dedupe.Pos
 		mine[id] = true
 	}
 	results := make([]dedupe.Result, len(ids))
+	var claimedAt []int
 	dups := map[string]int64{}
 	for i, id := range ids {
 		if !mine[id] {
@@ -448,10 +462,13 @@ func (s *Store) ProcessBatchAt(ctx context.Context, ids []string, pos dedupe.Pos
 			continue
 		}
 		delete(mine, id) // a second occurrence in the batch is a duplicate
-		if err := run(ctx, tx, i); err != nil {
+		claimedAt = append(claimedAt, i)
+		results[i] = dedupe.Result{Status: dedupe.Processed, Record: s.fresh(id, "processed", now)}
+	}
+	if len(claimedAt) > 0 {
+		if err := run(ctx, tx, claimedAt); err != nil {
 			return nil, err
 		}
-		results[i] = dedupe.Result{Status: dedupe.Processed, Record: s.fresh(id, "processed", now)}
 	}
 	if len(dups) > 0 {
 		dupIDs, counts := make([]string, 0, len(dups)), make([]int64, 0, len(dups))

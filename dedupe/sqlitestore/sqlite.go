@@ -433,6 +433,19 @@ func (s *Store) DeleteDeadLetter(ctx context.Context, id int64) error {
 // ProcessBatchAt has the contract of dedupe.OffsetStore.ProcessBatchAt: one
 // commit (one fsync) for the batch.
 func (s *Store) ProcessBatchAt(ctx context.Context, ids []string, pos dedupe.Position, run func(ctx context.Context, tx *sql.Tx, i int) error) ([]dedupe.Result, error) {
+	return s.ProcessClaimedAt(ctx, ids, pos, func(ctx context.Context, tx *sql.Tx, claimed []int) error {
+		for _, i := range claimed {
+			if err := run(ctx, tx, i); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// ProcessClaimedAt has the contract of dedupe.ClaimedBatchStore.ProcessClaimedAt:
+// ProcessBatchAt with one call of run for the whole batch.
+func (s *Store) ProcessClaimedAt(ctx context.Context, ids []string, pos dedupe.Position, run func(ctx context.Context, tx *sql.Tx, claimed []int) error) ([]dedupe.Result, error) {
 	for _, id := range ids {
 		if id == "" {
 			return nil, dedupe.ErrEmptyEventID
@@ -464,6 +477,7 @@ func (s *Store) ProcessBatchAt(ctx context.Context, ids []string, pos dedupe.Pos
 		return nil, fmt.Errorf("dedupe: claim batch: %w", err)
 	}
 	results := make([]dedupe.Result, len(ids))
+	var claimedAt []int
 	for i, id := range ids {
 		if !mine[id] {
 			rec, err := s.countDuplicate(ctx, tx, id, now)
@@ -474,10 +488,13 @@ func (s *Store) ProcessBatchAt(ctx context.Context, ids []string, pos dedupe.Pos
 			continue
 		}
 		delete(mine, id) // a second occurrence in the batch is a duplicate
-		if err := run(ctx, tx, i); err != nil {
+		claimedAt = append(claimedAt, i)
+		results[i] = dedupe.Result{Status: dedupe.Processed, Record: s.fresh(id, "processed", now)}
+	}
+	if len(claimedAt) > 0 {
+		if err := run(ctx, tx, claimedAt); err != nil {
 			return nil, err
 		}
-		results[i] = dedupe.Result{Status: dedupe.Processed, Record: s.fresh(id, "processed", now)}
 	}
 	if err := s.storeOffset(ctx, tx, &pos); err != nil {
 		return nil, err

@@ -45,7 +45,7 @@ var (
 		"dedupe", "dedupe/sqlitestore", "dedupe/pgstore", "dedupe/dedupeprom", "dedupe/dedupetest",
 		"idempotency", "idempotency/sqlitestore", "idempotency/pgstore", "idempotency/redisstore",
 		"idempotency/idempotencyprom", "idempotency/idempotencytest",
-		"webhook",
+		"webhook", "webhook/sqlitestore", "webhook/pgstore", "webhook/webhookprom",
 	}
 )
 
@@ -59,7 +59,8 @@ var (
 var layers = []layer{
 	// `idem storage` works on a stopped broker's files, so it reaches the
 	// storage packages directly; everything else goes through broker.
-	{pkg: "cmd/idem", may: []string{"broker", "internal/config", "internal/lab", "internal/benchmark", "internal/topics", "internal/logstore"}},
+	{pkg: "cmd/idem", may: []string{"broker", "internal/config", "internal/lab", "internal/benchmark", "internal/topics", "internal/logstore",
+		"webhook", "webhook/sqlitestore", "webhook/pgstore", "webhook/webhookprom"}},
 	{pkg: "examples/...", may: append([]string{"broker", "broker/brokertest"}, toolkit...)},
 
 	// The broker, as an embedding program links it.

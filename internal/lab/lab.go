@@ -264,6 +264,9 @@ type ModeResult struct {
 	Drift         int64 `json:"drift,omitempty"`
 	// Counts are a scenario's own numbers ("queue": blocked, dead_lettered).
 	Counts map[string]int `json:"counts,omitempty"`
+	// OutOfOrder counts events whose effect came after the effect of a
+	// later event with the same key (webhook scenario).
+	OutOfOrder int `json:"out_of_order,omitempty"`
 	// Faults counts the faults actually injected, by kind.
 	Faults map[string]int `json:"faults_injected"`
 	// Log is the broker-side check of the input topic: every acknowledged

@@ -26,6 +26,7 @@ var table = []tableRow{
 	{ScenarioCharge, []Mode{AtMostOnce, AtLeastOnce, IdempotentConsumer, ExactlyOnceTxn, OffsetsInDB}},
 	{ScenarioAggregate, []Mode{AtLeastOnce, OffsetsInDB, ExactlyOnceTxn}},
 	{ScenarioQueue, []Mode{AtLeastOnce, ShareGroup}},
+	{ScenarioWebhook, []Mode{NaiveReceiver, DedupingReceiver, OrderedReceiver}},
 }
 
 type tableRow struct {
@@ -80,13 +81,17 @@ type promiseSpec struct {
 	// mayLose and mayDuplicate are what the promise allows: a kept promise
 	// still reports them, as what the mode costs.
 	mayLose, mayDuplicate bool
+	// inOrder: effects of one key happen in the order of its events.
+	inOrder bool
 }
 
 // kept judges a measured result. A mode that allows neither loss nor
-// duplicates also promises no drift.
+// duplicates also promises no drift; an in-order promise, no event out of
+// order.
 func (p promiseSpec) kept(r ModeResult) bool {
 	exact := !p.mayLose && !p.mayDuplicate
-	return (p.mayLose || r.Lost == 0) && (p.mayDuplicate || r.DupEffects == 0) && (!exact || r.Drift == 0)
+	return (p.mayLose || r.Lost == 0) && (p.mayDuplicate || r.DupEffects == 0) && (!exact || r.Drift == 0) &&
+		(!p.inOrder || r.OutOfOrder == 0)
 }
 
 // scenarioSpec is one scenario: what an event's side effect is, how a

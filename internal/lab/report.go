@@ -136,6 +136,9 @@ func verdictLine(m ModeResult) string {
 		if m.Drift != 0 {
 			why = append(why, fmt.Sprintf("drift %+d", m.Drift))
 		}
+		if m.OutOfOrder != 0 {
+			why = append(why, fmt.Sprintf("%d events out of order", m.OutOfOrder))
+		}
 		return "BROKEN: " + strings.Join(why, ", ")
 	}
 	var allows promiseSpec
