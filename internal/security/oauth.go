@@ -259,7 +259,7 @@ func (o *oauthServer) Step(msg []byte) ([]byte, bool, error) {
 		return nil, true, nil
 	case 1:
 		if o.failure != nil {
-			return nil, false, fmt.Errorf("%w: invalid_token: %v", errAuth, o.failure)
+			return nil, false, fmt.Errorf("%w: invalid_token: %v", ErrAuthentication, o.failure)
 		}
 	}
 	return nil, false, fmt.Errorf("%w: OAUTHBEARER exchange already finished", ErrBadSASL)

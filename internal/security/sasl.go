@@ -19,7 +19,7 @@ var ErrBadSASL = errors.New("malformed SASL message")
 
 // ErrAuthentication is wrapped by every failed authentication, so callers
 // can tell it from a broken exchange.
-var ErrAuthentication = errAuth
+var ErrAuthentication = errors.New("authentication failed")
 
 // Exchange is the server side of one SASL authentication: the connection
 // feeds it each client token and sends back what it answers.

@@ -185,9 +185,9 @@ type scramServer struct {
 	serverFirst string
 }
 
-// errAuth is the one failure message of every authentication: it says
-// nothing about which part was wrong.
-var errAuth = errors.New("Authentication failed: Invalid username or password")
+// errAuth is the one failure message of every password authentication: it
+// says nothing about which part was wrong.
+var errAuth = fmt.Errorf("%w: invalid username or password", ErrAuthentication)
 
 // maxScramMessage caps a SCRAM client message; real ones are < 300 bytes.
 const maxScramMessage = 4096

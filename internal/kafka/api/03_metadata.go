@@ -36,13 +36,14 @@ import (
 
 func init() { register(3, 0, 12, handleMetadata) }
 
-func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleMetadata(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	version := req.GetVersion()
 
 	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = env.NodeID, env.Host, env.Port
+	b.NodeID = env.NodeID
+	b.Host, b.Port = conn.Advertised(env)
 	resp.Brokers = append(resp.Brokers, b)
 	clusterID := env.ClusterID
 	resp.ClusterID = &clusterID

@@ -20,7 +20,7 @@ import (
 
 func init() { register(10, 0, 6, handleFindCoordinator) }
 
-func handleFindCoordinator(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleFindCoordinator(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	check := func(key string) int16 {
@@ -35,7 +35,8 @@ func handleFindCoordinator(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reque
 	if req.GetVersion() < 4 {
 		resp.ErrorCode = check(req.CoordinatorKey)
 		if resp.ErrorCode == 0 {
-			resp.NodeID, resp.Host, resp.Port = env.NodeID, env.Host, env.Port
+			resp.NodeID = env.NodeID
+			resp.Host, resp.Port = conn.Advertised(env)
 		} else {
 			resp.NodeID, resp.Port = -1, -1
 		}
@@ -46,7 +47,8 @@ func handleFindCoordinator(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reque
 		c.Key = key
 		c.ErrorCode = check(key)
 		if c.ErrorCode == 0 {
-			c.NodeID, c.Host, c.Port = env.NodeID, env.Host, env.Port
+			c.NodeID = env.NodeID
+			c.Host, c.Port = conn.Advertised(env)
 		} else {
 			c.NodeID, c.Port = -1, -1
 		}

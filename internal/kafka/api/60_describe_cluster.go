@@ -13,7 +13,7 @@ import (
 
 func init() { register(60, 0, 1, handleDescribeCluster) }
 
-func handleDescribeCluster(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleDescribeCluster(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeClusterRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeClusterResponse)
 	if req.GetVersion() >= 1 && req.EndpointType != 1 {
@@ -24,7 +24,8 @@ func handleDescribeCluster(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reque
 	resp.ClusterID = env.ClusterID
 	resp.ControllerID = env.NodeID
 	b := kmsg.NewDescribeClusterResponseBroker()
-	b.NodeID, b.Host, b.Port = env.NodeID, env.Host, env.Port
+	b.NodeID = env.NodeID
+	b.Host, b.Port = conn.Advertised(env)
 	resp.Brokers = append(resp.Brokers, b)
 	return resp, nil
 }

@@ -44,6 +44,7 @@ import (
 	"github.com/idem-dev/idem/internal/group"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
@@ -99,6 +100,11 @@ var errorCodes = []errorRow{
 	// something else on a partition, so they come first.
 	{err: group.ErrStorage, code: kerr.CoordinatorNotAvailable, coordinatorLog: true},
 	{err: txn.ErrStorage, code: kerr.CoordinatorNotAvailable, produce: kerr.NotEnoughReplicas, coordinatorLog: true},
+	// The security store's log failed: the change was not made durable.
+	// It wraps the logstore error too, so it comes before those rows.
+	{err: security.ErrStorage, code: kerr.KafkaStorageError},
+	// Shutting down under an admin request of the "controller": retriable.
+	{err: security.ErrClosed, code: kerr.NotController},
 
 	// Shutdown and timeouts.
 	{err: group.ErrClosed, code: kerr.CoordinatorNotAvailable},
@@ -177,6 +183,16 @@ var errorCodes = []errorRow{
 	{err: group.ErrNonEmptyGroup, code: kerr.NonEmptyGroup},
 	{err: group.ErrSubscribedToTopic, code: kerr.GroupSubscribedToTopic},
 	{err: group.ErrOffsetMetadataTooLarge, code: kerr.OffsetMetadataTooLarge},
+
+	// Users, SASL, ACLs and quotas.
+	{err: security.ErrNotFound, code: kerr.ResourceNotFound},
+	{err: security.ErrDuplicate, code: kerr.DuplicateResource},
+	{err: security.ErrUnacceptableCredential, code: kerr.UnacceptableCredential},
+	{err: security.ErrUnsupportedMechanism, code: kerr.UnsupportedSaslMechanism},
+	{err: security.ErrBadSASL, code: kerr.SaslAuthenticationFailed},
+	{err: security.ErrAuthentication, code: kerr.SaslAuthenticationFailed},
+	{err: security.ErrInvalidACL, code: kerr.InvalidRequest},
+	{err: security.ErrInvalidQuota, code: kerr.InvalidRequest},
 
 	// Last: an operating-system error from the disk that no sentinel above
 	// names (a failed write(2) is taken back and the log stays healthy).
