@@ -325,3 +325,50 @@ func TestSCRAMCredentialAdmin(t *testing.T) {
 		t.Errorf("after restart: %v", err)
 	}
 }
+
+func TestMutualTLSPrincipalFromCertificate(t *testing.T) {
+	dir := t.TempDir()
+	ca := testkit.NewCA(t, "idem test CA")
+	srv := ca.Issue(t, pkix.Name{CommonName: "localhost"})
+	b := brokertest.Run(t,
+		broker.WithProperty("listeners", "SSL://127.0.0.1:0"),
+		broker.WithProperty("ssl.keystore.certificate.chain", string(srv.CertPEM)),
+		broker.WithProperty("ssl.keystore.key", string(srv.KeyPEM)),
+		broker.WithProperty("ssl.truststore.location", testkit.WriteFile(t, dir, "ca.pem", ca.CertPEM)),
+		broker.WithProperty("ssl.client.auth", "required"),
+		broker.WithProperty("ssl.principal.mapping.rules", "RULE:^CN=([^,]+),.*$/$1/L,DEFAULT"),
+		broker.WithProperty("authorizer.class.name", "idem"),
+		broker.WithProperty("super.users", "User:alice"),
+	)
+	addr := b.ListenerAddr("SSL")
+	certOf := func(c *testkit.CA, cn string) []tls.Certificate {
+		return []tls.Certificate{c.Issue(t, pkix.Name{CommonName: cn, Organization: []string{"Example"}}).TLS(t)}
+	}
+	// No certificate, or one from another CA: the handshake fails.
+	if err := pingErr(t, addr, kgo.DialTLSConfig(&tls.Config{RootCAs: ca.Pool()})); err == nil {
+		t.Error("a client without a certificate was served under ssl.client.auth=required")
+	}
+	other := testkit.NewCA(t, "another CA")
+	if err := pingErr(t, addr, kgo.DialTLSConfig(&tls.Config{RootCAs: ca.Pool(), Certificates: certOf(other, "Alice")})); err == nil {
+		t.Error("a certificate from another CA was accepted")
+	}
+	create := func(cn string) int16 {
+		cl := b.Client(t, kgo.SeedBrokers(addr), kgo.DialTLSConfig(&tls.Config{RootCAs: ca.Pool(), Certificates: certOf(ca, cn)}))
+		req := kmsg.NewPtrCreateTopicsRequest()
+		rt := kmsg.NewCreateTopicsRequestTopic()
+		rt.Topic, rt.NumPartitions, rt.ReplicationFactor = "from-"+strings.ToLower(cn), 1, 1
+		req.Topics = append(req.Topics, rt)
+		resp, err := cl.Broker(1).Request(context.Background(), req)
+		if err != nil {
+			t.Fatalf("%s: %v", cn, err)
+		}
+		return resp.(*kmsg.CreateTopicsResponse).Topics[0].ErrorCode
+	}
+	// CN=Alice,O=Example maps to User:alice, the super user; bob is not.
+	if c := create("Alice"); c != 0 {
+		t.Errorf("alice (super user by certificate): %v", kerr.ErrorForCode(c))
+	}
+	if c := create("Bob"); c != kerr.TopicAuthorizationFailed.Code {
+		t.Errorf("bob: %v, want TOPIC_AUTHORIZATION_FAILED", kerr.ErrorForCode(c))
+	}
+}

@@ -38,6 +38,8 @@ func newRootCmd() *cobra.Command {
 		newLabCmd(),
 		newLabWorkerCmd(),
 		newStorageCmd(),
+		newUserCmd(),
+		newACLCmd(),
 		newVersionCmd(),
 	)
 	return root

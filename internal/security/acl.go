@@ -378,3 +378,47 @@ func (a *Authorizer) OperationsOn(principal, host string, rt ResourceType, name 
 	}
 	return out
 }
+
+// AllowedOnSome reports whether principal may do op on at least one
+// resource of type rt (Kafka's authorizeByResourceType, KIP-679: WRITE on
+// some topic lets a producer be idempotent without IDEMPOTENT_WRITE). An
+// ALLOW binding for the principal, host and operation (ALL included) is
+// enough unless a DENY covers every resource of the type (a literal * or an
+// empty prefix).
+func (a *Authorizer) AllowedOnSome(principal, host string, op Operation, rt ResourceType) bool {
+	if a.superUsers[principal] {
+		return true
+	}
+	applies := func(b Binding) bool {
+		return (b.Principal == principal || b.Principal == "User:"+Wildcard) && (b.Host == Wildcard || b.Host == host) &&
+			(b.Operation == op || b.Operation == OpAll)
+	}
+	allowed := false
+	for _, b := range a.store.acls.Load().all {
+		if b.ResourceType != rt || !applies(b) {
+			continue
+		}
+		if b.Permission == PermissionDeny && (b.PatternType == PatternLiteral && b.ResourceName == Wildcard || b.PatternType == PatternPrefixed && b.ResourceName == "") {
+			return false
+		}
+		if b.Permission == PermissionAllow {
+			allowed = true
+		}
+	}
+	return allowed || a.allowIfNoACL && len(a.store.acls.Load().types[rt].allNames()) == 0
+}
+
+// allNames lists the resource names with bindings (nil-safe).
+func (t *typeIndex) allNames() []string {
+	if t == nil {
+		return nil
+	}
+	var out []string
+	for n := range t.literal {
+		out = append(out, n)
+	}
+	for n := range t.prefixed {
+		out = append(out, n)
+	}
+	return out
+}

@@ -47,6 +47,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(0, 0, 11, handleProduce) }
@@ -58,15 +59,17 @@ type durableWait struct {
 	rp  *kmsg.ProduceResponseTopicPartition
 }
 
-func handleProduce(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleProduce(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	version := req.GetVersion()
 
 	acksOK := req.Acks == 0 || req.Acks == 1 || req.Acks == -1
+	txnAllowed := req.TransactionID == nil || allowedTxnID(env, conn, security.OpWrite, *req.TransactionID)
 	failed := false
 	var waits []durableWait
 	for _, rt := range req.Topics {
+		topicAllowed := allowedTopic(env, conn, security.OpWrite, rt.Topic)
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, 0, len(rt.Partitions))
@@ -81,6 +84,10 @@ func handleProduce(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kms
 				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
 			case version < 3:
 				sp.ErrorCode = kerr.UnsupportedVersion.Code
+			case !txnAllowed:
+				sp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			case !topicAllowed:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			default:
 				p, res, sp.ErrorCode, err = produceOne(env, version, rt.Topic, rp.Partition, rp.Records)
 			}

@@ -16,6 +16,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(10, 0, 6, handleFindCoordinator) }
@@ -29,6 +31,10 @@ func handleFindCoordinator(_ context.Context, env *Env, conn *Conn, kreq kmsg.Re
 			return kerr.InvalidRequest.Code
 		case key == "":
 			return kerr.InvalidRequest.Code
+		case req.CoordinatorType == 0 && !allowedGroup(env, conn, security.OpDescribe, key):
+			return kerr.GroupAuthorizationFailed.Code
+		case req.CoordinatorType == 1 && !allowedTxnID(env, conn, security.OpDescribe, key):
+			return kerr.TransactionalIDAuthorizationFailed.Code
 		}
 		return 0
 	}

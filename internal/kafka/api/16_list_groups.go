@@ -19,11 +19,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(16, 0, 4, handleListGroups) }
 
-func handleListGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleListGroups(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
 	if env.Groups == nil {
@@ -41,7 +42,14 @@ func handleListGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (
 			return resp, nil
 		}
 	}
+	// DESCRIBE on the cluster shows every group; otherwise only the groups
+	// the principal may DESCRIBE are listed, and the others are left out
+	// silently (their names are not told).
+	all := allowedCluster(env, conn, security.OpDescribe)
 	for _, l := range env.Groups.ListGroups(states) {
+		if !all && !allowedGroup(env, conn, security.OpDescribe, l.Group) {
+			continue
+		}
 		rg := kmsg.NewListGroupsResponseGroup()
 		rg.Group = l.Group
 		rg.ProtocolType = l.ProtocolType

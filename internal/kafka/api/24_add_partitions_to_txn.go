@@ -17,22 +17,29 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
 func init() { register(24, 0, 3, handleAddPartitionsToTxn) }
 
-func handleAddPartitionsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleAddPartitionsToTxn(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.AddPartitionsToTxnRequest)
 	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
 	var parts []txn.TopicPartition
 	// refused holds the partitions that cannot be added, with their code.
 	refused := map[txn.TopicPartition]int16{}
+	txnAllowed := allowedTxnID(env, conn, security.OpWrite, req.TransactionalID)
 	for _, t := range req.Topics {
+		topicAllowed := allowedTopic(env, conn, security.OpWrite, t.Topic)
 		for _, p := range t.Partitions {
 			tp := txn.TopicPartition{Topic: t.Topic, Partition: p}
 			parts = append(parts, tp)
 			switch {
+			case !txnAllowed:
+				refused[tp] = kerr.TransactionalIDAuthorizationFailed.Code
+			case !topicAllowed:
+				refused[tp] = kerr.TopicAuthorizationFailed.Code
 			case isInternalTopic(env, t.Topic):
 				refused[tp] = kerr.TopicAuthorizationFailed.Code
 			case env.PartitionExists != nil && !env.PartitionExists(t.Topic, p):

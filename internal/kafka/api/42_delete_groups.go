@@ -16,24 +16,37 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(42, 0, 2, handleDeleteGroups) }
 
-func handleDeleteGroups(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleDeleteGroups(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
 	var errs []error
-	if env.Groups != nil {
-		errs = env.Groups.DeleteGroups(ctx, req.Groups)
+	var permitted []string
+	for _, id := range req.Groups {
+		if allowedGroup(env, conn, security.OpDelete, id) {
+			permitted = append(permitted, id)
+		}
 	}
-	for i, id := range req.Groups {
+	if env.Groups != nil && len(permitted) > 0 {
+		errs = env.Groups.DeleteGroups(ctx, permitted)
+	}
+	k := 0
+	for _, id := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = id
-		if env.Groups == nil {
+		switch {
+		case !allowedGroup(env, conn, security.OpDelete, id):
+			rg.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		case env.Groups == nil:
 			rg.ErrorCode = kerr.CoordinatorNotAvailable.Code
-		} else {
-			rg.ErrorCode = errorCode(errs[i], coordinatorAPIs)
+		default:
+			rg.ErrorCode = errorCode(errs[k], coordinatorAPIs)
+			k++
 		}
 		resp.Groups = append(resp.Groups, rg)
 	}

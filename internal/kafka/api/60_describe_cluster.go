@@ -9,6 +9,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(60, 0, 1, handleDescribeCluster) }
@@ -19,6 +21,13 @@ func handleDescribeCluster(_ context.Context, env *Env, conn *Conn, kreq kmsg.Re
 	if req.GetVersion() >= 1 && req.EndpointType != 1 {
 		resp.ErrorCode = kerr.UnsupportedEndpointType.Code
 		return resp, nil
+	}
+	if !allowedCluster(env, conn, security.OpDescribe) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp, nil
+	}
+	if req.IncludeClusterAuthorizedOperations {
+		resp.ClusterAuthorizedOperations = authorizedOps(env, conn, security.ResourceCluster, security.ClusterName, clusterOps)
 	}
 	resp.EndpointType = 1
 	resp.ClusterID = env.ClusterID

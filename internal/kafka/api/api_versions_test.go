@@ -119,6 +119,9 @@ var minimalAnswers = map[int16]map[int16]bool{
 	25: codes(kerr.InvalidProducerIDMapping.Code),    // AddOffsetsToTxn
 	26: codes(kerr.InvalidProducerIDMapping.Code),    // EndTxn
 	28: codes(kerr.InvalidProducerIDMapping.Code),    // TxnOffsetCommit
+	29: codes(kerr.SecurityDisabled.Code),            // DescribeAcls without an authorizer
+	30: codes(0),                                     // CreateAcls (nothing to create)
+	31: codes(0),                                     // DeleteAcls (no filters)
 	32: codes(0),                                     // DescribeConfigs
 	36: codes(kerr.IllegalSaslState.Code),            // SaslAuthenticate on a listener without SASL
 	35: codes(0),                                     // DescribeLogDirs

@@ -40,3 +40,29 @@ func allowedTxnID(env *Env, conn *Conn, op security.Operation, id string) bool {
 // errClusterAuthorization is the message of a CLUSTER_AUTHORIZATION_FAILED
 // answer.
 var errClusterAuthorization = errors.New("cluster authorization failed: the principal lacks the ACL this request needs")
+
+// errNoAuthorizer is the message of SECURITY_DISABLED.
+var errNoAuthorizer = errors.New("no authorizer is configured (set authorizer.class.name=idem)")
+
+// The operations Kafka reports in AuthorizedOperations, per resource type
+// (KIP-430).
+var (
+	topicOps   = []security.Operation{security.OpRead, security.OpWrite, security.OpCreate, security.OpDelete, security.OpAlter, security.OpDescribe, security.OpDescribeConfigs, security.OpAlterConfigs}
+	groupOps   = []security.Operation{security.OpRead, security.OpDescribe, security.OpDelete, security.OpDescribeConfigs, security.OpAlterConfigs}
+	clusterOps = []security.Operation{security.OpCreate, security.OpAlter, security.OpDescribe, security.OpClusterAction, security.OpDescribeConfigs, security.OpAlterConfigs, security.OpIdempotentWrite}
+)
+
+// notRequested is AuthorizedOperations when the client did not ask.
+const notRequested = int32(-2147483648)
+
+// authorizedOps is the AuthorizedOperations bit field (1<<operation) of
+// what the principal may do on the resource.
+func authorizedOps(env *Env, conn *Conn, rt security.ResourceType, name string, ops []security.Operation) int32 {
+	var bits int32
+	for _, op := range ops {
+		if allowed(env, conn, op, rt, name) {
+			bits |= 1 << op
+		}
+	}
+	return bits
+}
