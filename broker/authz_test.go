@@ -278,6 +278,15 @@ func TestEveryAPIRefusesAPrincipalWithoutACLs(t *testing.T) {
 	del1 := kmsg.NewAlterUserSCRAMCredentialsRequestDeletion()
 	del1.Name, del1.Mechanism = "admin", 1
 	alterScram.Deletions = append(alterScram.Deletions, del1)
+	descQuotas := kmsg.NewPtrDescribeClientQuotasRequest()
+	alterQuotas := kmsg.NewPtrAlterClientQuotasRequest()
+	aqe := kmsg.NewAlterClientQuotasRequestEntry()
+	aqEntity := kmsg.NewAlterClientQuotasRequestEntryEntity()
+	aqEntity.Type, aqEntity.Name = "user", str("alice")
+	aqOp := kmsg.NewAlterClientQuotasRequestEntryOp()
+	aqOp.Key, aqOp.Value = "producer_byte_rate", 1e12
+	aqe.Entity, aqe.Ops = append(aqe.Entity, aqEntity), append(aqe.Ops, aqOp)
+	alterQuotas.Entries = append(alterQuotas.Entries, aqe)
 	descCluster := kmsg.NewPtrDescribeClusterRequest()
 	descLogDirs := kmsg.NewPtrDescribeLogDirsRequest()
 
@@ -318,6 +327,8 @@ func TestEveryAPIRefusesAPrincipalWithoutACLs(t *testing.T) {
 		"DescribeUserScramCredentials": {descScram, clusterAuth},
 		"AlterUserScramCredentials":    {alterScram, clusterAuth},
 		"DescribeCluster":              {descCluster, clusterAuth},
+		"DescribeClientQuotas":         {descQuotas, clusterAuth},
+		"AlterClientQuotas":            {alterQuotas, clusterAuth},
 		"DescribeLogDirs":              {descLogDirs, clusterAuth},
 	} {
 		// Straight to the broker: kgo's sharding would look up
@@ -380,6 +391,9 @@ func TestEveryAPIRefusesAPrincipalWithoutACLs(t *testing.T) {
 	offs, err := adm.FetchOffsets(ctx, "secret-group")
 	if err != nil || offs["secret"][0].At != 1 {
 		t.Errorf("secret-group's offset after refused commits and deletes: %+v %v", offs, err)
+	}
+	if q, err := adm.DescribeClientQuotas(ctx, false, nil); err != nil || len(q) != 0 {
+		t.Errorf("quotas after a refused alteration: %+v %v", q, err)
 	}
 	if users, err := adm.DescribeUserSCRAMs(ctx); err != nil || len(users) != 3 {
 		t.Errorf("users after a refused deletion: %v %v", users, err)

@@ -287,3 +287,65 @@ func (t *Throttler) resolve(user, clientID, key string) (Entity, float64, bool) 
 	}
 	return nil, 0, false
 }
+
+// QuotaFilterComponent is one component of a DescribeClientQuotas filter.
+type QuotaFilterComponent struct {
+	Type string
+	// Match: 0 = the entity named Name (nil: the default entity), 1 = the
+	// default entity, 2 = any named (non-default) entity.
+	Match int8
+	Name  *string
+}
+
+// Matches reports whether the entry's entity is selected by the filter
+// components; strict also refuses entities with types the filter does not
+// name.
+func (e QuotaEntry) Matches(components []QuotaFilterComponent, strict bool) bool {
+	for _, c := range components {
+		var part *EntityPart
+		for i := range e.Entity {
+			if e.Entity[i].Type == c.Type {
+				part = &e.Entity[i]
+			}
+		}
+		if part == nil {
+			return false
+		}
+		switch c.Match {
+		case 0:
+			if (c.Name == nil) != (part.Name == nil) || c.Name != nil && *c.Name != *part.Name {
+				return false
+			}
+		case 1:
+			if part.Name != nil {
+				return false
+			}
+		case 2:
+			if part.Name == nil {
+				return false
+			}
+		}
+	}
+	return !strict || len(e.Entity) == len(components)
+}
+
+// ValidateQuotaFilter refuses unknown entity types, unknown match types and
+// a type named twice.
+func ValidateQuotaFilter(components []QuotaFilterComponent) error {
+	seen := map[string]bool{}
+	for _, c := range components {
+		switch c.Type {
+		case EntityUser, EntityClientID, EntityIP:
+		default:
+			return fmt.Errorf("%w: unknown entity type %q", ErrInvalidQuota, c.Type)
+		}
+		if c.Match < 0 || c.Match > 2 {
+			return fmt.Errorf("%w: match type %d", ErrInvalidQuota, c.Match)
+		}
+		if seen[c.Type] {
+			return fmt.Errorf("%w: entity type %q twice", ErrInvalidQuota, c.Type)
+		}
+		seen[c.Type] = true
+	}
+	return nil
+}

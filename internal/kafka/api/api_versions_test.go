@@ -128,6 +128,8 @@ var minimalAnswers = map[int16]map[int16]bool{
 	37: codes(0),                                     // CreatePartitions (validate only)
 	42: codes(kerr.GroupIDNotFound.Code),             // DeleteGroups
 	47: codes(0),                                     // OffsetDelete
+	48: codes(0),                                     // DescribeClientQuotas (everything)
+	49: codes(0),                                     // AlterClientQuotas (nothing to alter)
 	50: codes(0),                                     // DescribeUserScramCredentials (all users)
 	51: codes(0),                                     // AlterUserScramCredentials (nothing to alter)
 	60: codes(0),                                     // DescribeCluster
