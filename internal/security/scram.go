@@ -181,6 +181,7 @@ type scramServer struct {
 	cred        Credential
 	gs2Header   string
 	nonce       string // client nonce + server nonce
+	clientNonce string
 	clientFirst string // client-first-message-bare
 	serverFirst string
 }
@@ -258,6 +259,7 @@ func (s *scramServer) first(msg string) ([]byte, bool, error) {
 	}
 	var snonce [18]byte
 	rand.Read(snonce[:])
+	s.clientNonce = cnonce
 	s.nonce = cnonce + base64.RawURLEncoding.EncodeToString(snonce[:])
 	s.serverFirst = "r=" + s.nonce + ",s=" + base64.StdEncoding.EncodeToString(s.cred.Salt) + ",i=" + strconv.Itoa(s.cred.Iterations)
 	return []byte(s.serverFirst), false, nil
@@ -278,8 +280,14 @@ func (s *scramServer) final(msg string) ([]byte, bool, error) {
 	if attrs[0][2:] != base64.StdEncoding.EncodeToString([]byte(s.gs2Header)) {
 		return nil, false, fmt.Errorf("%w: channel binding does not repeat the GS2 header", ErrBadSASL)
 	}
-	// CVE-2024-56128: the nonce must be exactly the one this server sent.
-	if subtle.ConstantTimeCompare([]byte(attrs[1][2:]), []byte(s.nonce)) != 1 {
+	// CVE-2024-56128: the nonce must be exactly the one this server sent,
+	// with one exception: librdkafka before 2.6.1 (Debian's kcat among
+	// them) sends its own nonce again in front of it (librdkafka #4895),
+	// which Kafka 3.8.1–3.9 accepted. That form is accepted too: the
+	// server's nonce is still required whole, and the prefix must be the
+	// client's own nonce, so nothing but that exact bug passes.
+	if got := attrs[1][2:]; subtle.ConstantTimeCompare([]byte(got), []byte(s.nonce)) != 1 &&
+		subtle.ConstantTimeCompare([]byte(got), []byte(s.clientNonce+s.nonce)) != 1 {
 		return nil, false, fmt.Errorf("%w: SCRAM nonce does not match", ErrBadSASL)
 	}
 	proof, err := base64.StdEncoding.DecodeString(proofB64)

@@ -155,6 +155,34 @@ func TestSCRAMNonceMustBeTheServers(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "nonce") {
 		t.Fatalf("client-final with the client's nonce only: %v, want a nonce error", err)
 	}
+	// Neither may the server's nonce be altered or padded, except by
+	// librdkafka's one known prefix (the client nonce again).
+	full := strings.TrimPrefix(strings.Split(string(first), ",")[0], "r=")
+	for nonce, ok := range map[string]bool{
+		full:                     true,
+		"clientnonce" + full:     true, // librdkafka < 2.6.1
+		"x" + full:               false,
+		full + "x":               false,
+		"clientnonc" + full:      false,
+		"clientnonce" + full[1:]: false,
+	} {
+		ex, _ := a.Start(MechScramSHA256)
+		first, _, _ := ex.Step([]byte("n,,n=alice,r=clientnonce"))
+		salted, _ := SaltPassword(ScramSHA256, "secret", salt, iters)
+		serverNonce := strings.TrimPrefix(strings.Split(string(first), ",")[0], "r=")
+		n := strings.Replace(nonce, full, serverNonce, 1)
+		withoutProof := "c=biws,r=" + n
+		sig := hmacSum(ScramSHA256, cred.StoredKey, []byte("n=alice,r=clientnonce,"+string(first)+","+withoutProof))
+		proof := make([]byte, len(sig))
+		ck := hmacSum(ScramSHA256, salted, []byte("Client Key"))
+		for i := range sig {
+			proof[i] = ck[i] ^ sig[i]
+		}
+		_, done, err := ex.Step([]byte(withoutProof + ",p=" + base64.StdEncoding.EncodeToString(proof)))
+		if (err == nil && done) != ok {
+			t.Errorf("nonce %q (server's %q): done=%v err=%v, want accepted=%v", n, serverNonce, done, err, ok)
+		}
+	}
 }
 
 func TestSASLAcceptsStoredUsers(t *testing.T) {
