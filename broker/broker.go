@@ -70,6 +70,7 @@ type Broker struct {
 	adminSrv *admin.Server
 	security *security.Store
 	oauth    *security.OAuthValidator
+	tls      *security.TLSSource // the listeners' TLS material, if any
 }
 
 // New validates the options and returns an unstarted broker.
@@ -301,7 +302,11 @@ func (b *Broker) Start() (err error) {
 	}
 	cleanup = append(cleanup, srv.Close)
 	if *b.admin != "" {
-		as, err := admin.Start(admin.Config{Addr: *b.admin, Registry: b.reg, Health: b.health, Logger: b.log})
+		acfg := admin.Config{Addr: *b.admin, Registry: b.reg, Health: b.health, Logger: b.log}
+		if err := b.secureAdmin(&acfg, listeners, sec, env.Authorizer); err != nil {
+			return err
+		}
+		as, err := admin.Start(acfg)
 		if err != nil {
 			return err
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/idem-dev/idem/internal/admin"
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/kafka"
 	"github.com/idem-dev/idem/internal/security"
@@ -59,6 +60,7 @@ func (b *Broker) securityListeners(ls []config.Listener, store *security.Store) 
 				if mapper, err = security.NewPrincipalMapper(c.String("ssl.principal.mapping.rules")); err != nil {
 					return nil, err
 				}
+				b.tls = tlsSource
 			}
 			kl.TLS, kl.Principals = tlsSource.ServerConfig(), mapper
 		}
@@ -99,6 +101,36 @@ func (b *Broker) securityListeners(ls []config.Listener, store *security.Store) 
 		out[i] = kl
 	}
 	return out, nil
+}
+
+// secureAdmin gives the admin HTTP server the Kafka listeners' protection
+// when security is configured (a listener other than PLAINTEXT, or the
+// authorizer): HTTPS with the listeners' certificate when they have one,
+// and Basic authentication with the broker's users, who need DESCRIBE on
+// the cluster when the authorizer is on. /healthz stays open.
+// idem.admin.security=none turns this off explicitly.
+func (b *Broker) secureAdmin(cfg *admin.Config, ls []config.Listener, store *security.Store, az *security.Authorizer) error {
+	secured := b.conf.AuthorizerEnabled()
+	for _, l := range ls {
+		secured = secured || l.Protocol != config.Plaintext
+	}
+	if !secured || b.conf.String("idem.admin.security") == "none" {
+		return nil
+	}
+	if b.tls != nil {
+		cfg.TLS = b.tls.ServerConfig()
+	}
+	check, err := security.NewAuthenticator(store, []string{security.MechPlain}, nil)
+	if err != nil {
+		return err
+	}
+	cfg.Authenticate = func(user, password string) bool {
+		if !check.CheckPassword(user, password) {
+			return false
+		}
+		return az == nil || az.Authorize("User:"+user, "", security.OpDescribe, security.ResourceCluster, security.ClusterName)
+	}
+	return nil
 }
 
 func splitList(v string) []string {

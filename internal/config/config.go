@@ -99,6 +99,9 @@ var registry = []*Property{
 	{Name: "idem.listeners.allow.unauthenticated", Type: Bool, Default: "false",
 		Doc: "Let a listener without authentication (PLAINTEXT, or SSL without ssl.client.auth=required) bind a non-loopback address. Off by default so that a broker is never exposed by accident; turn it on only when the network itself keeps strangers out."},
 
+	{Name: "idem.admin.security", Type: String, Default: "auto", Enum: []string{"auto", "none"},
+		Doc: "auto: when security is configured (a listener other than PLAINTEXT, or an authorizer) the admin HTTP server speaks HTTPS with the listeners' certificate (if they have one) and asks for HTTP Basic authentication with the broker's users, who need DESCRIBE on the cluster under an authorizer; /healthz stays open. none: plain and open, whatever the listeners."},
+
 	// TLS (SSL and SASL_SSL listeners), by Kafka's names; PEM only.
 	{Name: "ssl.keystore.type", Type: String, Default: "PEM", Enum: []string{"PEM"},
 		Doc: "Format of the keystore: only PEM (convert a JKS or PKCS12 store with keytool and openssl)."},

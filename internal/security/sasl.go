@@ -163,3 +163,12 @@ func (p *plainServer) Step(token []byte) ([]byte, bool, error) {
 
 func (p *plainServer) Principal() string { return p.principal }
 func (p *plainServer) Expiry() time.Time { return time.Time{} }
+
+// CheckPassword reports whether password is user's, checked against the
+// stored SCRAM credential as a PLAIN login is (the admin HTTP server's
+// Basic authentication uses it).
+func (a *Authenticator) CheckPassword(user, password string) bool {
+	p := &plainServer{a: a}
+	_, done, err := p.Step([]byte("\x00" + user + "\x00" + password))
+	return err == nil && done
+}
