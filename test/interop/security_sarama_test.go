@@ -77,11 +77,11 @@ func TestSaramaSCRAMAndSecurityAdmin(t *testing.T) {
 	// ACLs.
 	res := sarama.Resource{ResourceType: sarama.AclResourceTopic, ResourceName: "sarama-", ResourcePatternType: sarama.AclPatternPrefixed}
 	acl := sarama.Acl{Principal: "User:alice", Host: "*", Operation: sarama.AclOperationRead, PermissionType: sarama.AclPermissionAllow}
-	if err := adm.CreateACL(res, acl); err != nil {
-		t.Fatalf("CreateACL: %v", err)
+	if err := adm.CreateACLs([]*sarama.ResourceAcls{{Resource: res, Acls: []*sarama.Acl{&acl}}}); err != nil {
+		t.Fatalf("CreateACLs: %v", err)
 	}
 	bad := sarama.Resource{ResourceType: sarama.AclResourceTopic, ResourceName: "x", ResourcePatternType: sarama.AclPatternMatch}
-	if err := adm.CreateACL(bad, acl); err == nil {
+	if err := adm.CreateACLs([]*sarama.ResourceAcls{{Resource: bad, Acls: []*sarama.Acl{&acl}}}); err == nil {
 		t.Error("an ACL with a MATCH pattern was created")
 	}
 	name := "sarama-secure"

@@ -52,9 +52,6 @@ var (
 	clusterOps = []security.Operation{security.OpCreate, security.OpAlter, security.OpDescribe, security.OpClusterAction, security.OpDescribeConfigs, security.OpAlterConfigs, security.OpIdempotentWrite}
 )
 
-// notRequested is AuthorizedOperations when the client did not ask.
-const notRequested = int32(-2147483648)
-
 // authorizedOps is the AuthorizedOperations bit field (1<<operation) of
 // what the principal may do on the resource.
 func authorizedOps(env *Env, conn *Conn, rt security.ResourceType, name string, ops []security.Operation) int32 {
