@@ -83,11 +83,11 @@ func TestProducerIsThrottledToItsQuota(t *testing.T) {
 	if err != nil || res[0].Err != nil {
 		t.Fatalf("%+v %v", res, err)
 	}
-	cl := b.Client(t, kgo.ClientID(client), kgo.DefaultProduceTopic("throttled"), kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(64<<10),
+	cl := b.Client(t, kgo.ClientID(client), kgo.DefaultProduceTopic("throttled"), kgo.ProducerLinger(0), kgo.ProducerBatchMaxBytes(16<<10),
 		kgo.ProducerBatchCompression(kgo.NoCompression())) // quotas count bytes on the wire
 	var acked atomic.Int64
 	value := []byte(strings.Repeat("x", 1024))
-	const warmup, measure = 2 * time.Second, 5 * time.Second
+	const warmup, measure = 3 * time.Second, 8 * time.Second
 	pctx, cancel := context.WithTimeout(ctx, warmup+measure)
 	defer cancel()
 	start := time.Now()
