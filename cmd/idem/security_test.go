@@ -97,6 +97,15 @@ func TestSecureClientPropertiesUsersAndACLs(t *testing.T) {
 	if out := run(append([]string{"acl", "delete", "--principal", "User:bob"}, conn("root", "root-secret")...)...); !strings.Contains(out, "cli-secure") {
 		t.Errorf("acl delete:\n%s", out)
 	}
+	// idem bench takes the same security properties.
+	secure := conn("root", "root-secret")[2:] // without brokers=
+	if out, err := idemIn(t, "", append([]string{"bench", "--brokers", b.ListenerAddr("SASL_SSL"), "-X", "client.id=x"}, secure...)...); err == nil {
+		t.Errorf("bench accepted a property that is not a security one:\n%s", out)
+	}
+	if out := run(append([]string{"bench", "--brokers", b.ListenerAddr("SASL_SSL"), "--records-100", "500", "--records-1k", "200",
+		"--rates", "200", "--latency-duration", "300ms"}, secure...)...); !strings.Contains(out, "1 KiB") && !strings.Contains(out, "1KiB") && !strings.Contains(out, "MB/s") {
+		t.Errorf("bench over SASL_SSL:\n%s", out)
+	}
 	run(append([]string{"user", "delete", "bob"}, conn("root", "root-secret")...)...)
 	if _, err := idemIn(t, "", append([]string{"topic", "list"}, conn("bob", "bob-secret")...)...); err == nil {
 		t.Error("a deleted user still logs in")

@@ -148,7 +148,7 @@ func TestKcatSecurityProtocols(t *testing.T) {
 		if name == "stranger certificate" {
 			addr = b.ListenerAddr("SSL")
 		}
-		out, err := kcatRun(t, "", append(append([]string{"-b", addr, "-L", "-m", "5"}, args...), "-t", "kcat-secure")...)
+		out, err := kcatRun(t, "", append(append([]string{"-b", addr, "-L", "-m", "3"}, args...), "-t", "kcat-secure")...)
 		if err == nil && strings.Contains(out, "kcat-secure") {
 			t.Errorf("%s: kcat saw the topic:\n%s", name, out)
 		}
