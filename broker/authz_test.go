@@ -2,6 +2,7 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"path/filepath"
 	"reflect"
 	"slices"
@@ -469,5 +470,65 @@ func TestACLsApplyToOpenConnectionsAtOnce(t *testing.T) {
 	}
 	if !strings.Contains(b.ListenerAddr("SASL_PLAINTEXT"), "127.0.0.1") {
 		t.Error("listener address")
+	}
+}
+
+// TestACLsLetTransactionsGroupsAndCreationThrough: with exactly the ACLs
+// Kafka's table asks for, a transactional producer, a consumer group and
+// topic auto-creation work for an ordinary user, and DescribeGroups reports
+// the operations the user holds.
+func TestACLsLetTransactionsGroupsAndCreationThrough(t *testing.T) {
+	b := lockedBroker(t, broker.WithTopics("bob-in"))
+	ctx := context.Background()
+	adm := kadm.NewClient(userClient(t, b, "admin"))
+	for _, acl := range []*kadm.ACLBuilder{
+		kadm.NewACLs().Topics("bob-").ResourcePatternType(kadm.ACLPatternPrefixed).Allow("User:bob").Operations(kadm.OpRead, kadm.OpWrite, kadm.OpCreate),
+		kadm.NewACLs().TransactionalIDs("bob-txn").Allow("User:bob").Operations(kadm.OpWrite),
+		kadm.NewACLs().Groups("bob-group").Allow("User:bob").Operations(kadm.OpRead),
+	} {
+		if res, err := adm.CreateACLs(ctx, acl); err != nil || res[0].Err != nil {
+			t.Fatalf("%+v %v", res, err)
+		}
+	}
+	// Auto-creation with CREATE on the topic prefix.
+	prod := userClient(t, b, "bob", kgo.TransactionalID("bob-txn"), kgo.DefaultProduceTopic("bob-auto"), kgo.AllowAutoTopicCreation())
+	if err := prod.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := prod.ProduceSync(ctx, kgo.StringRecord("in a transaction")).FirstErr(); err != nil {
+		t.Fatalf("transactional produce: %v", err)
+	}
+	if err := prod.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatalf("commit: %v", err)
+	}
+	cons := userClient(t, b, "bob", kgo.ConsumerGroup("bob-group"), kgo.ConsumeTopics("bob-auto"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchIsolationLevel(kgo.ReadCommitted()))
+	pctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if fs := cons.PollFetches(pctx); len(fs.Records()) != 1 {
+		t.Fatalf("group consume: %v", fs.Errors())
+	}
+	if err := cons.CommitUncommittedOffsets(ctx); err != nil {
+		t.Fatalf("commit offsets: %v", err)
+	}
+	req := kmsg.NewPtrDescribeGroupsRequest()
+	req.Groups = []string{"bob-group"}
+	req.IncludeAuthorizedOperations = true
+	resp, err := userClient(t, b, "bob").Broker(1).Request(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := resp.(*kmsg.DescribeGroupsResponse).Groups[0]
+	if want := int32(1<<security.OpRead | 1<<security.OpDescribe); g.ErrorCode != 0 || g.AuthorizedOperations != want {
+		t.Errorf("DescribeGroups as bob: %v, operations %b, want %b", kerr.ErrorForCode(g.ErrorCode), g.AuthorizedOperations, want)
+	}
+	// A transactional id bob may not use is refused before anything starts.
+	other := userClient(t, b, "bob", kgo.TransactionalID("someone-else"), kgo.DefaultProduceTopic("bob-auto"))
+	err = other.BeginTransaction()
+	if err == nil {
+		err = other.ProduceSync(ctx, kgo.StringRecord("x")).FirstErr()
+	}
+	if !errors.Is(err, kerr.TransactionalIDAuthorizationFailed) {
+		t.Errorf("producing with another transactional id: %v, want TRANSACTIONAL_ID_AUTHORIZATION_FAILED", err)
 	}
 }
