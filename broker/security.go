@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -97,6 +98,9 @@ func (b *Broker) securityListeners(ls []config.Listener, store *security.Store) 
 				}
 			}
 			kl.SASL, kl.ReauthAfter = auth, c.Millis("connections.max.reauth.ms")
+			if !l.TLS() && !config.Loopback(l.Host) && slices.Contains(auth.Mechanisms(), security.MechPlain) {
+				b.log.Warn("PLAIN sends passwords in clear text on a listener without TLS; use SASL_SSL, or leave PLAIN out of sasl.enabled.mechanisms", "listener", l.URL())
+			}
 		}
 		out[i] = kl
 	}

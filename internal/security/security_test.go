@@ -2,13 +2,20 @@ package security
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/rsa"
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/golang-jwt/jwt/v5"
 	"github.com/twmb/franz-go/pkg/sasl"
 	"github.com/twmb/franz-go/pkg/sasl/oauth"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -455,5 +462,36 @@ func BenchmarkAuthorize(b *testing.B) {
 		if !az.Authorize("User:bob", "10.0.0.1", OpWrite, ResourceTopic, "orders-eu") {
 			b.Fatal("denied")
 		}
+	}
+}
+
+func TestOAuthJWKSFromURL(t *testing.T) {
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	b64 := base64.RawURLEncoding.EncodeToString
+	set := fmt.Sprintf(`{"keys":[{"kty":"RSA","kid":"k1","alg":"RS256","use":"sig","n":%q,"e":%q}]}`,
+		b64(key.N.Bytes()), b64(big.NewInt(int64(key.E)).Bytes()))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, set) }))
+	defer srv.Close()
+	v, err := NewOAuthValidator(OAuthConfig{JWKS: srv.URL, Issuer: "iss"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Close()
+	sign := func(k *rsa.PrivateKey, claims jwt.MapClaims) string {
+		tok := jwt.NewWithClaims(jwt.SigningMethodRS256, claims)
+		tok.Header["kid"] = "k1"
+		s, _ := tok.SignedString(k)
+		return s
+	}
+	exp := time.Now().Add(time.Hour).Unix()
+	if p, _, err := v.Validate(sign(key, jwt.MapClaims{"sub": "svc", "iss": "iss", "exp": exp})); err != nil || p != "User:svc" {
+		t.Fatalf("valid token: %q %v", p, err)
+	}
+	other, _ := rsa.GenerateKey(rand.Reader, 2048)
+	if _, _, err := v.Validate(sign(other, jwt.MapClaims{"sub": "svc", "iss": "iss", "exp": exp})); err == nil {
+		t.Error("a token signed by another key was accepted")
+	}
+	if _, _, err := v.Validate(sign(key, jwt.MapClaims{"sub": "svc", "iss": "evil", "exp": exp})); err == nil {
+		t.Error("a token from another issuer was accepted")
 	}
 }
