@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,72 +33,68 @@ func refuseExposedListeners(conf *config.Config, ls []config.Listener) error {
 }
 
 // securityListeners builds each listener's TLS and SASL from the
-// properties. TLS material is loaded (and checked) once, shared by every
-// TLS listener, and reloaded when its files change.
+// properties, each listener reading its listener.name.<name>.… overrides
+// first. Listeners whose material is the same share one TLSSource (loaded
+// and checked once, reloaded when its files change) and one Authenticator.
 func (b *Broker) securityListeners(ls []config.Listener, store *security.Store) ([]*kafka.Listener, error) {
 	c := b.conf
-	var tlsSource *security.TLSSource
-	var mapper *security.PrincipalMapper
-	var auth *security.Authenticator
+	sources := map[string]*security.TLSSource{} // by their TLSConfig, printed
+	auths := map[string]*security.Authenticator{}
 	out := make([]*kafka.Listener, len(ls))
 	for i, l := range ls {
+		get := func(name string) string { return c.ForListener(l.Name, name) }
 		kl := &kafka.Listener{Name: l.Name, AdvertisedHost: l.AdvertisedHost, AdvertisedPort: int32(l.AdvertisedPort)}
 		if l.TLS() {
-			if tlsSource == nil {
+			tc := security.TLSConfig{
+				KeystoreLocation:       get("ssl.keystore.location"),
+				KeystoreChain:          get("ssl.keystore.certificate.chain"),
+				KeystoreKey:            get("ssl.keystore.key"),
+				KeyPassword:            c.String("ssl.key.password"),
+				TruststoreLocation:     get("ssl.truststore.location"),
+				TruststoreCertificates: get("ssl.truststore.certificates"),
+				ClientAuth:             get("ssl.client.auth"),
+				Protocols:              splitList(get("ssl.enabled.protocols")),
+			}
+			src, ok := sources[fmt.Sprintf("%#v", tc)]
+			if !ok {
 				var err error
-				tlsSource, err = security.NewTLSSource(security.TLSConfig{
-					KeystoreLocation:       c.String("ssl.keystore.location"),
-					KeystoreChain:          c.String("ssl.keystore.certificate.chain"),
-					KeystoreKey:            c.String("ssl.keystore.key"),
-					KeyPassword:            c.String("ssl.key.password"),
-					TruststoreLocation:     c.String("ssl.truststore.location"),
-					TruststoreCertificates: c.String("ssl.truststore.certificates"),
-					ClientAuth:             c.String("ssl.client.auth"),
-					Protocols:              splitList(c.String("ssl.enabled.protocols")),
-				})
-				if err != nil {
+				if src, err = security.NewTLSSource(tc); err != nil {
 					return nil, fmt.Errorf("listener %s: %w", l.URL(), err)
 				}
-				if mapper, err = security.NewPrincipalMapper(c.String("ssl.principal.mapping.rules")); err != nil {
-					return nil, err
+				sources[fmt.Sprintf("%#v", tc)] = src
+				if b.tls == nil {
+					b.tls = src
 				}
-				b.tls = tlsSource
 			}
-			kl.TLS, kl.Principals = tlsSource.ServerConfig(), mapper
+			mapper, err := security.NewPrincipalMapper(get("ssl.principal.mapping.rules"))
+			if err != nil {
+				return nil, fmt.Errorf("listener %s: %w", l.URL(), err)
+			}
+			kl.TLS, kl.Principals = src.ServerConfig(), mapper
 		}
 		if l.SASL() {
-			if auth == nil {
-				mechs := splitList(c.String("sasl.enabled.mechanisms"))
+			mechs := splitList(get("sasl.enabled.mechanisms"))
+			key := strings.Join(mechs, ",")
+			auth, ok := auths[key]
+			if !ok {
 				var oauth *security.OAuthValidator
-				for _, m := range mechs {
-					if m == security.MechOAuthBearer {
-						var err error
-						oauth, err = security.NewOAuthValidator(security.OAuthConfig{
-							JWKS:      c.String("sasl.oauthbearer.jwks.endpoint.url"),
-							Issuer:    c.String("sasl.oauthbearer.expected.issuer"),
-							Audience:  splitList(c.String("sasl.oauthbearer.expected.audience")),
-							SubClaim:  c.String("sasl.oauthbearer.sub.claim.name"),
-							ClockSkew: time.Duration(c.Int("sasl.oauthbearer.clock.skew.seconds")) * time.Second,
-							Unsecured: c.Bool("idem.sasl.oauthbearer.unsecured.jwt.enable"),
-						})
-						if err != nil {
-							return nil, err
-						}
-						b.oauth = oauth
-						if oauth != nil && c.Bool("idem.sasl.oauthbearer.unsecured.jwt.enable") {
-							b.log.Warn("OAUTHBEARER accepts unsigned tokens (idem.sasl.oauthbearer.unsecured.jwt.enable=true): any client can claim any identity; for development only")
-						}
+				if slices.Contains(mechs, security.MechOAuthBearer) {
+					var err error
+					if oauth, err = b.oauthValidator(); err != nil {
+						return nil, err
 					}
 				}
 				var err error
 				if auth, err = security.NewAuthenticator(store, mechs, oauth); err != nil {
-					return nil, err
+					return nil, fmt.Errorf("listener %s: %w", l.URL(), err)
 				}
+				auths[key] = auth
 				if len(store.Users()) == 0 && oauth == nil {
 					b.log.Warn("SASL listeners are configured but no user exists: create one with `idem user create --data-dir …` (before the start) or AlterUserScramCredentials")
 				}
 			}
-			kl.SASL, kl.ReauthAfter = auth, c.Millis("connections.max.reauth.ms")
+			reauth, _ := strconv.ParseInt(get("connections.max.reauth.ms"), 10, 64)
+			kl.SASL, kl.ReauthAfter = auth, time.Duration(reauth)*time.Millisecond
 			if !l.TLS() && !config.Loopback(l.Host) && slices.Contains(auth.Mechanisms(), security.MechPlain) {
 				b.log.Warn("PLAIN sends passwords in clear text on a listener without TLS; use SASL_SSL, or leave PLAIN out of sasl.enabled.mechanisms", "listener", l.URL())
 			}
@@ -105,6 +102,31 @@ func (b *Broker) securityListeners(ls []config.Listener, store *security.Store) 
 		out[i] = kl
 	}
 	return out, nil
+}
+
+// oauthValidator is the broker's one OAUTHBEARER token validator, made on
+// first use and closed with the broker.
+func (b *Broker) oauthValidator() (*security.OAuthValidator, error) {
+	if b.oauth != nil {
+		return b.oauth, nil
+	}
+	c := b.conf
+	v, err := security.NewOAuthValidator(security.OAuthConfig{
+		JWKS:      c.String("sasl.oauthbearer.jwks.endpoint.url"),
+		Issuer:    c.String("sasl.oauthbearer.expected.issuer"),
+		Audience:  splitList(c.String("sasl.oauthbearer.expected.audience")),
+		SubClaim:  c.String("sasl.oauthbearer.sub.claim.name"),
+		ClockSkew: time.Duration(c.Int("sasl.oauthbearer.clock.skew.seconds")) * time.Second,
+		Unsecured: c.Bool("idem.sasl.oauthbearer.unsecured.jwt.enable"),
+	})
+	if err != nil {
+		return nil, err
+	}
+	if c.Bool("idem.sasl.oauthbearer.unsecured.jwt.enable") {
+		b.log.Warn("OAUTHBEARER accepts unsigned tokens (idem.sasl.oauthbearer.unsecured.jwt.enable=true): any client can claim any identity; for development only")
+	}
+	b.oauth = v
+	return v, nil
 }
 
 // secureAdmin gives the admin HTTP server the Kafka listeners' protection

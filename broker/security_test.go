@@ -372,3 +372,33 @@ func TestMutualTLSPrincipalFromCertificate(t *testing.T) {
 		t.Errorf("bob: %v, want TOPIC_AUTHORIZATION_FAILED", kerr.ErrorForCode(c))
 	}
 }
+
+// TestListenerOverrides: listener.name.<name>.… gives one listener its own
+// mechanisms; a property a listener may not override is refused.
+func TestListenerOverrides(t *testing.T) {
+	b := saslBroker(t,
+		broker.WithProperty("listeners", "PLAINTEXT://127.0.0.1:0,SASL_PLAINTEXT://127.0.0.1:0,INTERNAL://127.0.0.1:0"),
+		broker.WithProperty("listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,INTERNAL:SASL_PLAINTEXT"),
+		broker.WithProperty("listener.name.internal.sasl.enabled.mechanisms", "PLAIN"),
+		broker.WithProperty("sasl.enabled.mechanisms", "SCRAM-SHA-256"))
+	createUser(t, b, "alice", "alice-pw", kadm.ScramSha256)
+	scramAlice := kgo.SASL(scram.Auth{User: "alice", Pass: "alice-pw"}.AsSha256Mechanism())
+	plainAlice := kgo.SASL(plain.Auth{User: "alice", Pass: "alice-pw"}.AsMechanism())
+	if err := pingErr(t, b.ListenerAddr("INTERNAL"), plainAlice); err != nil {
+		t.Errorf("PLAIN on INTERNAL: %v", err)
+	}
+	if err := pingErr(t, b.ListenerAddr("INTERNAL"), scramAlice); !errors.Is(err, kerr.UnsupportedSaslMechanism) {
+		t.Errorf("SCRAM on INTERNAL (PLAIN only): %v, want UNSUPPORTED_SASL_MECHANISM", err)
+	}
+	if err := pingErr(t, b.ListenerAddr("SASL_PLAINTEXT"), plainAlice); !errors.Is(err, kerr.UnsupportedSaslMechanism) {
+		t.Errorf("PLAIN on SASL_PLAINTEXT (SCRAM only): %v, want UNSUPPORTED_SASL_MECHANISM", err)
+	}
+	if err := pingErr(t, b.ListenerAddr("SASL_PLAINTEXT"), scramAlice); err != nil {
+		t.Errorf("SCRAM on SASL_PLAINTEXT: %v", err)
+	}
+	for _, name := range []string{"listener.name.internal.log.dirs", "listener.name..sasl.enabled.mechanisms", "listener.name.internal"} {
+		if _, err := broker.New(broker.WithProperty(name, "x")); err == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+}

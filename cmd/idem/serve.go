@@ -178,11 +178,10 @@ func runServe(ctx context.Context, stopSignals func(), cmd *cobra.Command, f ser
 // broker starts, so that the error names the file line or flag that set it.
 func validateProperties(ps []property) error {
 	for _, p := range ps {
-		cp, ok := config.Lookup(p.name)
-		if !ok {
-			return fmt.Errorf("%s: unknown property %q (idem serve --help-properties lists them)", p.source, p.name)
-		}
-		if err := cp.Validate(p.value); err != nil {
+		if err := config.ValidateProperty(p.name, p.value); err != nil {
+			if errors.Is(err, config.ErrUnknown) {
+				return fmt.Errorf("%s: %w (idem serve --help-properties lists them)", p.source, err)
+			}
 			return fmt.Errorf("%s: %w", p.source, err)
 		}
 	}

@@ -357,11 +357,7 @@ func New() *Config { return &Config{set: map[string]string{}} }
 
 // Set validates and stores one property.
 func (c *Config) Set(name, value string) error {
-	p, ok := byName[name]
-	if !ok {
-		return fmt.Errorf("%w %q (see `idem serve --help-properties` for the list)", ErrUnknown, name)
-	}
-	if err := p.Validate(value); err != nil {
+	if err := ValidateProperty(name, value); err != nil {
 		return err
 	}
 	c.mu.Lock()

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"sort"
 	"strings"
 )
 
@@ -182,4 +183,81 @@ func Loopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// listenerOverridable are the properties one listener may set for itself
+// with listener.name.<name>.<property>, as Kafka's listener-prefixed
+// configs do: its mechanisms, its TLS material, its client authentication
+// and its re-authentication period.
+var listenerOverridable = map[string]bool{
+	"sasl.enabled.mechanisms":        true,
+	"connections.max.reauth.ms":      true,
+	"ssl.keystore.location":          true,
+	"ssl.keystore.certificate.chain": true,
+	"ssl.keystore.key":               true,
+	"ssl.truststore.location":        true,
+	"ssl.truststore.certificates":    true,
+	"ssl.client.auth":                true,
+	"ssl.enabled.protocols":          true,
+	"ssl.principal.mapping.rules":    true,
+}
+
+const listenerPrefix = "listener.name."
+
+// splitListenerProperty splits listener.name.<listener>.<property>.
+func splitListenerProperty(name string) (listener, prop string, ok bool) {
+	rest, found := strings.CutPrefix(name, listenerPrefix)
+	if !found {
+		return "", "", false
+	}
+	listener, prop, ok = strings.Cut(rest, ".")
+	return strings.ToLower(listener), prop, ok && listener != ""
+}
+
+// lookupListenerProperty validates a listener.name.… name and returns the
+// property it overrides.
+func lookupListenerProperty(name string) (*Property, error) {
+	listener, prop, ok := splitListenerProperty(name)
+	if !ok || !listenerName.MatchString(listener) {
+		return nil, fmt.Errorf("%w %q: want listener.name.<listener>.<property>", ErrUnknown, name)
+	}
+	p, known := byName[prop]
+	if !known || !listenerOverridable[prop] {
+		names := make([]string, 0, len(listenerOverridable))
+		for n := range listenerOverridable {
+			names = append(names, n)
+		}
+		sort.Strings(names)
+		return nil, fmt.Errorf("%w %q: a listener may override only %s", ErrUnknown, name, strings.Join(names, ", "))
+	}
+	return p, nil
+}
+
+// ValidateProperty checks name=value as Set would, without storing it:
+// a registry property or a listener override.
+func ValidateProperty(name, value string) error {
+	if strings.HasPrefix(name, listenerPrefix) {
+		p, err := lookupListenerProperty(name)
+		if err != nil {
+			return err
+		}
+		return p.validate(name, value)
+	}
+	p, ok := byName[name]
+	if !ok {
+		return fmt.Errorf("%w %q (see `idem serve --help-properties` for the list)", ErrUnknown, name)
+	}
+	return p.Validate(value)
+}
+
+// ForListener is property name as the listener called listener sees it: its
+// listener.name.<listener>.<name> override if set, else the broker's.
+func (c *Config) ForListener(listener, name string) string {
+	c.mu.RLock()
+	v, ok := c.set[listenerPrefix+strings.ToLower(listener)+"."+name]
+	c.mu.RUnlock()
+	if ok {
+		return v
+	}
+	return c.String(name)
 }
