@@ -22,7 +22,7 @@ type TLSConfig struct {
 	// KeystoreChain and KeystoreKey are the same, inline
 	// (ssl.keystore.certificate.chain, ssl.keystore.key).
 	KeystoreChain, KeystoreKey string
-	// KeyPassword decrypts the key (ssl.key.password).
+	// KeyPassword decrypts an encrypted PKCS#8 key (ssl.key.password).
 	KeyPassword string
 	// TruststoreLocation and TruststoreCertificates are the CAs that
 	// client certificates must chain to (ssl.truststore.location,
@@ -176,10 +176,7 @@ func (s *TLSSource) load() (*tls.Config, [2]time.Time, error) {
 	default:
 		return nil, mods, errors.New("an SSL listener needs a certificate: set ssl.keystore.location (a PEM file with the key and the chain) or ssl.keystore.certificate.chain and ssl.keystore.key")
 	}
-	if s.cfg.KeyPassword != "" {
-		return nil, mods, errors.New("ssl.key.password is set, but idem reads unencrypted PEM keys only (decrypt the key with openssl pkcs8 and protect the file's permissions instead)")
-	}
-	cert, err := keyPair(chain, key)
+	cert, err := keyPair(chain, key, s.cfg.KeyPassword)
 	if err != nil {
 		return nil, mods, err
 	}
@@ -210,10 +207,10 @@ func (s *TLSSource) load() (*tls.Config, [2]time.Time, error) {
 	return c, mods, nil
 }
 
-// keyPair reads a PEM certificate chain and private key. Encrypted keys are
-// not supported (Go's standard library cannot decrypt PKCS#8): the error
-// says so and how to decrypt one, rather than failing obscurely.
-func keyPair(chain, key []byte) (tls.Certificate, error) {
+// keyPair reads a PEM certificate chain and private key; an encrypted
+// PKCS#8 key ("ENCRYPTED PRIVATE KEY") is decrypted with password
+// (ssl.key.password), as Kafka's PEM keystores are.
+func keyPair(chain, key []byte, password string) (tls.Certificate, error) {
 	var certs, keys []byte
 	for rest := chain; ; {
 		var b *pem.Block
@@ -232,8 +229,17 @@ func keyPair(chain, key []byte) (tls.Certificate, error) {
 			break
 		}
 		switch {
-		case b.Type == "ENCRYPTED PRIVATE KEY" || b.Headers["Proc-Type"] == "4,ENCRYPTED":
-			return tls.Certificate{}, errors.New("the keystore's private key is encrypted; idem reads unencrypted PEM keys only (decrypt it with openssl pkcs8 -in key.pem -out plain.pem and protect the file's permissions instead of ssl.key.password)")
+		case b.Type == "ENCRYPTED PRIVATE KEY":
+			if password == "" {
+				return tls.Certificate{}, errors.New("the keystore's private key is encrypted: set ssl.key.password")
+			}
+			der, err := decryptPKCS8(b.Bytes, password)
+			if err != nil {
+				return tls.Certificate{}, err
+			}
+			keys = append(keys, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})...)
+		case b.Headers["Proc-Type"] == "4,ENCRYPTED":
+			return tls.Certificate{}, errors.New("the keystore's private key uses legacy PEM encryption, which is insecure and not supported: convert it with openssl pkcs8 -topk8 -v2 aes-256-cbc")
 		case strings.HasSuffix(b.Type, "PRIVATE KEY"):
 			keys = append(keys, pem.EncodeToMemory(b)...)
 		}
