@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509/pkix"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -33,7 +34,7 @@ func idemIn(t *testing.T, stdin string, args ...string) (string, error) {
 // locked-down broker over SASL_SSL with kcat's -X properties, manages
 // users and ACLs, and refuses what it should.
 func TestSecureClientPropertiesUsersAndACLs(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "not-yet-created")
 	if _, err := idemIn(t, "root-secret\n", "user", "create", "root", "--data-dir", dir); err != nil {
 		t.Fatalf("offline user create: %v", err)
 	}

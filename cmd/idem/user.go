@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
@@ -46,6 +47,11 @@ starts, then name it in super.users.`,
 // openOffline opens the security store of a stopped broker, holding the
 // data directory's lock so that a running broker is never written under.
 func openOffline(dir string) (*security.Store, func(), error) {
+	// The first administrator may come before the broker's first start,
+	// when the directory does not exist yet.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, nil, fmt.Errorf("data directory %s: %w", dir, err)
+	}
 	unlock, err := topics.LockDataDir(dir)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w (stop the broker, or leave out --data-dir to use a running one)", err)
