@@ -40,6 +40,7 @@ import (
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
 	"github.com/idem-dev/idem/internal/share"
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
@@ -58,6 +59,7 @@ type Broker struct {
 	started   bool
 	closed    bool
 	addr      string
+	addrs     map[string]string // advertised address by listener name
 	adminAddr string
 
 	parts    *topics.Manager
@@ -68,6 +70,9 @@ type Broker struct {
 	unlock   func() // releases the data directory lock
 	server   *kafka.Server
 	adminSrv *admin.Server
+	security *security.Store
+	oauth    *security.OAuthValidator
+	tls      *security.TLSSource // the listeners' TLS material, if any
 }
 
 // New validates the options and returns an unstarted broker.
@@ -127,14 +132,33 @@ func (b *Broker) Start() (err error) {
 	// Bind first: a start that cannot listen must not touch the data
 	// directory. Clients that connect before storage is open wait in the
 	// listen backlog for a moment.
-	ln, err := net.Listen("tcp", listenAddr(b.conf.String("listeners")))
-	if err != nil {
-		return fmt.Errorf("kafka listener: %w", err)
-	}
-	cleanup = append(cleanup, ln.Close)
-	host, port, err := advertised(b.conf.String("advertised.listeners"), ln.Addr())
+	listeners, err := b.conf.Listeners()
 	if err != nil {
 		return err
+	}
+	if err := refuseExposedListeners(b.conf, listeners); err != nil {
+		return err
+	}
+	lns := make([]net.Listener, len(listeners))
+	advertisedAt := make([]string, len(listeners))
+	var host string
+	var port int
+	for i, l := range listeners {
+		ln, err := net.Listen("tcp", net.JoinHostPort(l.Host, strconv.Itoa(l.Port)))
+		if err != nil {
+			return fmt.Errorf("kafka listener %s: %w", l.URL(), err)
+		}
+		cleanup = append(cleanup, ln.Close)
+		lns[i] = ln
+		h, p, err := advertised(l, ln.Addr())
+		if err != nil {
+			return err
+		}
+		listeners[i].AdvertisedHost, listeners[i].AdvertisedPort = h, p
+		advertisedAt[i] = net.JoinHostPort(h, strconv.Itoa(p))
+		if i == 0 {
+			host, port = h, p
+		}
 	}
 
 	dir := b.conf.String("log.dirs")
@@ -213,6 +237,18 @@ func (b *Broker) Start() (err error) {
 		return err
 	}
 	cleanup = append(cleanup, shares.Close)
+	sec, err := security.Open(security.StoreConfig{FS: b.fs, Dir: path.Join(dir, "__security"), Disk: disk, Logger: b.log})
+	if err != nil {
+		return err
+	}
+	cleanup = append(cleanup, sec.Close)
+	served, err := b.securityListeners(listeners, sec)
+	if err != nil {
+		return err
+	}
+	if b.oauth != nil {
+		cleanup = append(cleanup, func() error { b.oauth.Close(); return nil })
+	}
 	for _, t := range b.seed {
 		if _, ok := parts.Topic(t); ok {
 			continue
@@ -235,6 +271,10 @@ func (b *Broker) Start() (err error) {
 		ProducerIDs:     pids,
 		Txn:             txns,
 		Share:           shares,
+		Security:        sec,
+	}
+	if b.conf.AuthorizerEnabled() {
+		env.Authorizer = security.NewAuthorizer(sec, strings.Split(b.conf.String("super.users"), ";"), b.conf.Bool("allow.everyone.if.no.acl.found"))
 	}
 	if perMin := b.conf.Int("idem.auto.create.topics.max.per.minute"); perMin >= 0 {
 		env.AutoCreate = rate.NewLimiter(rate.Limit(float64(perMin)/60), int(max(perMin, 1)))
@@ -261,24 +301,38 @@ func (b *Broker) Start() (err error) {
 		MaxConnections:      maxConns,
 		MaxConnectionsPerIP: int(b.conf.Int("max.connections.per.ip")),
 		Budget:              budget,
+		Throttler: security.NewThrottler(sec, int(b.conf.Int("quota.window.num")),
+			time.Duration(b.conf.Int("quota.window.size.seconds"))*time.Second, nil),
 	})
 	env.Closing = srv.Closing()
 	b.registerMetrics(parts, disk)
 	b.reg.MustRegister(shares.Collector())
-	if err := srv.Serve(ln); err != nil {
-		return err
+	for i, ln := range lns {
+		if err := srv.ServeListener(ln, served[i]); err != nil {
+			return err
+		}
 	}
 	cleanup = append(cleanup, srv.Close)
 	if *b.admin != "" {
-		as, err := admin.Start(admin.Config{Addr: *b.admin, Registry: b.reg, Health: b.health, Logger: b.log})
+		acfg := admin.Config{Addr: *b.admin, Registry: b.reg, Health: b.health, Logger: b.log}
+		if err := b.secureAdmin(&acfg, listeners, sec, env.Authorizer); err != nil {
+			return err
+		}
+		as, err := admin.Start(acfg)
 		if err != nil {
 			return err
 		}
 		b.adminSrv, b.adminAddr = as, as.Addr()
 	}
-	b.parts, b.groups, b.txns, b.shares, b.server, b.disk = parts, groups, txns, shares, srv, disk
+	b.parts, b.groups, b.txns, b.shares, b.server, b.disk, b.security = parts, groups, txns, shares, srv, disk, sec
 	b.addr = net.JoinHostPort(host, strconv.Itoa(port))
-	b.log.Info("idem broker started", "max_connections", maxConns, "kafka", ln.Addr().String(), "advertised", b.addr, "admin", b.adminAddr, "data", dir, "cluster_id", cat.ClusterID())
+	b.addrs = map[string]string{}
+	for i, l := range listeners {
+		b.addrs[l.Name] = advertisedAt[i]
+		b.log.Info("kafka listener", "name", l.Name, "protocol", l.Protocol, "bound", lns[i].Addr().String(), "advertised", advertisedAt[i])
+	}
+	b.log.Info("idem broker started", "max_connections", maxConns, "advertised", b.addr, "admin", b.adminAddr, "data", dir, "cluster_id", cat.ClusterID(),
+		"authorizer", env.Authorizer != nil, "users", len(sec.Users()), "acls", sec.ACLCount())
 	return nil
 }
 
@@ -300,17 +354,11 @@ func connectionLimit(configured int, log *slog.Logger) int {
 	return configured
 }
 
-// listenAddr strips an optional PLAINTEXT:// prefix (validated by config).
-func listenAddr(v string) string {
-	h, p, _ := config.HostPort(v)
-	return net.JoinHostPort(h, strconv.Itoa(p))
-}
-
 // advertised picks the address clients are told to use: the configured one,
 // else the bound address with a wildcard host replaced by 127.0.0.1.
-func advertised(conf string, bound net.Addr) (string, int, error) {
-	if conf != "" {
-		return config.HostPort(conf)
+func advertised(l config.Listener, bound net.Addr) (string, int, error) {
+	if l.AdvertisedHost != "" {
+		return l.AdvertisedHost, l.AdvertisedPort, nil
 	}
 	tcp, ok := bound.(*net.TCPAddr)
 	if !ok {
@@ -358,6 +406,14 @@ func (b *Broker) Addr() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.addr
+}
+
+// ListenerAddr is the advertised host:port of the listener called name
+// (PLAINTEXT, SASL_SSL, …), or "" if there is none.
+func (b *Broker) ListenerAddr(name string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.addrs[name]
 }
 
 // AdminAddr is the host:port of the admin HTTP server ("" when off).
@@ -457,6 +513,10 @@ func (b *Broker) closeStorage() []error {
 	if b.shares != nil {
 		errs = append(errs, b.shares.Close())
 	}
+	if b.security != nil {
+		errs = append(errs, b.security.Close())
+	}
+	b.oauth.Close()
 	if b.groups != nil {
 		errs = append(errs, b.groups.Close())
 	}

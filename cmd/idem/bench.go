@@ -7,9 +7,11 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/internal/benchmark"
@@ -22,6 +24,7 @@ func newBenchCmd() *cobra.Command {
 		cfg      benchmark.Config
 		asJSON   bool
 		duration time.Duration
+		props    []string
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -48,6 +51,11 @@ data directory (fsync on, as always).`,
 				fmt.Fprintf(cmd.ErrOrStderr(), "started a broker at %s\n", b.Addr())
 			}
 			cfg.Brokers = brokers
+			sec, err := benchSecurity(props)
+			if err != nil {
+				return err
+			}
+			cfg.ClientOpts = sec
 			if isTerminal(os.Stderr) {
 				cfg.Progress = cmd.ErrOrStderr()
 			}
@@ -66,6 +74,7 @@ data directory (fsync on, as always).`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&brokers, "brokers", nil, "bootstrap brokers to measure (default: start an embedded broker)")
+	f.StringArrayVarP(&props, "set", "X", nil, "client security property name=value, as for the client commands (security.protocol, sasl.*, ssl.*); repeatable")
 	f.StringVar(&dataDir, "data-dir", "", "data directory of the embedded broker (default: a temporary directory, removed afterwards)")
 	f.IntVar(&cfg.Records100, "records-100", 1_000_000, "100-byte records per throughput run (0 skips)")
 	f.IntVar(&cfg.Records1K, "records-1k", 200_000, "1-KiB records per throughput run (0 skips)")
@@ -112,4 +121,21 @@ func startBenchBroker(dataDir string) (*broker.Broker, func(), error) {
 func isTerminal(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// benchSecurity reads -X security properties (brokers and client.id have
+// their own flags here).
+func benchSecurity(props []string) ([]kgo.Opt, error) {
+	p := map[string]string{}
+	for _, kv := range props {
+		name, value, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("-X %q: want name=value", kv)
+		}
+		if !clientProperties[name] || name == "brokers" || name == "client.id" {
+			return nil, fmt.Errorf("-X %s: not a client security property", kv)
+		}
+		p[name] = value
+	}
+	return securityOpts(p)
 }

@@ -41,6 +41,8 @@ func newRootCmd() *cobra.Command {
 		newLabWorkerCmd(),
 		newStorageCmd(),
 		newWebhooksCmd(),
+		newUserCmd(),
+		newACLCmd(),
 		newVersionCmd(),
 	)
 	return root

@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"text/tabwriter"
 
@@ -56,7 +55,7 @@ in flight, fsyncs and closes its logs; a second signal exits at once.`,
 	}
 	fl := cmd.Flags()
 	fl.StringVar(&f.dataDir, "data-dir", "./idem-data", "directory for topic logs, committed offsets and producer state")
-	fl.StringVar(&f.kafkaAddr, "kafka-addr", "127.0.0.1:9092", "host:port of the Kafka listener")
+	fl.StringVar(&f.kafkaAddr, "kafka-addr", "127.0.0.1:9092", "host:port of the Kafka listener (shorthand for listeners=; a list such as PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093 works too)")
 	fl.StringVar(&f.advertisedAddr, "advertised-addr", "", "host:port clients are told to connect to (default: the listener's address)")
 	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9644", `host:port of the admin HTTP server (/healthz, /metrics); "" turns it off`)
 	fl.StringArrayVarP(&f.sets, "set", "X", nil, "broker property name=value, by its Kafka name; repeatable")
@@ -179,11 +178,10 @@ func runServe(ctx context.Context, stopSignals func(), cmd *cobra.Command, f ser
 // broker starts, so that the error names the file line or flag that set it.
 func validateProperties(ps []property) error {
 	for _, p := range ps {
-		cp, ok := config.Lookup(p.name)
-		if !ok {
-			return fmt.Errorf("%s: unknown property %q (idem serve --help-properties lists them)", p.source, p.name)
-		}
-		if err := cp.Validate(p.value); err != nil {
+		if err := config.ValidateProperty(p.name, p.value); err != nil {
+			if errors.Is(err, config.ErrUnknown) {
+				return fmt.Errorf("%s: %w (idem serve --help-properties lists them)", p.source, err)
+			}
 			return fmt.Errorf("%s: %w", p.source, err)
 		}
 	}
@@ -196,7 +194,7 @@ func validateProperties(ps []property) error {
 // line is the most specific setting and wins.
 func resolveAddrs(cmd *cobra.Command, f serveFlags, ps []property) serveFlags {
 	for _, p := range ps {
-		v := strings.TrimPrefix(p.value, "PLAINTEXT://")
+		v := p.value // NAME://host:port lists pass through whole
 		switch {
 		case p.name == "log.dirs" && !cmd.Flags().Changed("data-dir"):
 			f.dataDir = p.value

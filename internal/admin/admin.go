@@ -1,10 +1,15 @@
 // Package admin is the broker's operator HTTP endpoint: /healthz for liveness
 // probes and /metrics for Prometheus, served from the broker's own registry.
 // The /v1 admin API and the console come later.
+//
+// When the broker's security is configured the server speaks TLS and asks
+// for HTTP Basic authentication with the broker's own users (their SCRAM
+// credentials); /healthz stays open so that probes need no secret.
 package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -47,6 +52,12 @@ type Config struct {
 	// Health reports the broker's state for /healthz.
 	Health func() Health
 	Logger *slog.Logger
+	// TLS, if set, makes the server speak HTTPS only.
+	TLS *tls.Config
+	// Authenticate, if set, is required of every request but /healthz:
+	// HTTP Basic credentials, answered by whether they are a user's and
+	// that user may read the broker's state.
+	Authenticate func(user, password string) bool
 }
 
 // Start listens on cfg.Addr and serves until Close.
@@ -79,9 +90,16 @@ func Start(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	var handler http.Handler = mux
+	if cfg.Authenticate != nil {
+		handler = requireAuth(mux, cfg.Authenticate)
+	}
+	if cfg.TLS != nil {
+		ln = tls.NewListener(ln, cfg.TLS)
+	}
 	s := &Server{
 		srv: &http.Server{
-			Handler:           mux,
+			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,
 			ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 		},
@@ -95,6 +113,23 @@ func Start(cfg Config) (*Server, error) {
 		}
 	}()
 	return s, nil
+}
+
+// requireAuth asks every request but /healthz for Basic credentials.
+func requireAuth(next http.Handler, check func(user, password string) bool) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/healthz" {
+			next.ServeHTTP(w, r)
+			return
+		}
+		user, pass, ok := r.BasicAuth()
+		if !ok || !check(user, pass) {
+			w.Header().Set("WWW-Authenticate", `Basic realm="idem", charset="UTF-8"`)
+			http.Error(w, "authentication required: use a broker user's name and password", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
 }
 
 // Addr is the bound host:port.

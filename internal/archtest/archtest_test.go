@@ -57,21 +57,26 @@ var (
 // package: internal/lab and internal/benchmark appear only in cmd/idem's
 // row, internal/verify only in the lab's and the test kits'.
 var layers = []layer{
-	// `idem storage` works on a stopped broker's files, so it reaches the
-	// storage packages directly; everything else goes through broker.
-	{pkg: "cmd/idem", may: []string{"broker", "internal/config", "internal/lab", "internal/benchmark", "internal/topics", "internal/logstore",
+	// `idem storage` works on a stopped broker's files and `idem user create
+	// --data-dir` writes the first administrator into a stopped broker's
+	// security store, so they reach those packages directly; everything
+	// else goes through broker.
+	{pkg: "cmd/idem", may: []string{"broker", "internal/config", "internal/lab", "internal/benchmark", "internal/topics", "internal/logstore", "internal/security",
 		"webhook", "webhook/sqlitestore", "webhook/pgstore", "webhook/webhookprom"}},
 	{pkg: "examples/...", may: append([]string{"broker", "broker/brokertest"}, toolkit...)},
 
 	// The broker, as an embedding program links it.
-	{pkg: "broker", broker: true, may: concat([]string{"internal/brokerhook", "internal/admin", "internal/kafka", "internal/kafka/api"},
+	{pkg: "broker", broker: true, may: concat([]string{"internal/brokerhook", "internal/admin", "internal/kafka", "internal/kafka/api", "internal/security"},
 		coordinators, []string{"internal/statelog", "internal/topics", "internal/partition", "internal/logstore", "internal/catalog", "internal/config"})},
 	{pkg: "broker/brokertest", broker: true, may: []string{"broker"}},
 	{pkg: "internal/brokerhook", broker: true, may: []string{"internal/logstore"}},
 	{pkg: "internal/admin", broker: true},
-	{pkg: "internal/kafka", broker: true, may: []string{"internal/kafka/api"}},
+	{pkg: "internal/kafka", broker: true, may: []string{"internal/kafka/api", "internal/security"}},
 	{pkg: "internal/kafka/api", broker: true, kerr: true, may: concat(coordinators,
-		[]string{"internal/statelog", "internal/topics", "internal/partition", "internal/logstore", "internal/catalog", "internal/config"})},
+		[]string{"internal/security", "internal/statelog", "internal/topics", "internal/partition", "internal/logstore", "internal/catalog", "internal/config"})},
+	// Who a client is and what it may do: used by the wire server and the
+	// API layer, keeps users, ACLs and quotas in a statelog.
+	{pkg: "internal/security", broker: true, may: []string{"internal/statelog", "internal/logstore", "internal/config"}},
 	{pkg: "internal/group", broker: true, may: []string{"internal/statelog", "internal/topics", "internal/logstore", "internal/config"}},
 	{pkg: "internal/txn", broker: true, may: []string{"internal/statelog", "internal/topics", "internal/logstore", "internal/config"}},
 	{pkg: "internal/share", broker: true, may: []string{"internal/statelog", "internal/topics", "internal/logstore", "internal/config"}},

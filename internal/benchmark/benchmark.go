@@ -41,6 +41,13 @@ type Config struct {
 	ShareMaxLocks int
 	// Progress, when set, receives a one-line progress report per second.
 	Progress io.Writer
+	// ClientOpts are added to every client: how to connect (TLS, SASL).
+	ClientOpts []kgo.Opt
+}
+
+// newClient is kgo.NewClient with the connection options every client gets.
+func (cfg Config) newClient(opts ...kgo.Opt) (*kgo.Client, error) {
+	return kgo.NewClient(append(opts, cfg.ClientOpts...)...)
 }
 
 // Throughput is one produce or consume run.
@@ -132,7 +139,7 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 }
 
 func createTopic(ctx context.Context, cfg Config, topic string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := cfg.newClient(kgo.SeedBrokers(cfg.Brokers...))
 	if err != nil {
 		return err
 	}
@@ -179,7 +186,7 @@ func produce(ctx context.Context, cfg Config, topic string, size, n int, acks kg
 	if acks != kgo.AllISRAcks() {
 		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
-	cl, err := kgo.NewClient(opts...)
+	cl, err := cfg.newClient(opts...)
 	if err != nil {
 		return Throughput{}, err
 	}
@@ -214,7 +221,7 @@ func produce(ctx context.Context, cfg Config, topic string, size, n int, acks kg
 }
 
 func consume(ctx context.Context, cfg Config, topic string, n int) (Throughput, error) {
-	cl, err := kgo.NewClient(
+	cl, err := cfg.newClient(
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -255,7 +262,7 @@ func throughput(n int, bytes int64, d time.Duration) Throughput {
 // latency produces at a fixed rate with acks=all and measures, per record,
 // the time from handing it to the producer to receiving it in a consumer.
 func latency(ctx context.Context, cfg Config, topic string, rate int) (Latency, error) {
-	cons, err := kgo.NewClient(
+	cons, err := cfg.newClient(
 		kgo.SeedBrokers(cfg.Brokers...),
 		kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -265,7 +272,7 @@ func latency(ctx context.Context, cfg Config, topic string, rate int) (Latency, 
 		return Latency{}, err
 	}
 	defer cons.Close()
-	prod, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+	prod, err := cfg.newClient(kgo.SeedBrokers(cfg.Brokers...), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
 	if err != nil {
 		return Latency{}, err
 	}

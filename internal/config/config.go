@@ -101,10 +101,73 @@ var registry = []*Property{
 		Doc: "The id this broker advertises in Metadata and FindCoordinator."},
 	{Name: "log.dirs", Type: String, Default: "./idem-data",
 		Doc: "Directory that holds all data: topic partitions, consumer offsets, producer ids and the topic catalog. Only one directory is supported."},
-	{Name: "listeners", Type: String, Default: "127.0.0.1:9092", check: checkListener,
-		Doc: "host:port (or PLAINTEXT://host:port) the Kafka listener binds to."},
-	{Name: "advertised.listeners", Type: String, Default: "", check: checkAdvertised,
-		Doc: "host:port (or PLAINTEXT://host:port) that clients are told to connect to; empty means the bound listener address (with 0.0.0.0 replaced by 127.0.0.1)."},
+	{Name: "listeners", Type: List, Default: "127.0.0.1:9092", check: checkListeners,
+		Doc: "Comma-separated NAME://host:port listeners (e.g. PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093); a bare host:port is PLAINTEXT. Each name's security protocol comes from listener.security.protocol.map. A listener without authentication on a non-loopback address refuses to start unless idem.listeners.allow.unauthenticated=true."},
+	{Name: "advertised.listeners", Type: List, Default: "", check: checkAdvertised,
+		Doc: "Comma-separated NAME://host:port that clients of each listener are told to connect to (a bare host:port applies to the first listener); a listener without one advertises its bound address (with 0.0.0.0 replaced by 127.0.0.1)."},
+	{Name: "listener.security.protocol.map", Type: List, Default: "PLAINTEXT:PLAINTEXT,SSL:SSL,SASL_PLAINTEXT:SASL_PLAINTEXT,SASL_SSL:SASL_SSL", check: checkProtocolMap,
+		Doc: "Comma-separated NAME:PROTOCOL pairs giving each listener name its security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."},
+	{Name: "idem.listeners.allow.unauthenticated", Type: Bool, Default: "false",
+		Doc: "Let a listener without authentication (PLAINTEXT, or SSL without ssl.client.auth=required) bind a non-loopback address. Off by default so that a broker is never exposed by accident; turn it on only when the network itself keeps strangers out."},
+
+	{Name: "idem.admin.security", Type: String, Default: "auto", Enum: []string{"auto", "none"},
+		Doc: "auto: when security is configured (a listener other than PLAINTEXT, or an authorizer) the admin HTTP server speaks HTTPS with the listeners' certificate (if they have one) and asks for HTTP Basic authentication with the broker's users, who need DESCRIBE on the cluster under an authorizer; /healthz stays open. none: plain and open, whatever the listeners."},
+
+	// TLS (SSL and SASL_SSL listeners), by Kafka's names; PEM only.
+	{Name: "ssl.keystore.type", Type: String, Default: "PEM", Enum: []string{"PEM"},
+		Doc: "Format of the keystore: only PEM (convert a JKS or PKCS12 store with keytool and openssl)."},
+	{Name: "ssl.keystore.location", Type: String, Default: "",
+		Doc: "PEM file holding the listener's private key and certificate chain; reread when it changes, so certificates rotate without a restart."},
+	{Name: "ssl.keystore.certificate.chain", Type: String, Default: "",
+		Doc: "The certificate chain in PEM, inline (instead of ssl.keystore.location)."},
+	{Name: "ssl.keystore.key", Type: String, Default: "",
+		Doc: "The private key in PEM, inline (instead of ssl.keystore.location); encrypted keys need ssl.key.password."},
+	{Name: "ssl.key.password", Type: String, Default: "",
+		Doc: "Password of an encrypted PKCS#8 private key in the keystore (PBES2 with PBKDF2 and AES-CBC, as openssl pkcs8 -topk8 -v2 aes-256-cbc writes)."},
+	{Name: "ssl.truststore.type", Type: String, Default: "PEM", Enum: []string{"PEM"},
+		Doc: "Format of the truststore: only PEM."},
+	{Name: "ssl.truststore.location", Type: String, Default: "",
+		Doc: "PEM file of the CA certificates that client certificates must chain to (mTLS); reread when it changes."},
+	{Name: "ssl.truststore.certificates", Type: String, Default: "",
+		Doc: "The truststore's CA certificates in PEM, inline."},
+	{Name: "ssl.client.auth", Type: String, Default: "none", Enum: []string{"none", "requested", "required"},
+		Doc: "Whether SSL listeners ask for a client certificate: none, requested (verified if given) or required (mTLS). The principal of a client certificate comes from its subject through ssl.principal.mapping.rules."},
+	{Name: "ssl.enabled.protocols", Type: List, Default: "TLSv1.2,TLSv1.3", Enum: []string{"TLSv1.2", "TLSv1.3"},
+		Doc: "TLS versions served; older ones are never offered."},
+	{Name: "ssl.principal.mapping.rules", Type: String, Default: "DEFAULT",
+		Doc: "How a client certificate's subject becomes a user name: RULE:pattern/replacement/[LU] rules and DEFAULT (the whole distinguished name), tried in order."},
+
+	// SASL.
+	{Name: "sasl.enabled.mechanisms", Type: List, Default: "SCRAM-SHA-256,SCRAM-SHA-512,PLAIN", Enum: []string{"PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER"},
+		Doc: "SASL mechanisms SASL listeners offer. PLAIN logins are checked against the SCRAM credentials (idem user create); use PLAIN only over SASL_SSL. OAUTHBEARER needs sasl.oauthbearer.jwks.endpoint.url (or the development-only unsecured mode)."},
+	{Name: "sasl.server.max.receive.size", Type: Int, Default: "524288", Min: 524288, Max: 524288,
+		Doc: "Largest frame accepted before authentication (fixed)."},
+	{Name: "connections.max.reauth.ms", Type: Long, Default: "0", Min: 0, Max: math.MaxInt64,
+		Doc: "When positive, a SASL session lasts at most this long (or until its OAuth token expires, if sooner): clients are told the lifetime and must re-authenticate on the connection (KIP-368), else it is closed at their next request."},
+	{Name: "sasl.oauthbearer.jwks.endpoint.url", Type: String, Default: "",
+		Doc: "Where OAUTHBEARER's token signing keys are: a JWKS file path (file:///path or /path, reread when it changes) or an http(s) URL (refreshed in the background)."},
+	{Name: "sasl.oauthbearer.expected.issuer", Type: String, Default: "",
+		Doc: "If set, an OAuth token's iss claim must equal it."},
+	{Name: "sasl.oauthbearer.expected.audience", Type: List, Default: "",
+		Doc: "If set, an OAuth token's aud claim must contain one of these."},
+	{Name: "sasl.oauthbearer.sub.claim.name", Type: String, Default: "sub",
+		Doc: "The OAuth token claim that names the principal."},
+	{Name: "sasl.oauthbearer.clock.skew.seconds", Type: Int, Default: "30", Min: 0, Max: 3600,
+		Doc: "Clock difference tolerated on an OAuth token's exp, nbf and iat."},
+	{Name: "idem.sasl.oauthbearer.unsecured.jwt.enable", Type: Bool, Default: "false",
+		Doc: "Accept unsigned (alg none) OAuth tokens, as Kafka's default development validator does: anyone can then be anyone. For development only."},
+
+	// Authorization and quotas.
+	{Name: "authorizer.class.name", Type: String, Default: "", check: checkAuthorizer,
+		Doc: "Empty: no authorizer (every authenticated client may do everything; the ACL APIs answer SECURITY_DISABLED). Set it to idem, or to Kafka's org.apache.kafka.metadata.authorizer.StandardAuthorizer or kafka.security.authorizer.AclAuthorizer, to check every request against the ACLs."},
+	{Name: "super.users", Type: String, Default: "",
+		Doc: "Semicolon-separated principals (User:admin;User:ops) that every ACL check lets through."},
+	{Name: "allow.everyone.if.no.acl.found", Type: Bool, Default: "false",
+		Doc: "Let everyone do anything on a resource that no ACL names. Off: a resource without ACLs is closed to all but super.users."},
+	{Name: "quota.window.num", Type: Int, Default: "11", Min: 2, Max: 100,
+		Doc: "Windows over which client quota rates are measured."},
+	{Name: "quota.window.size.seconds", Type: Int, Default: "1", Min: 1, Max: 3600,
+		Doc: "Length of one quota window."},
 	{Name: "socket.request.max.bytes", Type: Int, Default: "104857600", Min: 1024, Max: maxInt32,
 		Doc: "Largest request frame accepted; a larger size prefix closes the connection."},
 	{Name: "fetch.max.bytes", Type: Int, Default: "57671680", Min: 1024, Max: maxInt32, Dynamic: true,
@@ -463,11 +526,7 @@ func (c *Config) ValueSource(name string) (string, Source) {
 
 // Set validates and stores one property.
 func (c *Config) Set(name, value string) error {
-	p, ok := byName[name]
-	if !ok {
-		return fmt.Errorf("%w %q (see `idem serve --help-properties` for the list)", ErrUnknown, name)
-	}
-	if err := p.Validate(value); err != nil {
+	if err := ValidateProperty(name, value); err != nil {
 		return err
 	}
 	c.mu.Lock()
@@ -637,18 +696,15 @@ func ParseProperties(r io.Reader) ([][2]string, error) {
 	return out, sc.Err()
 }
 
-// HostPort parses a listener value: host:port, optionally prefixed by
-// PLAINTEXT:// (the only security protocol supported).
+// HostPort parses one listener address: host:port, optionally prefixed by
+// NAME:// (the name is dropped; see ParseListeners).
 func HostPort(v string) (host string, port int, err error) {
 	v = strings.TrimSpace(v)
 	if i := strings.Index(v, "://"); i >= 0 {
-		if proto := v[:i]; !strings.EqualFold(proto, "PLAINTEXT") {
-			return "", 0, fmt.Errorf("listener protocol %q is not supported (only PLAINTEXT)", proto)
-		}
 		v = v[i+3:]
 	}
 	if strings.Contains(v, ",") {
-		return "", 0, errors.New("only one listener is supported")
+		return "", 0, errors.New("one address expected, not a list")
 	}
 	h, p, err := net.SplitHostPort(v)
 	if err != nil {
@@ -672,24 +728,26 @@ func checkRatio(lo, hi float64) func(string) error {
 	}
 }
 
-func checkListener(v string) error {
-	_, _, err := HostPort(v)
+func checkListeners(v string) error {
+	ls, err := parseListenerList(v)
+	if err == nil && len(ls) == 0 {
+		err = errors.New("at least one listener is needed")
+	}
 	return err
 }
 
 func checkAdvertised(v string) error {
-	if v == "" {
-		return nil
-	}
-	h, p, err := HostPort(v)
+	ls, err := parseListenerList(v)
 	if err != nil {
 		return err
 	}
-	if h == "" || h == "0.0.0.0" || h == "::" {
-		return errors.New("an advertised host must be reachable by clients (not empty or a wildcard)")
-	}
-	if p == 0 {
-		return errors.New("an advertised port cannot be 0")
+	for _, l := range ls {
+		if l.Host == "" || l.Host == "0.0.0.0" || l.Host == "::" {
+			return errors.New("an advertised host must be reachable by clients (not empty or a wildcard)")
+		}
+		if l.Port == 0 {
+			return errors.New("an advertised port cannot be 0")
+		}
 	}
 	return nil
 }

@@ -35,7 +35,13 @@ func TestDefaultsAndSet(t *testing.T) {
 		{"log.cleaner.min.cleanable.ratio", "1.5"},
 		{"log.cleaner.io.buffer.load.factor", "most"},
 		{"advertised.listeners", "0.0.0.0:9092"},
-		{"listeners", "SSL://host:1"},
+		{"listeners", "host"},
+		{"listeners", "PLAINTEXT://a:1,PLAINTEXT://b:2"},
+		{"listeners", "BAD NAME://a:1"},
+		{"listener.security.protocol.map", "CLIENT:TLS"},
+		{"ssl.enabled.protocols", "TLSv1.1"},
+		{"sasl.enabled.mechanisms", "GSSAPI"},
+		{"authorizer.class.name", "com.example.Mine"},
 	} {
 		err := c.Set(tc.name, tc.value)
 		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.name) {
@@ -147,5 +153,39 @@ func TestGroupPropertiesAndDynamic(t *testing.T) {
 	}
 	if err := c.Set("errors.deadletterqueue.group.enable", "true"); !errors.Is(err, ErrUnknown) {
 		t.Fatal(err)
+	}
+}
+
+func TestListeners(t *testing.T) {
+	c := New()
+	for _, kv := range [][2]string{
+		{"listeners", "PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093,CLIENT://:9094"},
+		{"listener.security.protocol.map", "PLAINTEXT:PLAINTEXT,SASL_SSL:SASL_SSL,CLIENT:SSL"},
+		{"advertised.listeners", "SASL_SSL://broker.example.com:9093"},
+	} {
+		if err := c.Set(kv[0], kv[1]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ls, err := c.Listeners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ls) != 3 || ls[1].Protocol != SASLSSL || !ls[1].TLS() || !ls[1].SASL() || ls[1].AdvertisedHost != "broker.example.com" ||
+		ls[2].Protocol != SSL || ls[2].Host != "" || ls[0].AdvertisedHost != "" {
+		t.Fatalf("%+v", ls)
+	}
+	if !c.Unauthenticated(ls[2]) || c.Unauthenticated(ls[1]) {
+		t.Error("SSL without required client certificates is unauthenticated; SASL_SSL is not")
+	}
+	// A name the protocol map does not know is refused, with the fix.
+	c.Set("listeners", "INTERNAL://127.0.0.1:9092")
+	if _, err := c.Listeners(); err == nil || !strings.Contains(err.Error(), "listener.security.protocol.map") {
+		t.Errorf("unmapped listener: %v", err)
+	}
+	c.Set("listeners", "127.0.0.1:9092")
+	c.Set("advertised.listeners", "OTHER://h:1")
+	if _, err := c.Listeners(); err == nil {
+		t.Error("an advertised listener that is not a listener was accepted")
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/kafka/api"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 const (
@@ -48,10 +49,21 @@ const (
 
 // conn is one client connection: a reader (the serve goroutine) and a writer.
 type conn struct {
-	s    *Server
-	nc   net.Conn
-	log  *slog.Logger
-	info api.Conn
+	s  *Server
+	nc net.Conn // the socket: deadlines and Close from any goroutine
+	// rw is what the reader and writer use: nc, or the TLS connection over
+	// it once the handshake is done (before either starts).
+	rw       net.Conn
+	listener *Listener
+	log      *slog.Logger
+	info     api.Conn
+	// mutedUntil (Unix nanoseconds) is when the reader may read again
+	// after a quota throttle (KIP-219: the response goes out at once with
+	// its ThrottleMillis, then the channel is muted).
+	mutedUntil atomic.Int64
+	// connDelay is the connection_creation_rate throttle of this
+	// connection: it is closed after waiting that long.
+	connDelay time.Duration
 
 	ctx    context.Context // cancelled when the connection dies; aborts Deferred waits
 	cancel context.CancelFunc
@@ -69,18 +81,28 @@ type pending struct {
 	resp     kmsg.Response
 	deferred *api.Deferred
 	raw      []byte // a pre-encoded body (the v0 ApiVersions fallback); resp is nil then
-	start    time.Time
-	lose     bool // injected fault: close the connection instead of writing this response
+	// bare: raw is a bare SASL token (after a v0 SaslHandshake), written
+	// with a size prefix and no correlation id.
+	bare  bool
+	start time.Time
+	lose  bool // injected fault: close the connection instead of writing this response
+	// user and clientID name the quota entity (captured by the reader;
+	// the writer must not read conn.info).
+	user, clientID string
 }
 
-func newConn(s *Server, nc net.Conn) *conn {
+func newConn(s *Server, nc net.Conn, l *Listener) *conn {
 	id := s.nextID.Add(1)
 	ctx, cancel := context.WithCancel(s.ctx)
 	remote := addrString(nc.RemoteAddr())
 	return &conn{
-		s: s, nc: nc,
-		log:        s.log.With("conn", id, "remote", remote),
-		info:       api.Conn{ID: id, RemoteAddr: remote},
+		s: s, nc: nc, rw: nc, listener: l,
+		log: s.log.With("conn", id, "remote", remote),
+		info: api.Conn{
+			ID: id, RemoteAddr: remote, Principal: security.Anonymous, Host: hostOf(nc.RemoteAddr()),
+			Listener: l.Name, AdvertisedHost: l.AdvertisedHost, AdvertisedPort: l.AdvertisedPort,
+			SASL: l.newSASLState(),
+		},
 		ctx:        ctx,
 		cancel:     cancel,
 		queue:      make(chan *pending, queueDepth),
@@ -98,9 +120,30 @@ func (c *conn) stopReading() {
 // serve runs the reader on the calling goroutine and the writer on a second one,
 // and returns once both have finished and the socket is closed.
 func (c *conn) serve() {
+	if c.connDelay > 0 {
+		// Over connection_creation_rate: Kafka holds such a connection for
+		// the throttle time, then closes it.
+		select {
+		case <-time.After(c.connDelay):
+		case <-c.ctx.Done():
+		}
+		c.cancel()
+		c.nc.Close()
+		c.log.Debug("connection closed: connection_creation_rate quota", "throttled", c.connDelay)
+		return
+	}
+	if err := c.secure(); err != nil {
+		c.cancel()
+		c.nc.Close()
+		c.s.cfg.Metrics.refused("tls")
+		if ok, suppressed := c.s.closedBy.allow(); ok {
+			c.log.Info("closing connection", "err", err, "similar_closes_not_logged", suppressed)
+		}
+		return
+	}
 	go c.writeLoop()
 	err := c.readLoop()
-	if !c.stopped.Load() {
+	if !c.stopped.Load() && !errors.Is(err, errClosedAfterResponse) {
 		// The client is gone or broke the protocol: abort pending long-polls
 		// and fsync waits instead of holding the writer until they time out.
 		// On a graceful shutdown (stopped) in-flight responses still finish.
@@ -113,6 +156,8 @@ func (c *conn) serve() {
 	switch {
 	case err == nil || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.stopped.Load():
 		c.log.Debug("connection closed")
+	case errors.Is(err, errClosedAfterResponse):
+		c.log.Debug("connection closed after its response", "principal", c.info.Principal)
 	case errors.Is(err, os.ErrDeadlineExceeded):
 		c.log.Debug("closing idle connection")
 	default:
@@ -127,12 +172,25 @@ func (c *conn) serve() {
 const readBufferSize = 4 << 10
 
 func (c *conn) readLoop() error {
-	br := bufio.NewReaderSize(c.nc, readBufferSize)
+	br := bufio.NewReaderSize(c.rw, readBufferSize)
 	var sizeBuf [4]byte
 	for {
+		if err := c.waitMuted(); err != nil {
+			return err
+		}
 		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
 		if c.stopped.Load() {
 			return nil
+		}
+		if s := c.info.SASL; s != nil && s.RawTokens {
+			p, err := c.rawToken(br)
+			if err != nil {
+				return err
+			}
+			if err := c.enqueue(p); err != nil {
+				return err
+			}
+			continue
 		}
 		if _, err := io.ReadFull(br, sizeBuf[:]); err != nil {
 			if errors.Is(err, io.ErrUnexpectedEOF) {
@@ -145,7 +203,7 @@ func (c *conn) readLoop() error {
 		if err != nil {
 			return err
 		}
-		frame, err := readFrame(br, size, c.s.cfg.MaxRequestBytes)
+		frame, err := readFrame(br, size, c.frameLimit())
 		if err != nil {
 			c.s.releaseRequestBudget(held)
 			return err
@@ -158,11 +216,22 @@ func (c *conn) readLoop() error {
 		if p == nil {
 			continue // acks=0: no response
 		}
-		select {
-		case c.queue <- p:
-		case <-c.writerDone:
-			return errors.New("writer stopped")
+		if err := c.enqueue(p); err != nil {
+			return err
 		}
+		if c.info.CloseAfterResponse {
+			return errClosedAfterResponse
+		}
+	}
+}
+
+// enqueue hands p to the writer.
+func (c *conn) enqueue(p *pending) error {
+	select {
+	case c.queue <- p:
+		return nil
+	case <-c.writerDone:
+		return errors.New("writer stopped")
 	}
 }
 
@@ -229,6 +298,9 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 	if !ok {
 		return nil, fmt.Errorf("unsupported api key %d (version %d)", key, version)
 	}
+	if err := c.admitRequest(key); err != nil {
+		return nil, err
+	}
 	if key == 18 && version > maxV {
 		// KIP-511: a client newer than us sends ApiVersions at a version we cannot
 		// parse; answer in the v0 layout with UNSUPPORTED_VERSION and our table so
@@ -287,10 +359,12 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 	if fault.Drop {
 		return nil, fmt.Errorf("injected fault: dropping %s", kmsg.NameForKey(key))
 	}
+	handled := time.Now()
 	resp, err := c.call(h, req)
 	if err != nil {
 		return nil, fmt.Errorf("%s v%d: %w", kmsg.NameForKey(key), version, err)
 	}
+	c.throttleRequest(key, len(frame), time.Since(handled), resp)
 	if fault.LoseResponse {
 		if resp == nil {
 			return nil, fmt.Errorf("injected fault: closing after %s", kmsg.NameForKey(key))
@@ -305,7 +379,7 @@ func (c *conn) handle(frame []byte) (*pending, error) {
 		c.s.cfg.Metrics.observe(key, time.Since(start))
 		return nil, nil
 	}
-	p := &pending{corr: corr, key: key, version: version, resp: resp, start: start}
+	p := &pending{corr: corr, key: key, version: version, resp: resp, start: start, user: c.quotaUser(), clientID: c.info.ClientID}
 	if d, ok := resp.(*api.Deferred); ok {
 		if d.Response == nil || d.Wait == nil {
 			return nil, fmt.Errorf("%s: handler returned an incomplete Deferred", kmsg.NameForKey(key))
@@ -351,7 +425,7 @@ func (c *conn) writeLoop() {
 		// A client that does not read what it asked for for a minute is
 		// gone or hostile; its queued answers must not hold memory longer.
 		c.nc.SetWriteDeadline(time.Now().Add(min(c.s.cfg.IdleTimeout, writeTimeout)))
-		_, err := c.nc.Write(out)
+		_, err := c.rw.Write(out)
 		if cap(out) > 64<<10 {
 			out = nil // do not pin one huge fetch response's buffer
 		} else {
@@ -373,7 +447,11 @@ func (c *conn) writeLoop() {
 			fail(fmt.Errorf("injected fault: %s response lost", kmsg.NameForKey(p.key)))
 			return
 		}
+		at := len(out)
 		out = encodeResponse(out, p)
+		if p.key == 1 {
+			c.throttleFetch(out[at:], p)
+		}
 		c.s.cfg.Metrics.observe(p.key, time.Since(p.start))
 		if len(c.queue) == 0 || len(out) >= 1<<20 {
 			err := flush()
@@ -396,6 +474,11 @@ func (c *conn) writeLoop() {
 func encodeResponse(dst []byte, p *pending) []byte {
 	at := len(dst)
 	dst = append(dst, 0, 0, 0, 0)
+	if p.bare {
+		dst = append(dst, p.raw...)
+		binary.BigEndian.PutUint32(dst[at:], uint32(len(dst)-at-4))
+		return dst
+	}
 	dst = kbin.AppendInt32(dst, p.corr)
 	if p.raw != nil {
 		dst = append(dst, p.raw...)

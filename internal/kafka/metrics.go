@@ -18,6 +18,7 @@ type Metrics struct {
 	byKey   [256]prometheus.Observer // resolved once per key: no label lookups per request
 	refusal *prometheus.CounterVec
 	waits   *prometheus.CounterVec
+	muted   prometheus.Counter
 }
 
 // NewMetrics registers the server's collectors on reg.
@@ -31,13 +32,17 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	m.refusal = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "idem_kafka_connections_refused_total",
-		Help: "Connections closed at accept because a limit was reached, by limit (max.connections, max.connections.per.ip).",
+		Help: "Connections closed at accept because a limit was reached, by limit (max.connections, max.connections.per.ip), or because their TLS handshake failed (tls).",
 	}, []string{"limit"})
 	m.waits = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "idem_kafka_memory_waits_total",
 		Help: "Times a connection's reader waited for memory budget instead of allocating: queued.max.request.bytes (request) or the per-connection response bound (response).",
 	}, []string{"budget"})
-	reg.MustRegister(m.latency, m.refusal, m.waits)
+	m.muted = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "idem_kafka_throttled_total",
+		Help: "Times a connection was muted because its client exceeded a quota (producer_byte_rate, consumer_byte_rate, request_percentage).",
+	})
+	reg.MustRegister(m.latency, m.refusal, m.waits, m.muted)
 	// Only served keys get series: a request for any other key closes the
 	// connection before it is observed.
 	for _, v := range api.Versions() {
@@ -59,6 +64,12 @@ func (m *Metrics) refused(limit string) {
 func (m *Metrics) waited(budget string) {
 	if m != nil {
 		m.waits.WithLabelValues(budget).Inc()
+	}
+}
+
+func (m *Metrics) throttled() {
+	if m != nil {
+		m.muted.Inc()
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/idem-dev/idem/internal/kafka/api"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 // Config configures a Server.
@@ -53,6 +54,8 @@ type Config struct {
 	// instead of allocating; Fetch answers take it for the records they
 	// read (see api.Env.Memory). nil means no limit.
 	Budget *Budget
+	// Throttler enforces client quotas (nil: none).
+	Throttler *security.Throttler
 }
 
 // Server serves the Kafka protocol on listeners given to Serve.
@@ -65,12 +68,12 @@ type Server struct {
 	cancel context.CancelFunc
 
 	mu        sync.Mutex
-	closing   bool                  // mu guards closing, listeners, conns
-	listeners map[net.Listener]bool // mu guards
-	conns     map[*conn]bool        // mu guards
-	wg        sync.WaitGroup        // accept loops and connection goroutines
-	closed    chan struct{}         // closed when Close starts; long-polls return early
-	large     chan struct{}         // slots for decoding large non-produce frames
+	closing   bool                       // mu guards closing, listeners, conns
+	listeners map[net.Listener]*Listener // mu guards
+	conns     map[*conn]bool             // mu guards
+	wg        sync.WaitGroup             // accept loops and connection goroutines
+	closed    chan struct{}              // closed when Close starts; long-polls return early
+	large     chan struct{}              // slots for decoding large non-produce frames
 
 	faultMu sync.Mutex                 // serialises SetFault
 	faults  atomic.Pointer[faultTable] // copy-on-write; read per request without locking
@@ -98,7 +101,7 @@ func NewServer(cfg Config) *Server {
 	ctx, cancel := context.WithCancel(context.Background())
 	s := &Server{
 		cfg: cfg, log: cfg.Logger, ctx: ctx, cancel: cancel,
-		listeners: map[net.Listener]bool{},
+		listeners: map[net.Listener]*Listener{},
 		conns:     map[*conn]bool{},
 		closed:    make(chan struct{}),
 		large:     make(chan struct{}, maxLargeFrames),
@@ -154,27 +157,34 @@ func (s *Server) Closing() <-chan struct{} { return s.closed }
 // ErrServerClosed is returned by Serve after Close.
 var ErrServerClosed = errors.New("kafka: server closed")
 
-// Serve accepts connections on ln until Close; it owns ln and closes it.
-// It runs the accept loop on a goroutine tracked by the server and returns
-// immediately.
-func (s *Server) Serve(ln net.Listener) error {
+// plaintext is the listener of Serve: no TLS, no SASL.
+var plaintext = &Listener{Name: "PLAINTEXT"}
+
+// Serve accepts plaintext connections on ln until Close; it owns ln and
+// closes it. It runs the accept loop on a goroutine tracked by the server
+// and returns immediately.
+func (s *Server) Serve(ln net.Listener) error { return s.ServeListener(ln, plaintext) }
+
+// ServeListener is Serve for a listener with its own security (TLS, SASL)
+// and advertised address.
+func (s *Server) ServeListener(ln net.Listener, l *Listener) error {
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()
 		ln.Close()
 		return ErrServerClosed
 	}
-	s.listeners[ln] = true
+	s.listeners[ln] = l
 	s.wg.Add(1)
 	s.mu.Unlock()
 	go func() {
 		defer s.wg.Done()
-		s.acceptLoop(ln)
+		s.acceptLoop(ln, l)
 	}()
 	return nil
 }
 
-func (s *Server) acceptLoop(ln net.Listener) {
+func (s *Server) acceptLoop(ln net.Listener, l *Listener) {
 	var backoff time.Duration
 	for {
 		nc, err := ln.Accept()
@@ -208,7 +218,7 @@ func (s *Server) acceptLoop(ln net.Listener) {
 		if tc, ok := nc.(*net.TCPConn); ok {
 			tc.SetNoDelay(true)
 		}
-		if !s.serveConn(nc, func() { s.release(ip) }) {
+		if !s.serveConn(nc, l, s.cfg.Throttler.ConnectionDelay(ip), func() { s.release(ip) }) {
 			return
 		}
 	}
@@ -216,11 +226,14 @@ func (s *Server) acceptLoop(ln net.Listener) {
 
 // ServeConn serves one already-accepted connection (tests pass one end of a
 // net.Pipe). It returns false, closing nc, if the server is closing.
-func (s *Server) ServeConn(nc net.Conn) bool { return s.serveConn(nc, func() {}) }
+func (s *Server) ServeConn(nc net.Conn) bool { return s.serveConn(nc, plaintext, 0, func() {}) }
 
-// serveConn serves nc and calls done when the connection has ended.
-func (s *Server) serveConn(nc net.Conn, done func()) bool {
-	c := newConn(s, nc)
+// serveConn serves nc on listener l and calls done when the connection has
+// ended; delay > 0 holds it that long and closes it (over
+// connection_creation_rate).
+func (s *Server) serveConn(nc net.Conn, l *Listener, delay time.Duration, done func()) bool {
+	c := newConn(s, nc, l)
+	c.connDelay = delay
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

@@ -60,6 +60,7 @@ import (
 
 	"github.com/idem-dev/idem/internal/partition"
 	"github.com/idem-dev/idem/internal/txn"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(0, 0, 12, handleProduce) }
@@ -71,19 +72,24 @@ type durableWait struct {
 	rp  *kmsg.ProduceResponseTopicPartition
 }
 
-func handleProduce(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleProduce(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
 	version := req.GetVersion()
 
 	acksOK := req.Acks == 0 || req.Acks == 1 || req.Acks == -1
+	txnAllowed := req.TransactionID == nil || allowedTxnID(env, conn, security.OpWrite, *req.TransactionID)
 	var notAdded map[txn.TopicPartition]error
-	if acksOK && version >= 12 && req.TransactionID != nil && env.Txn != nil {
-		notAdded = addImplicitly(ctx, env, *req.TransactionID, req.Topics)
+	if txnAllowed && acksOK && version >= 12 && req.TransactionID != nil && env.Txn != nil {
+		// Only the topics the principal may write join the transaction.
+		notAdded = addImplicitly(ctx, env, *req.TransactionID, req.Topics, func(topic string) bool {
+			return allowedTopic(env, conn, security.OpWrite, topic)
+		})
 	}
 	failed := false
 	var waits []durableWait
 	for _, rt := range req.Topics {
+		topicAllowed := allowedTopic(env, conn, security.OpWrite, rt.Topic)
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, 0, len(rt.Partitions))
@@ -99,6 +105,10 @@ func handleProduce(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (k
 				sp.ErrorCode = kerr.InvalidRequiredAcks.Code
 			case version < 3:
 				sp.ErrorCode = kerr.UnsupportedVersion.Code
+			case !txnAllowed:
+				sp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+			case !topicAllowed:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case addErr != nil:
 				sp.ErrorCode, err = errorCode(addErr, produceAPI), addErr
 			default:
@@ -181,7 +191,7 @@ const errAcks0Failed = produceError("acks=0 produce failed for a partition; clos
 // producer id and epoch) and returns the error of every partition it could
 // not add. Batches that will be refused anyway (internal topics, unknown
 // partitions, malformed headers) are left to produceOne.
-func addImplicitly(ctx context.Context, env *Env, txnID string, topics []kmsg.ProduceRequestTopic) map[txn.TopicPartition]error {
+func addImplicitly(ctx context.Context, env *Env, txnID string, topics []kmsg.ProduceRequestTopic, mayWrite func(string) bool) map[txn.TopicPartition]error {
 	type producer struct {
 		pid   int64
 		epoch int16
@@ -189,7 +199,7 @@ func addImplicitly(ctx context.Context, env *Env, txnID string, topics []kmsg.Pr
 	var order []producer
 	parts := map[producer][]txn.TopicPartition{}
 	for _, rt := range topics {
-		if isInternalTopic(env, rt.Topic) {
+		if isInternalTopic(env, rt.Topic) || !mayWrite(rt.Topic) {
 			continue
 		}
 		for _, rp := range rt.Partitions {

@@ -42,6 +42,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/partition"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(1, 4, 12, handleFetch) }
@@ -54,12 +55,21 @@ const defaultFetchMaxBytes = 50 << 20
 // connection's response for days.
 const maxFetchWait = 5 * time.Minute
 
-func handleFetch(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleFetch(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FetchRequest)
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
 	if req.SessionID != 0 {
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
 		return resp, nil
+	}
+	// Decided now, on the reader: the writer must not read conn. A
+	// follower's fetch (ReplicaID ≥ 0) would need CLUSTER_ACTION; idem has
+	// no followers, so every fetch is a consumer's and needs READ.
+	denied := map[string]bool{}
+	for _, rt := range req.Topics {
+		if !allowedTopic(env, conn, security.OpRead, rt.Topic) {
+			denied[rt.Topic] = true
+		}
 	}
 	wait := min(time.Duration(req.MaxWaitMillis)*time.Millisecond, maxFetchWait)
 	deadline := time.Now().Add(wait)
@@ -71,7 +81,7 @@ func handleFetch(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.
 	// hold more than the budget either.
 	mem := &fetchMemory{budget: env.Memory}
 	return &Deferred{Response: resp, Done: mem.releaseAll, Wait: func(ctx context.Context) error {
-		n := fillFetch(env, req, resp, mem)
+		n := fillFetch(env, req, resp, mem, denied)
 		if n >= int(req.MinBytes) || wait <= 0 || fetchHasError(resp) || !time.Now().Before(deadline) {
 			return nil
 		}
@@ -90,7 +100,7 @@ func handleFetch(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.
 		for {
 			mem.releaseAll() // the previous read is replaced
 			fresh := req.ResponseKind().(*kmsg.FetchResponse)
-			n := fillFetch(env, req, fresh, mem)
+			n := fillFetch(env, req, fresh, mem, denied)
 			*resp = *fresh
 			if n >= int(req.MinBytes) || fetchHasError(resp) {
 				return nil
@@ -167,7 +177,7 @@ func (m *fetchMemory) releaseAll() {
 
 // fillFetch reads every requested partition into resp and returns the number
 // of record bytes.
-func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *fetchMemory) int {
+func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *fetchMemory, denied map[string]bool) int {
 	maxBytes := int(req.MaxBytes)
 	if maxBytes <= 0 {
 		maxBytes = defaultFetchMaxBytes
@@ -189,6 +199,11 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *
 			// Empty, not null: librdkafka rejects a null record set
 			// ("invalid MessageSetSize -1"); Kafka always sends size 0.
 			sp.RecordBatches = []byte{}
+			if denied[rt.Topic] {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				st.Partitions = append(st.Partitions, sp)
+				continue
+			}
 			p, err := lookupPartition(env, rt.Topic, rp.Partition)
 			if err != nil {
 				sp.ErrorCode = errorCode(err, dataAPIs)

@@ -24,14 +24,17 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(2, 1, 9, handleListOffsets) }
 
-func handleListOffsets(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleListOffsets(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListOffsetsRequest)
 	resp := req.ResponseKind().(*kmsg.ListOffsetsResponse)
 	for _, rt := range req.Topics {
+		topicAllowed := allowedTopic(env, conn, security.OpDescribe, rt.Topic)
 		st := kmsg.NewListOffsetsResponseTopic()
 		st.Topic = rt.Topic
 		for _, rp := range rt.Partitions {
@@ -40,6 +43,8 @@ func handleListOffsets(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) 
 			sp.Timestamp, sp.Offset = -1, -1
 			p, err := lookupPartition(env, rt.Topic, rp.Partition)
 			switch {
+			case !topicAllowed:
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			case err != nil:
 				sp.ErrorCode = errorCode(err, dataAPIs)
 			case leaderEpochCode(rp.CurrentLeaderEpoch) != 0:

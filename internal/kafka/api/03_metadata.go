@@ -22,7 +22,13 @@ package api
 //     with IsInternal true, one partition each (internal_topics.go).
 //   - This node is the only broker, the controller, and the leader of every
 //     partition with leader epoch 0; topic ids are stable and non-zero.
-//   - Authorized-operations fields keep their "not requested" default.
+//   - Authorization: listing all topics leaves out those the principal may
+//     not DESCRIBE, silently; a named topic (or id) it may not DESCRIBE
+//     answers TOPIC_AUTHORIZATION_FAILED whether it exists or not, so no
+//     name leaks. Auto-creation also needs CREATE on the cluster or on the
+//     topic; without it the topic answers UNKNOWN_TOPIC_OR_PARTITION.
+//     AuthorizedOperations (cluster v8–10, topics v8+) are filled when
+//     asked.
 
 import (
 	"context"
@@ -32,36 +38,61 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/catalog"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(3, 0, 12, handleMetadata) }
 
-func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleMetadata(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 	version := req.GetVersion()
 
 	b := kmsg.NewMetadataResponseBroker()
-	b.NodeID, b.Host, b.Port = env.NodeID, env.Host, env.Port
+	b.NodeID = env.NodeID
+	b.Host, b.Port = conn.Advertised(env)
 	resp.Brokers = append(resp.Brokers, b)
 	clusterID := env.ClusterID
 	resp.ClusterID = &clusterID
 	resp.ControllerID = env.NodeID
 
+	if version >= 8 && version <= 10 && req.IncludeClusterAuthorizedOperations {
+		resp.AuthorizedOperations = authorizedOps(env, conn, security.ResourceCluster, security.ClusterName, clusterOps)
+	}
+	// withOps fills a topic's AuthorizedOperations when asked (v8+).
+	withOps := func(st kmsg.MetadataResponseTopic) kmsg.MetadataResponseTopic {
+		if req.IncludeTopicAuthorizedOperations && st.Topic != nil && st.ErrorCode == 0 {
+			st.AuthorizedOperations = authorizedOps(env, conn, security.ResourceTopic, *st.Topic, topicOps)
+		}
+		return st
+	}
 	all := req.Topics == nil || (version == 0 && len(req.Topics) == 0)
 	if all {
+		// Topics the principal may not describe are left out silently:
+		// their names are not told.
 		for _, t := range env.Partitions.Topics() {
-			if isInternalTopic(env, t.Name) {
+			if isInternalTopic(env, t.Name) || !allowedTopic(env, conn, security.OpDescribe, t.Name) {
 				continue // a plain topic of that name, shadowed (internal_topics.go)
 			}
-			resp.Topics = append(resp.Topics, metadataTopic(env, t))
+			resp.Topics = append(resp.Topics, withOps(metadataTopic(env, t)))
 		}
 		for _, name := range internalTopicNames {
-			if isInternalTopic(env, name) {
-				resp.Topics = append(resp.Topics, metadataInternalTopic(env, name))
+			if isInternalTopic(env, name) && allowedTopic(env, conn, security.OpDescribe, name) {
+				resp.Topics = append(resp.Topics, withOps(metadataInternalTopic(env, name)))
 			}
 		}
 		return resp, nil
+	}
+	// A topic the principal may not describe answers
+	// TOPIC_AUTHORIZATION_FAILED whether it exists or not.
+	denied := func(name string, id [16]byte) kmsg.MetadataResponseTopic {
+		st := kmsg.NewMetadataResponseTopic()
+		if name != "" {
+			st.Topic = &name
+		}
+		st.TopicID = id
+		st.ErrorCode = kerr.TopicAuthorizationFailed.Code
+		return st
 	}
 	autoCreate := env.Config.Bool("auto.create.topics.enable") && (version < 4 || req.AllowAutoTopicCreation)
 	// Creation is bounded per request and paced broker-wide, so that one
@@ -72,10 +103,18 @@ func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (km
 	for _, rt := range req.Topics {
 		if rt.Topic == nil {
 			if name, ok := internalTopicByID(env, rt.TopicID); ok {
-				resp.Topics = append(resp.Topics, metadataInternalTopic(env, name))
+				if !allowedTopic(env, conn, security.OpDescribe, name) {
+					resp.Topics = append(resp.Topics, denied("", rt.TopicID))
+					continue
+				}
+				resp.Topics = append(resp.Topics, withOps(metadataInternalTopic(env, name)))
 				continue
 			}
 			t, ok := env.Partitions.Catalog().ByID(catalog.ID(rt.TopicID))
+			if ok && !allowedTopic(env, conn, security.OpDescribe, t.Name) {
+				resp.Topics = append(resp.Topics, denied("", rt.TopicID))
+				continue
+			}
 			if !ok {
 				st := kmsg.NewMetadataResponseTopic()
 				st.TopicID = rt.TopicID
@@ -83,16 +122,21 @@ func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (km
 				resp.Topics = append(resp.Topics, st)
 				continue
 			}
-			resp.Topics = append(resp.Topics, metadataTopic(env, t))
+			resp.Topics = append(resp.Topics, withOps(metadataTopic(env, t)))
 			continue
 		}
 		name := *rt.Topic
+		if !allowedTopic(env, conn, security.OpDescribe, name) {
+			resp.Topics = append(resp.Topics, denied(name, [16]byte{}))
+			continue
+		}
 		if isInternalTopic(env, name) {
-			resp.Topics = append(resp.Topics, metadataInternalTopic(env, name))
+			resp.Topics = append(resp.Topics, withOps(metadataInternalTopic(env, name)))
 			continue
 		}
 		t, ok := env.Partitions.Topic(name)
-		if !ok && autoCreate && !isReservedTopic(name) && catalog.ValidateName(name) == nil && createBudget > 0 && (env.AutoCreate == nil || env.AutoCreate.Allow()) {
+		mayCreate := !ok && (allowedCluster(env, conn, security.OpCreate) || allowedTopic(env, conn, security.OpCreate, name))
+		if !ok && autoCreate && mayCreate && !isReservedTopic(name) && catalog.ValidateName(name) == nil && createBudget > 0 && (env.AutoCreate == nil || env.AutoCreate.Allow()) {
 			createBudget--
 			var err error
 			t, err = env.Partitions.CreateTopic(name, int32(env.Config.Int("num.partitions")), nil)
@@ -121,7 +165,7 @@ func handleMetadata(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (km
 			resp.Topics = append(resp.Topics, st)
 			continue
 		}
-		resp.Topics = append(resp.Topics, metadataTopic(env, t))
+		resp.Topics = append(resp.Topics, withOps(metadataTopic(env, t)))
 	}
 	return resp, nil
 }

@@ -42,11 +42,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(8, 2, 9, handleOffsetCommit) }
 
-func handleOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleOffsetCommit(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.OffsetCommitRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
 
@@ -59,9 +60,20 @@ func handleOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 		KnowsMemberEpochs: req.Version >= 9,
 	}
 	answers := newPartitionAnswers(len(req.Topics))
+	if !allowedGroup(env, conn, security.OpRead, req.Group) {
+		answers.denied = kerr.GroupAuthorizationFailed.Code
+	}
 	for i, t := range req.Topics {
 		answers.topic(i, len(t.Partitions))
+		topicAllowed := allowedTopic(env, conn, security.OpRead, t.Topic)
 		for j, p := range t.Partitions {
+			if answers.denied != 0 {
+				continue
+			}
+			if !topicAllowed {
+				answers.deny(i, j)
+				continue
+			}
 			if !answers.hand(env, i, j, t.Topic, p.Partition) {
 				continue
 			}
@@ -76,7 +88,7 @@ func handleOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 	}
 	if env.Groups == nil {
 		answers.fail(kerr.CoordinatorNotAvailable.Code)
-	} else if len(cr.Offsets) > 0 || req.Group == "" {
+	} else if answers.denied == 0 && (len(cr.Offsets) > 0 || req.Group == "") {
 		errs, err := env.Groups.CommitOffsets(ctx, cr)
 		answers.settle(errs, err, coordinatorAPIs)
 	}

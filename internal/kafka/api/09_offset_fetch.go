@@ -35,6 +35,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(9, 1, 9, handleOffsetFetch) }
@@ -52,9 +53,15 @@ type fetchedPartition struct {
 }
 
 // fetchGroup answers one group. topics nil means every committed partition.
-func fetchGroup(ctx context.Context, env *Env, groupID string, topics map[string][]int32, order []string, all, requireStable bool) ([]fetchedTopic, int16) {
+// The principal needs DESCRIBE on the group (else GROUP_AUTHORIZATION_FAILED)
+// and on each topic: a named topic it may not describe answers
+// TOPIC_AUTHORIZATION_FAILED, and "all topics" leaves such topics out.
+func fetchGroup(ctx context.Context, env *Env, conn *Conn, groupID string, topics map[string][]int32, order []string, all, requireStable bool) ([]fetchedTopic, int16) {
 	if env.Groups == nil {
 		return nil, kerr.CoordinatorNotAvailable.Code
+	}
+	if !allowedGroup(env, conn, security.OpDescribe, groupID) {
+		return nil, kerr.GroupAuthorizationFailed.Code
 	}
 	offs, err := env.Groups.FetchOffsets(ctx, groupID)
 	if err != nil {
@@ -79,7 +86,7 @@ func fetchGroup(ctx context.Context, env *Env, groupID string, topics map[string
 		byTopic := map[string]int{}
 		for _, tp := range sortedTopicPartitions(offs) {
 			fp, show := answer(tp.Partition, offs[tp], true)
-			if !show {
+			if !show || !allowedTopic(env, conn, security.OpDescribe, tp.Topic) {
 				continue
 			}
 			i, ok := byTopic[tp.Topic]
@@ -94,9 +101,13 @@ func fetchGroup(ctx context.Context, env *Env, groupID string, topics map[string
 	}
 	for _, t := range order {
 		ft := fetchedTopic{topic: t}
+		topicAllowed := allowedTopic(env, conn, security.OpDescribe, t)
 		for _, p := range topics[t] {
 			o, ok := offs[group.TopicPartition{Topic: t, Partition: p}]
 			fp, _ := answer(p, o, ok)
+			if !topicAllowed {
+				fp = fetchedPartition{partition: p, offset: none, code: kerr.TopicAuthorizationFailed.Code}
+			}
 			ft.parts = append(ft.parts, fp)
 		}
 		out = append(out, ft)
@@ -104,7 +115,7 @@ func fetchGroup(ctx context.Context, env *Env, groupID string, topics map[string
 	return out, 0
 }
 
-func handleOffsetFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleOffsetFetch(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.OffsetFetchRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetFetchResponse)
 	if req.Version >= 8 {
@@ -119,7 +130,7 @@ func handleOffsetFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request
 			var fts []fetchedTopic
 			code := memberEpochCode(env, req.Version, g.Group, g.MemberID, g.MemberEpoch)
 			if code == 0 {
-				fts, code = fetchGroup(ctx, env, g.Group, topics, order, g.Topics == nil, req.RequireStable)
+				fts, code = fetchGroup(ctx, env, conn, g.Group, topics, order, g.Topics == nil, req.RequireStable)
 			}
 			rg := kmsg.NewOffsetFetchResponseGroup()
 			rg.Group = g.Group
@@ -150,7 +161,7 @@ func handleOffsetFetch(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request
 		}
 		topics[t.Topic] = append(topics[t.Topic], t.Partitions...)
 	}
-	fts, code := fetchGroup(ctx, env, req.Group, topics, order, req.Topics == nil && req.Version >= 2, req.RequireStable && req.Version >= 7)
+	fts, code := fetchGroup(ctx, env, conn, req.Group, topics, order, req.Topics == nil && req.Version >= 2, req.RequireStable && req.Version >= 7)
 	if code != 0 {
 		if req.Version >= 2 {
 			resp.ErrorCode = code

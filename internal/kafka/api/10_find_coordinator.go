@@ -19,11 +19,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(10, 0, 6, handleFindCoordinator) }
 
-func handleFindCoordinator(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleFindCoordinator(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FindCoordinatorRequest)
 	resp := req.ResponseKind().(*kmsg.FindCoordinatorResponse)
 	check := func(key string) int16 {
@@ -34,13 +36,18 @@ func handleFindCoordinator(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reque
 			return kerr.InvalidRequest.Code
 		case key == "":
 			return kerr.InvalidRequest.Code
+		case req.CoordinatorType == 0 && !allowedGroup(env, conn, security.OpDescribe, key):
+			return kerr.GroupAuthorizationFailed.Code
+		case req.CoordinatorType == 1 && !allowedTxnID(env, conn, security.OpDescribe, key):
+			return kerr.TransactionalIDAuthorizationFailed.Code
 		}
 		return 0
 	}
 	if req.GetVersion() < 4 {
 		resp.ErrorCode = check(req.CoordinatorKey)
 		if resp.ErrorCode == 0 {
-			resp.NodeID, resp.Host, resp.Port = env.NodeID, env.Host, env.Port
+			resp.NodeID = env.NodeID
+			resp.Host, resp.Port = conn.Advertised(env)
 		} else {
 			resp.NodeID, resp.Port = -1, -1
 		}
@@ -51,7 +58,8 @@ func handleFindCoordinator(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reque
 		c.Key = key
 		c.ErrorCode = check(key)
 		if c.ErrorCode == 0 {
-			c.NodeID, c.Host, c.Port = env.NodeID, env.Host, env.Port
+			c.NodeID = env.NodeID
+			c.Host, c.Port = conn.Advertised(env)
 		} else {
 			c.NodeID, c.Port = -1, -1
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(11, 0, 9, handleJoinGroup) }
@@ -39,6 +40,10 @@ func handleJoinGroup(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Reques
 	resp.MemberID = req.MemberID
 	if env.Groups == nil {
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp, nil
+	}
+	if !allowedGroup(env, conn, security.OpRead, req.Group) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
 	jr := group.JoinRequest{

@@ -10,8 +10,10 @@ package api
 //
 // Version notes:
 //   - v1: ThrottleMillis.
-//   - v3: IncludeAuthorizedOperations; there is no authorization, so
-//     AuthorizedOperations stays "not requested" (INT32_MIN).
+//   - v3: IncludeAuthorizedOperations: the operations the principal may do
+//     on the group (READ, DESCRIBE, DELETE, DESCRIBE_CONFIGS,
+//     ALTER_CONFIGS); a group it may not DESCRIBE is
+//     GROUP_AUTHORIZATION_FAILED.
 //   - v4: InstanceID per member.
 //   - v5: flexible.
 //   - v6 (GROUP_ID_NOT_FOUND for unknown groups, ErrorMessage) is not advertised.
@@ -21,11 +23,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(15, 0, 5, handleDescribeGroups) }
 
-func handleDescribeGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleDescribeGroups(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeGroupsResponse)
 	for _, id := range req.Groups {
@@ -36,6 +40,8 @@ func handleDescribeGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 			rg.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		case id == "":
 			rg.ErrorCode = kerr.InvalidGroupID.Code
+		case !allowedGroup(env, conn, security.OpDescribe, id):
+			rg.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		default:
 			d := env.Groups.DescribeGroup(id)
 			if d.Type == "consumer" {
@@ -60,6 +66,9 @@ func handleDescribeGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 				rm.ProtocolMetadata = m.Metadata
 				rm.MemberAssignment = m.Assignment
 				rg.Members = append(rg.Members, rm)
+			}
+			if req.Version >= 3 && req.IncludeAuthorizedOperations {
+				rg.AuthorizedOperations = authorizedOps(env, conn, security.ResourceGroup, id, groupOps)
 			}
 		}
 		resp.Groups = append(resp.Groups, rg)

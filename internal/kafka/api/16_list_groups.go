@@ -26,11 +26,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(16, 0, 5, handleListGroups) }
 
-func handleListGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleListGroups(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.ListGroupsResponse)
 	if env.Groups == nil {
@@ -54,8 +55,15 @@ func handleListGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (
 		}
 		listGroups = len(states) > 0
 	}
+	// DESCRIBE on the cluster shows every group; otherwise only the groups
+	// the principal may DESCRIBE are listed, and the others are left out
+	// silently (their names are not told).
+	all := allowedCluster(env, conn, security.OpDescribe)
 	if listGroups {
 		for _, l := range env.Groups.ListGroups(states, types...) {
+			if !all && !allowedGroup(env, conn, security.OpDescribe, l.Group) {
+				continue
+			}
 			rg := kmsg.NewListGroupsResponseGroup()
 			rg.Group = l.Group
 			rg.ProtocolType = l.ProtocolType
@@ -67,6 +75,9 @@ func handleListGroups(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (
 	if wantShare && env.Share != nil {
 		for _, l := range env.Share.ListGroups() {
 			if len(shareStates) > 0 && !shareStates[strings.ToLower(l.State)] {
+				continue
+			}
+			if !all && !allowedGroup(env, conn, security.OpDescribe, l.Group) {
 				continue
 			}
 			rg := kmsg.NewListGroupsResponseGroup()

@@ -29,11 +29,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/catalog"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(19, 0, 7, handleCreateTopics) }
 
-func handleCreateTopics(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleCreateTopics(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.CreateTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	seen := map[string]int{}
@@ -61,6 +62,8 @@ func handleCreateTopics(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request)
 		switch {
 		case seen[rt.Topic] > 1:
 			fail(kerr.InvalidRequest.Code, "topic %q is listed more than once", rt.Topic)
+		case !allowedCluster(env, conn, security.OpCreate) && !allowedTopic(env, conn, security.OpCreate, rt.Topic):
+			fail(kerr.TopicAuthorizationFailed.Code, "the principal may not create topic %q (CREATE on the cluster or the topic)", rt.Topic)
 		case len(rt.ReplicaAssignment) > 0 && (rt.NumPartitions != -1 || rt.ReplicationFactor != -1):
 			fail(kerr.InvalidRequest.Code, "give either a replica assignment or partitions and replication factor, not both")
 		case len(rt.ReplicaAssignment) > 0:

@@ -18,11 +18,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/catalog"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(20, 1, 6, handleDeleteTopics) }
 
-func handleDeleteTopics(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleDeleteTopics(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	type target struct {
@@ -61,6 +62,9 @@ func handleDeleteTopics(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 			st.Topic = &tp.Name
 		default:
 			st.ErrorCode = kerr.InvalidRequest.Code
+		}
+		if st.ErrorCode == 0 && !allowedTopic(env, conn, security.OpDelete, name) {
+			st.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		}
 		if st.ErrorCode == 0 && isInternalTopic(env, name) {
 			err := internalTopicError(name)

@@ -12,22 +12,28 @@ package api
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(21, 0, 2, handleDeleteRecords) }
 
-func handleDeleteRecords(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleDeleteRecords(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteRecordsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteRecordsResponse)
 	for _, rt := range req.Topics {
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic
+		topicAllowed := allowedTopic(env, conn, security.OpDelete, rt.Topic)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
 			p, err := lookupPartition(env, rt.Topic, rp.Partition)
-			if err != nil {
+			if !topicAllowed {
+				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			} else if err != nil {
 				sp.ErrorCode = errorCode(err, dataAPIs)
 			} else if low, err := p.DeleteRecords(rp.Offset); err != nil {
 				sp.ErrorCode = errorCode(err, dataAPIs)

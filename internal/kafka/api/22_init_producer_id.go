@@ -25,6 +25,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
@@ -34,6 +35,17 @@ func handleInitProducerID(ctx context.Context, env *Env, conn *Conn, kreq kmsg.R
 	req := kreq.(*kmsg.InitProducerIDRequest)
 	resp := req.ResponseKind().(*kmsg.InitProducerIDResponse)
 	resp.ProducerID, resp.ProducerEpoch = -1, -1
+	if req.TransactionalID != nil && !allowedTxnID(env, conn, security.OpWrite, *req.TransactionalID) {
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+		return resp, nil
+	}
+	// An idempotent producer needs IDEMPOTENT_WRITE on the cluster or,
+	// since KIP-679, WRITE on some topic.
+	if req.TransactionalID == nil && !allowedCluster(env, conn, security.OpIdempotentWrite) &&
+		env.Authorizer != nil && !env.Authorizer.AllowedOnSome(conn.Principal, conn.Host, security.OpWrite, security.ResourceTopic) {
+		resp.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+		return resp, nil
+	}
 	if req.TransactionalID != nil {
 		if env.Txn == nil {
 			env.Logger.Warn("InitProducerId with a transactional id but no transaction coordinator",

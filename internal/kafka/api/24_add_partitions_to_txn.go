@@ -31,17 +31,18 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
 func init() { register(24, 0, 5, handleAddPartitionsToTxn) }
 
-func handleAddPartitionsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleAddPartitionsToTxn(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.AddPartitionsToTxnRequest)
 	resp := req.ResponseKind().(*kmsg.AddPartitionsToTxnResponse)
 	if req.Version >= 4 {
 		for _, rt := range req.Transactions {
-			resp.Transactions = append(resp.Transactions, addPartitionsBatched(ctx, env, req.Version, rt))
+			resp.Transactions = append(resp.Transactions, addPartitionsBatched(ctx, env, conn, req.Version, rt))
 		}
 		return resp, nil
 	}
@@ -49,7 +50,17 @@ func handleAddPartitionsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.
 	for _, t := range req.Topics {
 		topics = append(topics, addTopic{t.Topic, t.Partitions})
 	}
-	codes := addPartitionCodes(env, topics, func(parts []txn.TopicPartition) ([]int16, int16) {
+	txnAllowed := allowedTxnID(env, conn, security.OpWrite, req.TransactionalID)
+	denied := func(topic string) int16 {
+		switch {
+		case !txnAllowed:
+			return kerr.TransactionalIDAuthorizationFailed.Code
+		case !allowedTopic(env, conn, security.OpWrite, topic):
+			return kerr.TopicAuthorizationFailed.Code
+		}
+		return 0
+	}
+	codes := addPartitionCodes(env, topics, denied, func(parts []txn.TopicPartition) ([]int16, int16) {
 		err := env.Txn.AddPartitions(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, parts)
 		return nil, errorCode(err, coordinatorFamily(req.Version, 2))
 	})
@@ -76,15 +87,18 @@ type addTopic struct {
 // addPartitionCodes answers the partitions of one transaction: refused ones
 // are answered here and nothing is asked; otherwise ask gets every
 // partition and returns a code per partition, or one code for all.
-func addPartitionCodes(env *Env, topics []addTopic, ask func([]txn.TopicPartition) ([]int16, int16)) [][]int16 {
+func addPartitionCodes(env *Env, topics []addTopic, denied func(topic string) int16, ask func([]txn.TopicPartition) ([]int16, int16)) [][]int16 {
 	var parts []txn.TopicPartition
 	// refused holds the partitions that cannot be added, with their code.
 	refused := map[txn.TopicPartition]int16{}
 	for _, t := range topics {
+		refusal := denied(t.topic)
 		for _, p := range t.partitions {
 			tp := txn.TopicPartition{Topic: t.topic, Partition: p}
 			parts = append(parts, tp)
 			switch {
+			case refusal != 0:
+				refused[tp] = refusal
 			case isInternalTopic(env, t.topic):
 				refused[tp] = kerr.TopicAuthorizationFailed.Code
 			case env.PartitionExists != nil && !env.PartitionExists(t.topic, p):
@@ -123,12 +137,21 @@ func addPartitionCodes(env *Env, topics []addTopic, ask func([]txn.TopicPartitio
 }
 
 // addPartitionsBatched answers one transaction of a v4+ request.
-func addPartitionsBatched(ctx context.Context, env *Env, version int16, rt kmsg.AddPartitionsToTxnRequestTransaction) kmsg.AddPartitionsToTxnResponseTransaction {
+func addPartitionsBatched(ctx context.Context, env *Env, conn *Conn, version int16, rt kmsg.AddPartitionsToTxnRequestTransaction) kmsg.AddPartitionsToTxnResponseTransaction {
 	topics := make([]addTopic, 0, len(rt.Topics))
 	for _, t := range rt.Topics {
 		topics = append(topics, addTopic{t.Topic, t.Partitions})
 	}
-	codes := addPartitionCodes(env, topics, func(parts []txn.TopicPartition) ([]int16, int16) {
+	// The batched form (v4+) is the brokers' own, as in Kafka: it needs
+	// CLUSTER_ACTION on the cluster.
+	clusterAction := allowedCluster(env, conn, security.OpClusterAction)
+	denied := func(string) int16 {
+		if !clusterAction {
+			return kerr.ClusterAuthorizationFailed.Code
+		}
+		return 0
+	}
+	codes := addPartitionCodes(env, topics, denied, func(parts []txn.TopicPartition) ([]int16, int16) {
 		if !rt.VerifyOnly {
 			err := env.Txn.AddPartitionsImplicit(ctx, rt.TransactionalID, rt.ProducerID, rt.ProducerEpoch, parts)
 			return nil, errorCode(err, coordinatorAPIs)

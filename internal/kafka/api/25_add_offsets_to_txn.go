@@ -11,11 +11,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(25, 0, 3, handleAddOffsetsToTxn) }
 
-func handleAddOffsetsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleAddOffsetsToTxn(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.AddOffsetsToTxnRequest)
 	resp := req.ResponseKind().(*kmsg.AddOffsetsToTxnResponse)
 	switch {
@@ -23,6 +25,10 @@ func handleAddOffsetsToTxn(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 	case req.Group == "":
 		resp.ErrorCode = kerr.InvalidGroupID.Code
+	case !allowedTxnID(env, conn, security.OpWrite, req.TransactionalID):
+		resp.ErrorCode = kerr.TransactionalIDAuthorizationFailed.Code
+	case !allowedGroup(env, conn, security.OpRead, req.Group):
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 	default:
 		resp.ErrorCode = errorCode(env.Txn.AddOffsets(ctx, req.TransactionalID, req.ProducerID, req.ProducerEpoch, req.Group), coordinatorFamily(req.Version, 2))
 	}

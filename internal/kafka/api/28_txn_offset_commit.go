@@ -45,11 +45,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(28, 0, 5, handleTxnOffsetCommit) }
 
-func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleTxnOffsetCommit(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.TxnOffsetCommitRequest)
 	resp := req.ResponseKind().(*kmsg.TxnOffsetCommitResponse)
 
@@ -63,9 +64,23 @@ func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 		tr.Generation, tr.MemberID, tr.InstanceID = req.Generation, req.MemberID, deref(req.InstanceID)
 	}
 	answers := newPartitionAnswers(len(req.Topics))
+	switch {
+	case !allowedTxnID(env, conn, security.OpWrite, req.TransactionalID):
+		answers.denied = kerr.TransactionalIDAuthorizationFailed.Code
+	case !allowedGroup(env, conn, security.OpRead, req.Group):
+		answers.denied = kerr.GroupAuthorizationFailed.Code
+	}
 	for i, t := range req.Topics {
 		answers.topic(i, len(t.Partitions))
+		topicAllowed := allowedTopic(env, conn, security.OpRead, t.Topic)
 		for j, p := range t.Partitions {
+			if answers.denied != 0 {
+				continue
+			}
+			if !topicAllowed {
+				answers.deny(i, j)
+				continue
+			}
 			if !answers.hand(env, i, j, t.Topic, p.Partition) {
 				continue
 			}
@@ -81,6 +96,8 @@ func handleTxnOffsetCommit(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Req
 	fam := coordinatorFamily(req.Version, 3)
 	if env.Groups == nil || env.Txn == nil {
 		answers.fail(kerr.CoordinatorNotAvailable.Code)
+	} else if answers.denied != 0 {
+		// Refused above; nothing reaches the coordinators.
 	} else if err := addGroupImplicitly(ctx, env, req); err != nil {
 		answers.fail(errorCode(err, fam))
 	} else if err := env.Txn.VerifyGroup(req.ProducerID, req.ProducerEpoch, req.Group); err != nil {

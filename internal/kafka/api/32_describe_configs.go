@@ -30,11 +30,12 @@ import (
 
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/share"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(32, 1, 4, handleDescribeConfigs) }
 
-func handleDescribeConfigs(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleDescribeConfigs(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
 	docs := req.GetVersion() >= 3 && req.IncludeDocumentation
@@ -43,6 +44,10 @@ func handleDescribeConfigs(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reque
 		sr.ResourceType, sr.ResourceName = rr.ResourceType, rr.ResourceName
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
+			if !allowedTopic(env, conn, security.OpDescribeConfigs, rr.ResourceName) {
+				sr.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				break
+			}
 			t, ok := env.Partitions.Topic(rr.ResourceName)
 			if !ok {
 				sr.ErrorCode = kerr.UnknownTopicOrPartition.Code
@@ -51,6 +56,10 @@ func handleDescribeConfigs(_ context.Context, env *Env, _ *Conn, kreq kmsg.Reque
 			}
 			sr.Configs = describeTopicConfigs(env, t.Configs, rr.ConfigNames, req.IncludeSynonyms, docs)
 		case kmsg.ConfigResourceTypeBroker:
+			if !allowedCluster(env, conn, security.OpDescribeConfigs) {
+				sr.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+				break
+			}
 			if rr.ResourceName != "" && rr.ResourceName != strconv.Itoa(int(env.NodeID)) {
 				sr.ErrorCode = kerr.InvalidRequest.Code
 				sr.ErrorMessage = errMessage(fmt.Errorf("this is broker %d, not %q", env.NodeID, rr.ResourceName))

@@ -14,11 +14,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(37, 0, 3, handleCreatePartitions) }
 
-func handleCreatePartitions(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleCreatePartitions(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.CreatePartitionsRequest)
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
 	seen := map[string]int{}
@@ -33,6 +35,8 @@ func handleCreatePartitions(_ context.Context, env *Env, _ *Conn, kreq kmsg.Requ
 		}
 		if seen[rt.Topic] > 1 {
 			fail(kerr.InvalidRequest.Code, "topic %q is listed more than once", rt.Topic)
+		} else if !allowedTopic(env, conn, security.OpAlter, rt.Topic) {
+			fail(kerr.TopicAuthorizationFailed.Code, "the principal may not alter topic %q", rt.Topic)
 		}
 		for _, a := range rt.Assignment {
 			if len(a.Replicas) != 1 || a.Replicas[0] != env.NodeID {

@@ -17,31 +17,39 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(42, 0, 2, handleDeleteGroups) }
 
-func handleDeleteGroups(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleDeleteGroups(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteGroupsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteGroupsResponse)
-	// Share groups go to the share coordinator, the rest to the classic one.
+	// Groups the principal may not DELETE are refused and reach no
+	// coordinator; share groups go to the share coordinator, the rest to
+	// the classic one.
 	var classic []string
 	shareErr := map[string]error{}
 	for _, id := range req.Groups {
-		if env.Share != nil && env.Share.IsGroup(id) {
+		switch {
+		case !allowedGroup(env, conn, security.OpDelete, id):
+		case env.Share != nil && env.Share.IsGroup(id):
 			shareErr[id] = env.Share.DeleteGroup(ctx, id)
-			continue
+		default:
+			classic = append(classic, id)
 		}
-		classic = append(classic, id)
 	}
 	var errs []error
-	if env.Groups != nil {
+	if env.Groups != nil && len(classic) > 0 {
 		errs = env.Groups.DeleteGroups(ctx, classic)
 	}
 	for _, id := range req.Groups {
 		rg := kmsg.NewDeleteGroupsResponseGroup()
 		rg.Group = id
-		if err, ok := shareErr[id]; ok {
+		if !allowedGroup(env, conn, security.OpDelete, id) {
+			rg.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		} else if err, ok := shareErr[id]; ok {
 			rg.ErrorCode = shareCode(err)
 		} else if env.Groups == nil {
 			rg.ErrorCode = kerr.CoordinatorNotAvailable.Code

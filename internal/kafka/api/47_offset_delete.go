@@ -16,22 +16,32 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(47, 0, 0, handleOffsetDelete) }
 
-func handleOffsetDelete(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleOffsetDelete(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.OffsetDeleteRequest)
 	resp := req.ResponseKind().(*kmsg.OffsetDeleteResponse)
 	if env.Groups == nil {
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp, nil
 	}
+	if !allowedGroup(env, conn, security.OpDelete, req.Group) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	var tps []group.TopicPartition
 	answers := newPartitionAnswers(len(req.Topics))
 	for i, t := range req.Topics {
 		answers.topic(i, len(t.Partitions))
+		topicAllowed := allowedTopic(env, conn, security.OpRead, t.Topic)
 		for j, p := range t.Partitions {
+			if !topicAllowed {
+				answers.deny(i, j)
+				continue
+			}
 			if answers.hand(env, i, j, t.Topic, p.Partition) {
 				tps = append(tps, group.TopicPartition{Topic: t.Topic, Partition: p.Partition})
 			}

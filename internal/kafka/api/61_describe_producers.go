@@ -14,12 +14,15 @@ package api
 import (
 	"context"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(61, 0, 0, handleDescribeProducers) }
 
-func handleDescribeProducers(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleDescribeProducers(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeProducersRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeProducersResponse)
 	for _, t := range req.Topics {
@@ -29,6 +32,11 @@ func handleDescribeProducers(_ context.Context, env *Env, _ *Conn, kreq kmsg.Req
 			rp := kmsg.NewDescribeProducersResponseTopicPartition()
 			rp.Partition = idx
 			p, err := lookupPartition(env, t.Topic, idx)
+			if !allowedTopic(env, conn, security.OpRead, t.Topic) {
+				rp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				rt.Partitions = append(rt.Partitions, rp)
+				continue
+			}
 			if err != nil {
 				rp.ErrorCode = errorCode(err, dataAPIs)
 				rt.Partitions = append(rt.Partitions, rp)

@@ -12,12 +12,13 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
 func init() { register(66, 0, 1, handleListTransactions) }
 
-func handleListTransactions(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleListTransactions(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ListTransactionsRequest)
 	resp := req.ResponseKind().(*kmsg.ListTransactionsResponse)
 	if env.Txn == nil {
@@ -46,6 +47,9 @@ func handleListTransactions(_ context.Context, env *Env, _ *Conn, kreq kmsg.Requ
 		return resp, nil
 	}
 	for _, info := range infos {
+		if !allowedTxnID(env, conn, security.OpDescribe, info.TransactionalID) {
+			continue // not listed: the principal may not see it
+		}
 		st := kmsg.NewListTransactionsResponseTransactionState()
 		st.TransactionalID = info.TransactionalID
 		st.ProducerID = info.ProducerID

@@ -157,6 +157,7 @@ var minimalAnswers = map[int16]map[int16]bool{
 	14: codes(kerr.UnknownMemberID.Code),    // SyncGroup
 	15: codes(0),                            // DescribeGroups (a Dead group)
 	16: codes(0),                            // ListGroups
+	17: codes(kerr.IllegalSaslState.Code),   // SaslHandshake on a listener without SASL
 	18: codes(0),                            // ApiVersions
 	19: codes(0),                            // CreateTopics
 	20: codes(kerr.UnknownTopicOrPartition.Code),
@@ -168,11 +169,19 @@ var minimalAnswers = map[int16]map[int16]bool{
 	25: codes(kerr.InvalidProducerIDMapping.Code),    // AddOffsetsToTxn
 	26: codes(kerr.InvalidProducerIDMapping.Code),    // EndTxn
 	28: codes(kerr.InvalidProducerIDMapping.Code),    // TxnOffsetCommit
+	29: codes(kerr.SecurityDisabled.Code),            // DescribeAcls without an authorizer
+	30: codes(0),                                     // CreateAcls (nothing to create)
+	31: codes(0),                                     // DeleteAcls (no filters)
 	32: codes(0),                                     // DescribeConfigs
+	36: codes(kerr.IllegalSaslState.Code),            // SaslAuthenticate on a listener without SASL
 	35: codes(0),                                     // DescribeLogDirs
 	37: codes(0),                                     // CreatePartitions (validate only)
 	42: codes(kerr.GroupIDNotFound.Code),             // DeleteGroups
 	47: codes(0),                                     // OffsetDelete
+	48: codes(0),                                     // DescribeClientQuotas (everything)
+	49: codes(0),                                     // AlterClientQuotas (nothing to alter)
+	50: codes(0),                                     // DescribeUserScramCredentials (all users)
+	51: codes(0),                                     // AlterUserScramCredentials (nothing to alter)
 	60: codes(0),                                     // DescribeCluster
 	61: codes(0),                                     // DescribeProducers
 	65: codes(kerr.TransactionalIDNotFound.Code),     // DescribeTransactions

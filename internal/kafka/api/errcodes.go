@@ -45,6 +45,7 @@ import (
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
 	"github.com/idem-dev/idem/internal/share"
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
@@ -102,6 +103,11 @@ var errorCodes = []errorRow{
 	{err: txn.ErrStorage, code: kerr.CoordinatorNotAvailable, produce: kerr.NotEnoughReplicas, coordinatorLog: true},
 	{err: share.ErrStorage, code: kerr.CoordinatorNotAvailable, coordinatorLog: true},
 	{err: share.ErrClosed, code: kerr.CoordinatorNotAvailable},
+	// The security store's log failed: the change was not made durable.
+	// It wraps the logstore error too, so it comes before those rows.
+	{err: security.ErrStorage, code: kerr.KafkaStorageError},
+	// Shutting down under an admin request of the "controller": retriable.
+	{err: security.ErrClosed, code: kerr.NotController},
 
 	// Shutdown and timeouts.
 	{err: group.ErrClosed, code: kerr.CoordinatorNotAvailable},
@@ -209,6 +215,16 @@ var errorCodes = []errorRow{
 	{err: share.ErrUnknownTopic, code: kerr.UnknownTopicID},
 	{err: share.ErrInvalidConfig, code: kerr.InvalidConfig},
 	{err: share.ErrInvalidOffset, code: kerr.InvalidRequest},
+
+	// Users, SASL, ACLs and quotas.
+	{err: security.ErrNotFound, code: kerr.ResourceNotFound},
+	{err: security.ErrDuplicate, code: kerr.DuplicateResource},
+	{err: security.ErrUnacceptableCredential, code: kerr.UnacceptableCredential},
+	{err: security.ErrUnsupportedMechanism, code: kerr.UnsupportedSaslMechanism},
+	{err: security.ErrBadSASL, code: kerr.SaslAuthenticationFailed},
+	{err: security.ErrAuthentication, code: kerr.SaslAuthenticationFailed},
+	{err: security.ErrInvalidACL, code: kerr.InvalidRequest},
+	{err: security.ErrInvalidQuota, code: kerr.InvalidRequest},
 
 	// Last: an operating-system error from the disk that no sentinel above
 	// names (a failed write(2) is taken back and the log stays healthy).

@@ -22,12 +22,13 @@ import (
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
 	"github.com/idem-dev/idem/internal/share"
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
 
 // sentinelPackages are the packages whose errors reach the API layer.
-var sentinelPackages = []string{"group", "txn", "share", "partition", "topics", "catalog", "logstore", "config"}
+var sentinelPackages = []string{"group", "txn", "share", "partition", "topics", "catalog", "logstore", "config", "security"}
 
 // familyCodes is the answer on each API family, in the order of apiFamily:
 // data APIs, Produce, coordinator APIs, coordinator versions before KIP-588.
@@ -129,6 +130,17 @@ var wantSentinelCodes = map[string]struct {
 	"config.ErrUnknown":  {config.ErrUnknown, everywhere(kerr.InvalidConfig)},
 	"config.ErrInvalid":  {config.ErrInvalid, everywhere(kerr.InvalidConfig)},
 	"config.ErrReadOnly": {config.ErrReadOnly, everywhere(kerr.InvalidRequest)},
+
+	"security.ErrStorage":                {security.ErrStorage, everywhere(kerr.KafkaStorageError)},
+	"security.ErrClosed":                 {security.ErrClosed, everywhere(kerr.NotController)},
+	"security.ErrNotFound":               {security.ErrNotFound, everywhere(kerr.ResourceNotFound)},
+	"security.ErrDuplicate":              {security.ErrDuplicate, everywhere(kerr.DuplicateResource)},
+	"security.ErrUnacceptableCredential": {security.ErrUnacceptableCredential, everywhere(kerr.UnacceptableCredential)},
+	"security.ErrUnsupportedMechanism":   {security.ErrUnsupportedMechanism, everywhere(kerr.UnsupportedSaslMechanism)},
+	"security.ErrBadSASL":                {security.ErrBadSASL, everywhere(kerr.SaslAuthenticationFailed)},
+	"security.ErrAuthentication":         {security.ErrAuthentication, everywhere(kerr.SaslAuthenticationFailed)},
+	"security.ErrInvalidACL":             {security.ErrInvalidACL, everywhere(kerr.InvalidRequest)},
+	"security.ErrInvalidQuota":           {security.ErrInvalidQuota, everywhere(kerr.InvalidRequest)},
 }
 
 // exportedSentinels lists "pkg.ErrName" for every exported package-level

@@ -61,6 +61,9 @@ type partitionAnswers struct {
 	codes  [][]int16 // codes[i][j] answers partition j of request topic i; 0 until known
 	handed [][2]int  // (topic, partition) index of each partition handed on, in order
 	group  int16     // a group-level error, for every handed partition
+	// denied, if set, answers every partition (a group or transactional
+	// id the principal may not use): nothing is handed on.
+	denied int16
 }
 
 func newPartitionAnswers(topics int) *partitionAnswers {
@@ -96,11 +99,17 @@ func (a *partitionAnswers) settle(errs []error, err error, fam apiFamily) {
 	}
 }
 
+// deny answers partition j of request topic i TOPIC_AUTHORIZATION_FAILED.
+func (a *partitionAnswers) deny(i, j int) { a.codes[i][j] = kerr.TopicAuthorizationFailed.Code }
+
 // fail answers every handed partition with code.
 func (a *partitionAnswers) fail(code int16) { a.group = code }
 
 // code is the answer for partition j of request topic i.
 func (a *partitionAnswers) code(i, j int) int16 {
+	if a.denied != 0 {
+		return a.denied
+	}
 	if c := a.codes[i][j]; c != 0 {
 		return c
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/group"
 	"github.com/idem-dev/idem/internal/share"
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
@@ -82,6 +83,34 @@ type Conn struct {
 	RemoteAddr string
 	// ClientID is the client_id of the request being handled (it may change per request).
 	ClientID string
+
+	// Principal is who the client is: "User:ANONYMOUS" until SASL or a
+	// client certificate says otherwise. ACL checks use it and Host.
+	Principal string
+	// Host is the client's IP address, as ACL bindings name hosts.
+	Host string
+	// Listener is the listener's name (PLAINTEXT, SASL_SSL, …).
+	Listener string
+	// AdvertisedHost and AdvertisedPort are where Metadata, FindCoordinator
+	// and DescribeCluster send a client of this listener; an empty host
+	// means Env's.
+	AdvertisedHost string
+	AdvertisedPort int32
+	// SASL is the connection's authentication state; nil on a listener
+	// without SASL.
+	SASL *SASLState
+	// CloseAfterResponse, set by a handler, makes the server close the
+	// connection once this request's response is written (a failed SASL
+	// exchange: Kafka answers, then closes).
+	CloseAfterResponse bool
+}
+
+// Advertised is where this connection's client should connect.
+func (c *Conn) Advertised(env *Env) (string, int32) {
+	if c.AdvertisedHost != "" {
+		return c.AdvertisedHost, c.AdvertisedPort
+	}
+	return env.Host, env.Port
 }
 
 // Env carries the broker's services to handlers. It is built once by the broker
@@ -118,6 +147,13 @@ type Env struct {
 	// AutoCreate paces topic auto-creation by Metadata requests
 	// (idem.auto.create.topics.max.per.minute); nil means no pacing.
 	AutoCreate *rate.Limiter
+
+	// Security is the store of users, ACLs and quotas (nil: the SCRAM,
+	// ACL and quota APIs answer as a broker without them would).
+	Security *security.Store
+	// Authorizer checks every request (nil: no authorizer, everything is
+	// allowed and the ACL APIs answer SECURITY_DISABLED, as in Kafka).
+	Authorizer *security.Authorizer
 }
 
 // entry is one registered API key.
