@@ -14,6 +14,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"github.com/twmb/franz-go/pkg/kversion"
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/idem-dev/idem/broker"
@@ -115,6 +116,7 @@ func TestEveryAPIRefusesAPrincipalWithoutACLs(t *testing.T) {
 	}
 
 	alice := userClient(t, b, "alice")
+	aliceV3 := userClient(t, b, "alice", kgo.MaxVersions(kversion.V3_5_0()))
 	topicAuth, groupAuth, clusterAuth, txnAuth := kerr.TopicAuthorizationFailed.Code, kerr.GroupAuthorizationFailed.Code, kerr.ClusterAuthorizationFailed.Code, kerr.TransactionalIDAuthorizationFailed.Code
 	str := kmsg.StringPtr
 	// Each request names one resource (Metadata two): its answer must
@@ -250,6 +252,13 @@ func TestEveryAPIRefusesAPrincipalWithoutACLs(t *testing.T) {
 	apt := kmsg.NewAddPartitionsToTxnRequestTopic()
 	apt.Topic, apt.Partitions = "secret", []int32{0}
 	addParts.Topics = append(addParts.Topics, apt)
+	addPartsBatched := kmsg.NewPtrAddPartitionsToTxnRequest()
+	apx := kmsg.NewAddPartitionsToTxnRequestTransaction()
+	apx.TransactionalID = "secret-txn"
+	apxt := kmsg.NewAddPartitionsToTxnRequestTransactionTopic()
+	apxt.Topic, apxt.Partitions = "secret", []int32{0}
+	apx.Topics = append(apx.Topics, apxt)
+	addPartsBatched.Transactions = append(addPartsBatched.Transactions, apx)
 	addOffsets := kmsg.NewPtrAddOffsetsToTxnRequest()
 	addOffsets.TransactionalID, addOffsets.Group = "secret-txn", "secret-group"
 	endTxn := kmsg.NewPtrEndTxnRequest()
@@ -290,51 +299,97 @@ func TestEveryAPIRefusesAPrincipalWithoutACLs(t *testing.T) {
 	alterQuotas.Entries = append(alterQuotas.Entries, aqe)
 	descCluster := kmsg.NewPtrDescribeClusterRequest()
 	descLogDirs := kmsg.NewPtrDescribeLogDirsRequest()
+	// Share groups (KIP-932), consumer groups (KIP-848), config alteration.
+	shareHB := kmsg.NewPtrShareGroupHeartbeatRequest()
+	shareHB.GroupID, shareHB.MemberID, shareHB.MemberEpoch, shareHB.SubscribedTopicNames = "secret-share", "m1", 0, []string{"secret"}
+	shareDesc := kmsg.NewPtrShareGroupDescribeRequest()
+	shareDesc.GroupIDs = []string{"secret-share"}
+	shareFetch := kmsg.NewPtrShareFetchRequest()
+	shareFetch.GroupID, shareFetch.MemberID = str("secret-share"), str("m1")
+	shareAck := kmsg.NewPtrShareAcknowledgeRequest()
+	shareAck.GroupID, shareAck.MemberID, shareAck.ShareSessionEpoch = str("secret-share"), str("m1"), 1
+	shareOffsets := kmsg.NewPtrDescribeShareGroupOffsetsRequest()
+	sog := kmsg.NewDescribeShareGroupOffsetsRequestGroup()
+	sog.GroupID = "secret-share"
+	shareOffsets.Groups = append(shareOffsets.Groups, sog)
+	alterShare := kmsg.NewPtrAlterShareGroupOffsetsRequest()
+	alterShare.GroupID = "secret-share"
+	deleteShare := kmsg.NewPtrDeleteShareGroupOffsetsRequest()
+	deleteShare.GroupID = "secret-share"
+	consumerHB := kmsg.NewPtrConsumerGroupHeartbeatRequest()
+	consumerHB.Group, consumerHB.MemberID, consumerHB.MemberEpoch, consumerHB.SubscribedTopicNames = "secret-848", "m1", 0, []string{"secret"}
+	consumerHB.RebalanceTimeoutMillis = 5000
+	consumerDesc := kmsg.NewPtrConsumerGroupDescribeRequest()
+	consumerDesc.Groups = []string{"secret-848"}
+	alterGroupConfig := kmsg.NewPtrIncrementalAlterConfigsRequest()
+	agc := kmsg.NewIncrementalAlterConfigsRequestResource()
+	agc.ResourceType, agc.ResourceName = kmsg.ConfigResourceTypeGroupConfig, "secret-share"
+	alterGroupConfig.Resources = append(alterGroupConfig.Resources, agc)
+	alterBrokerConfig := kmsg.NewPtrAlterConfigsRequest()
+	abc := kmsg.NewAlterConfigsRequestResource()
+	abc.ResourceType = kmsg.ConfigResourceTypeBroker
+	alterBrokerConfig.Resources = append(alterBrokerConfig.Resources, abc)
 
 	for name, c := range map[string]call{
-		"Produce":                      {produce, topicAuth},
-		"Fetch":                        {fetch, topicAuth},
-		"ListOffsets":                  {listOffsets, topicAuth},
-		"Metadata (named)":             {mdNamed, topicAuth},
-		"CreateTopics":                 {create, topicAuth},
-		"DeleteTopics":                 {del, topicAuth},
-		"DeleteRecords":                {delRecords, topicAuth},
-		"CreatePartitions":             {createParts, topicAuth},
-		"DescribeConfigs (topic)":      {descTopicConfig, topicAuth},
-		"DescribeConfigs (broker)":     {descBrokerConfig, clusterAuth},
-		"OffsetForLeaderEpoch":         {oeo, topicAuth},
-		"DescribeProducers":            {descProducers, topicAuth},
-		"OffsetCommit":                 {offCommit, groupAuth},
-		"OffsetFetch":                  {offFetch, groupAuth},
-		"FindCoordinator (group)":      {findGroup, groupAuth},
-		"FindCoordinator (txn)":        {findTxn, txnAuth},
-		"JoinGroup":                    {join, groupAuth},
-		"Heartbeat":                    {heartbeat, groupAuth},
-		"LeaveGroup":                   {leave, groupAuth},
-		"SyncGroup":                    {syncg, groupAuth},
-		"DescribeGroups":               {descGroups, groupAuth},
-		"DeleteGroups":                 {delGroups, groupAuth},
-		"OffsetDelete":                 {offDelete, groupAuth},
-		"InitProducerId (txn)":         {initTxn, txnAuth},
-		"InitProducerId (idempotent)":  {initIdem, clusterAuth},
-		"AddPartitionsToTxn":           {addParts, txnAuth},
-		"AddOffsetsToTxn":              {addOffsets, txnAuth},
-		"EndTxn":                       {endTxn, txnAuth},
-		"TxnOffsetCommit":              {txnCommit, txnAuth},
-		"DescribeTransactions":         {descTxn, txnAuth},
-		"DescribeAcls":                 {descACLs, clusterAuth},
-		"CreateAcls":                   {createACLs, clusterAuth},
-		"DeleteAcls":                   {deleteACLs, clusterAuth},
-		"DescribeUserScramCredentials": {descScram, clusterAuth},
-		"AlterUserScramCredentials":    {alterScram, clusterAuth},
-		"DescribeCluster":              {descCluster, clusterAuth},
-		"DescribeClientQuotas":         {descQuotas, clusterAuth},
-		"AlterClientQuotas":            {alterQuotas, clusterAuth},
-		"DescribeLogDirs":              {descLogDirs, clusterAuth},
+		"Produce":                          {produce, topicAuth},
+		"Fetch":                            {fetch, topicAuth},
+		"ListOffsets":                      {listOffsets, topicAuth},
+		"Metadata (named)":                 {mdNamed, topicAuth},
+		"CreateTopics":                     {create, topicAuth},
+		"DeleteTopics":                     {del, topicAuth},
+		"DeleteRecords":                    {delRecords, topicAuth},
+		"CreatePartitions":                 {createParts, topicAuth},
+		"DescribeConfigs (topic)":          {descTopicConfig, topicAuth},
+		"DescribeConfigs (broker)":         {descBrokerConfig, clusterAuth},
+		"OffsetForLeaderEpoch":             {oeo, topicAuth},
+		"DescribeProducers":                {descProducers, topicAuth},
+		"OffsetCommit":                     {offCommit, groupAuth},
+		"OffsetFetch":                      {offFetch, groupAuth},
+		"FindCoordinator (group)":          {findGroup, groupAuth},
+		"FindCoordinator (txn)":            {findTxn, txnAuth},
+		"JoinGroup":                        {join, groupAuth},
+		"Heartbeat":                        {heartbeat, groupAuth},
+		"LeaveGroup":                       {leave, groupAuth},
+		"SyncGroup":                        {syncg, groupAuth},
+		"DescribeGroups":                   {descGroups, groupAuth},
+		"DeleteGroups":                     {delGroups, groupAuth},
+		"OffsetDelete":                     {offDelete, groupAuth},
+		"InitProducerId (txn)":             {initTxn, txnAuth},
+		"InitProducerId (idempotent)":      {initIdem, clusterAuth},
+		"AddPartitionsToTxn":               {addParts, txnAuth},
+		"AddPartitionsToTxn (v5, batched)": {addPartsBatched, clusterAuth},
+		"AddOffsetsToTxn":                  {addOffsets, txnAuth},
+		"EndTxn":                           {endTxn, txnAuth},
+		"TxnOffsetCommit":                  {txnCommit, txnAuth},
+		"DescribeTransactions":             {descTxn, txnAuth},
+		"DescribeAcls":                     {descACLs, clusterAuth},
+		"CreateAcls":                       {createACLs, clusterAuth},
+		"DeleteAcls":                       {deleteACLs, clusterAuth},
+		"DescribeUserScramCredentials":     {descScram, clusterAuth},
+		"AlterUserScramCredentials":        {alterScram, clusterAuth},
+		"DescribeCluster":                  {descCluster, clusterAuth},
+		"DescribeClientQuotas":             {descQuotas, clusterAuth},
+		"AlterClientQuotas":                {alterQuotas, clusterAuth},
+		"DescribeLogDirs":                  {descLogDirs, clusterAuth},
+		"ShareGroupHeartbeat":              {shareHB, groupAuth},
+		"ShareGroupDescribe":               {shareDesc, groupAuth},
+		"ShareFetch":                       {shareFetch, groupAuth},
+		"ShareAcknowledge":                 {shareAck, groupAuth},
+		"DescribeShareGroupOffsets":        {shareOffsets, groupAuth},
+		"AlterShareGroupOffsets":           {alterShare, groupAuth},
+		"DeleteShareGroupOffsets":          {deleteShare, groupAuth},
+		"ConsumerGroupHeartbeat":           {consumerHB, groupAuth},
+		"ConsumerGroupDescribe":            {consumerDesc, groupAuth},
+		"IncrementalAlterConfigs (group)":  {alterGroupConfig, groupAuth},
+		"AlterConfigs (broker)":            {alterBrokerConfig, clusterAuth},
 	} {
 		// Straight to the broker: kgo's sharding would look up
 		// coordinators first and report their refusal instead.
-		resp, err := alice.Broker(1).Request(ctx, c.req)
+		cl := alice
+		if c.req == kmsg.Request(addParts) {
+			cl = aliceV3 // the clients' form of AddPartitionsToTxn; v4+ is the brokers' own
+		}
+		resp, err := cl.Broker(1).Request(ctx, c.req)
 		if err != nil {
 			t.Errorf("%s: %v", name, err)
 			continue

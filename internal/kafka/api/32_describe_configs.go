@@ -71,6 +71,10 @@ func handleDescribeConfigs(_ context.Context, env *Env, conn *Conn, kreq kmsg.Re
 				sr.ErrorCode = kerr.InvalidGroupID.Code
 				break
 			}
+			if !allowedGroup(env, conn, security.OpDescribeConfigs, rr.ResourceName) {
+				sr.ErrorCode = kerr.GroupAuthorizationFailed.Code
+				break
+			}
 			if env.Share == nil {
 				sr.ErrorCode = kerr.CoordinatorNotAvailable.Code
 				break

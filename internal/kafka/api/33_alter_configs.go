@@ -29,7 +29,7 @@ import (
 
 func init() { register(33, 0, 2, handleAlterConfigs) }
 
-func handleAlterConfigs(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleAlterConfigs(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.AlterConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.AlterConfigsResponse)
 	for _, rr := range req.Resources {
@@ -43,7 +43,7 @@ func handleAlterConfigs(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Reques
 			}
 			ops = append(ops, op)
 		}
-		sr.ErrorCode, sr.ErrorMessage = alterResource(ctx, env, rr.ResourceType, rr.ResourceName, ops, false, req.ValidateOnly)
+		sr.ErrorCode, sr.ErrorMessage = alterResource(ctx, env, conn, rr.ResourceType, rr.ResourceName, ops, false, req.ValidateOnly)
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return resp, nil

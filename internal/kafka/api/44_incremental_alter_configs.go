@@ -36,7 +36,7 @@ import (
 
 func init() { register(44, 0, 1, handleIncrementalAlterConfigs) }
 
-func handleIncrementalAlterConfigs(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleIncrementalAlterConfigs(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.IncrementalAlterConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.IncrementalAlterConfigsResponse)
 	for _, rr := range req.Resources {
@@ -46,7 +46,7 @@ func handleIncrementalAlterConfigs(ctx context.Context, env *Env, _ *Conn, kreq 
 		for _, c := range rr.Configs {
 			ops = append(ops, share.ConfigOp{Name: c.Name, Value: c.Value, Op: int8(c.Op)})
 		}
-		sr.ErrorCode, sr.ErrorMessage = alterResource(ctx, env, rr.ResourceType, rr.ResourceName, ops, true, req.ValidateOnly)
+		sr.ErrorCode, sr.ErrorMessage = alterResource(ctx, env, conn, rr.ResourceType, rr.ResourceName, ops, true, req.ValidateOnly)
 		resp.Resources = append(resp.Resources, sr)
 	}
 	return resp, nil

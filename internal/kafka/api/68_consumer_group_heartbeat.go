@@ -46,6 +46,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(68, 0, 1, handleConsumerGroupHeartbeat) }
@@ -56,6 +57,14 @@ func handleConsumerGroupHeartbeat(ctx context.Context, env *Env, conn *Conn, kre
 	switch {
 	case env.Groups == nil:
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp, nil
+	case !allowedGroup(env, conn, security.OpRead, req.Group):
+		// As Kafka: READ on the group; subscribed topics the principal may
+		// not DESCRIBE are refused too.
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	case slices.ContainsFunc(req.SubscribedTopicNames, func(t string) bool { return !allowedTopic(env, conn, security.OpDescribe, t) }):
+		resp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		return resp, nil
 	case !consumerProtocolEnabled(env):
 		resp.ErrorCode = kerr.UnsupportedVersion.Code

@@ -21,11 +21,12 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 func init() { register(69, 0, 1, handleConsumerGroupDescribe) }
 
-func handleConsumerGroupDescribe(_ context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleConsumerGroupDescribe(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ConsumerGroupDescribeRequest)
 	resp := req.ResponseKind().(*kmsg.ConsumerGroupDescribeResponse)
 	for _, id := range req.Groups {
@@ -37,6 +38,8 @@ func handleConsumerGroupDescribe(_ context.Context, env *Env, _ *Conn, kreq kmsg
 			rg.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		case id == "":
 			rg.ErrorCode = kerr.InvalidGroupID.Code
+		case !allowedGroup(env, conn, security.OpDescribe, id):
+			rg.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		default:
 			d, err := env.Groups.DescribeConsumerGroup(id)
 			if err != nil {

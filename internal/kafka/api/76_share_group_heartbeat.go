@@ -30,6 +30,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/share"
 )
 
@@ -41,6 +42,17 @@ func handleShareGroupHeartbeat(_ context.Context, env *Env, conn *Conn, kreq kms
 	if env.Share == nil {
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
 		return resp, nil
+	}
+	// As Kafka: READ on the group, DESCRIBE on every subscribed topic.
+	if !allowedGroup(env, conn, security.OpRead, req.GroupID) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
+	for _, topic := range req.SubscribedTopicNames {
+		if !allowedTopic(env, conn, security.OpDescribe, topic) {
+			resp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			return resp, nil
+		}
 	}
 	if req.MemberEpoch == 0 && env.Groups != nil && env.Groups.DescribeGroup(req.GroupID).State != group.Dead {
 		err := fmt.Errorf("%w: %q is a classic consumer group", share.ErrGroupNotFound, req.GroupID)

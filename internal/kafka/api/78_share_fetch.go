@@ -41,6 +41,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/share"
 )
 
@@ -62,6 +63,10 @@ func handleShareFetch(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Reque
 	}
 	if req.GroupID == nil || *req.GroupID == "" || req.MemberID == nil || *req.MemberID == "" {
 		return fail(wrapShare(share.ErrInvalidRequest, "group and member id are required"))
+	}
+	if !allowedGroup(env, conn, security.OpRead, *req.GroupID) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
 	}
 	hasAcks := false
 	for _, t := range req.Topics {
@@ -100,6 +105,15 @@ func handleShareFetch(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Reque
 		}
 		for _, p := range t.Partitions {
 			tp := share.TopicPartition{TopicID: t.TopicID, Partition: p.Partition}
+			if known && !allowedTopic(env, conn, security.OpRead, name) {
+				// Never added to the session, like an unknown topic.
+				rp := out.get(tp)
+				rp.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				if len(p.AcknowledgementBatches) > 0 {
+					rp.AcknowledgeErrorCode = rp.ErrorCode
+				}
+				continue
+			}
 			if !known || p.Partition < 0 || p.Partition >= partitions {
 				// Never added to the session: a client cannot make every
 				// later fetch walk partitions that do not exist.

@@ -21,6 +21,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/share"
 )
 
@@ -41,6 +42,10 @@ func handleShareAcknowledge(ctx context.Context, env *Env, conn *Conn, kreq kmsg
 	case req.ShareSessionEpoch == 0:
 		return fail(wrapShare(share.ErrInvalidSessionEpoch, "acknowledgements need an open share session (epoch 0 opens one only in ShareFetch)"))
 	}
+	if !allowedGroup(env, conn, security.OpRead, *req.GroupID) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
+		return resp, nil
+	}
 	renew := req.Version >= 2 && req.IsRenewAck
 	ss, err := env.Share.OpenSession(ctx, *req.GroupID, *req.MemberID, conn.ID, req.ShareSessionEpoch)
 	if err != nil {
@@ -50,7 +55,8 @@ func handleShareAcknowledge(ctx context.Context, env *Env, conn *Conn, kreq kmsg
 	for _, t := range req.Topics {
 		rt := kmsg.NewShareAcknowledgeResponseTopic()
 		rt.TopicID = t.TopicID
-		_, known := env.Share.TopicName(t.TopicID)
+		name, known := env.Share.TopicName(t.TopicID)
+		readable := known && allowedTopic(env, conn, security.OpRead, name)
 		for _, p := range t.Partitions {
 			rp := kmsg.NewShareAcknowledgeResponseTopicPartition()
 			rp.Partition = p.Partition
@@ -58,6 +64,8 @@ func handleShareAcknowledge(ctx context.Context, env *Env, conn *Conn, kreq kmsg
 			switch {
 			case !known:
 				rp.ErrorCode = kerr.UnknownTopicID.Code
+			case !readable:
+				rp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			default:
 				batches := make([]share.AckBatch, len(p.AcknowledgementBatches))
 				for i, b := range p.AcknowledgementBatches {

@@ -16,16 +16,21 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/group"
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/share"
 )
 
 func init() { register(91, 0, 0, handleAlterShareGroupOffsets) }
 
-func handleAlterShareGroupOffsets(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleAlterShareGroupOffsets(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.AlterShareGroupOffsetsRequest)
 	resp := req.ResponseKind().(*kmsg.AlterShareGroupOffsetsResponse)
 	if env.Share == nil {
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp, nil
+	}
+	if !allowedGroup(env, conn, security.OpRead, req.GroupID) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
 	if env.Groups != nil && env.Groups.DescribeGroup(req.GroupID).State != group.Dead {
@@ -46,6 +51,8 @@ func handleAlterShareGroupOffsets(ctx context.Context, env *Env, _ *Conn, kreq k
 			p.Partition = rp.Partition
 			if !ok {
 				p.ErrorCode = kerr.UnknownTopicOrPartition.Code
+			} else if !allowedTopic(env, conn, security.OpRead, rt.Topic) {
+				p.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			} else {
 				offsets = append(offsets, share.PartitionOffset{TopicID: id, Partition: rp.Partition, Offset: rp.StartOffset})
 				where = append(where, slot{i, j})

@@ -11,17 +11,22 @@ package api
 import (
 	"context"
 
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func init() { register(92, 0, 0, handleDeleteShareGroupOffsets) }
 
-func handleDeleteShareGroupOffsets(ctx context.Context, env *Env, _ *Conn, kreq kmsg.Request) (kmsg.Response, error) {
+func handleDeleteShareGroupOffsets(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DeleteShareGroupOffsetsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteShareGroupOffsetsResponse)
 	if env.Share == nil {
 		resp.ErrorCode = kerr.CoordinatorNotAvailable.Code
+		return resp, nil
+	}
+	if !allowedGroup(env, conn, security.OpDelete, req.GroupID) {
+		resp.ErrorCode = kerr.GroupAuthorizationFailed.Code
 		return resp, nil
 	}
 	var ids [][16]byte
@@ -33,6 +38,8 @@ func handleDeleteShareGroupOffsets(ctx context.Context, env *Env, _ *Conn, kreq 
 		t.TopicID = id
 		if !ok {
 			t.ErrorCode = kerr.UnknownTopicOrPartition.Code
+		} else if !allowedTopic(env, conn, security.OpRead, rt.Topic) {
+			t.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		} else {
 			ids = append(ids, id)
 			where = append(where, i)

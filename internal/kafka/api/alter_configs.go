@@ -11,15 +11,31 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 
+	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/share"
 )
 
 // alterResource applies ops to one resource and returns the answer's code
 // and message. incremental: ops change what is set; otherwise they replace
 // it (a config left out reverts to its default).
-func alterResource(ctx context.Context, env *Env, typ kmsg.ConfigResourceType, name string, ops []share.ConfigOp, incremental, validateOnly bool) (int16, *string) {
+func alterResource(ctx context.Context, env *Env, conn *Conn, typ kmsg.ConfigResourceType, name string, ops []share.ConfigOp, incremental, validateOnly bool) (int16, *string) {
 	fail := func(code int16, format string, args ...any) (int16, *string) {
 		return code, kmsg.StringPtr(fmt.Sprintf(format, args...))
+	}
+	// ALTER_CONFIGS on the resource, as Kafka checks it.
+	switch typ {
+	case kmsg.ConfigResourceTypeBroker:
+		if !allowedCluster(env, conn, security.OpAlterConfigs) {
+			return kerr.ClusterAuthorizationFailed.Code, nil
+		}
+	case kmsg.ConfigResourceTypeGroupConfig:
+		if !allowedGroup(env, conn, security.OpAlterConfigs, name) {
+			return kerr.GroupAuthorizationFailed.Code, nil
+		}
+	case kmsg.ConfigResourceTypeTopic:
+		if !allowedTopic(env, conn, security.OpAlterConfigs, name) {
+			return kerr.TopicAuthorizationFailed.Code, nil
+		}
 	}
 	if env.Share == nil {
 		return kerr.CoordinatorNotAvailable.Code, nil
