@@ -39,8 +39,8 @@ import (
 	"github.com/idem-dev/idem/internal/kafka/api"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/partition"
-	"github.com/idem-dev/idem/internal/share"
 	"github.com/idem-dev/idem/internal/security"
+	"github.com/idem-dev/idem/internal/share"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )

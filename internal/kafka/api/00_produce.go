@@ -59,8 +59,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/partition"
-	"github.com/idem-dev/idem/internal/txn"
 	"github.com/idem-dev/idem/internal/security"
+	"github.com/idem-dev/idem/internal/txn"
 )
 
 func init() { register(0, 0, 12, handleProduce) }

@@ -29,8 +29,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/idem-dev/idem/internal/config"
-	"github.com/idem-dev/idem/internal/share"
 	"github.com/idem-dev/idem/internal/security"
+	"github.com/idem-dev/idem/internal/share"
 )
 
 func init() { register(32, 1, 4, handleDescribeConfigs) }

@@ -19,8 +19,8 @@ import (
 
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/group"
-	"github.com/idem-dev/idem/internal/share"
 	"github.com/idem-dev/idem/internal/security"
+	"github.com/idem-dev/idem/internal/share"
 	"github.com/idem-dev/idem/internal/topics"
 	"github.com/idem-dev/idem/internal/txn"
 )
