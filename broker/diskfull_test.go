@@ -95,3 +95,41 @@ func TestFullDisk(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestRecordsDoNotEatTheDiskReserve: once the disk is full, records are
+// refused until space is freed, even when a metadata write has drawn on the
+// reserve and so freed a chunk: that chunk is for metadata. (The soak found
+// producers acknowledged into it, draining the reserve a chunk at a time.)
+func TestRecordsDoNotEatTheDiskReserve(t *testing.T) {
+	mem := logstore.NewMemFS()
+	b := brokertest.Run(t, brokerkit.WithFS(mem), broker.WithDataDir("/data"), broker.WithTopics("fill"),
+		broker.WithProperty("idem.disk.reserve.bytes", "4194304"))
+	if c := produceCode(t, b.Addr(), "fill", 0); c != 0 {
+		t.Fatalf("first produce: %v", kerr.ErrorForCode(c))
+	}
+	mem.SetCapacity(mem.UsedBytes()) // the disk is full
+	if c := produceCode(t, b.Addr(), "fill", 0); c != kerr.KafkaStorageError.Code {
+		t.Fatalf("produce on the full disk: %v", kerr.ErrorForCode(c))
+	}
+	// An offset commit is metadata: it draws a chunk of the reserve.
+	adm := kadm.NewClient(b.Client(t))
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := adm.CommitAllOffsets(ctx, "g", kadm.OffsetsFromRecords(kgo.Record{Topic: "fill", Partition: 0, Offset: 1})); err != nil {
+		t.Fatalf("offset commit on a full disk: %v", err)
+	}
+	acked := 0
+	for range 200 {
+		if produceCode(t, b.Addr(), "fill", 0) == 0 {
+			acked++
+		}
+	}
+	if acked > 0 {
+		t.Fatalf("%d records were acknowledged on a full disk, in space the reserve gave back for metadata", acked)
+	}
+	// Space returns: producing resumes.
+	mem.SetCapacity(0)
+	if c := produceCode(t, b.Addr(), "fill", 0); c != 0 {
+		t.Fatalf("produce after space returned: %v", kerr.ErrorForCode(c))
+	}
+}

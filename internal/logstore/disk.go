@@ -168,12 +168,32 @@ func (d *Disk) Observe(err error) {
 	}
 }
 
-// Wrote records that a record append succeeded: if the disk was full, it no
-// longer is.
-func (d *Disk) Wrote() {
-	if d != nil && d.full.Load() {
-		d.cleared()
+// RefusesRecords reports whether a record append must be refused: the disk
+// was found full, and the space now free does not cover what the reserve
+// gave back plus a chunk. Without it, the first metadata write that drew on
+// the reserve would free space that producers fill at once (the soak found
+// that), and the reserve would drain a chunk at a time. Once enough space is
+// free, the full state clears here, so producing resumes at the next write.
+func (d *Disk) RefusesRecords() bool {
+	if d == nil || !d.full.Load() {
+		return false
 	}
+	free, err := d.FreeBytes()
+	if err != nil {
+		return false // the file system cannot tell: let the write find out
+	}
+	if free < d.shortfall()+reserveChunk {
+		return true
+	}
+	d.cleared()
+	return false
+}
+
+// shortfall is how much the reserve is below its target.
+func (d *Disk) shortfall() int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return max(0, d.target-d.reserved)
 }
 
 func (d *Disk) cleared() {
@@ -191,9 +211,7 @@ func (d *Disk) Maintain() {
 		return
 	}
 	if d.full.Load() {
-		if free, err := d.FreeBytes(); err == nil && free > 2*reserveChunk {
-			d.cleared()
-		}
+		d.RefusesRecords() // clears the full state when space came back
 	}
 	if !d.full.Load() {
 		d.mu.Lock()

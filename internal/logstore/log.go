@@ -411,13 +411,19 @@ func (l *Log) Append(batch []byte) (AppendInfo, error) {
 	if l.cfg.UseReserve {
 		return l.AppendUsingReserve(batch)
 	}
-	return l.appendOnce(batch)
+	return l.appendOnce(batch, false)
 }
 
-func (l *Log) appendOnce(batch []byte) (AppendInfo, error) {
+// appendOnce appends batch; a record append (reserved false) is refused
+// while the disk is full, so that records never take the space the disk
+// reserve gave back for metadata.
+func (l *Log) appendOnce(batch []byte, reserved bool) (AppendInfo, error) {
 	h, err := ParseBatch(batch)
 	if err != nil {
 		return AppendInfo{}, err
+	}
+	if !reserved && l.cfg.Disk.RefusesRecords() {
+		return AppendInfo{}, fmt.Errorf("logstore: %s: %w: records wait until space is freed", l.dir, ErrNoSpace)
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -451,7 +457,6 @@ func (l *Log) appendOnce(batch []byte) (AppendInfo, error) {
 		l.cfg.Disk.Observe(err)
 		return AppendInfo{}, fmt.Errorf("logstore: write %s: %w", seg.path, err)
 	}
-	l.cfg.Disk.Wrote()
 	seg.track(h, pos, len(batch), l.cfg.IndexIntervalBytes)
 	select {
 	case l.kick <- struct{}{}:
@@ -466,7 +471,7 @@ func (l *Log) appendOnce(batch []byte) (AppendInfo, error) {
 func (l *Log) AppendUsingReserve(batch []byte) (AppendInfo, error) {
 	var info AppendInfo
 	err := l.cfg.Disk.Do(func() (err error) {
-		info, err = l.appendOnce(batch)
+		info, err = l.appendOnce(batch, true)
 		return err
 	})
 	return info, err
