@@ -61,6 +61,14 @@ func (m *Manager) Compacted(t catalog.Topic) bool {
 	return c
 }
 
+// CompactOnly reports whether a topic's cleanup.policy is compact without
+// delete: its records go only by compaction, never by retention or
+// DeleteRecords (Kafka answers POLICY_VIOLATION there).
+func (m *Manager) CompactOnly(t catalog.Topic) bool {
+	c, d := cleanupPolicy(m.topicValue(t, "cleanup.policy", "log.cleanup.policy"))
+	return c && !d
+}
+
 // compactionOf returns the compaction policy of a topic.
 func (m *Manager) compactionOf(t catalog.Topic) compaction {
 	millis := func(topicName, brokerName string) time.Duration {

@@ -439,3 +439,32 @@ func describeProducer(t *testing.T, b *brokertest.Broker, topic string, pid int6
 	}
 	return ps[0].ProducerID, ps[0].LastSequence
 }
+
+// TestDeleteRecordsOnACompactOnlyTopicIsAPolicyViolation: as in Kafka, the
+// records of a compact-only topic go only by compaction; compact,delete
+// topics accept DeleteRecords.
+func TestDeleteRecordsOnACompactOnlyTopicIsAPolicyViolation(t *testing.T) {
+	b := compactingBroker(t)
+	createCompacted(t, b, "compact-only", "compact", nil)
+	createCompacted(t, b, "compact-delete", "compact,delete", nil)
+	cl := b.Client(t)
+	ctx := testkit.Context(t, 30*time.Second)
+	for _, topic := range []string{"compact-only", "compact-delete"} {
+		if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Key: []byte("k"), Value: []byte("v")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	adm := kadm.NewClient(cl)
+	for topic, want := range map[string]error{"compact-only": kerr.PolicyViolation, "compact-delete": nil} {
+		o := kadm.Offsets{}
+		o.AddOffset(topic, 0, 1, -1)
+		res, err := adm.DeleteRecords(ctx, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, _ := res.Lookup(topic, 0)
+		if !errors.Is(r.Err, want) && r.Err != want {
+			t.Errorf("DeleteRecords on %s: %v, want %v", topic, r.Err, want)
+		}
+	}
+}

@@ -6,8 +6,10 @@ package api
 // console): records below it are no longer served and whole segments below it
 // are removed. Offset -1 means the high watermark. An offset above the high
 // watermark gives OFFSET_OUT_OF_RANGE; an unknown partition
-// UNKNOWN_TOPIC_OR_PARTITION. The new start offset is durable (it survives a
-// restart and a power loss) before the answer.
+// UNKNOWN_TOPIC_OR_PARTITION; a compact-only topic (cleanup.policy=compact)
+// POLICY_VIOLATION, as in Kafka: its records go only by compaction. The new
+// start offset is durable (it survives a restart and a power loss) before
+// the answer.
 
 import (
 	"context"
@@ -27,6 +29,8 @@ func handleDeleteRecords(_ context.Context, env *Env, conn *Conn, kreq kmsg.Requ
 		st := kmsg.NewDeleteRecordsResponseTopic()
 		st.Topic = rt.Topic
 		topicAllowed := allowedTopic(env, conn, security.OpDelete, rt.Topic)
+		t, known := env.Partitions.Topic(rt.Topic)
+		compactOnly := known && env.Partitions.CompactOnly(t)
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewDeleteRecordsResponseTopicPartition()
 			sp.Partition, sp.LowWatermark = rp.Partition, -1
@@ -35,6 +39,10 @@ func handleDeleteRecords(_ context.Context, env *Env, conn *Conn, kreq kmsg.Requ
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 			} else if err != nil {
 				sp.ErrorCode = errorCode(err, dataAPIs)
+			} else if compactOnly {
+				// As Kafka: records of a compact-only topic go only by
+				// compaction.
+				sp.ErrorCode = kerr.PolicyViolation.Code
 			} else if low, err := p.DeleteRecords(rp.Offset); err != nil {
 				sp.ErrorCode = errorCode(err, dataAPIs)
 			} else {
