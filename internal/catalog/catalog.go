@@ -17,6 +17,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path"
 	"sort"
 	"sync"
@@ -400,6 +401,30 @@ func (c *Catalog) Adopt(t Topic) error {
 		return err
 	}
 	return nil
+}
+
+// SetConfigs replaces a topic's configuration overrides (validated first)
+// and persists the catalog before returning.
+func (c *Catalog) SetConfigs(name string, configs map[string]string) (Topic, error) {
+	if err := ValidateConfigs(configs); err != nil {
+		return Topic{}, err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.topics[name]
+	if !ok {
+		return Topic{}, fmt.Errorf("%w: %q", ErrUnknownTopic, name)
+	}
+	old := t.Configs
+	t.Configs = nil
+	if len(configs) > 0 {
+		t.Configs = maps.Clone(configs)
+	}
+	if err := c.persistLocked(); err != nil {
+		t.Configs = old
+		return Topic{}, err
+	}
+	return t.clone(), nil
 }
 
 // SetPartitions grows a topic to total partitions (Kafka never shrinks one).

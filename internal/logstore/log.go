@@ -95,6 +95,23 @@ type segmentPos struct {
 	base, size, next, maxTS int64
 }
 
+// Reconfigure applies a topic's changed settings to an open log: segment
+// size, roll interval, retention and index spacing take effect for the next
+// append, roll and retention pass (a dynamic topic config, as in Kafka).
+func (l *Log) Reconfigure(cfg Config) {
+	cfg = cfg.withDefaults()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed && len(l.segs) > 0 {
+		// The active segment rolls at its open time plus the new interval.
+		a := l.active()
+		a.rollTime = a.rollTime.Add(cfg.RollInterval - l.cfg.RollInterval)
+	}
+	l.cfg.SegmentBytes, l.cfg.RollInterval = cfg.SegmentBytes, cfg.RollInterval
+	l.cfg.RetentionBytes, l.cfg.RetentionTime = cfg.RetentionBytes, cfg.RetentionTime
+	l.cfg.IndexIntervalBytes = cfg.IndexIntervalBytes
+}
+
 // AppendInfo describes where an appended batch landed.
 type AppendInfo struct {
 	BaseOffset int64

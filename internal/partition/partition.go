@@ -261,6 +261,16 @@ func markerType(batch []byte) (commit, ok bool) {
 	return false, false
 }
 
+// Reconfigure applies a topic's changed settings (a dynamic topic config):
+// the log's segment, roll and retention settings and whether batches are
+// stamped with the broker's time.
+func (p *Partition) Reconfigure(log logstore.Config, logAppendTime bool) {
+	p.mu.Lock()
+	p.cfg.LogAppendTime = logAppendTime
+	p.mu.Unlock()
+	p.log.Reconfigure(log)
+}
+
 // Topic and Index name the partition.
 func (p *Partition) Topic() string { return p.topic }
 func (p *Partition) Index() int32  { return p.index }

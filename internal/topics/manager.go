@@ -294,7 +294,10 @@ func (m *Manager) load(s *slot) {
 
 // open opens a claimed slot and settles it.
 func (m *Manager) open(s *slot) {
-	p, err := m.openPartition(s.topic, s.index)
+	s.mu.Lock()
+	t := s.topic
+	s.mu.Unlock()
+	p, err := m.openPartition(t, s.index)
 	if err != nil {
 		m.log.Error("partition offline: its storage could not be opened; serving everything else",
 			"topic", s.topic.Name, "partition", s.index, "err", err,
@@ -560,6 +563,41 @@ func (m *Manager) DeleteTopic(name string) (catalog.Topic, error) {
 	delete(m.topics, name)
 	m.removeTopicData(t)
 	m.log.Info("deleted topic", "topic", name, "id", t.ID.String())
+	return t, nil
+}
+
+// SetTopicConfigs replaces a topic's configuration overrides (AlterConfigs
+// and IncrementalAlterConfigs): durable in the catalog and topic.json before
+// it returns, and applied at once to the open partitions and the cleaner.
+func (m *Manager) SetTopicConfigs(name string, configs map[string]string) (catalog.Topic, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return catalog.Topic{}, ErrManagerClosed
+	}
+	t, err := m.cat.SetConfigs(name, configs)
+	if err != nil {
+		return catalog.Topic{}, err
+	}
+	tp := m.topics[name]
+	if tp == nil {
+		return t, nil
+	}
+	tp.topic = t
+	if err := m.writeTopicMeta(t); err != nil {
+		m.log.Warn("could not record topic metadata beside its data", "topic", name, "err", err)
+	}
+	logCfg, appendTime := m.LogConfig(t), m.logAppendTime(t)
+	for _, s := range tp.parts {
+		s.mu.Lock()
+		s.topic = t
+		p, online := s.p, s.state == online
+		s.mu.Unlock()
+		if online {
+			p.Reconfigure(logCfg, appendTime)
+		}
+	}
+	m.log.Info("altered topic configs", "topic", name, "configs", configs)
 	return t, nil
 }
 
