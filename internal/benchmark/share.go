@@ -70,7 +70,7 @@ func runShare(ctx context.Context, cfg Config, runID int64) (*ShareReport, error
 }
 
 func setShareConfigs(ctx context.Context, cfg Config, group string, kvs ...string) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	cl, err := cfg.newClient(kgo.SeedBrokers(cfg.Brokers...))
 	if err != nil {
 		return err
 	}
@@ -121,7 +121,7 @@ func shareConsume(parent context.Context, cfg Config, topic, group string, n int
 	errc := make(chan error, cfg.ShareConsumers)
 	clients := make([]*kgo.Client, cfg.ShareConsumers)
 	for i := range clients {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ShareGroup(group), kgo.ConsumeTopics(topic),
+		cl, err := cfg.newClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ShareGroup(group), kgo.ConsumeTopics(topic),
 			kgo.FetchMaxWait(100*time.Millisecond), kgo.ShareMaxRecords(1000))
 		if err != nil {
 			return Throughput{}, err
@@ -194,7 +194,7 @@ func classicConsume(parent context.Context, cfg Config, topic, group string, n i
 	defer func() { close(stop); pwg.Wait() }()
 	clients := make([]*kgo.Client, cfg.ShareConsumers)
 	for i := range clients {
-		cl, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
+		cl, err := cfg.newClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ConsumerGroup(group), kgo.ConsumeTopics(topic),
 			kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.DisableAutoCommit(), kgo.FetchMaxWait(100*time.Millisecond))
 		if err != nil {
 			return Throughput{}, err
@@ -263,7 +263,7 @@ func redelivery(ctx context.Context, cfg Config, runID int64) (time.Duration, ti
 			return 0, 0, err
 		}
 	}
-	hog, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...))
+	hog, err := cfg.newClient(kgo.SeedBrokers(cfg.Brokers...))
 	if err != nil {
 		return 0, 0, err
 	}
@@ -299,7 +299,7 @@ func redelivery(ctx context.Context, cfg Config, runID int64) (time.Duration, ti
 	if got < 10 {
 		return 0, 0, fmt.Errorf("the bare member acquired %d of 10 records in one fetch", got)
 	}
-	other, err := kgo.NewClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.FetchMaxWait(100*time.Millisecond))
+	other, err := cfg.newClient(kgo.SeedBrokers(cfg.Brokers...), kgo.ShareGroup(group), kgo.ConsumeTopics(topic), kgo.FetchMaxWait(100*time.Millisecond))
 	if err != nil {
 		return 0, 0, err
 	}
