@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/internal/benchmark"
+	"github.com/idem-dev/idem/internal/clientprops"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -126,16 +126,13 @@ func isTerminal(f *os.File) bool {
 // benchSecurity reads -X security properties (brokers and client.id have
 // their own flags here).
 func benchSecurity(props []string) ([]kgo.Opt, error) {
-	p := map[string]string{}
-	for _, kv := range props {
-		name, value, ok := strings.Cut(kv, "=")
-		if !ok {
-			return nil, fmt.Errorf("-X %q: want name=value", kv)
-		}
-		if !clientProperties[name] || name == "brokers" || name == "client.id" {
-			return nil, fmt.Errorf("-X %s: not a client security property", kv)
-		}
-		p[name] = value
+	p, err := clientprops.ParseSecurity(props)
+	if err != nil {
+		return nil, err
 	}
-	return securityOpts(p)
+	sec, err := clientprops.SecurityOf(p)
+	if err != nil {
+		return nil, err
+	}
+	return sec.Opts(), nil
 }

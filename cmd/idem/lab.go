@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/idem-dev/idem/internal/clientprops"
 	"github.com/idem-dev/idem/internal/lab"
 )
 
@@ -30,6 +31,7 @@ type labFlags struct {
 	asJSON                  bool
 	chart                   string
 	bootstrap               []string
+	props                   []string
 	dir                     string
 	breakHook               string
 }
@@ -58,6 +60,23 @@ By default lab starts its own broker (idem serve) in a temporary directory so
 it can kill it; with --bootstrap it runs against any Kafka-compatible cluster
 and skips broker-kill and pause.
 
+With --bootstrap, -X sets a client security property as for the other client
+commands (security.protocol, sasl.mechanism, sasl.username, sasl.password,
+sasl.oauthbearer.token, ssl.ca.location, ssl.certificate.location,
+ssl.key.location, ssl.endpoint.identification.algorithm): every client of
+the run connects with them, the lab's and its consumer processes' (which get
+them on stdin, not in their arguments or environment). The lab's own broker
+listens in plaintext, so -X without --bootstrap is refused. Before the first
+mode the lab checks that it can talk to the cluster and stops with the error
+(a wrong password, a TLS listener spoken to in plaintext) if not:
+
+  idem lab --bootstrap broker:9093 -X security.protocol=SASL_SSL \
+    -X sasl.mechanism=SCRAM-SHA-256 -X sasl.username=lab -X sasl.password=… \
+    -X ssl.ca.location=ca.pem
+
+The user needs to create and delete topics, produce (idempotently and
+transactionally), consume in groups and share groups, and commit offsets.
+
 Every mode states its promise and the verdict says whether the run kept it.
 Exit status: 0 when every mode that ran kept its promise (at-least-once
 duplicating is not a broken promise), 1 when a mode broke its promise (or the
@@ -82,6 +101,7 @@ lab could not run), 3 when a mode could not be measured within --duration.`,
 	fl.BoolVar(&f.asJSON, "json", false, "print the report as JSON")
 	fl.StringVar(&f.chart, "chart", "", "write an SVG bar chart of the table to this file")
 	fl.StringSliceVar(&f.bootstrap, "bootstrap", nil, "run against this Kafka-compatible cluster instead of a broker of its own")
+	fl.StringArrayVarP(&f.props, "set", "X", nil, "client security property name=value for --bootstrap, as for the client commands (security.protocol, sasl.*, ssl.*); repeatable")
 	fl.StringVar(&f.dir, "dir", "", "directory for the run's files (default: a temporary directory, kept only if a promise broke)")
 	// Hidden: deliberately break a mode (skip-dedupe, output-outside-txn,
 	// broker-duplicates, broker-loses-read) to watch a verdict turn red.
@@ -156,13 +176,25 @@ func labConfig(f labFlags) (lab.Config, error) {
 	if err != nil {
 		return lab.Config{}, err
 	}
+	for _, x := range f.props {
+		if name, _, _ := strings.Cut(x, "="); name == "brokers" {
+			return lab.Config{}, fmt.Errorf("-X %s: the lab takes its cluster with --bootstrap", x)
+		}
+	}
+	props, err := clientprops.ParseSecurity(f.props)
+	if err != nil {
+		return lab.Config{}, err
+	}
+	if len(props) > 0 && len(f.bootstrap) == 0 {
+		return lab.Config{}, errors.New("-X client properties need --bootstrap: the lab's own broker listens in plaintext on loopback")
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return lab.Config{}, err
 	}
 	return lab.Config{
 		Scenario: f.scenario, Modes: ms, Faults: fs, N: f.n, Seed: f.seed, Duration: f.duration,
-		Bootstrap: f.bootstrap, Dir: f.dir, Break: f.breakHook,
+		Bootstrap: f.bootstrap, ClientProps: props, Dir: f.dir, Break: f.breakHook,
 		Worker: lab.Command{Path: self, Args: []string{"lab-worker"}},
 		Broker: func(dataDir, addr string) lab.Command {
 			return lab.Command{Path: self, Args: []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr,

@@ -61,7 +61,7 @@ var layers = []layer{
 	// --data-dir` writes the first administrator into a stopped broker's
 	// security store, so they reach those packages directly; everything
 	// else goes through broker.
-	{pkg: "cmd/idem", may: []string{"broker", "internal/config", "internal/lab", "internal/benchmark", "internal/topics", "internal/logstore", "internal/security",
+	{pkg: "cmd/idem", may: []string{"broker", "internal/config", "internal/lab", "internal/benchmark", "internal/clientprops", "internal/topics", "internal/logstore", "internal/security",
 		"webhook", "webhook/sqlitestore", "webhook/pgstore", "webhook/webhookprom"}},
 	{pkg: "examples/...", may: append([]string{"broker", "broker/brokertest"}, toolkit...)},
 
@@ -88,9 +88,11 @@ var layers = []layer{
 	{pkg: "internal/config", broker: true},
 
 	// The lab and the benchmark, which only the command line runs.
-	{pkg: "internal/lab", may: append([]string{"internal/verify"}, toolkit...)},
+	{pkg: "internal/lab", may: append([]string{"internal/verify", "internal/clientprops"}, toolkit...)},
 	{pkg: "internal/benchmark"},
 	{pkg: "internal/verify"},
+	// The -X client properties (TLS, SASL) of the CLI, the bench and the lab.
+	{pkg: "internal/clientprops"},
 
 	// The toolkit works against any Kafka cluster: it never imports the
 	// broker's packages.

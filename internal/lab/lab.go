@@ -152,11 +152,17 @@ type Config struct {
 	// Bootstrap runs against an existing Kafka-compatible cluster; the
 	// faults that need the broker as a child process are skipped.
 	Bootstrap []string
+	// ClientProps are client security properties by their librdkafka names
+	// (security.protocol, sasl.*, ssl.*; see internal/clientprops): every
+	// Kafka client of the run connects with them, the lab's own and its
+	// workers' (which get them in their spec, on stdin). They need
+	// Bootstrap: the lab's own broker listens in plaintext on loopback.
+	ClientProps map[string]string
 	// Broker returns the command that runs a broker on dataDir, listening on
 	// addr, until SIGTERM (e.g. `idem serve --data-dir … --kafka-addr …`).
 	Broker func(dataDir, addr string) Command
 	// Worker is the command that runs a consumer: it calls WorkerMain, which
-	// reads its orders from the environment.
+	// reads its orders from stdin (WorkerEnv in its environment says so).
 	Worker Command
 	// Dir holds the run's files (default: a temporary directory, removed
 	// unless the run broke a promise).

@@ -226,3 +226,30 @@ func TestAScenarioAndANonGroupModeFromOneFileRunLikeTheLabsOwn(t *testing.T) {
 		t.Fatalf("table: %v\n%s", err, buf.String())
 	}
 }
+
+// Client properties are for a cluster of the user's (--bootstrap), and
+// only the security ones: refused before anything starts otherwise.
+func TestClientPropsAreRefusedWithoutBootstrapOrOutsideSecurity(t *testing.T) {
+	for name, c := range map[string]struct {
+		bootstrap []string
+		props     map[string]string
+		want      string
+	}{
+		"own broker":     {nil, map[string]string{"security.protocol": "SASL_SSL"}, "need --bootstrap"},
+		"client.id":      {[]string{"127.0.0.1:1"}, map[string]string{"client.id": "x"}, "not a client security property"},
+		"bad protocol":   {[]string{"127.0.0.1:1"}, map[string]string{"security.protocol": "TLS"}, "want PLAINTEXT, SSL"},
+		"no such CA":     {[]string{"127.0.0.1:1"}, map[string]string{"security.protocol": "SSL", "ssl.ca.location": "/nonexistent/ca.pem"}, "ssl.ca.location"},
+		"nobody listens": {[]string{"127.0.0.1:1"}, map[string]string{"security.protocol": "PLAINTEXT"}, "cannot talk to the cluster at 127.0.0.1:1"},
+	} {
+		cfg := testConfig(t, lab.ScenarioCharge, 5, lab.AtLeastOnce)
+		cfg.Bootstrap, cfg.ClientProps = c.bootstrap, c.props
+		start := time.Now()
+		_, err := lab.Run(context.Background(), cfg)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s: got %v, want an error with %q", name, err, c.want)
+		}
+		if took := time.Since(start); took > 20*time.Second {
+			t.Errorf("%s: took %v", name, took)
+		}
+	}
+}

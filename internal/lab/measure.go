@@ -12,6 +12,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/idem-dev/idem/internal/verify"
 )
 
@@ -56,7 +58,7 @@ func (r *run) effects(ctx context.Context, committedAt map[string]time.Time, res
 	if !r.mode.effectsInOutput {
 		return r.sink.effects(ctx, r, res)
 	}
-	values, err := readCommitted(ctx, r.t.brokers, r.output)
+	values, err := readCommitted(ctx, r.t.brokers, r.output, r.t.sec.Opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("read the ledger: %w", err)
 	}
@@ -108,7 +110,7 @@ func (r *run) checkInput(ctx context.Context, res *ModeResult) {
 	dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	r.rec.Invoke(1, verify.FPoll, nil)
-	rs, err := verify.Drain(dctx, r.t.brokers, r.topic)
+	rs, err := verify.Drain(dctx, r.t.brokers, r.topic, r.t.sec.Opts()...)
 	if err != nil {
 		res.Log = "input topic not drained: " + err.Error()
 		return
@@ -168,14 +170,15 @@ func readDeliveries(path string) (map[string]int, map[string]time.Time, error) {
 // readCommitted returns the value of every committed record of topic
 // (read_committed, up to the last stable offset), in offset order per
 // partition. It retries while the broker restarts, since a worker restores
-// its state with it while the lab kills the broker, for 30 s at most.
-func readCommitted(ctx context.Context, brokers []string, topic string) ([][]byte, error) {
+// its state with it while the lab kills the broker, for 30 s at most. opts
+// are how to connect.
+func readCommitted(ctx context.Context, brokers []string, topic string, opts ...kgo.Opt) ([][]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	var rs []verify.Record
 	if err := retry(ctx, func() error {
 		var err error
-		rs, err = verify.DrainCommitted(ctx, brokers, topic)
+		rs, err = verify.DrainCommitted(ctx, brokers, topic, opts...)
 		return err
 	}); err != nil {
 		return nil, err

@@ -62,7 +62,7 @@ func consumeTransactionally(ctx context.Context, w *worker) error {
 	produce := func(out *kgo.Record) error { sess.Produce(ctx, out, nil); return nil }
 	if w.spec.Break == BreakOutputOutsideTxn {
 		// Deliberately broken: the output goes through a plain producer.
-		outside, err := kgo.NewClient(kgo.SeedBrokers(w.spec.Brokers...), kgo.DefaultProduceTopic(w.spec.Output))
+		outside, err := kgo.NewClient(w.connOpts(kgo.DefaultProduceTopic(w.spec.Output))...)
 		if err != nil {
 			return err
 		}

@@ -44,7 +44,7 @@ func init() {
 // finished and the group's start offset passed every record of every
 // partition (each acknowledged or archived).
 func consumeShare(ctx context.Context, w *worker) error {
-	adm, err := kgo.NewClient(kgo.SeedBrokers(w.spec.Brokers...))
+	adm, err := kgo.NewClient(w.connOpts()...)
 	if err != nil {
 		return err
 	}
@@ -52,8 +52,8 @@ func consumeShare(ctx context.Context, w *worker) error {
 	if err := retry(ctx, func() error { return setupShareGroup(ctx, adm, w.spec.Group, w.spec.Topic) }); err != nil {
 		return err
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(w.spec.Brokers...), kgo.ShareGroup(w.spec.Group), kgo.ConsumeTopics(w.spec.Topic),
-		kgo.FetchMaxWait(100*time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))
+	cl, err := kgo.NewClient(w.connOpts(kgo.ShareGroup(w.spec.Group), kgo.ConsumeTopics(w.spec.Topic),
+		kgo.FetchMaxWait(100*time.Millisecond), kgo.RetryBackoffFn(func(int) time.Duration { return 50 * time.Millisecond }))...)
 	if err != nil {
 		return err
 	}

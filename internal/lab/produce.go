@@ -18,9 +18,10 @@ import (
 )
 
 // opts are the producer's settings: what the mode's name promises the
-// producer does, through the target's fault proxies.
+// producer does, through the target's fault proxies (which do the TLS, if
+// any, towards the broker; the producer authenticates through them).
 func (p producerSpec) opts(t *target, topic string) []kgo.Opt {
-	opts := []kgo.Opt{
+	opts := append([]kgo.Opt{
 		kgo.SeedBrokers(t.brokers...),
 		kgo.Dialer(t.dial),
 		kgo.DefaultProduceTopic(topic),
@@ -28,7 +29,7 @@ func (p producerSpec) opts(t *target, topic string) []kgo.Opt {
 		kgo.RequestTimeoutOverhead(timeoutOverhead),
 		kgo.RetryBackoffFn(func(int) time.Duration { return 100 * time.Millisecond }),
 		kgo.ProducerLinger(0),
-	}
+	}, t.sec.SASLOpts()...)
 	if !p.idempotent {
 		// Without idempotence a lost ack the producer retries becomes a
 		// duplicate in the log: the textbook at-least-once producer.

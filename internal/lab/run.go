@@ -49,6 +49,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	t := &target{cfg: &cfg}
 	defer t.close()
 	if err := t.open(ctx, rep); err != nil {
+		if removeDir && len(cfg.Bootstrap) > 0 {
+			os.RemoveAll(cfg.Dir) // nothing in it yet (a broker of its own leaves its log)
+		}
 		return nil, err
 	}
 	t.probe(ctx, modes)
@@ -62,6 +65,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			res.Verdict = "unavailable: " + why
 		} else {
 			r, err := runMode(ctx, &cfg, t, rep.Faults, scenario, m, i, len(modes))
+			if err != nil && refused(err) {
+				t.close()
+				if removeDir {
+					os.RemoveAll(cfg.Dir) // a refusal, not evidence
+				}
+				return nil, fmt.Errorf("lab: mode %s: %w: the cluster refused the lab's client (over %s; its user needs to create and delete topics, produce, consume in a group and commit)",
+					m.mode, err, t.sec.Protocol)
+			}
 			if err != nil {
 				return nil, fmt.Errorf("lab: mode %s: %w (files in %s)", m.mode, err, cfg.Dir)
 			}

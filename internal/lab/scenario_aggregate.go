@@ -87,7 +87,7 @@ func addToTotal(ctx context.Context, w *worker, tx *sql.Tx, e Event) error {
 // last total of each customer) and returns the transform that goes on from
 // there.
 func restoreTotals(ctx context.Context, w *worker) (func(Event) []byte, error) {
-	vs, err := readCommitted(ctx, w.spec.Brokers, w.spec.Output)
+	vs, err := readCommitted(ctx, w.spec.Brokers, w.spec.Output, w.sec.Opts()...)
 	if err != nil {
 		return nil, fmt.Errorf("restore totals: %w", err)
 	}

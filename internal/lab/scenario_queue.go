@@ -22,6 +22,7 @@ import (
 	"hash/fnv"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -127,7 +128,7 @@ func doJob(ctx context.Context, w *worker, e Event, _ string) error {
 // deadLetter publishes a job a classic consumer gave up on to its
 // dead-letter topic (acks=all), the way consumer frameworks do.
 func (w *worker) deadLetter(ctx context.Context, e Event) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(w.spec.Brokers...), kgo.AllowAutoTopicCreation())
+	cl, err := kgo.NewClient(w.connOpts(kgo.AllowAutoTopicCreation())...)
 	if err != nil {
 		return err
 	}
@@ -173,7 +174,7 @@ func deadLettered(ctx context.Context, r *run) (map[string]time.Time, error) {
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	byPos := map[string]string{}
-	input, err := verify.Drain(ctx, r.t.brokers, r.topic)
+	input, err := verify.Drain(ctx, r.t.brokers, r.topic, r.t.sec.Opts()...)
 	if err != nil {
 		return nil, err
 	}
@@ -184,7 +185,7 @@ func deadLettered(ctx context.Context, r *run) (map[string]time.Time, error) {
 		}
 	}
 	for _, topic := range []string{r.topic + "-dlq", "dlq." + r.topic} {
-		err := readTopic(ctx, r.t.brokers, topic, func(rec *kgo.Record) {
+		err := readTopic(ctx, r.t.opts(), topic, func(rec *kgo.Record) {
 			id := string(rec.Key)
 			var p, o string
 			for _, h := range rec.Headers {
@@ -211,8 +212,8 @@ func deadLettered(ctx context.Context, r *run) (map[string]time.Time, error) {
 
 // readTopic reads a topic from its start to its end now (nothing if it
 // does not exist).
-func readTopic(ctx context.Context, brokers []string, topic string, fn func(*kgo.Record)) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...))
+func readTopic(ctx context.Context, conn []kgo.Opt, topic string, fn func(*kgo.Record)) error {
+	cl, err := kgo.NewClient(conn...)
 	if err != nil {
 		return err
 	}
@@ -230,7 +231,7 @@ func readTopic(ctx context.Context, brokers []string, topic string, fn func(*kgo
 	if len(want) == 0 {
 		return nil // no such topic, or empty: nothing dead-lettered
 	}
-	rd, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	rd, err := kgo.NewClient(append(slices.Clone(conn), kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))...)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -63,9 +64,13 @@ func (r *run) supervise(ctx context.Context, p plan) error {
 // exited (nil: it finished). The second result is set if it could not start,
 // or ctx ended and the incarnation was killed.
 func (r *run) incarnation(ctx context.Context, k int, spec WorkerSpec, logf *os.File) (exit, err error) {
+	// The spec goes on stdin, not in the arguments or the environment: it
+	// may hold a password (ClientProps), which neither ps nor
+	// /proc/<pid>/environ should show.
 	b, _ := json.Marshal(spec)
 	cmd := exec.Command(r.cfg.Worker.Path, r.cfg.Worker.Args...)
-	cmd.Env = append(append(os.Environ(), r.cfg.Worker.Env...), WorkerEnv+"="+string(b))
+	cmd.Env = append(append(os.Environ(), r.cfg.Worker.Env...), WorkerEnv+"="+WorkerSpecOnStdin)
+	cmd.Stdin = bytes.NewReader(b)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = childAttr()
 	fmt.Fprintf(logf, "--- incarnation %d (crash after delivery %d)\n", k, spec.CrashAfter)
@@ -100,7 +105,7 @@ func (r *run) workerSpec() (WorkerSpec, error) {
 	spec := WorkerSpec{
 		Scenario: r.scenario.name, Mode: r.mode.mode, Brokers: r.t.brokers, Topic: r.topic, Output: r.output,
 		Group: r.group, TxnID: r.group, Deliveries: filepath.Join(r.dir, "deliveries.jsonl"),
-		EndFile: filepath.Join(r.dir, "end.json"), Break: r.cfg.Break,
+		EndFile: filepath.Join(r.dir, "end.json"), Break: r.cfg.Break, ClientProps: r.cfg.ClientProps,
 	}
 	if r.sink != nil {
 		spec.Sink = r.sink.address()

@@ -15,6 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/idem-dev/idem/internal/clientprops"
 	"github.com/idem-dev/idem/internal/verify"
 )
 
@@ -22,6 +23,8 @@ import (
 type target struct {
 	cfg     *Config
 	brokers []string
+	// sec is how every client connects (Config.ClientProps).
+	sec     clientprops.Security
 	proc    *verify.Process
 	logFile *os.File
 
@@ -38,9 +41,24 @@ type target struct {
 // and skips the faults that need the broker as a child process; it fills in
 // the report's target and faults.
 func (t *target) open(ctx context.Context, rep *Report) error {
+	if len(t.cfg.ClientProps) > 0 && len(t.cfg.Bootstrap) == 0 {
+		return errors.New("lab: -X client properties need --bootstrap: the lab's own broker listens in plaintext on loopback")
+	}
+	for name := range t.cfg.ClientProps {
+		if !clientprops.IsSecurity(name) {
+			return fmt.Errorf("lab: -X %s: not a client security property (security.protocol, sasl.*, ssl.*)", name)
+		}
+	}
+	var err error
+	if t.sec, err = clientprops.SecurityOf(t.cfg.ClientProps); err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
 	if len(t.cfg.Bootstrap) > 0 {
 		t.brokers = t.cfg.Bootstrap
 		rep.Target = "cluster at " + strings.Join(t.cfg.Bootstrap, ",")
+		if t.sec.Protocol != "PLAINTEXT" {
+			rep.Target += " (" + t.sec.Protocol + ")"
+		}
 		for _, f := range t.cfg.Faults {
 			if f.needsBrokerProcess() {
 				rep.Skipped = append(rep.Skipped, f)
@@ -48,7 +66,7 @@ func (t *target) open(ctx context.Context, rep *Report) error {
 				rep.Faults = append(rep.Faults, f)
 			}
 		}
-		return nil
+		return t.reach(ctx)
 	}
 	if t.cfg.Broker == nil {
 		return errors.New("lab: Config.Broker is required without Bootstrap")
@@ -61,11 +79,43 @@ func (t *target) open(ctx context.Context, rep *Report) error {
 	return nil
 }
 
+// reach checks, before any mode runs, that a client can talk to the
+// cluster with the properties given, so that a missing -X
+// security.protocol or a wrong password is one clear error, not clients
+// retrying until --duration.
+func (t *target) reach(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(t.opts(kgo.RetryTimeout(10*time.Second), kgo.RequestRetries(2))...)
+	if err != nil {
+		return fmt.Errorf("lab: %w", err)
+	}
+	defer cl.Close()
+	_, err = kadm.NewClient(cl).BrokerMetadata(ctx)
+	if err == nil {
+		return nil
+	}
+	if ctx.Err() != nil && !errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w (no answer within 15s)", err)
+	}
+	hint := ""
+	if t.sec.Protocol == "PLAINTEXT" {
+		hint = "; if it wants TLS or SASL, say so with -X security.protocol=… and the sasl.* and ssl.* properties"
+	}
+	return fmt.Errorf("lab: cannot talk to the cluster at %s over %s: %w%s", strings.Join(t.brokers, ","), t.sec.Protocol, err, hint)
+}
+
+// opts are a client's options: the seed brokers, how to connect
+// (Config.ClientProps), then extra.
+func (t *target) opts(extra ...kgo.Opt) []kgo.Opt {
+	return append(append([]kgo.Opt{kgo.SeedBrokers(t.brokers...)}, t.sec.Opts()...), extra...)
+}
+
 // probe finds out what the target can do that some of the modes need,
 // while the target is fresh.
 func (t *target) probe(ctx context.Context, modes []*modeSpec) {
 	if slices.ContainsFunc(modes, func(m *modeSpec) bool { return m.needsTransactions }) {
-		t.txnOK, t.txnWhy = TransactionsAvailable(ctx, t.brokers)
+		t.txnOK, t.txnWhy = TransactionsAvailable(ctx, t.brokers, t.sec.Opts()...)
 	}
 }
 
@@ -112,7 +162,10 @@ func (t *target) dial(ctx context.Context, network, host string) (net.Conn, erro
 	return d.DialContext(ctx, network, p.Addr())
 }
 
-// proxyFor returns the proxy in front of host, starting it if needed.
+// proxyFor returns the proxy in front of host, starting it if needed. The
+// proxy does the TLS of Config.ClientProps towards the broker, so that it
+// reads the Kafka frames it must act on; its clients speak plaintext to it
+// on loopback, with SASL (Security.SASLOpts).
 func (t *target) proxyFor(host string) (*verify.Proxy, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -122,7 +175,11 @@ func (t *target) proxyFor(host string) (*verify.Proxy, error) {
 	p := t.proxies[host]
 	if p == nil {
 		var err error
-		if p, err = verify.NewProxy(host); err != nil {
+		var dial func(ctx context.Context, network, addr string) (net.Conn, error)
+		if t.sec.TLS != nil {
+			dial = t.sec.Dial
+		}
+		if p, err = verify.NewProxyDial(host, dial); err != nil {
 			return nil, err
 		}
 		t.proxies[host] = p
@@ -167,7 +224,7 @@ func (t *target) close() {
 
 // admin runs f with an admin client, retrying while the broker restarts.
 func (t *target) admin(ctx context.Context, f func(*kadm.Client) error) error {
-	cl, err := kgo.NewClient(kgo.SeedBrokers(t.brokers...), kgo.RetryTimeout(5*time.Second))
+	cl, err := kgo.NewClient(t.opts(kgo.RetryTimeout(5 * time.Second))...)
 	if err != nil {
 		return err
 	}
@@ -178,13 +235,13 @@ func (t *target) admin(ctx context.Context, f func(*kadm.Client) error) error {
 // TransactionsAvailable commits one transaction to find out whether the
 // target completes Kafka transactions: the exactly-once mode runs only if it
 // does, and is reported unavailable (never emulated) if not; the reason is
-// the second result.
-func TransactionsAvailable(ctx context.Context, brokers []string) (bool, string) {
+// the second result. opts are added to the client's (how to connect).
+func TransactionsAvailable(ctx context.Context, brokers []string, opts ...kgo.Opt) (bool, string) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	topic := fmt.Sprintf("idem-lab-txn-probe-%d", time.Now().UnixNano())
-	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.TransactionalID(topic), kgo.DefaultProduceTopic(topic),
-		kgo.TransactionTimeout(10*time.Second), kgo.RequestRetries(3), kgo.RetryTimeout(5*time.Second))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.TransactionalID(topic), kgo.DefaultProduceTopic(topic),
+		kgo.TransactionTimeout(10 * time.Second), kgo.RequestRetries(3), kgo.RetryTimeout(5 * time.Second)}, opts...)...)
 	if err != nil {
 		return false, err.Error()
 	}

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/signal"
@@ -13,14 +15,21 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/dedupe"
 	"github.com/idem-dev/idem/dedupe/sqlitestore"
+	"github.com/idem-dev/idem/internal/clientprops"
 )
 
-// WorkerEnv carries a worker's orders (JSON WorkerSpec) to the child process.
+// WorkerEnv marks a worker child process. Its value is WorkerSpecOnStdin
+// (the lab's children: their orders, a JSON WorkerSpec, are on stdin, since
+// they may hold a password) or the JSON WorkerSpec itself.
 const WorkerEnv = "IDEM_LAB_WORKER"
+
+// WorkerSpecOnStdin as the value of WorkerEnv: the spec is on stdin.
+const WorkerSpecOnStdin = "-"
 
 // WorkerSpec tells one incarnation of a consumer process what to do.
 type WorkerSpec struct {
@@ -46,8 +55,12 @@ type WorkerSpec struct {
 	CrashAfter int    `json:"crash_after,omitempty"`
 	Break      string `json:"break,omitempty"`
 	// Via, if set, is a proxy address every broker connection goes through
-	// (the BreakBrokerLosesRead hook; one broker only).
+	// (the BreakBrokerLosesRead hook; one broker only). The proxy does the
+	// TLS of ClientProps, if any.
 	Via string `json:"via,omitempty"`
+	// ClientProps are the client security properties (Config.ClientProps)
+	// every client of the worker connects with.
+	ClientProps map[string]string `json:"client_props,omitempty"`
 }
 
 // Event is the input record of every scenario (JSON value, id also in the
@@ -73,8 +86,18 @@ type deliveryLine struct {
 // child process.
 func WorkerMain() int {
 	var spec WorkerSpec
-	if err := json.Unmarshal([]byte(os.Getenv(WorkerEnv)), &spec); err != nil {
-		fmt.Fprintln(os.Stderr, "lab worker: bad", WorkerEnv+":", err)
+	b := []byte(os.Getenv(WorkerEnv))
+	from := WorkerEnv
+	if string(b) == WorkerSpecOnStdin {
+		var err error
+		if b, err = io.ReadAll(os.Stdin); err != nil {
+			fmt.Fprintln(os.Stderr, "lab worker: read the spec on stdin:", err)
+			return 2
+		}
+		from = "spec on stdin"
+	}
+	if err := json.Unmarshal(b, &spec); err != nil {
+		fmt.Fprintln(os.Stderr, "lab worker: bad", from+":", err)
 		return 2
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -97,6 +120,7 @@ func WorkerMain() int {
 // deliveries file, the crash point, how far the input is settled).
 type worker struct {
 	spec     WorkerSpec
+	sec      clientprops.Security // how to connect (spec.ClientProps)
 	mode     *modeSpec
 	scenario *scenarioSpec
 	out      *os.File
@@ -121,11 +145,15 @@ func newWorker(spec WorkerSpec) (*worker, error) {
 	if !ok {
 		return nil, errUnknownScenario(spec.Scenario)
 	}
+	sec, err := clientprops.SecurityOf(spec.ClientProps)
+	if err != nil {
+		return nil, err
+	}
 	out, err := os.OpenFile(spec.Deliveries, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
 	if err != nil {
 		return nil, err
 	}
-	w := &worker{spec: spec, mode: mode, scenario: scenario, out: out, pos: map[int32]int64{}}
+	w := &worker{spec: spec, sec: sec, mode: mode, scenario: scenario, out: out, pos: map[int32]int64{}}
 	if spec.DB != "" {
 		w.db, err = sqlitestore.Open(context.Background(), spec.DB, dedupe.Config{Consumer: "lab-" + string(spec.Mode), Retention: -1})
 		if err != nil {
@@ -209,18 +237,26 @@ func (w *worker) done() bool {
 	return true
 }
 
-// clientOpts are the options every worker client shares; the group and
+// connOpts are the seed brokers and how to connect (TLS, SASL), then
+// extra: the options of a worker's helper clients (an admin client, a
+// dead-letter producer).
+func (w *worker) connOpts(extra ...kgo.Opt) []kgo.Opt {
+	return append(append([]kgo.Opt{kgo.SeedBrokers(w.spec.Brokers...)}, w.sec.Opts()...), extra...)
+}
+
+// clientOpts are the options every worker consumer shares; the group and
 // topics are added by the caller (dedupe.Consumer adds its own).
 func (w *worker) clientOpts() []kgo.Opt {
-	var via []kgo.Opt
+	conn := w.connOpts()
 	if w.spec.Via != "" {
-		via = append(via, kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
-			var d net.Dialer
-			return d.DialContext(ctx, network, w.spec.Via)
-		}))
+		// The proxy does the TLS, if any; SASL goes through it.
+		conn = append([]kgo.Opt{kgo.SeedBrokers(w.spec.Brokers...),
+			kgo.Dialer(func(ctx context.Context, network, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, network, w.spec.Via)
+			})}, w.sec.SASLOpts()...)
 	}
-	return append(via,
-		kgo.SeedBrokers(w.spec.Brokers...),
+	return append(conn,
 		// The same static member id in every incarnation: a restarted worker
 		// takes over its predecessor's assignment at once instead of waiting
 		// for the dead member's session to expire.
@@ -313,14 +349,15 @@ func (w *worker) consumeCommitting(ctx context.Context, handle handleRecord) err
 
 // retry runs f until it succeeds or ctx ends, for operations that must
 // eventually happen (a database transaction, a committed-offsets lookup)
-// while the broker is being killed around them.
+// while the broker is being killed around them. A refusal of the client's
+// credentials or rights is returned at once: no retry cures it.
 func retry(ctx context.Context, f func() error) error {
 	var err error
 	for attempt := 0; ; attempt++ {
 		if err = f(); err == nil {
 			return nil
 		}
-		if attempt >= 200 {
+		if attempt >= 200 || refused(err) {
 			return err
 		}
 		select {
@@ -329,4 +366,16 @@ func retry(ctx context.Context, f func() error) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
+}
+
+// refused reports whether err is the cluster refusing the client: its
+// credentials (SASL) or its rights (an authorizer's ACLs).
+func refused(err error) bool {
+	for _, e := range []error{kerr.SaslAuthenticationFailed, kerr.ClusterAuthorizationFailed, kerr.TopicAuthorizationFailed,
+		kerr.GroupAuthorizationFailed, kerr.TransactionalIDAuthorizationFailed} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }

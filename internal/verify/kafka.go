@@ -42,9 +42,10 @@ func SendOutcome(err error) Type {
 // high watermark it has when Drain starts, read_uncommitted, with a fresh
 // client on seeds, and returns the data records (not transaction markers) in
 // partition and offset order. It is the final "read everything" phase of a
-// test, after the faults have healed. opts are added to the client's
-// options; for read_committed use DrainCommitted, which also stops at the
-// right offset.
+// test, after the faults have healed. opts are added to the options of its
+// clients (the one that lists the offsets and the reader): how to connect
+// (TLS, SASL) and the like; for read_committed use DrainCommitted, which
+// also stops at the right offset.
 func Drain(ctx context.Context, seeds []string, topic string, opts ...kgo.Opt) ([]Record, error) {
 	return drain(ctx, seeds, topic, false, opts)
 }
@@ -56,7 +57,7 @@ func DrainCommitted(ctx context.Context, seeds []string, topic string, opts ...k
 }
 
 func drain(ctx context.Context, seeds []string, topic string, committed bool, opts []kgo.Opt) ([]Record, error) {
-	adm, err := kgo.NewClient(kgo.SeedBrokers(seeds...))
+	adm, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(seeds...)}, opts...)...)
 	if err != nil {
 		return nil, err
 	}

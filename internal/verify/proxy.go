@@ -2,6 +2,7 @@ package verify
 
 import (
 	"bufio"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -99,6 +100,7 @@ type Rule struct {
 // All methods are safe for concurrent use.
 type Proxy struct {
 	upstream string
+	dial     func(ctx context.Context, network, addr string) (net.Conn, error)
 	ln       net.Listener
 	// OnFault, if set before traffic starts, is called with a description
 	// of every fault the proxy applies (a nemesis's fault log).
@@ -117,14 +119,32 @@ type Proxy struct {
 
 // NewProxy listens on a fresh 127.0.0.1 port and forwards to upstream.
 func NewProxy(upstream string) (*Proxy, error) {
+	return NewProxyDial(upstream, nil)
+}
+
+// NewProxyDial is NewProxy with the connections to upstream made by dial
+// (nil: plain TCP). A dial that returns a TLS connection makes the proxy
+// the TLS client: its own clients speak plaintext Kafka to it on loopback,
+// which it can read frame by frame, and the broker sees TLS.
+func NewProxyDial(upstream string, dial func(ctx context.Context, network, addr string) (net.Conn, error)) (*Proxy, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err
 	}
-	p := &Proxy{upstream: upstream, ln: ln, conns: map[*proxyConn]struct{}{}, applied: map[FaultKind]int{}, done: make(chan struct{})}
+	p := &Proxy{upstream: upstream, dial: dial, ln: ln, conns: map[*proxyConn]struct{}{}, applied: map[FaultKind]int{}, done: make(chan struct{})}
 	p.wg.Add(1)
 	go p.accept()
 	return p, nil
+}
+
+// dialUpstream opens a connection to the broker.
+func (p *Proxy) dialUpstream() (net.Conn, error) {
+	if p.dial == nil {
+		return net.DialTimeout("tcp", p.upstream, 5*time.Second)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return p.dial(ctx, "tcp", p.upstream)
 }
 
 // Addr is the address clients connect to.
@@ -261,7 +281,7 @@ func (p *Proxy) accept() {
 		if err != nil {
 			return
 		}
-		u, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
+		u, err := p.dialUpstream()
 		if err != nil {
 			resetConn(c) // the broker is down: the client sees what it would see
 			continue
@@ -443,7 +463,7 @@ func (p *Proxy) replayWithoutProducer(frame []byte, corr int32) {
 		p.note(FaultDuplicateProduce, fmt.Sprintf("correlation %d: not replayed: %v", corr, err))
 		return
 	}
-	u, err := net.DialTimeout("tcp", p.upstream, 5*time.Second)
+	u, err := p.dialUpstream()
 	if err != nil {
 		p.note(FaultDuplicateProduce, fmt.Sprintf("correlation %d: not replayed: %v", corr, err))
 		return
