@@ -21,6 +21,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/webhook"
 	"github.com/idem-dev/idem/webhook/pgstore"
@@ -108,6 +111,7 @@ func webhooksServeCmd(store *string) *cobra.Command {
 		maxInFlight  int
 		name         string
 		verbose      bool
+		props        []string
 	)
 	cmd := &cobra.Command{
 		Use:   "serve",
@@ -120,9 +124,12 @@ The admin address serves the JSON API (/v1/webhooks/…), /metrics and /healthz.
 			if topic == "" {
 				return errors.New("--topic is required")
 			}
+			security, err := benchSecurity(props)
+			if err != nil {
+				return err
+			}
 			retries := webhook.DefaultRetries
 			if schedule != "" {
-				var err error
 				if retries, err = webhook.ParseRetries(schedule); err != nil {
 					return err
 				}
@@ -141,7 +148,10 @@ The admin address serves the JSON API (/v1/webhooks/…), /metrics and /healthz.
 				if err != nil {
 					return err
 				}
-				dp, err := s.newDispatcher(webhook.Config{Brokers: brokers, Topic: topic, Group: group, Retries: retries,
+				if err := checkKafkaLogin(ctx, brokers, security, log); err != nil {
+					return err
+				}
+				dp, err := s.newDispatcher(webhook.Config{Brokers: brokers, ClientOpts: security, Topic: topic, Group: group, Retries: retries,
 					RequestTimeout: timeout, Lease: lease, DisableAfter: disableAfter, MaxInFlight: maxInFlight, Name: name,
 					OnAttempt: metrics.Observe, Logger: log})
 				if err != nil {
@@ -168,6 +178,7 @@ The admin address serves the JSON API (/v1/webhooks/…), /metrics and /healthz.
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&brokers, "brokers", []string{"127.0.0.1:9092"}, "comma-separated seed brokers of any Kafka-compatible cluster")
+	f.StringArrayVarP(&props, "set", "X", nil, "client security property name=value for --brokers, as for the client commands (security.protocol, sasl.*, ssl.*); repeatable")
 	f.StringVar(&topic, "topic", "", "topic of the events (record value = payload, its \"type\" = event type) (required)")
 	f.StringVar(&group, "group", "idem-webhooks", "consumer group shared by the dispatchers of one deployment")
 	f.StringVar(&adminAddr, "admin-addr", "127.0.0.1:9645", "address of the JSON admin API, /metrics and /healthz (\"\": none)")
@@ -532,4 +543,30 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 		r.body.Write(b)
 	}
 	return r.ResponseWriter.Write(b)
+}
+
+// checkKafkaLogin asks the cluster for its metadata once before serving, so
+// that a wrong password or a TLS mismatch is one clear error at start
+// instead of a consumer retrying in silence. A cluster that does not answer
+// at all may be starting: that is logged, and serve goes on and retries.
+func checkKafkaLogin(ctx context.Context, brokers []string, security []kgo.Opt, log *slog.Logger) error {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(brokers...), kgo.RetryTimeout(10 * time.Second), kgo.RequestRetries(2)}, security...)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	_, err = kadm.NewClient(cl).BrokerMetadata(ctx)
+	var ke *kerr.Error
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &ke) && (ke.Code == kerr.SaslAuthenticationFailed.Code || ke.Code == kerr.UnsupportedSaslMechanism.Code ||
+		ke.Code == kerr.IllegalSaslState.Code || ke.Code == kerr.ClusterAuthorizationFailed.Code || ke.Code == kerr.TopicAuthorizationFailed.Code):
+		return fmt.Errorf("webhooks serve: the cluster at %s refused this client: %w", strings.Join(brokers, ","), err)
+	default:
+		log.Warn("webhooks: cannot reach the cluster yet; serving anyway, the consumer retries", "brokers", strings.Join(brokers, ","), "err", err)
+		return nil
+	}
 }
