@@ -72,15 +72,20 @@ type Partition struct {
 	log   *logstore.Log
 	lg    *slog.Logger
 
+	// snapMu serialises snapshot writers (Snapshot, Close), so that an older
+	// snapshot never overwrites a newer one. Lock order: snapMu, then mu.
+	snapMu sync.Mutex
 	// mu serialises appends so that sequence checks and the log's offset
-	// order agree; it guards producers, dirty and closed.
-	mu        sync.Mutex
-	producers producers
-	ongoing   map[int64]int64 // producer id → first offset of its open transaction here
-	aborted   []AbortedTxn    // ascending by LastOffset (marker offset)
-	dirty     bool            // producer state changed since the last snapshot
-	snapEnd   int64           // log end offset the last snapshot covered (-1: none)
-	closed    bool
+	// order agree; it guards producers, changes, snapChanges, snapEnd and
+	// closed.
+	mu          sync.Mutex
+	producers   producers
+	ongoing     map[int64]int64 // producer id → first offset of its open transaction here
+	aborted     []AbortedTxn    // ascending by LastOffset (marker offset)
+	changes     uint64          // producer state changes so far
+	snapChanges uint64          // changes the last snapshot covered (state is dirty while they differ)
+	snapEnd     int64           // log end offset the last snapshot covered (-1: none)
+	closed      bool
 
 	wmu      sync.Mutex
 	watchers map[chan<- struct{}]struct{} // wmu guards; signalled when the high watermark moves
@@ -194,7 +199,12 @@ func (p *Partition) recoverProducers() error {
 	if err != nil {
 		return fmt.Errorf("replaying producer state: %w", err)
 	}
-	p.dirty = replayed > 0
+	// Dirty exactly when batches were replayed: a snapshot then saves the
+	// next start this replay.
+	p.snapChanges = p.changes
+	if replayed > 0 {
+		p.changes++
+	}
 	if replayed > 0 {
 		p.lg.Debug("rebuilt producer state", "from_offset", from, "batches", replayed, "producers", len(p.producers))
 	}
@@ -212,7 +222,7 @@ func (p *Partition) applyDataLocked(h logstore.BatchHeader, lastSeq int32, base,
 			p.ongoing[h.ProducerID] = base
 		}
 	}
-	p.dirty = true
+	p.changes++
 }
 
 // applyMarkerLocked records a COMMIT or ABORT marker at offset: it ends the
@@ -224,7 +234,7 @@ func (p *Partition) applyMarkerLocked(pid int64, epoch int16, commit bool, offse
 	}
 	e.TxnFirst = -1
 	delete(p.ongoing, pid)
-	p.dirty = true
+	p.changes++
 }
 
 // markerType decodes the control record key of a marker batch: version int16,
@@ -624,40 +634,79 @@ func (p *Partition) notifyLoop() {
 }
 
 // Snapshot writes the producer state if it changed since the last snapshot.
-// It holds the append lock, so the state matches the log end offset exactly,
-// and waits for that offset to be durable first, so the snapshot stays
-// usable after a power loss.
+// It encodes the state under the append lock, so the state matches the log
+// end offset exactly, then waits for that offset to be durable and writes
+// the file without the lock, so the snapshot stays usable after a power loss
+// and producers do not wait for its fsyncs.
 func (p *Partition) Snapshot() error {
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.snapshotLocked()
-}
-
-func (p *Partition) snapshotLocked() error {
-	// A snapshot is written whenever the log grew, even with no producer
-	// state to keep: it records how far a restart may skip replaying, so a
-	// plain acks=1 workload does not make every start reread the log.
-	if !p.dirty && p.log.EndOffset() == p.snapEnd {
+	if p.closed {
+		p.mu.Unlock()
+		return nil // Close took the last one
+	}
+	snap, ok := p.encodeSnapshotLocked()
+	p.mu.Unlock()
+	if !ok {
 		return nil
 	}
-	// Cover only durable data: wait (appends are held off by mu) for the fsync
-	// of everything appended so far. A snapshot that claimed un-fsynced
-	// batches would be ignored after a power loss, forcing a full replay.
+	// Waiting for the fsync and writing the file (write, fsync, rename,
+	// directory fsync: milliseconds) happen outside mu, so producers are not
+	// stalled by a snapshot: appends after snap.end do not change it.
+	if err := p.writeSnapshot(snap); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	p.snapshotWrittenLocked(snap)
+	p.mu.Unlock()
+	return nil
+}
+
+// producerSnapshot is producer state encoded as of a log end offset.
+type producerSnapshot struct {
+	end     int64
+	data    []byte
+	changes uint64 // p.changes when it was encoded
+}
+
+// encodeSnapshotLocked encodes the producer state as of the current log
+// end, or reports false when the last snapshot already covers it. A
+// snapshot is due whenever the log grew, even with no producer state to
+// keep: it records how far a restart may skip replaying, so a plain acks=1
+// workload does not make every start reread the log.
+func (p *Partition) encodeSnapshotLocked() (producerSnapshot, bool) {
 	end := p.log.EndOffset()
+	if p.changes == p.snapChanges && end == p.snapEnd {
+		return producerSnapshot{}, false
+	}
+	p.pruneLocked()
+	return producerSnapshot{end: end, data: p.producers.encode(end, p.aborted), changes: p.changes}, true
+}
+
+// writeSnapshot waits until everything the snapshot covers is fsynced, then
+// writes it atomically. A snapshot that claimed un-fsynced batches would be
+// ignored after a power loss, forcing a full replay.
+func (p *Partition) writeSnapshot(snap producerSnapshot) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	err := p.log.WaitDurable(ctx, end)
+	err := p.log.WaitDurable(ctx, snap.end)
 	cancel()
 	if err != nil {
 		return fmt.Errorf("partition %s-%d: producer snapshot: %w", p.topic, p.index, err)
 	}
-	p.pruneLocked()
 	if err := p.cfg.Log.Disk.Do(func() error {
-		return writeFileAtomic(p.cfg.FS, p.cfg.SnapshotPath, p.producers.encode(end, p.aborted))
+		return writeFileAtomic(p.cfg.FS, p.cfg.SnapshotPath, snap.data)
 	}); err != nil {
 		return fmt.Errorf("partition %s-%d: producer snapshot: %w", p.topic, p.index, err)
 	}
-	p.dirty, p.snapEnd = false, end
 	return nil
+}
+
+// snapshotWrittenLocked records that snap is on disk: later starts replay
+// from snap.end, and the state is clean unless it changed meanwhile.
+func (p *Partition) snapshotWrittenLocked(snap producerSnapshot) {
+	p.snapEnd = snap.end
+	p.snapChanges = snap.changes
 }
 
 // pruneLocked forgets expired producers (never one with an open
@@ -702,13 +751,21 @@ func (p *Partition) Producers() int {
 // Close snapshots producer state, fsyncs and closes the log, and stops the
 // notifier.
 func (p *Partition) Close() error {
+	p.snapMu.Lock()
+	defer p.snapMu.Unlock()
 	p.mu.Lock()
 	if p.closed {
 		p.mu.Unlock()
 		return nil
 	}
 	p.closed = true
-	snapErr := p.snapshotLocked()
+	var snapErr error
+	if snap, ok := p.encodeSnapshotLocked(); ok {
+		// Closing: no append can come, so holding mu costs nothing.
+		if snapErr = p.writeSnapshot(snap); snapErr == nil {
+			p.snapshotWrittenLocked(snap)
+		}
+	}
 	p.mu.Unlock()
 	p.cancel()
 	<-p.done
