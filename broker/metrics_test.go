@@ -239,7 +239,8 @@ var exprMetric = regexp.MustCompile(`\bidem_[a-zA-Z0-9_]+`)
 var descName = regexp.MustCompile(`fqName: "([^"]+)"`)
 
 // Every idem_* metric the Grafana dashboard queries is one the broker
-// registers, so renaming a metric without the dashboard fails here.
+// registers, and every one it registers is in docs/metrics.md, so renaming
+// or adding a metric without the dashboard and the docs fails here.
 func TestGrafanaDashboardUsesRegisteredMetrics(t *testing.T) {
 	raw, err := os.ReadFile("../docs/grafana/idem.json")
 	if err != nil {
@@ -313,5 +314,16 @@ func TestGrafanaDashboardUsesRegisteredMetrics(t *testing.T) {
 	}
 	if len(used) < 20 {
 		t.Fatalf("the dashboard uses only %d idem metrics", len(used))
+	}
+
+	// docs/metrics.md lists every idem_ metric the broker registers.
+	doc, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name := range registered {
+		if strings.HasPrefix(name, "idem_") && !strings.Contains(string(doc), "`"+name+"`") {
+			t.Errorf("docs/metrics.md does not list %s", name)
+		}
 	}
 }
