@@ -306,6 +306,7 @@ func (b *Broker) Start() (err error) {
 	})
 	env.Closing = srv.Closing()
 	b.registerMetrics(parts, disk)
+	b.registerSemanticsMetrics(parts, disk, groups, txns)
 	b.reg.MustRegister(shares.Collector())
 	for i, ln := range lns {
 		if err := srv.ServeListener(ln, served[i]); err != nil {

@@ -391,6 +391,7 @@ func (c *Coordinator) consumerHeartbeatLocked(req *ConsumerHeartbeat, topics *To
 	}
 	if bump {
 		cg.epoch++
+		g.rebalances++
 		*recs = append(*recs, consumerGroupRecord(g))
 	}
 	if cg.epoch > cg.assignmentEpoch {
@@ -684,6 +685,7 @@ func (c *Coordinator) removeConsumerMemberLocked(g *group, m *consumerMember, no
 		delete(cg.static, m.instanceID)
 	}
 	cg.epoch++
+	g.rebalances++
 	c.updateConsumerStateLocked(g, now)
 	*recs = append(*recs, consumerMemberTombstone(g.id, m.id), consumerGroupRecord(g))
 }

@@ -226,6 +226,10 @@ type group struct {
 	// consumer is set when the group uses the consumer rebalance protocol
 	// (KIP-848, consumer.go); the classic fields above are then empty.
 	consumer *consumerGroup
+	// rebalances counts completed joins (classic) and group epoch bumps
+	// (consumer protocol) since the group was loaded or created, for
+	// /metrics; it is not persisted.
+	rebalances int64
 }
 
 // Type is the group's type as ListGroups v5 and DescribeGroups name it.
@@ -625,6 +629,7 @@ func (c *Coordinator) completeJoinLocked(g *group, now time.Time) {
 	}
 	g.pending = make(map[string]time.Time)
 	g.generation++
+	g.rebalances++
 	if len(g.members) == 0 {
 		g.protocol, g.leader = "", ""
 		g.setState(Empty, now)

@@ -57,6 +57,8 @@ type Disk struct {
 	fullSince atomic.Int64 // unix ms when the disk was found full
 	noSpace   atomic.Int64 // ENOSPC errors seen
 	drawn     atomic.Int64 // times the reserve was drawn on
+
+	syncObs atomic.Pointer[SyncObserver] // see ObserveSyncs (syncer.go)
 }
 
 // reserveChunk is how much of the reserve one failed metadata write frees.

@@ -63,6 +63,11 @@ func (l *Log) syncOnce() bool {
 	}
 	// Bytes written after target was read may ride along in this fsync;
 	// they are claimed by the next round.
+	obs := l.cfg.Disk.syncObserver()
+	var began time.Time
+	if obs != nil {
+		began = time.Now()
+	}
 	if err := seg.f.Sync(); err != nil {
 		l.mu.Lock()
 		l.poisonLocked(fmt.Errorf("fsync %s: %w", seg.path, err))
@@ -70,12 +75,47 @@ func (l *Log) syncOnce() bool {
 		return false
 	}
 	l.waitMu.Lock()
+	covered := pos.size
+	if pos.base == l.durablePos.base {
+		covered -= l.durablePos.size
+	}
 	if pos.base >= l.durablePos.base {
 		l.durablePos = pos
 	}
 	l.waitMu.Unlock()
 	l.advanceDurable(target)
+	if obs != nil {
+		(*obs)(time.Since(began), max(covered, 0))
+	}
 	return true
+}
+
+// SyncObserver is told of every group-commit fsync of a log's active
+// segment: how long fsync(2) took and how many bytes it made durable (the
+// batch it covered). It runs on the log's syncer goroutine, between
+// fsyncs: it must be cheap and never block (a histogram's Observe).
+type SyncObserver func(took time.Duration, bytes int64)
+
+// ObserveSyncs makes every log opened with d as its Config.Disk report its
+// fsyncs to o, so one observer sees all of a data directory's logs
+// (partitions and the coordinators' state logs). nil stops the reports.
+// Safe to call at any time; logs pick it up at their next fsync.
+func (d *Disk) ObserveSyncs(o SyncObserver) {
+	if d == nil {
+		return
+	}
+	if o == nil {
+		d.syncObs.Store(nil)
+		return
+	}
+	d.syncObs.Store(&o)
+}
+
+func (d *Disk) syncObserver() *SyncObserver {
+	if d == nil {
+		return nil
+	}
+	return d.syncObs.Load()
 }
 
 // maybeCheckpoint persists the recovery point at most once per

@@ -19,6 +19,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kbin"
@@ -89,6 +90,11 @@ type Partition struct {
 
 	wmu      sync.Mutex
 	watchers map[chan<- struct{}]struct{} // wmu guards; signalled when the high watermark moves
+
+	// Traffic since the partition was opened, for /metrics (the broker
+	// sums them per topic at scrape time): plain atomics, so the produce
+	// and fetch paths pay one add and no label lookup.
+	producedBytes, producedRecords, fetchedBytes atomic.Int64
 
 	kick   chan struct{} // an append happened; capacity 1
 	ctx    context.Context
@@ -365,6 +371,8 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 		return AppendResult{}, err
 	}
 	res.BaseOffset, res.LastOffset = info.BaseOffset, info.LastOffset
+	p.producedBytes.Add(int64(len(batch)))
+	p.producedRecords.Add(int64(h.NumRecords))
 	if h.ProducerID >= 0 {
 		p.applyDataLocked(h, lastSeq, info.BaseOffset, info.LastOffset, p.cfg.Now().UnixMilli())
 	}
@@ -374,6 +382,17 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 	}
 	return res, nil
 }
+
+// Traffic is what the partition took and served since it was opened:
+// bytes and records of the batches appended by Append (duplicates, which
+// write nothing, and transaction markers are not counted) and the record
+// bytes CountFetched was told were sent to consumers.
+func (p *Partition) Traffic() (producedBytes, producedRecords, fetchedBytes int64) {
+	return p.producedBytes.Load(), p.producedRecords.Load(), p.fetchedBytes.Load()
+}
+
+// CountFetched adds n record bytes sent to a consumer to Traffic.
+func (p *Partition) CountFetched(n int) { p.fetchedBytes.Add(int64(n)) }
 
 // LastStableOffset is the first offset of the earliest open transaction, or
 // the high watermark when none is open: read_committed consumers read below

@@ -35,6 +35,16 @@ type Stats struct {
 	Deliveries [deliveryBuckets]int64
 }
 
+// Redelivered is how many records were handed out again: every delivery
+// after a record's first.
+func (s Stats) Redelivered() int64 {
+	var n int64
+	for _, d := range s.Deliveries[1:] {
+		n += d
+	}
+	return n
+}
+
 // Stats returns the counters since the coordinator started.
 func (c *Coordinator) Stats() Stats {
 	s := &c.stats
@@ -51,7 +61,7 @@ func (c *Coordinator) Stats() Stats {
 
 var (
 	countersDesc = prometheus.NewDesc("idem_share_records_total",
-		"Share-group record events: acquired (handed out), accepted, released, rejected, renewed, lock_expired, archived, dead_lettered.",
+		"Share-group record events: acquired (handed out), accepted, released, rejected, renewed, lock_expired, archived, dead_lettered, redelivered (handed out again: acquired with a delivery count above 1).",
 		[]string{"event"}, nil)
 	deliveriesDesc = prometheus.NewDesc("idem_share_delivery_count",
 		"Histogram of the delivery count records are handed out with (1 = first delivery).", nil, nil)
@@ -91,7 +101,7 @@ func (col collector) Collect(ch chan<- prometheus.Metric) {
 	}{
 		{"acquired", s.Acquired}, {"accepted", s.Accepted}, {"released", s.Released}, {"rejected", s.Rejected},
 		{"renewed", s.Renewed}, {"lock_expired", s.LockExpiries}, {"archived", s.Archived},
-		{"dead_lettered", s.DeadLettered},
+		{"dead_lettered", s.DeadLettered}, {"redelivered", s.Redelivered()},
 	} {
 		ch <- prometheus.MustNewConstMetric(countersDesc, prometheus.CounterValue, float64(e.v), e.name)
 	}

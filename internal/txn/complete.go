@@ -214,6 +214,7 @@ func (c *Coordinator) tick() {
 			c.logger.Error("timed-out transaction abort not durable", "transactional_id", p.t.id, "err", err)
 			continue
 		}
+		c.stats.timedOut.Add(1)
 		c.mu.Lock()
 		if !c.closed && c.txns[p.t.id] == p.t {
 			c.startCompletionLocked(p.t)

@@ -135,6 +135,8 @@ type Coordinator struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // completion goroutines
+
+	stats stats // see Stats
 }
 
 // New opens (or creates) the transaction log under cfg.Dir, replays it,
@@ -278,7 +280,7 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeout tim
 			(expected.ProducerID == cur.lastPID && epochExhausted(expected.Epoch))
 		if hasExpected && !validPID {
 			c.mu.Unlock()
-			return NoProducer, ErrProducerFenced
+			return NoProducer, c.fencedErr()
 		}
 		next := cur.clone()
 		switch cur.state {
@@ -295,6 +297,7 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeout tim
 			if err := c.prepareLocked(id, t, next); err != nil {
 				return NoProducer, err
 			}
+			c.decided(false)
 			return NoProducer, ErrConcurrentTransactions
 		}
 		// Empty, CompleteCommit, CompleteAbort.
@@ -323,7 +326,7 @@ func (c *Coordinator) InitProducerID(ctx context.Context, id string, timeout tim
 				// A retry whose first answer was lost: same epoch again.
 			default:
 				c.mu.Unlock()
-				return NoProducer, ErrProducerFenced
+				return NoProducer, c.fencedErr()
 			}
 		}
 		next.state = Empty
@@ -422,7 +425,7 @@ func (c *Coordinator) lookupLocked(id string, pid int64, epoch int16) (*txnMeta,
 	case t == nil, t.s.pid != pid:
 		return nil, ErrInvalidProducerIDMapping
 	case t.s.epoch != epoch:
-		return nil, ErrProducerFenced
+		return nil, c.fencedErr()
 	case t.busy:
 		return nil, ErrConcurrentTransactions
 	}
@@ -518,12 +521,16 @@ func (c *Coordinator) add(id string, pid int64, epoch int16, tv2 bool, change fu
 		next.start = now
 		next.tv2 = tv2
 	}
+	begins := t.s.state != Ongoing
 	next.state = Ongoing
 	next.lastUpdate = now
 	end, err := c.transitionLocked(t, next)
 	c.mu.Unlock()
 	if err != nil {
 		return err
+	}
+	if begins {
+		c.stats.begun.Add(1)
 	}
 	return c.awaitDurable(t, end)
 }
@@ -566,6 +573,7 @@ func (c *Coordinator) EndTxn(ctx context.Context, id string, pid int64, epoch in
 	if err := c.prepareLocked(id, t, next); err != nil {
 		return err
 	}
+	c.decided(commit)
 	c.awaitCompletion(ctx, t)
 	return nil
 }
@@ -648,7 +656,7 @@ func (c *Coordinator) EndTxnV2(ctx context.Context, id string, pid int64, epoch 
 		return NoProducer, ErrInvalidProducerIDMapping
 	case !validEpoch:
 		c.mu.Unlock()
-		return NoProducer, ErrProducerFenced
+		return NoProducer, c.fencedErr()
 	case t.busy:
 		c.mu.Unlock()
 		return NoProducer, ErrConcurrentTransactions
@@ -714,6 +722,9 @@ func (c *Coordinator) EndTxnV2(ctx context.Context, id string, pid int64, epoch 
 	}
 	if err := c.prepareLocked(id, t, next); err != nil {
 		return NoProducer, err
+	}
+	if cur.state == Ongoing {
+		c.decided(commit) // not an abort with nothing open (an epoch bump)
 	}
 	c.awaitCompletion(ctx, t)
 	return handOver, nil
@@ -783,7 +794,7 @@ func (c *Coordinator) VerifyPartitions(id string, pid int64, epoch int16, parts 
 	case t == nil, t.s.pid != pid:
 		return nil, ErrInvalidProducerIDMapping
 	case t.s.epoch != epoch:
-		return nil, ErrProducerFenced
+		return nil, c.fencedErr()
 	case t.s.state == PrepareCommit || t.s.state == PrepareAbort:
 		return nil, ErrConcurrentTransactions
 	}
@@ -826,7 +837,7 @@ func (c *Coordinator) verifyLocked(pid int64, epoch int16) (*txnMeta, error) {
 	case t.s.nextPID >= 0 && pid == t.s.nextPID:
 		return nil, ErrConcurrentTransactions // see lookupLocked
 	case t.s.pid != pid, epoch < t.s.epoch:
-		return nil, ErrProducerFenced
+		return nil, c.fencedErr()
 	case epoch != t.s.epoch:
 		return nil, ErrInvalidProducerEpoch
 	case t.s.state != Ongoing:

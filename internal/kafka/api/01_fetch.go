@@ -80,7 +80,7 @@ func handleFetch(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (km
 	// budget until it is written, so many such clients together cannot
 	// hold more than the budget either.
 	mem := &fetchMemory{budget: env.Memory}
-	return &Deferred{Response: resp, Done: mem.releaseAll, Wait: func(ctx context.Context) error {
+	fill := func(ctx context.Context) error {
 		n := fillFetch(env, req, resp, mem, denied)
 		if n >= int(req.MinBytes) || wait <= 0 || fetchHasError(resp) || !time.Now().Before(deadline) {
 			return nil
@@ -115,6 +115,13 @@ func handleFetch(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (km
 				return ctx.Err()
 			}
 		}
+	}
+	return &Deferred{Response: resp, Done: mem.releaseAll, Wait: func(ctx context.Context) error {
+		err := fill(ctx)
+		if err == nil {
+			mem.countServed() // resp is the answer sent: count its records per partition
+		}
+		return err
 	}}, nil
 }
 
@@ -133,6 +140,23 @@ func fetchHasError(resp *kmsg.FetchResponse) bool {
 type fetchMemory struct {
 	budget MemoryBudget
 	held   int64
+	// served is what the last fillFetch put in the answer, per partition,
+	// counted once the answer is final (a long poll reads several times).
+	served []servedBytes
+}
+
+type servedBytes struct {
+	p *partition.Partition
+	n int
+}
+
+// countServed adds the final answer's record bytes to each partition's
+// fetched-bytes counter.
+func (m *fetchMemory) countServed() {
+	for _, s := range m.served {
+		s.p.CountFetched(s.n)
+	}
+	m.served = m.served[:0]
 }
 
 // minFetchGrant is the least a read is worth taking budget for.
@@ -188,6 +212,7 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *
 		maxBytes = limit
 	}
 	total := 0
+	mem.served = mem.served[:0]
 	resp.Topics = resp.Topics[:0]
 	for _, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
@@ -210,7 +235,11 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *
 				st.Partitions = append(st.Partitions, sp)
 				continue
 			}
-			total += fetchPartition(p, req, &rp, &sp, maxBytes-total, total > 0, mem)
+			n := fetchPartition(p, req, &rp, &sp, maxBytes-total, total > 0, mem)
+			if n > 0 {
+				mem.served = append(mem.served, servedBytes{p, n})
+			}
+			total += n
 			st.Partitions = append(st.Partitions, sp)
 		}
 		resp.Topics = append(resp.Topics, st)
