@@ -58,6 +58,14 @@ type Disk struct {
 	noSpace   atomic.Int64 // ENOSPC errors seen
 	drawn     atomic.Int64 // times the reserve was drawn on
 
+	// A disk that hovers at the edge (a little space free, batches larger
+	// than it retried by their producers) goes full and clear many times a
+	// second. The state follows every change, the log does not: a full or
+	// clear line is written at most once per diskLogEvery, the next one
+	// saying how many changes went unlogged.
+	lastFullLog, lastClearLog atomic.Int64 // unix ms of the last line of each kind
+	unloggedFull, unloggedClr atomic.Int64
+
 	syncObs atomic.Pointer[SyncObserver] // see ObserveSyncs (syncer.go)
 }
 
@@ -160,14 +168,33 @@ func (d *Disk) Observe(err error) {
 	}
 	d.noSpace.Add(1)
 	if d.full.CompareAndSwap(false, true) {
-		d.fullSince.Store(d.now().UnixMilli())
+		now := d.now().UnixMilli()
+		d.fullSince.Store(now)
+		if !logDue(&d.lastFullLog, &d.unloggedFull, now) {
+			return
+		}
 		free, _ := d.FreeBytes()
 		d.mu.Lock()
 		left := d.reserved
 		d.mu.Unlock()
 		d.log.Error("disk full: new records are refused with KAFKA_STORAGE_ERROR (clients retry) until space is freed; reads, deletes and restarts keep working",
-			"dir", d.dir, "free_bytes", free, "reserve_left_bytes", left, "err", err)
+			"dir", d.dir, "free_bytes", free, "reserve_left_bytes", left, "err", err,
+			"unlogged_since_last", d.unloggedFull.Swap(0))
 	}
+}
+
+// diskLogEvery bounds how often the full and clear lines are written.
+const diskLogEvery = 30 * time.Second
+
+// logDue reports whether a line whose last one was at *last may be written
+// at now (and records it), or counts it in *unlogged.
+func logDue(last, unlogged *atomic.Int64, now int64) bool {
+	prev := last.Load()
+	if prev != 0 && now-prev < diskLogEvery.Milliseconds() {
+		unlogged.Add(1)
+		return false
+	}
+	return last.CompareAndSwap(prev, now)
 }
 
 // RefusesRecords reports whether a record append must be refused: the disk
@@ -200,9 +227,14 @@ func (d *Disk) shortfall() int64 {
 
 func (d *Disk) cleared() {
 	if d.full.CompareAndSwap(true, false) {
+		now := d.now().UnixMilli()
+		if !logDue(&d.lastClearLog, &d.unloggedClr, now) {
+			return
+		}
 		free, _ := d.FreeBytes()
 		d.log.Info("disk space available again", "dir", d.dir, "free_bytes", free,
-			"full_for", time.Duration(d.now().UnixMilli()-d.fullSince.Load())*time.Millisecond)
+			"full_for", time.Duration(now-d.fullSince.Load())*time.Millisecond,
+			"unlogged_since_last", d.unloggedClr.Swap(0))
 	}
 }
 

@@ -1,9 +1,15 @@
 package logstore
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // TestFullDisk: a full disk refuses records without harming the log or
@@ -78,4 +84,83 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("reserve not refilled: %+v", st)
 	}
 	l.Close()
+}
+
+// TestADiskAtTheEdgeIsNotLoggedOnEveryFlap: with a little space free and
+// producers retrying batches larger than it, the disk goes full and clear
+// many times a second; the state follows (records are refused only while
+// full) but the full and clear lines are written at most once per
+// diskLogEvery. Before, a run logged 618 ERROR lines in 20 s.
+func TestADiskAtTheEdgeIsNotLoggedOnEveryFlap(t *testing.T) {
+	mem := NewMemFS()
+	mem.MkdirAll("/data")
+	var lines logLines
+	disk, err := OpenDisk(mem, "/data", 0, slog.New(&lines))
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Unix(1000, 0)
+	disk.now = func() time.Time { return now }
+	mem.SetCapacity(mem.UsedBytes() + 1<<20) // 1 MiB free: more than a chunk
+	enospc := fmt.Errorf("write: %w", syscall.ENOSPC)
+	for i := range 100 {
+		disk.Observe(enospc) // a batch larger than what is free
+		if !disk.Status().Full {
+			t.Fatalf("flap %d: the disk is not full after ENOSPC", i)
+		}
+		if disk.RefusesRecords() { // 1 MiB free covers a chunk: clears
+			t.Fatalf("flap %d: records still refused with space free", i)
+		}
+		now = now.Add(100 * time.Millisecond)
+	}
+	if full, clear := lines.count(slog.LevelError), lines.count(slog.LevelInfo); full != 1 || clear != 1 {
+		t.Fatalf("100 flaps in 10 s logged %d full and %d clear lines, want 1 and 1", full, clear)
+	}
+	now = now.Add(diskLogEvery)
+	disk.Observe(enospc)
+	if got := lines.count(slog.LevelError); got != 2 {
+		t.Fatalf("a full disk %v later logged %d full lines in all, want 2", diskLogEvery, got)
+	}
+	if last := lines.last(); !strings.Contains(last, "unlogged_since_last=99") {
+		t.Fatalf("the next line does not count the unlogged flaps: %s", last)
+	}
+}
+
+// logLines is a slog.Handler that keeps what was logged.
+type logLines struct {
+	mu    sync.Mutex
+	recs  []slog.Record
+	attrs []string
+}
+
+func (h *logLines) Enabled(context.Context, slog.Level) bool { return true }
+func (h *logLines) WithAttrs([]slog.Attr) slog.Handler       { return h }
+func (h *logLines) WithGroup(string) slog.Handler            { return h }
+func (h *logLines) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var b strings.Builder
+	b.WriteString(r.Message)
+	r.Attrs(func(a slog.Attr) bool { fmt.Fprintf(&b, " %s=%v", a.Key, a.Value); return true })
+	h.recs = append(h.recs, r)
+	h.attrs = append(h.attrs, b.String())
+	return nil
+}
+
+func (h *logLines) count(level slog.Level) int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	n := 0
+	for _, r := range h.recs {
+		if r.Level == level {
+			n++
+		}
+	}
+	return n
+}
+
+func (h *logLines) last() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.attrs[len(h.attrs)-1]
 }
