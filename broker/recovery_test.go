@@ -524,3 +524,67 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// TestDamageFoundByAReadTakesThePartitionOffline: a start validates only the
+// tail of a log, so damage in a sealed segment below the recovery point is
+// found when a fetch reads it. From then on the partition is offline as if
+// the damage had been found at open: fetch and produce answer
+// KAFKA_STORAGE_ERROR, /healthz is degraded and names it, the offline metric
+// is 1, and the rest is served. (Before, only the fetch of the damaged batch
+// failed, in a loop, with health ok and nothing logged.)
+func TestDamageFoundByAReadTakesThePartitionOffline(t *testing.T) {
+	dir := t.TempDir()
+	opts := []broker.Option{broker.WithProperty("num.partitions", "1"), broker.WithProperty("log.segment.bytes", "4096")}
+	b, err := startOn(t, dir, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	produceAcked(t, b.Addr(), "good", 100)
+	for range 10 { // one batch of ~2 KiB each: many 4 KiB segments, the first sealed
+		produceAcked(t, b.Addr(), "bad", 100)
+	}
+	b.Close()
+	flipByte(t, partitionDir(t, dir, "bad", 0), 70) // the first sealed segment's first batch
+
+	b, err = startOn(t, dir, opts...)
+	if err != nil {
+		t.Fatalf("start: %v", err)
+	}
+	defer b.Close()
+	if status, body := healthz(t, b); status != 200 {
+		t.Fatalf("before any read the damage is not known, yet healthz is %d %q", status, body)
+	}
+	cl := client(t, b.Addr())
+	defer cl.Close()
+	fetch := func() int16 {
+		t.Helper()
+		req := kmsg.NewPtrFetchRequest()
+		req.MaxWaitMillis, req.MaxBytes, req.SessionEpoch = 0, 1<<20, -1
+		rt := kmsg.NewFetchRequestTopic()
+		rt.Topic = "bad"
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.PartitionMaxBytes = 1 << 20
+		rt.Partitions = append(rt.Partitions, rp)
+		req.Topics = append(req.Topics, rt)
+		resp, err := req.RequestWith(context.Background(), cl)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return resp.Topics[0].Partitions[0].ErrorCode
+	}
+	if c := fetch(); c != kerr.KafkaStorageError.Code {
+		t.Fatalf("fetch of the damaged batch: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(c))
+	}
+	if c := produceCode(t, b.Addr(), "bad", 0); c != kerr.KafkaStorageError.Code {
+		t.Fatalf("produce after the damage was found: %v, want KAFKA_STORAGE_ERROR", kerr.ErrorForCode(c))
+	}
+	status, body := healthz(t, b)
+	if status != 503 || !strings.HasPrefix(body, "degraded") || !strings.Contains(body, "bad-0") {
+		t.Fatalf("healthz after the damage was found: %d %q", status, body)
+	}
+	if m := metricsText(t, b); !strings.Contains(m, `idem_partition_offline{partition="0",topic="bad"} 1`) {
+		t.Fatalf("no offline metric in:\n%s", grepLines(m, "offline"))
+	}
+	readAllValues(t, b.Addr(), "good", 100)
+	produceAcked(t, b.Addr(), "good", 10)
+}

@@ -88,6 +88,8 @@ type Partition struct {
 	snapEnd     int64           // log end offset the last snapshot covered (-1: none)
 	closed      bool
 
+	damage atomic.Pointer[error] // damage a read found (see checkRead); nil: none
+
 	wmu      sync.Mutex
 	watchers map[chan<- struct{}]struct{} // wmu guards; signalled when the high watermark moves
 
@@ -305,7 +307,36 @@ func (p *Partition) EndOffset() int64 { return p.log.EndOffset() }
 func (p *Partition) LeaderEpoch() int32 { return 0 }
 
 // Err reports a failed fsync: the partition then accepts no more writes.
-func (p *Partition) Err() error { return p.log.Err() }
+func (p *Partition) Err() error {
+	if err := p.log.Err(); err != nil {
+		return err
+	}
+	if d := p.damage.Load(); d != nil {
+		return *d
+	}
+	return nil
+}
+
+// checkRead is the outcome of a read: damage found below the end of the
+// log (a batch failing its CRC or out of sequence in a segment a start does
+// not revalidate) takes the partition offline, as damage found at open
+// does: Err reports it from then on, so produce and fetch answer
+// KAFKA_STORAGE_ERROR, health and metrics show it, until an operator
+// repairs it (idem storage check and repair) and restarts. The read is
+// retried once first, so that only damage that stays is believed.
+func (p *Partition) checkRead(data []byte, err error, again func() ([]byte, error)) ([]byte, error) {
+	if !errors.Is(err, logstore.ErrCorrupt) {
+		return data, err
+	}
+	if data, err = again(); !errors.Is(err, logstore.ErrCorrupt) {
+		return data, err
+	}
+	if p.damage.CompareAndSwap(nil, &err) {
+		p.lg.Error("partition offline: a read found damaged data below the end of its log; serving everything else",
+			"topic", p.topic, "partition", p.index, "err", err, "inspect", "idem storage check (the broker stopped), then idem storage repair")
+	}
+	return nil, err
+}
 
 func (p *Partition) expired(e *producerEntry) bool {
 	exp := p.cfg.ProducerExpiration
@@ -411,7 +442,9 @@ func (p *Partition) LastStableOffset() int64 {
 // ReadCommitted is Read for read_committed consumers: it stops at the last
 // stable offset.
 func (p *Partition) ReadCommitted(offset int64, maxBytes int) ([]byte, error) {
-	return p.log.Read(offset, maxBytes, p.LastStableOffset())
+	read := func() ([]byte, error) { return p.log.Read(offset, maxBytes, p.LastStableOffset()) }
+	data, err := read()
+	return p.checkRead(data, err, read)
 }
 
 // AbortedTransactions lists the aborted transactions overlapping [from, to):
@@ -562,7 +595,9 @@ func (p *Partition) WaitDurable(ctx context.Context, end int64) error {
 // valid and reads nothing; outside [log start, log end] it is
 // logstore.ErrOffsetOutOfRange.
 func (p *Partition) Read(offset int64, maxBytes int) ([]byte, error) {
-	return p.log.Read(offset, maxBytes, p.log.DurableOffset())
+	read := func() ([]byte, error) { return p.log.Read(offset, maxBytes, p.log.DurableOffset()) }
+	data, err := read()
+	return p.checkRead(data, err, read)
 }
 
 // OffsetForTime is the first visible offset whose batch has a timestamp >= ts.
