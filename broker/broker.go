@@ -32,6 +32,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/idem-dev/idem/internal/admin"
+	adminapi "github.com/idem-dev/idem/internal/admin/api"
 	"github.com/idem-dev/idem/internal/catalog"
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/group"
@@ -70,6 +71,7 @@ type Broker struct {
 	unlock   func() // releases the data directory lock
 	server   *kafka.Server
 	adminSrv *admin.Server
+	api      *adminapi.Service // the admin API behind adminSrv
 	security *security.Store
 	oauth    *security.OAuthValidator
 	tls      *security.TLSSource // the listeners' TLS material, if any
@@ -319,6 +321,13 @@ func (b *Broker) Start() (err error) {
 		if err := b.secureAdmin(&acfg, listeners, sec, env.Authorizer); err != nil {
 			return err
 		}
+		bound := make([]net.Addr, len(lns))
+		for i, ln := range lns {
+			bound[i] = ln.Addr()
+		}
+		b.api = b.adminAPI(listeners, bound)
+		cleanup = append(cleanup, func() error { b.api.Close(); return nil })
+		acfg.Handler = b.adminHandler(b.api)
 		as, err := admin.Start(acfg)
 		if err != nil {
 			return err
@@ -507,6 +516,9 @@ func (b *Broker) closeStorage() []error {
 	var errs []error
 	if b.adminSrv != nil {
 		errs = append(errs, b.adminSrv.Close())
+	}
+	if b.api != nil {
+		b.api.Close()
 	}
 	if b.txns != nil {
 		errs = append(errs, b.txns.Close())

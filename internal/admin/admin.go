@@ -1,6 +1,7 @@
 // Package admin is the broker's operator HTTP endpoint: /healthz for liveness
-// probes and /metrics for Prometheus, served from the broker's own registry.
-// The /v1 admin API and the console come later.
+// probes, /metrics for Prometheus (served from the broker's own registry),
+// pprof, and whatever Config.Handler serves: the broker mounts the /v1
+// admin API (package api) and the web console (package console) there.
 //
 // When the broker's security is configured the server speaks TLS and asks
 // for HTTP Basic authentication with the broker's own users (their SCRAM
@@ -58,6 +59,9 @@ type Config struct {
 	// HTTP Basic credentials, answered by whether they are a user's and
 	// that user may read the broker's state.
 	Authenticate func(user, password string) bool
+	// Handler, if set, serves every other path (behind the same
+	// authentication): the admin API under /v1 and the console at /.
+	Handler http.Handler
 }
 
 // Start listens on cfg.Addr and serves until Close.
@@ -90,9 +94,16 @@ func Start(cfg Config) (*Server, error) {
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
-	var handler http.Handler = mux
+	if cfg.Handler != nil {
+		mux.Handle("/", cfg.Handler)
+	}
+	// Browsers send Basic credentials with any request to the address, so
+	// a state-changing request from another site's page (a form posted
+	// cross-site) is refused: Sec-Fetch-Site and Origin must say same origin.
+	// Clients that are not browsers (curl, scripts) send neither and pass.
+	var handler http.Handler = http.NewCrossOriginProtection().Handler(mux)
 	if cfg.Authenticate != nil {
-		handler = requireAuth(mux, cfg.Authenticate)
+		handler = requireAuth(handler, cfg.Authenticate)
 	}
 	if cfg.TLS != nil {
 		ln = tls.NewListener(ln, cfg.TLS)

@@ -66,11 +66,15 @@ var layers = []layer{
 	{pkg: "examples/...", may: append([]string{"broker", "broker/brokertest"}, toolkit...)},
 
 	// The broker, as an embedding program links it.
-	{pkg: "broker", broker: true, may: concat([]string{"internal/brokerhook", "internal/admin", "internal/kafka", "internal/kafka/api", "internal/security"},
+	{pkg: "broker", broker: true, may: concat([]string{"internal/brokerhook", "internal/admin", "internal/admin/api", "internal/admin/console", "internal/kafka", "internal/kafka/api", "internal/security"},
 		coordinators, []string{"internal/statelog", "internal/topics", "internal/partition", "internal/logstore", "internal/catalog", "internal/config"})},
 	{pkg: "broker/brokertest", broker: true, may: []string{"broker"}},
 	{pkg: "internal/brokerhook", broker: true, may: []string{"internal/logstore"}},
 	{pkg: "internal/admin", broker: true},
+	// The admin API is a Kafka client of the broker's own listener (no
+	// internals): it reads Kafka's error codes to answer HTTP statuses.
+	{pkg: "internal/admin/api", broker: true, kerr: true, may: []string{"internal/admin"}},
+	{pkg: "internal/admin/console", broker: true, may: []string{"internal/admin", "internal/admin/api"}},
 	{pkg: "internal/kafka", broker: true, may: []string{"internal/kafka/api", "internal/security"}},
 	{pkg: "internal/kafka/api", broker: true, kerr: true, may: concat(coordinators,
 		[]string{"internal/security", "internal/statelog", "internal/topics", "internal/partition", "internal/logstore", "internal/catalog", "internal/config"})},
