@@ -29,12 +29,14 @@ func (b *Broker) adminAPI(listeners []config.Listener, bound []net.Addr) *api.Se
 		shown = append(shown, api.Listener{Name: l.Name, Protocol: l.Protocol, Address: bound[i].String()})
 	}
 	return api.New(api.Config{
-		ClientOpts: func(user, password string) ([]kgo.Opt, error) { return b.adminClientOpts(listeners, bound, user, password) },
-		NodeID:     int32(b.conf.Int("node.id")),
-		Version:    Version(),
-		Listeners:  shown,
-		Health:     b.health,
-		Logger:     b.log,
+		ClientOpts: func(user, password string) ([]kgo.Opt, error) {
+			return b.adminClientOpts(listeners, bound, user, password)
+		},
+		NodeID:    int32(b.conf.Int("node.id")),
+		Version:   Version(),
+		Listeners: shown,
+		Health:    b.health,
+		Logger:    b.log,
 	})
 }
 

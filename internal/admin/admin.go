@@ -17,6 +17,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -136,7 +137,15 @@ func requireAuth(next http.Handler, check func(user, password string) bool) http
 		user, pass, ok := r.BasicAuth()
 		if !ok || !check(user, pass) {
 			w.Header().Set("WWW-Authenticate", `Basic realm="idem", charset="UTF-8"`)
-			http.Error(w, "authentication required: use a broker user's name and password", http.StatusUnauthorized)
+			const msg = "authentication required: use a broker user's name and password"
+			if strings.HasPrefix(r.URL.Path, "/v1/") {
+				// The API answers every error as an RFC 9457 problem.
+				w.Header().Set("Content-Type", "application/problem+json")
+				w.WriteHeader(http.StatusUnauthorized)
+				fmt.Fprintf(w, `{"type": "about:blank", "title": "Unauthorized", "status": 401, "detail": %q}`+"\n", msg)
+				return
+			}
+			http.Error(w, msg, http.StatusUnauthorized)
 			return
 		}
 		next.ServeHTTP(w, r)
