@@ -16,6 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/idem-dev/idem/internal/admin/api"
+	"github.com/idem-dev/idem/internal/admin/console"
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/security"
 )
@@ -156,9 +157,14 @@ func (b *Broker) selfTLS() *tls.Config {
 }
 
 // adminHandler is what the admin server serves besides /healthz, /metrics
-// and pprof: the API under /v1/.
-func (b *Broker) adminHandler(svc *api.Service) http.Handler {
+// and pprof: the API under /v1/ and the web console at /.
+func (b *Broker) adminHandler(svc *api.Service) (http.Handler, error) {
+	con, err := console.New(console.Config{API: svc, Gatherer: b.reg, Logger: b.log})
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", svc.Handler())
-	return mux
+	mux.Handle("/", con.Handler())
+	return mux, nil
 }

@@ -327,7 +327,9 @@ func (b *Broker) Start() (err error) {
 		}
 		b.api = b.adminAPI(listeners, bound)
 		cleanup = append(cleanup, func() error { b.api.Close(); return nil })
-		acfg.Handler = b.adminHandler(b.api)
+		if acfg.Handler, err = b.adminHandler(b.api); err != nil {
+			return err
+		}
 		as, err := admin.Start(acfg)
 		if err != nil {
 			return err

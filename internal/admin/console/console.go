@@ -1,0 +1,468 @@
+// Package console is the broker's web console, served at / on the admin
+// address: server-rendered pages (html/template, embedded with go:embed),
+// one small embedded stylesheet, no JavaScript, nothing fetched from
+// elsewhere. A console that needs no build step and no CDN works on an
+// air-gapped host and cannot break when a third party changes.
+//
+// Every page is drawn from the admin API's Go methods (package api), the
+// same operations /v1 serves, run as the HTTP Basic user; so the console
+// shows what that user may see and does only what that user may do. The
+// overview and the delivery contract page also read the broker's
+// Prometheus registry, in process.
+package console
+
+import (
+	"embed"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/idem-dev/idem/internal/admin/api"
+)
+
+//go:embed templates/*.html static/*
+var files embed.FS
+
+// Config configures New.
+type Config struct {
+	API      *api.Service
+	Gatherer prometheus.Gatherer
+	Logger   *slog.Logger
+}
+
+// Console serves the pages.
+type Console struct {
+	cfg   Config
+	pages map[string]*template.Template
+
+	mu   sync.Mutex
+	last *sample // the previous overview's counters, for rates
+}
+
+var funcs = template.FuncMap{
+	"path":  url.PathEscape,
+	"query": url.QueryEscape,
+	"bytes": humanBytes,
+	"ms": func(ms int64) string {
+		return (time.Duration(ms) * time.Millisecond).Round(time.Millisecond).String()
+	},
+	"time": func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000 UTC") },
+	"join": func(v []int32) string {
+		s := make([]string, len(v))
+		for i, p := range v {
+			s[i] = strconv.Itoa(int(p))
+		}
+		return strings.Join(s, ", ")
+	},
+	"add": func(a, b int64) int64 { return a + b },
+	"sub": func(a, b int64) int64 { return a - b },
+}
+
+// New parses the templates (a broken template fails here, at start).
+func New(cfg Config) (*Console, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	c := &Console{cfg: cfg, pages: map[string]*template.Template{}}
+	names, err := fs.Glob(files, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		if n == "templates/layout.html" {
+			continue
+		}
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", n)
+		if err != nil {
+			return nil, fmt.Errorf("console template %s: %w", n, err)
+		}
+		c.pages[strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")] = t
+	}
+	return c, nil
+}
+
+// Handler serves the console's pages and its stylesheet.
+func (c *Console) Handler() http.Handler {
+	mux := http.NewServeMux()
+	static, _ := fs.Sub(files, "static")
+	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
+	mux.HandleFunc("GET /{$}", c.overview)
+	mux.HandleFunc("GET /topics", c.topics)
+	mux.HandleFunc("GET /topics/{name}", c.topic)
+	mux.HandleFunc("GET /topics/{name}/partitions/{partition}", c.messages)
+	mux.HandleFunc("GET /topics/{name}/partitions/{partition}/messages/{offset}", c.message)
+	mux.HandleFunc("GET /groups", c.groups)
+	mux.HandleFunc("GET /groups/{id}", c.group)
+	mux.HandleFunc("POST /groups/{id}/reset", c.reset)
+	mux.HandleFunc("GET /transactions", c.transactions)
+	mux.HandleFunc("GET /share-groups", c.shareGroups)
+	mux.HandleFunc("GET /delivery", c.delivery)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		c.fail(w, r, &api.Problem{Title: "Not Found", Status: http.StatusNotFound, Detail: "no page at " + r.URL.Path})
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "same-origin")
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// page is what every template gets.
+type page struct {
+	Title  string
+	Nav    string // the section highlighted in the navigation
+	Notice string // a message after a redirect (?done=…)
+	Error  *api.Problem
+	Data   any
+}
+
+func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
+	t, ok := c.pages[name]
+	if !ok {
+		http.Error(w, "no template "+name, http.StatusInternalServerError)
+		return
+	}
+	if p.Notice == "" {
+		p.Notice = r.URL.Query().Get("done")
+	}
+	var buf strings.Builder
+	if err := t.Execute(&buf, p); err != nil {
+		c.cfg.Logger.Error("console template", "page", name, "err", err)
+		http.Error(w, "the page could not be drawn", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	w.Write([]byte(buf.String()))
+}
+
+// fail draws the error page with the problem's status.
+func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
+	p := api.AsProblem(err)
+	c.render(w, r, p.Status, "error", page{Title: p.Title, Error: p})
+}
+
+// conn is the API connection of the request's user.
+func (c *Console) conn(r *http.Request) (*api.Conn, error) {
+	user, pass, _ := r.BasicAuth()
+	return c.cfg.API.Conn(user, pass)
+}
+
+func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	ctx := r.Context()
+	cluster, err := c.cfg.API.Cluster(ctx, cn)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	topics, err := c.cfg.API.Topics(ctx, cn)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	groups, err := c.cfg.API.Groups(ctx, cn)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	type overview struct {
+		Cluster                    api.ClusterInfo
+		Topics, Partitions, Groups int
+		InternalTopics             int
+		Records, SizeBytes         int64
+		Metrics                    overviewMetrics
+	}
+	o := overview{Cluster: cluster, Groups: len(groups)}
+	for _, t := range topics {
+		if t.Internal {
+			o.InternalTopics++
+			continue
+		}
+		o.Topics++
+		o.Partitions += t.Partitions
+		o.Records += t.Records
+		o.SizeBytes += t.SizeBytes
+	}
+	o.Metrics = c.overviewMetrics()
+	c.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: o})
+}
+
+func (c *Console) topics(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	topics, err := c.cfg.API.Topics(r.Context(), cn)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "topics", page{Title: "Topics", Nav: "topics", Data: topics})
+}
+
+func (c *Console) topic(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	t, err := c.cfg.API.Topic(r.Context(), cn, r.PathValue("name"))
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "topic", page{Title: "Topic " + t.Name, Nav: "topics", Data: t})
+}
+
+func (c *Console) messages(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	if q.Get("limit") == "" {
+		q.Set("limit", "20")
+	}
+	req, err := api.ParseMessagesRequest(r.PathValue("name"), r.PathValue("partition"), q)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	pg, err := c.cfg.API.Messages(r.Context(), cn, req)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	type browser struct {
+		api.MessagesPage
+		PrevOffset int64
+		HasPrev    bool
+		HasNext    bool
+	}
+	b := browser{MessagesPage: pg, PrevOffset: max(pg.StartOffset-int64(pg.Limit), pg.LogStartOffset)}
+	b.HasPrev = pg.StartOffset > pg.LogStartOffset
+	b.HasNext = pg.NextOffset < pg.HighWatermark
+	c.render(w, r, http.StatusOK, "messages", page{Title: fmt.Sprintf("%s / partition %d", pg.Topic, pg.Partition), Nav: "topics", Data: b})
+}
+
+func (c *Console) message(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	req, err := api.ParseMessagesRequest(r.PathValue("name"), r.PathValue("partition"),
+		url.Values{"offset": {r.PathValue("offset")}, "limit": {"1"}})
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	pg, err := c.cfg.API.Messages(r.Context(), cn, req)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	if len(pg.Messages) == 0 || pg.Messages[0].Offset != *req.Offset {
+		c.fail(w, r, &api.Problem{Title: "Not Found", Status: http.StatusNotFound,
+			Detail: fmt.Sprintf("no record at offset %d of %s-%d (log start %d, high watermark %d)", *req.Offset, pg.Topic, pg.Partition, pg.LogStartOffset, pg.HighWatermark)})
+		return
+	}
+	type one struct {
+		Topic string
+		api.Message
+	}
+	c.render(w, r, http.StatusOK, "message", page{Title: fmt.Sprintf("%s-%d @ %d", pg.Topic, pg.Partition, *req.Offset), Nav: "topics",
+		Data: one{Topic: pg.Topic, Message: pg.Messages[0]}})
+}
+
+func (c *Console) groups(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	gs, err := c.cfg.API.Groups(r.Context(), cn)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "groups", page{Title: "Consumer groups", Nav: "groups", Data: gs})
+}
+
+// groupPage is the group page's data: the group, and the topics its reset
+// form offers.
+type groupPage struct {
+	api.GroupDetail
+	Topics []string
+}
+
+func (c *Console) groupData(r *http.Request, cn *api.Conn) (groupPage, error) {
+	g, err := c.cfg.API.Group(r.Context(), cn, r.PathValue("id"))
+	if err != nil {
+		return groupPage{}, err
+	}
+	gp := groupPage{GroupDetail: g}
+	for _, o := range g.Offsets {
+		if !slices.Contains(gp.Topics, o.Topic) {
+			gp.Topics = append(gp.Topics, o.Topic)
+		}
+	}
+	return gp, nil
+}
+
+func (c *Console) group(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	gp, err := c.groupData(r, cn)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "group", page{Title: "Group " + gp.Group, Nav: "groups", Data: gp})
+}
+
+// reset handles the reset form: on success it redirects to the group page
+// (POST, redirect, GET); on failure it draws the group page again with the
+// problem and its status.
+func (c *Console) reset(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		c.fail(w, r, &api.Problem{Title: "Bad Request", Status: http.StatusBadRequest, Detail: err.Error()})
+		return
+	}
+	req := api.ResetOffsetsRequest{To: r.PostForm.Get("to"), Topic: r.PostForm.Get("topic")}
+	var formErr error
+	switch req.To {
+	case "offset":
+		o, err := strconv.ParseInt(strings.TrimSpace(r.PostForm.Get("offset")), 10, 64)
+		if err != nil {
+			formErr = errors.New("the offset must be a whole number")
+		}
+		req.Offset = &o
+	case "timestamp":
+		at, err := time.Parse("2006-01-02T15:04", r.PostForm.Get("timestamp"))
+		if err != nil {
+			at, err = time.Parse("2006-01-02T15:04:05", r.PostForm.Get("timestamp"))
+		}
+		if err != nil {
+			formErr = errors.New("the time must be a date and time (UTC)")
+		}
+		ms := at.UnixMilli()
+		req.Timestamp = &ms
+	}
+	var res api.ResetResult
+	if formErr != nil {
+		err = &api.Problem{Title: "Bad Request", Status: http.StatusBadRequest, Detail: formErr.Error()}
+	} else {
+		res, err = c.cfg.API.ResetOffsets(r.Context(), cn, r.PathValue("id"), req)
+	}
+	if err != nil {
+		p := api.AsProblem(err)
+		gp, gerr := c.groupData(r, cn)
+		if gerr != nil {
+			c.fail(w, r, err)
+			return
+		}
+		c.render(w, r, p.Status, "group", page{Title: "Group " + gp.Group, Nav: "groups", Error: p, Data: gp})
+		return
+	}
+	done := fmt.Sprintf("Offsets of %d partitions reset to %s.", len(res.Offsets), req.To)
+	http.Redirect(w, r, "/groups/"+url.PathEscape(r.PathValue("id"))+"?done="+url.QueryEscape(done), http.StatusSeeOther)
+}
+
+func (c *Console) transactions(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	ts, err := c.cfg.API.Transactions(r.Context(), cn)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "transactions", page{Title: "Transactions", Nav: "transactions", Data: ts})
+}
+
+func (c *Console) shareGroups(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	gs, err := c.cfg.API.ShareGroups(r.Context(), cn)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, http.StatusOK, "share-groups", page{Title: "Share groups", Nav: "share", Data: gs})
+}
+
+func (c *Console) delivery(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	ts, err := c.cfg.API.Transactions(r.Context(), cn)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	d := c.deliveryMetrics()
+	for _, t := range ts {
+		switch t.State {
+		case "CompleteAbort":
+			d.TxnAborted++
+		case "CompleteCommit":
+			d.TxnCommitted++
+		case "Ongoing", "PrepareCommit", "PrepareAbort":
+			d.TxnOpen++
+		}
+		if t.Hanging {
+			d.TxnHanging++
+		}
+	}
+	c.render(w, r, http.StatusOK, "delivery", page{Title: "Delivery contract", Nav: "delivery", Data: d})
+}
+
+func humanBytes(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%d B", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
