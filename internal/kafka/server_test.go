@@ -321,7 +321,7 @@ func TestReadFrameBoundedAllocation(t *testing.T) {
 	runtime.ReadMemStats(&before)
 	for range 10 {
 		r := io.MultiReader(bytes.NewReader([]byte{0, 0}), strings.NewReader(strings.Repeat("x", 1000)))
-		if _, err := readFrame(r, 100<<20, 100<<20); err == nil {
+		if _, err := readFrame(r, 100<<20, 100<<20, false); err == nil {
 			t.Fatal("short frame accepted")
 		}
 	}
@@ -331,9 +331,22 @@ func TestReadFrameBoundedAllocation(t *testing.T) {
 	}
 	// A real frame arriving in pieces is read whole.
 	want := bytes.Repeat([]byte("abcdefgh"), 100000)
-	got, err := readFrame(iotestHalf{bytes.NewReader(want)}, int32(len(want)), 100<<20)
-	if err != nil || !bytes.Equal(got, want) {
-		t.Fatalf("readFrame: %v", err)
+	for _, budgeted := range []bool{false, true} {
+		got, err := readFrame(iotestHalf{bytes.NewReader(want)}, int32(len(want)), 100<<20, budgeted)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("readFrame (budgeted %v): %v", budgeted, err)
+		}
+	}
+	// A frame whose size the memory budget already holds is allocated once,
+	// whole: no doubling, no copies of what arrived.
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	if _, err := readFrame(iotestHalf{bytes.NewReader(want)}, int32(len(want)), 100<<20, true); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if grew := after.TotalAlloc - before.TotalAlloc; grew > uint64(len(want))+firstChunk+64<<10 {
+		t.Fatalf("a budgeted frame of %d bytes allocated %d", len(want), grew)
 	}
 }
 
