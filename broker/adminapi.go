@@ -24,7 +24,7 @@ import (
 // adminAPI makes the admin API's service: its Kafka clients dial this
 // broker's own listeners (the bound address, whatever is advertised), as
 // the admin server's Basic user when there is one.
-func (b *Broker) adminAPI(listeners []config.Listener, bound []net.Addr) *api.Service {
+func (b *Broker) adminAPI(listeners []config.Listener, bound []net.Addr, credentials bool) *api.Service {
 	var shown []api.Listener
 	for i, l := range listeners {
 		shown = append(shown, api.Listener{Name: l.Name, Protocol: l.Protocol, Address: bound[i].String()})
@@ -33,17 +33,18 @@ func (b *Broker) adminAPI(listeners []config.Listener, bound []net.Addr) *api.Se
 		ClientOpts: func(user, password string) ([]kgo.Opt, error) {
 			return b.adminClientOpts(listeners, bound, user, password)
 		},
-		NodeID:    int32(b.conf.Int("node.id")),
-		Version:   Version(),
-		Listeners: shown,
-		Health:    b.health,
-		Logger:    b.log,
+		Credentials: credentials,
+		NodeID:      int32(b.conf.Int("node.id")),
+		Version:     version(),
+		Listeners:   shown,
+		Health:      b.health,
+		Logger:      b.log,
 	})
 }
 
-// Version is the module version of the running idem ("(devel)" in a
+// version is the module version of the running idem ("(devel)" in a
 // plain source build).
-func Version() string {
+func version() string {
 	if bi, ok := debug.ReadBuildInfo(); ok {
 		for _, d := range bi.Deps {
 			if d.Path == "github.com/idem-dev/idem" {

@@ -325,7 +325,7 @@ func (b *Broker) Start() (err error) {
 		for i, ln := range lns {
 			bound[i] = ln.Addr()
 		}
-		b.api = b.adminAPI(listeners, bound)
+		b.api = b.adminAPI(listeners, bound, acfg.Authenticate != nil)
 		cleanup = append(cleanup, func() error { b.api.Close(); return nil })
 		if acfg.Handler, err = b.adminHandler(b.api); err != nil {
 			return err
