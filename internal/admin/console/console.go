@@ -109,6 +109,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /groups/{id}", c.group)
 	mux.HandleFunc("POST /groups/{id}/reset", c.reset)
 	mux.HandleFunc("GET /transactions", c.transactions)
+	mux.HandleFunc("POST /transactions/{id}/abort", c.abort)
 	mux.HandleFunc("GET /share-groups", c.shareGroups)
 	mux.HandleFunc("GET /delivery", c.delivery)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -413,6 +414,30 @@ func (c *Console) transactions(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.render(w, r, http.StatusOK, "transactions", page{Title: "Transactions", Nav: "transactions", Data: ts})
+}
+
+// abort handles a transaction's Abort button: a redirect to the list on
+// success, the list with the problem and its status otherwise.
+func (c *Console) abort(w http.ResponseWriter, r *http.Request) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	id := r.PathValue("id")
+	tx, err := c.cfg.API.AbortTransaction(r.Context(), cn, id)
+	if err != nil {
+		p := api.AsProblem(err)
+		ts, lerr := c.cfg.API.Transactions(r.Context(), cn)
+		if lerr != nil {
+			c.fail(w, r, err)
+			return
+		}
+		c.render(w, r, p.Status, "transactions", page{Title: "Transactions", Nav: "transactions", Error: p, Data: ts})
+		return
+	}
+	done := fmt.Sprintf("Transaction %s aborted (%s); its producer is fenced.", id, tx.State)
+	http.Redirect(w, r, "/transactions?done="+url.QueryEscape(done), http.StatusSeeOther)
 }
 
 func (c *Console) shareGroups(w http.ResponseWriter, r *http.Request) {

@@ -127,3 +127,40 @@ func TestTheResetFormRedirectsOrShowsTheProblem(t *testing.T) {
 		t.Fatalf("after the reset to earliest the lag is not 3:\n%s", body)
 	}
 }
+
+// TestAnOpenTransactionIsAbortedFromTheConsole: the Abort button of an
+// Ongoing transaction aborts it and redirects to the list; a second abort
+// draws the list with 409.
+func TestAnOpenTransactionIsAbortedFromTheConsole(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("ledger"), broker.WithProperty("num.partitions", "1"))
+	producer := b.Client(t, kgo.TransactionalID("pay-1"), kgo.TransactionTimeout(time.Minute))
+	if err := producer.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := producer.ProduceSync(brokertest.Ctx(t), &kgo.Record{Topic: "ledger", Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(t, b.AdminURL()+"/transactions"); !strings.Contains(body, `action="/transactions/pay-1/abort"`) {
+		t.Fatalf("no Abort button for the open transaction:\n%s", body)
+	}
+	noRedirect := &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Post(b.AdminURL()+"/transactions/pay-1/abort", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(resp.Header.Get("Location"), "/transactions?done=") {
+		t.Fatalf("abort: status %d, location %q", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	if _, body := get(t, b.AdminURL()+"/transactions"); !strings.Contains(body, "CompleteAbort") || strings.Contains(body, `/abort"`) {
+		t.Fatalf("after the abort:\n%s", body)
+	}
+	resp, err = noRedirect.Post(b.AdminURL()+"/transactions/pay-1/abort", "application/x-www-form-urlencoded", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict {
+		t.Fatalf("second abort: status %d, want 409", resp.StatusCode)
+	}
+}
