@@ -179,6 +179,15 @@ func TestTopicsAreCreatedDescribedAlteredAndDeleted(t *testing.T) {
 	c.refused(http.StatusBadRequest, "POST", "/v1/topics", `{"name": "x", "replicas": 3}`)
 	c.refused(http.StatusBadRequest, "POST", "/v1/topics", `{}`)
 	c.refused(http.StatusBadRequest, "POST", "/v1/topics", map[string]any{"name": "bad/name"})
+	c.refused(http.StatusBadRequest, "POST", "/v1/topics", `{"name": "x"} {"name": "y"}`)
+	c.refused(http.StatusBadRequest, "POST", "/v1/topics", `{"name": "`+strings.Repeat("x", 2<<20)+`"}`) // over the 1 MiB body bound
+	req, _ := http.NewRequest("POST", c.base+"/v1/topics", strings.NewReader("name=x"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if resp, err := http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusUnsupportedMediaType {
+		t.Fatalf("a form body: %v %v, want 415", resp, err)
+	} else {
+		resp.Body.Close()
+	}
 	c.refused(http.StatusBadRequest, "POST", "/v1/topics", map[string]any{"name": "y", "configs": map[string]string{"retention.ms": "soon"}})
 
 	// Records show in the partitions' offsets and the topic's count.
