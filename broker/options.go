@@ -32,7 +32,8 @@ func WithKafkaAddr(addr string) Option { return WithProperty("listeners", addr) 
 func WithAdvertisedAddr(addr string) Option { return WithProperty("advertised.listeners", addr) }
 
 // WithAdminAddr sets the host:port of the admin HTTP server (/healthz,
-// /metrics); "" turns it off. Default: 127.0.0.1:9644.
+// /metrics, the /v1 admin API and the web console at /; docs/console.md);
+// "" turns it off. Default: 127.0.0.1:9644.
 func WithAdminAddr(addr string) Option {
 	return func(c *cfg) { c.admin = &addr }
 }

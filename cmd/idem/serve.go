@@ -57,7 +57,7 @@ in flight, fsyncs and closes its logs; a second signal exits at once.`,
 	fl.StringVar(&f.dataDir, "data-dir", "./idem-data", "directory for topic logs, committed offsets and producer state")
 	fl.StringVar(&f.kafkaAddr, "kafka-addr", "127.0.0.1:9092", "host:port of the Kafka listener (shorthand for listeners=; a list such as PLAINTEXT://127.0.0.1:9092,SASL_SSL://0.0.0.0:9093 works too)")
 	fl.StringVar(&f.advertisedAddr, "advertised-addr", "", "host:port clients are told to connect to (default: the listener's address)")
-	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9644", `host:port of the admin HTTP server (/healthz, /metrics); "" turns it off`)
+	fl.StringVar(&f.adminAddr, "admin-addr", "127.0.0.1:9644", `host:port of the admin HTTP server (/healthz, /metrics, the /v1 admin API, the web console at /); "" turns it off`)
 	fl.StringArrayVarP(&f.sets, "set", "X", nil, "broker property name=value, by its Kafka name; repeatable")
 	fl.StringVar(&f.configFile, "config", "", "properties file (Kafka server.properties format)")
 	fl.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
