@@ -307,6 +307,10 @@ func (b *Broker) Start() (err error) {
 			time.Duration(b.conf.Int("quota.window.size.seconds"))*time.Second, nil),
 	})
 	env.Closing = srv.Closing()
+	b.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "idem_kafka_connections",
+		Help: "Open client connections, over every listener.",
+	}, func() float64 { return float64(srv.Connections()) }))
 	b.registerMetrics(parts, disk)
 	b.registerSemanticsMetrics(parts, disk, groups, txns)
 	b.reg.MustRegister(shares.Collector())

@@ -65,8 +65,9 @@ var funcs = template.FuncMap{
 		}
 		return strings.Join(s, ", ")
 	},
-	"add": func(a, b int64) int64 { return a + b },
-	"sub": func(a, b int64) int64 { return a - b },
+	"add":   func(a, b int64) int64 { return a + b },
+	"sub":   func(a, b int64) int64 { return a - b },
+	"int64": func(f float64) int64 { return int64(f) },
 }
 
 // New parses the templates (a broken template fails here, at start).

@@ -53,6 +53,12 @@ func TestEveryPageIsDrawn(t *testing.T) {
 			t.Errorf("%s: status %d, want 200 and %q in:\n%s", path, status, want, body)
 		}
 	}
+	if _, body := get(t, base+"/"); !strings.Contains(body, `id="fsync">`) || !strings.Contains(body, `id="connections">`) {
+		t.Errorf("the overview lacks fsync latency or connections:\n%s", body)
+	}
+	if _, body := get(t, base+"/delivery"); !strings.Contains(body, `id="txns-aborted">0<`) {
+		t.Errorf("/delivery lacks the transaction counters:\n%s", body)
+	}
 	for path, want := range map[string]int{
 		"/topics/missing":                        http.StatusNotFound,
 		"/topics/orders/partitions/x":            http.StatusBadRequest,

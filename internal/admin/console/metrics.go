@@ -10,8 +10,9 @@ import (
 // sample is the request counters at one time, for rates between two
 // overview loads.
 type sample struct {
-	at               time.Time
-	produce, fetches uint64
+	at                          time.Time
+	produce, fetches            uint64
+	producedBytes, fetchedBytes int64
 }
 
 // overviewMetrics are the overview's figures from the registry. A figure
@@ -25,8 +26,16 @@ type overviewMetrics struct {
 	ProduceRate, FetchRate float64
 	RateWindow             time.Duration
 	ProduceMeanMs          float64
-	ProduceP99Ms           float64
-	FetchMeanMs            float64
+	// Bytes of record batches produced and fetched, over every topic
+	// (idem_topic_*_bytes_total), and their rates like the others.
+	ProducedBytes, FetchedBytes       int64
+	ProducedByteRate, FetchedByteRate float64
+	ProduceP99Ms                      float64
+	FetchMeanMs                       float64
+
+	FsyncMeanMs, FsyncP99Ms float64
+	Fsyncs                  uint64
+	Connections             int64
 
 	DiskFreeBytes, LogBytes int64
 	DiskFull                bool
@@ -50,6 +59,10 @@ type deliveryMetrics struct {
 	DeadLettersPending int64
 
 	TxnOpen, TxnCommitted, TxnAborted, TxnHanging int
+
+	// Counters of idem_transactions_total, since the broker started
+	// (TxnsAborted includes those the coordinator timed out).
+	TxnsBegun, TxnsCommitted, TxnsAborted int64
 }
 
 // gather reads the registry into families by name.
@@ -149,21 +162,34 @@ func (c *Console) overviewMetrics() overviewMetrics {
 		o.FetchRequests = h.GetSampleCount()
 		o.FetchMeanMs = mean(h) * 1000
 	}
+	if v, ok := value(mfs, "idem_topic_produced_bytes_total"); ok {
+		o.Has["produced_bytes"], o.ProducedBytes = true, int64(v)
+	}
+	if v, ok := value(mfs, "idem_topic_fetched_bytes_total"); ok {
+		o.Has["fetched_bytes"], o.FetchedBytes = true, int64(v)
+	}
 	c.mu.Lock()
 	if c.last != nil {
 		o.RateWindow = now.Sub(c.last.at)
 		if secs := o.RateWindow.Seconds(); secs > 0 {
 			o.ProduceRate = float64(o.ProduceRequests-min(o.ProduceRequests, c.last.produce)) / secs
 			o.FetchRate = float64(o.FetchRequests-min(o.FetchRequests, c.last.fetches)) / secs
+			o.ProducedByteRate = float64(max(o.ProducedBytes-c.last.producedBytes, 0)) / secs
+			o.FetchedByteRate = float64(max(o.FetchedBytes-c.last.fetchedBytes, 0)) / secs
 		}
 	}
-	c.last = &sample{at: now, produce: o.ProduceRequests, fetches: o.FetchRequests}
+	c.last = &sample{at: now, produce: o.ProduceRequests, fetches: o.FetchRequests, producedBytes: o.ProducedBytes, fetchedBytes: o.FetchedBytes}
 	c.mu.Unlock()
+	if h := histogram(mfs, "idem_log_fsync_seconds", "", ""); h != nil {
+		o.Has["fsync"] = true
+		o.Fsyncs, o.FsyncMeanMs, o.FsyncP99Ms = h.GetSampleCount(), mean(h)*1000, quantile(h, 0.99)*1000
+	}
 	set := func(key, name string, dst *int64) {
 		if v, ok := value(mfs, name); ok {
 			o.Has[key], *dst = true, int64(v)
 		}
 	}
+	set("connections", "idem_kafka_connections", &o.Connections)
 	set("disk_free", "idem_disk_free_bytes", &o.DiskFreeBytes)
 	set("log_bytes", "idem_log_size_bytes", &o.LogBytes)
 	set("offline", "idem_partitions_offline", &o.PartitionsOffline)
@@ -198,6 +224,20 @@ func (c *Console) deliveryMetrics() deliveryMetrics {
 		d.Has["share"] = true
 		for _, m := range mf.GetMetric() {
 			d.ShareEvents[label(m, "event")] += int64(m.GetCounter().GetValue())
+		}
+	}
+	if mf, ok := mfs["idem_transactions_total"]; ok {
+		d.Has["transactions"] = true
+		for _, m := range mf.GetMetric() {
+			v := int64(m.GetCounter().GetValue())
+			switch label(m, "outcome") {
+			case "begun":
+				d.TxnsBegun = v
+			case "committed":
+				d.TxnsCommitted = v
+			case "aborted", "timed_out":
+				d.TxnsAborted += v
+			}
 		}
 	}
 	if h := histogram(mfs, "idem_share_delivery_count", "", ""); h != nil {
