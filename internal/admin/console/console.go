@@ -12,6 +12,7 @@
 package console
 
 import (
+	"context"
 	"embed"
 	"errors"
 	"fmt"
@@ -102,16 +103,16 @@ func (c *Console) Handler() http.Handler {
 		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
 	})
 	mux.HandleFunc("GET /{$}", c.overview)
-	mux.HandleFunc("GET /topics", c.topics)
+	mux.HandleFunc("GET /topics", listPage(c, "topics", "Topics", "topics", c.cfg.API.Topics))
 	mux.HandleFunc("GET /topics/{name}", c.topic)
 	mux.HandleFunc("GET /topics/{name}/partitions/{partition}", c.messages)
 	mux.HandleFunc("GET /topics/{name}/partitions/{partition}/messages/{offset}", c.message)
-	mux.HandleFunc("GET /groups", c.groups)
+	mux.HandleFunc("GET /groups", listPage(c, "groups", "Consumer groups", "groups", c.cfg.API.Groups))
 	mux.HandleFunc("GET /groups/{id}", c.group)
 	mux.HandleFunc("POST /groups/{id}/reset", c.reset)
-	mux.HandleFunc("GET /transactions", c.transactions)
+	mux.HandleFunc("GET /transactions", listPage(c, "transactions", "Transactions", "transactions", c.cfg.API.Transactions))
 	mux.HandleFunc("POST /transactions/{id}/abort", c.abort)
-	mux.HandleFunc("GET /share-groups", c.shareGroups)
+	mux.HandleFunc("GET /share-groups", listPage(c, "share-groups", "Share groups", "share", c.cfg.API.ShareGroups))
 	mux.HandleFunc("GET /delivery", c.delivery)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, &api.Problem{Title: "Not Found", Status: http.StatusNotFound, Detail: "no page at " + r.URL.Path})
@@ -166,6 +167,25 @@ func (c *Console) conn(r *http.Request) (*api.Conn, error) {
 	return c.cfg.API.Conn(user, pass)
 }
 
+// listPage serves a page drawn from one Service call as the request's
+// user: the call's error becomes the error page (with its status), its
+// result the template's data.
+func listPage[T any](c *Console, name, title, nav string, get func(context.Context, *api.Conn) (T, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		cn, err := c.conn(r)
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		data, err := get(r.Context(), cn)
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		c.render(w, r, http.StatusOK, name, page{Title: title, Nav: nav, Data: data})
+	}
+}
+
 func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	cn, err := c.conn(r)
 	if err != nil {
@@ -208,20 +228,6 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	}
 	o.Metrics = c.overviewMetrics()
 	c.render(w, r, http.StatusOK, "overview", page{Title: "Overview", Nav: "overview", Data: o})
-}
-
-func (c *Console) topics(w http.ResponseWriter, r *http.Request) {
-	cn, err := c.conn(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	topics, err := c.cfg.API.Topics(r.Context(), cn)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	c.render(w, r, http.StatusOK, "topics", page{Title: "Topics", Nav: "topics", Data: topics})
 }
 
 func (c *Console) topic(w http.ResponseWriter, r *http.Request) {
@@ -298,20 +304,6 @@ func (c *Console) message(w http.ResponseWriter, r *http.Request) {
 	}
 	c.render(w, r, http.StatusOK, "message", page{Title: fmt.Sprintf("%s-%d @ %d", pg.Topic, pg.Partition, *req.Offset), Nav: "topics",
 		Data: one{Topic: pg.Topic, Message: pg.Messages[0]}})
-}
-
-func (c *Console) groups(w http.ResponseWriter, r *http.Request) {
-	cn, err := c.conn(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	gs, err := c.cfg.API.Groups(r.Context(), cn)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	c.render(w, r, http.StatusOK, "groups", page{Title: "Consumer groups", Nav: "groups", Data: gs})
 }
 
 // groupPage is the group page's data: the group, and the topics its reset
@@ -403,20 +395,6 @@ func (c *Console) reset(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/groups/"+url.PathEscape(r.PathValue("id"))+"?done="+url.QueryEscape(done), http.StatusSeeOther)
 }
 
-func (c *Console) transactions(w http.ResponseWriter, r *http.Request) {
-	cn, err := c.conn(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	ts, err := c.cfg.API.Transactions(r.Context(), cn)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	c.render(w, r, http.StatusOK, "transactions", page{Title: "Transactions", Nav: "transactions", Data: ts})
-}
-
 // abort handles a transaction's Abort button: a redirect to the list on
 // success, the list with the problem and its status otherwise.
 func (c *Console) abort(w http.ResponseWriter, r *http.Request) {
@@ -439,20 +417,6 @@ func (c *Console) abort(w http.ResponseWriter, r *http.Request) {
 	}
 	done := fmt.Sprintf("Transaction %s aborted (%s); its producer is fenced.", id, tx.State)
 	http.Redirect(w, r, "/transactions?done="+url.QueryEscape(done), http.StatusSeeOther)
-}
-
-func (c *Console) shareGroups(w http.ResponseWriter, r *http.Request) {
-	cn, err := c.conn(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	gs, err := c.cfg.API.ShareGroups(r.Context(), cn)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	c.render(w, r, http.StatusOK, "share-groups", page{Title: "Share groups", Nav: "share", Data: gs})
 }
 
 func (c *Console) delivery(w http.ResponseWriter, r *http.Request) {
