@@ -51,6 +51,7 @@ var (
 	producedBytesDesc   = prometheus.NewDesc("idem_topic_produced_bytes_total", "Record batch bytes appended to the topic by Produce (duplicates and transaction markers not counted).", []string{"topic"}, nil)
 	producedRecordsDesc = prometheus.NewDesc("idem_topic_produced_records_total", "Records appended to the topic by Produce (duplicates and transaction markers not counted).", []string{"topic"}, nil)
 	fetchedBytesDesc    = prometheus.NewDesc("idem_topic_fetched_bytes_total", "Record batch bytes sent to consumers in Fetch answers (not share fetches).", []string{"topic"}, nil)
+	fetchedRecordsDesc  = prometheus.NewDesc("idem_topic_fetched_records_total", "Records in the data batches sent to consumers in Fetch answers (transaction markers and share fetches not counted; whole batches, so a consumer that skips the records before its offset still counts them).", []string{"topic"}, nil)
 )
 
 // topicCollector sums the partitions' traffic counters per topic. The
@@ -63,21 +64,23 @@ func (topicCollector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- producedBytesDesc
 	ch <- producedRecordsDesc
 	ch <- fetchedBytesDesc
+	ch <- fetchedRecordsDesc
 }
 
 func (c topicCollector) Collect(ch chan<- prometheus.Metric) {
-	type traffic struct{ pb, pr, fb int64 }
+	type traffic struct{ pb, pr, fb, fr int64 }
 	sums := map[string]traffic{}
 	for _, p := range c.m.All() {
-		pb, pr, fb := p.Traffic()
+		pb, pr, fb, fr := p.Traffic()
 		t := sums[p.Topic()]
-		t.pb, t.pr, t.fb = t.pb+pb, t.pr+pr, t.fb+fb
+		t.pb, t.pr, t.fb, t.fr = t.pb+pb, t.pr+pr, t.fb+fb, t.fr+fr
 		sums[p.Topic()] = t
 	}
 	for topic, t := range sums {
 		ch <- prometheus.MustNewConstMetric(producedBytesDesc, prometheus.CounterValue, float64(t.pb), topic)
 		ch <- prometheus.MustNewConstMetric(producedRecordsDesc, prometheus.CounterValue, float64(t.pr), topic)
 		ch <- prometheus.MustNewConstMetric(fetchedBytesDesc, prometheus.CounterValue, float64(t.fb), topic)
+		ch <- prometheus.MustNewConstMetric(fetchedRecordsDesc, prometheus.CounterValue, float64(t.fr), topic)
 	}
 }
 

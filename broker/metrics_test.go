@@ -102,6 +102,9 @@ func TestTopicTrafficAndFsyncMetrics(t *testing.T) {
 	if got := mustSample(t, b, "idem_topic_fetched_bytes_total", "topic", "traffic"); got != written {
 		t.Fatalf("fetched bytes %v, want %v (each batch served once)", got, written)
 	}
+	if got := mustSample(t, b, "idem_topic_fetched_records_total", "topic", "traffic"); got != n {
+		t.Fatalf("fetched records %v, want %d", got, n)
+	}
 	if got := mustSample(t, b, "idem_topic_produced_records_total", "topic", "quiet"); got != 0 {
 		t.Fatalf("quiet topic produced %v", got)
 	}
@@ -120,7 +123,7 @@ func TestTopicTrafficAndFsyncMetrics(t *testing.T) {
 	if _, err := adm.DeleteTopic(ctx, "traffic"); err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"idem_topic_produced_bytes_total", "idem_topic_produced_records_total", "idem_topic_fetched_bytes_total"} {
+	for _, name := range []string{"idem_topic_produced_bytes_total", "idem_topic_produced_records_total", "idem_topic_fetched_bytes_total", "idem_topic_fetched_records_total"} {
 		if v, ok := sample(t, b, name, "topic", "traffic"); ok {
 			t.Errorf("%s of the deleted topic still reported: %v", name, v)
 		}

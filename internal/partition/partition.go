@@ -96,7 +96,7 @@ type Partition struct {
 	// Traffic since the partition was opened, for /metrics (the broker
 	// sums them per topic at scrape time): plain atomics, so the produce
 	// and fetch paths pay one add and no label lookup.
-	producedBytes, producedRecords, fetchedBytes atomic.Int64
+	producedBytes, producedRecords, fetchedBytes, fetchedRecords atomic.Int64
 
 	kick   chan struct{} // an append happened; capacity 1
 	ctx    context.Context
@@ -417,13 +417,17 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 // Traffic is what the partition took and served since it was opened:
 // bytes and records of the batches appended by Append (duplicates, which
 // write nothing, and transaction markers are not counted) and the record
-// bytes CountFetched was told were sent to consumers.
-func (p *Partition) Traffic() (producedBytes, producedRecords, fetchedBytes int64) {
-	return p.producedBytes.Load(), p.producedRecords.Load(), p.fetchedBytes.Load()
+// bytes and records CountFetched was told were sent to consumers.
+func (p *Partition) Traffic() (producedBytes, producedRecords, fetchedBytes, fetchedRecords int64) {
+	return p.producedBytes.Load(), p.producedRecords.Load(), p.fetchedBytes.Load(), p.fetchedRecords.Load()
 }
 
-// CountFetched adds n record bytes sent to a consumer to Traffic.
-func (p *Partition) CountFetched(n int) { p.fetchedBytes.Add(int64(n)) }
+// CountFetched adds n record batch bytes holding records records, sent to
+// a consumer, to Traffic.
+func (p *Partition) CountFetched(n, records int) {
+	p.fetchedBytes.Add(int64(n))
+	p.fetchedRecords.Add(int64(records))
+}
 
 // LastStableOffset is the first offset of the earliest open transaction, or
 // the high watermark when none is open: read_committed consumers read below

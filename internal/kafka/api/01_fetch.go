@@ -146,15 +146,16 @@ type fetchMemory struct {
 }
 
 type servedBytes struct {
-	p *partition.Partition
-	n int
+	p       *partition.Partition
+	n       int // record batch bytes
+	records int // records in the data batches (transaction markers not counted)
 }
 
 // countServed adds the final answer's record bytes to each partition's
 // fetched-bytes counter.
 func (m *fetchMemory) countServed() {
 	for _, s := range m.served {
-		s.p.CountFetched(s.n)
+		s.p.CountFetched(s.n, s.records)
 	}
 	m.served = m.served[:0]
 }
@@ -237,7 +238,7 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *
 			}
 			n := fetchPartition(p, req, &rp, &sp, maxBytes-total, total > 0, mem)
 			if n > 0 {
-				mem.served = append(mem.served, servedBytes{p, n})
+				mem.served = append(mem.served, servedBytes{p, n, dataRecords(sp.RecordBatches)})
 			}
 			total += n
 			st.Partitions = append(st.Partitions, sp)
@@ -302,6 +303,24 @@ func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.Fet
 		}
 	}
 	return len(data)
+}
+
+// dataRecords counts the records of the data batches in data (whole batches
+// as the log returns them; control batches, the transaction markers, are
+// not records a consumer sees).
+func dataRecords(data []byte) int {
+	n := 0
+	for len(data) >= 61 {
+		size := 12 + int(binary.BigEndian.Uint32(data[8:]))
+		if size < 61 || size > len(data) {
+			break
+		}
+		if binary.BigEndian.Uint16(data[21:])&0x20 == 0 {
+			n += int(int32(binary.BigEndian.Uint32(data[57:])))
+		}
+		data = data[size:]
+	}
+	return n
 }
 
 // endOffset is the offset after the last batch in data (whole batches as the
