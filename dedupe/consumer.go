@@ -9,8 +9,10 @@ import (
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -205,8 +207,9 @@ type Event struct {
 //
 // On start and after every rebalance, the consumer positions each assigned
 // partition at the offset stored in the database, ignoring what the group
-// committed in Kafka; Kafka commits are still made after each batch, but only
-// so lag monitoring works. The positioning happens in kgo.AdjustFetchOffsetsFn,
+// committed in Kafka; Kafka commits are still made after each poll, from a
+// goroutine of their own so the next poll does not wait for them, but only so
+// lag monitoring works. The positioning happens in kgo.AdjustFetchOffsetsFn,
 // which franz-go runs after the assignment (after OnPartitionsAssigned) and
 // before the first fetch, so no record is fetched from a stale position; a
 // SetOffsets call from OnPartitionsAssigned would race with fetches already
@@ -338,6 +341,12 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 			c.flushDeadLetters(fctx, cl)
 		}()
 	}
+	commitCtx, stopCommitter := context.WithCancel(ctx)
+	committer := c.startCommitter(commitCtx, cl)
+	defer func() {
+		stopCommitter()
+		<-committer.done
+	}()
 	for {
 		fetches := cl.PollRecords(ctx, 500)
 		if ctx.Err() != nil {
@@ -378,11 +387,67 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 			cl.AllowRebalance()
 			return nil
 		}
-		// Informational only: the database holds the offsets that count.
-		if err := cl.CommitUncommittedOffsets(ctx); err != nil && ctx.Err() == nil {
-			c.cfg.Logger.Warn("dedupe: informational Kafka offset commit failed", "err", err)
-		}
+		committer.handOver(cl.UncommittedOffsets())
 		cl.AllowRebalance()
+	}
+}
+
+// informationalCommitter commits the offsets of settled polls to Kafka
+// from its own goroutine. Those commits are informational only (lag
+// monitoring): the database holds the offsets that count, and
+// AdjustFetchOffsetsFn positions every assigned partition from it. Waiting
+// for the broker's (fsynced) commit before the next poll added its latency
+// to every record that arrived meanwhile; now the poll loop hands over the
+// latest offsets and goes on, at most one commit is in flight, and a commit
+// always follows the last handover, so an idle group's lag still drops to 0.
+type informationalCommitter struct {
+	latest atomic.Pointer[map[string]map[int32]kgo.EpochOffset]
+	kick   chan struct{}
+	done   chan struct{}
+}
+
+func (c *Consumer[Tx]) startCommitter(ctx context.Context, cl *kgo.Client) *informationalCommitter {
+	ic := &informationalCommitter{kick: make(chan struct{}, 1), done: make(chan struct{})}
+	go func() {
+		defer close(ic.done)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-ic.kick:
+			}
+			offsets := ic.latest.Swap(nil)
+			if offsets == nil {
+				continue
+			}
+			cl.CommitOffsetsSync(ctx, *offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, resp *kmsg.OffsetCommitResponse, err error) {
+				if err == nil && resp != nil {
+					for _, t := range resp.Topics {
+						for _, p := range t.Partitions {
+							if err == nil {
+								err = kerr.ErrorForCode(p.ErrorCode)
+							}
+						}
+					}
+				}
+				if err != nil && ctx.Err() == nil {
+					c.cfg.Logger.Warn("dedupe: informational Kafka offset commit failed", "err", err)
+				}
+			})
+		}
+	}()
+	return ic
+}
+
+// handOver records the offsets of a settled poll for the next commit.
+func (ic *informationalCommitter) handOver(offsets map[string]map[int32]kgo.EpochOffset) {
+	if len(offsets) == 0 {
+		return
+	}
+	ic.latest.Store(&offsets)
+	select {
+	case ic.kick <- struct{}{}:
+	default:
 	}
 }
 
