@@ -188,7 +188,8 @@ func storageRepairCmd() *cobra.Command {
 		Long: `Cut a damaged partition log back to its last valid batch. The records from
 the damage on are lost to consumers; the bytes are moved, not deleted, into
 <data-dir>/quarantine/<topic>-<partition>-<time>/. Without --yes it only prints
-what it would do.`,
+what it would do and exits with status 1 when there is damage (so a script can
+tell a plan from a repair), 0 when there is nothing to repair.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			w := cmd.OutOrStdout()
@@ -219,7 +220,7 @@ what it would do.`,
 					d.Offset, d.DropBytes, len(d.DropSegments), d.LastKnownOffset)
 				if !yes {
 					fmt.Fprintln(w, "nothing changed: run again with --yes to repair")
-					return nil
+					return &exitError{code: 1}
 				}
 				rep, err := topics.RepairPartition(logstore.OSFS(), dataDir, topic, index, time.Now())
 				if err != nil {

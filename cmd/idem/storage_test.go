@@ -88,8 +88,8 @@ func TestStorageCheckAndRepair(t *testing.T) {
 	}
 	cut := report.Partitions[0].Damage.Offset
 
-	out = mustIdem(t, "", "storage", "repair", "--data-dir", dir, "--topic", "pay", "--partition", "0")
-	if !strings.Contains(out, "nothing changed") {
+	out, _, err = idem(t, "", "storage", "repair", "--data-dir", dir, "--topic", "pay", "--partition", "0")
+	if !errors.As(err, &exit) || exit.ExitCode() != 1 || !strings.Contains(out, "nothing changed") {
 		t.Fatalf("repair without --yes:\n%s", out)
 	}
 	if after, _ := os.ReadFile(seg); len(after) != len(data) {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 )
 
 // newTopicCmd groups the rpk-style topic verbs.
@@ -50,6 +52,9 @@ func topicCreateCmd(client *clientFlags) *cobra.Command {
 			defer done()
 			resp, err := adm.CreateTopics(cmd.Context(), partitions, replicas, cfg, topics...)
 			if err != nil {
+				if mayHaveHappened(err) {
+					return fmt.Errorf("%w: the broker may have created some of %s anyway; see idem topic describe", err, strings.Join(topics, ", "))
+				}
 				return err
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
@@ -60,6 +65,9 @@ func topicCreateCmd(client *clientFlags) *cobra.Command {
 				status := "OK"
 				if r.Err != nil {
 					status = errText(r.Err, r.ErrMessage)
+					if mayHaveHappened(r.Err) {
+						status += " (the topic may exist anyway)"
+					}
 					failed = append(failed, t)
 				}
 				fmt.Fprintf(tw, "%s\t%s\n", t, status)
@@ -229,6 +237,13 @@ func topicDeleteCmd(client *clientFlags) *cobra.Command {
 }
 
 // errText is a Kafka error with the broker's message, if it sent one.
+// mayHaveHappened reports whether err leaves it open whether the broker
+// did what was asked: the answer did not come in time, but the request may
+// have been carried out.
+func mayHaveHappened(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, kerr.RequestTimedOut)
+}
+
 func errText(err error, msg string) string {
 	if msg != "" {
 		return fmt.Sprintf("%v: %s", err, msg)
