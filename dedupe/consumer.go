@@ -92,16 +92,20 @@ type ConsumerConfig[Tx any] struct {
 	// MaxBatch > 1 settles up to that many consecutive records of a
 	// partition in one transaction: one commit, and on PostgreSQL one
 	// round trip to claim them all, which is what makes dedupe nearly free
-	// in throughput (see docs/toolkit.md). The price: if any handler of the
-	// batch fails, the whole batch rolls back and its records are settled
-	// again one by one, so the other handlers run a second time. That is
+	// in throughput (see docs/toolkit.md). With a store whose transactions
+	// run one at a time (PollBatchStore: SQLite), a poll's records of
+	// several partitions that fit in MaxBatch together are settled in one
+	// transaction. The price: if any handler of the batch fails, the whole
+	// batch rolls back and its records are settled again in smaller steps
+	// (per partition, then one by one), so the other handlers run again. That is
 	// the same re-run a crash causes, so external calls must already be
 	// idempotent; but with MaxBatch 1 (the default) a failing record never
 	// re-runs its neighbours.
 	MaxBatch int
 	// BatchHandler, if set, handles the claimed records of a batch
-	// (MaxBatch > 1) in one call, with their event ids, in the batch's
-	// transaction: for a handler that writes many records with one
+	// (MaxBatch > 1; records of several partitions with a PollBatchStore,
+	// each partition's in order) in one call, with their event ids, in the
+	// batch's transaction: for a handler that writes many records with one
 	// statement (the webhook dispatcher records a batch's deliveries so).
 	// Records settled one by one (MaxBatch 1, or after a batch failed) go
 	// to Handler, which is still required. The Store must implement
@@ -359,9 +363,14 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 		fetches.EachError(func(topic string, partition int32, err error) {
 			c.cfg.Logger.Warn("dedupe: fetch error", "topic", topic, "partition", partition, "err", err)
 		})
-		// Partitions are independent: process them in parallel, each in order.
+		// Partitions are independent: process them in parallel, each in
+		// order, unless one transaction for the whole poll is better.
 		var wg sync.WaitGroup
+		settled := c.settlePoll(ctx, fetches)
 		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+			if settled {
+				return
+			}
 			if len(p.Records) == 0 {
 				return
 			}
@@ -371,7 +380,9 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 				for recs := p.Records; len(recs) > 0; {
 					chunk := recs[:min(len(recs), c.cfg.MaxBatch)]
 					recs = recs[len(chunk):]
-					if len(chunk) > 1 && c.settleBatch(ctx, chunk) {
+					last := chunk[len(chunk)-1]
+					pos := Position{Group: c.cfg.Group, Topic: last.Topic, Partition: last.Partition, Next: last.Offset + 1}
+					if len(chunk) > 1 && c.settleBatch(ctx, chunk, []Position{pos}) {
 						continue
 					}
 					for _, r := range chunk {
@@ -699,43 +710,85 @@ func (c *Consumer[Tx]) leaveStatic(instanceID string) {
 	}
 }
 
-// settleBatch tries to settle records (consecutive, one partition) in one
-// transaction. On false nothing was committed and the caller settles them
-// one by one (which also handles permanent errors and retries).
-func (c *Consumer[Tx]) settleBatch(ctx context.Context, recs []*kgo.Record) bool {
+// settlePoll settles all of a poll's records in one transaction when the
+// store's transactions run one at a time (PollBatchStore), the records come
+// from several partitions and together fit in one batch: the case of a
+// steady trickle, where each partition's own transaction would wait for the
+// others' commits. It reports false, with nothing committed, when it does
+// not apply or the transaction failed; the per-partition path then runs.
+func (c *Consumer[Tx]) settlePoll(ctx context.Context, fetches kgo.Fetches) bool {
+	if _, ok := c.cfg.Store.(PollBatchStore[Tx]); !ok {
+		return false
+	}
+	var recs []*kgo.Record
+	var positions []Position
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		recs = append(recs, p.Records...)
+		last := p.Records[len(p.Records)-1]
+		positions = append(positions, Position{Group: c.cfg.Group, Topic: last.Topic, Partition: last.Partition, Next: last.Offset + 1})
+	})
+	if len(positions) < 2 || len(recs) > c.cfg.MaxBatch {
+		return false
+	}
+	return c.settleBatch(ctx, recs, positions)
+}
+
+// settleBatch tries to settle records in one transaction that also stores
+// positions: consecutive records of one partition and its position, or
+// (settlePoll) the records of several partitions, each partition's in
+// order, and one position per partition. On false nothing was committed
+// and the caller settles them in smaller steps (ending one by one, which
+// also handles permanent errors and retries).
+func (c *Consumer[Tx]) settleBatch(ctx context.Context, recs []*kgo.Record, positions []Position) bool {
 	ids := make([]string, len(recs))
 	hs := make([]Handler[Tx], len(recs))
 	for i, r := range recs {
 		ids[i] = EventID(r, c.cfg.KeyHeader)
 		hs[i] = c.wrap(r)
 	}
-	last := recs[len(recs)-1]
-	pos := Position{Group: c.cfg.Group, Topic: last.Topic, Partition: last.Partition, Next: last.Offset + 1}
+	// runClaimed runs the handlers of the claimed records in the batch's
+	// transaction: the BatchHandler once, or each record's Handler.
+	runClaimed := func(ctx context.Context, tx Tx, claimed []int) (err error) {
+		if c.cfg.BatchHandler == nil {
+			for _, i := range claimed {
+				if err := hs[i](context.WithValue(ctx, eventIDKey{}, ids[i]), tx); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+		defer func() {
+			if p := recover(); p != nil {
+				c.cfg.Logger.Error("dedupe: batch handler panicked", "panic", p, "stack", string(debug.Stack()))
+				err = fmt.Errorf("batch handler panicked: %v", p)
+			}
+		}()
+		rs, cids := make([]*kgo.Record, len(claimed)), make([]string, len(claimed))
+		for j, i := range claimed {
+			rs[j], cids[j] = recs[i], ids[i]
+		}
+		return c.cfg.BatchHandler(ctx, tx, rs, cids)
+	}
 	start := time.Now()
 	var results []Result
 	var err error
-	if cs, ok := c.cfg.Store.(ClaimedBatchStore[Tx]); ok && c.cfg.BatchHandler != nil {
-		results, err = cs.ProcessClaimedAt(ctx, ids, pos, func(ctx context.Context, tx Tx, claimed []int) (err error) {
-			defer func() {
-				if p := recover(); p != nil {
-					c.cfg.Logger.Error("dedupe: batch handler panicked", "panic", p, "stack", string(debug.Stack()))
-					err = fmt.Errorf("batch handler panicked: %v", p)
-				}
-			}()
-			rs, cids := make([]*kgo.Record, len(claimed)), make([]string, len(claimed))
-			for j, i := range claimed {
-				rs[j], cids[j] = recs[i], ids[i]
-			}
-			return c.cfg.BatchHandler(ctx, tx, rs, cids)
-		})
-	} else {
-		results, err = c.cfg.Store.ProcessBatchAt(ctx, ids, pos, func(ctx context.Context, tx Tx, i int) error {
+	cs, claimedBatches := c.cfg.Store.(ClaimedBatchStore[Tx])
+	switch {
+	case len(positions) > 1:
+		results, err = c.cfg.Store.(PollBatchStore[Tx]).ProcessClaimedAtPositions(ctx, ids, positions, runClaimed)
+	case claimedBatches && c.cfg.BatchHandler != nil:
+		results, err = cs.ProcessClaimedAt(ctx, ids, positions[0], runClaimed)
+	default:
+		results, err = c.cfg.Store.ProcessBatchAt(ctx, ids, positions[0], func(ctx context.Context, tx Tx, i int) error {
 			return hs[i](context.WithValue(ctx, eventIDKey{}, ids[i]), tx)
 		})
 	}
 	if err != nil {
 		if ctx.Err() == nil {
-			c.cfg.Logger.Debug("dedupe: batch failed, settling its records one by one", "records", len(recs), "err", err)
+			c.cfg.Logger.Debug("dedupe: batch failed, settling its records in smaller steps", "records", len(recs), "err", err)
 		}
 		return false
 	}

@@ -47,6 +47,23 @@ type ClaimedBatchStore[Tx any] interface {
 	ProcessClaimedAt(ctx context.Context, ids []string, pos Position, run func(ctx context.Context, tx Tx, claimed []int) error) ([]Result, error)
 }
 
+// PollBatchStore is a ClaimedBatchStore whose transactions run one at a
+// time (SQLite: one writer connection). For such a store the Consumer
+// settles a poll's records of several partitions in one transaction instead
+// of one per partition: the partitions' transactions would queue for the
+// writer anyway, so one commit (one fsync) per poll instead of one per
+// partition shortens what every record waits. sqlitestore.Store implements
+// it; stores with concurrent writers (PostgreSQL) gain more from settling
+// partitions in parallel and do not.
+type PollBatchStore[Tx any] interface {
+	ClaimedBatchStore[Tx]
+	// ProcessClaimedAtPositions is ProcessClaimedAt for records of several
+	// partitions: it stores every position in positions (one per
+	// partition, each after that partition's last record in ids) in the
+	// same transaction.
+	ProcessClaimedAtPositions(ctx context.Context, ids []string, positions []Position, run func(ctx context.Context, tx Tx, claimed []int) error) ([]Result, error)
+}
+
 // Position is the offset a consumer resumes from after a record: the
 // record's offset + 1, Kafka's convention for committed offsets.
 type Position struct {

@@ -446,6 +446,14 @@ func (s *Store) ProcessBatchAt(ctx context.Context, ids []string, pos dedupe.Pos
 // ProcessClaimedAt has the contract of dedupe.ClaimedBatchStore.ProcessClaimedAt:
 // ProcessBatchAt with one call of run for the whole batch.
 func (s *Store) ProcessClaimedAt(ctx context.Context, ids []string, pos dedupe.Position, run func(ctx context.Context, tx *sql.Tx, claimed []int) error) ([]dedupe.Result, error) {
+	return s.ProcessClaimedAtPositions(ctx, ids, []dedupe.Position{pos}, run)
+}
+
+// ProcessClaimedAtPositions has the contract of
+// dedupe.PollBatchStore.ProcessClaimedAtPositions: this store's
+// transactions queue for its one writer connection, so the Consumer settles
+// a poll's partitions in one of them.
+func (s *Store) ProcessClaimedAtPositions(ctx context.Context, ids []string, positions []dedupe.Position, run func(ctx context.Context, tx *sql.Tx, claimed []int) error) ([]dedupe.Result, error) {
 	for _, id := range ids {
 		if id == "" {
 			return nil, dedupe.ErrEmptyEventID
@@ -496,11 +504,15 @@ func (s *Store) ProcessClaimedAt(ctx context.Context, ids []string, pos dedupe.P
 			return nil, err
 		}
 	}
-	if err := s.storeOffset(ctx, tx, &pos); err != nil {
-		return nil, err
+	for i := range positions {
+		if err := s.storeOffset(ctx, tx, &positions[i]); err != nil {
+			return nil, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return nil, fmt.Errorf("dedupe: commit: %w", err)
 	}
 	return results, nil
 }
+
+var _ dedupe.PollBatchStore[*sql.Tx] = (*Store)(nil)

@@ -1,0 +1,101 @@
+package dedupe_test
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/sqlitestore"
+)
+
+// TestConsumerSettlesAPollOfSeveralPartitionsInOneSQLiteTransaction: with
+// SQLite (one writer), the records of several partitions that one poll
+// returns share one transaction, which stores every partition's offset;
+// a handler failure rolls it back and the records are settled in smaller
+// steps, each event still applied once.
+func TestConsumerSettlesAPollOfSeveralPartitionsInOneSQLiteTransaction(t *testing.T) {
+	b := startBroker(t, "pollbatch") // 3 partitions
+	s := newSQLiteUnderTest(t, dedupe.Config{})
+	st := s.raw.(*sqlitestore.Store)
+	events := ids("evt", 30)
+	producePayments(t, b.Client(t), "pollbatch", events...) // keys spread them over the partitions
+
+	var (
+		mu         sync.Mutex
+		partsOfTx  = map[*sql.Tx]map[int32]bool{}
+		failedOnce atomic.Bool
+		settled    atomic.Int64
+	)
+	ctx, cancel := context.WithCancel(context.Background())
+	c, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{Store: st, Group: "pollbatch", Topics: []string{"pollbatch"},
+		ClientOpts: groupOpts(b.Addr()), MaxBatch: 100, Logger: quietLogger,
+		OnResult: func(*kgo.Record, dedupe.Result) { settled.Add(1) },
+		Handler: func(ctx context.Context, tx *sql.Tx, r *kgo.Record) error {
+			id, _ := dedupe.EventIDFrom(ctx)
+			if id == events[7] && failedOnce.CompareAndSwap(false, true) {
+				return errors.New("fails the first time")
+			}
+			mu.Lock()
+			if partsOfTx[tx] == nil {
+				partsOfTx[tx] = map[int32]bool{}
+			}
+			partsOfTx[tx][r.Partition] = true
+			mu.Unlock()
+			_, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, n) VALUES (?, 1)`, id)
+			return err
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	for settled.Load() < int64(len(events)) {
+		select {
+		case err := <-done:
+			t.Fatalf("consumer stopped: %v", err)
+		default:
+		}
+		testSleep()
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	for _, id := range events {
+		if n := s.effects(t, id); n != 1 {
+			t.Errorf("%s applied %d times", id, n)
+		}
+	}
+	if !failedOnce.Load() {
+		t.Error("the failing handler never ran")
+	}
+	mu.Lock()
+	spanning := 0
+	for _, parts := range partsOfTx {
+		if len(parts) > 1 {
+			spanning++
+		}
+	}
+	mu.Unlock()
+	if spanning == 0 {
+		t.Errorf("no transaction held records of more than one partition: %d transactions", len(partsOfTx))
+	}
+	offsets, err := st.LoadOffsets(context.Background(), "pollbatch")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored int64
+	for _, next := range offsets["pollbatch"] {
+		stored += next
+	}
+	if len(offsets["pollbatch"]) != 3 || stored != int64(len(events)) {
+		t.Errorf("stored offsets %v, want all 3 partitions, %d records in all", offsets, len(events))
+	}
+}
