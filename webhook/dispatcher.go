@@ -248,7 +248,6 @@ func (dp *Dispatcher) ingest(rs []*kgo.Record, ids []string, record func([]Incom
 			ms[i].Payload = []byte{}
 		}
 		pos[ms[i].ID] = recordPos{r.Topic, r.Partition, r.Offset}
-		traceNote(TraceIngest, eventID)
 	}
 	leased, unleased, err := record(ms, Lease{Token: rand.Int64(), Until: now.Add(dp.cfg.Lease), Except: dp.saturated()})
 	if err != nil {
@@ -279,9 +278,6 @@ func (dp *Dispatcher) ingested(r *kgo.Record, res dedupe.Result) {
 	dp.mu.Unlock()
 	if res.Status != dedupe.Processed {
 		return
-	}
-	if id := dedupe.EventID(r, dedupe.DefaultKeyHeader); id != "" {
-		traceNote(TraceCommitted, id)
 	}
 	for i := range leased {
 		dp.offer(&leased[i])
