@@ -280,7 +280,7 @@ func (c *Console) produce(w http.ResponseWriter, r *http.Request) {
 	res, err := c.cfg.API.Produce(r.Context(), cn, r.PathValue("name"), req)
 	if err != nil {
 		field := ""
-		if p := api.AsProblem(err); p.Status == http.StatusNotFound && req.Partition != nil {
+		if p := api.AsProblem(err); p.Status == http.StatusBadRequest && strings.Contains(p.Detail, "has no partition") {
 			field = "partition"
 		}
 		fail(field, err)
