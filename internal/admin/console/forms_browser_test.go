@@ -26,13 +26,15 @@ import (
 // JavaScript error or failed load fails the test (the pages have no
 // script; the forms work without one).
 func TestFormsInABrowser(t *testing.T) {
-	ctx, consoleErrors := browser(t)
-	dir := artifacts(t)
 	var bulk []string
 	for i := range 250 {
 		bulk = append(bulk, fmt.Sprintf("bulk-%03d", i))
 	}
+	// The broker and its 250 topics first: the browser's 60 s are for the
+	// browser.
 	b := brokertest.Run(t, broker.WithProperty("num.partitions", "1"), broker.WithTopics(bulk...))
+	ctx, consoleErrors := browser(t)
+	dir := artifacts(t)
 	base := b.AdminURL()
 	shot := func(name string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
