@@ -537,6 +537,23 @@ func TestListsArePagedAndFiltered(t *testing.T) {
 	if _, body := get(t, base+"/topics?limit=100000"); rows(body) < 121 || !strings.Contains(body, `name="limit" type="number" min="1" max="500" value="500"`) {
 		t.Errorf("limit=100000: %d rows, or the limit is not lowered to 500", rows(body))
 	}
+	if _, body := get(t, base+"/topics?page=9"); !strings.Contains(body, "Page 9 is past the end: there are 3 pages.") || !strings.Contains(body, `aria-label="Page 3"`) {
+		t.Errorf("a page past the end:\n%s", body)
+	}
+	for _, g := range []string{"team-a", "team-b", "solo"} {
+		offsets := kadm.Offsets{}
+		offsets.Add(kadm.Offset{Topic: "wide", Partition: 0, At: 0, LeaderEpoch: -1})
+		if resp, err := adm.CommitOffsets(brokertest.Ctx(t), g, offsets); err != nil || resp.Error() != nil {
+			t.Fatalf("commit for %s: %v %v", g, err, resp.Error())
+		}
+	}
+	groupRows := func(body string) int { return strings.Count(body, `<tr><th scope="row"><a href="/groups/`) }
+	if _, body := get(t, base+"/groups?contains=TEAM"); groupRows(body) != 2 || strings.Contains(body, `href="/groups/solo"`) || !strings.Contains(body, "1–2 of 2, page 1 of 1") {
+		t.Errorf("groups containing TEAM: %d rows\n%s", groupRows(body), body)
+	}
+	if _, body := get(t, base+"/groups?limit=1&page=2"); groupRows(body) != 1 || !strings.Contains(body, `href="/groups/team-a"`) {
+		t.Errorf("groups, page 2 of 1 a page: %d rows\n%s", groupRows(body), body)
+	}
 	for _, q := range []string{"page=0", "page=x", "limit=0", "limit=-5"} {
 		if status, _ := get(t, base+"/topics?"+q); status != http.StatusBadRequest {
 			t.Errorf("/topics?%s: status %d, want 400", q, status)

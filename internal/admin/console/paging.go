@@ -35,7 +35,11 @@ type pageLink struct {
 // positive integer is a 400.
 func readPager(q url.Values) (pager, error) {
 	pg := pager{Page: 1, Limit: defaultPageSize, Contains: q.Get("contains")}
-	for name, dst := range map[string]*int{"page": &pg.Page, "limit": &pg.Limit} {
+	for _, field := range []struct {
+		name string
+		dst  *int
+	}{{"page", &pg.Page}, {"limit", &pg.Limit}} {
+		name, dst := field.name, field.dst
 		v := q.Get(name)
 		if v == "" {
 			continue
@@ -98,6 +102,9 @@ func (pg pager) Links() []pageLink {
 	}
 	return out
 }
+
+// Beyond says that the page asked for starts after the last row.
+func (pg pager) Beyond() bool { return pg.Matching > 0 && (pg.Page-1)*pg.Limit >= pg.Matching }
 
 // First and Last are the 1-based numbers of the first and last rows shown.
 func (pg pager) First() int { return min((pg.Page-1)*pg.Limit+1, pg.Matching) }
