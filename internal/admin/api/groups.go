@@ -77,8 +77,8 @@ func (s *Service) GroupsPage(ctx context.Context, c *Conn, opts ListOptions) (Li
 	if err != nil {
 		return ListPage[GroupSummary]{}, err
 	}
-	ids, matching, more := opts.page(listed.Groups())
-	out := ListPage[GroupSummary]{Items: []GroupSummary{}, Matching: matching, More: more}
+	ids, matching := opts.page(listed.Groups())
+	out := ListPage[GroupSummary]{Items: []GroupSummary{}, Matching: matching}
 	if len(ids) == 0 {
 		return out, nil
 	}

@@ -33,8 +33,6 @@ type ListPage[T any] struct {
 	Items []T
 	// Matching is how many names pass Contains and After, on every page.
 	Matching int
-	// More says that rows follow this page.
-	More bool
 }
 
 // ParseListOptions reads limit, after and contains from a query; a limit
@@ -51,9 +49,9 @@ func ParseListOptions(q url.Values) (ListOptions, error) {
 	return opts, nil
 }
 
-// page applies opts to names (sorted here) and returns the page's names,
-// how many matched and whether more follow.
-func (opts ListOptions) page(names []string) (selected []string, matching int, more bool) {
+// page applies opts to names (sorted here) and returns the page's names
+// and how many matched.
+func (opts ListOptions) page(names []string) (selected []string, matching int) {
 	names = slices.Sorted(slices.Values(names))
 	needle := strings.ToLower(opts.Contains)
 	var kept []string
@@ -69,7 +67,7 @@ func (opts ListOptions) page(names []string) (selected []string, matching int, m
 	matching = len(kept)
 	kept = kept[min(max(opts.Skip, 0), len(kept)):]
 	if opts.Limit > 0 && len(kept) > opts.Limit {
-		return kept[:opts.Limit], matching, true
+		kept = kept[:opts.Limit]
 	}
-	return kept, matching, false
+	return kept, matching
 }

@@ -65,8 +65,8 @@ func (s *Service) TopicsPage(ctx context.Context, c *Conn, opts ListOptions) (Li
 	if err != nil {
 		return ListPage[TopicSummary]{}, err
 	}
-	names, matching, more := opts.page(tds.Names())
-	out := ListPage[TopicSummary]{Items: make([]TopicSummary, 0, len(names)), Matching: matching, More: more}
+	names, matching := opts.page(tds.Names())
+	out := ListPage[TopicSummary]{Items: make([]TopicSummary, 0, len(names)), Matching: matching}
 	if len(names) == 0 {
 		return out, nil
 	}
