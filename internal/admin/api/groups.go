@@ -65,19 +65,29 @@ type GroupDetail struct {
 
 // Groups lists the consumer groups (classic and KIP-848) with their lag.
 func (s *Service) Groups(ctx context.Context, c *Conn) ([]GroupSummary, error) {
+	pg, err := s.GroupsPage(ctx, c, ListOptions{})
+	return pg.Items, err
+}
+
+// GroupsPage lists one page of the consumer groups; the lag, which costs a
+// describe and an offset fetch per group, is computed for the page's
+// groups only.
+func (s *Service) GroupsPage(ctx context.Context, c *Conn, opts ListOptions) (ListPage[GroupSummary], error) {
 	listed, err := c.Admin.ListGroupsByType(ctx, []string{"classic", "consumer"})
 	if err != nil {
-		return nil, err
+		return ListPage[GroupSummary]{}, err
 	}
-	out := []GroupSummary{}
-	if len(listed) == 0 {
+	ids, matching := opts.page(listed.Groups())
+	out := ListPage[GroupSummary]{Items: []GroupSummary{}, Matching: matching}
+	if len(ids) == 0 {
 		return out, nil
 	}
-	lags, err := c.Admin.Lag(ctx, listed.Groups()...)
+	lags, err := c.Admin.Lag(ctx, ids...)
 	if err != nil {
-		return nil, err
+		return ListPage[GroupSummary]{}, err
 	}
-	for _, lg := range listed.Sorted() {
+	for _, id := range ids {
+		lg := listed[id]
 		g := GroupSummary{Group: lg.Group, Type: lg.GroupType, State: lg.State, ProtocolType: lg.ProtocolType, Lag: -1}
 		if g.Type == "" {
 			g.Type = "classic"
@@ -88,7 +98,7 @@ func (s *Service) Groups(ctx context.Context, c *Conn) ([]GroupSummary, error) {
 				g.Lag = l.Lag.Total()
 			}
 		}
-		out = append(out, g)
+		out.Items = append(out.Items, g)
 	}
 	return out, nil
 }

@@ -33,9 +33,13 @@ var routes = []Route{
 		v, err := s.Cluster(ctx, c)
 		return http.StatusOK, v, err
 	}},
-	{"GET", "/v1/topics", func(s *Service, ctx context.Context, c *Conn, _ *http.Request) (int, any, error) {
-		v, err := s.Topics(ctx, c)
-		return http.StatusOK, v, err
+	{"GET", "/v1/topics", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
+		opts, err := ParseListOptions(r.URL.Query())
+		if err != nil {
+			return 0, nil, err
+		}
+		v, err := s.TopicsPage(ctx, c, opts)
+		return http.StatusOK, v.Items, err
 	}},
 	{"POST", "/v1/topics", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
 		var req CreateTopicRequest
@@ -76,9 +80,13 @@ var routes = []Route{
 		v, err := s.Produce(ctx, c, r.PathValue("name"), req)
 		return http.StatusCreated, v, err
 	}},
-	{"GET", "/v1/groups", func(s *Service, ctx context.Context, c *Conn, _ *http.Request) (int, any, error) {
-		v, err := s.Groups(ctx, c)
-		return http.StatusOK, v, err
+	{"GET", "/v1/groups", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
+		opts, err := ParseListOptions(r.URL.Query())
+		if err != nil {
+			return 0, nil, err
+		}
+		v, err := s.GroupsPage(ctx, c, opts)
+		return http.StatusOK, v.Items, err
 	}},
 	{"GET", "/v1/groups/{id}", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
 		v, err := s.Group(ctx, c, r.PathValue("id"))

@@ -53,21 +53,30 @@ type TopicDetail struct {
 
 // Topics lists the topics the user may describe, internal ones included.
 func (s *Service) Topics(ctx context.Context, c *Conn) ([]TopicSummary, error) {
+	pg, err := s.TopicsPage(ctx, c, ListOptions{})
+	return pg.Items, err
+}
+
+// TopicsPage lists one page of the topics the user may describe: the
+// names are filtered and cut first, so offsets and sizes are asked for
+// the page's topics only.
+func (s *Service) TopicsPage(ctx context.Context, c *Conn, opts ListOptions) (ListPage[TopicSummary], error) {
 	tds, err := c.Admin.ListTopicsWithInternal(ctx)
 	if err != nil {
-		return nil, err
+		return ListPage[TopicSummary]{}, err
 	}
-	names := tds.Names()
-	out := make([]TopicSummary, 0, len(names))
+	names, matching := opts.page(tds.Names())
+	out := ListPage[TopicSummary]{Items: make([]TopicSummary, 0, len(names)), Matching: matching}
 	if len(names) == 0 {
 		return out, nil
 	}
 	offs, err := s.offsets(ctx, c, names...)
 	if err != nil {
-		return nil, err
+		return ListPage[TopicSummary]{}, err
 	}
 	sizes := s.sizes(ctx, c, names)
-	for _, td := range tds.Sorted() {
+	for _, name := range names {
+		td := tds[name]
 		t := TopicSummary{Name: td.Topic, Internal: td.IsInternal, Partitions: len(td.Partitions)}
 		for p := range td.Partitions {
 			o := offs[tp{td.Topic, p}]
@@ -76,7 +85,7 @@ func (s *Service) Topics(ctx context.Context, c *Conn) ([]TopicSummary, error) {
 			}
 			t.SizeBytes += sizes[tp{td.Topic, p}]
 		}
-		out = append(out, t)
+		out.Items = append(out.Items, t)
 	}
 	return out, nil
 }

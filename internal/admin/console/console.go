@@ -81,11 +81,17 @@ func New(cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Files named _*.html hold templates several pages share (the
+	// pager, the field errors); every page is parsed with them.
+	partials, err := fs.Glob(files, "templates/_*.html")
+	if err != nil {
+		return nil, err
+	}
 	for _, n := range names {
-		if n == "templates/layout.html" {
+		if n == "templates/layout.html" || slices.Contains(partials, n) {
 			continue
 		}
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, "templates/layout.html", n)
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, append([]string{"templates/layout.html", n}, partials...)...)
 		if err != nil {
 			return nil, fmt.Errorf("console template %s: %w", n, err)
 		}
@@ -103,17 +109,23 @@ func (c *Console) Handler() http.Handler {
 		http.Redirect(w, r, "/static/favicon.svg", http.StatusMovedPermanently)
 	})
 	mux.HandleFunc("GET /{$}", c.overview)
-	mux.HandleFunc("GET /topics", listPage(c, "topics", "Topics", "topics", c.cfg.API.Topics))
+	mux.HandleFunc("GET /topics", c.topics)
 	mux.HandleFunc("GET /topics/{name}", c.topic)
 	mux.HandleFunc("GET /topics/{name}/partitions/{partition}", c.messages)
 	mux.HandleFunc("GET /topics/{name}/partitions/{partition}/messages/{offset}", c.message)
-	mux.HandleFunc("GET /groups", listPage(c, "groups", "Consumer groups", "groups", c.cfg.API.Groups))
+	mux.HandleFunc("GET /groups", c.groups)
 	mux.HandleFunc("GET /groups/{id}", c.group)
 	mux.HandleFunc("POST /groups/{id}/reset", c.reset)
 	mux.HandleFunc("GET /transactions", listPage(c, "transactions", "Transactions", "transactions", c.cfg.API.Transactions))
 	mux.HandleFunc("POST /transactions/{id}/abort", c.abort)
 	mux.HandleFunc("GET /share-groups", listPage(c, "share-groups", "Share groups", "share", c.cfg.API.ShareGroups))
 	mux.HandleFunc("GET /delivery", c.delivery)
+	// The forms that create, alter, produce to and delete (forms.go).
+	mux.HandleFunc("POST /topics", c.createTopic)
+	mux.HandleFunc("POST /topics/{name}/delete", c.deleteTopic)
+	mux.HandleFunc("POST /topics/{name}/configs", c.alterConfig)
+	mux.HandleFunc("POST /topics/{name}/partitions/{partition}/produce", c.produce)
+	mux.HandleFunc("POST /groups/{id}/delete", c.deleteGroup)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, &api.Problem{Title: "Not Found", Status: http.StatusNotFound, Detail: "no page at " + r.URL.Path})
 	})
@@ -231,20 +243,16 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 }
 
 func (c *Console) topic(w http.ResponseWriter, r *http.Request) {
-	cn, err := c.conn(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	t, err := c.cfg.API.Topic(r.Context(), cn, r.PathValue("name"))
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	c.render(w, r, http.StatusOK, "topic", page{Title: "Topic " + t.Name, Nav: "topics", Data: t})
+	c.drawTopic(w, r, http.StatusOK, form{}, nil)
 }
 
 func (c *Console) messages(w http.ResponseWriter, r *http.Request) {
+	c.drawMessages(w, r, http.StatusOK, form{}, nil)
+}
+
+// drawMessages draws a partition's messages with status, the produce
+// form f and the problem p (nil on a plain GET).
+func (c *Console) drawMessages(w http.ResponseWriter, r *http.Request, status int, f form, p *api.Problem) {
 	cn, err := c.conn(r)
 	if err != nil {
 		c.fail(w, r, err)
@@ -269,11 +277,13 @@ func (c *Console) messages(w http.ResponseWriter, r *http.Request) {
 		PrevOffset int64
 		HasPrev    bool
 		HasNext    bool
+		Form       form
 	}
 	b := browser{MessagesPage: pg, PrevOffset: max(pg.StartOffset-int64(pg.Limit), pg.LogStartOffset)}
 	b.HasPrev = pg.StartOffset > pg.LogStartOffset
 	b.HasNext = pg.NextOffset < pg.HighWatermark
-	c.render(w, r, http.StatusOK, "messages", page{Title: fmt.Sprintf("%s / partition %d", pg.Topic, pg.Partition), Nav: "topics", Data: b})
+	b.Form = f
+	c.render(w, r, status, "messages", page{Title: fmt.Sprintf("%s / partition %d", pg.Topic, pg.Partition), Nav: "topics", Error: p, Data: b})
 }
 
 func (c *Console) message(w http.ResponseWriter, r *http.Request) {
@@ -311,6 +321,7 @@ func (c *Console) message(w http.ResponseWriter, r *http.Request) {
 type groupPage struct {
 	api.GroupDetail
 	Topics []string
+	Form   form // the delete form as last submitted
 }
 
 func (c *Console) groupData(r *http.Request, cn *api.Conn) (groupPage, error) {

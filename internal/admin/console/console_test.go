@@ -1,13 +1,16 @@
 package console_test
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker"
@@ -168,5 +171,402 @@ func TestAnOpenTransactionIsAbortedFromTheConsole(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusConflict {
 		t.Fatalf("second abort: status %d, want 409", resp.StatusCode)
+	}
+}
+
+// posted is a form post's answer: status, redirect target and page.
+type posted struct {
+	Status   int
+	Location string
+	Body     string
+}
+
+// postForm posts form to the console as a browser on the same origin
+// would (header may make it cross-site), without following the redirect.
+func postForm(t *testing.T, u string, form url.Values, header map[string]string) posted {
+	t.Helper()
+	req, _ := http.NewRequest("POST", u, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	noRedirect := &http.Client{Timeout: 20 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return posted{resp.StatusCode, resp.Header.Get("Location"), string(b)}
+}
+
+// crossSite are the two ways a browser says a post comes from another
+// site; either must be refused with 403 before the form is handled.
+var crossSite = []map[string]string{
+	{"Sec-Fetch-Site": "cross-site"},
+	{"Origin": "https://attacker.example"},
+}
+
+// topicExists asks Kafka, not the console, with a new client each time:
+// a client's cached metadata could still show a deleted topic.
+func topicExists(t *testing.T, b *brokertest.Broker, name string) bool {
+	t.Helper()
+	tds, err := kadm.NewClient(b.Client(t)).ListTopics(brokertest.Ctx(t), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tds.Has(name) && tds[name].Err == nil
+}
+
+// wantFieldError checks that a redrawn page names the field's error with
+// aria-describedby and shows it.
+func wantFieldError(t *testing.T, what string, p posted, status int, errorID, text string) {
+	t.Helper()
+	if p.Status != status {
+		t.Errorf("%s: status %d, want %d\n%s", what, p.Status, status, p.Body)
+		return
+	}
+	if !strings.Contains(p.Body, `aria-describedby="`) || !strings.Contains(p.Body, errorID+`"`) ||
+		!strings.Contains(p.Body, `id="`+errorID+`"`) || !strings.Contains(p.Body, text) || !strings.Contains(p.Body, `role="alert"`) {
+		t.Errorf("%s: the page lacks the field error %s (%q):\n%s", what, errorID, text, p.Body)
+	}
+}
+
+// TestTheCreateTopicForm: a topic is created with its partitions and
+// configs and the browser is sent to it; malformed fields, an invalid
+// config and a taken name draw the form again with the typed values, the
+// status and the error beside the field; a cross-site post creates nothing.
+func TestTheCreateTopicForm(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("taken"))
+	adm := kadm.NewClient(b.Client(t))
+	base := b.AdminURL()
+
+	good := url.Values{"name": {"invoices"}, "partitions": {"3"}, "configs": {"cleanup.policy=compact\r\nretention.ms=86400000\r\n\r\n"}}
+	for _, h := range crossSite {
+		if p := postForm(t, base+"/topics", good, h); p.Status != http.StatusForbidden {
+			t.Errorf("cross-site %v: status %d, want 403", h, p.Status)
+		}
+	}
+	if topicExists(t, b, "invoices") {
+		t.Fatal("a cross-site post created the topic")
+	}
+
+	p := postForm(t, base+"/topics", good, map[string]string{"Sec-Fetch-Site": "same-origin"})
+	if p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Location, "/topics/invoices?done=") {
+		t.Fatalf("create: status %d, location %q\n%s", p.Status, p.Location, p.Body)
+	}
+	tds, err := kadm.NewClient(b.Client(t)).ListTopics(brokertest.Ctx(t), "invoices")
+	if err != nil || len(tds["invoices"].Partitions) != 3 {
+		t.Fatalf("Kafka says invoices has %d partitions (%v), want 3", len(tds["invoices"].Partitions), err)
+	}
+	rcs, err := adm.DescribeTopicConfigs(brokertest.Ctx(t), "invoices")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rc, _ := rcs.On("invoices", nil)
+	got := map[string]string{}
+	for _, c := range rc.Configs {
+		if c.Value != nil {
+			got[c.Key] = *c.Value
+		}
+	}
+	if got["cleanup.policy"] != "compact" || got["retention.ms"] != "86400000" {
+		t.Errorf("configs after create: cleanup.policy=%q retention.ms=%q", got["cleanup.policy"], got["retention.ms"])
+	}
+	if _, body := get(t, base+p.Location); !strings.Contains(body, "Topic invoices created with 3 partitions.") {
+		t.Errorf("no notice after the redirect:\n%s", body)
+	}
+
+	p = postForm(t, base+"/topics", url.Values{"name": {"bad-parts"}, "partitions": {"two"}}, nil)
+	wantFieldError(t, "partitions=two", p, http.StatusBadRequest, "create-partitions-error", "partitions must be a whole number")
+	if !strings.Contains(p.Body, `value="bad-parts"`) {
+		t.Errorf("the typed name is not kept:\n%s", p.Body)
+	}
+	p = postForm(t, base+"/topics", url.Values{"name": {"bad-line"}, "configs": {"cleanup.policy compact"}}, nil)
+	wantFieldError(t, "a config line without =", p, http.StatusBadRequest, "create-configs-error", "line 1 of the configs is not key=value")
+	p = postForm(t, base+"/topics", url.Values{"name": {"bad-config"}, "configs": {"retention.ms=soon"}}, nil)
+	wantFieldError(t, "retention.ms=soon", p, http.StatusBadRequest, "create-configs-error", "retention.ms")
+	p = postForm(t, base+"/topics", url.Values{"name": {"taken"}}, nil)
+	wantFieldError(t, "a taken name", p, http.StatusConflict, "create-name-error", "TOPIC_ALREADY_EXISTS")
+	p = postForm(t, base+"/topics", url.Values{"name": {""}}, nil)
+	wantFieldError(t, "no name", p, http.StatusBadRequest, "create-name-error", "name is required")
+	for _, name := range []string{"bad-parts", "bad-line", "bad-config"} {
+		if topicExists(t, b, name) {
+			t.Errorf("refused form created %s", name)
+		}
+	}
+}
+
+// TestTheDeleteTopicFormAsksForTheName: a wrong or missing name, or a
+// cross-site post, deletes nothing (Kafka still has the topic); the typed
+// name deletes it and sends the browser to the list.
+func TestTheDeleteTopicFormAsksForTheName(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("orders"))
+	u := b.AdminURL() + "/topics/orders/delete"
+
+	for _, confirm := range []string{"", "order", "ORDERS", " orders"} {
+		p := postForm(t, u, url.Values{"confirm": {confirm}}, nil)
+		wantFieldError(t, "confirm "+strconv.Quote(confirm), p, http.StatusBadRequest, "delete-confirm-error", "type the topic&#39;s name, orders, to delete it")
+	}
+	for _, h := range crossSite {
+		if p := postForm(t, u, url.Values{"confirm": {"orders"}}, h); p.Status != http.StatusForbidden {
+			t.Errorf("cross-site %v: status %d, want 403", h, p.Status)
+		}
+	}
+	if !topicExists(t, b, "orders") {
+		t.Fatal("a refused delete deleted the topic")
+	}
+	p := postForm(t, u, url.Values{"confirm": {"orders"}}, nil)
+	if p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Location, "/topics?done=") {
+		t.Fatalf("delete: status %d, location %q\n%s", p.Status, p.Location, p.Body)
+	}
+	if topicExists(t, b, "orders") {
+		t.Error("Kafka still has orders after the delete")
+	}
+	if p := postForm(t, u, url.Values{"confirm": {"orders"}}, nil); p.Status != http.StatusNotFound {
+		t.Errorf("deleting it again: status %d, want 404", p.Status)
+	}
+}
+
+// TestTheConfigForms: a row's Set overrides the value, its Delete
+// override returns to the default; a value Kafka refuses draws the page
+// with 400 and the error beside that row's input.
+func TestTheConfigForms(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("orders"))
+	adm := kadm.NewClient(b.Client(t))
+	u := b.AdminURL() + "/topics/orders/configs"
+	retention := func() (string, string) {
+		t.Helper()
+		rcs, err := adm.DescribeTopicConfigs(brokertest.Ctx(t), "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rc, _ := rcs.On("orders", nil)
+		for _, c := range rc.Configs {
+			if c.Key == "retention.ms" {
+				return *c.Value, c.Source.String()
+			}
+		}
+		t.Fatal("no retention.ms")
+		return "", ""
+	}
+	_, defaultSource := retention()
+
+	for _, h := range crossSite {
+		if p := postForm(t, u, url.Values{"name": {"retention.ms"}, "value": {"1000"}, "op": {"set"}}, h); p.Status != http.StatusForbidden {
+			t.Errorf("cross-site %v: status %d, want 403", h, p.Status)
+		}
+	}
+	p := postForm(t, u, url.Values{"name": {"retention.ms"}, "value": {"3600000"}, "op": {"set"}}, nil)
+	if p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Location, "/topics/orders?done=") {
+		t.Fatalf("set: status %d, location %q\n%s", p.Status, p.Location, p.Body)
+	}
+	if v, src := retention(); v != "3600000" || src != "DYNAMIC_TOPIC_CONFIG" {
+		t.Errorf("Kafka says retention.ms=%s (%s) after the set", v, src)
+	}
+	if _, body := get(t, b.AdminURL()+"/topics/orders"); !strings.Contains(body, "Delete the override of retention.ms") {
+		t.Errorf("no Delete override button for the override:\n%s", body)
+	}
+
+	p = postForm(t, u, url.Values{"name": {"retention.ms"}, "value": {"a week"}, "op": {"set"}}, nil)
+	wantFieldError(t, "retention.ms=a week", p, http.StatusBadRequest, "cfg-retention.ms-error", "retention.ms")
+	if !strings.Contains(p.Body, `value="a week"`) {
+		t.Errorf("the refused value is not kept in its input:\n%s", p.Body)
+	}
+	p = postForm(t, u, url.Values{"name": {"retention.ms"}, "op": {"drop"}}, nil)
+	wantFieldError(t, "op=drop", p, http.StatusBadRequest, "cfg-retention.ms-error", "op must be set or delete")
+	if v, _ := retention(); v != "3600000" {
+		t.Errorf("a refused change changed retention.ms to %s", v)
+	}
+
+	p = postForm(t, u, url.Values{"name": {"retention.ms"}, "op": {"delete"}}, nil)
+	if p.Status != http.StatusSeeOther {
+		t.Fatalf("delete override: status %d\n%s", p.Status, p.Body)
+	}
+	if _, src := retention(); src != defaultSource {
+		t.Errorf("after deleting the override retention.ms comes from %s, want %s", src, defaultSource)
+	}
+	if p := postForm(t, b.AdminURL()+"/topics/missing/configs", url.Values{"name": {"retention.ms"}, "value": {"1"}, "op": {"set"}}, nil); p.Status != http.StatusNotFound {
+		t.Errorf("a missing topic: status %d, want 404", p.Status)
+	}
+}
+
+// TestTheProduceForm: the record is written where the form says, with its
+// key, value and headers, and the browser is sent to the page starting at
+// it; a malformed partition or header line, or a partition the topic does
+// not have, draws the page again with the error beside the field.
+func TestTheProduceForm(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("orders"), broker.WithProperty("num.partitions", "2"))
+	base := b.AdminURL()
+	u := base + "/topics/orders/partitions/0/produce"
+	for _, h := range crossSite {
+		if p := postForm(t, u, url.Values{"value": {"x"}}, h); p.Status != http.StatusForbidden {
+			t.Errorf("cross-site %v: status %d, want 403", h, p.Status)
+		}
+	}
+	p := postForm(t, u, url.Values{"partition": {"1"}, "key": {"order-7"}, "value": {`{"total": 7}`}, "headers": {"source=console\r\ntrace=a=b"}}, nil)
+	if p.Status != http.StatusSeeOther || !strings.HasPrefix(p.Location, "/topics/orders/partitions/1?offset=0&done=") {
+		t.Fatalf("produce: status %d, location %q\n%s", p.Status, p.Location, p.Body)
+	}
+	if _, body := get(t, base+p.Location); !strings.Contains(body, "Produced to partition 1 at offset 0.") || !strings.Contains(body, "order-7") {
+		t.Errorf("the redirect's page lacks the notice or the record:\n%s", body)
+	}
+	cl := b.Client(t, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"orders": {1: kgo.NewOffset().AtStart()}}))
+	fs := cl.PollFetches(brokertest.Ctx(t))
+	if err := fs.Err0(); err != nil {
+		t.Fatal(err)
+	}
+	recs := fs.Records()
+	if len(recs) != 1 || string(recs[0].Key) != "order-7" || string(recs[0].Value) != `{"total": 7}` || len(recs[0].Headers) != 2 ||
+		recs[0].Headers[0].Key != "source" || string(recs[0].Headers[0].Value) != "console" ||
+		recs[0].Headers[1].Key != "trace" || string(recs[0].Headers[1].Value) != "a=b" {
+		t.Fatalf("Kafka has %+v in orders-1", recs)
+	}
+	if p := postForm(t, u, url.Values{"partition": {""}, "value": {"anywhere"}}, nil); p.Status != http.StatusSeeOther {
+		t.Errorf("a blank partition: status %d, want 303\n%s", p.Status, p.Body)
+	}
+
+	p = postForm(t, u, url.Values{"partition": {"one"}, "value": {"v"}}, nil)
+	wantFieldError(t, "partition=one", p, http.StatusBadRequest, "produce-partition-error", "partition must be a whole number")
+	p = postForm(t, u, url.Values{"partition": {"9"}, "value": {"kept value"}}, nil)
+	wantFieldError(t, "partition 9", p, http.StatusBadRequest, "produce-partition-error", "no partition 9")
+	if !strings.Contains(p.Body, "kept value</textarea>") {
+		t.Errorf("the typed value is not kept:\n%s", p.Body)
+	}
+	p = postForm(t, u, url.Values{"value": {"v"}, "headers": {"=nokey"}}, nil)
+	wantFieldError(t, "a header without a key", p, http.StatusBadRequest, "produce-headers-error", "line 1 of the headers")
+}
+
+// TestTheDeleteGroupForm: a group with a member is refused by Kafka (409,
+// drawn on the group page); a wrong id deletes nothing; once empty, the
+// typed id deletes the group.
+func TestTheDeleteGroupForm(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("orders"), broker.WithProperty("num.partitions", "1"))
+	if err := b.Client(t).ProduceSync(brokertest.Ctx(t), &kgo.Record{Topic: "orders", Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	consumer := b.Client(t, kgo.ConsumerGroup("billing"), kgo.ConsumeTopics("orders"), kgo.FetchMaxWait(100*time.Millisecond))
+	for n := 0; n < 1; {
+		n += consumer.PollFetches(brokertest.Ctx(t)).NumRecords()
+	}
+	if err := consumer.CommitUncommittedOffsets(brokertest.Ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+	adm := kadm.NewClient(b.Client(t))
+	groupExists := func() bool {
+		t.Helper()
+		gs, err := adm.ListGroups(brokertest.Ctx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, ok := gs["billing"]
+		return ok
+	}
+	u := b.AdminURL() + "/groups/billing/delete"
+	p := postForm(t, u, url.Values{"confirm": {"billing"}}, nil)
+	if p.Status != http.StatusConflict || !strings.Contains(p.Body, "has members") || !strings.Contains(p.Body, `id="total-lag"`) {
+		t.Errorf("deleting a group with a member: status %d, want 409 on the group page\n%s", p.Status, p.Body)
+	}
+	consumer.Close()
+	p = postForm(t, u, url.Values{"confirm": {"Billing"}}, nil)
+	wantFieldError(t, "confirm Billing", p, http.StatusBadRequest, "delete-confirm-error", "type the group&#39;s id, billing, to delete it")
+	for _, h := range crossSite {
+		if p := postForm(t, u, url.Values{"confirm": {"billing"}}, h); p.Status != http.StatusForbidden {
+			t.Errorf("cross-site %v: status %d, want 403", h, p.Status)
+		}
+	}
+	if !groupExists() {
+		t.Fatal("a refused delete deleted the group")
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		p = postForm(t, u, url.Values{"confirm": {"billing"}}, nil)
+		if p.Status == http.StatusSeeOther {
+			break
+		}
+		// 409 until the coordinator has seen the member leave.
+		if p.Status != http.StatusConflict || time.Now().After(deadline) {
+			t.Fatalf("delete: status %d\n%s", p.Status, p.Body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if !strings.HasPrefix(p.Location, "/groups?done=") {
+		t.Errorf("redirect to %q", p.Location)
+	}
+	if groupExists() {
+		t.Error("Kafka still lists billing after the delete")
+	}
+}
+
+// TestListsArePagedAndFiltered: the topics list shows limit rows a page
+// with numbered links, the filter keeps the names containing its text and
+// stays in the links, a topic's partitions are paged, and a malformed page
+// or limit is a 400 while an oversized limit is lowered to the bound.
+func TestListsArePagedAndFiltered(t *testing.T) {
+	b := brokertest.Run(t, broker.WithProperty("num.partitions", "1"))
+	adm := kadm.NewClient(b.Client(t))
+	var names []string
+	for i := range 120 {
+		names = append(names, fmt.Sprintf("load-%03d", i))
+	}
+	if _, err := adm.CreateTopics(brokertest.Ctx(t), 1, -1, nil, append(names, "wide")...); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := adm.CreatePartitions(brokertest.Ctx(t), 119, "wide"); err != nil { // 120 partitions
+		t.Fatal(err)
+	}
+	base := b.AdminURL()
+	rows := func(body string) int { return strings.Count(body, `<tr><th scope="row"><a href="/topics/`) }
+
+	status, body := get(t, base+"/topics?contains=LOAD-&limit=50&page=3")
+	if status != http.StatusOK || rows(body) != 20 || !strings.Contains(body, `href="/topics/load-100"`) || strings.Contains(body, `href="/topics/load-099"`) {
+		t.Errorf("page 3 of 50: status %d, %d rows\n%s", status, rows(body), body)
+	}
+	for _, want := range []string{"101–120 of 120, page 3 of 3", `<a rel="prev" href="?contains=LOAD-&amp;page=2">`,
+		`<a href="?contains=LOAD-&amp;page=1" aria-label="Page 1">1</a>`, `aria-current="page">3<`, `value="LOAD-"`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("page 3 lacks %s", want)
+		}
+	}
+	if _, body := get(t, base+"/topics?contains=load-11"); rows(body) != 10 || strings.Contains(body, `rel="next"`) {
+		t.Errorf("contains load-11: %d rows, want 10 on one page", rows(body))
+	}
+	if _, body := get(t, base+"/topics?contains=nothing-like-this"); !strings.Contains(body, "No topic names contain") {
+		t.Errorf("an empty filter result says nothing:\n%s", body)
+	}
+	if _, body := get(t, base+"/topics?limit=100000"); rows(body) < 121 || !strings.Contains(body, `name="limit" type="number" min="1" max="500" value="500"`) {
+		t.Errorf("limit=100000: %d rows, or the limit is not lowered to 500", rows(body))
+	}
+	if _, body := get(t, base+"/topics?page=9"); !strings.Contains(body, "Page 9 is past the end: there are 3 pages.") || !strings.Contains(body, `aria-label="Page 3"`) {
+		t.Errorf("a page past the end:\n%s", body)
+	}
+	for _, g := range []string{"team-a", "team-b", "solo"} {
+		offsets := kadm.Offsets{}
+		offsets.Add(kadm.Offset{Topic: "wide", Partition: 0, At: 0, LeaderEpoch: -1})
+		if resp, err := adm.CommitOffsets(brokertest.Ctx(t), g, offsets); err != nil || resp.Error() != nil {
+			t.Fatalf("commit for %s: %v %v", g, err, resp.Error())
+		}
+	}
+	groupRows := func(body string) int { return strings.Count(body, `<tr><th scope="row"><a href="/groups/`) }
+	if _, body := get(t, base+"/groups?contains=TEAM"); groupRows(body) != 2 || strings.Contains(body, `href="/groups/solo"`) || !strings.Contains(body, "1–2 of 2, page 1 of 1") {
+		t.Errorf("groups containing TEAM: %d rows\n%s", groupRows(body), body)
+	}
+	if _, body := get(t, base+"/groups?limit=1&page=2"); groupRows(body) != 1 || !strings.Contains(body, `href="/groups/team-a"`) {
+		t.Errorf("groups, page 2 of 1 a page: %d rows\n%s", groupRows(body), body)
+	}
+	for _, q := range []string{"page=0", "page=x", "limit=0", "limit=-5"} {
+		if status, _ := get(t, base+"/topics?"+q); status != http.StatusBadRequest {
+			t.Errorf("/topics?%s: status %d, want 400", q, status)
+		}
+		if status, _ := get(t, base+"/groups?"+q); status != http.StatusBadRequest {
+			t.Errorf("/groups?%s: status %d, want 400", q, status)
+		}
+	}
+	_, body = get(t, base+"/topics/wide?page=2")
+	if strings.Count(body, "Browse partition ") != 50 || !strings.Contains(body, "Browse partition 50<") || strings.Contains(body, "Browse partition 49<") {
+		t.Errorf("partitions, page 2: %d links\n%s", strings.Count(body, "Browse partition "), body)
+	}
+	if _, body := get(t, base+"/topics/wide"); !strings.Contains(body, "1–50 of 120, page 1 of 3") {
+		t.Errorf("the partitions' pager is missing")
 	}
 }
