@@ -1,4 +1,4 @@
-package dlq
+package dlq_test
 
 import (
 	"context"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/dlq"
 	"github.com/idem-dev/idem/internal/dlq/dlqtest"
 )
 
@@ -32,9 +33,9 @@ func deadLetters(t *testing.T) (*brokertest.Broker, *kgo.Client) {
 func redriven(t *testing.T, cl *kgo.Client) map[string]int {
 	t.Helper()
 	out := map[string]int{}
-	err := read(context.Background(), cl, "orders", fromStart, func(r *kgo.Record) bool {
+	err := dlq.ReadAll(context.Background(), cl, "orders", func(r *kgo.Record) {
 		for _, h := range r.Headers {
-			if h.Key == RedriveHeader {
+			if h.Key == dlq.RedriveHeader {
 				out[string(r.Key)]++
 				k, _ := strconv.Atoi(string(r.Key))
 				if r.Partition != int32(k%2) {
@@ -45,7 +46,6 @@ func redriven(t *testing.T, cl *kgo.Client) map[string]int {
 				}
 			}
 		}
-		return true
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -59,22 +59,21 @@ func redriven(t *testing.T, cl *kgo.Client) map[string]int {
 func TestRedriveIsIdempotent(t *testing.T) {
 	_, cl := deadLetters(t)
 	ctx := context.Background()
-	o := Options{Batch: 2, crashAfter: 1}
-	if _, err := Redrive(ctx, cl, "dlq.orders", o); !errors.Is(err, errSimulatedCrash) {
+	o := dlq.Options{Batch: 2}
+	if _, err := dlq.Redrive(ctx, cl, "dlq.orders", dlq.CrashAfter(o, 1)); !errors.Is(err, dlq.ErrSimulatedCrash) {
 		t.Fatalf("first run: %v", err)
 	}
 	if got := redriven(t, cl); len(got) != 2 {
 		t.Fatalf("after the killed run %d records were moved, want its first batch of 2: %v", len(got), got)
 	}
-	o.crashAfter = 0
-	res, err := Redrive(ctx, cl, "dlq.orders", o)
+	res, err := dlq.Redrive(ctx, cl, "dlq.orders", o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if res.Recovered != 2 || res.Redriven != 4 || res.Already != 2 {
 		t.Errorf("second run: %+v, want 2 recovered (so already redriven) and 4 redriven", res)
 	}
-	res, err = Redrive(ctx, cl, "dlq.orders", o)
+	res, err = dlq.Redrive(ctx, cl, "dlq.orders", o)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,22 +100,22 @@ func TestRedriveFilters(t *testing.T) {
 	if resp, err := adm.CreateTopic(ctx, 1, 1, nil, "orders-retry"); err != nil || resp.Err != nil {
 		t.Fatal(err, resp.Err)
 	}
-	res, err := Redrive(ctx, cl, "dlq.orders", Options{Group: "someone-else"})
+	res, err := dlq.Redrive(ctx, cl, "dlq.orders", dlq.Options{Group: "someone-else"})
 	if err != nil || res.Redriven != 0 || res.Filtered != 6 {
 		t.Fatalf("other group: %+v %v", res, err)
 	}
-	res, err = Redrive(ctx, cl, "dlq.orders", Options{Target: "orders-retry", Headers: map[string]string{"__dlq.errors.offset": "0"}})
+	res, err = dlq.Redrive(ctx, cl, "dlq.orders", dlq.Options{Target: "orders-retry", Headers: map[string]string{"__dlq.errors.offset": "0"}})
 	if err != nil || res.Redriven != 2 || res.Filtered != 4 {
 		t.Fatalf("offset 0 of both partitions to orders-retry: %+v %v", res, err)
 	}
 	var moved []string
-	if err := read(ctx, cl, "orders-retry", fromStart, func(r *kgo.Record) bool { moved = append(moved, string(r.Key)); return true }); err != nil {
+	if err := dlq.ReadAll(ctx, cl, "orders-retry", func(r *kgo.Record) { moved = append(moved, string(r.Key)) }); err != nil {
 		t.Fatal(err)
 	}
 	if strings.Join(moved, ",") != "0,1" && strings.Join(moved, ",") != "1,0" {
 		t.Errorf("orders-retry holds %v, want keys 0 and 1", moved)
 	}
-	res, err = Redrive(ctx, cl, "dlq.orders", Options{DryRun: true})
+	res, err = dlq.Redrive(ctx, cl, "dlq.orders", dlq.Options{DryRun: true})
 	if err != nil || res.Redriven != 4 || res.Already != 2 {
 		t.Fatalf("dry run: %+v %v", res, err)
 	}
@@ -127,11 +126,11 @@ func TestRedriveFilters(t *testing.T) {
 func TestRedriveLimitLeavesTheRestForLaterRuns(t *testing.T) {
 	_, cl := deadLetters(t)
 	ctx := context.Background()
-	res, err := Redrive(ctx, cl, "dlq.orders", Options{Limit: 4})
+	res, err := dlq.Redrive(ctx, cl, "dlq.orders", dlq.Options{Limit: 4})
 	if err != nil || res.Redriven != 4 || res.Left != 2 {
 		t.Fatalf("limit 4: %+v %v", res, err)
 	}
-	res, err = Redrive(ctx, cl, "dlq.orders", Options{Limit: 4})
+	res, err = dlq.Redrive(ctx, cl, "dlq.orders", dlq.Options{Limit: 4})
 	if err != nil || res.Redriven != 2 || res.Left != 0 || res.Already != 4 {
 		t.Fatalf("second run: %+v %v", res, err)
 	}
@@ -142,22 +141,22 @@ func TestRedriveLimitLeavesTheRestForLaterRuns(t *testing.T) {
 
 // TestRedriveRefusesUnknownTopicsAndOverlap: an unknown dead-letter or
 // target topic is Kafka's UNKNOWN_TOPIC_OR_PARTITION; a second redrive of
-// the same topic while one runs is ErrRedriveRunning, and whatever the
+// the same topic while one runs is dlq.ErrRedriveRunning, and whatever the
 // interleaving no record arrives twice.
 func TestRedriveRefusesUnknownTopicsAndOverlap(t *testing.T) {
 	_, cl := deadLetters(t)
 	ctx := context.Background()
-	if _, err := Redrive(ctx, cl, "dlq.nothing", Options{}); !errors.Is(err, kerr.UnknownTopicOrPartition) {
+	if _, err := dlq.Redrive(ctx, cl, "dlq.nothing", dlq.Options{}); !errors.Is(err, kerr.UnknownTopicOrPartition) {
 		t.Errorf("unknown dead-letter topic: %v", err)
 	}
-	if _, err := Redrive(ctx, cl, "dlq.orders", Options{Target: "nowhere"}); !errors.Is(err, kerr.UnknownTopicOrPartition) {
+	if _, err := dlq.Redrive(ctx, cl, "dlq.orders", dlq.Options{Target: "nowhere"}); !errors.Is(err, kerr.UnknownTopicOrPartition) {
 		t.Errorf("unknown target: %v", err)
 	}
 	var wg sync.WaitGroup
-	results := make([]Result, 4)
+	results := make([]dlq.Result, 4)
 	errs := make([]error, 4)
 	for i := range results {
-		wg.Go(func() { results[i], errs[i] = Redrive(ctx, cl, "dlq.orders", Options{Batch: 1}) })
+		wg.Go(func() { results[i], errs[i] = dlq.Redrive(ctx, cl, "dlq.orders", dlq.Options{Batch: 1}) })
 	}
 	wg.Wait()
 	moved := 0
@@ -165,7 +164,7 @@ func TestRedriveRefusesUnknownTopicsAndOverlap(t *testing.T) {
 		switch {
 		case err == nil:
 			moved += results[i].Redriven
-		case errors.Is(err, ErrRedriveRunning):
+		case errors.Is(err, dlq.ErrRedriveRunning):
 		default:
 			t.Errorf("run %d: %v", i, err)
 		}
@@ -180,20 +179,20 @@ func TestRedriveRefusesUnknownTopicsAndOverlap(t *testing.T) {
 	}
 }
 
-// TestListPagesThroughTheDeadLetters: List shows each dead letter's source,
+// TestListPagesThroughTheDeadLetters: dlq.List shows each dead letter's source,
 // group, delivery count and reason, pages with a cursor, and marks what was
-// redriven; Topics finds the topic with its count and the group naming it.
+// redriven; dlq.Topics finds the topic with its count and the group naming it.
 func TestListPagesThroughTheDeadLetters(t *testing.T) {
 	_, cl := deadLetters(t)
 	ctx := context.Background()
-	first, err := List(ctx, cl, "dlq.orders", ListOptions{Limit: 4})
+	first, err := dlq.List(ctx, cl, "dlq.orders", dlq.ListOptions{Limit: 4})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(first.Records) != 4 || first.Next == nil {
 		t.Fatalf("first page: %d records, next %v", len(first.Records), first.Next)
 	}
-	second, err := List(ctx, cl, "dlq.orders", ListOptions{Limit: 4, From: first.Next})
+	second, err := dlq.List(ctx, cl, "dlq.orders", dlq.ListOptions{Limit: 4, From: first.Next})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -212,11 +211,11 @@ func TestListPagesThroughTheDeadLetters(t *testing.T) {
 			t.Errorf("record %+v", r)
 		}
 	}
-	if _, err := List(ctx, cl, "nothing", ListOptions{Limit: 1}); !errors.Is(err, kerr.UnknownTopicOrPartition) {
+	if _, err := dlq.List(ctx, cl, "nothing", dlq.ListOptions{Limit: 1}); !errors.Is(err, kerr.UnknownTopicOrPartition) {
 		t.Errorf("unknown topic: %v", err)
 	}
 
-	topics, err := Topics(ctx, cl)
+	topics, err := dlq.Topics(ctx, cl)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -224,16 +223,16 @@ func TestListPagesThroughTheDeadLetters(t *testing.T) {
 		strings.Join(topics[0].Groups, ",") != "billing" {
 		t.Errorf("topics: %+v", topics)
 	}
-	if ok, err := IsDeadLetterTopic(ctx, cl, "orders"); ok || err != nil {
+	if ok, err := dlq.IsDeadLetterTopic(ctx, cl, "orders"); ok || err != nil {
 		t.Errorf("orders is a dead-letter topic: %v %v", ok, err)
 	}
 
-	if res, err := Redrive(ctx, cl, "dlq.orders", Options{Limit: 1}); err != nil || res.Redriven != 1 {
+	if res, err := dlq.Redrive(ctx, cl, "dlq.orders", dlq.Options{Limit: 1}); err != nil || res.Redriven != 1 {
 		t.Fatalf("redrive one: %+v %v", res, err)
 	} else if err != nil {
 		t.Fatal(err)
 	}
-	all, err := List(ctx, cl, "dlq.orders", ListOptions{Limit: 10})
+	all, err := dlq.List(ctx, cl, "dlq.orders", dlq.ListOptions{Limit: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
