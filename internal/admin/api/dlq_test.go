@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -13,12 +14,15 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/admin/api"
 	"github.com/idem-dev/idem/internal/dlq"
 	"github.com/idem-dev/idem/internal/dlq/dlqtest"
+	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/security"
 )
 
 // deadLetterBroker is a broker whose share group billing rejected keys
@@ -239,4 +243,69 @@ func TestShareGroupDetail(t *testing.T) {
 		}
 	}
 	c.refused(http.StatusNotFound, "GET", "/v1/share-groups/nobody", nil)
+}
+
+// TestDeadLettersHonourACLs: over a SASL listener with the authorizer, the
+// dead-letter endpoints act as the Basic user, their readers included:
+// alice, who may only describe the cluster, sees no dead-letter topic and
+// is refused the records and the redrive (403); the super user lists them.
+func TestDeadLettersHonourACLs(t *testing.T) {
+	dir := t.TempDir()
+	s, err := security.Open(security.StoreConfig{FS: logstore.OSFS(), Dir: filepath.Join(dir, "__security")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"admin", "alice"} {
+		cred, err := security.NewCredential(security.ScramSHA256, u+"-pw", security.MinIterations)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if errs := s.AlterCredentials(context.Background(), []security.CredentialChange{{User: u, Mechanism: security.ScramSHA256, Credential: &cred}}); errs[0] != nil {
+			t.Fatal(errs[0])
+		}
+	}
+	s.Close()
+	b := brokertest.Run(t, broker.WithDataDir(dir),
+		broker.WithProperty("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+		broker.WithProperty("authorizer.class.name", "idem"),
+		broker.WithProperty("super.users", "User:admin"),
+		broker.WithTopics("orders", "dlq.orders"))
+	cl := b.Client(t, kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pw"}.AsSha256Mechanism()))
+	if res, err := kadm.NewClient(cl).CreateACLs(ctx(t), kadm.NewACLs().Allow("User:alice").Clusters().Operations(kadm.OpDescribe)); err != nil || res[0].Err != nil {
+		t.Fatalf("create ACL: %v %v", err, res)
+	}
+	// A dead letter as the broker writes it without copying the record.
+	dead := &kgo.Record{Topic: "dlq.orders", Headers: []kgo.RecordHeader{
+		{Key: "__dlq.errors.topic", Value: []byte("orders")}, {Key: "__dlq.errors.partition", Value: []byte("0")},
+		{Key: "__dlq.errors.offset", Value: []byte("0")}, {Key: "__dlq.errors.delivery.count", Value: []byte("3")}}}
+	if err := cl.ProduceSync(ctx(t), dead).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+
+	alice := newClient(t, b)
+	alice.user, alice.pass = "alice", "alice-pw"
+	var topics []dlq.Topic
+	alice.must(http.StatusOK, "GET", "/v1/dead-letters", nil, &topics)
+	if len(topics) != 0 {
+		t.Errorf("alice sees dead-letter topics she may not describe: %+v", topics)
+	}
+	alice.refused(http.StatusForbidden, "GET", "/v1/dead-letters/dlq.orders/records", nil)
+	alice.refused(http.StatusForbidden, "POST", "/v1/dead-letters/dlq.orders/redrive", nil)
+
+	admin := newClient(t, b)
+	admin.user, admin.pass = "admin", "admin-pw"
+	admin.must(http.StatusOK, "GET", "/v1/dead-letters", nil, &topics)
+	if len(topics) != 1 || topics[0].Records != 1 {
+		t.Errorf("admin's dead-letter topics: %+v", topics)
+	}
+	var page dlq.Page
+	admin.must(http.StatusOK, "GET", "/v1/dead-letters/dlq.orders/records", nil, &page)
+	if len(page.Records) != 1 || page.Records[0].DeliveryCount != 3 || page.Records[0].Source.Topic != "orders" {
+		t.Errorf("admin's page: %+v", page)
+	}
+	var res api.RedriveResult
+	admin.must(http.StatusOK, "POST", "/v1/dead-letters/dlq.orders/redrive", nil, &res)
+	if res.Redriven != 0 || res.Gone != 1 {
+		t.Errorf("redrive of a dead letter whose source record never existed: %+v, want it counted gone", res)
+	}
 }
