@@ -1,12 +1,15 @@
 package console_test
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
@@ -76,5 +79,39 @@ func TestDeadLetterPagesAndTheRedriveForm(t *testing.T) {
 	}
 	if _, body := get(t, base+"/dead-letters/dlq.orders"); strings.Count(body, `class="redriven">yes`) != 4 {
 		t.Errorf("after redriving 4, %d rows say redriven:\n%s", strings.Count(body, `class="redriven">yes`), body)
+	}
+}
+
+// TestTheShareGroupPageShowsTheInFlightWindow: a member that holds three
+// records it has not acknowledged shows on the group's page as acquired
+// records, delivered once, held by that member.
+func TestTheShareGroupPageShowsTheInFlightWindow(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("jobs"), broker.WithProperty("num.partitions", "1"))
+	cl := b.Client(t)
+	dlqtest.SetGroupConfigs(t, cl, "workers", map[string]string{"share.auto.offset.reset": "earliest"})
+	for i := range 3 {
+		if err := cl.ProduceSync(brokertest.Ctx(t), &kgo.Record{Topic: "jobs", Value: []byte{byte(i)}}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	worker := b.Client(t, kgo.ShareGroup("workers"), kgo.ConsumeTopics("jobs"), kgo.FetchMaxWait(100*time.Millisecond))
+	deadline := time.Now().Add(20 * time.Second)
+	for held := 0; held < 3; {
+		if time.Now().After(deadline) {
+			t.Fatalf("the worker got %d of 3 records", held)
+		}
+		pctx, cancel := context.WithTimeout(brokertest.Ctx(t), time.Second)
+		held += worker.PollFetches(pctx).NumRecords() // not acknowledged: held until the lock expires
+		cancel()
+	}
+	_, body := get(t, b.AdminURL()+"/share-groups/workers")
+	for _, want := range []string{
+		`<a href="/topics/jobs">jobs</a></th><td class="num">0</td><td class="num">0</td><td class="num">3</td>`, // partition 0, start offset 0, lag 3
+		`<td class="num">3</td><td class="num">0</td><td class="num">0</td><td class="num">0</td><td>1:3`,        // 3 acquired, delivered once
+		`<td class="num">3</td></tr>`, // the member holds 3
+	} {
+		if !strings.Contains(body, want) {
+			t.Errorf("the share-group page lacks %q:\n%s", want, body)
+		}
 	}
 }
