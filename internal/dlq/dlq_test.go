@@ -246,3 +246,47 @@ func TestListPagesThroughTheDeadLetters(t *testing.T) {
 		t.Errorf("after redriving one: %d records, %d redriven", len(all.Records), n)
 	}
 }
+
+// TestListPagesAcrossPartitions: pages of 1 to 6 records walk partition
+// 0's three records, then partition 1's two, each record once, no page
+// empty, and the last page says there is no next.
+func TestListPagesAcrossPartitions(t *testing.T) {
+	b := brokertest.Run(t)
+	cl := b.Client(t, kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx := context.Background()
+	if resp, err := kadm.NewClient(cl).CreateTopic(ctx, 2, 1, nil, "dlq.multi"); err != nil || resp.Err != nil {
+		t.Fatal(err, resp.Err)
+	}
+	for i, p := range []int32{0, 0, 0, 1, 1} {
+		r := &kgo.Record{Topic: "dlq.multi", Partition: p, Headers: []kgo.RecordHeader{{Key: dlq.HeaderPrefix + "offset", Value: []byte(strconv.Itoa(i))}}}
+		if err := cl.ProduceSync(ctx, r).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for limit := 1; limit <= 6; limit++ {
+		var seen []string
+		var from *dlq.Cursor
+		for pages := 0; ; pages++ {
+			if pages == 6 {
+				t.Fatalf("limit %d: still paging after 6 pages: %v", limit, seen)
+			}
+			pg, err := dlq.List(ctx, cl, "dlq.multi", dlq.ListOptions{Limit: limit, From: from})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(pg.Records) == 0 {
+				t.Errorf("limit %d: an empty page after %v", limit, seen)
+			}
+			for _, r := range pg.Records {
+				seen = append(seen, strconv.FormatInt(r.Source.Offset, 10))
+			}
+			if pg.Next == nil {
+				break
+			}
+			from = pg.Next
+		}
+		if got := strings.Join(seen, ","); got != "0,1,2,3,4" {
+			t.Errorf("limit %d: pages listed %s, want 0,1,2,3,4", limit, got)
+		}
+	}
+}
