@@ -116,10 +116,13 @@ func Topics(ctx context.Context, cl *kgo.Client) ([]Topic, error) {
 			return nil, err
 		}
 		ends.Each(func(o kadm.ListedOffset) {
-			t := byName[o.Topic]
+			t, ok := byName[o.Topic]
+			if !ok || o.Err != nil {
+				return
+			}
 			t.Exists = true
 			t.Partitions++
-			if s, ok := starts.Lookup(o.Topic, o.Partition); ok && o.Err == nil && s.Err == nil {
+			if s, ok := starts.Lookup(o.Topic, o.Partition); ok && s.Err == nil {
 				t.Records += o.Offset - s.Offset
 			}
 		})
