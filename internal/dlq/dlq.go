@@ -440,7 +440,10 @@ func read(ctx context.Context, cl *kgo.Client, topic string, choose pick, fn fun
 	if len(want) == 0 {
 		return nil
 	}
-	rd, err := kgo.NewClient(append(cl.Opts(), kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}))...)
+	// Control records (transaction markers) are kept so that a partition
+	// ending with one is seen to end; fn never gets them.
+	rd, err := kgo.NewClient(append(cl.Opts(), kgo.KeepControlRecords(),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: offsets}))...)
 	if err != nil {
 		return err
 	}
@@ -459,7 +462,7 @@ func read(ctx context.Context, cl *kgo.Client, topic string, choose pick, fn fun
 			if stop || !ok || r.Offset >= end {
 				return
 			}
-			if !fn(r) {
+			if !r.Attrs.IsControl() && !fn(r) {
 				stop = true
 				return
 			}

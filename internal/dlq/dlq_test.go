@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -288,5 +289,33 @@ func TestListPagesAcrossPartitions(t *testing.T) {
 		if got := strings.Join(seen, ","); got != "0,1,2,3,4" {
 			t.Errorf("limit %d: pages listed %s, want 0,1,2,3,4", limit, got)
 		}
+	}
+}
+
+// TestRedriveReadsPastTransactionMarkers: when the source partitions end
+// with a transaction's commit marker (which a consumer never sees as a
+// record), reading them to their end offsets still ends.
+func TestRedriveReadsPastTransactionMarkers(t *testing.T) {
+	b, cl := deadLetters(t)
+	txn := b.Client(t, kgo.TransactionalID("late-writer"), kgo.RecordPartitioner(kgo.ManualPartitioner()))
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := txn.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	for p := range int32(2) {
+		if err := txn.ProduceSync(ctx, &kgo.Record{Topic: "orders", Partition: p, Key: []byte("late"), Value: []byte("late")}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := txn.EndTransaction(ctx, kgo.TryCommit); err != nil {
+		t.Fatal(err)
+	}
+	res, err := dlq.Redrive(ctx, cl, "dlq.orders", dlq.Options{})
+	if err != nil || res.Redriven != 6 {
+		t.Fatalf("redrive: %+v %v", res, err)
+	}
+	if got := redriven(t, cl); len(got) != 6 {
+		t.Errorf("redriven keys %v", got)
 	}
 }
