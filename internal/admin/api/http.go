@@ -115,6 +115,31 @@ var routes = []Route{
 		v, err := s.ShareGroups(ctx, c)
 		return http.StatusOK, v, err
 	}},
+	// Share-group detail, dead-letter topics and redrive (dlq.go, share.go).
+	{"GET", "/v1/share-groups/{id}", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
+		v, err := s.ShareGroup(ctx, c, r.PathValue("id"))
+		return http.StatusOK, v, err
+	}},
+	{"GET", "/v1/dead-letters", func(s *Service, ctx context.Context, c *Conn, _ *http.Request) (int, any, error) {
+		v, err := s.DeadLetterTopics(ctx, c)
+		return http.StatusOK, v, err
+	}},
+	{"GET", "/v1/dead-letters/{topic}/records", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
+		opts, err := ParseDeadLettersRequest(r.URL.Query())
+		if err != nil {
+			return 0, nil, err
+		}
+		v, err := s.DeadLetters(ctx, c, r.PathValue("topic"), opts)
+		return http.StatusOK, v, err
+	}},
+	{"POST", "/v1/dead-letters/{topic}/redrive", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
+		var req RedriveRequest
+		if err := decodeOptional(r, &req); err != nil {
+			return 0, nil, err
+		}
+		v, err := s.Redrive(ctx, c, r.PathValue("topic"), req)
+		return http.StatusOK, v, err
+	}},
 }
 
 // requestTimeout bounds one API request's Kafka work.

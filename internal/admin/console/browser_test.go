@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
+	"github.com/idem-dev/idem/internal/dlq"
+	"github.com/idem-dev/idem/internal/dlq/dlqtest"
 	"github.com/idem-dev/idem/internal/testkit"
 )
 
@@ -250,4 +253,132 @@ func TestConsoleInABrowser(t *testing.T) {
 		t.Fatalf("the browser reported errors:\n%s", strings.Join(errs, "\n"))
 	}
 	t.Logf("screenshots in %s", dir)
+}
+
+// TestDeadLettersInABrowser: share group billing rejected keys 0..5 of
+// orders into its dead-letter topic; an operator goes share groups →
+// billing → dead letters → dlq.orders and presses Redrive, twice. Kafka
+// then holds each of the six records back on orders exactly once.
+func TestDeadLettersInABrowser(t *testing.T) {
+	ctx, consoleErrors := browser(t)
+	dir := artifacts(t)
+	b := brokertest.Run(t, broker.WithProperty("errors.deadletterqueue.auto.create.topics.enable", "true"))
+	dlqtest.Fill(t, b, "orders", "billing", "dlq.orders", 10, 6)
+	base := b.AdminURL()
+	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		actions = append(actions, chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, "dlq-"+strings.ReplaceAll(step, " ", "-")+".png"), png, 0o644)
+		}))
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return strings.TrimSpace(s)
+	}
+	count := func(sel string) int {
+		t.Helper()
+		nodes, err := chromedp.Run(ctx, chromedp.Nodes(chromedp.CSSAll(sel)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(nodes)
+	}
+	// onOrders counts, per key, the records of orders a redrive put there.
+	onOrders := func() map[string]int {
+		t.Helper()
+		ends, err := kadm.NewClient(b.Client(t)).ListEndOffsets(ctx, "orders")
+		if err != nil {
+			t.Fatal(err)
+		}
+		left := map[int32]int64{}
+		from := map[int32]kgo.Offset{}
+		ends.Each(func(o kadm.ListedOffset) { left[o.Partition], from[o.Partition] = o.Offset, kgo.NewOffset().AtStart() })
+		rd := b.Client(t, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{"orders": from}))
+		defer rd.Close()
+		out := map[string]int{}
+		for len(left) > 0 {
+			fs := rd.PollFetches(ctx)
+			if err := fs.Err0(); err != nil {
+				t.Fatal(err)
+			}
+			fs.EachRecord(func(r *kgo.Record) {
+				for _, h := range r.Headers {
+					if h.Key == dlq.RedriveHeader {
+						out[string(r.Key)]++
+					}
+				}
+				if r.Offset+1 >= left[r.Partition] {
+					delete(left, r.Partition)
+				}
+			})
+		}
+		return out
+	}
+
+	run("share groups",
+		chromedp.Navigate(base+"/share-groups"),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/share-groups/billing"]`)),
+		chromedp.Click(chromedp.CSS(`a[href="/share-groups/billing"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`#share-partitions`)))
+	if got := text("#share-state"); got != "Empty" {
+		t.Errorf("billing's state %q, want Empty", got)
+	}
+	if n := count(`#share-partitions tbody tr`); n != 2 {
+		t.Errorf("billing shows %d share partitions, want 2", n)
+	}
+
+	run("dead letters",
+		chromedp.Click(chromedp.CSS(`#to-dead-letters`)),
+		chromedp.WaitVisible(chromedp.CSS(`a[href="/dead-letters/dlq.orders"]`)),
+		chromedp.Click(chromedp.CSS(`a[href="/dead-letters/dlq.orders"]`)),
+		chromedp.WaitVisible(chromedp.CSS(`table.dead-letters`)))
+	if got := text("h1"); got != "Dead letters of dlq.orders" {
+		t.Errorf("records page heading %q", got)
+	}
+	if n := count(`table.dead-letters tbody tr`); n != 6 {
+		t.Errorf("dlq.orders shows %d records, want 6", n)
+	}
+	if got := onOrders(); len(got) != 0 {
+		t.Fatalf("records redriven before the button was pressed: %v", got)
+	}
+
+	run("redrive",
+		chromedp.Click(chromedp.CSS(`#redrive-submit`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+	if got := text("p.notice"); !strings.Contains(got, "6 moved") {
+		t.Errorf("notice after the redrive: %q", got)
+	}
+	if n := count(`td.redriven`); n != 6 || strings.Count(text("table.dead-letters tbody"), "yes") != 6 {
+		t.Errorf("after the redrive the records page does not mark the six records redriven")
+	}
+	run("redrive again",
+		chromedp.Click(chromedp.CSS(`#redrive-submit`)),
+		chromedp.WaitVisible(chromedp.CSS(`p.notice`)))
+	if got := text("p.notice"); !strings.Contains(got, "0 moved, 6 already moved") {
+		t.Errorf("notice after the second redrive: %q", got)
+	}
+
+	got := onOrders()
+	for k := range 6 {
+		if n := got[strconv.Itoa(k)]; n != 1 {
+			t.Errorf("key %d is on orders %d times after the redrives, want once", k, n)
+		}
+	}
+	if len(got) != 6 {
+		t.Errorf("redriven keys on orders: %v", got)
+	}
+	if errs := consoleErrors(); len(errs) > 0 {
+		t.Fatalf("the browser reported errors:\n%s", strings.Join(errs, "\n"))
+	}
 }

@@ -126,6 +126,11 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("POST /topics/{name}/configs", c.alterConfig)
 	mux.HandleFunc("POST /topics/{name}/partitions/{partition}/produce", c.produce)
 	mux.HandleFunc("POST /groups/{id}/delete", c.deleteGroup)
+	// Share-group detail, dead letters and their redrive (dlq.go).
+	mux.HandleFunc("GET /share-groups/{id}", c.shareGroup)
+	mux.HandleFunc("GET /dead-letters", listPage(c, "dlq", "Dead letters", "dlq", c.cfg.API.DeadLetterTopics))
+	mux.HandleFunc("GET /dead-letters/{topic}", c.deadLetters)
+	mux.HandleFunc("POST /dead-letters/{topic}/redrive", c.redrive)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, &api.Problem{Title: "Not Found", Status: http.StatusNotFound, Detail: "no page at " + r.URL.Path})
 	})
