@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
@@ -67,7 +68,7 @@ func TestALabRunIsStartedWatchedReportedAndKept(t *testing.T) {
 	c := newClient(t, b)
 	seed := int64(1)
 	spec := api.LabSpec{Scenario: "charge", Modes: "at-least-once,idempotent-consumer", Faults: "lost-ack,consumer-crash",
-		Events: 30, Duration: "60s", Seed: &seed}
+		Events: 150, Duration: "60s", Seed: &seed}
 
 	var started api.LabRun
 	c.must(http.StatusCreated, "POST", "/v1/lab/runs", spec, &started)
@@ -82,7 +83,7 @@ func TestALabRunIsStartedWatchedReportedAndKept(t *testing.T) {
 	if run.Status != api.LabDone || run.Report == nil || run.Finished == nil {
 		t.Fatalf("run over as %s: %s", run.Status, run.Error)
 	}
-	if !sawProgress || run.Progress == nil || run.Progress.Modes != 2 || run.Progress.Events != 30 {
+	if !sawProgress || run.Progress == nil || run.Progress.Modes != 2 || run.Progress.Events != 150 {
 		t.Errorf("progress: seen while running %t, last %+v", sawProgress, run.Progress)
 	}
 	var rep labReport
@@ -94,7 +95,7 @@ func TestALabRunIsStartedWatchedReportedAndKept(t *testing.T) {
 		t.Fatalf("modes: %+v", rep.Modes)
 	}
 	for _, m := range rep.Modes {
-		if m.Kept == nil || !*m.Kept || m.Sent != 30 {
+		if m.Kept == nil || !*m.Kept || m.Sent != 150 {
 			t.Errorf("%s: sent %d, verdict %s", m.Mode, m.Sent, m.Verdict)
 		}
 	}
@@ -124,7 +125,7 @@ func TestALabRunIsStartedWatchedReportedAndKept(t *testing.T) {
 	c = newClient(t, b)
 	var runs []api.LabRun
 	c.must(http.StatusOK, "GET", "/v1/lab/runs", nil, &runs)
-	if len(runs) != 1 || runs[0].ID != run.ID || runs[0].Status != api.LabDone || string(runs[0].Report) != string(run.Report) {
+	if len(runs) != 1 || runs[0].ID != run.ID || runs[0].Status != api.LabDone || compact(t, runs[0].Report) != compact(t, run.Report) {
 		t.Fatalf("after a restart: %+v", runs)
 	}
 	c.must(http.StatusOK, "GET", "/v1/lab/runs/"+run.ID+"/chart.svg", nil, nil)
@@ -257,4 +258,13 @@ func secureBroker(t *testing.T, users ...string) []broker.Option {
 		broker.WithProperty("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
 		broker.WithProperty("authorizer.class.name", "idem"),
 		broker.WithProperty("super.users", "User:admin")}
+}
+
+func compact(t *testing.T, js []byte) string {
+	t.Helper()
+	var b bytes.Buffer
+	if err := json.Compact(&b, js); err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
 }
