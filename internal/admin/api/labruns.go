@@ -23,7 +23,6 @@ package api
 // the API's user (LabRunsConfig.Target), so the broker's ACLs apply to the
 // lab's topics, groups and transactions as to any client.
 
-
 import (
 	"bufio"
 	"bytes"
