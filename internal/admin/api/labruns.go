@@ -678,3 +678,38 @@ func (t *tailBuffer) String() string {
 	defer t.mu.Unlock()
 	return string(t.b)
 }
+
+// LabReportSummary is the part of a lab report the console draws: the
+// table's rows and verdicts.
+type LabReportSummary struct {
+	Scenario string   `json:"scenario"`
+	N        int      `json:"n"`
+	Seed     int64    `json:"seed"`
+	Faults   []string `json:"faults"`
+	Skipped  []string `json:"faults_skipped"`
+	Target   string   `json:"target"`
+	Modes    []struct {
+		Mode          string `json:"mode"`
+		Available     bool   `json:"available"`
+		Unavailable   string `json:"unavailable"`
+		Sent          int    `json:"sent"`
+		Acked         int    `json:"acknowledged"`
+		Lost          int    `json:"lost"`
+		DupDeliveries int    `json:"duplicate_deliveries"`
+		DupEffects    int    `json:"duplicate_effects"`
+		Promise       string `json:"promise"`
+		Kept          *bool  `json:"kept"`
+		Verdict       string `json:"verdict"`
+	} `json:"modes"`
+	Artifacts string `json:"artifacts"`
+}
+
+// Summary reads the run's report (ok false: no report, or not one this
+// version can read).
+func (r LabRun) Summary() (LabReportSummary, bool) {
+	var s LabReportSummary
+	if r.Report == nil || json.Unmarshal(r.Report, &s) != nil {
+		return s, false
+	}
+	return s, true
+}
