@@ -76,6 +76,10 @@ const idemMain = "github.com/idem-dev/idem/cmd/idem"
 // a report or an invalid spec was written).
 func RunnerMain() int {
 	os.Unsetenv(RunnerEnv) // the lab's children are workers and brokers, not runners
+	// SIGTERM is a cancel from the first moment: it must not kill the
+	// runner before it has removed its files.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	out := &lineWriter{enc: json.NewEncoder(os.Stdout)}
 	var spec RunnerSpec
 	if err := json.NewDecoder(bufio.NewReader(io.LimitReader(os.Stdin, 1<<20))).Decode(&spec); err != nil {
@@ -97,12 +101,27 @@ func RunnerMain() int {
 	}
 	out.write(RunnerLine{Accepted: true, Target: target})
 	cfg.Progress = func(p Progress) { out.write(RunnerLine{Progress: &p}) }
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
+	// The run's files are the runner's to remove: a cancelled run's are
+	// of no use, and a cancelled `idem lab` keeps them for its user, who
+	// here is a browser.
+	dir, err := os.MkdirTemp("", "idem-lab-")
+	if err != nil {
+		out.write(RunnerLine{Error: "lab runner: " + err.Error()})
+		return 1
+	}
+	cfg.Dir = dir
 	rep, err := Run(ctx, cfg)
+	if ctx.Err() != nil { // a mode cut short may still be reported, as not measured
+		os.RemoveAll(dir)
+		out.write(RunnerLine{Error: "cancelled"})
+		return 1
+	}
 	if err != nil {
 		out.write(RunnerLine{Error: err.Error()})
 		return 1
+	}
+	if rep.Artifacts == "" {
+		os.RemoveAll(dir) // kept only as the evidence of a broken or unmeasured promise
 	}
 	var table, chart strings.Builder
 	_ = WriteTable(&table, rep)

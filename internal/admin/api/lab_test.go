@@ -132,8 +132,11 @@ func TestALabRunIsStartedWatchedReportedAndKept(t *testing.T) {
 }
 
 // DELETE stops a run going on: it answers once the run is over, the run
-// is cancelled without a report, and the next run may start.
+// is cancelled without a report, its files are gone (also when it is
+// cancelled at once), and the next run may start.
 func TestALabRunIsCancelled(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp) // where the lab runner makes the run's directory
 	b := brokertest.Run(t)
 	c := newClient(t, b)
 	spec := api.LabSpec{Modes: "at-least-once", Faults: "none", Events: 10_000, Duration: "5m"}
@@ -157,6 +160,9 @@ func TestALabRunIsCancelled(t *testing.T) {
 	c.must(http.StatusOK, "DELETE", "/v1/lab/runs/"+next.ID, nil, &next)
 	if next.Status != api.LabCancelled {
 		t.Fatalf("second run after DELETE: %+v", next)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("cancelled runs left %v in %s", left, tmp)
 	}
 }
 
