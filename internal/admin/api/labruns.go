@@ -313,6 +313,16 @@ func (m *LabRuns) Start(spec LabSpec, user, password string) (LabRun, error) {
 		return LabRun{}, err
 	}
 	m.mu.Lock()
+	if m.closed { // closed while the runner checked the spec: Close did not see it
+		m.active = nil
+		m.mu.Unlock()
+		r.terminate() // the lab has started: let it stop its children
+		for range r.lines {
+		}
+		_ = r.cmd.Wait()
+		r.killer.Stop()
+		return LabRun{}, errLabClosed
+	}
 	e.run.Target = first.Target
 	e.stop = r.terminate
 	m.remember(e)
@@ -345,6 +355,7 @@ func (m *LabRuns) startRunner(orders []byte) (*labRunner, labRunnerLine, error) 
 	cmd := exec.Command(m.cfg.Executable, m.args...)
 	cmd.Env = append(os.Environ(), labRunnerEnv+"=-")
 	cmd.Stdin = bytes.NewReader(orders)
+	cmd.SysProcAttr = labRunnerAttr()
 	r := &labRunner{cmd: cmd, lines: make(chan labRunnerLine, 64), stderr: &tailBuffer{max: 8 << 10}, grace: m.cfg.StopGrace}
 	cmd.Stderr = r.stderr
 	stdout, err := cmd.StdoutPipe()
