@@ -320,7 +320,7 @@ func (m *LabRuns) Start(spec LabSpec, user, password string) (LabRun, error) {
 		for range r.lines {
 		}
 		_ = r.cmd.Wait()
-		r.killer.Stop()
+		r.reaped()
 		return LabRun{}, errLabClosed
 	}
 	e.run.Target = first.Target
@@ -346,7 +346,8 @@ type labRunner struct {
 	grace  time.Duration
 
 	stopOnce sync.Once
-	killer   *time.Timer
+	mu       sync.Mutex  // guards killer
+	killer   *time.Timer // set by terminate
 }
 
 // startRunner starts the runner with its orders on stdin and returns its
@@ -411,8 +412,19 @@ func (r *labRunner) read(stdout io.Reader) {
 func (r *labRunner) terminate() {
 	r.stopOnce.Do(func() {
 		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		r.mu.Lock()
 		r.killer = time.AfterFunc(r.grace, func() { _ = r.cmd.Process.Kill() })
+		r.mu.Unlock()
 	})
+}
+
+// reaped stops the kill that terminate armed, once the runner is gone.
+func (r *labRunner) reaped() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.killer != nil {
+		r.killer.Stop()
+	}
 }
 
 // kill ends a runner that was never accepted, and reaps it.
@@ -454,9 +466,7 @@ func (m *LabRuns) follow(e *labEntry, r *labRunner) {
 		m.mu.Unlock()
 	}
 	waitErr := r.cmd.Wait()
-	if r.killer != nil {
-		r.killer.Stop()
-	}
+	r.reaped()
 	m.mu.Lock()
 	now := time.Now().UTC()
 	e.run.Finished, e.stop = &now, nil

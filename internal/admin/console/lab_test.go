@@ -46,7 +46,7 @@ func TestTheLabPagesStartARunAndShowItsReport(t *testing.T) {
 	resp, _ = start(url.Values{"scenario": {"charge"}, "modes": {"at-most-once,at-least-once,idempotent-consumer"},
 		"faults": {"lost-ack,consumer-crash"}, "events": {"20"}, "duration": {"60s"}, "seed": {"1"}})
 	loc := resp.Header.Get("Location")
-	if resp.StatusCode != http.StatusSeeOther || !regexp.MustCompile(`^/lab/runs/[0-9T-a-f]+$`).MatchString(loc) {
+	if resp.StatusCode != http.StatusSeeOther || !regexp.MustCompile(`^/lab/runs/[0-9]{8}T[0-9]{6}-[0-9a-f]{6}$`).MatchString(loc) {
 		t.Fatalf("start: %d to %q", resp.StatusCode, loc)
 	}
 	var page string
