@@ -166,6 +166,32 @@ func TestALabRunIsCancelled(t *testing.T) {
 	}
 }
 
+// Closing the broker cancels its run and waits for it: the runner has
+// stopped and removed the run's files by the time Close returns.
+func TestClosingTheBrokerStopsItsLabRun(t *testing.T) {
+	tmp := t.TempDir()
+	t.Setenv("TMPDIR", tmp)
+	b := brokertest.Run(t)
+	c := newClient(t, b)
+	var run api.LabRun
+	c.must(http.StatusCreated, "POST", "/v1/lab/runs", api.LabSpec{Modes: "at-least-once", Faults: "none", Events: 10_000, Duration: "5m"}, &run)
+	for deadline := time.Now().Add(time.Minute); run.Progress == nil; time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no progress within a minute: %+v", run)
+		}
+		c.must(http.StatusOK, "GET", "/v1/lab/runs/"+run.ID, nil, &run)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) == 0 {
+		t.Fatalf("the run has no directory in %s: the check below would prove nothing", tmp)
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(tmp); len(left) != 0 {
+		t.Errorf("the run's files outlived the broker: %v", left)
+	}
+}
+
 // A spec the lab cannot run is a 400 that names the field, checked by the
 // lab's own flag parsers; nothing starts.
 func TestBadLabSpecsAreRefusedNamingTheField(t *testing.T) {
