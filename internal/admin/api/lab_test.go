@@ -22,6 +22,7 @@ import (
 	"github.com/idem-dev/idem/internal/lab"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/security"
+	"github.com/idem-dev/idem/internal/testkit"
 )
 
 // labReport is the part of the lab's JSON report the tests read.
@@ -189,6 +190,37 @@ func TestClosingTheBrokerStopsItsLabRun(t *testing.T) {
 	}
 	if left, _ := os.ReadDir(tmp); len(left) != 0 {
 		t.Errorf("the run's files outlived the broker: %v", left)
+	}
+}
+
+// With the idem binary as the lab's executable (as inside `idem serve`),
+// broker-kill makes the lab start a broker of its own and kill it, and the
+// report says so.
+func TestALabRunWithBrokerFaultsStartsABrokerOfItsOwn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the idem binary")
+	}
+	t.Setenv("IDEM_LAB_EXECUTABLE", testkit.BuildBinary(t, "./cmd/idem"))
+	b := brokertest.Run(t)
+	c := newClient(t, b)
+	var run api.LabRun
+	c.must(http.StatusCreated, "POST", "/v1/lab/runs", api.LabSpec{Modes: "at-least-once", Faults: "broker-kill,consumer-crash", Events: 20, Duration: "60s"}, &run)
+	if run.Target != "a broker of the lab's own (child process)" {
+		t.Fatalf("target: %q", run.Target)
+	}
+	run, _ = waitLabRun(t, c, run.ID)
+	var rep struct {
+		Target string `json:"target"`
+		Modes  []struct {
+			Kept   *bool          `json:"kept"`
+			Faults map[string]int `json:"faults_injected"`
+		} `json:"modes"`
+	}
+	if run.Status != api.LabDone || json.Unmarshal(run.Report, &rep) != nil || len(rep.Modes) != 1 {
+		t.Fatalf("run: %s %s", run.Status, run.Error)
+	}
+	if m := rep.Modes[0]; m.Kept == nil || !*m.Kept || m.Faults["broker-kill"] == 0 || !strings.Contains(rep.Target, "child process") {
+		t.Fatalf("report:\n%s", run.Table)
 	}
 }
 
