@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"os"
 	"runtime/debug"
 	"slices"
 
@@ -18,6 +19,7 @@ import (
 	"github.com/idem-dev/idem/internal/admin/api"
 	"github.com/idem-dev/idem/internal/admin/console"
 	"github.com/idem-dev/idem/internal/config"
+	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/security"
 )
 
@@ -39,6 +41,24 @@ func (b *Broker) adminAPI(listeners []config.Listener, bound []net.Addr, credent
 		Listeners:   shown,
 		Health:      b.health,
 		Logger:      b.log,
+		Lab:         b.labRuns(listeners, bound),
+	})
+}
+
+// labRuns is the manager of the lab runs the API starts; reports are kept
+// under the data directory's lab/ when the data is on disk.
+func (b *Broker) labRuns(listeners []config.Listener, bound []net.Addr) *api.LabRuns {
+	var dataDir string
+	if b.fs == logstore.OSFS() {
+		dataDir = b.conf.String("log.dirs")
+	}
+	return api.NewLabRuns(api.LabRunsConfig{
+		Executable: labExecutable(),
+		Target: func(user, password string) (api.LabTarget, error) {
+			return b.labTarget(listeners, bound, user, password)
+		},
+		DataDir: dataDir,
+		Logger:  b.log,
 	})
 }
 
@@ -63,41 +83,12 @@ func version() string {
 // PLAIN or SCRAM (so the user's ACLs apply); without, a PLAINTEXT or SSL
 // listener that needs no client certificate.
 func (b *Broker) adminClientOpts(listeners []config.Listener, bound []net.Addr, user, password string) ([]kgo.Opt, error) {
-	pick := -1
-	var mech string
-	if user != "" {
-		for i, l := range listeners {
-			if !l.SASL() || (l.TLS() && b.conf.ForListener(l.Name, "ssl.client.auth") == "required") {
-				continue
-			}
-			mechs := splitList(b.conf.ForListener(l.Name, "sasl.enabled.mechanisms"))
-			for _, m := range []string{security.MechPlain, security.MechScramSHA512, security.MechScramSHA256} {
-				if slices.Contains(mechs, m) {
-					pick, mech = i, m
-					break
-				}
-			}
-			if pick >= 0 {
-				break
-			}
-		}
-	}
-	if pick < 0 {
-		for i, l := range listeners {
-			if !l.SASL() && (!l.TLS() || b.conf.ForListener(l.Name, "ssl.client.auth") != "required") {
-				pick = i
-				break
-			}
-		}
-	}
-	if pick < 0 {
-		return nil, errors.New("admin api: no Kafka listener it can connect to (it needs PLAINTEXT, SSL without required client certificates, or SASL with PLAIN or SCRAM and the admin server's Basic credentials)")
+	pick, mech, err := b.adminListener(listeners, user, true)
+	if err != nil {
+		return nil, err
 	}
 	l := listeners[pick]
-	addr := bound[pick].String()
-	if tcp, ok := bound[pick].(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
-		addr = net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
-	}
+	addr := dialable(bound[pick])
 	var tlsCfg *tls.Config
 	if l.TLS() {
 		tlsCfg = b.selfTLS()
@@ -129,6 +120,85 @@ func (b *Broker) adminClientOpts(listeners []config.Listener, bound []net.Addr, 
 		opts = append(opts, kgo.SASL(scram.Auth{User: user, Pass: password}.AsSha256Mechanism()))
 	}
 	return opts, nil
+}
+
+// adminListener picks the listener a client of the admin server's user
+// connects to, and its SASL mechanism: with a user, a SASL listener offering
+// PLAIN or SCRAM (so the user's ACLs apply); without, a PLAINTEXT or SSL
+// listener that needs no client certificate. withTLS false leaves out TLS
+// listeners (the lab's consumer processes cannot pin the certificate).
+func (b *Broker) adminListener(listeners []config.Listener, user string, withTLS bool) (int, string, error) {
+	pick := -1
+	var mech string
+	if user != "" {
+		for i, l := range listeners {
+			if !l.SASL() || (l.TLS() && (!withTLS || b.conf.ForListener(l.Name, "ssl.client.auth") == "required")) {
+				continue
+			}
+			mechs := splitList(b.conf.ForListener(l.Name, "sasl.enabled.mechanisms"))
+			for _, m := range []string{security.MechPlain, security.MechScramSHA512, security.MechScramSHA256} {
+				if slices.Contains(mechs, m) {
+					pick, mech = i, m
+					break
+				}
+			}
+			if pick >= 0 {
+				break
+			}
+		}
+	}
+	if pick < 0 {
+		for i, l := range listeners {
+			if !l.SASL() && (!l.TLS() || (withTLS && b.conf.ForListener(l.Name, "ssl.client.auth") != "required")) {
+				pick = i
+				break
+			}
+		}
+	}
+	if pick < 0 {
+		return -1, "", errors.New("admin api: no Kafka listener it can connect to (it needs PLAINTEXT, SSL without required client certificates, or SASL with PLAIN or SCRAM and the admin server's Basic credentials)")
+	}
+	return pick, mech, nil
+}
+
+// dialable is a bound address a client on this host can dial: a wildcard
+// host becomes 127.0.0.1.
+func dialable(bound net.Addr) string {
+	if tcp, ok := bound.(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
+		return net.JoinHostPort("127.0.0.1", fmt.Sprint(tcp.Port))
+	}
+	return bound.String()
+}
+
+// labTarget is how a lab run started through the API by user reaches this
+// broker: the listener the API's client would use, but never one with TLS
+// (the lab's consumer processes, with only client properties, could not
+// pin the listener's certificate as the API's client does).
+func (b *Broker) labTarget(listeners []config.Listener, bound []net.Addr, user, password string) (api.LabTarget, error) {
+	pick, mech, err := b.adminListener(listeners, user, false)
+	if err != nil {
+		return api.LabTarget{}, errors.New("lab runs need a PLAINTEXT listener, or a SASL_PLAINTEXT one with PLAIN or SCRAM and the admin server's Basic credentials; run `idem lab --bootstrap … -X …` to measure over TLS")
+	}
+	props := map[string]string{"security.protocol": listeners[pick].Protocol}
+	if mech != "" {
+		props["sasl.mechanism"], props["sasl.username"], props["sasl.password"] = mech, user, password
+	}
+	return api.LabTarget{Bootstrap: []string{dialable(bound[pick])}, ClientProps: props}, nil
+}
+
+// labExecutable is the program lab runs start as their children: the
+// IDEM_LAB_EXECUTABLE environment variable, else this process when it is
+// the idem binary; "" (lab runs refused) when a program embeds the broker.
+func labExecutable() string {
+	if exe := os.Getenv("IDEM_LAB_EXECUTABLE"); exe != "" {
+		return exe
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Path == "github.com/idem-dev/idem/cmd/idem" {
+		if exe, err := os.Executable(); err == nil {
+			return exe
+		}
+	}
+	return ""
 }
 
 // selfTLS is the client side of a TLS connection to this broker's own

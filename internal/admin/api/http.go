@@ -28,7 +28,7 @@ type Route struct {
 // the OpenAPI document must list exactly these.
 func Routes() []Route { return routes }
 
-var routes = []Route{
+var routes = append([]Route{
 	{"GET", "/v1/cluster", func(s *Service, ctx context.Context, c *Conn, _ *http.Request) (int, any, error) {
 		v, err := s.Cluster(ctx, c)
 		return http.StatusOK, v, err
@@ -140,7 +140,7 @@ var routes = []Route{
 		v, err := s.Redrive(ctx, c, r.PathValue("topic"), req)
 		return http.StatusOK, v, err
 	}},
-}
+}, labRoutes...) // lab.go
 
 // requestTimeout bounds one API request's Kafka work.
 const requestTimeout = 15 * time.Second
@@ -174,6 +174,14 @@ func (s *Service) Handler() http.Handler {
 			}
 			if v == nil {
 				w.WriteHeader(status)
+				return
+			}
+			if raw, ok := v.(rawBody); ok { // the lab's chart
+				w.Header().Set("Content-Type", raw.contentType)
+				w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
+				w.Header().Set("X-Content-Type-Options", "nosniff")
+				w.WriteHeader(status)
+				w.Write(raw.body)
 				return
 			}
 			w.Header().Set("Content-Type", "application/json")

@@ -61,6 +61,9 @@ type Config struct {
 	// Health is the broker's health, as /healthz shows it.
 	Health func() admin.Health
 	Logger *slog.Logger
+	// Lab runs `idem lab` for /v1/lab/runs (lab.go, labruns.go); nil: those routes
+	// answer 503. Close closes it.
+	Lab *LabRuns
 }
 
 // Service runs the admin operations with one Kafka client per user.
@@ -147,8 +150,11 @@ func (s *Service) Conn(user, password string) (*Conn, error) {
 	return c, nil
 }
 
-// Close closes every client.
+// Close cancels the lab run going on and closes every client.
 func (s *Service) Close() {
+	if s.cfg.Lab != nil {
+		s.cfg.Lab.Close()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true

@@ -382,3 +382,88 @@ func TestDeadLettersInABrowser(t *testing.T) {
 		t.Fatalf("the browser reported errors:\n%s", strings.Join(errs, "\n"))
 	}
 }
+
+// TestALabRunFromTheConsoleInABrowser: the Lab page's form starts a small
+// run against the broker; its page follows the run by reloading itself
+// (no script) until the report shows each mode's lost and duplicate
+// figures and the chart, which the delivery page then shows as well.
+func TestALabRunFromTheConsoleInABrowser(t *testing.T) {
+	ctx, consoleErrors := browser(t)
+	dir := artifacts(t)
+	b := brokertest.Run(t)
+	base := b.AdminURL()
+	run := func(step string, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, actions...); err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+	}
+	shot := func(name string) chromedp.Action[chromedp.Void] {
+		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			png, err := chromedp.FullScreenshot(100)(ctx, tg)
+			if err != nil {
+				return err
+			}
+			return os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644)
+		})
+	}
+	modes := []string{"at-most-once", "at-least-once", "idempotent-consumer"}
+	run("the lab's form",
+		chromedp.Navigate(base+"/delivery"), chromedp.WaitVisible(chromedp.CSS("#lab-none")),
+		chromedp.Click(chromedp.CSS(`header nav a[href="/lab"]`)), chromedp.WaitVisible(chromedp.CSS("#lab-form")),
+		chromedp.SetValue(chromedp.CSS("#lab-modes"), strings.Join(modes, ",")),
+		chromedp.SetValue(chromedp.CSS("#lab-faults"), "lost-ack,consumer-crash"),
+		chromedp.SetValue(chromedp.CSS("#lab-events"), "20"),
+		chromedp.SetValue(chromedp.CSS("#lab-duration"), "45s"),
+		chromedp.SetValue(chromedp.CSS("#lab-seed"), "1"),
+		shot("8-lab-form"),
+		chromedp.Click(chromedp.CSS("#lab-submit")),
+		chromedp.WaitVisible(chromedp.CSS("#lab-status")))
+	// The page reloads itself every second while the run goes on; a read
+	// that meets a reload is tried again.
+	status := ""
+	for deadline := time.Now().Add(40 * time.Second); status != "done"; time.Sleep(300 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the run's page still says %q", status)
+		}
+		if s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#lab-status"))); err == nil {
+			status = strings.TrimSpace(s)
+		}
+		if status == "failed" || status == "cancelled" {
+			body, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("main")))
+			t.Fatalf("the run is %s:\n%s", status, body)
+		}
+	}
+	run("the report", chromedp.WaitVisible(chromedp.CSS("img.lab-chart")), shot("9-lab-report"))
+	figures := func(page string) {
+		t.Helper()
+		for _, m := range modes {
+			var got []string
+			for _, col := range []string{"lost", "dups"} {
+				s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(`table.lab-report tr[data-mode="`+m+`"] td.`+col)))
+				if err != nil {
+					t.Fatalf("%s: %s's %s: %v", page, m, col, err)
+				}
+				if _, err := strconv.Atoi(strings.TrimSpace(s)); err != nil {
+					t.Errorf("%s: %s's %s is %q, not a count", page, m, col, s)
+				}
+				got = append(got, strings.TrimSpace(s))
+			}
+			t.Logf("%s: %s lost %s, duplicate effects %s", page, m, got[0], got[1])
+			if m == "idempotent-consumer" && got[1] != "0" {
+				t.Errorf("%s: the idempotent consumer shows %s duplicate effects", page, got[1])
+			}
+		}
+		loaded, err := chromedp.Run(ctx, chromedp.Evaluate[bool](`document.querySelector("img.lab-chart").naturalWidth > 0`))
+		if err != nil || !loaded {
+			t.Errorf("%s: the chart did not load (%v)", page, err)
+		}
+	}
+	figures("run page")
+	run("the delivery page", chromedp.Navigate(base+"/delivery"), chromedp.WaitVisible(chromedp.CSS("img.lab-chart")), shot("10-delivery-lab"))
+	figures("delivery page")
+	if errs := consoleErrors(); len(errs) > 0 {
+		t.Fatalf("the browser reported errors:\n%s", strings.Join(errs, "\n"))
+	}
+	t.Logf("screenshots in %s", dir)
+}

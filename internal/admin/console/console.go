@@ -69,6 +69,9 @@ var funcs = template.FuncMap{
 	"add":   func(a, b int64) int64 { return a + b },
 	"sub":   func(a, b int64) int64 { return a - b },
 	"int64": func(f float64) int64 { return int64(f) },
+	// deref and deref64 read the lab report's optional values.
+	"deref":   func(b *bool) bool { return b != nil && *b },
+	"deref64": func(n *int64) int64 { return *n },
 }
 
 // New parses the templates (a broken template fails here, at start).
@@ -88,10 +91,10 @@ func New(cfg Config) (*Console, error) {
 		return nil, err
 	}
 	for _, n := range names {
-		if n == "templates/layout.html" || slices.Contains(partials, n) {
+		if n == "templates/layout.html" || n == labReportTemplate || slices.Contains(partials, n) {
 			continue
 		}
-		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, append([]string{"templates/layout.html", n}, partials...)...)
+		t, err := template.New("layout.html").Funcs(funcs).ParseFS(files, append([]string{"templates/layout.html", labReportTemplate, n}, partials...)...)
 		if err != nil {
 			return nil, fmt.Errorf("console template %s: %w", n, err)
 		}
@@ -131,6 +134,12 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /dead-letters", listPage(c, "dlq", "Dead letters", "dlq", c.cfg.API.DeadLetterTopics))
 	mux.HandleFunc("GET /dead-letters/{topic}", c.deadLetters)
 	mux.HandleFunc("POST /dead-letters/{topic}/redrive", c.redrive)
+	// The lab runs (lab.go).
+	mux.HandleFunc("GET /lab", c.lab)
+	mux.HandleFunc("POST /lab/runs", c.labStart)
+	mux.HandleFunc("GET /lab/runs/{id}", c.labRun)
+	mux.HandleFunc("GET /lab/runs/{id}/chart.svg", c.labChart)
+	mux.HandleFunc("POST /lab/runs/{id}/cancel", c.labCancel)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, &api.Problem{Title: "Not Found", Status: http.StatusNotFound, Detail: "no page at " + r.URL.Path})
 	})
@@ -149,6 +158,9 @@ type page struct {
 	Notice string // a message after a redirect (?done=…)
 	Error  *api.Problem
 	Data   any
+	// Refresh, if not 0, reloads the page every so many seconds (a lab
+	// run's progress, without a script).
+	Refresh int
 }
 
 func (c *Console) render(w http.ResponseWriter, r *http.Request, status int, name string, p page) {
@@ -460,7 +472,17 @@ func (c *Console) delivery(w http.ResponseWriter, r *http.Request) {
 			d.TxnHanging++
 		}
 	}
-	c.render(w, r, http.StatusOK, "delivery", page{Title: "Delivery contract", Nav: "delivery", Data: d})
+	// The lab's table and chart of its latest run beside the counters.
+	type deliveryPage struct {
+		deliveryMetrics
+		Lab *labRunView
+	}
+	dp := deliveryPage{deliveryMetrics: d}
+	if run, ok := c.cfg.API.LatestLabRun(); ok {
+		v := newLabRunView(run)
+		dp.Lab = &v
+	}
+	c.render(w, r, http.StatusOK, "delivery", page{Title: "Delivery contract", Nav: "delivery", Data: dp})
 }
 
 func humanBytes(n int64) string {
