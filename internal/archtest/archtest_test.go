@@ -61,7 +61,7 @@ var layers = []layer{
 	// --data-dir` writes the first administrator into a stopped broker's
 	// security store, so they reach those packages directly; everything
 	// else goes through broker.
-	{pkg: "cmd/idem", may: []string{"broker", "internal/config", "internal/lab", "internal/benchmark", "internal/clientprops", "internal/topics", "internal/logstore", "internal/security",
+	{pkg: "cmd/idem", may: []string{"broker", "internal/config", "internal/lab", "internal/benchmark", "internal/clientprops", "internal/topics", "internal/logstore", "internal/security", "internal/dlq",
 		"webhook", "webhook/sqlitestore", "webhook/pgstore", "webhook/webhookprom"}},
 	{pkg: "examples/...", may: append([]string{"broker", "broker/brokertest"}, toolkit...)},
 
@@ -73,8 +73,11 @@ var layers = []layer{
 	{pkg: "internal/admin", broker: true},
 	// The admin API is a Kafka client of the broker's own listener (no
 	// internals): it reads Kafka's error codes to answer HTTP statuses.
-	{pkg: "internal/admin/api", broker: true, kerr: true, may: []string{"internal/admin"}},
-	{pkg: "internal/admin/console", broker: true, may: []string{"internal/admin", "internal/admin/api"}},
+	{pkg: "internal/admin/api", broker: true, kerr: true, may: []string{"internal/admin", "internal/dlq"}},
+	{pkg: "internal/admin/console", broker: true, may: []string{"internal/admin", "internal/admin/api", "internal/dlq"}},
+	// Dead-letter listing and redrive: a Kafka client (no internals) that
+	// the admin API, the console and idem dlq share.
+	{pkg: "internal/dlq", broker: true, kerr: true},
 	{pkg: "internal/kafka", broker: true, may: []string{"internal/kafka/api", "internal/security"}},
 	{pkg: "internal/kafka/api", broker: true, kerr: true, may: concat(coordinators,
 		[]string{"internal/security", "internal/statelog", "internal/topics", "internal/partition", "internal/logstore", "internal/catalog", "internal/config"})},
@@ -109,6 +112,7 @@ var layers = []layer{
 	// Test support, imported by tests only: no row above lists it.
 	{pkg: "internal/verify/verifytest", may: []string{"internal/verify"}},
 	{pkg: "internal/testkit"},
+	{pkg: "internal/dlq/dlqtest", may: []string{"broker/brokertest"}},
 	{pkg: "internal/testkit/pgkit", may: []string{"internal/testkit"}},
 	{pkg: "internal/testkit/brokerkit", may: []string{"internal/testkit", "broker", "broker/brokertest", "internal/brokerhook", "internal/logstore", "internal/verify"}},
 	{pkg: "internal/testkit/txnkit", may: []string{"internal/testkit", "internal/verify"}},

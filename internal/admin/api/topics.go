@@ -305,3 +305,19 @@ func (s *Service) AlterTopicConfigs(ctx context.Context, c *Conn, name string, r
 	}
 	return s.topicConfigs(ctx, c, name)
 }
+
+// CreateTopicField names the CreateTopicRequest field a CreateTopic
+// refusal is about ("name", "partitions" or "configs"), or "" when it is
+// about none (authorization, the broker unreachable): forms put the message
+// beside that field. The Kafka error codes stay in this package.
+func CreateTopicField(err error) string {
+	switch {
+	case errors.Is(err, kerr.TopicAlreadyExists), errors.Is(err, kerr.InvalidTopicException):
+		return "name"
+	case errors.Is(err, kerr.InvalidPartitions):
+		return "partitions"
+	case errors.Is(err, kerr.InvalidConfig), errors.Is(err, kerr.PolicyViolation):
+		return "configs"
+	}
+	return ""
+}

@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/twmb/franz-go/pkg/kerr"
 
 	"github.com/idem-dev/idem/internal/admin/api"
 )
@@ -158,15 +157,10 @@ func (c *Console) createTopic(w http.ResponseWriter, r *http.Request) {
 // createTopicField is the create form's field a refusal is about, "" for
 // none (an authorization failure, the broker unreachable).
 func createTopicField(req api.CreateTopicRequest, err error) string {
-	switch {
-	case req.Name == "", errors.Is(err, kerr.TopicAlreadyExists), errors.Is(err, kerr.InvalidTopicException):
+	if req.Name == "" {
 		return "name"
-	case errors.Is(err, kerr.InvalidPartitions):
-		return "partitions"
-	case errors.Is(err, kerr.InvalidConfig), errors.Is(err, kerr.PolicyViolation):
-		return "configs"
 	}
-	return ""
+	return api.CreateTopicField(err)
 }
 
 // deleteTopic handles the topic page's delete form: the topic's name must
