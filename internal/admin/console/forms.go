@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"strings"
 
-
 	"github.com/idem-dev/idem/internal/admin/api"
 )
 
