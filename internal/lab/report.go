@@ -194,6 +194,7 @@ func WriteSVG(w io.Writer, rep *Report) error {
 			maxV = max(maxV, s.get(m))
 		}
 	}
+	maxV = (maxV + 3) / 4 * 4 // four grid steps of whole numbers: no repeated labels
 	const (
 		left, top, plotH = 60, 50, 260
 		groupW, barW     = 150, 34
