@@ -1,0 +1,331 @@
+package benchmark
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/config"
+)
+
+// The memory scenario: the broker's resident memory must stay bounded
+// whatever clients do. The bound is the broker's memory budget,
+// queued.max.request.bytes (at least socket.request.max.bytes): request
+// frames over 64 KiB take it from the moment their size is read until they
+// are handled, and Fetch answers take it for the records they read until
+// the records are written to the socket (internal/kafka/conn.go
+// acquireRequestBudget and readFrame, internal/kafka/api/01_fetch.go
+// fetchMemory). Outside it, each connection may hold one frame of up to
+// 64 KiB it is reading (readFrame's firstChunk) and up to 128 queued
+// responses (queueDepth). Go's collector lets the heap grow to about twice
+// what is live (GOGC=100), so the bound checked here is
+//
+//	idle RSS + 2 × (budget + connections × 64 KiB)
+//
+// which is what "bounded" means today, not a promise of a tighter figure.
+
+// MemoryPhase is one load and the peak RSS it caused.
+type MemoryPhase struct {
+	Name        string `json:"name"`
+	Connections int    `json:"connections"` // client connections the phase opens (kgo clients count two)
+	// PeakRSSBytes is the highest VmRSS sampled every 100 ms during the
+	// phase; BoundBytes the bound above for its connections.
+	PeakRSSBytes int64   `json:"peak_rss_bytes"`
+	BoundBytes   int64   `json:"bound_bytes"`
+	Seconds      float64 `json:"seconds"`
+	Detail       string  `json:"detail"`
+}
+
+// MemoryReport is the memory scenario's result.
+type MemoryReport struct {
+	BudgetBytes  int64         `json:"budget_bytes"` // queued.max.request.bytes as the broker applies it
+	IdleRSSBytes int64         `json:"idle_rss_bytes"`
+	HWMBytes     int64         `json:"hwm_bytes"` // VmHWM at the end: the peak of the whole run
+	Phases       []MemoryPhase `json:"phases"`
+}
+
+// frameAllowance is what a connection may hold outside the budget: one
+// frame of up to readFrame's firstChunk.
+const frameAllowance = 64 << 10
+
+// memoryBudget is the broker's default budget, read from the property
+// registry so the table follows the broker's defaults.
+func memoryBudget() (int64, error) {
+	val := func(name string) (int64, error) {
+		p, ok := config.Lookup(name)
+		if !ok {
+			return 0, fmt.Errorf("broker property %s is gone: update the memory scenario's bound", name)
+		}
+		return strconv.ParseInt(p.Default, 10, 64)
+	}
+	q, err := val("queued.max.request.bytes")
+	if err != nil {
+		return 0, err
+	}
+	s, err := val("socket.request.max.bytes")
+	if err != nil {
+		return 0, err
+	}
+	if q <= 0 {
+		return math.MaxInt64, nil // unlimited: nothing bounds it
+	}
+	return max(q, s), nil
+}
+
+const (
+	slowConnections = 8  // raw connections that never read
+	slowPipelined   = 16 // Fetch requests each sends without reading
+)
+
+// RunMemory loads one broker child in turn with: cfg.MemoryBytes of
+// produce, a consumer asking for a 1 GiB fetch, slow consumers that
+// pipeline huge fetches and never read the answers, and
+// cfg.MemoryProducers producers writing at the same moment; the RSS of
+// each phase is sampled every 100 ms.
+func RunMemory(ctx context.Context, cfg ScaleConfig) (*MemoryReport, error) {
+	if cfg.MemoryBytes <= 0 || cfg.MemoryProducers <= 0 {
+		return nil, fmt.Errorf("memory: %d bytes, %d producers: want both positive", cfg.MemoryBytes, cfg.MemoryProducers)
+	}
+	budget, err := memoryBudget()
+	if err != nil {
+		return nil, err
+	}
+	rep := &MemoryReport{BudgetBytes: budget}
+	dir, remove, err := scaleDataDir(cfg, "memory")
+	if err != nil {
+		return nil, err
+	}
+	defer remove()
+	sp, err := newSpawner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	child, _, err := sp.start(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer child.kill()
+	const topic = "memory"
+	if err := child.createTopics(ctx, 4, topic); err != nil {
+		return nil, err
+	}
+	st, err := child.stats()
+	if err != nil {
+		return nil, err
+	}
+	rep.IdleRSSBytes = st.RSS
+	bound := func(conns int) int64 {
+		if budget == math.MaxInt64 {
+			return math.MaxInt64
+		}
+		return rep.IdleRSSBytes + 2*(budget+int64(conns)*frameAllowance)
+	}
+	phase := func(name string, conns int, run func() (string, error)) error {
+		progressf(cfg.Progress, "memory: %s", name)
+		s := sampleRSS(child)
+		start := time.Now()
+		detail, err := run()
+		took := time.Since(start)
+		peak, serr := s.stop()
+		if err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		if serr != nil {
+			return serr
+		}
+		rep.Phases = append(rep.Phases, MemoryPhase{Name: name, Connections: conns, PeakRSSBytes: peak,
+			BoundBytes: bound(conns), Seconds: took.Seconds(), Detail: detail})
+		return nil
+	}
+
+	values := eventValues(1024, 1024)
+	n := int(cfg.MemoryBytes / 1024)
+	if err := phase("produce", 2, func() (string, error) {
+		tp, err := child.produceSpread(ctx, []string{topic}, n, values, kgo.ProducerBatchCompression(kgo.NoCompression()))
+		return fmt.Sprintf("%d MiB in 1-KiB records, %.0f MB/s", tp.Bytes>>20, tp.MBPerS), err
+	}); err != nil {
+		return nil, err
+	}
+	if err := phase("huge fetch", 2, func() (string, error) {
+		return hugeFetch(ctx, child.addr, topic, n)
+	}); err != nil {
+		return nil, err
+	}
+	if err := phase("slow consumers", slowConnections, func() (string, error) {
+		return slowConsumers(ctx, child.addr, topic)
+	}); err != nil {
+		return nil, err
+	}
+	if err := phase(fmt.Sprintf("%d producers at once", cfg.MemoryProducers), 2*cfg.MemoryProducers, func() (string, error) {
+		return manyProducers(ctx, child.addr, topic, cfg.MemoryProducers)
+	}); err != nil {
+		return nil, err
+	}
+	if st, err = child.stats(); err != nil {
+		return nil, err
+	}
+	rep.HWMBytes = st.HWM
+	stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	return rep, child.stop(stopCtx)
+}
+
+// hugeFetch consumes the topic with fetch.max.bytes and the partition
+// maximum at 1 GiB: the broker caps the answer at its own fetch.max.bytes.
+func hugeFetch(ctx context.Context, addr, topic string, n int) (string, error) {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(1<<30), kgo.FetchMaxPartitionBytes(1<<30), kgo.BrokerMaxReadBytes(1<<30+1<<20))
+	if err != nil {
+		return "", err
+	}
+	defer cl.Close()
+	got, polls := 0, 0
+	for got < n {
+		fs := cl.PollFetches(ctx)
+		if err := ctx.Err(); err != nil {
+			return "", err
+		}
+		if errs := fs.Errors(); len(errs) > 0 {
+			return "", errs[0].Err
+		}
+		got += fs.NumRecords()
+		polls++
+	}
+	return fmt.Sprintf("fetch.max.bytes=1GiB; %d records in %d polls", got, polls), nil
+}
+
+// slowConsumers opens connections that each send slowPipelined Fetch
+// requests for the whole topic (every size limit at its maximum) and read
+// nothing back for three seconds: the answers can only pile up in the
+// broker, as far as its budget lets them.
+func slowConsumers(ctx context.Context, addr, topic string) (string, error) {
+	req := kmsg.NewPtrFetchRequest()
+	req.Version = 11 // topics by name
+	req.MaxWaitMillis = 0
+	req.MinBytes = 1
+	req.MaxBytes = math.MaxInt32
+	rt := kmsg.NewFetchRequestTopic()
+	rt.Topic = topic
+	for p := range int32(4) {
+		rp := kmsg.NewFetchRequestTopicPartition()
+		rp.Partition = p
+		rp.PartitionMaxBytes = math.MaxInt32
+		rt.Partitions = append(rt.Partitions, rp)
+	}
+	req.Topics = append(req.Topics, rt)
+	f := kmsg.NewRequestFormatter(kmsg.FormatterClientID("idem-bench-slow"))
+	var frames []byte
+	for corr := range int32(slowPipelined) {
+		frames = f.AppendRequest(frames, req, corr)
+	}
+	var conns []net.Conn
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	var d net.Dialer
+	for range slowConnections {
+		c, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return "", err
+		}
+		conns = append(conns, c)
+		if _, err := c.Write(frames); err != nil {
+			return "", err
+		}
+	}
+	select {
+	case <-time.After(3 * time.Second):
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return fmt.Sprintf("%d connections × %d pipelined unlimited fetches, unread for 3 s", slowConnections, slowPipelined), nil
+}
+
+// manyProducers starts n idempotent producers that each write 100 1-KiB
+// records (in one ~100 KiB batch) at the same moment.
+func manyProducers(ctx context.Context, addr, topic string, n int) (string, error) {
+	clients := make([]*kgo.Client, 0, n)
+	defer func() {
+		for _, cl := range clients {
+			cl.Close()
+		}
+	}()
+	for range n {
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.DefaultProduceTopic(topic),
+			kgo.ProducerLinger(50*time.Millisecond), kgo.RecordPartitioner(kgo.StickyPartitioner()))
+		if err != nil {
+			return "", err
+		}
+		clients = append(clients, cl)
+	}
+	if err := connectAll(ctx, clients); err != nil {
+		return "", err
+	}
+	value := make([]byte, 1024)
+	var firstErr atomic.Pointer[error]
+	var wg sync.WaitGroup
+	for _, cl := range clients {
+		wg.Go(func() {
+			for range 100 {
+				cl.Produce(ctx, &kgo.Record{Value: value}, func(_ *kgo.Record, err error) {
+					if err != nil {
+						firstErr.CompareAndSwap(nil, &err)
+					}
+				})
+			}
+			if err := cl.Flush(ctx); err != nil {
+				firstErr.CompareAndSwap(nil, &err)
+			}
+		})
+	}
+	wg.Wait()
+	if p := firstErr.Load(); p != nil {
+		return "", *p
+	}
+	return fmt.Sprintf("%d producers × 100 KiB at once", n), nil
+}
+
+// Format prints one line per phase against its bound.
+func (r *MemoryReport) Format(w io.Writer) {
+	fmt.Fprintf(w, "memory: peak broker RSS (VmRSS every 100 ms) per load; budget queued.max.request.bytes = %.0f MiB\n", mib(r.BudgetBytes))
+	fmt.Fprintf(w, "bound = idle RSS %.0f MiB + 2 × (budget + connections × 64 KiB)   [2×: Go's GOGC=100 heap growth]\n", mib(r.IdleRSSBytes))
+	fmt.Fprintf(w, "%-24s %6s %10s %10s %8s %8s  %s\n", "load", "conns", "peak MiB", "bound MiB", "within", "seconds", "detail")
+	for _, p := range r.Phases {
+		fmt.Fprintf(w, "%-24s %6d %10.1f %10.1f %8s %8.1f  %s\n", p.Name, p.Connections, mib(p.PeakRSSBytes), mib(p.BoundBytes),
+			yesNo(p.PeakRSSBytes <= p.BoundBytes), p.Seconds, p.Detail)
+	}
+	fmt.Fprintf(w, "peak of the whole run (VmHWM): %.1f MiB\n", mib(r.HWMBytes))
+}
+
+func yesNo(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "NO"
+}
+
+// Charts is peak RSS against the bound, per load.
+func (r *MemoryReport) Charts() []Chart {
+	var cats []string
+	var peak, bound []float64
+	for _, p := range r.Phases {
+		cats = append(cats, p.Name)
+		peak = append(peak, mib(p.PeakRSSBytes))
+		bound = append(bound, mib(p.BoundBytes))
+	}
+	return []Chart{{File: "memory-peak.svg", Title: "Broker peak RSS under load, against its memory bound",
+		XLabel: "load", YLabel: "MiB", Categories: cats,
+		Series: []Series{{"peak RSS", peak}, {"bound", bound}}}}
+}

@@ -1,0 +1,141 @@
+package benchmark
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// The recovery scenario: how long the broker takes to serve again as its
+// log grows, after kill -9 (it must check what it finds on disk) and after
+// a clean SIGTERM shutdown.
+
+// RecoveryRow is one log size.
+type RecoveryRow struct {
+	LogBytes      int64   `json:"log_bytes"` // record bytes produced so far
+	DiskBytes     int64   `json:"disk_bytes"`
+	Records       int64   `json:"records"`
+	WriteMBPerS   float64 `json:"write_mb_per_s"` // of the bytes added for this row
+	StartKilledMs float64 `json:"start_killed_ms"`
+	StartCleanMs  float64 `json:"start_clean_ms"`
+	// RecordsAfterRestart is what the topic held after both restarts: it
+	// must equal Records.
+	RecordsAfterRestart int64 `json:"records_after_restart"`
+}
+
+// RecoveryReport is the recovery scenario's result.
+type RecoveryReport struct {
+	Partitions  int           `json:"partitions"`
+	RecordBytes int           `json:"record_bytes"`
+	Rows        []RecoveryRow `json:"rows"`
+}
+
+const (
+	recoveryPartitions  = 4
+	recoveryRecordBytes = 1024
+)
+
+// RunRecovery grows one topic's log to each of cfg.RecoverySizes in turn
+// (1-KiB incompressible records, idempotent acks=all), and at each size
+// kills the broker with SIGKILL and times its start, then stops it with
+// SIGTERM and times that start too.
+func RunRecovery(ctx context.Context, cfg ScaleConfig) (*RecoveryReport, error) {
+	rep := &RecoveryReport{Partitions: recoveryPartitions, RecordBytes: recoveryRecordBytes}
+	dir, remove, err := scaleDataDir(cfg, "recovery")
+	if err != nil {
+		return nil, err
+	}
+	defer remove()
+	sp, err := newSpawner(cfg)
+	if err != nil {
+		return nil, err
+	}
+	child, _, err := sp.start(ctx, dir)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { child.kill() }() // the child of the moment; a no-op once it has stopped
+	const topic = "recovery"
+	if err := child.createTopics(ctx, recoveryPartitions, topic); err != nil {
+		return nil, err
+	}
+	// Random values: a compressed or deduplicated file system must not
+	// make the log smaller than it says.
+	values := make([][]byte, 256)
+	rng := rand.New(rand.NewPCG(17, 17))
+	for i := range values {
+		values[i] = make([]byte, recoveryRecordBytes)
+		for j := range values[i] {
+			values[i][j] = byte(rng.Uint32())
+		}
+	}
+	var written, records int64
+	for _, size := range cfg.RecoverySizes {
+		if size < written {
+			return nil, fmt.Errorf("recovery sizes must ascend: %d after %d", size, written)
+		}
+		n := int((size - written + recoveryRecordBytes - 1) / recoveryRecordBytes)
+		progressf(cfg.Progress, "recovery: write %d MiB more (%d records)", (size-written)>>20, n)
+		tp, err := child.produceSpread(ctx, []string{topic}, n, values, kgo.ProducerBatchCompression(kgo.NoCompression()))
+		if err != nil {
+			return nil, err
+		}
+		written += tp.Bytes
+		records += int64(n)
+		row := RecoveryRow{LogBytes: written, Records: records, WriteMBPerS: tp.MBPerS}
+
+		progressf(cfg.Progress, "recovery %d MiB: kill -9 and restart, SIGTERM and restart", written>>20)
+		child.kill()
+		var took time.Duration
+		if child, took, err = restart(ctx, sp, dir, child); err != nil {
+			return nil, err
+		}
+		row.StartKilledMs = float64(took) / 1e6
+		stopCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+		err = child.stop(stopCtx)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		row.DiskBytes = dirBytes(dir)
+		if child, took, err = restart(ctx, sp, dir, child); err != nil {
+			return nil, err
+		}
+		row.StartCleanMs = float64(took) / 1e6
+		if row.RecordsAfterRestart, err = child.endOffsets(ctx, topic); err != nil {
+			return nil, err
+		}
+		rep.Rows = append(rep.Rows, row)
+	}
+	stopCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	return rep, child.stop(stopCtx)
+}
+
+// Format prints one line per log size.
+func (r *RecoveryReport) Format(w io.Writer) {
+	fmt.Fprintf(w, "recovery: one topic, %d partitions, %d-byte records; start = exec → Metadata answered\n", r.Partitions, r.RecordBytes)
+	fmt.Fprintf(w, "%10s %10s %10s %11s %13s %13s %10s\n", "log MiB", "disk MiB", "records", "write MB/s", "start(kill-9)", "start(SIGTERM)", "recovered")
+	for _, row := range r.Rows {
+		fmt.Fprintf(w, "%10.0f %10.0f %10d %11.1f %11.0fms %12.0fms %10d\n", mib(row.LogBytes), mib(row.DiskBytes), row.Records,
+			row.WriteMBPerS, row.StartKilledMs, row.StartCleanMs, row.RecordsAfterRestart)
+	}
+}
+
+// Charts is startup time by log size.
+func (r *RecoveryReport) Charts() []Chart {
+	var cats []string
+	var kill, term []float64
+	for _, row := range r.Rows {
+		cats = append(cats, fmt.Sprintf("%.0f MiB", mib(row.LogBytes)))
+		kill = append(kill, row.StartKilledMs/1000)
+		term = append(term, row.StartCleanMs/1000)
+	}
+	return []Chart{{File: "recovery-startup.svg", Title: "Broker startup by log size (exec to Metadata answered)",
+		XLabel: "log size", YLabel: "seconds", Categories: cats, ValueDecimals: 2,
+		Series: []Series{{"after kill -9", kill}, {"after SIGTERM", term}}}}
+}
