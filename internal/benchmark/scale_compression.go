@@ -2,12 +2,12 @@ package benchmark
 
 import (
 	"context"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -96,7 +96,9 @@ func RunCompression(ctx context.Context, cfg ScaleConfig) (*CompressionReport, e
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.name, err)
 		}
-		row.DiskBytes = topicDiskBytes(dir, "compression-"+c.name)
+		if row.DiskBytes, err = child.topicDiskBytes(ctx, "compression-"+c.name); err != nil {
+			return nil, err
+		}
 		rep.Rows = append(rep.Rows, row)
 	}
 	stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
@@ -180,41 +182,32 @@ func eventValues(n, size int) [][]byte {
 	return values
 }
 
-// topicDiskBytes is the size of the files under dataDir in a directory
-// named topic or topic-<partition>.
-func topicDiskBytes(dataDir, topic string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dataDir, func(path string, d os.DirEntry, err error) error {
-		if err != nil || !d.IsDir() || path == dataDir {
-			return nil
-		}
-		name := d.Name()
-		if rest, ok := strings.CutPrefix(name, topic); ok && (rest == "" || isPartitionSuffix(rest)) {
-			n += dirBytes(path)
-			return filepath.SkipDir
-		}
-		return nil
-	})
-	return n
-}
-
-// isPartitionSuffix reports whether s is "-" and a partition number.
-func isPartitionSuffix(s string) bool {
-	digits, ok := strings.CutPrefix(s, "-")
-	if !ok || digits == "" {
-		return false
+// topicDiskBytes is the size of topic's directory, which the broker names
+// by topic ID: <data-dir>/topics/<id in hex>.
+func (c *childBroker) topicDiskBytes(ctx context.Context, topic string) (int64, error) {
+	adm, closeAdm, err := c.admin()
+	if err != nil {
+		return 0, err
 	}
-	for _, r := range digits {
-		if r < '0' || r > '9' {
-			return false
-		}
+	defer closeAdm()
+	details, err := adm.ListTopics(ctx, topic)
+	if err != nil {
+		return 0, err
 	}
-	return true
+	d, ok := details[topic]
+	if !ok || d.Err != nil {
+		return 0, fmt.Errorf("topic %s: not listed (%v)", topic, d.Err)
+	}
+	dir := filepath.Join(c.dataDir, "topics", hex.EncodeToString(d.ID[:]))
+	if _, err := os.Stat(dir); err != nil {
+		return 0, fmt.Errorf("topic %s directory: %w", topic, err)
+	}
+	return dirBytes(dir), nil
 }
 
 // Format prints one line per codec and a line about recompression.
 func (r *CompressionReport) Format(w io.Writer) {
-	fmt.Fprintf(w, "compression: %d-byte JSON-like records, idempotent acks=all; CPU = broker utime+stime per MB of record values\n", r.RecordBytes)
+	fmt.Fprintf(w, "compression: %d-byte JSON-like records, idempotent acks=all; CPU = broker utime+stime (10 ms ticks) per MB of record values\n", r.RecordBytes)
 	fmt.Fprintf(w, "%-7s %9s %12s %12s %14s %14s %9s %7s\n", "codec", "records", "produce MB/s", "consume MB/s", "produce cpu/MB", "consume cpu/MB", "disk MiB", "stored")
 	recompressed := 0
 	for _, row := range r.Rows {

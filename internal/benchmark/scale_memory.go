@@ -180,11 +180,11 @@ func RunMemory(ctx context.Context, cfg ScaleConfig) (*MemoryReport, error) {
 }
 
 // hugeFetch consumes the topic with fetch.max.bytes and the partition
-// maximum at 1 GiB: the broker caps the answer at its own fetch.max.bytes.
+// maximum at 1 GiB (less 1 MiB, for the frame kgo's read limit must allow): the broker caps the answer at its own fetch.max.bytes.
 func hugeFetch(ctx context.Context, addr, topic string, n int) (string, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(addr), kgo.ConsumeTopics(topic),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
-		kgo.FetchMaxBytes(1<<30), kgo.FetchMaxPartitionBytes(1<<30), kgo.BrokerMaxReadBytes(1<<30+1<<20))
+		kgo.FetchMaxBytes(1<<30-1<<20), kgo.FetchMaxPartitionBytes(1<<30-1<<20), kgo.BrokerMaxReadBytes(1<<30))
 	if err != nil {
 		return "", err
 	}
