@@ -22,7 +22,7 @@ import (
 type ScaleConfig struct {
 	// Child is the command line starting a broker child, before the
 	// --data-dir, --kafka-addr and -X arguments the bench adds (default:
-	// this executable's hidden bench-broker command). ChildEnv is added
+	// this executable's hidden `bench serve-child` command). ChildEnv is added
 	// to its environment.
 	Child    []string
 	ChildEnv []string
@@ -131,9 +131,12 @@ func restart(ctx context.Context, sp *spawner, dir string, old *childBroker) (*c
 	return c, took, nil
 }
 
+// Charter is a report that draws itself: every scale report, and Run's.
+type Charter interface{ Charts() []Chart }
+
 // WriteCharts writes each chart of rep as an SVG file in dir and returns
 // the paths written.
-func WriteCharts(dir string, rep ScaleReport) ([]string, error) {
+func WriteCharts(dir string, rep Charter) ([]string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("chart directory: %w", err)
 	}

@@ -56,26 +56,41 @@ func (c Chart) WriteSVG(w io.Writer) error {
 	plotW := float64(chartW - padLeft - padRight)
 	plotH := float64(chartH - padTop - padBottom)
 	y := func(v float64) float64 { return padTop + plotH - v/top*plotH }
+	groupW := plotW / float64(max(1, len(c.Categories)))
+	barW := groupW * 0.8 / float64(max(1, len(c.Series)))
+	// Category labels too long for their group are slanted, not overlapped.
+	rotate := false
+	for _, cat := range c.Categories {
+		rotate = rotate || float64(7*len(cat)) > groupW
+	}
+	xLabelY := chartH - 40
+	if rotate && len(c.Series) <= 1 {
+		xLabelY = chartH - 6 // below the slanted labels; no legend there
+	}
 
 	fmt.Fprintf(bw, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-labelledby="title desc" font-family="sans-serif" font-size="12">`+"\n", chartW, chartH, chartW, chartH)
 	fmt.Fprintf(bw, "<title id=\"title\">%s</title>\n<desc id=\"desc\">%s</desc>\n", esc(c.Title), esc(c.description()))
 	fmt.Fprintf(bw, `<rect width="%d" height="%d" fill="#fff"/>`+"\n", chartW, chartH)
 	fmt.Fprintf(bw, `<text x="%d" y="24" text-anchor="middle" font-size="16" font-weight="bold">%s</text>`+"\n", chartW/2, esc(c.Title))
 	// Y axis: gridlines and tick labels.
-	for v := 0.0; v <= top+step/2; v += step {
+	for i := 0; float64(i)*step <= top+step/2; i++ {
+		// Multiply, not accumulate: 0.1+0.1+0.1 would print as 0.30000000000000004.
+		v := float64(i) * step
 		fmt.Fprintf(bw, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", padLeft, chartW-padRight, y(v), y(v))
 		fmt.Fprintf(bw, `<text x="%d" y="%.1f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", padLeft-6, y(v), formatValue(v, -1))
 	}
 	fmt.Fprintf(bw, `<line x1="%d" x2="%d" y1="%d" y2="%.1f" stroke="#333"/>`+"\n", padLeft, padLeft, padTop, padTop+plotH)
 	fmt.Fprintf(bw, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#333"/>`+"\n", padLeft, chartW-padRight, padTop+plotH, padTop+plotH)
 	fmt.Fprintf(bw, `<text transform="translate(18 %.1f) rotate(-90)" text-anchor="middle">%s</text>`+"\n", padTop+plotH/2, esc(c.YLabel))
-	fmt.Fprintf(bw, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", padLeft+plotW/2, chartH-40, esc(c.XLabel))
+	fmt.Fprintf(bw, `<text x="%.1f" y="%d" text-anchor="middle">%s</text>`+"\n", padLeft+plotW/2, xLabelY, esc(c.XLabel))
 	// Bars.
-	groupW := plotW / float64(max(1, len(c.Categories)))
-	barW := groupW * 0.8 / float64(max(1, len(c.Series)))
 	for i, cat := range c.Categories {
 		gx := padLeft + float64(i)*groupW
-		fmt.Fprintf(bw, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", gx+groupW/2, padTop+plotH+18, esc(cat))
+		if rotate {
+			fmt.Fprintf(bw, `<text transform="translate(%.1f %.1f) rotate(-25)" text-anchor="end">%s</text>`+"\n", gx+groupW/2, padTop+plotH+16, esc(cat))
+		} else {
+			fmt.Fprintf(bw, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", gx+groupW/2, padTop+plotH+18, esc(cat))
+		}
 		for j, s := range c.Series {
 			if i >= len(s.Values) {
 				continue

@@ -31,10 +31,10 @@ import (
 
 // ServeChild is the broker child: it serves on --kafka-addr from --data-dir
 // with the -X properties until SIGTERM or SIGINT, then closes cleanly (logs
-// fsynced and closed), as `idem serve` does. `idem bench-broker` and the
+// fsynced and closed), as `idem serve` does. `idem bench serve-child` (hidden) and the
 // benchmark tests run it, so both start the same broker.
 func ServeChild(args []string) error {
-	fs := flag.NewFlagSet("bench-broker", flag.ContinueOnError)
+	fs := flag.NewFlagSet("serve-child", flag.ContinueOnError)
 	dataDir := fs.String("data-dir", "", "data directory")
 	addr := fs.String("kafka-addr", "127.0.0.1:0", "Kafka listener")
 	var props []string
@@ -49,7 +49,7 @@ func ServeChild(args []string) error {
 		return err
 	}
 	if *dataDir == "" {
-		return errors.New("bench-broker: --data-dir is required")
+		return errors.New("serve-child: --data-dir is required")
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -88,7 +88,7 @@ type childBroker struct {
 // spawner starts broker children with one command line on one port, so a
 // restarted child answers where its clients expect it.
 type spawner struct {
-	argv  []string // command and leading arguments: [idem bench-broker]
+	argv  []string // command and leading arguments: [idem bench serve-child]
 	env   []string // added to the bench's environment
 	props []string // -X name=value for every child
 	addr  string
@@ -101,7 +101,7 @@ func newSpawner(cfg ScaleConfig, props ...string) (*spawner, error) {
 		if err != nil {
 			return nil, fmt.Errorf("find the idem executable to start a broker child: %w", err)
 		}
-		argv = []string{exe, "bench-broker"}
+		argv = []string{exe, "bench", "serve-child"}
 	}
 	addr, err := freeLoopbackAddr()
 	if err != nil {

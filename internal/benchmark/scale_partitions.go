@@ -155,7 +155,7 @@ func (r *PartitionsReport) row(partitions int) (PartitionsRow, bool) {
 	return PartitionsRow{}, false
 }
 
-// Charts are throughput, memory and startup by partition count.
+// Charts are throughput, memory, open files and startup by partition count.
 func (r *PartitionsReport) Charts() []Chart {
 	cats := make([]string, len(r.Rows))
 	var tput, rss, fds, term, kill []float64
@@ -170,8 +170,10 @@ func (r *PartitionsReport) Charts() []Chart {
 	return []Chart{
 		{File: "partitions-throughput.svg", Title: "Produce throughput by partition count (idempotent, acks=all)",
 			XLabel: "partitions", YLabel: "records/s", Categories: cats, Series: []Series{{"records/s", tput}}},
-		{File: "partitions-memory.svg", Title: "Broker RSS and open files by partition count",
-			XLabel: "partitions", YLabel: "MiB / files", Categories: cats, Series: []Series{{"RSS MiB", rss}, {"open fds", fds}}},
+		{File: "partitions-rss.svg", Title: "Broker RSS by partition count (after producing)",
+			XLabel: "partitions", YLabel: "MiB", Categories: cats, Series: []Series{{"RSS", rss}}},
+		{File: "partitions-fds.svg", Title: "Broker open file descriptors by partition count",
+			XLabel: "partitions", YLabel: "open files", Categories: cats, Series: []Series{{"open fds", fds}}},
 		{File: "partitions-startup.svg", Title: "Broker startup (exec to Metadata answered) by partition count",
 			XLabel: "partitions", YLabel: "seconds", Categories: cats, ValueDecimals: 2,
 			Series: []Series{{"after SIGTERM", term}, {"after kill -9", kill}}},
