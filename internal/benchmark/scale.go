@@ -168,19 +168,26 @@ func (c *childBroker) admin(opts ...kgo.Opt) (*kadm.Client, func(), error) {
 	return kadm.NewClient(cl), cl.Close, nil
 }
 
-// createTopics creates topics of partitions partitions each.
+// createTopics creates topics of partitions partitions each, ten topics a
+// request. Creating thousands of partitions takes the broker a while on a
+// busy machine, so the client waits as long as it must instead of timing
+// out and retrying a request the broker is still carrying out (which then
+// fails with TOPIC_ALREADY_EXISTS).
 func (c *childBroker) createTopics(ctx context.Context, partitions int32, topics ...string) error {
-	adm, closeAdm, err := c.admin()
+	adm, closeAdm, err := c.admin(kgo.RequestTimeoutOverhead(5 * time.Minute))
 	if err != nil {
 		return err
 	}
 	defer closeAdm()
-	resps, err := adm.CreateTopics(ctx, partitions, 1, nil, topics...)
-	if err != nil {
-		return fmt.Errorf("create topics: %w", err)
-	}
-	if err := resps.Error(); err != nil {
-		return fmt.Errorf("create topics: %w", err)
+	adm.SetTimeoutMillis(int32((5 * time.Minute).Milliseconds()))
+	for chunk := range slices.Chunk(topics, 10) {
+		resps, err := adm.CreateTopics(ctx, partitions, 1, nil, chunk...)
+		if err != nil {
+			return fmt.Errorf("create topics: %w", err)
+		}
+		if err := resps.Error(); err != nil {
+			return fmt.Errorf("create topics: %w", err)
+		}
 	}
 	return nil
 }

@@ -37,8 +37,10 @@ import (
 type MemoryPhase struct {
 	Name        string `json:"name"`
 	Connections int    `json:"connections"` // client connections the phase opens (kgo clients count two)
-	// PeakRSSBytes is the highest VmRSS sampled every 100 ms during the
-	// phase; BoundBytes the bound above for its connections.
+	// IdleRSSBytes is the freshly started broker's RSS before the load,
+	// PeakRSSBytes its VmHWM after the load (its peak since it started), and
+	// BoundBytes the bound above for its idle RSS and connections.
+	IdleRSSBytes int64   `json:"idle_rss_bytes"`
 	PeakRSSBytes int64   `json:"peak_rss_bytes"`
 	BoundBytes   int64   `json:"bound_bytes"`
 	Seconds      float64 `json:"seconds"`
@@ -47,10 +49,9 @@ type MemoryPhase struct {
 
 // MemoryReport is the memory scenario's result.
 type MemoryReport struct {
-	BudgetBytes  int64         `json:"budget_bytes"` // queued.max.request.bytes as the broker applies it
-	IdleRSSBytes int64         `json:"idle_rss_bytes"`
-	HWMBytes     int64         `json:"hwm_bytes"` // VmHWM at the end: the peak of the whole run
-	Phases       []MemoryPhase `json:"phases"`
+	BudgetBytes int64         `json:"budget_bytes"` // queued.max.request.bytes as the broker applies it
+	HWMBytes    int64         `json:"hwm_bytes"`    // the highest RSS of any load
+	Phases      []MemoryPhase `json:"phases"`
 }
 
 // frameAllowance is what a connection may hold outside the budget: one
@@ -90,7 +91,7 @@ const (
 // produce, a consumer asking for a 1 GiB fetch, slow consumers that
 // pipeline huge fetches and never read the answers, and
 // cfg.MemoryProducers producers writing at the same moment; the RSS of
-// each phase is sampled every 100 ms.
+// each load is the VmHWM of a broker started afresh for it.
 func RunMemory(ctx context.Context, cfg ScaleConfig) (*MemoryReport, error) {
 	if cfg.MemoryBytes <= 0 || cfg.MemoryProducers <= 0 {
 		return nil, fmt.Errorf("memory: %d bytes, %d producers: want both positive", cfg.MemoryBytes, cfg.MemoryProducers)
@@ -113,37 +114,51 @@ func RunMemory(ctx context.Context, cfg ScaleConfig) (*MemoryReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer child.kill()
+	defer func() { child.kill() }() // the child of the moment; a no-op once it has stopped
 	const topic = "memory"
 	if err := child.createTopics(ctx, 4, topic); err != nil {
 		return nil, err
 	}
-	st, err := child.stats()
-	if err != nil {
-		return nil, err
-	}
-	rep.IdleRSSBytes = st.RSS
-	bound := func(conns int) int64 {
-		if budget == math.MaxInt64 {
-			return math.MaxInt64
-		}
-		return rep.IdleRSSBytes + 2*(budget+int64(conns)*frameAllowance)
-	}
+	stopCtx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	// Each load starts on a freshly started broker (same data): Go keeps
+	// freed memory mapped for a while, so a load run after another would
+	// be charged for its predecessor's peak.
 	phase := func(name string, conns int, run func() (string, error)) error {
 		progressf(cfg.Progress, "memory: %s", name)
-		s := sampleRSS(child)
+		if len(rep.Phases) > 0 {
+			if err := child.stop(stopCtx); err != nil {
+				return err
+			}
+			if child, _, err = restart(ctx, sp, dir, child); err != nil {
+				return err
+			}
+		}
+		st, err := child.stats()
+		if err != nil {
+			return err
+		}
+		idle := st.RSS
+		bound := int64(math.MaxInt64) // unlimited budget: nothing bounds it
+		if budget != math.MaxInt64 {
+			bound = idle + 2*(budget+int64(conns)*frameAllowance)
+		}
 		start := time.Now()
 		detail, err := run()
 		took := time.Since(start)
-		peak, serr := s.stop()
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)
 		}
-		if serr != nil {
-			return serr
+		// The broker started fresh for this load, so its VmHWM is the
+		// load's exact peak, however brief.
+		end, err := child.stats()
+		if err != nil {
+			return err
 		}
-		rep.Phases = append(rep.Phases, MemoryPhase{Name: name, Connections: conns, PeakRSSBytes: peak,
-			BoundBytes: bound(conns), Seconds: took.Seconds(), Detail: detail})
+		peak := end.HWM
+		rep.Phases = append(rep.Phases, MemoryPhase{Name: name, Connections: conns, IdleRSSBytes: idle, PeakRSSBytes: peak,
+			BoundBytes: bound, Seconds: took.Seconds(), Detail: detail})
+		rep.HWMBytes = max(rep.HWMBytes, peak)
 		return nil
 	}
 
@@ -170,12 +185,11 @@ func RunMemory(ctx context.Context, cfg ScaleConfig) (*MemoryReport, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if st, err = child.stats(); err != nil {
+	st, err := child.stats()
+	if err != nil {
 		return nil, err
 	}
-	rep.HWMBytes = st.HWM
-	stopCtx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
+	rep.HWMBytes = max(rep.HWMBytes, st.HWM)
 	return rep, child.stop(stopCtx)
 }
 
@@ -299,14 +313,14 @@ func manyProducers(ctx context.Context, addr, topic string, n int) (string, erro
 
 // Format prints one line per phase against its bound.
 func (r *MemoryReport) Format(w io.Writer) {
-	fmt.Fprintf(w, "memory: peak broker RSS (VmRSS every 100 ms) per load; budget queued.max.request.bytes = %.0f MiB\n", mib(r.BudgetBytes))
-	fmt.Fprintf(w, "bound = idle RSS %.0f MiB + 2 × (budget + connections × 64 KiB)   [2×: Go's GOGC=100 heap growth]\n", mib(r.IdleRSSBytes))
-	fmt.Fprintf(w, "%-24s %6s %10s %10s %8s %8s  %s\n", "load", "conns", "peak MiB", "bound MiB", "within", "seconds", "detail")
+	fmt.Fprintf(w, "memory: peak broker RSS (VmHWM) per load, each on a freshly started broker; budget queued.max.request.bytes = %.0f MiB\n", mib(r.BudgetBytes))
+	fmt.Fprintln(w, "bound = idle RSS + 2 × (budget + connections × 64 KiB)   [2×: Go's GOGC=100 heap growth]")
+	fmt.Fprintf(w, "%-24s %6s %9s %10s %10s %7s %8s  %s\n", "load", "conns", "idle MiB", "peak MiB", "bound MiB", "within", "seconds", "detail")
 	for _, p := range r.Phases {
-		fmt.Fprintf(w, "%-24s %6d %10.1f %10.1f %8s %8.1f  %s\n", p.Name, p.Connections, mib(p.PeakRSSBytes), mib(p.BoundBytes),
-			yesNo(p.PeakRSSBytes <= p.BoundBytes), p.Seconds, p.Detail)
+		fmt.Fprintf(w, "%-24s %6d %9.1f %10.1f %10.1f %7s %8.1f  %s\n", p.Name, p.Connections, mib(p.IdleRSSBytes), mib(p.PeakRSSBytes),
+			mib(p.BoundBytes), yesNo(p.PeakRSSBytes <= p.BoundBytes), p.Seconds, p.Detail)
 	}
-	fmt.Fprintf(w, "peak of the whole run (VmHWM): %.1f MiB\n", mib(r.HWMBytes))
+	fmt.Fprintf(w, "highest RSS of the run: %.1f MiB\n", mib(r.HWMBytes))
 }
 
 func yesNo(ok bool) string {

@@ -15,6 +15,8 @@ import (
 type PartitionsRow struct {
 	Partitions int `json:"partitions"`
 	Topics     int `json:"topics"`
+	// CreateSeconds is how long creating the topics took.
+	CreateSeconds float64 `json:"create_seconds"`
 	Throughput
 	RSSBytes int64 `json:"rss_bytes"` // after producing
 	FDs      int   `json:"fds"`       // after producing
@@ -84,9 +86,11 @@ func runPartitionCount(ctx context.Context, cfg ScaleConfig, total int, value []
 	for i := range topics {
 		topics[i] = "scale-" + strconv.Itoa(i)
 	}
+	begin := time.Now()
 	if err := child.createTopics(ctx, perTopic, topics...); err != nil {
 		return row, err
 	}
+	row.CreateSeconds = time.Since(begin).Seconds()
 	progressf(cfg.Progress, "partitions %d: produce %d records", row.Partitions, cfg.PartitionRecords)
 	if row.Throughput, err = child.produceSpread(ctx, topics, cfg.PartitionRecords, value); err != nil {
 		return row, err
@@ -123,9 +127,9 @@ func runPartitionCount(ctx context.Context, cfg ScaleConfig, total int, value []
 // Format prints the table and the issue's goals beside the figures.
 func (r *PartitionsReport) Format(w io.Writer) {
 	fmt.Fprintf(w, "partitions: %d-byte records, idempotent acks=all, round-robin over every partition\n", r.RecordBytes)
-	fmt.Fprintf(w, "%10s %6s %10s %10s %8s %9s %7s %12s %12s\n", "partitions", "topics", "records", "msgs/s", "MB/s", "RSS MiB", "fds", "start(term)", "start(kill)")
+	fmt.Fprintf(w, "%10s %6s %8s %10s %10s %8s %9s %7s %12s %12s\n", "partitions", "topics", "create", "records", "msgs/s", "MB/s", "RSS MiB", "fds", "start(term)", "start(kill)")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "%10d %6d %10d %10.0f %8.1f %9.1f %7d %10.0fms %10.0fms\n", row.Partitions, row.Topics, row.Records,
+		fmt.Fprintf(w, "%10d %6d %7.2fs %10d %10.0f %8.1f %9.1f %7d %10.0fms %10.0fms\n", row.Partitions, row.Topics, row.CreateSeconds, row.Records,
 			row.MsgsPerS, row.MBPerS, mib(row.RSSBytes), row.FDs, row.StartCleanMs, row.StartKilledMs)
 	}
 	fmt.Fprintln(w, "goals:")
