@@ -209,10 +209,10 @@ func (r *ConnectionsReport) Charts() []Chart {
 	}
 	return []Chart{
 		{File: "connections-latency.svg", Title: "Produce latency by concurrent producers (acks=all)",
-			XLabel: "producers (one connection each)", YLabel: "milliseconds", Categories: cats, ValueDecimals: 1,
+			XLabel: "producers (one client each)", YLabel: "milliseconds", Categories: cats, ValueDecimals: 1,
 			Series: []Series{{"p50", p50}, {"p99", p99}}},
 		{File: "connections-memory.svg", Title: "Broker RSS by concurrent producers",
-			XLabel: "producers (one connection each)", YLabel: "MiB", Categories: cats,
+			XLabel: "producers (one client each)", YLabel: "MiB", Categories: cats,
 			Series: []Series{{"idle", idle}, {"peak while producing", peak}}},
 	}
 }

@@ -36,7 +36,7 @@ import (
 // MemoryPhase is one load and the peak RSS it caused.
 type MemoryPhase struct {
 	Name        string `json:"name"`
-	Connections int    `json:"connections"` // client connections the phase opens (kgo clients count two)
+	Connections int    `json:"connections"` // client connections the load opens (kgoConnsPerClient a kgo client)
 	// IdleRSSBytes is the freshly started broker's RSS before the load,
 	// PeakRSSBytes its VmHWM after the load (its peak since it started), and
 	// BoundBytes the bound above for its idle RSS and connections.
@@ -53,6 +53,12 @@ type MemoryReport struct {
 	HWMBytes    int64         `json:"hwm_bytes"`    // the highest RSS of any load
 	Phases      []MemoryPhase `json:"phases"`
 }
+
+// kgoConnsPerClient is how many connections a kgo client holds to a
+// one-broker cluster while it works: the seed connection, and the broker's
+// own for metadata and for produce or fetch (the connections scenario sees
+// the broker's open files grow by three per producer).
+const kgoConnsPerClient = 3
 
 // frameAllowance is what a connection may hold outside the budget: one
 // frame of up to readFrame's firstChunk.
@@ -164,13 +170,13 @@ func RunMemory(ctx context.Context, cfg ScaleConfig) (*MemoryReport, error) {
 
 	values := eventValues(1024, 1024)
 	n := int(cfg.MemoryBytes / 1024)
-	if err := phase("produce", 2, func() (string, error) {
+	if err := phase("produce", kgoConnsPerClient, func() (string, error) {
 		tp, err := child.produceSpread(ctx, []string{topic}, n, values, kgo.ProducerBatchCompression(kgo.NoCompression()))
 		return fmt.Sprintf("%d MiB in 1-KiB records, %.0f MB/s", tp.Bytes>>20, tp.MBPerS), err
 	}); err != nil {
 		return nil, err
 	}
-	if err := phase("huge fetch", 2, func() (string, error) {
+	if err := phase("huge fetch", kgoConnsPerClient, func() (string, error) {
 		return hugeFetch(ctx, child.addr, topic, n)
 	}); err != nil {
 		return nil, err
@@ -180,7 +186,7 @@ func RunMemory(ctx context.Context, cfg ScaleConfig) (*MemoryReport, error) {
 	}); err != nil {
 		return nil, err
 	}
-	if err := phase(fmt.Sprintf("%d producers at once", cfg.MemoryProducers), 2*cfg.MemoryProducers, func() (string, error) {
+	if err := phase(fmt.Sprintf("%d producers at once", cfg.MemoryProducers), kgoConnsPerClient*cfg.MemoryProducers, func() (string, error) {
 		return manyProducers(ctx, child.addr, topic, cfg.MemoryProducers)
 	}); err != nil {
 		return nil, err
