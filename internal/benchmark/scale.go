@@ -2,6 +2,7 @@ package benchmark
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -209,6 +210,36 @@ func (c *childBroker) endOffsets(ctx context.Context, topics ...string) (int64, 
 	var n int64
 	ends.Each(func(o kadm.ListedOffset) { n += o.Offset })
 	return n, nil
+}
+
+// awaitPartitions returns the time from the child's exec until every one
+// of want partitions of topics answers ListOffsets without error. The
+// broker answers Metadata before its partitions have loaded (they load in
+// the background after a start), so this, not the first Metadata answer,
+// is when all the data is served again.
+func (c *childBroker) awaitPartitions(ctx context.Context, want int, topics ...string) (time.Duration, error) {
+	adm, closeAdm, err := c.admin()
+	if err != nil {
+		return 0, err
+	}
+	defer closeAdm()
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+	defer cancel()
+	for {
+		ends, err := adm.ListEndOffsets(ctx, topics...)
+		if err == nil && ends.Error() == nil {
+			n := 0
+			ends.Each(func(kadm.ListedOffset) { n++ })
+			if n == want {
+				return time.Since(c.began), nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return 0, fmt.Errorf("partitions not all served after %v: last %v", time.Since(c.began), errors.Join(err, ends.Error()))
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
 }
 
 // produceSpread produces n records from values (taken in turn) to topics

@@ -81,6 +81,7 @@ type childBroker struct {
 	addr    string
 	dataDir string
 	stderr  *tailBuffer
+	began   time.Time     // just before exec
 	exited  chan struct{} // closed once Wait has returned
 	waitErr error
 }
@@ -134,7 +135,7 @@ func (s *spawner) start(ctx context.Context, dataDir string) (*childBroker, time
 	cmd.Env = append(os.Environ(), s.env...)
 	c := &childBroker{cmd: cmd, addr: s.addr, dataDir: dataDir, stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
 	cmd.Stderr = c.stderr
-	begin := time.Now()
+	c.began = time.Now()
 	if err := cmd.Start(); err != nil {
 		return nil, 0, fmt.Errorf("start broker child %s: %w", s.argv[0], err)
 	}
@@ -143,7 +144,7 @@ func (s *spawner) start(ctx context.Context, dataDir string) (*childBroker, time
 		c.kill()
 		return nil, 0, err
 	}
-	return c, time.Since(begin), nil
+	return c, time.Since(c.began), nil
 }
 
 // awaitServing polls the port every few milliseconds until a Metadata

@@ -24,6 +24,10 @@ type PartitionsRow struct {
 	// after a SIGTERM shutdown and after kill -9.
 	StartCleanMs  float64 `json:"start_clean_ms"`
 	StartKilledMs float64 `json:"start_killed_ms"`
+	// ReadyCleanMs and ReadyKilledMs are exec → every partition answering
+	// ListOffsets: the broker loads partitions after it starts serving.
+	ReadyCleanMs  float64 `json:"ready_clean_ms"`
+	ReadyKilledMs float64 `json:"ready_killed_ms"`
 	// RecordsAfterRestart is what the topics held after the kill -9
 	// restart: every acknowledged record.
 	RecordsAfterRestart int64 `json:"records_after_restart"`
@@ -113,11 +117,19 @@ func runPartitionCount(ctx context.Context, cfg ScaleConfig, total int, value []
 		return row, err
 	}
 	row.StartCleanMs = float64(took) / 1e6
+	if took, err = child.awaitPartitions(ctx, row.Partitions, topics...); err != nil {
+		return row, err
+	}
+	row.ReadyCleanMs = float64(took) / 1e6
 	child.kill()
 	if child, took, err = restart(ctx, sp, dir, child); err != nil {
 		return row, err
 	}
 	row.StartKilledMs = float64(took) / 1e6
+	if took, err = child.awaitPartitions(ctx, row.Partitions, topics...); err != nil {
+		return row, err
+	}
+	row.ReadyKilledMs = float64(took) / 1e6
 	if row.RecordsAfterRestart, err = child.endOffsets(ctx, topics...); err != nil {
 		return row, err
 	}
@@ -126,16 +138,18 @@ func runPartitionCount(ctx context.Context, cfg ScaleConfig, total int, value []
 
 // Format prints the table and the issue's goals beside the figures.
 func (r *PartitionsReport) Format(w io.Writer) {
-	fmt.Fprintf(w, "partitions: %d-byte records, idempotent acks=all, round-robin over every partition\n", r.RecordBytes)
-	fmt.Fprintf(w, "%10s %6s %8s %10s %10s %8s %9s %7s %12s %12s\n", "partitions", "topics", "create", "records", "msgs/s", "MB/s", "RSS MiB", "fds", "start(term)", "start(kill)")
+	fmt.Fprintf(w, "partitions: %d records of %d bytes, idempotent acks=all, round-robin over every partition\n", r.records(), r.RecordBytes)
+	fmt.Fprintln(w, "serve = exec → Metadata answered; ready = exec → every partition answers ListOffsets; term = after SIGTERM, kill = after kill -9")
+	fmt.Fprintf(w, "%10s %6s %8s %8s %6s %8s %6s %11s %11s %11s %11s\n", "partitions", "topics", "create", "msgs/s", "MB/s", "RSS MiB", "fds",
+		"serve(term)", "ready(term)", "serve(kill)", "ready(kill)")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "%10d %6d %7.2fs %10d %10.0f %8.1f %9.1f %7d %10.0fms %10.0fms\n", row.Partitions, row.Topics, row.CreateSeconds, row.Records,
-			row.MsgsPerS, row.MBPerS, mib(row.RSSBytes), row.FDs, row.StartCleanMs, row.StartKilledMs)
+		fmt.Fprintf(w, "%10d %6d %7.2fs %8.0f %6.1f %8.1f %6d %9.0fms %9.0fms %9.0fms %9.0fms\n", row.Partitions, row.Topics, row.CreateSeconds,
+			row.MsgsPerS, row.MBPerS, mib(row.RSSBytes), row.FDs, row.StartCleanMs, row.ReadyCleanMs, row.StartKilledMs, row.ReadyKilledMs)
 	}
 	fmt.Fprintln(w, "goals:")
 	if row, ok := r.row(10000); ok {
-		start := max(row.StartCleanMs, row.StartKilledMs)
-		fmt.Fprintf(w, "  10,000 partitions start in ≤5 s: %.2f s (slower of SIGTERM/kill -9) — %s\n", start/1000, metGoal(start <= 5000))
+		start := max(row.ReadyCleanMs, row.ReadyKilledMs)
+		fmt.Fprintf(w, "  10,000 partitions start in ≤5 s: %.2f s (every partition ready, slower of SIGTERM/kill -9) — %s\n", start/1000, metGoal(start <= 5000))
 		fmt.Fprintf(w, "  10,000 partitions under 1 GiB RSS: %.0f MiB — %s\n", mib(row.RSSBytes), metGoal(row.RSSBytes < 1<<30))
 	} else {
 		fmt.Fprintln(w, "  10,000 partitions start ≤5 s, <1 GiB RSS: not measured (no 10000 in --partition-counts)")
@@ -148,6 +162,13 @@ func (r *PartitionsReport) Format(w io.Writer) {
 	} else {
 		fmt.Fprintln(w, "  throughput at 1,000 partitions ≥80% of 4: not measured (needs 4 and 1000 in --partition-counts)")
 	}
+}
+
+func (r *PartitionsReport) records() int {
+	if len(r.Rows) == 0 {
+		return 0
+	}
+	return r.Rows[0].Records
 }
 
 func (r *PartitionsReport) row(partitions int) (PartitionsRow, bool) {
@@ -168,8 +189,8 @@ func (r *PartitionsReport) Charts() []Chart {
 		tput = append(tput, row.MsgsPerS)
 		rss = append(rss, mib(row.RSSBytes))
 		fds = append(fds, float64(row.FDs))
-		term = append(term, row.StartCleanMs/1000)
-		kill = append(kill, row.StartKilledMs/1000)
+		term = append(term, row.ReadyCleanMs/1000)
+		kill = append(kill, row.ReadyKilledMs/1000)
 	}
 	return []Chart{
 		{File: "partitions-throughput.svg", Title: "Produce throughput by partition count (idempotent, acks=all)",
@@ -178,7 +199,7 @@ func (r *PartitionsReport) Charts() []Chart {
 			XLabel: "partitions", YLabel: "MiB", Categories: cats, Series: []Series{{"RSS", rss}}},
 		{File: "partitions-fds.svg", Title: "Broker open file descriptors by partition count",
 			XLabel: "partitions", YLabel: "open files", Categories: cats, Series: []Series{{"open fds", fds}}},
-		{File: "partitions-startup.svg", Title: "Broker startup (exec to Metadata answered) by partition count",
+		{File: "partitions-startup.svg", Title: "Broker startup (exec to every partition served) by partition count",
 			XLabel: "partitions", YLabel: "seconds", Categories: cats, ValueDecimals: 2,
 			Series: []Series{{"after SIGTERM", term}, {"after kill -9", kill}}},
 	}

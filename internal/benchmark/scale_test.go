@@ -106,7 +106,8 @@ func TestPartitionsScenario(t *testing.T) {
 		if row.Records != cfg.PartitionRecords || row.RecordsAfterRestart != int64(cfg.PartitionRecords) {
 			t.Errorf("%d partitions: produced %d, held %d after kill -9, want %d", row.Partitions, row.Records, row.RecordsAfterRestart, cfg.PartitionRecords)
 		}
-		if row.MsgsPerS <= 0 || row.RSSBytes <= 0 || row.FDs <= 0 || row.StartCleanMs <= 0 || row.StartKilledMs <= 0 {
+		if row.MsgsPerS <= 0 || row.RSSBytes <= 0 || row.FDs <= 0 || row.StartCleanMs <= 0 || row.StartKilledMs <= 0 ||
+			row.ReadyCleanMs < row.StartCleanMs || row.ReadyKilledMs < row.StartKilledMs {
 			t.Errorf("%d partitions: empty figure in %+v", row.Partitions, row)
 		}
 	}
@@ -179,7 +180,8 @@ func TestRecoveryScenario(t *testing.T) {
 		if row.RecordsAfterRestart != row.Records {
 			t.Errorf("row %d: %d records after restarts, want %d", i, row.RecordsAfterRestart, row.Records)
 		}
-		if row.DiskBytes < row.LogBytes || row.StartKilledMs <= 0 || row.StartCleanMs <= 0 {
+		if row.DiskBytes < row.LogBytes || row.StartKilledMs <= 0 || row.StartCleanMs <= 0 ||
+			row.ReadyKilledMs < row.StartKilledMs || row.ReadyCleanMs < row.StartCleanMs {
 			t.Errorf("row %d: %+v", i, row)
 		}
 	}
