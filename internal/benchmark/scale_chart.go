@@ -73,11 +73,12 @@ func (c Chart) WriteSVG(w io.Writer) error {
 	fmt.Fprintf(bw, `<rect width="%d" height="%d" fill="#fff"/>`+"\n", chartW, chartH)
 	fmt.Fprintf(bw, `<text x="%d" y="24" text-anchor="middle" font-size="16" font-weight="bold">%s</text>`+"\n", chartW/2, esc(c.Title))
 	// Y axis: gridlines and tick labels.
+	// Ticks print with the step's decimals: 3 × 0.1 is 0.30000000000000004.
+	tickDecimals := max(0, int(-math.Floor(math.Log10(step))))
 	for i := 0; float64(i)*step <= top+step/2; i++ {
-		// Multiply, not accumulate: 0.1+0.1+0.1 would print as 0.30000000000000004.
 		v := float64(i) * step
 		fmt.Fprintf(bw, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#ddd"/>`+"\n", padLeft, chartW-padRight, y(v), y(v))
-		fmt.Fprintf(bw, `<text x="%d" y="%.1f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", padLeft-6, y(v), formatValue(v, -1))
+		fmt.Fprintf(bw, `<text x="%d" y="%.1f" text-anchor="end" dominant-baseline="middle">%s</text>`+"\n", padLeft-6, y(v), formatValue(v, tickDecimals))
 	}
 	fmt.Fprintf(bw, `<line x1="%d" x2="%d" y1="%d" y2="%.1f" stroke="#333"/>`+"\n", padLeft, padLeft, padTop, padTop+plotH)
 	fmt.Fprintf(bw, `<line x1="%d" x2="%d" y1="%.1f" y2="%.1f" stroke="#333"/>`+"\n", padLeft, chartW-padRight, padTop+plotH, padTop+plotH)
@@ -144,8 +145,7 @@ func niceStep(raw float64) float64 {
 	return 10 * p
 }
 
-// formatValue prints v with decimals places, or as few as it needs when
-// decimals is negative.
+// formatValue prints v with decimals places.
 func formatValue(v float64, decimals int) string {
 	return strconv.FormatFloat(v, 'f', decimals, 64)
 }

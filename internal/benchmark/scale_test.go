@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -252,4 +253,35 @@ func TestMemoryScenario(t *testing.T) {
 		}
 	}
 	checkOutputs(t, rep, 1)
+}
+
+// TestChartSVG: a chart is well-formed even with all-zero values and text
+// that needs escaping, lists every value in its description, and labels
+// each bar with its value.
+func TestChartSVG(t *testing.T) {
+	c := Chart{File: "x.svg", Title: `RSS <by> "load" & more`, XLabel: "load", YLabel: "MiB",
+		Categories: []string{"a<b", "c"}, ValueDecimals: 1,
+		Series: []Series{{"peak", []float64{0, 0}}, {"bound", []float64{0, 0.3}}}}
+	var b bytes.Buffer
+	if err := c.WriteSVG(&b); err != nil {
+		t.Fatal(err)
+	}
+	var svg struct {
+		Title string   `xml:"title"`
+		Desc  string   `xml:"desc"`
+		Texts []string `xml:"text"`
+	}
+	if err := xml.Unmarshal(b.Bytes(), &svg); err != nil {
+		t.Fatalf("not well-formed: %v\n%s", err, b.String())
+	}
+	if svg.Title != c.Title || !strings.Contains(svg.Desc, "bound: a<b 0.0; c 0.3;") {
+		t.Errorf("title %q, desc %q", svg.Title, svg.Desc)
+	}
+	if !slices.Contains(svg.Texts, "0.3") {
+		t.Errorf("no bar labelled 0.3 among %q", svg.Texts)
+	}
+	// Ticks are multiples of a round step, never 0.30000000000000004.
+	if strings.Contains(b.String(), "0000000") {
+		t.Errorf("a tick label carries float noise:\n%s", b.String())
+	}
 }
