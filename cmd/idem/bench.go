@@ -119,7 +119,6 @@ docs/bench.md describes each and how to read it.`,
 			return nil
 		},
 	}
-	cmd.AddCommand(newBenchChildCmd())
 	f := cmd.Flags()
 	f.StringSliceVar(&brokers, "brokers", nil, "bootstrap brokers to measure (default: start an embedded broker)")
 	f.StringArrayVarP(&props, "set", "X", nil, "client security property name=value, as for the client commands (security.protocol, sasl.*, ssl.*); repeatable")

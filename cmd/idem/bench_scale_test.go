@@ -22,8 +22,8 @@ func TestBenchScenarioFlag(t *testing.T) {
 }
 
 // TestBenchRecoveryScenarioCLI runs a scale scenario end to end through the
-// command line: `idem bench` starts `idem bench serve-child` as its broker,
-// prints JSON and writes the chart.
+// command line: `idem bench` starts `idem serve` as its broker child (kills
+// it, stops it with SIGTERM, restarts it), prints JSON and writes the chart.
 func TestBenchRecoveryScenarioCLI(t *testing.T) {
 	charts := t.TempDir()
 	stdout, stderr, err := idem(t, "", "bench", "--scenario", "recovery", "--recovery-mib", "1,2",

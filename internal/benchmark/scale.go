@@ -18,13 +18,12 @@ import (
 
 // ScaleConfig sizes the scale scenarios (issue 17): how idem's throughput,
 // memory, open files and startup grow with partitions, connections, log
-// size and codecs. Each scenario starts its own broker child (see
-// ServeChild), so the figures are the broker's alone.
+// size and codecs. Each scenario starts its own broker as a child process
+// (`idem serve`), so the figures are the broker's alone.
 type ScaleConfig struct {
 	// Child is the command line starting a broker child, before the
-	// --data-dir, --kafka-addr and -X arguments the bench adds (default:
-	// this executable's hidden `bench serve-child` command). ChildEnv is added
-	// to its environment.
+	// `idem serve` flags the bench adds (see childArgs; default: this
+	// executable's serve command). ChildEnv is added to its environment.
 	Child    []string
 	ChildEnv []string
 	// DataDir is where the children's data directories are made (default:

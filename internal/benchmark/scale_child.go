@@ -3,14 +3,11 @@ package benchmark
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
-	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -20,59 +17,23 @@ import (
 	"github.com/prometheus/procfs"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/idem-dev/idem/broker"
 )
 
 // The scale scenarios measure the broker as a process: its resident memory,
 // open files and CPU time are read from /proc, and startup is timed from
 // exec. So the broker runs as a child process of the bench, never inside it,
-// where the bench's own clients would blur every figure.
+// where the bench's own clients would blur every figure: `idem serve`, with
+// the flags childArgs gives it.
 
-// ServeChild is the broker child: it serves on --kafka-addr from --data-dir
-// with the -X properties until SIGTERM or SIGINT, then closes cleanly (logs
-// fsynced and closed), as `idem serve` does. `idem bench serve-child` (hidden) and the
-// benchmark tests run it, so both start the same broker.
-func ServeChild(args []string) error {
-	fs := flag.NewFlagSet("serve-child", flag.ContinueOnError)
-	dataDir := fs.String("data-dir", "", "data directory")
-	addr := fs.String("kafka-addr", "127.0.0.1:0", "Kafka listener")
-	var props []string
-	fs.Func("X", "broker property name=value; repeatable", func(s string) error {
-		if !strings.Contains(s, "=") {
-			return fmt.Errorf("-X %q: want name=value", s)
-		}
-		props = append(props, s)
-		return nil
-	})
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *dataDir == "" {
-		return errors.New("serve-child: --data-dir is required")
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
-	opts := []broker.Option{
-		broker.WithDataDir(*dataDir),
-		broker.WithKafkaAddr(*addr),
-		broker.WithAdminAddr(""),
-		broker.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))),
-	}
+// childArgs are the `idem serve` flags of a broker child: its data
+// directory and listener, no admin server, warnings only on stderr (kept
+// for the error if it dies), and props as -X name=value.
+func childArgs(dataDir, addr string, props []string) []string {
+	args := []string{"--data-dir", dataDir, "--kafka-addr", addr, "--admin-addr", "", "--log-level", "warn"}
 	for _, p := range props {
-		name, value, _ := strings.Cut(p, "=")
-		opts = append(opts, broker.WithProperty(name, value))
+		args = append(args, "-X", p)
 	}
-	b, err := broker.New(opts...)
-	if err != nil {
-		return err
-	}
-	if err := b.Start(); err != nil {
-		b.Close()
-		return err
-	}
-	<-ctx.Done()
-	return b.Close()
+	return args
 }
 
 // childBroker is a running broker child process.
@@ -89,7 +50,7 @@ type childBroker struct {
 // spawner starts broker children with one command line on one port, so a
 // restarted child answers where its clients expect it.
 type spawner struct {
-	argv  []string // command and leading arguments: [idem bench serve-child]
+	argv  []string // command and leading arguments: [idem serve]
 	env   []string // added to the bench's environment
 	props []string // -X name=value for every child
 	addr  string
@@ -102,7 +63,7 @@ func newSpawner(cfg ScaleConfig, props ...string) (*spawner, error) {
 		if err != nil {
 			return nil, fmt.Errorf("find the idem executable to start a broker child: %w", err)
 		}
-		argv = []string{exe, "bench", "serve-child"}
+		argv = []string{exe, "serve"}
 	}
 	addr, err := freeLoopbackAddr()
 	if err != nil {
@@ -127,11 +88,7 @@ func freeLoopbackAddr() (string, error) {
 // request, with the time from exec to that answer: the broker's startup
 // time as a client sees it.
 func (s *spawner) start(ctx context.Context, dataDir string) (*childBroker, time.Duration, error) {
-	args := append(append([]string{}, s.argv[1:]...), "--data-dir", dataDir, "--kafka-addr", s.addr)
-	for _, p := range s.props {
-		args = append(args, "-X", p)
-	}
-	cmd := exec.Command(s.argv[0], args...)
+	cmd := exec.Command(s.argv[0], append(append([]string{}, s.argv[1:]...), childArgs(dataDir, s.addr, s.props)...)...)
 	cmd.Env = append(os.Environ(), s.env...)
 	c := &childBroker{cmd: cmd, addr: s.addr, dataDir: dataDir, stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
 	cmd.Stderr = c.stderr

@@ -13,8 +13,6 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
-
-	"github.com/idem-dev/idem/internal/config"
 )
 
 // The memory scenario: the broker's resident memory must stay bounded
@@ -64,15 +62,28 @@ const kgoConnsPerClient = 3
 // frame of up to readFrame's firstChunk.
 const frameAllowance = 64 << 10
 
-// memoryBudget is the broker's default budget, read from the property
-// registry so the table follows the broker's defaults.
-func memoryBudget() (int64, error) {
+// memoryBudget asks the broker for its budget: queued.max.request.bytes,
+// raised to socket.request.max.bytes as the broker does (broker.go), or
+// math.MaxInt64 when it is unlimited (-1).
+func (c *childBroker) memoryBudget(ctx context.Context) (int64, error) {
+	adm, closeAdm, err := c.admin()
+	if err != nil {
+		return 0, err
+	}
+	defer closeAdm()
+	rcs, err := adm.DescribeBrokerConfigs(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("describe broker configs: %w", err)
+	}
 	val := func(name string) (int64, error) {
-		p, ok := config.Lookup(name)
-		if !ok {
-			return 0, fmt.Errorf("broker property %s is gone: update the memory scenario's bound", name)
+		for _, rc := range rcs {
+			for _, kv := range rc.Configs {
+				if kv.Key == name && kv.Value != nil {
+					return strconv.ParseInt(*kv.Value, 10, 64)
+				}
+			}
 		}
-		return strconv.ParseInt(p.Default, 10, 64)
+		return 0, fmt.Errorf("the broker does not describe %s: update the memory scenario's bound", name)
 	}
 	q, err := val("queued.max.request.bytes")
 	if err != nil {
@@ -102,11 +113,6 @@ func RunMemory(ctx context.Context, cfg ScaleConfig) (*MemoryReport, error) {
 	if cfg.MemoryBytes <= 0 || cfg.MemoryProducers <= 0 {
 		return nil, fmt.Errorf("memory: %d bytes, %d producers: want both positive", cfg.MemoryBytes, cfg.MemoryProducers)
 	}
-	budget, err := memoryBudget()
-	if err != nil {
-		return nil, err
-	}
-	rep := &MemoryReport{BudgetBytes: budget}
 	dir, remove, err := scaleDataDir(cfg, "memory")
 	if err != nil {
 		return nil, err
@@ -121,6 +127,11 @@ func RunMemory(ctx context.Context, cfg ScaleConfig) (*MemoryReport, error) {
 		return nil, err
 	}
 	defer func() { child.kill() }() // the child of the moment; a no-op once it has stopped
+	budget, err := child.memoryBudget(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep := &MemoryReport{BudgetBytes: budget}
 	const topic = "memory"
 	if err := child.createTopics(ctx, 4, topic); err != nil {
 		return nil, err

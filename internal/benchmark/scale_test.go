@@ -5,29 +5,69 @@ import (
 	"context"
 	"encoding/json"
 	"encoding/xml"
+	"flag"
 	"fmt"
+	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/idem-dev/idem/broker"
 )
 
-// childEnv makes this test binary, re-executed, serve as the broker child:
-// the scale scenarios then start exactly the broker `idem bench-broker`
-// starts (ServeChild), as a separate process whose /proc figures are its own.
+// childEnv makes this test binary, re-executed, serve as the broker child
+// in place of `idem serve` (which cmd/idem's tests run for real): the same
+// flags, the same broker package, a separate process whose /proc figures
+// are its own.
 const childEnv = "IDEM_BENCH_SERVE_CHILD"
 
 func TestMain(m *testing.M) {
 	if os.Getenv(childEnv) == "1" {
-		if err := ServeChild(os.Args[1:]); err != nil {
+		if err := serveChild(os.Args[1:]); err != nil {
 			fmt.Fprintln(os.Stderr, "bench broker child:", err)
 			os.Exit(1)
 		}
 		os.Exit(0)
 	}
 	os.Exit(m.Run())
+}
+
+// serveChild is `idem serve` for the flags childArgs passes: it serves
+// until SIGTERM, then closes the broker cleanly (logs fsynced and closed).
+func serveChild(args []string) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	dataDir := fs.String("data-dir", "", "")
+	addr := fs.String("kafka-addr", "", "")
+	admin := fs.String("admin-addr", "", "")
+	fs.String("log-level", "warn", "")
+	var props []string
+	fs.Func("X", "", func(s string) error { props = append(props, s); return nil })
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	opts := []broker.Option{broker.WithDataDir(*dataDir), broker.WithKafkaAddr(*addr), broker.WithAdminAddr(*admin),
+		broker.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))}
+	for _, p := range props {
+		name, value, _ := strings.Cut(p, "=")
+		opts = append(opts, broker.WithProperty(name, value))
+	}
+	b, err := broker.New(opts...)
+	if err != nil {
+		return err
+	}
+	if err := b.Start(); err != nil {
+		b.Close()
+		return err
+	}
+	<-ctx.Done()
+	return b.Close()
 }
 
 // tinyScale is every scenario at a size that runs in seconds.
@@ -242,7 +282,7 @@ func TestMemoryScenario(t *testing.T) {
 		t.Fatal(err)
 	}
 	if rep.BudgetBytes != 256<<20 {
-		t.Errorf("budget %d, want queued.max.request.bytes' default 256 MiB", rep.BudgetBytes)
+		t.Errorf("budget %d, want queued.max.request.bytes' default 256 MiB as the broker describes it", rep.BudgetBytes)
 	}
 	if len(rep.Phases) != 4 {
 		t.Fatalf("phases %+v", rep.Phases)
