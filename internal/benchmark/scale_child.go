@@ -27,13 +27,10 @@ import (
 
 // childArgs are the `idem serve` flags of a broker child: its data
 // directory and listener, no admin server, warnings only on stderr (kept
-// for the error if it dies), and props as -X name=value.
-func childArgs(dataDir, addr string, props []string) []string {
-	args := []string{"--data-dir", dataDir, "--kafka-addr", addr, "--admin-addr", "", "--log-level", "warn"}
-	for _, p := range props {
-		args = append(args, "-X", p)
-	}
-	return args
+// for the error if it dies), every property at its default: the figures
+// are those of the broker as shipped.
+func childArgs(dataDir, addr string) []string {
+	return []string{"--data-dir", dataDir, "--kafka-addr", addr, "--admin-addr", "", "--log-level", "warn"}
 }
 
 // childBroker is a running broker child process.
@@ -50,13 +47,12 @@ type childBroker struct {
 // spawner starts broker children with one command line on one port, so a
 // restarted child answers where its clients expect it.
 type spawner struct {
-	argv  []string // command and leading arguments: [idem serve]
-	env   []string // added to the bench's environment
-	props []string // -X name=value for every child
-	addr  string
+	argv []string // command and leading arguments: [idem serve]
+	env  []string // added to the bench's environment
+	addr string
 }
 
-func newSpawner(cfg ScaleConfig, props ...string) (*spawner, error) {
+func newSpawner(cfg ScaleConfig) (*spawner, error) {
 	argv := cfg.Child
 	if len(argv) == 0 {
 		exe, err := os.Executable()
@@ -69,7 +65,7 @@ func newSpawner(cfg ScaleConfig, props ...string) (*spawner, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &spawner{argv: argv, env: cfg.ChildEnv, props: props, addr: addr}, nil
+	return &spawner{argv: argv, env: cfg.ChildEnv, addr: addr}, nil
 }
 
 // freeLoopbackAddr picks a loopback port the kernel says is free. The child
@@ -88,7 +84,7 @@ func freeLoopbackAddr() (string, error) {
 // request, with the time from exec to that answer: the broker's startup
 // time as a client sees it.
 func (s *spawner) start(ctx context.Context, dataDir string) (*childBroker, time.Duration, error) {
-	cmd := exec.Command(s.argv[0], append(append([]string{}, s.argv[1:]...), childArgs(dataDir, s.addr, s.props)...)...)
+	cmd := exec.Command(s.argv[0], append(append([]string{}, s.argv[1:]...), childArgs(dataDir, s.addr)...)...)
 	cmd.Env = append(os.Environ(), s.env...)
 	c := &childBroker{cmd: cmd, addr: s.addr, dataDir: dataDir, stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
 	cmd.Stderr = c.stderr

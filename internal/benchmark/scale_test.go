@@ -45,8 +45,6 @@ func serveChild(args []string) error {
 	addr := fs.String("kafka-addr", "", "")
 	admin := fs.String("admin-addr", "", "")
 	fs.String("log-level", "warn", "")
-	var props []string
-	fs.Func("X", "", func(s string) error { props = append(props, s); return nil })
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -54,10 +52,6 @@ func serveChild(args []string) error {
 	defer stop()
 	opts := []broker.Option{broker.WithDataDir(*dataDir), broker.WithKafkaAddr(*addr), broker.WithAdminAddr(*admin),
 		broker.WithLogger(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))}
-	for _, p := range props {
-		name, value, _ := strings.Cut(p, "=")
-		opts = append(opts, broker.WithProperty(name, value))
-	}
 	b, err := broker.New(opts...)
 	if err != nil {
 		return err
