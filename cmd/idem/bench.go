@@ -49,7 +49,8 @@ The scale scenarios (issue 17) each start their own broker as a child
 process, read its memory, open files and CPU time from /proc and time its
 startup from exec, and print a table (--json: JSON; --chart DIR: SVG charts):
 
-  partitions   produce throughput, RSS, open files and startup (after SIGTERM
+  partitions   produce throughput, RSS, open files and startup (to the first
+               Metadata answer and to every partition served, after SIGTERM
                and after kill -9) at each --partition-counts total (one topic
                up to 1,000 partitions, 100 topics beyond), beside the goals
   connections  --connections producers, each its own client, producing
@@ -59,9 +60,10 @@ startup from exec, and print a table (--json: JSON; --chart DIR: SVG charts):
   compression  produce and consume with none, gzip, snappy, lz4 and zstd:
                throughput both ways, broker CPU per MB, and whether the
                broker hands batches back in the producer's codec
-  memory       peak RSS (sampled every 100 ms) under a slow consumer, a
-               1 GiB fetch and --memory-producers producers at once, against
-               the bound the broker's memory budget sets
+  memory       peak RSS (VmHWM of a broker started afresh for each load)
+               under a slow consumer, a 1 GiB fetch and --memory-producers
+               producers at once, against the bound the broker's memory
+               budget (queued.max.request.bytes) sets
 
 docs/bench.md describes each and how to read it.`,
 		Args: cobra.NoArgs,
@@ -139,7 +141,10 @@ docs/bench.md describes each and how to read it.`,
 	f.IntSliceVar(&scale.Connections, "connections", scale.Connections, "connections: the producer counts to measure (each producer its own client)")
 	f.IntVar(&scale.ConnectionRate, "connection-rate", scale.ConnectionRate, "connections: records/s each producer sends")
 	f.DurationVar(&scale.ConnectionDuration, "connection-duration", scale.ConnectionDuration, "connections: how long the producers send")
-	f.IntSliceVar(&recovMiB, "recovery-mib", []int{256, 1024}, "recovery: log sizes in MiB, ascending, at which the broker is restarted (10240 for 10 GiB)")
+	for _, b := range scale.RecoverySizes {
+		recovMiB = append(recovMiB, int(b>>20))
+	}
+	f.IntSliceVar(&recovMiB, "recovery-mib", recovMiB, "recovery: log sizes in MiB, ascending, at which the broker is restarted (10240 for 10 GiB)")
 	f.IntVar(&scale.CompressionRecords, "compression-records", scale.CompressionRecords, "compression: 1-KiB records produced and consumed per codec")
 	f.IntVar(&memMiB, "memory-mib", int(scale.MemoryBytes>>20), "memory: MiB written before the fetch loads")
 	f.IntVar(&scale.MemoryProducers, "memory-producers", scale.MemoryProducers, "memory: producers writing at the same moment")

@@ -72,7 +72,7 @@ const compressionRecordBytes = 1024
 // time around each half.
 func RunCompression(ctx context.Context, cfg ScaleConfig) (*CompressionReport, error) {
 	if cfg.CompressionRecords <= 0 {
-		return nil, fmt.Errorf("compression: %d records: want at least 1", cfg.CompressionRecords)
+		return nil, fmt.Errorf("%d records: want at least 1", cfg.CompressionRecords)
 	}
 	rep := &CompressionReport{RecordBytes: compressionRecordBytes}
 	dir, remove, err := scaleDataDir(cfg, "compression")

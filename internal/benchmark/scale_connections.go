@@ -47,12 +47,12 @@ type ConnectionsReport struct {
 // time from Produce to its acknowledgement.
 func RunConnections(ctx context.Context, cfg ScaleConfig) (*ConnectionsReport, error) {
 	if cfg.ConnectionRate <= 0 || cfg.ConnectionDuration <= 0 {
-		return nil, fmt.Errorf("connections: rate %d/s for %v: want both positive", cfg.ConnectionRate, cfg.ConnectionDuration)
+		return nil, fmt.Errorf("rate %d/s for %v: want both positive", cfg.ConnectionRate, cfg.ConnectionDuration)
 	}
 	rep := &ConnectionsReport{Seconds: cfg.ConnectionDuration.Seconds()}
 	for _, n := range cfg.Connections {
 		if n <= 0 {
-			return nil, fmt.Errorf("connections: %d producers: want at least 1", n)
+			return nil, fmt.Errorf("%d producers: want at least 1", n)
 		}
 		row, err := runConnectionCount(ctx, cfg, n)
 		if err != nil {

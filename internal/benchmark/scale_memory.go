@@ -111,7 +111,7 @@ const (
 // each load is the VmHWM of a broker started afresh for it.
 func RunMemory(ctx context.Context, cfg ScaleConfig) (*MemoryReport, error) {
 	if cfg.MemoryBytes <= 0 || cfg.MemoryProducers <= 0 {
-		return nil, fmt.Errorf("memory: %d bytes, %d producers: want both positive", cfg.MemoryBytes, cfg.MemoryProducers)
+		return nil, fmt.Errorf("%d bytes, %d producers: want both positive", cfg.MemoryBytes, cfg.MemoryProducers)
 	}
 	dir, remove, err := scaleDataDir(cfg, "memory")
 	if err != nil {

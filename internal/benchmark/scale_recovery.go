@@ -48,6 +48,13 @@ const (
 // kills the broker with SIGKILL and times its start, then stops it with
 // SIGTERM and times that start too.
 func RunRecovery(ctx context.Context, cfg ScaleConfig) (*RecoveryReport, error) {
+	var prev int64
+	for _, size := range cfg.RecoverySizes {
+		if size <= prev {
+			return nil, fmt.Errorf("log sizes must be positive and ascend: %d MiB after %d MiB", size>>20, prev>>20)
+		}
+		prev = size
+	}
 	rep := &RecoveryReport{Partitions: recoveryPartitions, RecordBytes: recoveryRecordBytes}
 	dir, remove, err := scaleDataDir(cfg, "recovery")
 	if err != nil {
@@ -79,9 +86,6 @@ func RunRecovery(ctx context.Context, cfg ScaleConfig) (*RecoveryReport, error) 
 	}
 	var written, records int64
 	for _, size := range cfg.RecoverySizes {
-		if size < written {
-			return nil, fmt.Errorf("recovery sizes must ascend: %d after %d", size, written)
-		}
 		n := int((size - written + recoveryRecordBytes - 1) / recoveryRecordBytes)
 		progressf(cfg.Progress, "recovery: write %d MiB more (%d records)", (size-written)>>20, n)
 		tp, err := child.produceSpread(ctx, []string{topic}, n, values, kgo.ProducerBatchCompression(kgo.NoCompression()))
