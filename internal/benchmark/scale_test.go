@@ -319,3 +319,29 @@ func TestChartSVG(t *testing.T) {
 		t.Errorf("a tick label carries float noise:\n%s", b.String())
 	}
 }
+
+// TestScaleRejectsBadSizes: sizes that cannot be measured are refused with
+// a message naming them, before any broker starts.
+func TestScaleRejectsBadSizes(t *testing.T) {
+	cfg := tinyScale(t)
+	cfg.Child = []string{"/nonexistent/idem"} // starting a child would fail differently
+	cfg.RecoverySizes = []int64{4 << 20, 2 << 20}
+	if _, err := RunRecovery(scaleCtx(t), cfg); err == nil || !strings.Contains(err.Error(), "2 MiB after 4 MiB") {
+		t.Errorf("descending recovery sizes: %v", err)
+	}
+	cfg.PartitionCounts = []int{0}
+	if _, err := RunPartitions(scaleCtx(t), cfg); err == nil || !strings.Contains(err.Error(), "partition count 0") {
+		t.Errorf("zero partitions: %v", err)
+	}
+	cfg.ConnectionRate = 0
+	if _, err := RunConnections(scaleCtx(t), cfg); err == nil || !strings.Contains(err.Error(), "rate 0/s") {
+		t.Errorf("zero rate: %v", err)
+	}
+	cfg.MemoryProducers = 0
+	if _, err := RunMemory(scaleCtx(t), cfg); err == nil || !strings.Contains(err.Error(), "want both positive") {
+		t.Errorf("no producers: %v", err)
+	}
+	if _, err := RunScale(scaleCtx(t), "bogus", cfg); err == nil || !strings.Contains(err.Error(), "unknown scale scenario") {
+		t.Errorf("unknown scenario: %v", err)
+	}
+}
