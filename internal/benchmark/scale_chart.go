@@ -58,15 +58,10 @@ func (c Chart) WriteSVG(w io.Writer) error {
 	y := func(v float64) float64 { return padTop + plotH - v/top*plotH }
 	groupW := plotW / float64(max(1, len(c.Categories)))
 	barW := groupW * 0.8 / float64(max(1, len(c.Series)))
-	// Category labels too long for their group are slanted, not overlapped.
-	rotate := false
-	for _, cat := range c.Categories {
-		rotate = rotate || float64(7*len(cat)) > groupW
-	}
-	xLabelY := chartH - 40
-	if rotate && len(c.Series) <= 1 {
-		xLabelY = chartH - 6 // below the slanted labels; no legend there
-	}
+	// Category labels too long for their group wrap at spaces (about 7 px
+	// a character at this size) instead of running into their neighbours.
+	maxChars := max(4, int(groupW/7))
+	xLabelY := chartH - 30
 
 	fmt.Fprintf(bw, `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-labelledby="title desc" font-family="sans-serif" font-size="12">`+"\n", chartW, chartH, chartW, chartH)
 	fmt.Fprintf(bw, "<title id=\"title\">%s</title>\n<desc id=\"desc\">%s</desc>\n", esc(c.Title), esc(c.description()))
@@ -87,11 +82,11 @@ func (c Chart) WriteSVG(w io.Writer) error {
 	// Bars.
 	for i, cat := range c.Categories {
 		gx := padLeft + float64(i)*groupW
-		if rotate {
-			fmt.Fprintf(bw, `<text transform="translate(%.1f %.1f) rotate(-25)" text-anchor="end">%s</text>`+"\n", gx+groupW/2, padTop+plotH+16, esc(cat))
-		} else {
-			fmt.Fprintf(bw, `<text x="%.1f" y="%.1f" text-anchor="middle">%s</text>`+"\n", gx+groupW/2, padTop+plotH+18, esc(cat))
+		fmt.Fprintf(bw, `<text x="%.1f" y="%.1f" text-anchor="middle">`, gx+groupW/2, padTop+plotH+4)
+		for _, line := range wrapWords(cat, maxChars) {
+			fmt.Fprintf(bw, `<tspan x="%.1f" dy="14">%s</tspan>`, gx+groupW/2, esc(line))
 		}
+		fmt.Fprintln(bw, "</text>")
 		for j, s := range c.Series {
 			if i >= len(s.Values) {
 				continue
@@ -129,6 +124,25 @@ func (c Chart) description() string {
 		}
 	}
 	return b.String()
+}
+
+// wrapWords splits s at spaces into lines of at most width characters (a
+// longer word gets a line of its own).
+func wrapWords(s string, width int) []string {
+	var lines []string
+	line := ""
+	for _, w := range strings.Fields(s) {
+		switch {
+		case line == "":
+			line = w
+		case len(line)+1+len(w) <= width:
+			line += " " + w
+		default:
+			lines = append(lines, line)
+			line = w
+		}
+	}
+	return append(lines, line)
 }
 
 // niceStep rounds a raw tick step up to 1, 2 or 5 times a power of ten.

@@ -301,9 +301,12 @@ func TestChartSVG(t *testing.T) {
 		t.Fatal(err)
 	}
 	var svg struct {
-		Title string   `xml:"title"`
-		Desc  string   `xml:"desc"`
-		Texts []string `xml:"text"`
+		Title string `xml:"title"`
+		Desc  string `xml:"desc"`
+		Texts []struct {
+			Value string   `xml:",chardata"`
+			Lines []string `xml:"tspan"`
+		} `xml:"text"`
 	}
 	if err := xml.Unmarshal(b.Bytes(), &svg); err != nil {
 		t.Fatalf("not well-formed: %v\n%s", err, b.String())
@@ -311,8 +314,20 @@ func TestChartSVG(t *testing.T) {
 	if svg.Title != c.Title || !strings.Contains(svg.Desc, "bound: a<b 0.0; c 0.3;") {
 		t.Errorf("title %q, desc %q", svg.Title, svg.Desc)
 	}
-	if !slices.Contains(svg.Texts, "0.3") {
-		t.Errorf("no bar labelled 0.3 among %q", svg.Texts)
+	var texts, lines []string
+	for _, tx := range svg.Texts {
+		texts = append(texts, tx.Value)
+		lines = append(lines, tx.Lines...)
+	}
+	if !slices.Contains(texts, "0.3") {
+		t.Errorf("no bar labelled 0.3 among %q", texts)
+	}
+	// A category label too long for its group wraps at spaces.
+	if got := wrapWords("produce 1024B acks=all", 13); !slices.Equal(got, []string{"produce 1024B", "acks=all"}) {
+		t.Errorf("wrapped into %q", got)
+	}
+	if !slices.Contains(lines, "a<b") {
+		t.Errorf("category labels %q lack a<b", lines)
 	}
 	// Ticks are multiples of a round step, never 0.30000000000000004.
 	if strings.Contains(b.String(), "0000000") {
