@@ -402,7 +402,7 @@ func (c *Cleaner) cleanGroup(ctx context.Context, l *Log, g []cleanSeg, rs *roun
 	if w.seg.next != g[len(g)-1].next {
 		return fmt.Errorf("logstore: cleaned segment %s ends at %d, the segments it replaces at %d", w.seg.path, w.seg.next, g[len(g)-1].next)
 	}
-	seg, sum, err := w.finish()
+	seg, f, sum, err := w.finish()
 	if err != nil {
 		return err
 	}
@@ -416,7 +416,7 @@ func (c *Cleaner) cleanGroup(ctx context.Context, l *Log, g []cleanSeg, rs *roun
 	if h := rs.minHorizon; h >= 0 && (st.minHorizon < 0 || h < st.minHorizon) {
 		st.minHorizon = h
 	}
-	swapped, err := l.swapIn(olds, seg, path, sum, st)
+	swapped, err := l.swapIn(olds, seg, f, path, sum, st)
 	if err != nil && swapped {
 		l.cleanBroken = err
 	}
@@ -509,6 +509,7 @@ type cleanedWriter struct {
 	c    *Cleaner
 	l    *Log
 	path string
+	f    File // the new segment's file, until the swap takes it
 	bw   *bufio.Writer
 	seg  *segment
 	sum  uint32
@@ -529,8 +530,8 @@ func (c *Cleaner) newCleanedWriter(ctx context.Context, l *Log, base int64) (*cl
 	if err != nil {
 		return nil, fmt.Errorf("logstore: create %s: %w", path, noSpace(err))
 	}
-	w := &cleanedWriter{ctx: ctx, c: c, l: l, path: path,
-		seg: &segment{base: base, f: f, path: join(l.dir, segmentName(base)), next: base, maxTS: -1}}
+	w := &cleanedWriter{ctx: ctx, c: c, l: l, path: path, f: f,
+		seg: &segment{base: base, path: join(l.dir, segmentName(base)), next: base, maxTS: -1}}
 	w.bw = bufio.NewWriterSize(fileWriter{f}, c.cfg.IOBufferBytes)
 	return w, nil
 }
@@ -556,7 +557,7 @@ func (w *cleanedWriter) write(b []byte) error {
 		if err := w.bw.Flush(); err != nil {
 			return fmt.Errorf("logstore: write %s: %w", w.path, noSpace(err))
 		}
-		if err := w.seg.f.Sync(); err != nil {
+		if err := w.f.Sync(); err != nil {
 			return fmt.Errorf("logstore: fsync %s: %w", w.path, err)
 		}
 	}
@@ -585,30 +586,30 @@ func (w *cleanedWriter) copyPrefix(c *Cleaner, segs []cleanSeg, until int64) err
 }
 
 // finish makes the new segment durable, file and directory entry, and
-// returns it with its checksum.
-func (w *cleanedWriter) finish() (*segment, uint32, error) {
+// returns it with its open file and its checksum.
+func (w *cleanedWriter) finish() (*segment, File, uint32, error) {
 	if err := w.bw.Flush(); err != nil {
 		w.abandon()
-		return nil, 0, fmt.Errorf("logstore: write %s: %w", w.path, noSpace(err))
+		return nil, nil, 0, fmt.Errorf("logstore: write %s: %w", w.path, noSpace(err))
 	}
 	if swapFault != swapSkipsFsync {
-		if err := w.seg.f.Sync(); err != nil {
+		if err := w.f.Sync(); err != nil {
 			w.abandon()
-			return nil, 0, fmt.Errorf("logstore: fsync %s: %w", w.path, err)
+			return nil, nil, 0, fmt.Errorf("logstore: fsync %s: %w", w.path, err)
 		}
 	}
 	if err := w.l.fs.SyncDir(w.l.dir); err != nil {
 		w.abandon()
-		return nil, 0, fmt.Errorf("logstore: fsync directory %s: %w", w.l.dir, err)
+		return nil, nil, 0, fmt.Errorf("logstore: fsync directory %s: %w", w.l.dir, err)
 	}
-	return w.seg, w.sum, nil
+	return w.seg, w.f, w.sum, nil
 }
 
 // abandon removes the unfinished file.
 func (w *cleanedWriter) abandon() {
 	if !w.done {
 		w.done = true
-		w.seg.f.Close()
+		w.f.Close()
 		w.l.fs.Remove(w.path)
 	}
 }

@@ -47,6 +47,11 @@ type Config struct {
 	// Disk watches free space and keeps the reserve that metadata writes
 	// (checkpoints, indexes) draw on when the disk is full; nil = none.
 	Disk *Disk
+	// Files is the open-file cache the log's segment files go through
+	// (filecache.go); nil takes Disk's, so every log of a data directory
+	// shares one limit, or, without a Disk, a cache of the log's own with
+	// no limit.
+	Files *FileCache
 	// UseReserve lets every append draw on the disk reserve: for the
 	// coordinators' state logs, whose small writes (offset commits,
 	// transaction decisions) must go on when records can no longer be
@@ -85,6 +90,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if c.Files == nil {
+		c.Files = c.Disk.Files()
+	}
+	if c.Files == nil {
+		c.Files = NewFileCache(0)
 	}
 	return c
 }
@@ -234,15 +245,15 @@ func (l *Log) recover() error {
 	}
 
 	for i, base := range bases {
+		// Segments are opened lazily, through the file cache: a sealed
+		// segment whose index holds is not opened at all until it is read.
 		seg := &segment{base: base, path: join(l.dir, segmentName(base)), maxTS: -1}
-		if seg.f, err = l.fs.OpenReadWrite(seg.path); err != nil {
-			return fmt.Errorf("logstore: open %s: %w", seg.path, err)
-		}
-		l.segs = append(l.segs, seg)
-		size, err := seg.f.Size()
+		size, err := l.fs.Stat(seg.path)
 		if err != nil {
 			return fmt.Errorf("logstore: size of %s: %w", seg.path, err)
 		}
+		seg.f = l.cfg.Files.lazy(l.fs, seg.path)
+		l.segs = append(l.segs, seg)
 		if i < len(bases)-1 {
 			if err := l.loadSealed(seg, size, hasIndex[base]); err != nil {
 				return err
@@ -345,7 +356,7 @@ func (l *Log) loadSealed(seg *segment, size int64, hasIndex bool) error {
 		}
 		l.log.Warn("rebuilding damaged index", "segment", seg.path)
 	}
-	res, err := seg.scan(size, l.cfg.IndexIntervalBytes)
+	res, err := seg.scan(seg.f, size, l.cfg.IndexIntervalBytes)
 	if err != nil {
 		return fmt.Errorf("logstore: read %s: %w", seg.path, err)
 	}
@@ -366,12 +377,12 @@ func (l *Log) loadSealed(seg *segment, size int64, hasIndex bool) error {
 // the bytes beyond are scanned: the prefix was durable when indexed, like a
 // sealed segment, and is validated batch by batch when read.
 func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64, hasIndex bool) error {
-	scan := func() (scanResult, error) { return seg.scan(size, l.cfg.IndexIntervalBytes) }
+	scan := func() (scanResult, error) { return seg.scan(seg.f, size, l.cfg.IndexIntervalBytes) }
 	if hasIndex {
 		b, err := readWholeFile(l.fs, join(l.dir, indexName(seg.base)), 64+size)
 		if err == nil && seg.decodeIndexPrefix(b, size) == nil && seg.next <= max(recoveryPoint, seg.base) {
 			l.indexed = segmentPos{base: seg.base, size: seg.size, next: seg.next, maxTS: seg.maxTS}
-			scan = func() (scanResult, error) { return seg.resume(size, l.cfg.IndexIntervalBytes) }
+			scan = func() (scanResult, error) { return seg.resume(seg.f, size, l.cfg.IndexIntervalBytes) }
 		}
 	}
 	res, err := scan()
@@ -401,19 +412,22 @@ func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64, hasIndex bo
 // entry durable before any batch can be acknowledged in it.
 func (l *Log) createSegment(base int64) error {
 	seg := &segment{base: base, path: join(l.dir, segmentName(base)), next: base, maxTS: -1}
-	var f File
-	err := l.cfg.Disk.Do(func() (err error) {
-		f, err = l.fs.Create(seg.path)
-		return err
+	// Nothing is written to it yet, so the cache may close it when idle.
+	f, err := l.cfg.Files.create(l.fs, seg.path, func() (f File, err error) {
+		err = l.cfg.Disk.Do(func() (err error) {
+			f, err = l.fs.Create(seg.path)
+			return err
+		})
+		return f, err
 	})
 	if err != nil {
 		return fmt.Errorf("logstore: create %s: %w", seg.path, noSpace(err))
 	}
-	seg.f = f
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		f.Close()
 		return fmt.Errorf("logstore: fsync directory %s: %w", l.dir, err)
 	}
+	seg.f = f
 	seg.rollTime = l.cfg.Now().Add(l.cfg.RollInterval)
 	l.segs = append(l.segs, seg)
 	return nil
