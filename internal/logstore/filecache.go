@@ -51,6 +51,7 @@ type FileCache struct {
 	mu    sync.Mutex
 	limit int       // 0: no limit
 	open  int       // files open, counting opens in flight
+	opens int64     // files opened or created, ever
 	idle  list.List // of *cachedFile that may be closed, least recently used at the back
 }
 
@@ -92,6 +93,15 @@ func (c *FileCache) Open() int {
 	return c.open
 }
 
+// Opens returns how many segment files were opened or created through the
+// cache: a count that rises much faster than segments are created means
+// the limit is too low for the files in use.
+func (c *FileCache) Opens() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.opens
+}
+
 // lazy returns a File for path that is opened (read-write) on first use.
 func (c *FileCache) lazy(fsys FS, path string) *cachedFile {
 	return &cachedFile{c: c, fs: fsys, path: path}
@@ -109,6 +119,7 @@ func (c *FileCache) create(fsys FS, path string, create func() (File, error)) (*
 		c.open--
 		return nil, err
 	}
+	c.opens++
 	cf := &cachedFile{c: c, fs: fsys, path: path, f: f}
 	c.makeIdleLocked(cf)
 	c.evictLocked()
@@ -228,6 +239,7 @@ func (cf *cachedFile) pin() (File, uint64, error) {
 		}
 		return nil, 0, err
 	}
+	c.opens++
 	cf.f = f
 	cf.pins++
 	return f, cf.written, nil

@@ -132,7 +132,8 @@ type AppendInfo struct {
 
 // Log is one partition's log. All methods are safe for concurrent use.
 //
-// Lock order: cleanMu → syncMu → ckptMu → mu → waitMu.
+// Lock order: cleanMu → syncMu → ckptMu → mu → waitMu. The FileCache's
+// lock (filecache.go) is a leaf below all of them.
 type Log struct {
 	fs  FS
 	dir string
