@@ -245,6 +245,7 @@ func (l *Log) recover() error {
 		}
 	}
 
+	truncated := false // recovery cut a torn tail off the active segment
 	for i, base := range bases {
 		// Segments are opened lazily, through the file cache: a sealed
 		// segment whose index holds is not opened at all until it is read.
@@ -259,7 +260,7 @@ func (l *Log) recover() error {
 			if err := l.loadSealed(seg, size, hasIndex[base]); err != nil {
 				return err
 			}
-		} else if err := l.recoverActive(seg, size, ck.recovery, hasIndex[base]); err != nil {
+		} else if truncated, err = l.recoverActive(seg, size, ck.recovery, hasIndex[base]); err != nil {
 			return err
 		}
 		if i > 0 && l.segs[i-1].next != base {
@@ -290,9 +291,16 @@ func (l *Log) recover() error {
 		return err
 	}
 	// What survived a process crash may still be only in the page cache:
-	// make it durable before calling it durable.
-	if err := active.f.Sync(); err != nil {
-		return fmt.Errorf("logstore: fsync %s: %w", active.path, err)
+	// make it durable before calling it durable. When the checkpoint
+	// already vouches for the whole segment (a clean stop, or a crash with
+	// nothing appended since the last checkpoint), every byte was fsynced
+	// before it was written and the fsync is skipped: a start after a clean
+	// stop then opens no segment file at all, which is what lets ten
+	// thousand partitions start within their open-file limit.
+	if !ckOK || active.next != ck.recovery || truncated {
+		if err := active.f.Sync(); err != nil {
+			return fmt.Errorf("logstore: fsync %s: %w", active.path, err)
+		}
 	}
 	l.durable.Store(active.next)
 	l.durablePos = segmentPos{base: active.base, size: active.size, next: active.next, maxTS: active.maxTS}
@@ -373,11 +381,11 @@ func (l *Log) loadSealed(seg *segment, size int64, hasIndex bool) error {
 }
 
 // recoverActive scans the last segment and truncates a torn tail, unless the
-// damage lies below the recovery point. When an index persisted for the
+// damage lies below the recovery point; it reports whether it truncated. When an index persisted for the
 // active segment covers a prefix of it (all of it after a clean close), only
 // the bytes beyond are scanned: the prefix was durable when indexed, like a
 // sealed segment, and is validated batch by batch when read.
-func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64, hasIndex bool) error {
+func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64, hasIndex bool) (bool, error) {
 	scan := func() (scanResult, error) { return seg.scan(seg.f, size, l.cfg.IndexIntervalBytes) }
 	if hasIndex {
 		b, err := readWholeFile(l.fs, join(l.dir, indexName(seg.base)), 64+size)
@@ -388,25 +396,25 @@ func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64, hasIndex bo
 	}
 	res, err := scan()
 	if err != nil {
-		return fmt.Errorf("logstore: read %s: %w", seg.path, err)
+		return false, fmt.Errorf("logstore: read %s: %w", seg.path, err)
 	}
 	if res.badErr == nil {
-		return nil
+		return false, nil
 	}
 	if seg.next < recoveryPoint {
-		return fmt.Errorf("%w: %s at offset %d (recovery point %d): %v", ErrCorrupt, seg.path, seg.next, recoveryPoint, res.badErr)
+		return false, fmt.Errorf("%w: %s at offset %d (recovery point %d): %v", ErrCorrupt, seg.path, seg.next, recoveryPoint, res.badErr)
 	}
 	l.log.Warn("truncating torn tail", "segment", seg.path, "offset", seg.next, "position", res.valid, "bytes", size-res.valid, "reason", res.badErr)
 	if err := seg.f.Truncate(res.valid); err != nil {
-		return fmt.Errorf("logstore: truncate %s: %w", seg.path, err)
+		return false, fmt.Errorf("logstore: truncate %s: %w", seg.path, err)
 	}
 	// A stale index of this segment (it was sealed once, then truncated
 	// back into the active one) must not outlive the truncation.
 	l.indexed = segmentPos{}
 	if err := l.fs.Remove(join(l.dir, indexName(seg.base))); err == nil {
-		return l.fs.SyncDir(l.dir)
+		return true, l.fs.SyncDir(l.dir)
 	}
-	return nil
+	return true, nil
 }
 
 // createSegment adds a new, empty active segment and makes its directory
@@ -607,7 +615,12 @@ func (l *Log) Close() error {
 	var err error
 	if l.poison.Load() == nil {
 		active := l.active()
-		if err = active.f.Sync(); err == nil {
+		// Nothing appended since the last fsync: skip it rather than
+		// reopen a file the cache closed only to fsync nothing.
+		if l.durable.Load() != active.next {
+			err = active.f.Sync()
+		}
+		if err == nil {
 			l.advanceDurable(active.next)
 			if active.size-l.indexedSizeLocked(active) >= min(1<<20, l.cfg.ActiveIndexInterval) {
 				// The next start then reads this segment's index instead of
