@@ -359,6 +359,43 @@ func createFile(t *testing.T, fsys FS, name string, data []byte) {
 	}
 }
 
+// A start after a clean stop that indexed the active segment opens no
+// segment file: nothing needs reading, and the checkpoint vouches that
+// everything was fsynced.
+func TestCleanRestartOpensNoSegmentFile(t *testing.T) {
+	fsys := NewMemFS()
+	cfg := Config{SegmentBytes: 2 * (BatchHeaderSize + 16), ActiveIndexInterval: 1}
+	l := mustOpen(t, fsys, "/p", cfg)
+	for i := range 7 {
+		mustAppendDurable(t, l, testBatch(1, int64(i), fmt.Appendf(nil, "record-%09d", i)))
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	names, err := fsys.ReadDir("/p")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]int{}
+	for _, n := range names {
+		before[n] = fsys.Opens("/p/" + n)
+	}
+	syncs := fsys.Syncs()
+	l = mustOpen(t, fsys, "/p", cfg)
+	defer l.Close()
+	for _, n := range names {
+		if strings.HasSuffix(n, ".log") && fsys.Opens("/p/"+n) != before[n] {
+			t.Fatalf("the start opened %s", n)
+		}
+	}
+	if got := fsys.Syncs(); got != syncs {
+		t.Fatalf("the start fsynced %d times", got-syncs)
+	}
+	if got, err := readOne(l, 6); err != nil || got != "record-000000006" {
+		t.Fatalf("read the last record: %q, %v", got, err)
+	}
+}
+
 // gatedFS holds ReadAt calls on files under a path prefix until released.
 type gatedFS struct {
 	FS
