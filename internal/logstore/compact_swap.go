@@ -344,7 +344,7 @@ func (l *Log) swapIn(olds []*segment, seg *segment, f File, cleanedPath string, 
 		return false, errors.Join(fmt.Errorf("logstore: rename %s: %w", cleanedPath, err), removeIfExists(l.fs, cleanedPath), l.writeCleanerStateLocked(committed))
 	}
 	// Only now that the path names the new file may the cache reopen it.
-	seg.f = l.cfg.Files.adopt(l.fs, seg.path, f)
+	seg.f = l.cfg.Files.adopt(l.fs, seg.path, l.urgeSync, f)
 	l.mu.Lock()
 	l.segs = append(l.segs[:at:at], append([]*segment{seg}, l.segs[at+len(olds):]...)...)
 	l.mu.Unlock()

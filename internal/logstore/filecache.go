@@ -24,15 +24,21 @@ import (
 //     write-back error go unseen by the fsync of the next descriptor, and
 //     the log's durability rests on fsync reporting it (fsyncgate, see the
 //     package doc). The log's syncer fsyncs every append within
-//     BackgroundSyncDelay, so an active segment becomes idle soon after its
-//     partition stops receiving records.
+//     BackgroundSyncDelay, and at once when the limit is exceeded and
+//     only files awaiting their fsync could make room (urge), so an active
+//     segment becomes idle soon after its partition stops receiving
+//     records.
 //
-// So at most max(limit, files in use at once) files are open: the limit is
-// exceeded only by files pinned at the same moment (one per read, append
-// or fsync in flight), never by idle ones, and such a file is closed as
-// soon as it is released. Waiting for a slot instead would bound the count
-// strictly but could deadlock a caller holding one pin while asking for
-// another.
+// So at most max(limit, files in use or awaiting their fsync) files are
+// open: the limit is exceeded only by files pinned at the same moment (one
+// per read, append or fsync in flight) and by files written but not yet
+// fsynced (a burst of appends to more partitions than the limit, for the
+// time of one fsync each), never by idle ones, and such a file is closed as
+// soon as it is released and fsynced. Waiting for a slot instead would
+// bound the count strictly but could deadlock: a reader waiting for a slot
+// under its log's read lock, while the only file that could free one is
+// that log's active segment, whose syncer needs the same lock behind a
+// queued appender.
 //
 // Idle active segments are not closed after an idle time of their own: the
 // limit alone decides, so a broker with fewer partitions than the limit
@@ -53,6 +59,9 @@ type FileCache struct {
 	open  int       // files open, counting opens in flight
 	opens int64     // files opened or created, ever
 	idle  list.List // of *cachedFile that may be closed, least recently used at the back
+	// unsynced holds the files not in use whose writes await an fsync
+	// and whose log was not yet asked for it early (urge).
+	unsynced list.List
 }
 
 // DefaultOpenFiles is the limit of a FileCache made by OpenDisk
@@ -103,14 +112,17 @@ func (c *FileCache) Opens() int64 {
 }
 
 // lazy returns a File for path that is opened (read-write) on first use.
-func (c *FileCache) lazy(fsys FS, path string) *cachedFile {
-	return &cachedFile{c: c, fs: fsys, path: path}
+// urge, if not nil, asks the file's log to fsync it soon, without
+// blocking: it is called, with the cache locked, when unsynced writes keep
+// the file open while the limit is exceeded.
+func (c *FileCache) lazy(fsys FS, path string, urge func()) *cachedFile {
+	return &cachedFile{c: c, fs: fsys, path: path, urge: urge}
 }
 
 // create opens a new file on path with create, which must return it with
 // nothing written to it that is not fsynced, so that it counts against the
 // limit from the start and may be closed when idle.
-func (c *FileCache) create(fsys FS, path string, create func() (File, error)) (*cachedFile, error) {
+func (c *FileCache) create(fsys FS, path string, urge func(), create func() (File, error)) (*cachedFile, error) {
 	c.reserve()
 	f, err := create()
 	c.mu.Lock()
@@ -120,8 +132,8 @@ func (c *FileCache) create(fsys FS, path string, create func() (File, error)) (*
 		return nil, err
 	}
 	c.opens++
-	cf := &cachedFile{c: c, fs: fsys, path: path, f: f}
-	c.makeIdleLocked(cf)
+	cf := &cachedFile{c: c, fs: fsys, path: path, f: f, urge: urge}
+	c.settleLocked(cf)
 	c.evictLocked()
 	return cf, nil
 }
@@ -129,8 +141,8 @@ func (c *FileCache) create(fsys FS, path string, create func() (File, error)) (*
 // adopt takes in f, already open on path and with nothing written to it
 // that is not fsynced (a cleaned segment, open since the cleaner created
 // it).
-func (c *FileCache) adopt(fsys FS, path string, f File) *cachedFile {
-	cf, _ := c.create(fsys, path, func() (File, error) { return f, nil })
+func (c *FileCache) adopt(fsys FS, path string, urge func(), f File) *cachedFile {
+	cf, _ := c.create(fsys, path, urge, func() (File, error) { return f, nil })
 	return cf
 }
 
@@ -148,6 +160,8 @@ func (c *FileCache) reserve() {
 // the limit are open. It closes them with mu held, so that the count never
 // runs below the files really open: closing a clean file is quick, and a
 // close error loses nothing (everything written through it was fsynced).
+// If that is not enough, it asks the logs of the files awaiting an fsync
+// to do it now, so that they can be closed sooner.
 func (c *FileCache) evictLocked() {
 	for c.limit > 0 && c.open > c.limit && c.idle.Len() > 0 {
 		cf := c.idle.Remove(c.idle.Back()).(*cachedFile)
@@ -156,14 +170,39 @@ func (c *FileCache) evictLocked() {
 		cf.f = nil
 		c.open--
 	}
+	for c.limit > 0 && c.open > c.limit && c.unsynced.Len() > 0 {
+		cf := c.unsynced.Remove(c.unsynced.Front()).(*cachedFile)
+		cf.elem = nil
+		cf.urge() // a non-blocking send to the log's syncer
+	}
 }
 
-// makeIdleLocked puts cf at the front of the idle list if nothing uses it
-// and nothing written through it awaits an fsync.
-func (c *FileCache) makeIdleLocked(cf *cachedFile) {
-	if cf.pins == 0 && cf.f != nil && !cf.forgotten && cf.synced == cf.written && cf.elem == nil {
-		cf.elem = c.idle.PushFront(cf)
+// settleLocked files cf once nothing uses it: at the front of the idle
+// list if nothing written through it awaits an fsync, else among the
+// unsynced files its log may be urged to fsync.
+func (c *FileCache) settleLocked(cf *cachedFile) {
+	if cf.pins > 0 || cf.f == nil || cf.forgotten || cf.elem != nil {
+		return
 	}
+	switch {
+	case cf.synced == cf.written:
+		cf.elem, cf.unsynced = c.idle.PushFront(cf), false
+	case cf.urge != nil:
+		cf.elem, cf.unsynced = c.unsynced.PushBack(cf), true
+	}
+}
+
+// unlistLocked takes cf off the idle or unsynced list.
+func (c *FileCache) unlistLocked(cf *cachedFile) {
+	if cf.elem == nil {
+		return
+	}
+	if cf.unsynced {
+		c.unsynced.Remove(cf.elem)
+	} else {
+		c.idle.Remove(cf.elem)
+	}
+	cf.elem = nil
 }
 
 // errForgotten is returned by any use of a segment file after it was
@@ -177,11 +216,14 @@ type cachedFile struct {
 	c    *FileCache
 	fs   FS
 	path string
+	urge func() // asks for an early fsync; may be nil
 
 	f       File          // nil while closed
 	opening chan struct{} // closed when an open in flight finishes
 	pins    int           // operations using f
-	elem    *list.Element // in c.idle while idle
+	elem    *list.Element // in c.idle while idle, or in c.unsynced
+	// unsynced: elem is in c.unsynced
+	unsynced bool
 	// written counts writes and truncations, synced the writes the last
 	// successful fsync covered: a file is idle only when they are equal.
 	written, synced uint64
@@ -206,10 +248,7 @@ func (cf *cachedFile) pin() (File, uint64, error) {
 	}
 	if cf.f != nil {
 		cf.pins++
-		if cf.elem != nil {
-			c.idle.Remove(cf.elem)
-			cf.elem = nil
-		}
+		c.unlistLocked(cf)
 		written := cf.written
 		c.mu.Unlock()
 		return cf.f, written, nil
@@ -268,7 +307,7 @@ func (cf *cachedFile) unpin(wrote bool, synced uint64, ok bool) {
 			c.open--
 		}
 	default:
-		c.makeIdleLocked(cf)
+		c.settleLocked(cf)
 		c.evictLocked()
 	}
 	c.mu.Unlock()
@@ -345,10 +384,7 @@ func (cf *cachedFile) Close() error {
 		return fmt.Errorf("%w: %s", errForgotten, cf.path)
 	}
 	cf.forgotten = true
-	if cf.elem != nil {
-		c.idle.Remove(cf.elem)
-		cf.elem = nil
-	}
+	c.unlistLocked(cf)
 	var f File
 	if cf.pins == 0 && cf.f != nil {
 		f, cf.f = cf.f, nil

@@ -154,7 +154,7 @@ func TestFileCacheKeepsUnsyncedFilesOpen(t *testing.T) {
 	createFile(t, fsys, "/d/a.log", nil)
 	createFile(t, fsys, "/d/b.log", nil)
 	files := NewFileCache(1)
-	a, b := files.lazy(fsys, "/d/a.log"), files.lazy(fsys, "/d/b.log")
+	a, b := files.lazy(fsys, "/d/a.log", nil), files.lazy(fsys, "/d/b.log", nil)
 	if _, err := a.WriteAt([]byte("unsynced"), 0); err != nil {
 		t.Fatal(err)
 	}
@@ -196,6 +196,28 @@ func TestFileCacheKeepsUnsyncedFilesOpen(t *testing.T) {
 	}
 }
 
+// Past the limit, a file kept open only by a write awaiting its fsync
+// makes its log fsync at once rather than after BackgroundSyncDelay, so
+// the file can be closed.
+func TestFileCacheUrgesTheFsyncOfFilesBeyondTheLimit(t *testing.T) {
+	fsys := NewMemFS()
+	files := NewFileCache(1)
+	cfg := Config{Files: files, BackgroundSyncDelay: time.Hour}
+	a := mustOpen(t, fsys, "/a", cfg)
+	defer a.Close()
+	b := mustOpen(t, fsys, "/b", cfg)
+	defer b.Close()
+	mustAppend(t, a, testBatch(1, 1, []byte("a")))
+	mustAppend(t, b, testBatch(1, 1, []byte("b")))
+	deadline := time.Now().Add(10 * time.Second)
+	for files.Open() > 1 || a.DurableOffset() != 1 || b.DurableOffset() != 1 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d files open, durable offsets %d and %d: the writes were not fsynced early", files.Open(), a.DurableOffset(), b.DurableOffset())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
 // A file held open while another file is renamed over its path keeps
 // reading its own bytes; once closed for good it is never opened again.
 func TestFileCacheHoldsAFileAcrossARenameAndNeverReopensAForgottenOne(t *testing.T) {
@@ -206,7 +228,7 @@ func TestFileCacheHoldsAFileAcrossARenameAndNeverReopensAForgottenOne(t *testing
 	createFile(t, fsys, "/d/s.log", []byte("old bytes"))
 	createFile(t, fsys, "/d/s.cleaned", []byte("new bytes"))
 	files := NewFileCache(1)
-	old := files.lazy(fsys, "/d/s.log")
+	old := files.lazy(fsys, "/d/s.log", nil)
 	if _, _, err := old.pin(); err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +236,7 @@ func TestFileCacheHoldsAFileAcrossARenameAndNeverReopensAForgottenOne(t *testing
 		t.Fatal(err)
 	}
 	createFile(t, fsys, "/d/other.log", nil)
-	other := files.lazy(fsys, "/d/other.log")
+	other := files.lazy(fsys, "/d/other.log", nil)
 	if _, err := other.Size(); err != nil { // pressure: limit 1, two in use
 		t.Fatal(err)
 	}

@@ -254,7 +254,7 @@ func (l *Log) recover() error {
 		if err != nil {
 			return fmt.Errorf("logstore: size of %s: %w", seg.path, err)
 		}
-		seg.f = l.cfg.Files.lazy(l.fs, seg.path)
+		seg.f = l.cfg.Files.lazy(l.fs, seg.path, l.urgeSync)
 		l.segs = append(l.segs, seg)
 		if i < len(bases)-1 {
 			if err := l.loadSealed(seg, size, hasIndex[base]); err != nil {
@@ -422,7 +422,7 @@ func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64, hasIndex bo
 func (l *Log) createSegment(base int64) error {
 	seg := &segment{base: base, path: join(l.dir, segmentName(base)), next: base, maxTS: -1}
 	// Nothing is written to it yet, so the cache may close it when idle.
-	f, err := l.cfg.Files.create(l.fs, seg.path, func() (f File, err error) {
+	f, err := l.cfg.Files.create(l.fs, seg.path, l.urgeSync, func() (f File, err error) {
 		err = l.cfg.Disk.Do(func() (err error) {
 			f, err = l.fs.Create(seg.path)
 			return err
