@@ -113,7 +113,13 @@ func scaleRestart(t *testing.T, dir string) {
 	if err := b.Start(); err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close()
+	defer func() {
+		began := time.Now()
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+		t.Logf("close: %v", time.Since(began).Round(time.Millisecond))
+	}()
 	var took string
 	select {
 	case took = <-opened:

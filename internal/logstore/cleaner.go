@@ -149,7 +149,12 @@ type cleanSeg struct {
 	seg        *segment
 	base, next int64
 	size       int64
-	f          File // the round's own read-only handle
+	// f is the segment's file, read through the log's file cache like any
+	// reader's: pinned for each read, so the round holds no file open
+	// beyond the limit. Taken under the log's lock (retention clears
+	// seg.f); if retention removes the segment during the round, reads
+	// fail and the round with them, as its swap would.
+	f File
 }
 
 // plan returns the sealed segments a clean may touch (from the log start up
@@ -168,7 +173,7 @@ func (l *Log) plan(stableOffset int64, minLag time.Duration, now time.Time) ([]c
 		if s.next > stableOffset || young {
 			break
 		}
-		segs = append(segs, cleanSeg{seg: s, base: s.base, next: s.next, size: s.size})
+		segs = append(segs, cleanSeg{seg: s, base: s.base, next: s.next, size: s.size, f: s.f})
 	}
 	return segs, firstDirty, nil
 }
@@ -228,14 +233,6 @@ func (c *Cleaner) Clean(ctx context.Context, l *Log, opts CleanOptions) (CleanSt
 	if len(segs) == 0 || (segs[len(segs)-1].next <= firstDirty && !horizonDue) {
 		return stats, nil
 	}
-	for i := range segs {
-		if segs[i].f, err = l.fs.Open(segs[i].seg.path); err != nil {
-			closeAll(segs[:i])
-			return stats, fmt.Errorf("logstore: open %s: %w", segs[i].seg.path, err)
-		}
-	}
-	defer closeAll(segs)
-
 	mapEnd, err := c.buildKeyMap(ctx, l, segs, firstDirty, opts.Aborted, &stats)
 	if err != nil {
 		return stats, err
@@ -262,14 +259,6 @@ func (c *Cleaner) Clean(ctx context.Context, l *Log, opts CleanOptions) (CleanSt
 		l.log.Warn("could not record where cleaning got to", "err", err)
 	}
 	return stats, nil
-}
-
-func closeAll(segs []cleanSeg) {
-	for _, s := range segs {
-		if s.f != nil {
-			s.f.Close()
-		}
-	}
 }
 
 // groupSegments splits the segments with a base below end into runs of
