@@ -26,7 +26,9 @@ import (
 //	IDEM_SCALE=1 go test -p 1 -run TestScaleRestart10kPartitions -v ./broker/
 //
 // IDEM_SCALE_PROPS=name=value,... adds broker properties to the restart
-// (idem.log.open.files.max=0 measures without a limit).
+// (idem.log.open.files.max=0 measures without a limit); IDEM_SCALE_DIR
+// keeps the data directory, and IDEM_SCALE_RESTART_DIR=<that directory>
+// then measures another restart alone.
 func TestScaleRestart10kPartitions(t *testing.T) {
 	if dir := os.Getenv("IDEM_SCALE_RESTART_DIR"); dir != "" {
 		scaleRestart(t, dir)
@@ -36,7 +38,12 @@ func TestScaleRestart10kPartitions(t *testing.T) {
 		t.Skip("a measurement: set IDEM_SCALE=1 to run it")
 	}
 	const topicsN, partsN = 100, 100
-	dir := t.TempDir()
+	// IDEM_SCALE_DIR keeps the data for further restarts:
+	// IDEM_SCALE_RESTART_DIR=<dir> runs only the restart.
+	dir := os.Getenv("IDEM_SCALE_DIR")
+	if dir == "" {
+		dir = t.TempDir()
+	}
 	b, err := broker.New(broker.WithDataDir(dir), broker.WithKafkaAddr("127.0.0.1:0"), broker.WithAdminAddr(""),
 		broker.WithProperty("idem.disk.reserve.bytes", "0"),
 		broker.WithLogger(slog.New(slog.DiscardHandler)))
