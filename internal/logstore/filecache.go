@@ -111,12 +111,13 @@ func (c *FileCache) Opens() int64 {
 	return c.opens
 }
 
-// lazy returns a File for path that is opened (read-write) on first use.
+// lazy returns a File for path, written by an earlier process, that is
+// opened (read-write) on first use.
 // urge, if not nil, asks the file's log to fsync it soon, without
 // blocking: it is called, with the cache locked, when unsynced writes keep
 // the file open while the limit is exceeded.
 func (c *FileCache) lazy(fsys FS, path string, urge func()) *cachedFile {
-	return &cachedFile{c: c, fs: fsys, path: path, urge: urge}
+	return &cachedFile{c: c, fs: fsys, path: path, urge: urge, inherited: true}
 }
 
 // create opens a new file on path with create, which must return it with
@@ -205,6 +206,11 @@ func (c *FileCache) unlistLocked(cf *cachedFile) {
 	cf.elem = nil
 }
 
+// errReopen marks a failure to open a file the cache had closed (too
+// many open files, say): nothing was read or written, so a log must not
+// treat it as a failed write whose effect is unknown.
+var errReopen = errors.New("logstore: reopen a segment file")
+
 // errForgotten is returned by any use of a segment file after it was
 // closed for good; a log never does that (it forgets a file only with the
 // segment gone from its list, under its lock).
@@ -227,7 +233,11 @@ type cachedFile struct {
 	// written counts writes and truncations, synced the writes the last
 	// successful fsync covered: a file is idle only when they are equal.
 	written, synced uint64
-	forgotten       bool // closed for good: never opened again
+	// inherited: the file was written before this process opened it
+	// (recovery), and no fsync of it has succeeded since, so its page
+	// cache may hold bytes that are not durable.
+	inherited bool
+	forgotten bool // closed for good: never opened again
 }
 
 // pin returns the open file, opening it if need be, and keeps it open until
@@ -274,7 +284,7 @@ func (cf *cachedFile) pin() (File, uint64, error) {
 	if err != nil {
 		c.open--
 		if !errors.Is(err, errForgotten) {
-			err = fmt.Errorf("logstore: reopen %s: %w", cf.path, err)
+			err = fmt.Errorf("%w %s: %w", errReopen, cf.path, err)
 		}
 		return nil, 0, err
 	}
@@ -348,13 +358,28 @@ func (cf *cachedFile) Truncate(size int64) error {
 
 // Sync fsyncs the file. Only a successful fsync makes the writes before it
 // count as durable, so a file whose fsync failed is never closed by the
-// cache (the log is poisoned and closes it itself).
+// cache (the log is poisoned and closes it itself). A file the cache
+// closed has nothing to fsync (it was closed only once every write through
+// it was fsynced) and is not reopened for it, unless an earlier process
+// wrote it and its page cache was never fsynced by this one.
 func (cf *cachedFile) Sync() error {
+	c := cf.c
+	c.mu.Lock()
+	if cf.f == nil && cf.opening == nil && !cf.forgotten && !cf.inherited && cf.written == cf.synced {
+		c.mu.Unlock()
+		return nil
+	}
+	c.mu.Unlock()
 	f, written, err := cf.pin()
 	if err != nil {
 		return err
 	}
 	err = f.Sync()
+	if err == nil {
+		c.mu.Lock()
+		cf.inherited = false
+		c.mu.Unlock()
+	}
 	cf.unpin(false, written, err == nil)
 	return err
 }

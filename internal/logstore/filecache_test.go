@@ -218,6 +218,53 @@ func TestFileCacheUrgesTheFsyncOfFilesBeyondTheLimit(t *testing.T) {
 	}
 }
 
+// An fsync of a file the cache closed is not worth a reopen when this
+// process fsynced everything it wrote through it; it is when an earlier
+// process wrote it (recovery must fsync what a crash left in the page
+// cache).
+func TestFileCacheReopensToFsyncOnlyInheritedFiles(t *testing.T) {
+	fsys := NewMemFS()
+	if err := fsys.MkdirAll("/d"); err != nil {
+		t.Fatal(err)
+	}
+	createFile(t, fsys, "/d/inherited.log", []byte("from before a crash"))
+	createFile(t, fsys, "/d/other.log", nil)
+	files := NewFileCache(1)
+	own, err := files.create(fsys, "/d/own.log", nil, func() (File, error) { return fsys.Create("/d/own.log") })
+	if err != nil {
+		t.Fatal(err)
+	}
+	inherited, other := files.lazy(fsys, "/d/inherited.log", nil), files.lazy(fsys, "/d/other.log", nil)
+	if _, err := own.WriteAt([]byte("mine"), 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := own.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := inherited.Size(); err != nil { // read, as recovery scans it
+		t.Fatal(err)
+	}
+	if _, err := other.Size(); err != nil { // closes the other two
+		t.Fatal(err)
+	}
+	opensOwn, opensInherited, syncs := fsys.Opens("/d/own.log"), fsys.Opens("/d/inherited.log"), fsys.Syncs()
+	if err := own.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if fsys.Opens("/d/own.log") != opensOwn || fsys.Syncs() != syncs {
+		t.Fatal("a closed file whose writes were all fsynced was reopened to be fsynced again")
+	}
+	if err := inherited.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	if fsys.Opens("/d/inherited.log") != opensInherited+1 || fsys.Syncs() != syncs+1 {
+		t.Fatal("a closed file an earlier process wrote was not reopened and fsynced")
+	}
+	for _, f := range []*cachedFile{own, inherited, other} {
+		f.Close()
+	}
+}
+
 // A file held open while another file is renamed over its path keeps
 // reading its own bytes; once closed for good it is never opened again.
 func TestFileCacheHoldsAFileAcrossARenameAndNeverReopensAForgottenOne(t *testing.T) {

@@ -488,6 +488,10 @@ func (l *Log) appendOnce(batch []byte, reserved bool) (AppendInfo, error) {
 	binary.BigEndian.PutUint32(batch[12:], uint32(leaderEpoch))
 	pos := seg.size
 	if _, err := seg.f.WriteAt(batch, pos); err != nil {
+		if errors.Is(err, errReopen) {
+			// The file could not be reopened: nothing was written.
+			return AppendInfo{}, fmt.Errorf("logstore: write %s: %w", seg.path, err)
+		}
 		// Take back a partial write so the file stays a sequence of whole
 		// batches; if even that fails the file is in an unknown state.
 		if terr := seg.f.Truncate(pos); terr != nil {
