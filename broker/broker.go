@@ -183,6 +183,7 @@ func (b *Broker) Start() (err error) {
 	if err != nil {
 		return err
 	}
+	disk.Files().SetLimit(int(b.conf.Int("idem.log.open.files.max")))
 	cat.UseDisk(disk)
 	parts, err := topics.OpenManager(topics.ManagerConfig{
 		FS: b.fs, DataDir: dir, Catalog: cat, Config: b.conf, Logger: b.log, Disk: disk,

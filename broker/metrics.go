@@ -40,7 +40,16 @@ func (b *Broker) registerSemanticsMetrics(parts *topics.Manager, disk *logstore.
 		// 128 B … 128 MiB
 		Buckets: prometheus.ExponentialBuckets(128, 4, 11),
 	})
-	b.reg.MustRegister(fsync, batch, topicCollector{parts}, txnCollector{txns}, &groupCollector{groups: groups, parts: parts, limit: maxLagSeries})
+	files := disk.Files()
+	openFiles := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "idem_log_open_files",
+		Help: "Segment files open now, over every log of the data directory; idem.log.open.files.max bounds the idle ones.",
+	}, func() float64 { return float64(files.Open()) })
+	fileOpens := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "idem_log_file_opens_total",
+		Help: "Segment files opened: created, or reopened after the open-file limit closed them; a fast rise means idem.log.open.files.max is too low for the partitions in use.",
+	}, func() float64 { return float64(files.Opens()) })
+	b.reg.MustRegister(fsync, batch, openFiles, fileOpens, topicCollector{parts}, txnCollector{txns}, &groupCollector{groups: groups, parts: parts, limit: maxLagSeries})
 	disk.ObserveSyncs(func(took time.Duration, bytes int64) {
 		fsync.Observe(took.Seconds())
 		batch.Observe(float64(bytes))

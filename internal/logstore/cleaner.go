@@ -149,7 +149,12 @@ type cleanSeg struct {
 	seg        *segment
 	base, next int64
 	size       int64
-	f          File // the round's own read-only handle
+	// f is the segment's file, read through the log's file cache like any
+	// reader's: pinned for each read, so the round holds no file open
+	// beyond the limit. Taken under the log's lock (retention clears
+	// seg.f); if retention removes the segment during the round, reads
+	// fail and the round with them, as its swap would.
+	f File
 }
 
 // plan returns the sealed segments a clean may touch (from the log start up
@@ -168,7 +173,7 @@ func (l *Log) plan(stableOffset int64, minLag time.Duration, now time.Time) ([]c
 		if s.next > stableOffset || young {
 			break
 		}
-		segs = append(segs, cleanSeg{seg: s, base: s.base, next: s.next, size: s.size})
+		segs = append(segs, cleanSeg{seg: s, base: s.base, next: s.next, size: s.size, f: s.f})
 	}
 	return segs, firstDirty, nil
 }
@@ -228,14 +233,6 @@ func (c *Cleaner) Clean(ctx context.Context, l *Log, opts CleanOptions) (CleanSt
 	if len(segs) == 0 || (segs[len(segs)-1].next <= firstDirty && !horizonDue) {
 		return stats, nil
 	}
-	for i := range segs {
-		if segs[i].f, err = l.fs.Open(segs[i].seg.path); err != nil {
-			closeAll(segs[:i])
-			return stats, fmt.Errorf("logstore: open %s: %w", segs[i].seg.path, err)
-		}
-	}
-	defer closeAll(segs)
-
 	mapEnd, err := c.buildKeyMap(ctx, l, segs, firstDirty, opts.Aborted, &stats)
 	if err != nil {
 		return stats, err
@@ -262,14 +259,6 @@ func (c *Cleaner) Clean(ctx context.Context, l *Log, opts CleanOptions) (CleanSt
 		l.log.Warn("could not record where cleaning got to", "err", err)
 	}
 	return stats, nil
-}
-
-func closeAll(segs []cleanSeg) {
-	for _, s := range segs {
-		if s.f != nil {
-			s.f.Close()
-		}
-	}
 }
 
 // groupSegments splits the segments with a base below end into runs of
@@ -402,7 +391,7 @@ func (c *Cleaner) cleanGroup(ctx context.Context, l *Log, g []cleanSeg, rs *roun
 	if w.seg.next != g[len(g)-1].next {
 		return fmt.Errorf("logstore: cleaned segment %s ends at %d, the segments it replaces at %d", w.seg.path, w.seg.next, g[len(g)-1].next)
 	}
-	seg, sum, err := w.finish()
+	seg, f, sum, err := w.finish()
 	if err != nil {
 		return err
 	}
@@ -416,7 +405,7 @@ func (c *Cleaner) cleanGroup(ctx context.Context, l *Log, g []cleanSeg, rs *roun
 	if h := rs.minHorizon; h >= 0 && (st.minHorizon < 0 || h < st.minHorizon) {
 		st.minHorizon = h
 	}
-	swapped, err := l.swapIn(olds, seg, path, sum, st)
+	swapped, err := l.swapIn(olds, seg, f, path, sum, st)
 	if err != nil && swapped {
 		l.cleanBroken = err
 	}
@@ -509,6 +498,7 @@ type cleanedWriter struct {
 	c    *Cleaner
 	l    *Log
 	path string
+	f    File // the new segment's file, until the swap takes it
 	bw   *bufio.Writer
 	seg  *segment
 	sum  uint32
@@ -529,8 +519,8 @@ func (c *Cleaner) newCleanedWriter(ctx context.Context, l *Log, base int64) (*cl
 	if err != nil {
 		return nil, fmt.Errorf("logstore: create %s: %w", path, noSpace(err))
 	}
-	w := &cleanedWriter{ctx: ctx, c: c, l: l, path: path,
-		seg: &segment{base: base, f: f, path: join(l.dir, segmentName(base)), next: base, maxTS: -1}}
+	w := &cleanedWriter{ctx: ctx, c: c, l: l, path: path, f: f,
+		seg: &segment{base: base, path: join(l.dir, segmentName(base)), next: base, maxTS: -1}}
 	w.bw = bufio.NewWriterSize(fileWriter{f}, c.cfg.IOBufferBytes)
 	return w, nil
 }
@@ -556,7 +546,7 @@ func (w *cleanedWriter) write(b []byte) error {
 		if err := w.bw.Flush(); err != nil {
 			return fmt.Errorf("logstore: write %s: %w", w.path, noSpace(err))
 		}
-		if err := w.seg.f.Sync(); err != nil {
+		if err := w.f.Sync(); err != nil {
 			return fmt.Errorf("logstore: fsync %s: %w", w.path, err)
 		}
 	}
@@ -585,30 +575,30 @@ func (w *cleanedWriter) copyPrefix(c *Cleaner, segs []cleanSeg, until int64) err
 }
 
 // finish makes the new segment durable, file and directory entry, and
-// returns it with its checksum.
-func (w *cleanedWriter) finish() (*segment, uint32, error) {
+// returns it with its open file and its checksum.
+func (w *cleanedWriter) finish() (*segment, File, uint32, error) {
 	if err := w.bw.Flush(); err != nil {
 		w.abandon()
-		return nil, 0, fmt.Errorf("logstore: write %s: %w", w.path, noSpace(err))
+		return nil, nil, 0, fmt.Errorf("logstore: write %s: %w", w.path, noSpace(err))
 	}
 	if swapFault != swapSkipsFsync {
-		if err := w.seg.f.Sync(); err != nil {
+		if err := w.f.Sync(); err != nil {
 			w.abandon()
-			return nil, 0, fmt.Errorf("logstore: fsync %s: %w", w.path, err)
+			return nil, nil, 0, fmt.Errorf("logstore: fsync %s: %w", w.path, err)
 		}
 	}
 	if err := w.l.fs.SyncDir(w.l.dir); err != nil {
 		w.abandon()
-		return nil, 0, fmt.Errorf("logstore: fsync directory %s: %w", w.l.dir, err)
+		return nil, nil, 0, fmt.Errorf("logstore: fsync directory %s: %w", w.l.dir, err)
 	}
-	return w.seg, w.sum, nil
+	return w.seg, w.f, w.sum, nil
 }
 
 // abandon removes the unfinished file.
 func (w *cleanedWriter) abandon() {
 	if !w.done {
 		w.done = true
-		w.seg.f.Close()
+		w.f.Close()
 		w.l.fs.Remove(w.path)
 	}
 }

@@ -93,7 +93,7 @@ func TestGapMarksAreNeverServed(t *testing.T) {
 	clean(t, testCleaner(), l, CleanOptions{})
 	marked := 0
 	for _, s := range l.segs {
-		res, err := s.scan(s.size, 1<<30)
+		res, err := s.scan(s.f, s.size, 1<<30)
 		if err != nil || res.badErr != nil {
 			t.Fatal(err, res.badErr)
 		}

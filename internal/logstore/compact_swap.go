@@ -284,11 +284,12 @@ func fileHolds(fsys FS, name string, size int64, sum uint32) (bool, error) {
 }
 
 // swapIn replaces the sealed segments olds, which must still be in the log,
-// by seg, whose bytes are in the fsynced file cleanedPath (CRC-32C sum). It
-// reports false, having removed the file, when the log changed under the
-// clean (retention, truncation, close) so the swap no longer applies.
-// cleanMu must be held; st is the cleaner state to commit with the swap.
-func (l *Log) swapIn(olds []*segment, seg *segment, cleanedPath string, sum uint32, st cleanerState) (bool, error) {
+// by seg, whose bytes are in the fsynced file cleanedPath (CRC-32C sum),
+// open as f, which swapIn takes over. It reports false, having removed the
+// file, when the log changed under the clean (retention, truncation, close)
+// so the swap no longer applies. cleanMu must be held; st is the cleaner
+// state to commit with the swap.
+func (l *Log) swapIn(olds []*segment, seg *segment, f File, cleanedPath string, sum uint32, st cleanerState) (bool, error) {
 	// ckptMu keeps retention, DeleteBefore, Truncate and Close out until
 	// the swap is finished; appends and reads go on except for the moment
 	// the segment list changes.
@@ -310,16 +311,25 @@ func (l *Log) swapIn(olds []*segment, seg *segment, cleanedPath string, sum uint
 	}
 	l.mu.RUnlock()
 	if !still {
-		seg.f.Close()
+		f.Close()
 		return false, removeIfExists(l.fs, cleanedPath)
 	}
+	// The rename below gives the first old segment's path to the new
+	// segment, while readers may still read the old one until the segment
+	// list changes: its file is held open across the change, because a
+	// reopen by path would find the new bytes (filecache.go).
+	if _, _, err := olds[0].f.pin(); err != nil {
+		f.Close()
+		return false, errors.Join(err, removeIfExists(l.fs, cleanedPath))
+	}
+	defer olds[0].f.unpin(false, 0, false)
 	bases := make([]int64, len(olds))
 	for i, o := range olds {
 		bases[i] = o.base
 	}
 	st.swap = &pendingSwap{base: seg.base, size: seg.size, sum: sum, olds: bases}
 	if err := l.writeCleanerStateLocked(st); err != nil {
-		seg.f.Close()
+		f.Close()
 		return false, errors.Join(err, removeIfExists(l.fs, cleanedPath))
 	}
 	committed := st
@@ -329,15 +339,17 @@ func (l *Log) swapIn(olds []*segment, seg *segment, cleanedPath string, sum uint
 	// only ckptMu; mu is held just to switch the segment list (ckptMu keeps
 	// out everything but rolls, which append to it).
 	if err := l.fs.Rename(cleanedPath, seg.path); err != nil {
-		seg.f.Close()
+		f.Close()
 		// Nothing old was touched: abandon the swap.
 		return false, errors.Join(fmt.Errorf("logstore: rename %s: %w", cleanedPath, err), removeIfExists(l.fs, cleanedPath), l.writeCleanerStateLocked(committed))
 	}
+	// Only now that the path names the new file may the cache reopen it.
+	seg.f = l.cfg.Files.adopt(l.fs, seg.path, l.urgeSync, f)
 	l.mu.Lock()
 	l.segs = append(l.segs[:at:at], append([]*segment{seg}, l.segs[at+len(olds):]...)...)
 	l.mu.Unlock()
 	for _, o := range olds {
-		o.f.Close()
+		o.f.Close() // the first closes when the deferred unpin releases it
 	}
 	if swapFault == swapRemovesOldFirst {
 		for _, o := range olds[1:] {

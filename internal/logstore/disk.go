@@ -67,6 +67,19 @@ type Disk struct {
 	unloggedFull, unloggedClr atomic.Int64
 
 	syncObs atomic.Pointer[SyncObserver] // see ObserveSyncs (syncer.go)
+
+	// files bounds the open segment files of every log in the data
+	// directory (filecache.go).
+	files *FileCache
+}
+
+// Files returns the open-file cache the data directory's logs share (its
+// limit starts at DefaultOpenFiles); nil for a nil Disk.
+func (d *Disk) Files() *FileCache {
+	if d == nil {
+		return nil
+	}
+	return d.files
 }
 
 // reserveChunk is how much of the reserve one failed metadata write frees.
@@ -82,7 +95,8 @@ func OpenDisk(fsys FS, dataDir string, reserveBytes int64, logger *slog.Logger) 
 	if logger == nil {
 		logger = slog.Default()
 	}
-	d := &Disk{fs: fsys, dir: dataDir, path: join(dataDir, ReserveFileName), target: reserveBytes, log: logger, now: time.Now}
+	d := &Disk{fs: fsys, dir: dataDir, path: join(dataDir, ReserveFileName), target: reserveBytes, log: logger, now: time.Now,
+		files: NewFileCache(DefaultOpenFiles)}
 	if size, err := fsys.Stat(d.path); err == nil {
 		d.reserved = size
 	}

@@ -37,6 +37,18 @@
 // finishes or rolls back before it reads any segment (compact_swap.go), so a
 // power loss leaves the old segments or the new one, never a mix.
 //
+// # Open files
+//
+// Segment files are opened on demand and closed when idle through a
+// FileCache that every log of a data directory shares (Disk.Files), so a
+// broker's open files are bounded by one limit (idem.log.open.files.max),
+// not by its partition count. A file is never closed while a read, write or
+// fsync uses it, nor before the writes made through it were fsynced, and a
+// removed or replaced segment's file is never reopened (filecache.go). A
+// start opens only the segments it must read: sealed segments with a valid
+// index are not opened, and after a clean stop that indexed the active
+// segment, no segment file is.
+//
 // # Layout
 //
 //	<dir>/00000000000000000000.log      record batches, base offsets in the name

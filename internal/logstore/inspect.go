@@ -92,14 +92,14 @@ func Inspect(fsys FS, dir string) (Inspection, error) {
 		if err != nil {
 			return in, fmt.Errorf("logstore: open %s: %w", path, err)
 		}
-		seg := &segment{base: base, path: path, f: f, maxTS: -1}
+		seg := &segment{base: base, path: path, maxTS: -1}
 		size, err := f.Size()
 		if err != nil {
 			f.Close()
 			return in, fmt.Errorf("logstore: size of %s: %w", path, err)
 		}
 		in.Bytes += size
-		res, err := seg.scan(size, 1<<30)
+		res, err := seg.scan(f, size, 1<<30)
 		f.Close()
 		if err != nil {
 			return in, fmt.Errorf("logstore: read %s: %w", path, err)

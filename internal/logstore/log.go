@@ -47,6 +47,11 @@ type Config struct {
 	// Disk watches free space and keeps the reserve that metadata writes
 	// (checkpoints, indexes) draw on when the disk is full; nil = none.
 	Disk *Disk
+	// Files is the open-file cache the log's segment files go through
+	// (filecache.go); nil takes Disk's, so every log of a data directory
+	// shares one limit, or, without a Disk, a cache of the log's own with
+	// no limit.
+	Files *FileCache
 	// UseReserve lets every append draw on the disk reserve: for the
 	// coordinators' state logs, whose small writes (offset commits,
 	// transaction decisions) must go on when records can no longer be
@@ -86,6 +91,12 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Files == nil {
+		c.Files = c.Disk.Files()
+	}
+	if c.Files == nil {
+		c.Files = NewFileCache(0)
+	}
 	return c
 }
 
@@ -121,7 +132,8 @@ type AppendInfo struct {
 
 // Log is one partition's log. All methods are safe for concurrent use.
 //
-// Lock order: cleanMu → syncMu → ckptMu → mu → waitMu.
+// Lock order: cleanMu → syncMu → ckptMu → mu → waitMu. The FileCache's
+// lock (filecache.go) is a leaf below all of them.
 type Log struct {
 	fs  FS
 	dir string
@@ -233,21 +245,22 @@ func (l *Log) recover() error {
 		}
 	}
 
+	truncated := false // recovery cut a torn tail off the active segment
 	for i, base := range bases {
+		// Segments are opened lazily, through the file cache: a sealed
+		// segment whose index holds is not opened at all until it is read.
 		seg := &segment{base: base, path: join(l.dir, segmentName(base)), maxTS: -1}
-		if seg.f, err = l.fs.OpenReadWrite(seg.path); err != nil {
-			return fmt.Errorf("logstore: open %s: %w", seg.path, err)
-		}
-		l.segs = append(l.segs, seg)
-		size, err := seg.f.Size()
+		size, err := l.fs.Stat(seg.path)
 		if err != nil {
 			return fmt.Errorf("logstore: size of %s: %w", seg.path, err)
 		}
+		seg.f = l.cfg.Files.lazy(l.fs, seg.path, l.urgeSync)
+		l.segs = append(l.segs, seg)
 		if i < len(bases)-1 {
 			if err := l.loadSealed(seg, size, hasIndex[base]); err != nil {
 				return err
 			}
-		} else if err := l.recoverActive(seg, size, ck.recovery, hasIndex[base]); err != nil {
+		} else if truncated, err = l.recoverActive(seg, size, ck.recovery, hasIndex[base]); err != nil {
 			return err
 		}
 		if i > 0 && l.segs[i-1].next != base {
@@ -278,9 +291,16 @@ func (l *Log) recover() error {
 		return err
 	}
 	// What survived a process crash may still be only in the page cache:
-	// make it durable before calling it durable.
-	if err := active.f.Sync(); err != nil {
-		return fmt.Errorf("logstore: fsync %s: %w", active.path, err)
+	// make it durable before calling it durable. When the checkpoint
+	// already vouches for the whole segment (a clean stop, or a crash with
+	// nothing appended since the last checkpoint), every byte was fsynced
+	// before it was written and the fsync is skipped: a start after a clean
+	// stop then opens no segment file at all, which is what lets ten
+	// thousand partitions start within their open-file limit.
+	if !ckOK || active.next != ck.recovery || truncated {
+		if err := active.f.Sync(); err != nil {
+			return fmt.Errorf("logstore: fsync %s: %w", active.path, err)
+		}
 	}
 	l.durable.Store(active.next)
 	l.durablePos = segmentPos{base: active.base, size: active.size, next: active.next, maxTS: active.maxTS}
@@ -345,7 +365,7 @@ func (l *Log) loadSealed(seg *segment, size int64, hasIndex bool) error {
 		}
 		l.log.Warn("rebuilding damaged index", "segment", seg.path)
 	}
-	res, err := seg.scan(size, l.cfg.IndexIntervalBytes)
+	res, err := seg.scan(seg.f, size, l.cfg.IndexIntervalBytes)
 	if err != nil {
 		return fmt.Errorf("logstore: read %s: %w", seg.path, err)
 	}
@@ -361,59 +381,62 @@ func (l *Log) loadSealed(seg *segment, size int64, hasIndex bool) error {
 }
 
 // recoverActive scans the last segment and truncates a torn tail, unless the
-// damage lies below the recovery point. When an index persisted for the
+// damage lies below the recovery point; it reports whether it truncated. When an index persisted for the
 // active segment covers a prefix of it (all of it after a clean close), only
 // the bytes beyond are scanned: the prefix was durable when indexed, like a
 // sealed segment, and is validated batch by batch when read.
-func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64, hasIndex bool) error {
-	scan := func() (scanResult, error) { return seg.scan(size, l.cfg.IndexIntervalBytes) }
+func (l *Log) recoverActive(seg *segment, size, recoveryPoint int64, hasIndex bool) (bool, error) {
+	scan := func() (scanResult, error) { return seg.scan(seg.f, size, l.cfg.IndexIntervalBytes) }
 	if hasIndex {
 		b, err := readWholeFile(l.fs, join(l.dir, indexName(seg.base)), 64+size)
 		if err == nil && seg.decodeIndexPrefix(b, size) == nil && seg.next <= max(recoveryPoint, seg.base) {
 			l.indexed = segmentPos{base: seg.base, size: seg.size, next: seg.next, maxTS: seg.maxTS}
-			scan = func() (scanResult, error) { return seg.resume(size, l.cfg.IndexIntervalBytes) }
+			scan = func() (scanResult, error) { return seg.resume(seg.f, size, l.cfg.IndexIntervalBytes) }
 		}
 	}
 	res, err := scan()
 	if err != nil {
-		return fmt.Errorf("logstore: read %s: %w", seg.path, err)
+		return false, fmt.Errorf("logstore: read %s: %w", seg.path, err)
 	}
 	if res.badErr == nil {
-		return nil
+		return false, nil
 	}
 	if seg.next < recoveryPoint {
-		return fmt.Errorf("%w: %s at offset %d (recovery point %d): %v", ErrCorrupt, seg.path, seg.next, recoveryPoint, res.badErr)
+		return false, fmt.Errorf("%w: %s at offset %d (recovery point %d): %v", ErrCorrupt, seg.path, seg.next, recoveryPoint, res.badErr)
 	}
 	l.log.Warn("truncating torn tail", "segment", seg.path, "offset", seg.next, "position", res.valid, "bytes", size-res.valid, "reason", res.badErr)
 	if err := seg.f.Truncate(res.valid); err != nil {
-		return fmt.Errorf("logstore: truncate %s: %w", seg.path, err)
+		return false, fmt.Errorf("logstore: truncate %s: %w", seg.path, err)
 	}
 	// A stale index of this segment (it was sealed once, then truncated
 	// back into the active one) must not outlive the truncation.
 	l.indexed = segmentPos{}
 	if err := l.fs.Remove(join(l.dir, indexName(seg.base))); err == nil {
-		return l.fs.SyncDir(l.dir)
+		return true, l.fs.SyncDir(l.dir)
 	}
-	return nil
+	return true, nil
 }
 
 // createSegment adds a new, empty active segment and makes its directory
 // entry durable before any batch can be acknowledged in it.
 func (l *Log) createSegment(base int64) error {
 	seg := &segment{base: base, path: join(l.dir, segmentName(base)), next: base, maxTS: -1}
-	var f File
-	err := l.cfg.Disk.Do(func() (err error) {
-		f, err = l.fs.Create(seg.path)
-		return err
+	// Nothing is written to it yet, so the cache may close it when idle.
+	f, err := l.cfg.Files.create(l.fs, seg.path, l.urgeSync, func() (f File, err error) {
+		err = l.cfg.Disk.Do(func() (err error) {
+			f, err = l.fs.Create(seg.path)
+			return err
+		})
+		return f, err
 	})
 	if err != nil {
 		return fmt.Errorf("logstore: create %s: %w", seg.path, noSpace(err))
 	}
-	seg.f = f
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		f.Close()
 		return fmt.Errorf("logstore: fsync directory %s: %w", l.dir, err)
 	}
+	seg.f = f
 	seg.rollTime = l.cfg.Now().Add(l.cfg.RollInterval)
 	l.segs = append(l.segs, seg)
 	return nil
@@ -465,6 +488,10 @@ func (l *Log) appendOnce(batch []byte, reserved bool) (AppendInfo, error) {
 	binary.BigEndian.PutUint32(batch[12:], uint32(leaderEpoch))
 	pos := seg.size
 	if _, err := seg.f.WriteAt(batch, pos); err != nil {
+		if errors.Is(err, errReopen) {
+			// The file could not be reopened: nothing was written.
+			return AppendInfo{}, fmt.Errorf("logstore: write %s: %w", seg.path, err)
+		}
 		// Take back a partial write so the file stays a sequence of whole
 		// batches; if even that fails the file is in an unknown state.
 		if terr := seg.f.Truncate(pos); terr != nil {
@@ -592,7 +619,12 @@ func (l *Log) Close() error {
 	var err error
 	if l.poison.Load() == nil {
 		active := l.active()
-		if err = active.f.Sync(); err == nil {
+		// Nothing appended since the last fsync: skip it rather than
+		// reopen a file the cache closed only to fsync nothing.
+		if l.durable.Load() != active.next {
+			err = active.f.Sync()
+		}
+		if err == nil {
 			l.advanceDurable(active.next)
 			if active.size-l.indexedSizeLocked(active) >= min(1<<20, l.cfg.ActiveIndexInterval) {
 				// The next start then reads this segment's index instead of

@@ -49,7 +49,7 @@ func (l *Log) Truncate(end int64) error {
 		l.poisonLocked(fmt.Errorf("truncate %s: %w", seg.path, err))
 		return *l.poison.Load()
 	}
-	if _, err := seg.scan(pos, l.cfg.IndexIntervalBytes); err != nil {
+	if _, err := seg.scan(seg.f, pos, l.cfg.IndexIntervalBytes); err != nil {
 		return err
 	}
 	if err := seg.f.Sync(); err != nil {

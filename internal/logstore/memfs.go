@@ -33,6 +33,10 @@ type MemFS struct {
 	// capacity, when positive, is the total bytes files may hold; writes
 	// beyond it fail with ENOSPC after writing what fits, as a full disk does.
 	capacity int64
+	// openSegs counts the open handles of segment (.log) files, peakSegs
+	// the most open at once, opens every open of each name (OpenSegments).
+	openSegs, peakSegs int
+	opens              map[string]int
 }
 
 // SyncEvent describes one sync as seen by a hook: N counts syncs from 1,
@@ -312,7 +316,39 @@ func (m *MemFS) Create(name string) (File, error) {
 		ino = &memInode{data: []byte{}}
 		d.entries[base] = ino
 	}
-	return &memFile{fs: m, ino: ino, name: name}, nil
+	return m.newFileLocked(ino, name, false), nil
+}
+
+// newFileLocked returns a new handle of ino and counts it.
+func (m *MemFS) newFileLocked(ino *memInode, name string, readOnly bool) *memFile {
+	if m.opens == nil {
+		m.opens = map[string]int{}
+	}
+	m.opens[name]++
+	f := &memFile{fs: m, ino: ino, name: name, readOnly: readOnly}
+	if f.isSegment() {
+		m.openSegs++
+		m.peakSegs = max(m.peakSegs, m.openSegs)
+	}
+	return f
+}
+
+// OpenSegments reports how many handles of segment files (names ending in
+// .log) are open now and the most that were open at once since the last
+// call, which starts a new peak from the current count.
+func (m *MemFS) OpenSegments() (now, peak int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now, peak = m.openSegs, m.peakSegs
+	m.peakSegs = m.openSegs
+	return now, peak
+}
+
+// Opens reports how many times name was opened or created.
+func (m *MemFS) Opens(name string) int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.opens[name]
 }
 
 // OpenReadWrite implements FS.
@@ -323,7 +359,7 @@ func (m *MemFS) OpenReadWrite(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &memFile{fs: m, ino: ino, name: name}, nil
+	return m.newFileLocked(ino, name, false), nil
 }
 
 // Open implements FS.
@@ -334,7 +370,7 @@ func (m *MemFS) Open(name string) (File, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &memFile{fs: m, ino: ino, name: name, readOnly: true}, nil
+	return m.newFileLocked(ino, name, true), nil
 }
 
 // Remove implements FS.
@@ -613,5 +649,10 @@ func (f *memFile) Close() error {
 		return fmt.Errorf("memfs: %s: %w", f.name, fs.ErrClosed)
 	}
 	f.closed = true
+	if f.isSegment() {
+		f.fs.openSegs--
+	}
 	return nil
 }
+
+func (f *memFile) isSegment() bool { return strings.HasSuffix(f.name, ".log") }

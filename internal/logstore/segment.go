@@ -17,7 +17,7 @@ import (
 // with its index persisted.
 type segment struct {
 	base int64
-	f    File
+	f    *cachedFile // opened on demand, closed when idle (filecache.go)
 	path string
 
 	// The fields below are guarded by Log.mu (written with it held
@@ -112,21 +112,22 @@ type scanResult struct {
 	badErr  error // why scanning stopped before the end (nil at a clean end)
 }
 
-// scan validates every batch from position 0, rebuilding the in-memory
-// indexes as it goes. It stops at the first invalid batch, a batch whose
-// offset does not follow on (nor carries a gap mark), or the end of the
-// file.
-func (s *segment) scan(fileSize int64, indexInterval int) (scanResult, error) {
+// scan validates every batch of the segment's bytes in r from position 0,
+// rebuilding the in-memory indexes as it goes. It stops at the first invalid
+// batch, a batch whose offset does not follow on (nor carries a gap mark),
+// or the end of the file. r is the segment's file, or a read-only handle
+// of a tool that must not open it for writing (Inspect).
+func (s *segment) scan(r io.ReaderAt, fileSize int64, indexInterval int) (scanResult, error) {
 	s.size, s.next, s.maxTS = 0, s.base, -1
 	s.offIdx, s.timeIdx, s.sinceOff, s.sinceTime = nil, nil, 0, 0
-	return s.resume(fileSize, indexInterval)
+	return s.resume(r, fileSize, indexInterval)
 }
 
 // resume validates the batches after the ones the segment already tracks
 // (s.size, s.next, the indexes), as scan does from the start. Recovery uses
 // it after loading the index a clean shutdown or a checkpoint persisted for
 // the active segment, so only its tail is read.
-func (s *segment) resume(fileSize int64, indexInterval int) (scanResult, error) {
+func (s *segment) resume(r io.ReaderAt, fileSize int64, indexInterval int) (scanResult, error) {
 	var buf []byte
 	hdr := make([]byte, BatchHeaderSize)
 	pos := s.size
@@ -135,7 +136,7 @@ func (s *segment) resume(fileSize int64, indexInterval int) (scanResult, error) 
 		if fileSize-pos < BatchHeaderSize {
 			return scanResult{valid: pos, badErr: fmt.Errorf("%w: %d trailing bytes are shorter than a batch header", ErrInvalidBatch, fileSize-pos)}, nil
 		}
-		if _, err := readFull(s.f, hdr, pos); err != nil {
+		if _, err := readFull(r, hdr, pos); err != nil {
 			return scanResult{}, err
 		}
 		h := decodeHeader(hdr)
@@ -147,7 +148,7 @@ func (s *segment) resume(fileSize int64, indexInterval int) (scanResult, error) 
 			buf = make([]byte, 0, total)
 		}
 		b := buf[:total]
-		if _, err := readFull(s.f, b, pos); err != nil {
+		if _, err := readFull(r, b, pos); err != nil {
 			return scanResult{}, err
 		}
 		h, _, err := parseBatchPrefix(b)

@@ -153,6 +153,16 @@ func (l *Log) maybeCheckpoint() {
 	}
 }
 
+// urgeSync asks the syncer to fsync now, without BackgroundSyncDelay: the
+// file cache calls it when an unsynced write keeps a file open beyond its
+// limit.
+func (l *Log) urgeSync() {
+	select {
+	case l.urgent <- struct{}{}:
+	default:
+	}
+}
+
 // WaitDurable blocks until every offset below end is fsynced, the log fails,
 // or ctx ends. Concurrent waiters share fsyncs.
 func (l *Log) WaitDurable(ctx context.Context, end int64) error {
