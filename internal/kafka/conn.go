@@ -461,7 +461,18 @@ func (c *conn) writeLoop() {
 			return
 		}
 		at := len(out)
+		if fr, ok := p.resp.(*kmsg.FetchResponse); ok {
+			out = slices.Grow(out, fetchResponseSize(fr))
+		}
 		out = encodeResponse(out, p)
+		if p.deferred != nil {
+			// The answer is encoded into out: the records it read are
+			// garbage from now on, and the memory budget they took stays
+			// held for out until it is written, so what a client that does
+			// not read holds is counted once, not as records plus copy.
+			p.deferred.Response, p.deferred.Wait = nil, nil // Wait's closure holds the answer too
+		}
+		p.resp = nil
 		if p.key == 1 {
 			c.throttleFetch(out[at:], p)
 		}
@@ -481,6 +492,22 @@ func (c *conn) writeLoop() {
 		p.resp, p.deferred = nil, nil
 	}
 	flush()
+}
+
+// fetchResponseSize is about the encoded size of a Fetch answer: its record
+// bytes and a generous allowance for the rest. Growing the writer's buffer
+// to it once, before encoding, keeps append from doubling it past the
+// answer (a 55 MiB answer would otherwise leave a buffer of up to 110 MiB
+// that no memory budget counts).
+func fetchResponseSize(r *kmsg.FetchResponse) int {
+	n := 64
+	for _, t := range r.Topics {
+		n += len(t.Topic) + 32
+		for _, p := range t.Partitions {
+			n += len(p.RecordBatches) + 64 + 24*len(p.AbortedTransactions)
+		}
+	}
+	return n
 }
 
 // encodeResponse appends a whole response frame to dst.
