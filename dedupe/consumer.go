@@ -92,10 +92,9 @@ type ConsumerConfig[Tx any] struct {
 	// MaxBatch > 1 settles up to that many consecutive records of a
 	// partition in one transaction: one commit, and on PostgreSQL one
 	// round trip to claim them all, which is what makes dedupe nearly free
-	// in throughput (see docs/toolkit.md). With a store whose transactions
-	// run one at a time (PollBatchStore: SQLite), a poll's records of
-	// several partitions that fit in MaxBatch together are settled in one
-	// transaction. The price: if any handler of the batch fails, the whole
+	// in throughput (see docs/toolkit.md). With a PollBatchStore (SQLite,
+	// PostgreSQL), a poll's records of several partitions that fit in
+	// MaxBatch together are settled in one transaction. The price: if any handler of the batch fails, the whole
 	// batch rolls back and its records are settled again in smaller steps
 	// (per partition, then one by one), so the other handlers run again. That is
 	// the same re-run a crash causes, so external calls must already be
@@ -711,10 +710,9 @@ func (c *Consumer[Tx]) leaveStatic(instanceID string) {
 }
 
 // settlePoll settles all of a poll's records in one transaction when the
-// store's transactions run one at a time (PollBatchStore), the records come
-// from several partitions and together fit in one batch: the case of a
-// steady trickle, where each partition's own transaction would wait for the
-// others' commits. It reports false, with nothing committed, when it does
+// store can (PollBatchStore), the records come from several partitions and
+// together fit in one batch: the case of a steady trickle, where one commit
+// per poll instead of one per partition shortens every record's wait. It reports false, with nothing committed, when it does
 // not apply or the transaction failed; the per-partition path then runs.
 func (c *Consumer[Tx]) settlePoll(ctx context.Context, fetches kgo.Fetches) bool {
 	if _, ok := c.cfg.Store.(PollBatchStore[Tx]); !ok {

@@ -47,14 +47,16 @@ type ClaimedBatchStore[Tx any] interface {
 	ProcessClaimedAt(ctx context.Context, ids []string, pos Position, run func(ctx context.Context, tx Tx, claimed []int) error) ([]Result, error)
 }
 
-// PollBatchStore is a ClaimedBatchStore whose transactions run one at a
-// time (SQLite: one writer connection). For such a store the Consumer
-// settles a poll's records of several partitions in one transaction instead
-// of one per partition: the partitions' transactions would queue for the
-// writer anyway, so one commit (one fsync) per poll instead of one per
-// partition shortens what every record waits. sqlitestore.Store implements
-// it; stores with concurrent writers (PostgreSQL) gain more from settling
-// partitions in parallel and do not.
+// PollBatchStore is a ClaimedBatchStore that can settle the records of
+// several partitions in one transaction. The Consumer then settles a poll's
+// records in one transaction when they fit in MaxBatch (a steady trickle of
+// records), instead of one per partition: with SQLite the partitions'
+// transactions queue for its one writer, with PostgreSQL each commit is a
+// WAL flush the next poll waits for, so one commit per poll shortens what
+// every record waits (webhook first-attempt p99 at 1,000 events/s on
+// PostgreSQL: 29.6, 31.9, 30.2 ms with one transaction per partition, 21.0,
+// 27.2, 19.6 ms with one per poll, alternating runs). sqlitestore.Store and
+// pgstore.Store implement it.
 type PollBatchStore[Tx any] interface {
 	ClaimedBatchStore[Tx]
 	// ProcessClaimedAtPositions is ProcessClaimedAt for records of several

@@ -8,35 +8,51 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/dedupe"
+	"github.com/idem-dev/idem/dedupe/pgstore"
 	"github.com/idem-dev/idem/dedupe/sqlitestore"
 )
 
-// TestConsumerSettlesAPollOfSeveralPartitionsInOneSQLiteTransaction: with
-// SQLite (one writer), the records of several partitions that one poll
-// returns share one transaction, which stores every partition's offset;
-// a handler failure rolls it back and the records are settled in smaller
-// steps, each event still applied once.
-func TestConsumerSettlesAPollOfSeveralPartitionsInOneSQLiteTransaction(t *testing.T) {
-	b := startBroker(t, "pollbatch") // 3 partitions
-	s := newSQLiteUnderTest(t, dedupe.Config{})
-	st := s.raw.(*sqlitestore.Store)
-	events := ids("evt", 30)
-	producePayments(t, b.Client(t), "pollbatch", events...) // keys spread them over the partitions
+// TestConsumerSettlesAPollOfSeveralPartitionsInOneTransaction: the records
+// of several partitions that one poll returns share one transaction, which
+// stores every partition's offset; a handler failure rolls it back and the
+// records are settled in smaller steps, each event still applied once.
+func TestConsumerSettlesAPollOfSeveralPartitionsInOneTransaction(t *testing.T) {
+	b := startBroker(t, "pollbatch-sqlite", "pollbatch-postgres") // 3 partitions each
+	eachStore(t, dedupe.Config{}, func(t *testing.T, s *storeUnderTest) {
+		topic := "pollbatch-" + s.name
+		switch st := s.raw.(type) {
+		case *sqlitestore.Store:
+			settleOnePoll(t, b.Addr(), topic, s, st, func(ctx context.Context, tx *sql.Tx, id string) error {
+				_, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, n) VALUES (?, 1)`, id)
+				return err
+			})
+		case *pgstore.Store:
+			settleOnePoll(t, b.Addr(), topic, s, st, func(ctx context.Context, tx pgx.Tx, id string) error {
+				_, err := tx.Exec(ctx, `INSERT INTO effects (event_id, n) VALUES ($1, 1)`, id)
+				return err
+			})
+		}
+	})
+}
 
+func settleOnePoll[Tx comparable](t *testing.T, addr, topic string, s *storeUnderTest, st dedupe.PollBatchStore[Tx], effect func(context.Context, Tx, string) error) {
+	events := ids("evt", 30)
+	producePayments(t, brokerClient(t, addr), topic, events...) // keys spread them over the partitions
 	var (
 		mu         sync.Mutex
-		partsOfTx  = map[*sql.Tx]map[int32]bool{}
+		partsOfTx  = map[Tx]map[int32]bool{}
 		failedOnce atomic.Bool
 		settled    atomic.Int64
 	)
 	ctx, cancel := context.WithCancel(context.Background())
-	c, err := dedupe.NewConsumer(dedupe.ConsumerConfig[*sql.Tx]{Store: st, Group: "pollbatch", Topics: []string{"pollbatch"},
-		ClientOpts: groupOpts(b.Addr()), MaxBatch: 100, Logger: quietLogger,
+	c, err := dedupe.NewConsumer(dedupe.ConsumerConfig[Tx]{Store: st, Group: topic, Topics: []string{topic},
+		ClientOpts: groupOpts(addr), MaxBatch: 100, Logger: quietLogger,
 		OnResult: func(*kgo.Record, dedupe.Result) { settled.Add(1) },
-		Handler: func(ctx context.Context, tx *sql.Tx, r *kgo.Record) error {
+		Handler: func(ctx context.Context, tx Tx, r *kgo.Record) error {
 			id, _ := dedupe.EventIDFrom(ctx)
 			if id == events[7] && failedOnce.CompareAndSwap(false, true) {
 				return errors.New("fails the first time")
@@ -47,8 +63,7 @@ func TestConsumerSettlesAPollOfSeveralPartitionsInOneSQLiteTransaction(t *testin
 			}
 			partsOfTx[tx][r.Partition] = true
 			mu.Unlock()
-			_, err := tx.ExecContext(ctx, `INSERT INTO effects (event_id, n) VALUES (?, 1)`, id)
-			return err
+			return effect(ctx, tx, id)
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -87,15 +102,24 @@ func TestConsumerSettlesAPollOfSeveralPartitionsInOneSQLiteTransaction(t *testin
 	if spanning == 0 {
 		t.Errorf("no transaction held records of more than one partition: %d transactions", len(partsOfTx))
 	}
-	offsets, err := st.LoadOffsets(context.Background(), "pollbatch")
+	offsets, err := st.LoadOffsets(context.Background(), topic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var stored int64
-	for _, next := range offsets["pollbatch"] {
+	for _, next := range offsets[topic] {
 		stored += next
 	}
-	if len(offsets["pollbatch"]) != 3 || stored != int64(len(events)) {
+	if len(offsets[topic]) != 3 || stored != int64(len(events)) {
 		t.Errorf("stored offsets %v, want all 3 partitions, %d records in all", offsets, len(events))
 	}
+}
+
+func brokerClient(t *testing.T, addr string) *kgo.Client {
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(cl.Close)
+	return cl
 }

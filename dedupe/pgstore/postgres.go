@@ -423,6 +423,12 @@ func (s *Store) ProcessBatchAt(ctx context.Context, ids []string, pos dedupe.Pos
 // ProcessClaimedAt has the contract of dedupe.ClaimedBatchStore.ProcessClaimedAt:
 // ProcessBatchAt with one call of run for the whole batch.
 func (s *Store) ProcessClaimedAt(ctx context.Context, ids []string, pos dedupe.Position, run func(ctx context.Context, tx pgx.Tx, claimed []int) error) ([]dedupe.Result, error) {
+	return s.ProcessClaimedAtPositions(ctx, ids, []dedupe.Position{pos}, run)
+}
+
+// ProcessClaimedAtPositions has the contract of
+// dedupe.PollBatchStore.ProcessClaimedAtPositions.
+func (s *Store) ProcessClaimedAtPositions(ctx context.Context, ids []string, positions []dedupe.Position, run func(ctx context.Context, tx pgx.Tx, claimed []int) error) ([]dedupe.Result, error) {
 	distinct := make([]string, 0, len(ids))
 	seen := make(map[string]bool, len(ids))
 	for _, id := range ids {
@@ -499,8 +505,10 @@ func (s *Store) ProcessClaimedAt(ctx context.Context, ids []string, pos dedupe.P
 			}
 		}
 	}
-	if err := s.storeOffset(ctx, tx, &pos); err != nil {
-		return nil, err
+	for i := range positions {
+		if err := s.storeOffset(ctx, tx, &positions[i]); err != nil {
+			return nil, err
+		}
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("dedupe: commit: %w", err)
@@ -509,3 +517,4 @@ func (s *Store) ProcessClaimedAt(ctx context.Context, ids []string, pos dedupe.P
 }
 
 var _ dedupe.OffsetStore[pgx.Tx] = (*Store)(nil)
+var _ dedupe.PollBatchStore[pgx.Tx] = (*Store)(nil)

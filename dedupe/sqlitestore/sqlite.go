@@ -451,8 +451,8 @@ func (s *Store) ProcessClaimedAt(ctx context.Context, ids []string, pos dedupe.P
 
 // ProcessClaimedAtPositions has the contract of
 // dedupe.PollBatchStore.ProcessClaimedAtPositions: this store's
-// transactions queue for its one writer connection, so the Consumer settles
-// a poll's partitions in one of them.
+// transactions queue for its one writer connection, so one per poll is
+// better than one per partition.
 func (s *Store) ProcessClaimedAtPositions(ctx context.Context, ids []string, positions []dedupe.Position, run func(ctx context.Context, tx *sql.Tx, claimed []int) error) ([]dedupe.Result, error) {
 	for _, id := range ids {
 		if id == "" {
