@@ -229,13 +229,15 @@ func (b *Broker) selfTLS() *tls.Config {
 
 // adminHandler is what the admin server serves besides /healthz, /metrics
 // and pprof: the API under /v1/ and the web console at /.
-func (b *Broker) adminHandler(svc *api.Service) (http.Handler, error) {
-	con, err := console.New(console.Config{API: svc, Gatherer: b.reg, Logger: b.log})
+// The console's lag sampler runs until close is called.
+func (b *Broker) adminHandler(svc *api.Service) (h http.Handler, close func(), err error) {
+	con, err := console.New(console.Config{API: svc, Gatherer: b.reg, Logger: b.log,
+		LagSampleEvery: b.conf.Millis("idem.console.lag.sample.ms")})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/v1/", svc.Handler())
 	mux.Handle("/", con.Handler())
-	return mux, nil
+	return mux, con.Close, nil
 }

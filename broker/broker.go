@@ -72,9 +72,12 @@ type Broker struct {
 	server   *kafka.Server
 	adminSrv *admin.Server
 	api      *adminapi.Service // the admin API behind adminSrv
-	security *security.Store
-	oauth    *security.OAuthValidator
-	tls      *security.TLSSource // the listeners' TLS material, if any
+	// closeConsole stops the console's lag sampler (nil without an admin
+	// server).
+	closeConsole func()
+	security     *security.Store
+	oauth        *security.OAuthValidator
+	tls          *security.TLSSource // the listeners' TLS material, if any
 }
 
 // New validates the options and returns an unstarted broker.
@@ -332,9 +335,12 @@ func (b *Broker) Start() (err error) {
 		}
 		b.api = b.adminAPI(listeners, bound, acfg.Authenticate != nil)
 		cleanup = append(cleanup, func() error { b.api.Close(); return nil })
-		if acfg.Handler, err = b.adminHandler(b.api); err != nil {
+		var closeConsole func()
+		if acfg.Handler, closeConsole, err = b.adminHandler(b.api); err != nil {
 			return err
 		}
+		b.closeConsole = closeConsole
+		cleanup = append(cleanup, func() error { closeConsole(); return nil })
 		as, err := admin.Start(acfg)
 		if err != nil {
 			return err
@@ -523,6 +529,9 @@ func (b *Broker) closeStorage() []error {
 	var errs []error
 	if b.adminSrv != nil {
 		errs = append(errs, b.adminSrv.Close())
+	}
+	if b.closeConsole != nil {
+		b.closeConsole()
 	}
 	if b.api != nil {
 		b.api.Close()

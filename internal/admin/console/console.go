@@ -40,6 +40,9 @@ type Config struct {
 	API      *api.Service
 	Gatherer prometheus.Gatherer
 	Logger   *slog.Logger
+	// LagSampleEvery is how often every group's lag is sampled for the
+	// group page's chart (default 10 s; negative: never).
+	LagSampleEvery time.Duration
 }
 
 // Console serves the pages.
@@ -49,6 +52,11 @@ type Console struct {
 
 	mu   sync.Mutex
 	last *sample // the previous overview's counters, for rates
+
+	lag       lagHistory
+	stopLag   context.CancelFunc
+	lagDone   chan struct{} // closed when the sampler has stopped
+	closeOnce sync.Once
 }
 
 var funcs = template.FuncMap{
@@ -79,7 +87,10 @@ func New(cfg Config) (*Console, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	c := &Console{cfg: cfg, pages: map[string]*template.Template{}}
+	if cfg.LagSampleEvery == 0 {
+		cfg.LagSampleEvery = 10 * time.Second
+	}
+	c := &Console{cfg: cfg, pages: map[string]*template.Template{}, lagDone: make(chan struct{})}
 	names, err := fs.Glob(files, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -100,7 +111,21 @@ func New(cfg Config) (*Console, error) {
 		}
 		c.pages[strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")] = t
 	}
+	ctx, stop := context.WithCancel(context.Background())
+	c.stopLag = stop
+	go func() {
+		defer close(c.lagDone)
+		if cfg.Gatherer != nil && cfg.LagSampleEvery > 0 {
+			c.sampleLag(ctx, cfg.LagSampleEvery)
+		}
+	}()
 	return c, nil
+}
+
+// Close stops the lag sampler and waits for it.
+func (c *Console) Close() {
+	c.closeOnce.Do(c.stopLag)
+	<-c.lagDone
 }
 
 // Handler serves the console's pages and its stylesheet.
@@ -337,8 +362,9 @@ func (c *Console) message(w http.ResponseWriter, r *http.Request) {
 // form offers.
 type groupPage struct {
 	api.GroupDetail
-	Topics []string
-	Form   form // the delete form as last submitted
+	Topics   []string
+	Form     form          // the delete form as last submitted
+	LagChart template.HTML // total lag over time (laghistory.go)
 }
 
 func (c *Console) groupData(r *http.Request, cn *api.Conn) (groupPage, error) {
@@ -346,7 +372,7 @@ func (c *Console) groupData(r *http.Request, cn *api.Conn) (groupPage, error) {
 	if err != nil {
 		return groupPage{}, err
 	}
-	gp := groupPage{GroupDetail: g}
+	gp := groupPage{GroupDetail: g, LagChart: lagChart(g.Group, c.lag.of(g.Group))}
 	for _, o := range g.Offsets {
 		if !slices.Contains(gp.Topics, o.Topic) {
 			gp.Topics = append(gp.Topics, o.Topic)
