@@ -140,7 +140,12 @@ func (s *Service) Messages(ctx context.Context, c *Conn, req MessagesRequest) (M
 	}
 	size := 0
 	for len(page.Messages) < req.Limit && size < MaxPageBytes && page.NextOffset < po.HighWatermark {
-		recs, next, err := fetchOnce(ctx, c, td, req.Partition, page.NextOffset, iso)
+		// Ask for about what the page still needs (1 KiB a record, at
+		// least 64 KiB, at most 1 MiB): a larger answer only costs the
+		// broker reads and this process decoding records nobody sees
+		// (the broker still returns one whole batch, KIP-74).
+		want := min(1<<20, max(64<<10, (req.Limit-len(page.Messages))<<10))
+		recs, next, err := fetchOnce(ctx, c, td, req.Partition, page.NextOffset, iso, int32(want))
 		if err != nil {
 			return MessagesPage{}, err
 		}
@@ -165,12 +170,12 @@ func (s *Service) Messages(ctx context.Context, c *Conn, req MessagesRequest) (M
 
 // fetchOnce sends one Fetch for one partition from offset and decodes it:
 // the records at or after offset, and where the next fetch starts.
-func fetchOnce(ctx context.Context, c *Conn, td kadm.TopicDetail, partition int32, offset int64, iso kgo.IsolationLevel) ([]*kgo.Record, int64, error) {
+func fetchOnce(ctx context.Context, c *Conn, td kadm.TopicDetail, partition int32, offset int64, iso kgo.IsolationLevel, maxBytes int32) ([]*kgo.Record, int64, error) {
 	req := kmsg.NewPtrFetchRequest()
 	req.ReplicaID = -1
 	req.MaxWaitMillis = 0
 	req.MinBytes = 0
-	req.MaxBytes = 1 << 20
+	req.MaxBytes = maxBytes
 	if iso == kgo.ReadCommitted() {
 		req.IsolationLevel = 1
 	}
@@ -178,7 +183,7 @@ func fetchOnce(ctx context.Context, c *Conn, td kadm.TopicDetail, partition int3
 	rt := kmsg.NewFetchRequestTopic()
 	rt.Topic, rt.TopicID = td.Topic, td.ID
 	rp := kmsg.NewFetchRequestTopicPartition()
-	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = partition, offset, 1<<20
+	rp.Partition, rp.FetchOffset, rp.PartitionMaxBytes = partition, offset, maxBytes
 	rp.CurrentLeaderEpoch, rp.LogStartOffset = -1, -1
 	rt.Partitions = append(rt.Partitions, rp)
 	req.Topics = append(req.Topics, rt)
