@@ -19,6 +19,11 @@ func TestBenchScenarioFlag(t *testing.T) {
 	if err == nil || !strings.Contains(stderr, "--brokers and -X apply to --scenario throughput only") {
 		t.Fatalf("scale scenario with --brokers: err %v, stderr %q", err, stderr)
 	}
+	// A zero rate once divided by zero deep in the latency run (a panic).
+	_, stderr, err = idem(t, "", "bench", "--brokers", "127.0.0.1:9", "--rates", "1000,0")
+	if err == nil || !strings.Contains(stderr, "latency rate 0: each --rates value must be at least 1 msg/s") || strings.Contains(stderr, "panic") {
+		t.Fatalf("--rates 0: err %v, stderr %q", err, stderr)
+	}
 }
 
 // TestBenchRecoveryScenarioCLI runs a scale scenario end to end through the

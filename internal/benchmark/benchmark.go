@@ -82,6 +82,11 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 	if cfg.Partitions <= 0 {
 		cfg.Partitions = 4
 	}
+	for _, rate := range cfg.Rates {
+		if rate <= 0 {
+			return Report{}, fmt.Errorf("bench: latency rate %d: each --rates value must be at least 1 msg/s", rate)
+		}
+	}
 	var rep Report
 	runID := time.Now().UnixNano()
 	for _, w := range []struct {
