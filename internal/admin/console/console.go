@@ -142,7 +142,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /topics/{name}/partitions/{partition}", c.messages)
 	mux.HandleFunc("GET /topics/{name}/partitions/{partition}/messages/{offset}", c.message)
 	mux.HandleFunc("GET /groups", c.groups)
-	mux.HandleFunc("GET /groups/{id}", c.group)
+	mux.HandleFunc("GET /groups/{id}", detailPage(c, "group", "groups", c.groupData, func(g groupPage) string { return "Group " + g.Group }))
 	mux.HandleFunc("POST /groups/{id}/reset", c.reset)
 	mux.HandleFunc("GET /transactions", listPage(c, "transactions", "Transactions", "transactions", c.cfg.API.Transactions))
 	mux.HandleFunc("POST /transactions/{id}/abort", c.abort)
@@ -157,7 +157,7 @@ func (c *Console) Handler() http.Handler {
 	// Share-group detail, dead letters and their redrive (dlq.go).
 	mux.HandleFunc("GET /share-groups/{id}", c.shareGroup)
 	mux.HandleFunc("GET /dead-letters", listPage(c, "dlq", "Dead letters", "dlq", c.cfg.API.DeadLetterTopics))
-	mux.HandleFunc("GET /dead-letters/{topic}", c.deadLetters)
+	mux.HandleFunc("GET /dead-letters/{topic}", detailPage(c, "dlq-records", "dlq", c.deadLetterData, func(d deadLetterPage) string { return "Dead letters of " + d.Topic }))
 	mux.HandleFunc("POST /dead-letters/{topic}/redrive", c.redrive)
 	// The lab runs (lab.go).
 	mux.HandleFunc("GET /lab", c.lab)
@@ -237,6 +237,25 @@ func listPage[T any](c *Console, name, title, nav string, get func(context.Conte
 			return
 		}
 		c.render(w, r, http.StatusOK, name, page{Title: title, Nav: nav, Data: data})
+	}
+}
+
+// detailPage serves page name drawn from one lookup as the request's
+// user: the page of one thing (a group, a dead-letter topic), where
+// listPage serves a list.
+func detailPage[T any](c *Console, name, nav string, get func(*http.Request, *api.Conn) (T, error), title func(T) string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		cn, err := c.conn(r)
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		data, err := get(r, cn)
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		c.render(w, r, http.StatusOK, name, page{Title: title(data), Nav: nav, Data: data})
 	}
 }
 
@@ -379,20 +398,6 @@ func (c *Console) groupData(r *http.Request, cn *api.Conn) (groupPage, error) {
 		}
 	}
 	return gp, nil
-}
-
-func (c *Console) group(w http.ResponseWriter, r *http.Request) {
-	cn, err := c.conn(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	gp, err := c.groupData(r, cn)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	c.render(w, r, http.StatusOK, "group", page{Title: "Group " + gp.Group, Nav: "groups", Data: gp})
 }
 
 // reset handles the reset form: on success it redirects to the group page

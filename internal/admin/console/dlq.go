@@ -134,20 +134,6 @@ func (c *Console) deadLetterData(r *http.Request, cn *api.Conn) (deadLetterPage,
 	return d, nil
 }
 
-func (c *Console) deadLetters(w http.ResponseWriter, r *http.Request) {
-	cn, err := c.conn(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	d, err := c.deadLetterData(r, cn)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	c.render(w, r, http.StatusOK, "dlq-records", page{Title: "Dead letters of " + d.Topic, Nav: "dlq", Data: d})
-}
-
 // redrive handles the Redrive form: a redirect to the records (POST,
 // redirect, GET) with the run's counts; on failure the records page again
 // with the problem and its status (409 while another redrive runs).
