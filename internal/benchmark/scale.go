@@ -84,40 +84,28 @@ var Scenarios = []string{"throughput", "partitions", "connections", "recovery", 
 
 // RunScale runs the scale scenario called name.
 func RunScale(ctx context.Context, name string, cfg ScaleConfig) (ScaleReport, error) {
-	var (
-		rep ScaleReport
-		err error
-	)
-	// Each case assigns through err so that a failed run returns a nil
-	// interface, not an interface holding a nil report.
 	switch name {
 	case "partitions":
-		var r *PartitionsReport
-		r, err = RunPartitions(ctx, cfg)
-		rep = r
+		return asReport(RunPartitions(ctx, cfg))
 	case "connections":
-		var r *ConnectionsReport
-		r, err = RunConnections(ctx, cfg)
-		rep = r
+		return asReport(RunConnections(ctx, cfg))
 	case "recovery":
-		var r *RecoveryReport
-		r, err = RunRecovery(ctx, cfg)
-		rep = r
+		return asReport(RunRecovery(ctx, cfg))
 	case "compression":
-		var r *CompressionReport
-		r, err = RunCompression(ctx, cfg)
-		rep = r
+		return asReport(RunCompression(ctx, cfg))
 	case "memory":
-		var r *MemoryReport
-		r, err = RunMemory(ctx, cfg)
-		rep = r
-	default:
-		return nil, fmt.Errorf("unknown scale scenario %q (want one of %v)", name, Scenarios[1:])
+		return asReport(RunMemory(ctx, cfg))
 	}
+	return nil, fmt.Errorf("unknown scale scenario %q (want one of %v)", name, Scenarios[1:])
+}
+
+// asReport returns a failed run as a nil interface, not an interface
+// holding a nil report.
+func asReport[R ScaleReport](r R, err error) (ScaleReport, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rep, nil
+	return r, nil
 }
 
 // restart starts a new child on dir in place of old, which has stopped
