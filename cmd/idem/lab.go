@@ -196,10 +196,7 @@ func labConfig(f labFlags) (lab.Config, error) {
 		Scenario: f.scenario, Modes: ms, Faults: fs, N: f.n, Seed: f.seed, Duration: f.duration,
 		Bootstrap: f.bootstrap, ClientProps: props, Dir: f.dir, Break: f.breakHook,
 		Worker: lab.Command{Path: self, Args: []string{"lab-worker"}},
-		Broker: func(dataDir, addr string) lab.Command {
-			return lab.Command{Path: self, Args: []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr,
-				"--admin-addr", "", "--log-level", "warn", "-X", "group.initial.rebalance.delay.ms=0"}}
-		},
+		Broker: lab.IdemBroker(self),
 	}, nil
 }
 

@@ -191,9 +191,16 @@ func runnerConfig(s RunnerSpec) (Config, *InvalidField, error) {
 	if !isIdem {
 		return Config{}, &InvalidField{"faults", fmt.Sprintf("broker-kill and pause need a broker of the lab's own, which only the idem binary can start (this is %s)", self)}, nil
 	}
-	cfg.Broker = func(dataDir, addr string) Command {
+	cfg.Broker = IdemBroker(self)
+	return cfg, nil, nil
+}
+
+// IdemBroker is the Config.Broker of the idem binary at self: `idem serve`
+// on the lab's data directory and address, without an admin server, quiet,
+// and with no initial rebalance delay (the lab's groups join at once).
+func IdemBroker(self string) func(dataDir, addr string) Command {
+	return func(dataDir, addr string) Command {
 		return Command{Path: self, Args: []string{"serve", "--data-dir", dataDir, "--kafka-addr", addr,
 			"--admin-addr", "", "--log-level", "warn", "-X", "group.initial.rebalance.delay.ms=0"}}
 	}
-	return cfg, nil, nil
 }
