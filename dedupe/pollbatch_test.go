@@ -40,8 +40,13 @@ func TestConsumerSettlesAPollOfSeveralPartitionsInOneTransaction(t *testing.T) {
 }
 
 func settleOnePoll[Tx comparable](t *testing.T, addr, topic string, s *storeUnderTest, st dedupe.PollBatchStore[Tx], effect func(context.Context, Tx, string) error) {
-	events := ids("evt", 30)
-	producePayments(t, brokerClient(t, addr), topic, events...) // keys spread them over the partitions
+	// The first 30 are in the topic before the consumer starts, so its
+	// first poll holds all three partitions' records; the last 10, one of
+	// which fails once, come after, so the failure's fallback cannot stand
+	// in for that first poll.
+	events := ids("evt", 40)
+	cl := brokerClient(t, addr)
+	producePayments(t, cl, topic, events[:30]...) // keys spread them over the partitions
 	var (
 		mu         sync.Mutex
 		partsOfTx  = map[Tx]map[int32]bool{}
@@ -54,7 +59,7 @@ func settleOnePoll[Tx comparable](t *testing.T, addr, topic string, s *storeUnde
 		OnResult: func(*kgo.Record, dedupe.Result) { settled.Add(1) },
 		Handler: func(ctx context.Context, tx Tx, r *kgo.Record) error {
 			id, _ := dedupe.EventIDFrom(ctx)
-			if id == events[7] && failedOnce.CompareAndSwap(false, true) {
+			if id == events[37] && failedOnce.CompareAndSwap(false, true) {
 				return errors.New("fails the first time")
 			}
 			mu.Lock()
@@ -70,6 +75,15 @@ func settleOnePoll[Tx comparable](t *testing.T, addr, topic string, s *storeUnde
 	}
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
+	for settled.Load() < 30 {
+		select {
+		case err := <-done:
+			t.Fatalf("consumer stopped: %v", err)
+		default:
+		}
+		testSleep()
+	}
+	producePayments(t, cl, topic, events[30:]...)
 	for settled.Load() < int64(len(events)) {
 		select {
 		case err := <-done:
