@@ -411,7 +411,11 @@ func (m *Manager) openPartition(t catalog.Topic, i int32) (*partition.Partition,
 // Lookup returns a partition that can be served, or why it cannot be:
 // ErrUnknownPartition, ErrOffline (wrapping the storage error) or
 // ErrLoading. A partition still waiting for a loader after a start is
-// opened on the spot, so the first request for it pays its recovery.
+// opened on the spot, so the first request for it pays its recovery; one a
+// loader is opening right now is waited for (up to lookupLoadWait), since the
+// request would have paid that same open had it come first. Answering
+// NOT_LEADER instead made a client that does not retry (or retries into the
+// same window) fail right after a restart.
 func (m *Manager) Lookup(topic string, index int32) (*partition.Partition, error) {
 	s := m.slot(topic, index)
 	if s == nil {
@@ -419,9 +423,21 @@ func (m *Manager) Lookup(topic string, index int32) (*partition.Partition, error
 	}
 	if s.claim() {
 		m.open(s)
+		return s.get()
 	}
-	return s.get()
+	ctx, cancel := context.WithTimeout(context.Background(), lookupLoadWait)
+	defer cancel()
+	p, err := s.wait(ctx)
+	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
+		return s.get()
+	}
+	return p, err
 }
+
+// lookupLoadWait bounds how long a request waits for a partition a loader is
+// opening; after it the request gets ErrLoading (retriable) rather than
+// holding its connection through a long recovery.
+const lookupLoadWait = 10 * time.Second
 
 // WaitPartition is Lookup that waits for a partition still loading (the
 // transaction coordinator uses it to write markers after a start).

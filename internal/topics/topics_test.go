@@ -3,10 +3,12 @@ package topics
 import (
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/idem-dev/idem/internal/catalog"
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/logstore"
+	"github.com/idem-dev/idem/internal/partition"
 )
 
 func TestIDAllocatorNeverReuses(t *testing.T) {
@@ -189,5 +191,55 @@ func TestDeletedTopicIsNeverReopened(t *testing.T) {
 	m.retryOffline()
 	if names, _ := mem.ReadDir("/data/topics"); len(names) != 0 {
 		t.Fatalf("deleted topic %s recreated: %v", tp.ID.Hex(), names)
+	}
+}
+
+// TestLookupWaitsForAPartitionALoaderIsOpening: a produce that arrives while
+// a loader is opening its partition after a start is served once the open
+// settles, instead of being refused with ErrLoading (NOT_LEADER), which a
+// client without retries saw as a failed write right after a restart.
+func TestLookupWaitsForAPartitionALoaderIsOpening(t *testing.T) {
+	mem := logstore.NewMemFS()
+	cat, err := catalog.Open(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: config.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if _, err := m.CreateTopic("t", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := m.slot("t", 0)
+	p, err := s.get()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Put the slot back where a loader holds it: opening, not yet settled.
+	s.mu.Lock()
+	s.state, s.p, s.ready = opening, nil, make(chan struct{})
+	s.mu.Unlock()
+
+	type result struct {
+		p   *partition.Partition
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		p, err := m.Lookup("t", 0)
+		got <- result{p, err}
+	}()
+	select {
+	case r := <-got:
+		s.settle(p, nil) // so that m.Close does not wait for the open forever
+		t.Fatalf("Lookup answered while the partition was opening: %v", r.err)
+	case <-time.After(50 * time.Millisecond):
+	}
+	s.settle(p, nil) // the loader finishes
+	r := <-got
+	if r.err != nil || r.p != p {
+		t.Fatalf("Lookup after the open settled: %v, %v", r.p, r.err)
 	}
 }
