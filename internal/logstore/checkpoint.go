@@ -12,13 +12,19 @@ import (
 // The checkpoint file records the recovery point (every offset below it was
 // fsynced, so damage below it is corruption, not a torn tail) and the log
 // start offset. It is replaced atomically: write a temporary file, fsync it,
-// rename it over the old one, fsync the directory.
+// rename it over the old one, fsync the directory. Every write carries a new
+// generation, which the data directory's shared recovery-point file names
+// so that its entries apply only to the checkpoint they advance
+// (recoverypoints.go).
 //
-//	"CKP1" | recoveryPoint int64 | logStart int64 | crc32c of all before
+//	"CKP2" | generation uint64 | recoveryPoint int64 | logStart int64 | crc32c of all before
+//	"CKP1" | recoveryPoint int64 | logStart int64 | crc32c (read as generation 0)
 const (
-	checkpointName  = "checkpoint"
-	checkpointMagic = "CKP1"
-	checkpointSize  = 4 + 8 + 8 + 4
+	checkpointName   = "checkpoint"
+	checkpointMagic  = "CKP2"
+	checkpointSize   = 4 + 8 + 8 + 8 + 4
+	checkpointMagic1 = "CKP1"
+	checkpointSize1  = 4 + 8 + 8 + 4
 )
 
 type checkpoint struct {
@@ -26,10 +32,11 @@ type checkpoint struct {
 	start    int64
 }
 
-func encodeCheckpoint(c checkpoint) []byte {
+func encodeCheckpoint(c checkpoint, gen uint64) []byte {
 	be := binary.BigEndian
 	b := make([]byte, 0, checkpointSize)
 	b = append(b, checkpointMagic...)
+	b = be.AppendUint64(b, gen)
 	b = be.AppendUint64(b, uint64(c.recovery))
 	b = be.AppendUint64(b, uint64(c.start))
 	return be.AppendUint32(b, crc32.Checksum(b, castagnoli))
@@ -37,33 +44,40 @@ func encodeCheckpoint(c checkpoint) []byte {
 
 var errBadCheckpoint = errors.New("checkpoint invalid")
 
-func decodeCheckpoint(b []byte) (checkpoint, error) {
+func decodeCheckpoint(b []byte) (checkpoint, uint64, error) {
 	be := binary.BigEndian
-	if len(b) != checkpointSize || string(b[:4]) != checkpointMagic {
-		return checkpoint{}, errBadCheckpoint
+	var gen uint64
+	var fields []byte // recoveryPoint | logStart
+	switch {
+	case len(b) == checkpointSize && string(b[:4]) == checkpointMagic:
+		gen, fields = be.Uint64(b[4:]), b[12:28]
+	case len(b) == checkpointSize1 && string(b[:4]) == checkpointMagic1:
+		fields = b[4:20]
+	default:
+		return checkpoint{}, 0, errBadCheckpoint
 	}
-	if crc32.Checksum(b[:checkpointSize-4], castagnoli) != be.Uint32(b[checkpointSize-4:]) {
-		return checkpoint{}, errBadCheckpoint
+	if crc32.Checksum(b[:len(b)-4], castagnoli) != be.Uint32(b[len(b)-4:]) {
+		return checkpoint{}, 0, errBadCheckpoint
 	}
-	c := checkpoint{recovery: int64(be.Uint64(b[4:])), start: int64(be.Uint64(b[12:]))}
+	c := checkpoint{recovery: int64(be.Uint64(fields)), start: int64(be.Uint64(fields[8:]))}
 	if c.recovery < 0 || c.start < 0 {
-		return checkpoint{}, errBadCheckpoint
+		return checkpoint{}, 0, errBadCheckpoint
 	}
-	return c, nil
+	return c, gen, nil
 }
 
-// readCheckpoint returns the checkpoint, or ok=false when there is none or it
+// readCheckpoint returns the checkpoint and its generation, or ok=false when there is none or it
 // does not validate; recovery then falls back to what the segments prove.
-func readCheckpoint(fsys FS, dir string) (checkpoint, bool, error) {
+func readCheckpoint(fsys FS, dir string) (checkpoint, uint64, bool, error) {
 	b, err := readWholeFile(fsys, join(dir, checkpointName), 64)
 	if errors.Is(err, fs.ErrNotExist) {
-		return checkpoint{}, false, nil
+		return checkpoint{}, 0, false, nil
 	}
 	if err != nil {
-		return checkpoint{}, false, err
+		return checkpoint{}, 0, false, err
 	}
-	c, err := decodeCheckpoint(b)
-	return c, err == nil, nil
+	c, gen, err := decodeCheckpoint(b)
+	return c, gen, err == nil, nil
 }
 
 // writeFileAtomic replaces dir/name with data durably.

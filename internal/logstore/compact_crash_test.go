@@ -246,7 +246,7 @@ func checkCleanCrash(where string, p cleanCrashPoint, appended map[int64]string,
 	// what a start makes of them: no damage below the recovery point. It
 	// reads every batch, so one crash point in four is enough.
 	if p.event.N%4 == 0 {
-		if in, err := Inspect(p.fs, "/p"); err != nil || (in.Damage != nil && in.Damage.BelowRecoveryPoint) {
+		if in, err := Inspect(p.fs, "/p", RecoveryPoints{}); err != nil || (in.Damage != nil && in.Damage.BelowRecoveryPoint) {
 			return []string{fmt.Sprintf("%s: inspection before recovery: %v, damage %+v", where, err, in.Damage)}
 		}
 	}

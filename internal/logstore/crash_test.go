@@ -49,6 +49,9 @@ func TestCrashAtEverySyncPoint(t *testing.T) {
 func runCrashSeed(t *testing.T, seed uint64) int {
 	rng := rand.New(rand.NewPCG(seed, 0xc1))
 	fsys := NewMemFS()
+	// Odd seeds record recovery-point advances in the data directory's
+	// shared file (a Disk for "/"), even ones in the log's own checkpoint.
+	shared := seed%2 == 1
 	cfg := Config{
 		SegmentBytes:       int64(200 + rng.IntN(2000)),
 		IndexIntervalBytes: 1 + rng.IntN(512),
@@ -57,6 +60,9 @@ func runCrashSeed(t *testing.T, seed uint64) int {
 		// (and crashed in the middle of) many times per seed.
 		ActiveIndexInterval: int64(1 + rng.IntN(1500)),
 		Logger:              quietLogger,
+	}
+	if shared {
+		cfg.Disk = mustOpenDisk(t, fsys)
 	}
 	l, err := Open(fsys, "/p", cfg)
 	if err != nil {
@@ -128,17 +134,20 @@ func runCrashSeed(t *testing.T, seed uint64) int {
 	fsys.SetSyncHook(nil)
 
 	for i, p := range points {
-		checkRecovery(t, seed, i, p, appended)
+		checkRecovery(t, seed, i, p, appended, shared)
 	}
 	// After a clean close everything must be there.
-	checkRecovery(t, seed, len(points), crashPoint{fs: fsys.CrashClone(CrashOptions{}), acked: appended}, appended)
+	checkRecovery(t, seed, len(points), crashPoint{fs: fsys.CrashClone(CrashOptions{}), acked: appended}, appended, shared)
 	return len(points)
 }
 
-func checkRecovery(t *testing.T, seed uint64, i int, p crashPoint, appended map[int64]string) {
+func checkRecovery(t *testing.T, seed uint64, i int, p crashPoint, appended map[int64]string, shared bool) {
 	t.Helper()
 	where := fmt.Sprintf("seed %d, crash point %d (%+v)", seed, i, p.event)
 	cfg := Config{Logger: quietLogger, CheckpointInterval: time.Hour}
+	if shared {
+		cfg.Disk = mustOpenDisk(t, p.fs)
+	}
 	l, err := Open(p.fs, "/p", cfg)
 	if err != nil {
 		t.Errorf("%s: recovery failed: %v", where, err)
@@ -166,6 +175,9 @@ func checkRecovery(t *testing.T, seed uint64, i int, p crashPoint, appended map[
 	// Crash again right after recovery, keeping only what it synced:
 	// recovery must have made its result durable and be repeatable.
 	again := p.fs.CrashClone(CrashOptions{})
+	if shared {
+		cfg.Disk = mustOpenDisk(t, again)
+	}
 	l2, err := Open(again, "/p", cfg)
 	if err != nil {
 		t.Errorf("%s: second recovery failed: %v", where, err)
@@ -227,4 +239,14 @@ func TestRecoveryAfterKillMakesItsResultDurable(t *testing.T) {
 			}
 		}
 	}
+}
+
+// mustOpenDisk is a Disk for the data directory "/" of fsys (no reserve).
+func mustOpenDisk(t *testing.T, fsys *MemFS) *Disk {
+	t.Helper()
+	d, err := OpenDisk(fsys, "/", 0, quietLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
 }

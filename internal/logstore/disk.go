@@ -71,6 +71,18 @@ type Disk struct {
 	// files bounds the open segment files of every log in the data
 	// directory (filecache.go).
 	files *FileCache
+	// points is the shared recovery-point file of the directory's logs
+	// (recoverypoints.go).
+	points *sharedPoints
+}
+
+// sharedPoints returns the data directory's shared recovery points; nil for
+// a nil Disk (each log then writes its own checkpoint file).
+func (d *Disk) sharedPoints() *sharedPoints {
+	if d == nil {
+		return nil
+	}
+	return d.points
 }
 
 // Files returns the open-file cache the data directory's logs share (its
@@ -97,6 +109,7 @@ func OpenDisk(fsys FS, dataDir string, reserveBytes int64, logger *slog.Logger) 
 	}
 	d := &Disk{fs: fsys, dir: dataDir, path: join(dataDir, ReserveFileName), target: reserveBytes, log: logger, now: time.Now,
 		files: NewFileCache(DefaultOpenFiles)}
+	d.points = &sharedPoints{d: d}
 	if size, err := fsys.Stat(d.path); err == nil {
 		d.reserved = size
 	}

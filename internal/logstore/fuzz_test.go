@@ -65,7 +65,7 @@ func FuzzRecover(f *testing.F) {
 		}
 		write(segmentName(0), data)
 		if ckpt%4 != 0 {
-			write(checkpointName, encodeCheckpoint(checkpoint{recovery: int64(ckpt % 4), start: 0}))
+			write(checkpointName, encodeCheckpoint(checkpoint{recovery: int64(ckpt % 4), start: 0}, 1))
 		}
 		if err := fsys.SyncDir("/p"); err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // Inspection is what Inspect found in a log directory, without changing it.
@@ -47,7 +48,11 @@ type Damage struct {
 // Inspect validates every batch of every segment in dir (CRC, offsets) and
 // reports what it finds. It opens files read-only and writes nothing, so an
 // operator can run it against a broker's data before deciding anything.
-func Inspect(fsys FS, dir string) (Inspection, error) {
+//
+// points is the data directory's shared recovery points (LoadRecoveryPoints;
+// the zero value when the log has none): the recovery point is the log's
+// checkpoint advanced by them, as Open sees it.
+func Inspect(fsys FS, dir string, points RecoveryPoints) (Inspection, error) {
 	in := Inspection{Dir: dir, RecoveryPoint: -1}
 	names, err := fsys.ReadDir(dir)
 	if err != nil {
@@ -66,8 +71,11 @@ func Inspect(fsys FS, dir string) (Inspection, error) {
 	if err != nil {
 		return in, err
 	}
-	if ck, ok, err := readCheckpoint(fsys, dir); err == nil && ok {
+	if ck, gen, ok, err := readCheckpoint(fsys, dir); err == nil && ok {
 		in.RecoveryPoint = ck.recovery
+		if r, ok := points.For(dir, gen); ok && r > ck.recovery {
+			in.RecoveryPoint = r
+		}
 		// Segments wholly below the recorded log start are leftovers of a
 		// deletion a crash interrupted; a start removes them.
 		keep := 0
@@ -151,11 +159,11 @@ type RepairReport struct {
 // moved into quarantine, a directory outside the log, so they can still be
 // examined. The checkpoint is rewritten to the new end. It returns the
 // inspection it acted on; a log without damage is left untouched.
-func Repair(fsys FS, dir, quarantine string) (RepairReport, error) {
+func Repair(fsys FS, dir, quarantine string, points RecoveryPoints) (RepairReport, error) {
 	if err := FinishPendingSwap(fsys, dir); err != nil {
 		return RepairReport{}, err
 	}
-	in, err := Inspect(fsys, dir)
+	in, err := Inspect(fsys, dir, points)
 	rep := RepairReport{Before: in, Quarantine: quarantine, NewEnd: in.EndOffset}
 	if err != nil || in.Damage == nil {
 		return rep, err
@@ -211,12 +219,16 @@ func Repair(fsys FS, dir, quarantine string) (RepairReport, error) {
 	if err := fsys.SyncDir(dir); err != nil {
 		return rep, err
 	}
-	ck, ok, _ := readCheckpoint(fsys, dir)
+	ck, gen, ok, _ := readCheckpoint(fsys, dir)
 	start := in.StartOffset
 	if ok && ck.start > start && ck.start <= d.Offset {
 		start = ck.start
 	}
-	if err := writeFileAtomic(fsys, dir, checkpointName, encodeCheckpoint(checkpoint{recovery: d.Offset, start: start})); err != nil {
+	// A new generation, one no shared entry names (even when the old
+	// checkpoint was unreadable): the shared file's advances of the old
+	// checkpoint vouch for offsets the repair just cut.
+	gen = max(gen+1, uint64(time.Now().UnixNano()))
+	if err := writeFileAtomic(fsys, dir, checkpointName, encodeCheckpoint(checkpoint{recovery: d.Offset, start: start}, gen)); err != nil {
 		return rep, err
 	}
 	rep.NewEnd = d.Offset

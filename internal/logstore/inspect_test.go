@@ -40,7 +40,7 @@ func TestInspectAndRepair(t *testing.T) {
 	img.fs.WriteFile(sealed, data)
 	syncsBefore := img.fs.Syncs()
 
-	in, err := Inspect(img.fs, "/p")
+	in, err := Inspect(img.fs, "/p", RecoveryPoints{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -63,7 +63,7 @@ func TestInspectAndRepair(t *testing.T) {
 		}
 	}
 
-	rep, err := Repair(img.fs, "/p", "/quarantine/p")
+	rep, err := Repair(img.fs, "/p", "/quarantine/p", RecoveryPoints{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestInspectAndRepair(t *testing.T) {
 func TestRepairLeavesAHealthyLogAlone(t *testing.T) {
 	img := buildCorruptionImage(t)
 	syncs := img.fs.Syncs()
-	rep, err := Repair(img.fs, "/p", "/q")
+	rep, err := Repair(img.fs, "/p", "/q", RecoveryPoints{})
 	if err != nil || rep.Before.Damage != nil || len(rep.Moved) != 0 || img.fs.Syncs() != syncs {
 		t.Fatalf("repair of a healthy log: %+v %v", rep, err)
 	}

@@ -149,6 +149,14 @@ type Log struct {
 	ckptMu       sync.Mutex
 	lastCkptTime time.Time // guarded by ckptMu
 	lastCkpt     checkpoint
+	// ckptGen is the generation of the last checkpoint file write (guarded
+	// by ckptMu); the shared recovery points name it.
+	ckptGen uint64
+	// shared and sharedKey: the data directory's shared recovery points
+	// and this log's name in them; nil when the log writes every advance
+	// to its own checkpoint file (no Disk, or a log outside its directory).
+	shared    *sharedPoints
+	sharedKey string
 	// indexed is how much of the active segment its persisted index
 	// covers (guarded by ckptMu): recovery scans only what lies beyond.
 	indexed segmentPos
@@ -191,6 +199,11 @@ func Open(fsys FS, dir string, cfg Config) (*Log, error) {
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	if sp := cfg.Disk.sharedPoints(); sp != nil {
+		if k := sp.key(dir); k != "" {
+			l.shared, l.sharedKey = sp, k
+		}
+	}
 	if err := fsys.MkdirAll(dir); err != nil {
 		return nil, fmt.Errorf("logstore: create %s: %w", dir, err)
 	}
@@ -232,9 +245,28 @@ func (l *Log) recover() error {
 		}
 	}
 	sort.Slice(bases, func(i, j int) bool { return bases[i] < bases[j] })
-	ck, ckOK, err := readCheckpoint(l.fs, l.dir)
+	ck, gen, ckOK, err := readCheckpoint(l.fs, l.dir)
 	if err != nil {
 		return fmt.Errorf("logstore: read checkpoint: %w", err)
+	}
+	l.ckptGen = gen
+	if !ckOK {
+		// A log without a checkpoint starts its generations somewhere no
+		// earlier log of the same directory (deleted with its checkpoint,
+		// then recreated) can have reached, so no stale shared entry can
+		// name one of its checkpoints.
+		l.ckptGen = uint64(time.Now().UnixNano())
+	}
+	if ckOK && l.shared != nil {
+		r, ok, err := l.shared.lookup(l.sharedKey, gen)
+		if err != nil {
+			return err
+		}
+		if ok && r > ck.recovery {
+			ck.recovery = r
+			// Keep the advance in the file the next flush writes.
+			l.shared.record(l.sharedKey, gen, r)
+		}
 	}
 	if !ckOK && len(bases) > 0 {
 		l.log.Warn("no valid checkpoint; treating sealed segments as durable and scanning the last", "segments", len(bases))
@@ -635,6 +667,9 @@ func (l *Log) Close() error {
 			err = l.writeCheckpointLocked(checkpoint{recovery: active.next, start: l.start.Load()})
 		}
 	}
+	if l.shared != nil {
+		l.shared.forget(l.sharedKey)
+	}
 	l.waitMu.Lock()
 	close(l.advanced) // wake waiters; they see closed and give up
 	l.advanced = make(chan struct{})
@@ -676,9 +711,14 @@ func (l *Log) writeActiveIndexLocked(seg *segment, pos segmentPos) {
 	l.indexed = pos
 }
 
-// writeCheckpointLocked persists c; ckptMu must be held.
+// writeCheckpointLocked persists c in the log's own checkpoint file, with a
+// new generation, so that no advance recorded for an earlier one in the
+// shared file applies to it; ckptMu must be held. A generation is used up
+// even when the write fails, since the file may hold it after a crash.
 func (l *Log) writeCheckpointLocked(c checkpoint) error {
-	if err := l.cfg.Disk.Do(func() error { return writeFileAtomic(l.fs, l.dir, checkpointName, encodeCheckpoint(c)) }); err != nil {
+	l.ckptGen++
+	gen := l.ckptGen
+	if err := l.cfg.Disk.Do(func() error { return writeFileAtomic(l.fs, l.dir, checkpointName, encodeCheckpoint(c, gen)) }); err != nil {
 		return fmt.Errorf("logstore: write checkpoint: %w", err)
 	}
 	l.lastCkpt, l.lastCkptTime = c, l.cfg.Now()

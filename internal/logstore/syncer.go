@@ -120,12 +120,16 @@ func (d *Disk) syncObserver() *SyncObserver {
 
 // maybeCheckpoint persists the recovery point at most once per
 // CheckpointInterval, so that damage found below it on the next open is
-// reported as corruption rather than truncated as a torn tail.
+// reported as corruption rather than truncated as a torn tail. With a
+// shared recovery-point file (recoverypoints.go) the advance is recorded
+// there, and one write of that file per interval covers every log of the
+// data directory.
 func (l *Log) maybeCheckpoint() {
 	l.ckptMu.Lock()
 	defer l.ckptMu.Unlock()
+	now := l.cfg.Now()
 	c := checkpoint{recovery: l.durable.Load(), start: l.start.Load()}
-	if c == l.lastCkpt || l.cfg.Now().Sub(l.lastCkptTime) < l.cfg.CheckpointInterval {
+	if c == l.lastCkpt || now.Sub(l.lastCkptTime) < l.cfg.CheckpointInterval {
 		return
 	}
 	l.mu.RLock()
@@ -134,7 +138,16 @@ func (l *Log) maybeCheckpoint() {
 	if closed || l.poison.Load() != nil {
 		return
 	}
-	if err := l.writeCheckpointLocked(c); err != nil {
+	if l.shared != nil && c.start == l.lastCkpt.start {
+		// Only the recovery point moved: that is what the shared file is
+		// for (a moved log start was written to the log's own file when it
+		// moved).
+		l.shared.record(l.sharedKey, l.ckptGen, c.recovery)
+		l.lastCkpt, l.lastCkptTime = c, now
+		if err := l.shared.maybeFlush(now, l.cfg.CheckpointInterval); err != nil {
+			l.log.Warn("recovery-point file write failed", "err", err)
+		}
+	} else if err := l.writeCheckpointLocked(c); err != nil {
 		// The checkpoint only sharpens recovery's judgement; losing one is
 		// not data loss, so report it without poisoning the log.
 		l.log.Warn("checkpoint write failed", "err", err)

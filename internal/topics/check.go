@@ -55,6 +55,10 @@ func CheckDataDir(fsys logstore.FS, dataDir, topic string) (DataDirCheck, error)
 	if err != nil {
 		return c, err
 	}
+	points, err := logstore.LoadRecoveryPoints(fsys, dataDir)
+	if err != nil {
+		return c, err
+	}
 	topicsDir := path.Join(dataDir, "topics")
 	names, err := fsys.ReadDir(topicsDir)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -70,7 +74,7 @@ func CheckDataDir(fsys logstore.FS, dataDir, topic string) (DataDirCheck, error)
 		c.Topics = append(c.Topics, t)
 		for i := int32(0); i < t.Partitions; i++ {
 			dir := path.Join(topicsDir, t.ID.Hex(), strconv.Itoa(int(i)))
-			in, err := logstore.Inspect(fsys, dir)
+			in, err := logstore.Inspect(fsys, dir, points)
 			c.Partitions = append(c.Partitions, PartitionCheck{Topic: t.Name, Index: i, Dir: dir, Log: in, Err: err})
 		}
 	}
@@ -128,6 +132,10 @@ func RepairPartition(fsys logstore.FS, dataDir, topic string, index int32, now t
 	}
 	dir := path.Join(dataDir, "topics", t.ID.Hex(), strconv.Itoa(int(index)))
 	quarantine := path.Join(dataDir, "quarantine", fmt.Sprintf("%s-%d-%s", topic, index, now.UTC().Format("20060102T150405Z")))
-	rep.RepairReport, err = logstore.Repair(fsys, dir, quarantine)
+	points, err := logstore.LoadRecoveryPoints(fsys, dataDir)
+	if err != nil {
+		return rep, err
+	}
+	rep.RepairReport, err = logstore.Repair(fsys, dir, quarantine, points)
 	return rep, err
 }

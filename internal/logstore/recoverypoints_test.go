@@ -1,0 +1,158 @@
+package logstore
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+)
+
+// sharedLog opens /data/p on fsys with a Disk for /data, so that its
+// recovery-point advances go to the shared file, checkpointing at every
+// sync.
+func sharedLog(t *testing.T, fsys *MemFS) (*Log, *Disk) {
+	t.Helper()
+	d, err := OpenDisk(fsys, "/data", 0, quietLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return mustOpen(t, fsys, "/data/p", Config{Disk: d, Logger: quietLogger, CheckpointInterval: time.Nanosecond}), d
+}
+
+// appendDurable appends n one-record batches and waits for each to be
+// fsynced; it returns the byte position of every batch.
+func appendDurable(t *testing.T, l *Log, from, n int) []int64 {
+	t.Helper()
+	var pos []int64
+	for i := from; i < from+n; i++ {
+		info := mustAppendDurable(t, l, testBatch(1, int64(1000+i), []byte(fmt.Sprintf("r%03d", i))))
+		pos = append(pos, info.Position)
+	}
+	return pos
+}
+
+// flushShared waits until the shared file records at least offset for the
+// log (the syncer records advances after each fsync).
+func flushShared(t *testing.T, fsys *MemFS, want int64) RecoveryPoints {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		points, err := LoadRecoveryPoints(fsys, "/data")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e, ok := points.entries["p"]; ok && e.Offset >= want {
+			return points
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the shared recovery-point file never recorded offset %d: %+v", want, points.entries)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// TestSharedRecoveryPointMakesDamageBelowItCorruption: an advance recorded
+// only in the shared file still counts after a kill -9: a flipped byte in a
+// batch below it is acknowledged data damaged (the log refuses to open),
+// not a torn tail to cut off silently. It is what a per-log checkpoint
+// write used to give, at one file write per interval for the whole
+// directory instead of one per log.
+func TestSharedRecoveryPointMakesDamageBelowItCorruption(t *testing.T) {
+	fsys := NewMemFS()
+	l, _ := sharedLog(t, fsys)
+	appendDurable(t, l, 0, 5)
+	if err := l.Close(); err != nil { // the per-log checkpoint: recovery point 5
+		t.Fatal(err)
+	}
+	l, _ = sharedLog(t, fsys)
+	pos := appendDurable(t, l, 5, 20)
+	flushShared(t, fsys, 25)
+	ck, _, ok, err := readCheckpoint(fsys, "/data/p")
+	if err != nil || !ok || ck.recovery != 5 {
+		t.Fatalf("test setup: the per-log checkpoint should still say 5: %+v %v %v", ck, ok, err)
+	}
+	killed := fsys.KillClone()
+	l.Close()
+	seg := "/data/p/" + segmentName(0)
+	data, err := killed.ReadFile(seg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data[pos[10]+40] ^= 0x40 // inside batch 15, under its CRC
+	if err := killed.WriteFile(seg, data); err != nil {
+		t.Fatal(err)
+	}
+	d, _ := OpenDisk(killed, "/data", 0, quietLogger)
+	_, err = Open(killed, "/data/p", Config{Disk: d, Logger: quietLogger})
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("damage below the shared recovery point: open says %v, want ErrCorrupt", err)
+	}
+	points, _ := LoadRecoveryPoints(killed, "/data")
+	in, err := Inspect(killed, "/data/p", points)
+	if err != nil || in.RecoveryPoint != 25 || in.Damage == nil || !in.Damage.BelowRecoveryPoint {
+		t.Fatalf("inspect: recovery point %d, damage %+v, err %v; want 25 and damage below it", in.RecoveryPoint, in.Damage, err)
+	}
+}
+
+// TestSharedRecoveryPointOfAnOlderCheckpointIsIgnored: a truncation lowers
+// the recovery point in the log's own checkpoint, with a new generation;
+// the shared file still holding the older, higher point must not make the
+// shortened log look like lost acknowledged data.
+func TestSharedRecoveryPointOfAnOlderCheckpointIsIgnored(t *testing.T) {
+	fsys := NewMemFS()
+	l, _ := sharedLog(t, fsys)
+	appendDurable(t, l, 0, 20)
+	before := flushShared(t, fsys, 20)
+	if err := l.Truncate(8); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := LoadRecoveryPoints(fsys, "/data")
+	if after.entries["p"] != before.entries["p"] {
+		t.Fatalf("test setup: the shared file changed with the truncation (%+v -> %+v); the stale entry is what is tested", before.entries["p"], after.entries["p"])
+	}
+	crashed := fsys.CrashClone(CrashOptions{})
+	l.Close()
+	d, _ := OpenDisk(crashed, "/data", 0, quietLogger)
+	l2, err := Open(crashed, "/data/p", Config{Disk: d, Logger: quietLogger})
+	if err != nil {
+		t.Fatalf("open after a truncation with a stale shared entry: %v", err)
+	}
+	defer l2.Close()
+	if l2.EndOffset() != 8 {
+		t.Fatalf("log ends at %d, want 8", l2.EndOffset())
+	}
+}
+
+// TestRecoveryPointsFileRefusesWhatItCannotHold: a damaged shared file is
+// no points (recovery falls back to the logs' own checkpoints), and a count
+// larger than the file could hold sizes nothing.
+func TestRecoveryPointsFileRefusesWhatItCannotHold(t *testing.T) {
+	good := encodeRecoveryPoints(map[string]RecoveryPoint{"topics/a/0": {Generation: 3, Offset: 42}, "b": {Generation: 1, Offset: 7}})
+	got, err := decodeRecoveryPoints(good)
+	if err != nil || len(got) != 2 || got["topics/a/0"] != (RecoveryPoint{3, 42}) {
+		t.Fatalf("round trip: %+v %v", got, err)
+	}
+	for i := range good {
+		bad := append([]byte(nil), good...)
+		bad[i] ^= 0x01
+		if _, err := decodeRecoveryPoints(bad); err == nil {
+			t.Fatalf("a flipped bit at byte %d went unnoticed", i)
+		}
+	}
+	huge := encodeRecoveryPoints(nil)
+	huge[7] = 0xff // count 255 in a file holding none
+	if _, err := decodeRecoveryPoints(huge); err == nil {
+		t.Fatal("a count the file cannot hold was accepted")
+	}
+	fsys := NewMemFS()
+	if err := fsys.MkdirAll("/data"); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFileAtomic(fsys, "/data/"+RecoveryPointsFileName, good[:len(good)-1]); err != nil {
+		t.Fatal(err)
+	}
+	points, err := LoadRecoveryPoints(fsys, "/data")
+	if err != nil || len(points.entries) != 0 {
+		t.Fatalf("a torn shared file: %+v %v, want no points and no error", points.entries, err)
+	}
+}
