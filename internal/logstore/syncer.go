@@ -183,9 +183,11 @@ func (l *Log) WaitDurable(ctx context.Context, end int64) error {
 		if l.durable.Load() >= end {
 			return nil
 		}
-		if p := l.poison.Load(); p != nil {
-			return *p
-		}
+		// Take the channel before looking at the state it announces: a
+		// poisoning or an advance after this point closes ch; one before
+		// it is seen by the checks below. (Checking the poison before
+		// taking ch left a waiter asleep on the channel that replaced the
+		// one the poisoning closed, until its context ended.)
 		l.waitMu.Lock()
 		ch := l.advanced
 		l.waitMu.Unlock()
@@ -194,6 +196,9 @@ func (l *Log) WaitDurable(ctx context.Context, end int64) error {
 		l.mu.RUnlock()
 		if l.durable.Load() >= end {
 			return nil
+		}
+		if p := l.poison.Load(); p != nil {
+			return *p
 		}
 		if closed {
 			return ErrClosed
