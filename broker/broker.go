@@ -552,6 +552,8 @@ func (b *Broker) closeStorage() []error {
 	if b.parts != nil {
 		errs = append(errs, b.parts.Close())
 	}
+	// Every log is closed: their final recovery points, one file for all.
+	errs = append(errs, b.disk.FlushRecoveryPoints())
 	if b.unlock != nil {
 		b.unlock()
 	}

@@ -20,6 +20,9 @@ type PartitionsRow struct {
 	Throughput
 	RSSBytes int64 `json:"rss_bytes"` // after producing
 	FDs      int   `json:"fds"`       // after producing
+	// StopMs is SIGTERM → exit of the broker that produced: it fsyncs what
+	// is not yet durable and records every partition's final state.
+	StopMs float64 `json:"stop_ms"`
 	// StartCleanMs and StartKilledMs are exec → first Metadata answer,
 	// after a SIGTERM shutdown and after kill -9.
 	StartCleanMs  float64 `json:"start_clean_ms"`
@@ -109,9 +112,11 @@ func runPartitionCount(ctx context.Context, cfg ScaleConfig, total int, value []
 	progressf(cfg.Progress, "partitions %d: restart after SIGTERM, then after kill -9", row.Partitions)
 	stopCtx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	stopping := time.Now()
 	if err := child.stop(stopCtx); err != nil {
 		return row, err
 	}
+	row.StopMs = float64(time.Since(stopping)) / 1e6
 	var took time.Duration
 	if child, took, err = restart(ctx, sp, dir, child); err != nil {
 		return row, err
@@ -139,12 +144,12 @@ func runPartitionCount(ctx context.Context, cfg ScaleConfig, total int, value []
 // Format prints the table and the issue's goals beside the figures.
 func (r *PartitionsReport) Format(w io.Writer) {
 	fmt.Fprintf(w, "partitions: %d records of %d bytes, idempotent acks=all, round-robin over every partition\n", r.records(), r.RecordBytes)
-	fmt.Fprintln(w, "serve = exec → Metadata answered; ready = exec → every partition answers ListOffsets; term = after SIGTERM, kill = after kill -9")
-	fmt.Fprintf(w, "%10s %6s %8s %8s %6s %8s %6s %11s %11s %11s %11s\n", "partitions", "topics", "create", "msgs/s", "MB/s", "RSS MiB", "fds",
-		"serve(term)", "ready(term)", "serve(kill)", "ready(kill)")
+	fmt.Fprintln(w, "stop = SIGTERM → exit; serve = exec → Metadata answered; ready = exec → every partition answers ListOffsets; term = after SIGTERM, kill = after kill -9")
+	fmt.Fprintf(w, "%10s %6s %8s %8s %6s %8s %6s %8s %11s %11s %11s %11s\n", "partitions", "topics", "create", "msgs/s", "MB/s", "RSS MiB", "fds",
+		"stop", "serve(term)", "ready(term)", "serve(kill)", "ready(kill)")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "%10d %6d %7.2fs %8.0f %6.1f %8.1f %6d %9.0fms %9.0fms %9.0fms %9.0fms\n", row.Partitions, row.Topics, row.CreateSeconds,
-			row.MsgsPerS, row.MBPerS, mib(row.RSSBytes), row.FDs, row.StartCleanMs, row.ReadyCleanMs, row.StartKilledMs, row.ReadyKilledMs)
+		fmt.Fprintf(w, "%10d %6d %7.2fs %8.0f %6.1f %8.1f %6d %6.0fms %9.0fms %9.0fms %9.0fms %9.0fms\n", row.Partitions, row.Topics, row.CreateSeconds,
+			row.MsgsPerS, row.MBPerS, mib(row.RSSBytes), row.FDs, row.StopMs, row.StartCleanMs, row.ReadyCleanMs, row.StartKilledMs, row.ReadyKilledMs)
 	}
 	fmt.Fprintln(w, "goals:")
 	if row, ok := r.row(10000); ok {

@@ -141,7 +141,7 @@ func TestPartitionsScenario(t *testing.T) {
 		if row.Records != cfg.PartitionRecords || row.RecordsAfterRestart != int64(cfg.PartitionRecords) {
 			t.Errorf("%d partitions: produced %d, held %d after kill -9, want %d", row.Partitions, row.Records, row.RecordsAfterRestart, cfg.PartitionRecords)
 		}
-		if row.MsgsPerS <= 0 || row.RSSBytes <= 0 || row.FDs <= 0 || row.StartCleanMs <= 0 || row.StartKilledMs <= 0 ||
+		if row.MsgsPerS <= 0 || row.RSSBytes <= 0 || row.FDs <= 0 || row.StopMs <= 0 || row.StartCleanMs <= 0 || row.StartKilledMs <= 0 ||
 			row.ReadyCleanMs < row.StartCleanMs || row.ReadyKilledMs < row.StartKilledMs {
 			t.Errorf("%d partitions: empty figure in %+v", row.Partitions, row)
 		}

@@ -63,7 +63,10 @@ type RecoveryPoint struct {
 // update) and the first syncer to find the file older than the interval
 // writes it for all of them, so the cost is one file per interval however
 // many logs there are. No goroutine of its own: an idle broker has nothing
-// to record, and a closing log writes its per-log checkpoint.
+// to record, and a closing log records its final point, which whoever
+// closes the data directory writes once for all (Disk.FlushRecoveryPoints).
+// Entries of logs closed for good (a deleted topic) stay until the next
+// start; they name directories no log opens again.
 type sharedPoints struct {
 	d *Disk
 
@@ -135,14 +138,18 @@ func (s *sharedPoints) record(key string, gen uint64, offset int64) {
 	s.dirty = true
 }
 
-// forget drops key: its log wrote its own checkpoint and closed.
-func (s *sharedPoints) forget(key string) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if _, ok := s.current[key]; ok {
-		delete(s.current, key)
-		s.dirty = true
+// FlushRecoveryPoints writes the data directory's shared recovery-point
+// file now if it holds advances not yet written: after its logs are closed,
+// so that their final recovery points are durable and the next start treats
+// them as cleanly stopped. Safe on a nil Disk.
+func (d *Disk) FlushRecoveryPoints() error {
+	s := d.sharedPoints()
+	if s == nil {
+		return nil
 	}
+	s.flushMu.Lock()
+	defer s.flushMu.Unlock()
+	return s.flushLocked(d.now())
 }
 
 // maybeFlush writes the file when it holds unwritten advances and the last
@@ -156,6 +163,11 @@ func (s *sharedPoints) maybeFlush(now time.Time, interval time.Duration) error {
 		return nil
 	}
 	defer s.flushMu.Unlock()
+	return s.flushLocked(now)
+}
+
+// flushLocked writes the file if it is dirty; flushMu must be held.
+func (s *sharedPoints) flushLocked(now time.Time) error {
 	s.mu.Lock()
 	if !s.dirty {
 		s.mu.Unlock()
@@ -171,8 +183,9 @@ func (s *sharedPoints) maybeFlush(now time.Time, interval time.Duration) error {
 		s.mu.Lock()
 		s.dirty = true
 		s.mu.Unlock()
+		return fmt.Errorf("logstore: write %s: %w", RecoveryPointsFileName, err)
 	}
-	return err
+	return nil
 }
 
 func encodeRecoveryPoints(points map[string]RecoveryPoint) []byte {

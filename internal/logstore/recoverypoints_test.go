@@ -59,9 +59,10 @@ func flushShared(t *testing.T, fsys *MemFS, want int64) RecoveryPoints {
 // directory instead of one per log.
 func TestSharedRecoveryPointMakesDamageBelowItCorruption(t *testing.T) {
 	fsys := NewMemFS()
-	l, _ := sharedLog(t, fsys)
+	// Written and closed without a Disk: its own checkpoint says 5.
+	l := mustOpen(t, fsys, "/data/p", Config{Logger: quietLogger})
 	appendDurable(t, l, 0, 5)
-	if err := l.Close(); err != nil { // the per-log checkpoint: recovery point 5
+	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
 	l, _ = sharedLog(t, fsys)
@@ -154,5 +155,55 @@ func TestRecoveryPointsFileRefusesWhatItCannotHold(t *testing.T) {
 	points, err := LoadRecoveryPoints(fsys, "/data")
 	if err != nil || len(points.entries) != 0 {
 		t.Fatalf("a torn shared file: %+v %v, want no points and no error", points.entries, err)
+	}
+}
+
+// TestCleanCloseRecordsInTheSharedFile: logs closed cleanly leave their
+// final recovery points to one write of the shared file
+// (Disk.FlushRecoveryPoints), and the next start sees them as cleanly
+// stopped: it opens without writing a checkpoint or fsyncing a segment.
+func TestCleanCloseRecordsInTheSharedFile(t *testing.T) {
+	fsys := NewMemFS()
+	d, err := OpenDisk(fsys, "/data", 0, quietLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Disk: d, Logger: quietLogger, CheckpointInterval: time.Hour}
+	var logs []*Log
+	for i := range 3 {
+		l := mustOpen(t, fsys, fmt.Sprintf("/data/p%d", i), cfg)
+		appendDurable(t, l, 0, 4+i)
+		logs = append(logs, l)
+	}
+	for _, l := range logs {
+		if err := l.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.FlushRecoveryPoints(); err != nil {
+		t.Fatal(err)
+	}
+	points, err := LoadRecoveryPoints(fsys, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		dir := fmt.Sprintf("/data/p%d", i)
+		_, gen, _, _ := readCheckpoint(fsys, dir)
+		if r, ok := points.For(dir, gen); !ok || r != int64(4+i) {
+			t.Fatalf("%s: shared recovery point %d (%v), want %d", dir, r, ok, 4+i)
+		}
+	}
+	syncs := fsys.Syncs()
+	d2, _ := OpenDisk(fsys, "/data", 0, quietLogger)
+	for i := range 3 {
+		l := mustOpen(t, fsys, fmt.Sprintf("/data/p%d", i), Config{Disk: d2, Logger: quietLogger})
+		if l.DurableOffset() != int64(4+i) {
+			t.Fatalf("p%d: durable %d after a clean stop, want %d", i, l.DurableOffset(), 4+i)
+		}
+		defer l.Close()
+	}
+	if n := fsys.Syncs() - syncs; n != 0 {
+		t.Fatalf("a start after a clean stop made %d fsyncs, want none", n)
 	}
 }

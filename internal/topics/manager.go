@@ -59,6 +59,7 @@ type Manager struct {
 	OutOfOrders atomic.Int64 // OUT_OF_ORDER_SEQUENCE_NUMBER answers
 
 	loaders sync.WaitGroup
+	workers int           // how many partitions open (at a start) or close at once
 	loaded  chan struct{} // closed when every partition of the start has settled
 	quit    chan struct{}
 	done    chan struct{}
@@ -97,7 +98,8 @@ type ManagerConfig struct {
 	// SnapshotInterval is how often changed producer state is snapshotted;
 	// it bounds how much log a restart replays. 0 = 10 seconds.
 	SnapshotInterval time.Duration
-	// Loaders is how many partitions open at once after a start; 0 = 4.
+	// Loaders is how many partitions open at once after a start, and close
+	// at once when the manager closes; 0 = 4.
 	Loaders int
 	// Disk watches free space and holds the reserve that metadata writes
 	// draw on when the disk is full (nil = none).
@@ -167,6 +169,7 @@ func OpenManager(mc ManagerConfig) (*Manager, error) {
 		}
 		m.topics[t.Name] = tp
 	}
+	m.workers = mc.Loaders
 	m.startLoaders(queue, mc.Loaders)
 	go m.maintain(mc.SnapshotInterval, mc.RetentionInterval)
 	m.startCleaner()
@@ -777,9 +780,30 @@ func (m *Manager) Close() error {
 	m.loaders.Wait()
 	<-m.done
 	<-m.cleanerDone
-	var errs []error
-	for _, s := range m.slots() {
-		errs = append(errs, s.close())
+	return errors.Join(closeSlots(m.slots(), m.workers)...)
+}
+
+// closeSlots closes slots with n goroutines: each close fsyncs what is not
+// yet durable and writes the partition's producer snapshot, and a disk
+// serves several of those at once far faster than one after another (a
+// broker of ten thousand partitions took 10–16 s to stop one at a time).
+func closeSlots(slots []*slot, n int) []error {
+	errs := make([]error, len(slots))
+	next := make(chan int)
+	var workers sync.WaitGroup
+	for range max(1, min(n, len(slots))) {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for i := range next {
+				errs[i] = slots[i].close()
+			}
+		}()
 	}
-	return errors.Join(errs...)
+	for i := range slots {
+		next <- i
+	}
+	close(next)
+	workers.Wait()
+	return errs
 }
