@@ -86,6 +86,8 @@ type Partition struct {
 	changes     uint64          // producer state changes so far
 	snapChanges uint64          // changes the last snapshot covered (state is dirty while they differ)
 	snapEnd     int64           // log end offset the last snapshot covered (-1: none)
+	snapBytes   int64           // producedBytes when the last snapshot was written
+	snapTime    time.Time       // when the last snapshot was written (or the partition opened)
 	closed      bool
 
 	damage atomic.Pointer[error] // damage a read found (see checkRead); nil: none
@@ -139,6 +141,7 @@ func Open(cfg Config) (*Partition, error) {
 		producers: producers{},
 		ongoing:   map[int64]int64{},
 		snapEnd:   -1,
+		snapTime:  cfg.Now(),
 		watchers:  map[chan<- struct{}]struct{}{},
 		kick:      make(chan struct{}, 1),
 		ctx:       ctx, cancel: cancel,
@@ -721,6 +724,25 @@ func (p *Partition) Snapshot() error {
 	return nil
 }
 
+// SnapshotIfDue is Snapshot for the periodic maintenance: it writes the
+// producer state only when it changed and either minBytes were appended
+// since the last snapshot or that snapshot is maxAge old. A snapshot bounds
+// what a start after a crash replays, and it costs a file written and
+// fsynced twice: a busy partition is snapshotted often, one that takes a
+// few records now and then is not, so ten thousand quiet partitions do not
+// keep the disk busy with snapshots (they replay at most maxAge of their
+// few writes after a crash).
+func (p *Partition) SnapshotIfDue(minBytes int64, maxAge time.Duration) error {
+	p.mu.Lock()
+	dirty := p.changes != p.snapChanges || p.log.EndOffset() != p.snapEnd
+	due := dirty && (p.producedBytes.Load()-p.snapBytes >= minBytes || p.cfg.Now().Sub(p.snapTime) >= maxAge)
+	p.mu.Unlock()
+	if !due {
+		return nil
+	}
+	return p.Snapshot()
+}
+
 // producerSnapshot is producer state encoded as of a log end offset.
 type producerSnapshot struct {
 	end     int64
@@ -765,6 +787,7 @@ func (p *Partition) writeSnapshot(snap producerSnapshot) error {
 func (p *Partition) snapshotWrittenLocked(snap producerSnapshot) {
 	p.snapEnd = snap.end
 	p.snapChanges = snap.changes
+	p.snapBytes, p.snapTime = p.producedBytes.Load(), p.cfg.Now()
 }
 
 // pruneLocked forgets expired producers (never one with an open

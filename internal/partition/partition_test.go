@@ -6,6 +6,7 @@ import (
 	"errors"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -251,5 +252,49 @@ func TestAppendsDoNotWaitForASnapshotsFsync(t *testing.T) {
 	data, _ = mem.ReadFile("/d/0.producers")
 	if _, _, off, err := decodeSnapshot(data); err != nil || off != 4 {
 		t.Fatalf("second snapshot at %d (%v), want 4", off, err)
+	}
+}
+
+// TestPeriodicSnapshotWaitsForEnoughWritesOrAge: the maintenance snapshot
+// is written for a partition with enough new bytes, or whose last snapshot
+// is old enough, and not for one that took a few records a moment ago, so
+// that ten thousand quiet partitions are not ten thousand snapshot writes
+// every tick.
+func TestPeriodicSnapshotWaitsForEnoughWritesOrAge(t *testing.T) {
+	mem := logstore.NewMemFS()
+	var nowNanos atomic.Int64 // the log's syncer reads the clock too
+	nowNanos.Store(time.Unix(1_700_000_000, 0).UnixNano())
+	clock := func() time.Time { return time.Unix(0, nowNanos.Load()) }
+	p, err := Open(Config{Topic: "t", FS: mem, Dir: "/d/0", SnapshotPath: "/d/0.producers", Now: clock,
+		Log: logstore.Config{Now: clock}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	written := func() bool {
+		_, err := mem.Stat("/d/0.producers")
+		return err == nil
+	}
+	if _, err := p.Append(batch(3, 0, 0, 2)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SnapshotIfDue(1<<20, time.Minute); err != nil || written() {
+		t.Fatalf("a few bytes, a fresh partition: snapshot written %v (err %v), want none", written(), err)
+	}
+	if err := p.SnapshotIfDue(10, time.Minute); err != nil || !written() {
+		t.Fatalf("more than minBytes appended: snapshot written %v (err %v), want one", written(), err)
+	}
+	if err := mem.Remove("/d/0.producers"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Append(batch(3, 0, 2, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.SnapshotIfDue(1<<20, time.Minute); err != nil || written() {
+		t.Fatalf("a record just after a snapshot: snapshot written %v (err %v), want none", written(), err)
+	}
+	nowNanos.Add(int64(time.Minute))
+	if err := p.SnapshotIfDue(1<<20, time.Minute); err != nil || !written() {
+		t.Fatalf("the last snapshot a minute old: snapshot written %v (err %v), want one", written(), err)
 	}
 }

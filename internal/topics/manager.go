@@ -95,8 +95,10 @@ type ManagerConfig struct {
 	// RetentionInterval is how often retention runs
 	// (log.retention.check.interval.ms); 0 = 5 minutes.
 	RetentionInterval time.Duration
-	// SnapshotInterval is how often changed producer state is snapshotted;
-	// it bounds how much log a restart replays. 0 = 10 seconds.
+	// SnapshotInterval is how often changed producer state is considered
+	// for a snapshot: written when 16 MiB were appended since the last one
+	// or at the latest after six intervals. It bounds how much log a start
+	// after a crash replays. 0 = 10 seconds.
 	SnapshotInterval time.Duration
 	// Loaders is how many partitions open at once after a start, and close
 	// at once when the manager closes; 0 = 4.
@@ -671,12 +673,20 @@ func (m *Manager) maintain(snapEvery, retentionEvery time.Duration) {
 			lastRetention = time.Now()
 		}
 		for _, p := range parts {
+			select {
+			case <-m.quit:
+				// A round over ten thousand partitions takes seconds; a
+				// closing broker must not wait for it (Close writes every
+				// partition's snapshot anyway).
+				return
+			default:
+			}
 			if retention {
 				if err := p.EnforceRetention(); err != nil && !errors.Is(err, logstore.ErrClosed) {
 					m.log.Warn("retention failed", "topic", p.Topic(), "partition", p.Index(), "err", err)
 				}
 			}
-			if err := p.Snapshot(); err != nil {
+			if err := p.SnapshotIfDue(snapshotBytes, snapshotMaxAge(snapEvery)); err != nil {
 				m.log.Warn("producer snapshot failed", "err", err)
 			}
 		}
@@ -684,6 +694,16 @@ func (m *Manager) maintain(snapEvery, retentionEvery time.Duration) {
 		m.disk.Maintain()
 	}
 }
+
+// A partition's producer state is snapshotted (at the maintenance tick,
+// SnapshotInterval) once snapshotBytes were appended since its last
+// snapshot, or once that snapshot is snapshotMaxAge old: busy partitions
+// replay at most a tick's writes after a crash, quiet ones at most a few
+// minutes of their few writes, and ten thousand quiet partitions are not
+// ten thousand snapshot files written and fsynced every tick.
+const snapshotBytes = 16 << 20
+
+func snapshotMaxAge(tick time.Duration) time.Duration { return 6 * tick }
 
 // retryOffline reopens offline partitions whose failure may have passed.
 func (m *Manager) retryOffline() {
