@@ -100,8 +100,8 @@ type ManagerConfig struct {
 	// or at the latest after six intervals. It bounds how much log a start
 	// after a crash replays. 0 = 10 seconds.
 	SnapshotInterval time.Duration
-	// Loaders is how many partitions open at once after a start, and close
-	// at once when the manager closes; 0 = 4.
+	// Loaders is how many partitions open at once after a start (and close
+	// at once when the manager closes, at least 16); 0 = 4.
 	Loaders int
 	// Disk watches free space and holds the reserve that metadata writes
 	// draw on when the disk is full (nil = none).
@@ -800,8 +800,12 @@ func (m *Manager) Close() error {
 	m.loaders.Wait()
 	<-m.done
 	<-m.cleanerDone
-	return errors.Join(closeSlots(m.slots(), m.workers)...)
+	// Closing waits on fsyncs, not on the CPU: more at once than loaders.
+	return errors.Join(closeSlots(m.slots(), max(m.workers, closeWorkers))...)
 }
+
+// closeWorkers is how many partitions close at once at least.
+const closeWorkers = 16
 
 // closeSlots closes slots with n goroutines: each close fsyncs what is not
 // yet durable and writes the partition's producer snapshot, and a disk
