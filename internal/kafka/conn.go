@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -440,7 +441,10 @@ func (c *conn) writeLoop() {
 		c.nc.SetWriteDeadline(time.Now().Add(min(c.s.cfg.IdleTimeout, writeTimeout)))
 		_, err := c.rw.Write(out)
 		if cap(out) > 64<<10 {
-			out = nil // do not pin one huge fetch response's buffer
+			// Do not pin one huge fetch answer's buffer on this
+			// connection: give it to the next large answer of any.
+			putAnswerBuffer(out)
+			out = nil
 		} else {
 			out = out[:0]
 		}
@@ -462,7 +466,12 @@ func (c *conn) writeLoop() {
 		}
 		at := len(out)
 		if fr, ok := p.resp.(*kmsg.FetchResponse); ok {
-			out = slices.Grow(out, fetchResponseSize(fr))
+			need := fetchResponseSize(fr)
+			if len(out) == 0 && cap(out) < need {
+				out = takeAnswerBuffer(need)
+			} else {
+				out = slices.Grow(out, need)
+			}
 		}
 		out = encodeResponse(out, p)
 		if p.deferred != nil {
@@ -492,6 +501,36 @@ func (c *conn) writeLoop() {
 		p.resp, p.deferred = nil, nil
 	}
 	flush()
+}
+
+// answerBuffers recycles the writer buffers of large answers (fetches)
+// across connections: a consumer reading at full speed otherwise had every
+// byte it read allocated, zeroed and collected once more for the encoded
+// answer, the broker's largest allocation after the read itself. Buffers
+// idle in the pool are not counted by the memory budget; sync.Pool lets the
+// garbage collector take them within two cycles, and none above
+// maxPooledAnswer is kept.
+var answerBuffers sync.Pool // of *[]byte
+
+const maxPooledAnswer = 16 << 20
+
+// takeAnswerBuffer returns an empty buffer with room for size bytes.
+func takeAnswerBuffer(size int) []byte {
+	if b, ok := answerBuffers.Get().(*[]byte); ok && cap(*b) >= size {
+		return (*b)[:0]
+	}
+	// A pooled buffer too small for this answer is left to the collector:
+	// growing it would copy nothing useful.
+	return make([]byte, 0, size)
+}
+
+// putAnswerBuffer gives b back once its bytes are on the wire.
+func putAnswerBuffer(b []byte) {
+	if cap(b) > maxPooledAnswer {
+		return
+	}
+	b = b[:0]
+	answerBuffers.Put(&b)
 }
 
 // fetchResponseSize is about the encoded size of a Fetch answer: its record
