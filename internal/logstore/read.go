@@ -3,6 +3,7 @@ package logstore
 import (
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 )
 
@@ -20,6 +21,14 @@ func (l *Log) segmentFor(offset int64) int {
 // a compacted log offset may lie in a gap the cleaner left; the read then
 // starts with the first batch after it, as Kafka's does.
 func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
+	return l.ReadInto(nil, offset, maxBytes, maxOffset)
+}
+
+// ReadInto is Read into buf's spare capacity: the batches start at
+// buf[len(buf)], in buf's array when they fit (a caller recycling its
+// buffers then allocates nothing), in a new one when they do not. buf's
+// contents are not touched.
+func (l *Log) ReadInto(buf []byte, offset int64, maxBytes int, maxOffset int64) ([]byte, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
@@ -33,7 +42,7 @@ func (l *Log) Read(offset int64, maxBytes int, maxOffset int64) ([]byte, error) 
 	if offset >= maxOffset {
 		return nil, nil
 	}
-	var out []byte
+	out := buf[len(buf):]
 	// The base offset is not covered by the CRC, so continuity is checked:
 	// the first batch served must hold offset (or follow the gap offset
 	// lies in), and each later one must start where the one before ended
@@ -117,7 +126,10 @@ func (l *Log) copyBatchesLocked(seg *segment, pos int64, out []byte, maxBytes in
 			return out, expect, true, nil
 		}
 		old := len(out)
-		out = append(out, make([]byte, want)...)
+		// Grown without zeroing when there is room: what the spare
+		// capacity held is overwritten by the read, and only bytes read
+		// and validated are ever returned.
+		out = slices.Grow(out, int(want))[:old+int(want)]
 		if _, err := readFull(seg.f, out[old:], pos); err != nil {
 			return out[:old], expect, true, fmt.Errorf("logstore: read %s: %w", seg.path, err)
 		}

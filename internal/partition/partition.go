@@ -449,7 +449,13 @@ func (p *Partition) LastStableOffset() int64 {
 // ReadCommitted is Read for read_committed consumers: it stops at the last
 // stable offset.
 func (p *Partition) ReadCommitted(offset int64, maxBytes int) ([]byte, error) {
-	read := func() ([]byte, error) { return p.log.Read(offset, maxBytes, p.LastStableOffset()) }
+	return p.ReadCommittedInto(nil, offset, maxBytes)
+}
+
+// ReadCommittedInto is ReadCommitted into buf's spare capacity
+// (logstore.Log.ReadInto).
+func (p *Partition) ReadCommittedInto(buf []byte, offset int64, maxBytes int) ([]byte, error) {
+	read := func() ([]byte, error) { return p.log.ReadInto(buf, offset, maxBytes, p.LastStableOffset()) }
 	data, err := read()
 	return p.checkRead(data, err, read)
 }
@@ -602,7 +608,12 @@ func (p *Partition) WaitDurable(ctx context.Context, end int64) error {
 // valid and reads nothing; outside [log start, log end] it is
 // logstore.ErrOffsetOutOfRange.
 func (p *Partition) Read(offset int64, maxBytes int) ([]byte, error) {
-	read := func() ([]byte, error) { return p.log.Read(offset, maxBytes, p.log.DurableOffset()) }
+	return p.ReadInto(nil, offset, maxBytes)
+}
+
+// ReadInto is Read into buf's spare capacity (logstore.Log.ReadInto).
+func (p *Partition) ReadInto(buf []byte, offset int64, maxBytes int) ([]byte, error) {
+	read := func() ([]byte, error) { return p.log.ReadInto(buf, offset, maxBytes, p.log.DurableOffset()) }
 	data, err := read()
 	return p.checkRead(data, err, read)
 }

@@ -36,6 +36,7 @@ package api
 import (
 	"context"
 	"encoding/binary"
+	"sync"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -116,7 +117,7 @@ func handleFetch(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (km
 			}
 		}
 	}
-	return &Deferred{Response: resp, Done: mem.releaseAll, Wait: func(ctx context.Context) error {
+	return &Deferred{Response: resp, Done: mem.finish, Wait: func(ctx context.Context) error {
 		err := fill(ctx)
 		if err == nil {
 			mem.countServed() // resp is the answer sent: count its records per partition
@@ -140,6 +141,11 @@ func fetchHasError(resp *kmsg.FetchResponse) bool {
 type fetchMemory struct {
 	budget MemoryBudget
 	held   int64
+	// buf holds the answer's record bytes, every partition's read one
+	// after the other: a buffer from fetchBuffers, given back once the
+	// answer is encoded (finish), so a consumer reading at full speed does
+	// not have every byte it reads allocated, zeroed and collected.
+	buf []byte
 	// served is what the last fillFetch put in the answer, per partition,
 	// counted once the answer is final (a long poll reads several times).
 	served []servedBytes
@@ -192,12 +198,58 @@ func (m *fetchMemory) settle(g, got int) {
 	}
 }
 
-// releaseAll gives back everything the answer holds.
+// releaseAll gives back everything the answer holds: a long poll reads
+// again into the same buffer (the answer it replaces is dropped).
 func (m *fetchMemory) releaseAll() {
 	if m.budget != nil && m.held > 0 {
 		m.budget.Release(m.held)
 	}
 	m.held = 0
+	m.buf = m.buf[:0]
+}
+
+// finish runs once the answer is encoded (or dropped): nothing reads its
+// record bytes any more, so the buffer goes back to the pool. Only once:
+// buf is nil afterwards.
+func (m *fetchMemory) finish() {
+	m.releaseAll()
+	if m.buf != nil && cap(m.buf) <= maxPooledFetch {
+		b := m.buf[:0]
+		fetchBuffers.Put(&b)
+	}
+	m.buf = nil
+}
+
+// fetchBuffers recycles the record buffers of Fetch answers; none larger
+// than maxPooledFetch is kept, and sync.Pool lets the collector take idle
+// ones within two cycles.
+var fetchBuffers sync.Pool // of *[]byte
+
+const maxPooledFetch = 16 << 20
+
+// readBuffer is where the next partition's read goes: after what earlier
+// partitions read, in a pooled buffer for the first.
+func (m *fetchMemory) readBuffer() []byte {
+	if m.buf == nil {
+		if b, ok := fetchBuffers.Get().(*[]byte); ok {
+			m.buf = (*b)[:0]
+		}
+	}
+	return m.buf
+}
+
+// adopt records that data was read into readBuffer's spare capacity, or,
+// when it did not fit there, into an array of its own, which later reads
+// then continue (the earlier partitions' bytes stay where they are).
+func (m *fetchMemory) adopt(data []byte) {
+	if len(data) == 0 {
+		return
+	}
+	if n := len(m.buf); cap(m.buf) > n && &m.buf[:n+1][n] == &data[0] {
+		m.buf = m.buf[:n+len(data)]
+		return
+	}
+	m.buf = data
 }
 
 // fillFetch reads every requested partition into resp and returns the number
@@ -278,15 +330,16 @@ func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.Fet
 	if limit <= 0 || (remaining > 0 && remaining < limit) {
 		limit = max(remaining, 1)
 	}
-	read := p.Read
+	read := p.ReadInto
 	if committed {
-		read = p.ReadCommitted
+		read = p.ReadCommittedInto
 	}
 	granted := mem.grant(limit)
 	if granted == 0 {
 		return 0 // the broker's memory budget is spent: no records this time
 	}
-	data, err := read(off, granted)
+	data, err := read(mem.readBuffer(), off, granted)
+	mem.adopt(data)
 	mem.settle(granted, len(data))
 	if err != nil {
 		sp.ErrorCode = errorCode(err, dataAPIs)
