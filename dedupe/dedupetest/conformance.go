@@ -251,7 +251,9 @@ func Run[Tx any](t *testing.T, h Harness[Tx]) {
 		if !ok {
 			t.Skip("the store is not a PollBatchStore")
 		}
-		at := func(p int32, next int64) dedupe.Position { return dedupe.Position{Group: "g", Topic: "t", Partition: p, Next: next} }
+		at := func(p int32, next int64) dedupe.Position {
+			return dedupe.Position{Group: "g", Topic: "t", Partition: p, Next: next}
+		}
 		wantOffsets := func(t *testing.T, want map[int32]int64) {
 			t.Helper()
 			got, err := e.s.LoadOffsets(ctx, "g")
