@@ -233,6 +233,9 @@ type Consumer[Tx any] struct {
 	cfg     ConsumerConfig[Tx]
 	flushMu sync.Mutex // one dead-letter flush at a time
 	kick    chan struct{}
+	// polled, if set (tests), is told of each poll that returned records,
+	// and whether a batch was settling meanwhile.
+	polled func(records int, ahead bool)
 }
 
 // NewConsumer validates cfg.
@@ -389,6 +392,7 @@ func (c *Consumer[Tx]) pollLoop(ctx context.Context, cl *kgo.Client, committer *
 				return errors.New("dedupe: consumer: client closed")
 			}
 			c.logFetchErrors(fetches, nil)
+			c.notePoll(fetches, false)
 			next.add(fetches)
 			if next.n == 0 {
 				blocked.Store(false)
@@ -414,6 +418,7 @@ func (c *Consumer[Tx]) pollLoop(ctx context.Context, cl *kgo.Client, committer *
 				return errors.New("dedupe: consumer: client closed")
 			}
 			c.logFetchErrors(fetches, pctx)
+			c.notePoll(fetches, true)
 			before := next.n
 			next.add(fetches)
 			if next.n > before && ctx.Err() == nil && !settling.finished() {
@@ -443,6 +448,12 @@ func (c *Consumer[Tx]) pollLoop(ctx context.Context, cl *kgo.Client, committer *
 			settled = map[string]map[int32]kgo.EpochOffset{}
 		}
 		cl.AllowRebalance()
+	}
+}
+
+func (c *Consumer[Tx]) notePoll(fetches kgo.Fetches, ahead bool) {
+	if n := fetches.NumRecords(); n > 0 && c.polled != nil {
+		c.polled(n, ahead)
 	}
 }
 
