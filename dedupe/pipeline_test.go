@@ -222,3 +222,100 @@ func neverPasses[Tx any](t *testing.T, addr, topic string, maxBatch int, s *stor
 		t.Errorf("database offsets cover %d records, want %d", got, len(events))
 	}
 }
+
+// TestConsumerRebalanceWaitsForThePolledAheadRecords: a member joins while
+// the first one polls ahead of its settling; the rebalance waits until
+// every record the first member polled is settled (checked as its
+// partitions are revoked), and no record runs twice.
+func TestConsumerRebalanceWaitsForThePolledAheadRecords(t *testing.T) {
+	b := startBroker(t, "joining-sqlite", "joining-postgres")
+	eachPollBatchStore(t, b, "joining",
+		func(t *testing.T, s *storeUnderTest, st *sqlitestore.Store, topic string) {
+			joinWhilePipelining(t, b.Addr(), topic, s, st, sqliteEffect)
+		},
+		func(t *testing.T, s *storeUnderTest, st *pgstore.Store, topic string) {
+			joinWhilePipelining(t, b.Addr(), topic, s, st, pgEffect)
+		})
+}
+
+func joinWhilePipelining[Tx any](t *testing.T, addr, topic string, s *storeUnderTest, st dedupe.OffsetStore[Tx], effect func(context.Context, Tx, string) error) {
+	events := ids(topic, 300)
+	cl := brokerClient(t, addr)
+	var settled, runs atomic.Int64
+	var polled1, settled1, revokes1 atomic.Int64
+	var stopping atomic.Bool
+	member := func(first bool) *dedupe.Consumer[Tx] {
+		opts := groupOpts(addr)
+		if first {
+			opts = append(opts, kgo.OnPartitionsRevoked(func(context.Context, *kgo.Client, map[string][]int32) {
+				if stopping.Load() {
+					return
+				}
+				revokes1.Add(1)
+				if p, s := polled1.Load(), settled1.Load(); p != s {
+					t.Errorf("partitions revoked with %d of %d polled records settled", s, p)
+				}
+			}))
+		}
+		c, err := dedupe.NewConsumer(dedupe.ConsumerConfig[Tx]{Store: st, Group: topic, Topics: []string{topic},
+			ClientOpts: opts, MaxBatch: 20, Logger: quietLogger, DynamicMembership: true,
+			OnResult: func(*kgo.Record, dedupe.Result) {
+				if first {
+					settled1.Add(1)
+				}
+				settled.Add(1)
+			},
+			Handler: func(ctx context.Context, tx Tx, r *kgo.Record) error {
+				runs.Add(1)
+				time.Sleep(time.Millisecond) // batches take a while: polls ahead happen
+				id, _ := dedupe.EventIDFrom(ctx)
+				return effect(ctx, tx, id)
+			}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if first {
+			dedupe.SetPollHook(c, func(n int, _ bool) { polled1.Add(int64(n)) })
+		}
+		return c
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 2)
+	go func() { done <- member(true).Run(ctx) }()
+	for i := 0; i < len(events); i += 10 {
+		producePayments(t, cl, topic, events[i:i+10]...)
+		if i == 100 {
+			go func() { done <- member(false).Run(ctx) }()
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for settled.Load() < int64(len(events)) && time.Now().Before(deadline) {
+		testSleep()
+	}
+	stopping.Store(true)
+	cancel()
+	for range 2 {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := settled.Load(); got != int64(len(events)) {
+		t.Fatalf("settled %d of %d records", got, len(events))
+	}
+	if revokes1.Load() == 0 {
+		t.Error("the first member never had partitions revoked: the second did not join")
+	}
+	if n := runs.Load(); n != int64(len(events)) {
+		t.Errorf("handlers ran %d times for %d events", n, len(events))
+	}
+	for _, id := range events {
+		if n := s.effects(t, id); n != 1 {
+			t.Errorf("%s applied %d times", id, n)
+		}
+	}
+	if got := s.committedRecords(t, topic); got != int64(len(events)) {
+		t.Errorf("database offsets cover %d records, want %d", got, len(events))
+	}
+}
