@@ -404,9 +404,10 @@ func (c *Consumer[Tx]) pollLoop(ctx context.Context, cl *kgo.Client, committer *
 		}
 		if !blocked.Load() && next.n < maxPoll {
 			pctx, cancel := context.WithCancel(ctx)
+			done := settling.done // not settling: the loop changes it
 			go func() {
 				select {
-				case <-settling.done:
+				case <-done:
 					cancel()
 				case <-pctx.Done():
 				}
