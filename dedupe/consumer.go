@@ -437,17 +437,13 @@ func (c *Consumer[Tx]) pollLoop(ctx context.Context, cl *kgo.Client, committer *
 			}
 			maps.Copy(settled[t], ps)
 		}
-		committer.handOver(copyOffsets(settled))
+		committer.handOver(assignedOffsets(settled, cl.UncommittedOffsets()))
 		settling = nil
 		if next.n > 0 {
 			settling, next = c.startSettling(ctx, next), pollBatch{}
 			continue
 		}
-		if blocked.Swap(false) {
-			// The partitions may move: forget their positions, which
-			// were handed over already.
-			settled = map[string]map[int32]kgo.EpochOffset{}
-		}
+		blocked.Store(false)
 		cl.AllowRebalance()
 	}
 }
@@ -511,10 +507,27 @@ func (s *settlement) finished() bool {
 	}
 }
 
-func copyOffsets(m map[string]map[int32]kgo.EpochOffset) map[string]map[int32]kgo.EpochOffset {
-	out := make(map[string]map[int32]kgo.EpochOffset, len(m))
-	for t, ps := range m {
-		out[t] = maps.Clone(ps)
+// assignedOffsets returns the settled positions worth an informational
+// commit: those of partitions franz-go still has something to commit for
+// (uncommitted: its polled positions ahead of the last commit; a revoked
+// partition is no longer there, so a stale position is not committed over
+// its new owner's). It forgets the others in settled.
+func assignedOffsets(settled, uncommitted map[string]map[int32]kgo.EpochOffset) map[string]map[int32]kgo.EpochOffset {
+	out := map[string]map[int32]kgo.EpochOffset{}
+	for t, ps := range settled {
+		for p, eo := range ps {
+			if _, ok := uncommitted[t][p]; !ok {
+				delete(ps, p)
+				continue
+			}
+			if out[t] == nil {
+				out[t] = map[int32]kgo.EpochOffset{}
+			}
+			out[t][p] = eo
+		}
+		if len(ps) == 0 {
+			delete(settled, t)
+		}
 	}
 	return out
 }

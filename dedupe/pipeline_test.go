@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/idem-dev/idem/dedupe"
@@ -318,4 +319,41 @@ func joinWhilePipelining[Tx any](t *testing.T, addr, topic string, s *storeUnder
 	if got := s.committedRecords(t, topic); got != int64(len(events)) {
 		t.Errorf("database offsets cover %d records, want %d", got, len(events))
 	}
+}
+
+// TestConsumerCommitsSettledOffsetsToKafkaForLag: the informational Kafka
+// commit follows the settled records, so once a group is idle its
+// committed offsets in Kafka are the database's and its lag is 0.
+func TestConsumerCommitsSettledOffsetsToKafkaForLag(t *testing.T) {
+	b := startBroker(t, "lag-sqlite", "lag-postgres")
+	eachStore(t, dedupe.Config{}, func(t *testing.T, s *storeUnderTest) {
+		topic, group := "lag-"+s.name, "lag-"+s.name
+		events := ids(topic, 40)
+		producePayments(t, b.Client(t), topic, events[:20]...)
+		c := startConsumerWith(t, s, b.Addr(), group, topic, 10, nil)
+		c.waitSettled(t, 20)
+		producePayments(t, b.Client(t), topic, events[20:]...)
+		c.waitSettled(t, 40)
+		adm := kadm.NewClient(b.Client(t))
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			resp, err := adm.FetchOffsets(context.Background(), group)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var committed int64
+			resp.Each(func(o kadm.OffsetResponse) { committed += o.At })
+			if committed == 40 {
+				break
+			}
+			if committed > 40 || time.Now().After(deadline) {
+				t.Fatalf("Kafka has offsets %v committed for the group, want 40 records' worth", resp.Offsets())
+			}
+			testSleep()
+		}
+		c.stop()
+		if got := s.committedRecords(t, group); got != 40 {
+			t.Errorf("database offsets cover %d records, want 40", got)
+		}
+	})
 }
