@@ -55,6 +55,8 @@ type ConsumerConfig[Tx any] struct {
 	// duplicates (use a new Config.Table, or send the header).
 	KeyHeader string
 	// ClientOpts are passed to kgo.NewClient (seed brokers, TLS, SASL, …).
+	// The consumer sets kgo.OnPartitionsCallbackBlocked itself (to stop
+	// polling ahead when a rebalance waits), overriding one given here.
 	// Where the consumer starts on a partition the database has no offset
 	// for is franz-go's: the group's committed offset in Kafka if there is
 	// one, else kgo.ConsumeResetOffset (default: the start of the
@@ -212,19 +214,22 @@ type Event struct {
 //
 // On start and after every rebalance, the consumer positions each assigned
 // partition at the offset stored in the database, ignoring what the group
-// committed in Kafka; Kafka commits are still made after each poll, from a
-// goroutine of their own so the next poll does not wait for them, but only so
-// lag monitoring works. The positioning happens in kgo.AdjustFetchOffsetsFn,
+// committed in Kafka; Kafka commits of the settled offsets are still made
+// after each batch, from a goroutine of their own so the next batch does not
+// wait for them, but only so lag monitoring works. The positioning happens in kgo.AdjustFetchOffsetsFn,
 // which franz-go runs after the assignment (after OnPartitionsAssigned) and
 // before the first fetch, so no record is fetched from a stale position; a
 // SetOffsets call from OnPartitionsAssigned would race with fetches already
 // started from Kafka's offsets.
 //
-// Concurrency: each poll's partitions are settled in parallel, one
-// goroutine per partition, each in offset order; the next poll waits for
-// all of them. So a consumer runs at most as many handlers at once as it
-// has partitions assigned; run more members of the group (and have as many
-// partitions) for more.
+// Concurrency: a batch's partitions are settled in parallel, one goroutine
+// per partition, each in offset order. While a batch settles, the consumer
+// polls the next (up to 500 records), which starts once all of the previous
+// one is settled: per partition, offsets advance in order and a failing
+// record is never passed; a rebalance that waits for the records polled
+// stops the polling ahead. So a consumer runs at most as many handlers at
+// once as it has partitions assigned; run more members of the group (and
+// have as many partitions) for more.
 //
 // Even so, a record can be delivered twice: a producer retry, or a partition
 // that moves during a rebalance while its old owner is mid-record. The event
