@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"math/rand/v2"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -53,6 +55,8 @@ type ConsumerConfig[Tx any] struct {
 	// duplicates (use a new Config.Table, or send the header).
 	KeyHeader string
 	// ClientOpts are passed to kgo.NewClient (seed brokers, TLS, SASL, …).
+	// The consumer sets kgo.OnPartitionsCallbackBlocked itself (to stop
+	// polling ahead when a rebalance waits), overriding one given here.
 	// Where the consumer starts on a partition the database has no offset
 	// for is franz-go's: the group's committed offset in Kafka if there is
 	// one, else kgo.ConsumeResetOffset (default: the start of the
@@ -210,19 +214,22 @@ type Event struct {
 //
 // On start and after every rebalance, the consumer positions each assigned
 // partition at the offset stored in the database, ignoring what the group
-// committed in Kafka; Kafka commits are still made after each poll, from a
-// goroutine of their own so the next poll does not wait for them, but only so
-// lag monitoring works. The positioning happens in kgo.AdjustFetchOffsetsFn,
+// committed in Kafka; Kafka commits of the settled offsets are still made
+// after each batch, from a goroutine of their own so the next batch does not
+// wait for them, but only so lag monitoring works. The positioning happens in kgo.AdjustFetchOffsetsFn,
 // which franz-go runs after the assignment (after OnPartitionsAssigned) and
 // before the first fetch, so no record is fetched from a stale position; a
 // SetOffsets call from OnPartitionsAssigned would race with fetches already
 // started from Kafka's offsets.
 //
-// Concurrency: each poll's partitions are settled in parallel, one
-// goroutine per partition, each in offset order; the next poll waits for
-// all of them. So a consumer runs at most as many handlers at once as it
-// has partitions assigned; run more members of the group (and have as many
-// partitions) for more.
+// Concurrency: a batch's partitions are settled in parallel, one goroutine
+// per partition, each in offset order. While a batch settles, the consumer
+// polls the next (up to 500 records), which starts once all of the previous
+// one is settled: per partition, offsets advance in order and a failing
+// record is never passed; a rebalance that waits for the records polled
+// stops the polling ahead. So a consumer runs at most as many handlers at
+// once as it has partitions assigned; run more members of the group (and
+// have as many partitions) for more.
 //
 // Even so, a record can be delivered twice: a producer retry, or a partition
 // that moves during a rebalance while its old owner is mid-record. The event
@@ -231,6 +238,9 @@ type Consumer[Tx any] struct {
 	cfg     ConsumerConfig[Tx]
 	flushMu sync.Mutex // one dead-letter flush at a time
 	kick    chan struct{}
+	// polled, if set (tests), is told of each poll that returned records,
+	// and whether a batch was settling meanwhile.
+	polled func(records int, ahead bool)
 }
 
 // NewConsumer validates cfg.
@@ -306,6 +316,7 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 		opts = append(opts, kgo.InstanceID(instanceID)) // ClientOpts may override it
 	}
 	opts = append(opts, c.cfg.ClientOpts...)
+	blocked := new(atomic.Bool)
 	opts = append(opts,
 		kgo.ConsumerGroup(c.cfg.Group),
 		kgo.ConsumeTopics(c.cfg.Topics...),
@@ -313,6 +324,8 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 		// A rebalance waits until the records already polled are settled, so
 		// a partition is never revoked in the middle of a batch.
 		kgo.BlockRebalanceOnPoll(),
+		// A rebalance waiting for the records polled: stop polling ahead.
+		kgo.OnPartitionsCallbackBlocked(func(context.Context, *kgo.Client) { blocked.Store(true) }),
 		kgo.AdjustFetchOffsetsFn(c.adjustOffsets),
 	)
 	cl, err := kgo.NewClient(opts...)
@@ -350,33 +363,204 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 		stopCommitter()
 		<-committer.done
 	}()
+	return c.pollLoop(ctx, cl, committer, blocked)
+}
+
+// maxPoll is how many polled records at most wait for the batch being
+// settled.
+const maxPoll = 500
+
+// pollLoop is a pipeline of two stages: while one batch of polled records
+// is being settled (its transactions commit), the loop polls the next, so
+// the records that arrive meanwhile are fetched at once rather than after
+// the commit, and settled together as soon as it is done. A batch starts
+// only after the previous one is settled, all of it (settle retries a
+// record until it commits or ctx ends), so per partition the offsets in
+// the database advance in order and a failing record is never passed. A
+// rebalance waiting on BlockRebalanceOnPoll (blocked is set) stops the
+// polling ahead: the batches already polled are settled, then the
+// rebalance is let through; so is it whenever the pipeline is empty.
+func (c *Consumer[Tx]) pollLoop(ctx context.Context, cl *kgo.Client, committer *informationalCommitter, blocked *atomic.Bool) error {
+	var (
+		settling *settlement // the batch being settled (nil: none)
+		next     pollBatch   // polled while it settles
+		settled  = map[string]map[int32]kgo.EpochOffset{}
+	)
 	for {
-		fetches := cl.PollRecords(ctx, 500)
+		if settling == nil {
+			fetches := cl.PollRecords(ctx, maxPoll)
+			if ctx.Err() != nil {
+				cl.AllowRebalance()
+				return nil
+			}
+			if fetches.IsClientClosed() {
+				return errors.New("dedupe: consumer: client closed")
+			}
+			c.logFetchErrors(fetches, nil)
+			c.notePoll(fetches, false)
+			next.add(fetches)
+			if next.n == 0 {
+				blocked.Store(false)
+				cl.AllowRebalance()
+				continue
+			}
+			settling, next = c.startSettling(ctx, next), pollBatch{}
+			continue
+		}
+		if !blocked.Load() && next.n < maxPoll {
+			pctx, cancel := context.WithCancel(ctx)
+			done := settling.done // not settling: the loop changes it
+			go func() {
+				select {
+				case <-done:
+					cancel()
+				case <-pctx.Done():
+				}
+			}()
+			fetches := cl.PollRecords(pctx, maxPoll-next.n)
+			cancel()
+			if ctx.Err() == nil && fetches.IsClientClosed() {
+				<-settling.done
+				return errors.New("dedupe: consumer: client closed")
+			}
+			c.logFetchErrors(fetches, pctx)
+			c.notePoll(fetches, true)
+			before := next.n
+			next.add(fetches)
+			if next.n > before && ctx.Err() == nil && !settling.finished() {
+				continue // poll again while the batch settles
+			}
+		}
+		<-settling.done
 		if ctx.Err() != nil {
 			cl.AllowRebalance()
 			return nil
 		}
-		if fetches.IsClientClosed() {
-			return errors.New("dedupe: consumer: client closed")
+		for t, ps := range settling.offsets {
+			if settled[t] == nil {
+				settled[t] = map[int32]kgo.EpochOffset{}
+			}
+			maps.Copy(settled[t], ps)
 		}
-		fetches.EachError(func(topic string, partition int32, err error) {
-			c.cfg.Logger.Warn("dedupe: fetch error", "topic", topic, "partition", partition, "err", err)
-		})
-		// Partitions are independent: process them in parallel, each in
-		// order, unless one transaction for the whole poll is better.
+		committer.handOver(assignedOffsets(settled, cl.UncommittedOffsets()))
+		settling = nil
+		if next.n > 0 {
+			settling, next = c.startSettling(ctx, next), pollBatch{}
+			continue
+		}
+		blocked.Store(false)
+		cl.AllowRebalance()
+	}
+}
+
+func (c *Consumer[Tx]) notePoll(fetches kgo.Fetches, ahead bool) {
+	if n := fetches.NumRecords(); n > 0 && c.polled != nil {
+		c.polled(n, ahead)
+	}
+}
+
+func (c *Consumer[Tx]) logFetchErrors(fetches kgo.Fetches, pollCtx context.Context) {
+	fetches.EachError(func(topic string, partition int32, err error) {
+		if pollCtx != nil && pollCtx.Err() != nil && errors.Is(err, pollCtx.Err()) {
+			return // the poll ahead was cut short: its batch is settled
+		}
+		c.cfg.Logger.Warn("dedupe: fetch error", "topic", topic, "partition", partition, "err", err)
+	})
+}
+
+// pollBatch is the records of one or more polls, by partition, each
+// partition's in offset order.
+type pollBatch struct {
+	parts []partitionRecords
+	n     int
+}
+
+type partitionRecords struct {
+	topic     string
+	partition int32
+	records   []*kgo.Record
+}
+
+func (b *pollBatch) add(fetches kgo.Fetches) {
+	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
+		if len(p.Records) == 0 {
+			return
+		}
+		b.n += len(p.Records)
+		for i := range b.parts {
+			if b.parts[i].topic == p.Topic && b.parts[i].partition == p.Partition {
+				b.parts[i].records = append(b.parts[i].records, p.Records...)
+				return
+			}
+		}
+		b.parts = append(b.parts, partitionRecords{topic: p.Topic, partition: p.Partition, records: slices.Clip(p.Records)})
+	})
+}
+
+// settlement is a batch being settled by its own goroutine.
+type settlement struct {
+	done    chan struct{}
+	offsets map[string]map[int32]kgo.EpochOffset // after each partition's last record
+}
+
+func (s *settlement) finished() bool {
+	select {
+	case <-s.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// assignedOffsets returns the settled positions worth an informational
+// commit: those of partitions franz-go still has something to commit for
+// (uncommitted: its polled positions ahead of the last commit; a revoked
+// partition is no longer there, so a stale position is not committed over
+// its new owner's). It forgets the others in settled.
+func assignedOffsets(settled, uncommitted map[string]map[int32]kgo.EpochOffset) map[string]map[int32]kgo.EpochOffset {
+	out := map[string]map[int32]kgo.EpochOffset{}
+	for t, ps := range settled {
+		for p, eo := range ps {
+			if _, ok := uncommitted[t][p]; !ok {
+				delete(ps, p)
+				continue
+			}
+			if out[t] == nil {
+				out[t] = map[int32]kgo.EpochOffset{}
+			}
+			out[t][p] = eo
+		}
+		if len(ps) == 0 {
+			delete(settled, t)
+		}
+	}
+	return out
+}
+
+// startSettling settles b from a goroutine: in one transaction when
+// settlePoll applies, else its partitions in parallel, each in order, in
+// chunks of MaxBatch (and one by one where a chunk fails). done is closed
+// when all of b is settled, or ctx is done.
+func (c *Consumer[Tx]) startSettling(ctx context.Context, b pollBatch) *settlement {
+	s := &settlement{done: make(chan struct{}), offsets: map[string]map[int32]kgo.EpochOffset{}}
+	for _, p := range b.parts {
+		last := p.records[len(p.records)-1]
+		if s.offsets[p.topic] == nil {
+			s.offsets[p.topic] = map[int32]kgo.EpochOffset{}
+		}
+		s.offsets[p.topic][p.partition] = kgo.EpochOffset{Epoch: last.LeaderEpoch, Offset: last.Offset + 1}
+	}
+	go func() {
+		defer close(s.done)
+		if c.settlePoll(ctx, b) {
+			return
+		}
 		var wg sync.WaitGroup
-		settled := c.settlePoll(ctx, fetches)
-		fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-			if settled {
-				return
-			}
-			if len(p.Records) == 0 {
-				return
-			}
+		for _, p := range b.parts {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				for recs := p.Records; len(recs) > 0; {
+				for recs := p.records; len(recs) > 0; {
 					chunk := recs[:min(len(recs), c.cfg.MaxBatch)]
 					recs = recs[len(chunk):]
 					last := chunk[len(chunk)-1]
@@ -391,15 +575,10 @@ func (c *Consumer[Tx]) Run(ctx context.Context) error {
 					}
 				}
 			}()
-		})
-		wg.Wait()
-		if ctx.Err() != nil {
-			cl.AllowRebalance()
-			return nil
 		}
-		committer.handOver(cl.UncommittedOffsets())
-		cl.AllowRebalance()
-	}
+		wg.Wait()
+	}()
+	return s
 }
 
 // informationalCommitter commits the offsets of settled polls to Kafka
@@ -709,27 +888,25 @@ func (c *Consumer[Tx]) leaveStatic(instanceID string) {
 	}
 }
 
-// settlePoll settles all of a poll's records in one transaction when the
+// settlePoll settles all of a batch's records in one transaction when the
 // store can (PollBatchStore), the records come from several partitions and
 // together fit in one batch: the case of a steady trickle, where one commit
-// per poll instead of one per partition shortens every record's wait. It reports false, with nothing committed, when it does
-// not apply or the transaction failed; the per-partition path then runs.
-func (c *Consumer[Tx]) settlePoll(ctx context.Context, fetches kgo.Fetches) bool {
+// per poll instead of one per partition shortens every record's wait. It
+// reports false, with nothing committed, when it does not apply or the
+// transaction failed; the per-partition path then runs.
+func (c *Consumer[Tx]) settlePoll(ctx context.Context, b pollBatch) bool {
 	if _, ok := c.cfg.Store.(PollBatchStore[Tx]); !ok {
 		return false
 	}
-	var recs []*kgo.Record
-	var positions []Position
-	fetches.EachPartition(func(p kgo.FetchTopicPartition) {
-		if len(p.Records) == 0 {
-			return
-		}
-		recs = append(recs, p.Records...)
-		last := p.Records[len(p.Records)-1]
-		positions = append(positions, Position{Group: c.cfg.Group, Topic: last.Topic, Partition: last.Partition, Next: last.Offset + 1})
-	})
-	if len(positions) < 2 || len(recs) > c.cfg.MaxBatch {
+	if len(b.parts) < 2 || b.n > c.cfg.MaxBatch {
 		return false
+	}
+	recs := make([]*kgo.Record, 0, b.n)
+	positions := make([]Position, 0, len(b.parts))
+	for _, p := range b.parts {
+		recs = append(recs, p.records...)
+		last := p.records[len(p.records)-1]
+		positions = append(positions, Position{Group: c.cfg.Group, Topic: last.Topic, Partition: last.Partition, Next: last.Offset + 1})
 	}
 	return c.settleBatch(ctx, recs, positions)
 }

@@ -245,6 +245,62 @@ func Run[Tx any](t *testing.T, h Harness[Tx]) {
 		wantCount(t, "c1", 0)
 		wantOffset(t, e.s, 10)
 	})
+	t.Run("ProcessClaimedAtPositions stores every partition's position with the batch, only forward", func(t *testing.T) {
+		e := open(t)
+		ps, ok := e.s.(dedupe.PollBatchStore[Tx])
+		if !ok {
+			t.Skip("the store is not a PollBatchStore")
+		}
+		at := func(p int32, next int64) dedupe.Position {
+			return dedupe.Position{Group: "g", Topic: "t", Partition: p, Next: next}
+		}
+		wantOffsets := func(t *testing.T, want map[int32]int64) {
+			t.Helper()
+			got, err := e.s.LoadOffsets(ctx, "g")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if fmt.Sprint(got["t"]) != fmt.Sprint(want) {
+				t.Fatalf("stored offsets %v, want %v", got["t"], want)
+			}
+		}
+		run := func(ids []string) func(context.Context, Tx, []int) error {
+			return func(ctx context.Context, tx Tx, claimed []int) error {
+				for _, i := range claimed {
+					if err := h.Write(ctx, tx, ids[i]); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+		}
+		ids := []string{"p1", "p2", "p3"}
+		if _, err := ps.ProcessClaimedAtPositions(ctx, ids, []dedupe.Position{at(2, 8), at(0, 5), at(1, 3)}, run(ids)); err != nil {
+			t.Fatal(err)
+		}
+		wantOffsets(t, map[int32]int64{0: 5, 1: 3, 2: 8})
+		// A failing batch stores no position; a zombie's older positions
+		// (partition 0) do not rewind; a partition named twice ends at the
+		// furthest.
+		if _, err := ps.ProcessClaimedAtPositions(ctx, []string{"q1"}, []dedupe.Position{at(0, 9), at(1, 9)}, func(context.Context, Tx, []int) error {
+			return errors.New("boom")
+		}); err == nil {
+			t.Fatal("a failing batch returned no error")
+		}
+		wantOffsets(t, map[int32]int64{0: 5, 1: 3, 2: 8})
+		ids = []string{"q1", "p1"}
+		res, err := ps.ProcessClaimedAtPositions(ctx, ids, []dedupe.Position{at(0, 4), at(1, 6), at(1, 7), at(3, 1)}, run(ids))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if res[0].Status != dedupe.Processed || res[1].Status != dedupe.Duplicate {
+			t.Fatalf("results %+v, want processed, duplicate", res)
+		}
+		wantOffsets(t, map[int32]int64{0: 5, 1: 7, 2: 8, 3: 1})
+		for id, n := range map[string]int{"p1": 1, "p2": 1, "p3": 1, "q1": 1} {
+			wantCount(t, id, n)
+		}
+	})
 	t.Run("RejectAt records, moves the offset and queues the dead letter atomically", func(t *testing.T) {
 		e := open(t)
 		dl := &dedupe.DeadLetter{Group: "g", EventID: "d1", Topic: "t-dlq", Key: []byte("k"), Value: []byte{0, 1, 2},

@@ -4,6 +4,7 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -23,6 +24,7 @@ type queries struct {
 	claim, dup, lookup, cleanup   string
 	storeOffset, loadOffsets      string
 	claimMany, dupMany            string
+	claimManyOffsets              string // claimMany that also stores the positions
 	claimOffset                   string // claim and store the offset in one statement
 	insertDL, pendingDL, deleteDL string
 }
@@ -102,6 +104,20 @@ func New(ctx context.Context, pool *pgxpool.Pool, cfg dedupe.Config) (*Store, er
 		// Batch forms: one round trip claims, or counts duplicates of, a
 		// whole batch of ids.
 		claimMany: `INSERT INTO ` + t + ` AS t (event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at)
+			SELECT id, $2, 'processed', $3, 0, NULL, $4 FROM unnest($1::text[]) AS id
+			ON CONFLICT (event_id) DO UPDATE SET consumer = excluded.consumer, outcome = excluded.outcome,
+				processed_at = excluded.processed_at, duplicates = 0, last_duplicate_at = NULL, expires_at = excluded.expires_at
+			WHERE t.expires_at <= excluded.processed_at
+			RETURNING event_id`,
+		// claimMany and the batch's positions (one per partition) in one
+		// statement: a poll of several partitions costs one round trip for
+		// the claim and the offsets instead of one plus one per partition.
+		claimManyOffsets: `WITH stored_offsets AS (
+				INSERT INTO ` + t + `_offsets AS o (consumer_group, topic, partition_id, next_offset)
+				SELECT * FROM unnest($5::text[], $6::text[], $7::int[], $8::bigint[])
+				ON CONFLICT (consumer_group, topic, partition_id) DO UPDATE SET next_offset = excluded.next_offset
+				WHERE o.next_offset < excluded.next_offset)
+			INSERT INTO ` + t + ` AS t (event_id, consumer, outcome, processed_at, duplicates, last_duplicate_at, expires_at)
 			SELECT id, $2, 'processed', $3, 0, NULL, $4 FROM unnest($1::text[]) AS id
 			ON CONFLICT (event_id) DO UPDATE SET consumer = excluded.consumer, outcome = excluded.outcome,
 				processed_at = excluded.processed_at, duplicates = 0, last_duplicate_at = NULL, expires_at = excluded.expires_at
@@ -405,8 +421,9 @@ func (s *Store) LoadOffsets(ctx context.Context, group string) (map[string]map[i
 }
 
 // ProcessBatchAt has the contract of dedupe.OffsetStore.ProcessBatchAt, in
-// four round trips plus the handlers': claim all ids, run the handlers of
-// the claimed ones, count the duplicates, store the offset (then COMMIT).
+// three round trips plus the handlers': claim all ids and store the offset
+// (one statement), run the handlers of the claimed ones, count the
+// duplicates (then COMMIT).
 // Ids are claimed in sorted order so two consumers claiming overlapping
 // batches cannot deadlock.
 func (s *Store) ProcessBatchAt(ctx context.Context, ids []string, pos dedupe.Position, run func(ctx context.Context, tx pgx.Tx, i int) error) ([]dedupe.Result, error) {
@@ -447,7 +464,8 @@ func (s *Store) ProcessClaimedAtPositions(ctx context.Context, ids []string, pos
 	}
 	defer tx.Rollback(context.WithoutCancel(ctx))
 	now := storeutil.Now(s.cfg)
-	rows, err := tx.Query(ctx, s.q.claimMany, distinct, s.cfg.Consumer, now, storeutil.Expiry(s.cfg, now))
+	groups, topics, parts, nexts := offsetArrays(positions)
+	rows, err := tx.Query(ctx, s.q.claimManyOffsets, distinct, s.cfg.Consumer, now, storeutil.Expiry(s.cfg, now), groups, topics, parts, nexts)
 	if err != nil {
 		return nil, pgErr("claim batch", "", err)
 	}
@@ -505,15 +523,38 @@ func (s *Store) ProcessClaimedAtPositions(ctx context.Context, ids []string, pos
 			}
 		}
 	}
-	for i := range positions {
-		if err := s.storeOffset(ctx, tx, &positions[i]); err != nil {
-			return nil, err
-		}
-	}
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("dedupe: commit: %w", err)
 	}
 	return results, nil
+}
+
+// offsetArrays turns positions into the columns of claimManyOffsets, one
+// row per partition (the furthest position if one occurs twice, which one
+// INSERT … ON CONFLICT cannot update twice), sorted so that two
+// transactions storing overlapping partitions lock their rows in the same
+// order.
+func offsetArrays(positions []dedupe.Position) (groups, topics []string, parts []int32, nexts []int64) {
+	ps := slices.Clone(positions)
+	slices.SortFunc(ps, func(a, b dedupe.Position) int {
+		if c := strings.Compare(a.Group, b.Group); c != 0 {
+			return c
+		}
+		if c := strings.Compare(a.Topic, b.Topic); c != 0 {
+			return c
+		}
+		if c := cmp.Compare(a.Partition, b.Partition); c != 0 {
+			return c
+		}
+		return cmp.Compare(b.Next, a.Next) // furthest first: the one kept
+	})
+	for i, p := range ps {
+		if i > 0 && p.Group == ps[i-1].Group && p.Topic == ps[i-1].Topic && p.Partition == ps[i-1].Partition {
+			continue
+		}
+		groups, topics, parts, nexts = append(groups, p.Group), append(topics, p.Topic), append(parts, p.Partition), append(nexts, p.Next)
+	}
+	return groups, topics, parts, nexts
 }
 
 var _ dedupe.OffsetStore[pgx.Tx] = (*Store)(nil)
