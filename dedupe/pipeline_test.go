@@ -134,14 +134,7 @@ func pollAhead[Tx any](t *testing.T, addr, topic string, s *storeUnderTest, st d
 	if aheadRecords.Load() == 0 {
 		t.Error("no records were polled ahead")
 	}
-	for _, id := range events {
-		if n := s.effects(t, id); n != 1 {
-			t.Errorf("%s applied %d times", id, n)
-		}
-	}
-	if got := s.committedRecords(t, topic); got != int64(len(events)) {
-		t.Errorf("database offsets cover %d records, want %d", got, len(events))
-	}
+	assertEachSettledOnce(t, s, topic, events)
 }
 
 // TestConsumerPipelineNeverPassesAFailingRecord: while a record fails and
@@ -214,14 +207,7 @@ func neverPasses[Tx any](t *testing.T, addr, topic string, maxBatch int, s *stor
 	if failures.Load() != 5 {
 		t.Errorf("the failing record failed %d times, want 5", failures.Load())
 	}
-	for _, id := range events {
-		if n := s.effects(t, id); n != 1 {
-			t.Errorf("%s applied %d times", id, n)
-		}
-	}
-	if got := s.committedRecords(t, topic); got != int64(len(events)) {
-		t.Errorf("database offsets cover %d records, want %d", got, len(events))
-	}
+	assertEachSettledOnce(t, s, topic, events)
 }
 
 // TestConsumerRebalanceWaitsForThePolledAheadRecords: a member joins while
@@ -311,14 +297,7 @@ func joinWhilePipelining[Tx any](t *testing.T, addr, topic string, s *storeUnder
 	if n := runs.Load(); n != int64(len(events)) {
 		t.Errorf("handlers ran %d times for %d events", n, len(events))
 	}
-	for _, id := range events {
-		if n := s.effects(t, id); n != 1 {
-			t.Errorf("%s applied %d times", id, n)
-		}
-	}
-	if got := s.committedRecords(t, topic); got != int64(len(events)) {
-		t.Errorf("database offsets cover %d records, want %d", got, len(events))
-	}
+	assertEachSettledOnce(t, s, topic, events)
 }
 
 // TestConsumerCommitsSettledOffsetsToKafkaForLag: the informational Kafka
@@ -356,4 +335,18 @@ func TestConsumerCommitsSettledOffsetsToKafkaForLag(t *testing.T) {
 			t.Errorf("database offsets cover %d records, want 40", got)
 		}
 	})
+}
+
+// assertEachSettledOnce: every event's effect applied exactly once, and the
+// database's offsets cover every record of the topic.
+func assertEachSettledOnce(t *testing.T, s *storeUnderTest, topic string, events []string) {
+	t.Helper()
+	for _, id := range events {
+		if n := s.effects(t, id); n != 1 {
+			t.Errorf("%s applied %d times", id, n)
+		}
+	}
+	if got := s.committedRecords(t, topic); got != int64(len(events)) {
+		t.Errorf("database offsets cover %d records, want %d", got, len(events))
+	}
 }

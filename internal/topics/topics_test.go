@@ -168,15 +168,7 @@ func TestUnlistedTopicDataIsNeverRemoved(t *testing.T) {
 // which would recreate the deleted topic's directory.
 func TestDeletedTopicIsNeverReopened(t *testing.T) {
 	mem := logstore.NewMemFS()
-	cat, err := catalog.Open(mem, "/data")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: config.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openTestManager(t, mem)
 	tp, err := m.CreateTopic("gone", 1, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -200,15 +192,7 @@ func TestDeletedTopicIsNeverReopened(t *testing.T) {
 // client without retries saw as a failed write right after a restart.
 func TestLookupWaitsForAPartitionALoaderIsOpening(t *testing.T) {
 	mem := logstore.NewMemFS()
-	cat, err := catalog.Open(mem, "/data")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: config.New()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer m.Close()
+	m := openTestManager(t, mem)
 	if _, err := m.CreateTopic("t", 1, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -242,4 +226,19 @@ func TestLookupWaitsForAPartitionALoaderIsOpening(t *testing.T) {
 	if r.err != nil || r.p != p {
 		t.Fatalf("Lookup after the open settled: %v, %v", r.p, r.err)
 	}
+}
+
+// openTestManager opens a manager on mem's /data, closed when the test ends.
+func openTestManager(t *testing.T, mem *logstore.MemFS) *Manager {
+	t.Helper()
+	cat, err := catalog.Open(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: config.New()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m
 }
