@@ -73,7 +73,7 @@ var layers = []layer{
 	{pkg: "internal/admin", broker: true},
 	// The admin API is a Kafka client of the broker's own listener (no
 	// internals): it reads Kafka's error codes to answer HTTP statuses.
-	{pkg: "internal/admin/api", broker: true, kerr: true, may: []string{"internal/admin", "internal/dlq"}},
+	{pkg: "internal/admin/api", broker: true, kerr: true, may: []string{"internal/admin", "internal/dlq", "internal/tail"}},
 	{pkg: "internal/admin/console", broker: true, may: []string{"internal/admin", "internal/admin/api", "internal/dlq"}},
 	// Dead-letter listing and redrive: a Kafka client (no internals) that
 	// the admin API, the console and idem dlq share.
@@ -96,7 +96,10 @@ var layers = []layer{
 
 	// The lab and the benchmark, which only the command line runs.
 	{pkg: "internal/lab", may: append([]string{"internal/verify", "internal/clientprops"}, toolkit...)},
-	{pkg: "internal/benchmark"},
+	{pkg: "internal/benchmark", may: []string{"internal/tail"}},
+	// The end of a child process's stderr, for its error (the lab runner,
+	// the scale benchmarks' brokers).
+	{pkg: "internal/tail"},
 	{pkg: "internal/verify"},
 	// The -X client properties (TLS, SASL) of the CLI, the bench and the lab.
 	{pkg: "internal/clientprops"},

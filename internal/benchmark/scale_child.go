@@ -9,14 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"syscall"
 	"time"
 
 	"github.com/prometheus/procfs"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/tail"
 )
 
 // The scale scenarios measure the broker as a process: its resident memory,
@@ -38,7 +38,7 @@ type childBroker struct {
 	cmd     *exec.Cmd
 	addr    string
 	dataDir string
-	stderr  *tailBuffer
+	stderr  *tail.Buffer
 	began   time.Time     // just before exec
 	exited  chan struct{} // closed once Wait has returned
 	waitErr error
@@ -86,7 +86,7 @@ func freeLoopbackAddr() (string, error) {
 func (s *spawner) start(ctx context.Context, dataDir string) (*childBroker, time.Duration, error) {
 	cmd := exec.Command(s.argv[0], append(append([]string{}, s.argv[1:]...), childArgs(dataDir, s.addr)...)...)
 	cmd.Env = append(os.Environ(), s.env...)
-	c := &childBroker{cmd: cmd, addr: s.addr, dataDir: dataDir, stderr: &tailBuffer{max: 16 << 10}, exited: make(chan struct{})}
+	c := &childBroker{cmd: cmd, addr: s.addr, dataDir: dataDir, stderr: tail.NewBuffer(16 << 10), exited: make(chan struct{})}
 	cmd.Stderr = c.stderr
 	c.began = time.Now()
 	if err := cmd.Start(); err != nil {
@@ -221,30 +221,6 @@ func (s *rssSampler) stop() (int64, error) {
 	close(s.stopc)
 	<-s.done
 	return s.peak, s.err
-}
-
-// tailBuffer keeps the last max bytes written: the end of a child's stderr,
-// for the error when it dies.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimSpace(string(t.b))
 }
 
 // scaleDataDir makes a data directory for one run under cfg.DataDir (or

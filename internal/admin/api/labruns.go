@@ -44,6 +44,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/idem-dev/idem/internal/tail"
 )
 
 // labRunnerEnv is lab.RunnerEnv (this package must not import the lab; a test
@@ -342,7 +344,7 @@ func (m *LabRuns) Start(spec LabSpec, user, password string) (LabRun, error) {
 type labRunner struct {
 	cmd    *exec.Cmd
 	lines  chan labRunnerLine // closed at the end of stdout
-	stderr *tailBuffer
+	stderr *tail.Buffer
 	grace  time.Duration
 
 	stopOnce sync.Once
@@ -357,7 +359,7 @@ func (m *LabRuns) startRunner(orders []byte) (*labRunner, labRunnerLine, error) 
 	cmd.Env = append(os.Environ(), labRunnerEnv+"=-")
 	cmd.Stdin = bytes.NewReader(orders)
 	cmd.SysProcAttr = labRunnerAttr()
-	r := &labRunner{cmd: cmd, lines: make(chan labRunnerLine, 64), stderr: &tailBuffer{max: 8 << 10}, grace: m.cfg.StopGrace}
+	r := &labRunner{cmd: cmd, lines: make(chan labRunnerLine, 64), stderr: tail.NewBuffer(8 << 10), grace: m.cfg.StopGrace}
 	cmd.Stderr = r.stderr
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -675,29 +677,6 @@ func (m *LabRuns) save(run LabRun) {
 	if err != nil {
 		m.cfg.Logger.Warn("lab runs: could not save the report", "lab_run", run.ID, "err", err)
 	}
-}
-
-// tailBuffer keeps the last max bytes written (a runner's stderr, for errors).
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	b   []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.b = append(t.b, p...)
-	if len(t.b) > t.max {
-		t.b = append(t.b[:0], t.b[len(t.b)-t.max:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return string(t.b)
 }
 
 // LabReportSummary is the part of a lab report the console draws: the
