@@ -155,7 +155,7 @@ func waitState(t *testing.T, c *client, group, state string) {
 }
 
 func TestTransactionsAreListedAndAnOpenOneIsAborted(t *testing.T) {
-	b := brokertest.Run(t, broker.WithTopics("ledger"), broker.WithProperty("num.partitions", "1"))
+	b := brokertest.Run(t, broker.WithTopics("ledger", "refunds"), broker.WithProperty("num.partitions", "1"))
 	c := newClient(t, b)
 	producer := b.Client(t, kgo.TransactionalID("payments-1"), kgo.TransactionTimeout(60*time.Second))
 	if err := producer.BeginTransaction(); err != nil {
@@ -165,11 +165,31 @@ func TestTransactionsAreListedAndAnOpenOneIsAborted(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// A second transactional id, to page over (its transaction is aborted,
+	// after a record, so the id is known to the coordinator by then).
+	other := b.Client(t, kgo.TransactionalID("refunds-1"))
+	if err := other.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.ProduceSync(ctx(t), &kgo.Record{Topic: "refunds", Value: []byte("undone")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.EndTransaction(ctx(t), kgo.TryAbort); err != nil {
+		t.Fatal(err)
+	}
 	var txns []api.Transaction
 	c.must(http.StatusOK, "GET", "/v1/transactions", nil, &txns)
-	if len(txns) != 1 {
+	if len(txns) != 2 || txns[0].TransactionalID != "payments-1" || txns[1].TransactionalID != "refunds-1" {
 		t.Fatalf("transactions: %+v", txns)
 	}
+	for query, want := range map[string]string{"limit=1": "payments-1", "after=payments-1": "refunds-1", "contains=REFUND": "refunds-1"} {
+		var page []api.Transaction
+		c.must(http.StatusOK, "GET", "/v1/transactions?"+query, nil, &page)
+		if len(page) != 1 || page[0].TransactionalID != want {
+			t.Fatalf("transactions?%s: %+v, want %s alone", query, page, want)
+		}
+	}
+	c.must(http.StatusOK, "GET", "/v1/transactions?limit=1", nil, &txns)
 	tx := txns[0]
 	if tx.TransactionalID != "payments-1" || tx.State != "Ongoing" || tx.TimeoutMs != 60000 || tx.StartedAt == nil || tx.Hanging ||
 		len(tx.Partitions) != 1 || tx.Partitions[0].Topic != "ledger" {

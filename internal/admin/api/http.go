@@ -103,16 +103,24 @@ var routes = append([]Route{
 		v, err := s.ResetOffsets(ctx, c, r.PathValue("id"), req)
 		return http.StatusOK, v, err
 	}},
-	{"GET", "/v1/transactions", func(s *Service, ctx context.Context, c *Conn, _ *http.Request) (int, any, error) {
-		v, err := s.Transactions(ctx, c)
+	{"GET", "/v1/transactions", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
+		opts, err := ParseListOptions(r.URL.Query())
+		if err != nil {
+			return 0, nil, err
+		}
+		v, err := s.Transactions(ctx, c, opts)
 		return http.StatusOK, v, err
 	}},
 	{"POST", "/v1/transactions/{id}/abort", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
 		v, err := s.AbortTransaction(ctx, c, r.PathValue("id"))
 		return http.StatusOK, v, err
 	}},
-	{"GET", "/v1/share-groups", func(s *Service, ctx context.Context, c *Conn, _ *http.Request) (int, any, error) {
-		v, err := s.ShareGroups(ctx, c)
+	{"GET", "/v1/share-groups", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
+		opts, err := ParseListOptions(r.URL.Query())
+		if err != nil {
+			return 0, nil, err
+		}
+		v, err := s.ShareGroups(ctx, c, opts)
 		return http.StatusOK, v, err
 	}},
 	// Share-group detail, dead-letter topics and redrive (dlq.go, share.go).

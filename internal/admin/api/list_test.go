@@ -90,7 +90,7 @@ func TestTopicAndGroupListsArePagedByCursor(t *testing.T) {
 	}
 	c.must(http.StatusOK, "GET", fmt.Sprintf("/v1/topics?limit=%d", api.MaxListLimit), nil, &all)
 
-	for _, path := range []string{"/v1/topics", "/v1/groups"} {
+	for _, path := range []string{"/v1/topics", "/v1/groups", "/v1/transactions", "/v1/share-groups"} {
 		for _, limit := range []string{"0", "-1", "ten", fmt.Sprint(api.MaxListLimit + 1), "99999999999999999999"} {
 			p := c.refused(http.StatusBadRequest, "GET", path+"?limit="+limit, nil)
 			if p.Detail == "" {

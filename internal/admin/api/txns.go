@@ -32,16 +32,17 @@ func openState(s string) bool {
 }
 
 // Transactions lists every transactional id with its state.
-func (s *Service) Transactions(ctx context.Context, c *Conn) ([]Transaction, error) {
+func (s *Service) Transactions(ctx context.Context, c *Conn, opts ListOptions) ([]Transaction, error) {
 	listed, err := c.Admin.ListTransactions(ctx, nil, nil)
 	if err != nil {
 		return nil, err
 	}
 	out := []Transaction{}
-	if len(listed) == 0 {
+	ids, _ := opts.page(listed.TransactionalIDs())
+	if len(ids) == 0 {
 		return out, nil
 	}
-	described, err := c.Admin.DescribeTransactions(ctx, listed.TransactionalIDs()...)
+	described, err := c.Admin.DescribeTransactions(ctx, ids...)
 	if err != nil {
 		return nil, err
 	}
@@ -143,20 +144,22 @@ type ShareMember struct {
 }
 
 // ShareGroups lists the share groups with their members.
-func (s *Service) ShareGroups(ctx context.Context, c *Conn) ([]ShareGroup, error) {
+func (s *Service) ShareGroups(ctx context.Context, c *Conn, opts ListOptions) ([]ShareGroup, error) {
 	listed, err := c.Admin.ListGroupsByType(ctx, []string{"share"})
 	if err != nil {
 		return nil, err
 	}
 	out := []ShareGroup{}
-	if len(listed) == 0 {
+	ids, _ := opts.page(listed.Groups())
+	if len(ids) == 0 {
 		return out, nil
 	}
-	described, err := c.Admin.DescribeShareGroups(ctx, listed.Groups()...)
+	described, err := c.Admin.DescribeShareGroups(ctx, ids...)
 	if err != nil {
 		return nil, err
 	}
-	for _, lg := range listed.Sorted() {
+	for _, id := range ids {
+		lg := listed[id]
 		g := ShareGroup{Group: lg.Group, State: lg.State, Members: []ShareMember{}}
 		if d, ok := described[lg.Group]; ok {
 			g.State, g.Epoch = d.GroupState, d.GroupEpoch
