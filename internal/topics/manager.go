@@ -430,9 +430,13 @@ func (m *Manager) Lookup(topic string, index int32) (*partition.Partition, error
 		m.open(s)
 		return s.get()
 	}
+	p, err := s.get()
+	if !errors.Is(err, ErrLoading) {
+		return p, err // the common case: no timer, no context
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), lookupLoadWait)
 	defer cancel()
-	p, err := s.wait(ctx)
+	p, err = s.wait(ctx)
 	if ctx.Err() != nil && errors.Is(err, ctx.Err()) {
 		return s.get()
 	}

@@ -36,6 +36,7 @@ package api
 import (
 	"context"
 	"encoding/binary"
+	"slices"
 	"sync"
 	"time"
 
@@ -266,11 +267,15 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *
 	}
 	total := 0
 	mem.served = mem.served[:0]
-	resp.Topics = resp.Topics[:0]
+	resp.Topics = slices.Grow(resp.Topics[:0], len(req.Topics))
 	for _, rt := range req.Topics {
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic
 		st.TopicID = rt.TopicID
+		// Sized once: a consumer of a thousand partitions names every one
+		// in every fetch (no fetch sessions), and growing this slice of
+		// large structs by doubling was most of what such a fetch cost.
+		st.Partitions = make([]kmsg.FetchResponseTopicPartition, 0, len(rt.Partitions))
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
