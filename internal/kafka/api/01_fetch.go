@@ -147,6 +147,12 @@ type fetchMemory struct {
 	// answer is encoded (finish), so a consumer reading at full speed does
 	// not have every byte it reads allocated, zeroed and collected.
 	buf []byte
+	// parts are the answer's per-topic partition lists, from
+	// partitionLists: a consumer of a thousand partitions names every one
+	// in every fetch (idem serves no fetch sessions), and a list of a
+	// thousand entries allocated per fetch was most of the broker's
+	// garbage under such a consumer.
+	parts []*[]kmsg.FetchResponseTopicPartition
 	// served is what the last fillFetch put in the answer, per partition,
 	// counted once the answer is final (a long poll reads several times).
 	served []servedBytes
@@ -207,6 +213,33 @@ func (m *fetchMemory) releaseAll() {
 	}
 	m.held = 0
 	m.buf = m.buf[:0]
+	for _, l := range m.parts {
+		clear(*l) // drop the references to the answer's records
+		*l = (*l)[:0]
+		partitionLists.Put(l)
+	}
+	m.parts = m.parts[:0]
+}
+
+// partitionLists recycles the partition lists of Fetch answers.
+var partitionLists sync.Pool // of *[]kmsg.FetchResponseTopicPartition
+
+// partitionList returns an empty list with room for n partitions, kept
+// until the answer is encoded.
+func (m *fetchMemory) partitionList(n int) []kmsg.FetchResponseTopicPartition {
+	l, ok := partitionLists.Get().(*[]kmsg.FetchResponseTopicPartition)
+	if !ok || cap(*l) < n {
+		s := make([]kmsg.FetchResponseTopicPartition, 0, n)
+		l = &s
+	}
+	m.parts = append(m.parts, l)
+	return (*l)[:0]
+}
+
+// keepPartitionList records the list a topic's partitions were appended to
+// (the one partitionList gave, grown in place).
+func (m *fetchMemory) keepPartitionList(list []kmsg.FetchResponseTopicPartition) {
+	*m.parts[len(m.parts)-1] = list
 }
 
 // finish runs once the answer is encoded (or dropped): nothing reads its
@@ -272,10 +305,10 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *
 		st := kmsg.NewFetchResponseTopic()
 		st.Topic = rt.Topic
 		st.TopicID = rt.TopicID
-		// Sized once: a consumer of a thousand partitions names every one
-		// in every fetch (no fetch sessions), and growing this slice of
-		// large structs by doubling was most of what such a fetch cost.
-		st.Partitions = make([]kmsg.FetchResponseTopicPartition, 0, len(rt.Partitions))
+		// Sized once and recycled (fetchMemory.parts): growing this list
+		// of large structs by doubling, per fetch, was most of what a
+		// fetch naming a thousand partitions cost.
+		st.Partitions = mem.partitionList(len(rt.Partitions))
 		for _, rp := range rt.Partitions {
 			sp := kmsg.NewFetchResponseTopicPartition()
 			sp.Partition = rp.Partition
@@ -300,6 +333,7 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *
 			total += n
 			st.Partitions = append(st.Partitions, sp)
 		}
+		mem.keepPartitionList(st.Partitions)
 		resp.Topics = append(resp.Topics, st)
 	}
 	return total
