@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -12,6 +11,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 )
@@ -250,64 +251,36 @@ func scrapeShareMetrics(ctx context.Context, adminURL string) (shareMetrics, err
 	return parseShareMetrics(resp.Body)
 }
 
-// parseShareMetrics reads Prometheus' text format, keeping idem_share_
-// samples: name{label="value",...} value.
+// parseShareMetrics reads the idem_share_ samples (gauges and counters) of
+// a scrape in Prometheus' text format, with Prometheus' own parser.
 func parseShareMetrics(r io.Reader) (shareMetrics, error) {
-	var out shareMetrics
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "idem_share_") {
-			continue
-		}
-		s := metricSample{labels: map[string]string{}}
-		rest := line
-		if i := strings.IndexAny(rest, "{ "); i >= 0 && rest[i] == '{' {
-			s.name = rest[:i]
-			rest = rest[i+1:]
-			for !strings.HasPrefix(rest, "}") {
-				eq := strings.Index(rest, `="`)
-				if eq < 0 {
-					return nil, fmt.Errorf("bad metrics line %q", line)
-				}
-				key := rest[:eq]
-				rest = rest[eq+2:]
-				var val strings.Builder
-				for len(rest) > 0 && rest[0] != '"' {
-					if rest[0] == '\\' && len(rest) > 1 {
-						switch rest[1] {
-						case 'n':
-							val.WriteByte('\n')
-						default:
-							val.WriteByte(rest[1])
-						}
-						rest = rest[2:]
-						continue
-					}
-					val.WriteByte(rest[0])
-					rest = rest[1:]
-				}
-				if len(rest) == 0 {
-					return nil, fmt.Errorf("bad metrics line %q", line)
-				}
-				s.labels[key] = val.String()
-				rest = strings.TrimPrefix(rest[1:], ",")
-			}
-			rest = strings.TrimSpace(rest[1:])
-		} else if i >= 0 {
-			s.name, rest = rest[:i], strings.TrimSpace(rest[i:])
-		}
-		f := strings.Fields(rest)
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("bad metrics value in %q", line)
-		}
-		s.value = v
-		out = append(out, s)
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("metrics: %w", err)
 	}
-	return out, sc.Err()
+	var out shareMetrics
+	for name, f := range families {
+		if !strings.HasPrefix(name, "idem_share_") {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			s := metricSample{name: name, labels: map[string]string{}}
+			for _, l := range m.GetLabel() {
+				s.labels[l.GetName()] = l.GetValue()
+			}
+			switch {
+			case m.Gauge != nil:
+				s.value = m.GetGauge().GetValue()
+			case m.Counter != nil:
+				s.value = m.GetCounter().GetValue()
+			case m.Untyped != nil:
+				s.value = m.GetUntyped().GetValue()
+			default:
+				continue // histograms and summaries are not shown here
+			}
+			out = append(out, s)
+		}
+	}
+	return out, nil
 }
