@@ -194,6 +194,12 @@ func (d *Disk) Observe(err error) {
 		return
 	}
 	d.noSpace.Add(1)
+	d.markFull(err)
+}
+
+// markFull enters the full state (records refused until RefusesRecords finds
+// enough space again), logging it at most once per diskLogEvery.
+func (d *Disk) markFull(err error) {
 	if d.full.CompareAndSwap(false, true) {
 		now := d.now().UnixMilli()
 		d.fullSince.Store(now)
@@ -281,6 +287,14 @@ func (d *Disk) Maintain() {
 		}
 		d.growLocked()
 		d.mu.Unlock()
+		// A reserve that cannot be made whole, with a chunk to spare, is a
+		// full disk even before a write fails: the state RefusesRecords
+		// keeps until that much is free. Without this, a broker restarted
+		// on a full disk reported itself healthy and took records into
+		// the space its drawn-on reserve needs, until a write hit ENOSPC.
+		if free, err := d.FreeBytes(); err == nil && free < d.shortfall()+reserveChunk {
+			d.markFull(fmt.Errorf("%w: %d bytes free, the reserve is %d bytes short", ErrNoSpace, free, d.shortfall()))
+		}
 	}
 }
 

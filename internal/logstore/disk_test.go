@@ -86,6 +86,46 @@ func TestFullDisk(t *testing.T) {
 	l.Close()
 }
 
+// TestAStartOnAFullDiskIsFullAtOnce: a broker restarted on a disk that is
+// still full (its reserve drawn on and not restorable) reports the disk full
+// and refuses records from its first moment, not only after a write fails;
+// it clears once the space the reserve needs, and a chunk, is free.
+func TestAStartOnAFullDiskIsFullAtOnce(t *testing.T) {
+	mem := NewMemFS()
+	mem.MkdirAll("/data")
+	disk, err := OpenDisk(mem, "/data", 1<<20, quietLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk.Maintain()
+	// The reserve was drawn on (a metadata write on the full disk), then
+	// the process stopped; not a byte is free.
+	disk.mu.Lock()
+	disk.shrinkLocked(512 << 10)
+	disk.mu.Unlock()
+	mem.SetCapacity(mem.UsedBytes())
+
+	restarted, err := OpenDisk(mem, "/data", 1<<20, quietLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if restarted.Status().Full {
+		t.Fatal("full before Maintain looked at the disk")
+	}
+	restarted.Maintain()
+	if !restarted.Status().Full || !restarted.RefusesRecords() {
+		t.Fatalf("a start on a full disk: %+v, want full and records refused", restarted.Status())
+	}
+	if n := restarted.Status().NoSpaceErrors; n != 0 {
+		t.Fatalf("%d ENOSPC errors counted, but no write failed", n)
+	}
+	mem.SetCapacity(0) // space returns
+	restarted.Maintain()
+	if st := restarted.Status(); st.Full || st.ReserveBytes != 1<<20 {
+		t.Fatalf("after space returned: %+v, want not full and the reserve whole", st)
+	}
+}
+
 // TestADiskAtTheEdgeIsNotLoggedOnEveryFlap: with a little space free and
 // producers retrying batches larger than it, the disk goes full and clear
 // many times a second; the state follows (records are refused only while
