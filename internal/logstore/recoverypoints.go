@@ -108,14 +108,7 @@ func relativeKey(dataDir, dir string) string {
 // lookup returns the advance the file records for key at generation gen.
 // The file is read once, at the first open after a start.
 func (s *sharedPoints) lookup(key string, gen uint64) (int64, bool, error) {
-	s.loadOnce.Do(func() {
-		var valid bool
-		s.loaded, valid, s.loadErr = loadRecoveryPoints(s.d.fs, s.d.dir)
-		if s.loadErr == nil && !valid {
-			s.d.log.Warn("the shared recovery-point file does not validate; recovery trusts only the logs' own checkpoints",
-				"file", join(s.d.dir, RecoveryPointsFileName))
-		}
-	})
+	s.load()
 	if s.loadErr != nil {
 		return 0, false, s.loadErr
 	}
@@ -124,6 +117,32 @@ func (s *sharedPoints) lookup(key string, gen uint64) (int64, bool, error) {
 		return 0, false, nil
 	}
 	return e.Offset, true, nil
+}
+
+// load reads the file once. Its entries are carried into every later write
+// until their logs record newer ones: a log not opened in this run (a
+// partition still loading, a topic the catalog does not list) keeps its
+// recovery point rather than losing it at the next flush, which would widen
+// its torn-tail window after a crash.
+func (s *sharedPoints) load() {
+	s.loadOnce.Do(func() {
+		var valid bool
+		s.loaded, valid, s.loadErr = loadRecoveryPoints(s.d.fs, s.d.dir)
+		if s.loadErr == nil && !valid {
+			s.d.log.Warn("the shared recovery-point file does not validate; recovery trusts only the logs' own checkpoints",
+				"file", join(s.d.dir, RecoveryPointsFileName))
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.current == nil {
+			s.current = map[string]RecoveryPoint{}
+		}
+		for k, e := range s.loaded {
+			if _, ok := s.current[k]; !ok {
+				s.current[k] = e
+			}
+		}
+	})
 }
 
 // record notes that key, at generation gen, has everything below offset
@@ -168,6 +187,10 @@ func (s *sharedPoints) maybeFlush(now time.Time, interval time.Duration) error {
 
 // flushLocked writes the file if it is dirty; flushMu must be held.
 func (s *sharedPoints) flushLocked(now time.Time) error {
+	s.load() // never write a file that forgot what the old one said
+	if s.loadErr != nil {
+		return fmt.Errorf("logstore: read %s before rewriting it: %w", RecoveryPointsFileName, s.loadErr)
+	}
 	s.mu.Lock()
 	if !s.dirty {
 		s.mu.Unlock()

@@ -207,3 +207,38 @@ func TestCleanCloseRecordsInTheSharedFile(t *testing.T) {
 		t.Fatalf("a start after a clean stop made %d fsyncs, want none", n)
 	}
 }
+
+// TestSharedFileKeepsThePointsOfLogsNotOpened: a flush writes every entry
+// the file held, not only those of the logs opened in this run (a
+// partition still loading, a topic left out of the catalog), so a crash
+// then does not widen their torn-tail window.
+func TestSharedFileKeepsThePointsOfLogsNotOpened(t *testing.T) {
+	fsys := NewMemFS()
+	d, _ := OpenDisk(fsys, "/data", 0, quietLogger)
+	cfg := Config{Disk: d, Logger: quietLogger, CheckpointInterval: time.Hour}
+	a, b := mustOpen(t, fsys, "/data/a", cfg), mustOpen(t, fsys, "/data/b", cfg)
+	appendDurable(t, a, 0, 3)
+	appendDurable(t, b, 0, 5)
+	a.Close()
+	b.Close()
+	if err := d.FlushRecoveryPoints(); err != nil {
+		t.Fatal(err)
+	}
+	// Next run: only a is opened and written; the flush must keep b's point.
+	d2, _ := OpenDisk(fsys, "/data", 0, quietLogger)
+	a = mustOpen(t, fsys, "/data/a", Config{Disk: d2, Logger: quietLogger, CheckpointInterval: time.Hour})
+	appendDurable(t, a, 3, 2)
+	a.Close()
+	if err := d2.FlushRecoveryPoints(); err != nil {
+		t.Fatal(err)
+	}
+	points, _ := LoadRecoveryPoints(fsys, "/data")
+	_, genB, _, _ := readCheckpoint(fsys, "/data/b")
+	if r, ok := points.For("/data/b", genB); !ok || r != 5 {
+		t.Fatalf("b's recovery point after a run that did not open it: %d (%v), want 5", r, ok)
+	}
+	_, genA, _, _ := readCheckpoint(fsys, "/data/a")
+	if r, ok := points.For("/data/a", genA); !ok || r != 5 {
+		t.Fatalf("a's recovery point: %d (%v), want 5", r, ok)
+	}
+}
