@@ -16,13 +16,7 @@ import (
 // leaving debris, metadata writes draw on the reserve, markers get through,
 // a restart on the full disk works, and writes resume once space returns.
 func TestFullDisk(t *testing.T) {
-	mem := NewMemFS()
-	mem.MkdirAll("/data")
-	disk, err := OpenDisk(mem, "/data", 1<<20, quietLogger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk.Maintain()
+	mem, disk := diskWithReserve(t)
 	if st := disk.Status(); st.ReserveBytes != 1<<20 {
 		t.Fatalf("reserve not allocated: %+v", st)
 	}
@@ -91,13 +85,7 @@ func TestFullDisk(t *testing.T) {
 // and refuses records from its first moment, not only after a write fails;
 // it clears once the space the reserve needs, and a chunk, is free.
 func TestAStartOnAFullDiskIsFullAtOnce(t *testing.T) {
-	mem := NewMemFS()
-	mem.MkdirAll("/data")
-	disk, err := OpenDisk(mem, "/data", 1<<20, quietLogger)
-	if err != nil {
-		t.Fatal(err)
-	}
-	disk.Maintain()
+	mem, disk := diskWithReserve(t)
 	// The reserve was drawn on (a metadata write on the full disk), then
 	// the process stopped; not a byte is free.
 	disk.mu.Lock()
@@ -203,4 +191,18 @@ func (h *logLines) last() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.attrs[len(h.attrs)-1]
+}
+
+// diskWithReserve is a MemFS data directory /data with a Disk whose 1 MiB
+// reserve has been created.
+func diskWithReserve(t *testing.T) (*MemFS, *Disk) {
+	t.Helper()
+	mem := NewMemFS()
+	mem.MkdirAll("/data")
+	disk, err := OpenDisk(mem, "/data", 1<<20, quietLogger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk.Maintain()
+	return mem, disk
 }
