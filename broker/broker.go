@@ -187,6 +187,7 @@ func (b *Broker) Start() (err error) {
 		return err
 	}
 	disk.Files().SetLimit(int(b.conf.Int("idem.log.open.files.max")))
+	disk.SetSoloSyncs(int(b.conf.Int("idem.log.sync.solo.max")))
 	cat.UseDisk(disk)
 	parts, err := topics.OpenManager(topics.ManagerConfig{
 		FS: b.fs, DataDir: dir, Catalog: cat, Config: b.conf, Logger: b.log, Disk: disk,

@@ -49,7 +49,15 @@ func (b *Broker) registerSemanticsMetrics(parts *topics.Manager, disk *logstore.
 		Name: "idem_log_file_opens_total",
 		Help: "Segment files opened: created, or reopened after the open-file limit closed them; a fast rise means idem.log.open.files.max is too low for the partitions in use.",
 	}, func() float64 { return float64(files.Opens()) })
-	b.reg.MustRegister(fsync, batch, openFiles, fileOpens, topicCollector{parts}, txnCollector{txns}, &groupCollector{groups: groups, parts: parts, limit: maxLagSeries})
+	fsSyncs := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "idem_log_filesystem_syncs_total",
+		Help: "syncfs(2) calls the group commit made for logs that needed an fsync while idem.log.sync.solo.max others ran.",
+	}, func() float64 { n, _ := disk.FileSystemSyncs(); return float64(n) })
+	batched := prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "idem_log_filesystem_synced_logs_total",
+		Help: "Log fsyncs that a syncfs(2) stood in for (over idem_log_filesystem_syncs_total: logs per file-system sync).",
+	}, func() float64 { _, n := disk.FileSystemSyncs(); return float64(n) })
+	b.reg.MustRegister(fsync, batch, openFiles, fileOpens, fsSyncs, batched, topicCollector{parts}, txnCollector{txns}, &groupCollector{groups: groups, parts: parts, limit: maxLagSeries})
 	disk.ObserveSyncs(func(took time.Duration, bytes int64) {
 		fsync.Observe(took.Seconds())
 		batch.Observe(float64(bytes))

@@ -322,6 +322,8 @@ var registry = []*Property{
 		Doc: "Space kept in <log.dirs>/space.reserve for metadata writes on a full disk: catalog changes (deleting topics to free space), checkpoints, transaction markers, offset commits. Records never use it. 0 keeps no reserve."},
 	{Name: "idem.console.lag.sample.ms", Type: Long, Default: "10000", Min: 100, Max: 3600000,
 		Doc: "How often the web console samples every consumer group's lag for the group page's lag-over-time chart; it keeps the last 360 samples of each group in memory."},
+	{Name: "idem.log.sync.solo.max", Type: Int, Default: "4", Min: 0, Max: 1 << 20,
+		Doc: "Fsyncs of different logs (partitions, coordinator state logs) that may run at once, each of its own file, before the group commit gathers further ones into one syncfs(2) of the data directory's file system: many partitions written together then cost a few syscalls per round instead of an fsync each. syncfs also writes back what other programs left dirty on that file system; on a volume shared with busy writers, a higher value or 0 (never) keeps that cost away."},
 	{Name: "idem.log.open.files.max", Type: Int, Default: "1024", Min: 0, Max: maxInt32,
 		Doc: "Most segment files the broker keeps open, over every partition and state log: idle ones (nothing reading or writing them, every write fsynced) beyond it are closed least recently used first and reopened on the next read or append. Files in use at the same moment may exceed it briefly. 0 keeps every segment file open."},
 }

@@ -74,6 +74,9 @@ type Disk struct {
 	// points is the shared recovery-point file of the directory's logs
 	// (recoverypoints.go).
 	points *sharedPoints
+	// batcher gathers the logs' group-commit fsyncs into syncs of the
+	// whole file system when many logs need one at once (fsbatch.go).
+	batcher fsBatcher
 }
 
 // sharedPoints returns the data directory's shared recovery points; nil for
@@ -110,6 +113,9 @@ func OpenDisk(fsys FS, dataDir string, reserveBytes int64, logger *slog.Logger) 
 	d := &Disk{fs: fsys, dir: dataDir, path: join(dataDir, ReserveFileName), target: reserveBytes, log: logger, now: time.Now,
 		files: NewFileCache(DefaultOpenFiles)}
 	d.points = &sharedPoints{d: d}
+	d.batcher.fs, _ = fsys.(FileSystemSyncer)
+	d.batcher.dir = dataDir
+	d.batcher.solo.Store(DefaultSoloSyncs)
 	if size, err := fsys.Stat(d.path); err == nil {
 		d.reserved = size
 	}

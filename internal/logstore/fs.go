@@ -117,6 +117,25 @@ func (osFS) FreeBytes(dir string) (int64, error) {
 	return int64(st.Bavail) * int64(st.Bsize), nil
 }
 
+// SyncFileSystem implements FileSystemSyncer with syncfs(2), which since
+// Linux 5.8 reports write-back errors of the file system's files.
+func (osFS) SyncFileSystem(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	for {
+		err := unix.Syncfs(int(d.Fd()))
+		if !errors.Is(err, unix.EINTR) {
+			if err != nil {
+				return &os.PathError{Op: "syncfs", Path: dir, Err: err}
+			}
+			return nil
+		}
+	}
+}
+
 func (osFS) Stat(name string) (int64, error) {
 	fi, err := os.Stat(name)
 	if err != nil {

@@ -37,6 +37,7 @@ type MemFS struct {
 	// the most open at once, opens every open of each name (OpenSegments).
 	openSegs, peakSegs int
 	opens              map[string]int
+	fsSyncs            int // SyncFileSystem calls
 }
 
 // SyncEvent describes one sync as seen by a hook: N counts syncs from 1,
@@ -45,7 +46,10 @@ type SyncEvent struct {
 	N    int
 	Name string
 	Dir  bool
-	Done bool
+	// FileSystem marks a sync of every file (SyncFileSystem); Name is the
+	// directory it was asked for.
+	FileSystem bool
+	Done       bool
 }
 
 type memDir struct {
@@ -485,14 +489,44 @@ func (m *MemFS) SyncDir(dir string) error {
 	})
 }
 
+// SyncFileSystem implements FileSystemSyncer as syncfs(2) does for file
+// data: every file's contents become durable. Directory entries are left
+// as they are (ext4's journal commit would make them durable too, but the
+// log never relies on that: it syncs its directories itself).
+func (m *MemFS) SyncFileSystem(dir string) error {
+	m.mu.Lock()
+	m.fsSyncs++
+	m.mu.Unlock()
+	return m.sync(SyncEvent{Name: dir, FileSystem: true}, func() error {
+		for _, d := range m.dirs {
+			for _, ino := range d.entries {
+				ino.synced = slices.Clone(ino.data)
+			}
+		}
+		return nil
+	})
+}
+
+// FileSystemSyncs reports how many SyncFileSystem calls were made.
+func (m *MemFS) FileSystemSyncs() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.fsSyncs
+}
+
 // doSync runs apply under mu, bracketed by hook calls made without mu.
 func (m *MemFS) doSync(name string, dir bool, apply func() error) error {
+	return m.sync(SyncEvent{Name: name, Dir: dir}, apply)
+}
+
+func (m *MemFS) sync(ev SyncEvent, apply func() error) error {
 	m.mu.Lock()
 	m.syncs++
 	n, hook := m.syncs, m.hook
 	m.mu.Unlock()
+	ev.N = n
 	if hook != nil {
-		hook(SyncEvent{N: n, Name: name, Dir: dir})
+		hook(ev)
 	}
 	m.mu.Lock()
 	err := m.syncErr
@@ -504,7 +538,8 @@ func (m *MemFS) doSync(name string, dir bool, apply func() error) error {
 		return err
 	}
 	if hook != nil {
-		hook(SyncEvent{N: n, Name: name, Dir: dir, Done: true})
+		ev.Done = true
+		hook(ev)
 	}
 	return nil
 }
