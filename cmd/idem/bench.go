@@ -22,17 +22,18 @@ import (
 
 func newBenchCmd() *cobra.Command {
 	var (
-		brokers  []string
-		dataDir  string
-		cfg      benchmark.Config
-		asJSON   bool
-		duration time.Duration
-		props    []string
-		scenario string
-		chartDir string
-		scale    = benchmark.DefaultScaleConfig()
-		recovMiB []int
-		memMiB   int
+		brokers     []string
+		dataDir     string
+		cfg         benchmark.Config
+		asJSON      bool
+		duration    time.Duration
+		props       []string
+		brokerProps []string
+		scenario    string
+		chartDir    string
+		scale       = benchmark.DefaultScaleConfig()
+		recovMiB    []int
+		memMiB      int
 	)
 	cmd := &cobra.Command{
 		Use:   "bench",
@@ -84,6 +85,16 @@ docs/bench.md describes each and how to read it.`,
 				}
 				scale.MemoryBytes = int64(memMiB) << 20
 				scale.Progress = cmd.ErrOrStderr()
+				if len(brokerProps) > 0 {
+					exe, err := os.Executable()
+					if err != nil {
+						return fmt.Errorf("find the idem executable for the broker child: %w", err)
+					}
+					scale.Child = []string{exe, "serve"}
+					for _, p := range brokerProps {
+						scale.Child = append(scale.Child, "-X", p)
+					}
+				}
 				return runScale(ctx, cmd.OutOrStdout(), cmd.ErrOrStderr(), scenario, scale, asJSON, chartDir)
 			}
 			cfg.LatencyDuration = duration
@@ -123,6 +134,7 @@ docs/bench.md describes each and how to read it.`,
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&brokers, "brokers", nil, "bootstrap brokers to measure (default: start an embedded broker)")
+	f.StringArrayVar(&brokerProps, "broker-set", nil, "scale scenarios: broker property name=value given to every broker child (-X of idem serve), to measure a setting against the default; repeatable")
 	f.StringArrayVarP(&props, "set", "X", nil, "client security property name=value, as for the client commands (security.protocol, sasl.*, ssl.*); repeatable")
 	f.StringVar(&dataDir, "data-dir", "", "data directory of the embedded broker; for a scale scenario, where its brokers' data directories are made and removed (default: a temporary directory, removed afterwards)")
 	f.IntVar(&cfg.Records100, "records-100", 1_000_000, "100-byte records per throughput run (0 skips)")

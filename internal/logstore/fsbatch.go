@@ -59,16 +59,25 @@ type fsBatcher struct {
 	covered atomic.Int64 // log fsyncs those calls stood in for
 }
 
-// batchTurn is one log's place in a batch. Its channel receives the batch
-// when the log leads it, or the batch's outcome.
+// batchTurn is one log's place in a batch. A log's syncer syncs one file at
+// a time, so each log keeps one turn and reuses it (a producer writing 1,000
+// partitions makes 1,000 turns a round). Its channel tells the member that
+// it leads a batch (lead set) or the batch's outcome.
 type batchTurn struct {
 	f    File
-	lead chan []*batchTurn // capacity 1
-	done chan error        // capacity 1
+	told chan turnNews // capacity 1; drained before the turn is reused
 }
 
-// sync makes f's written data durable, alone or in a batch.
-func (b *fsBatcher) sync(f File) error {
+type turnNews struct {
+	lead []*batchTurn // the batch this member is to sync; nil: it was synced
+	err  error
+}
+
+func newBatchTurn() *batchTurn { return &batchTurn{told: make(chan turnNews, 1)} }
+
+// sync makes f's written data durable, alone or in a batch; t is the
+// caller's turn.
+func (b *fsBatcher) sync(f File, t *batchTurn) error {
 	if b == nil || b.fs == nil || b.solo.Load() <= 0 {
 		return f.Sync()
 	}
@@ -82,7 +91,7 @@ func (b *fsBatcher) sync(f File) error {
 		b.mu.Unlock()
 		return err
 	}
-	t := &batchTurn{f: f, lead: make(chan []*batchTurn, 1), done: make(chan error, 1)}
+	t.f = f
 	if !b.leading {
 		// Nobody gathers: lead a batch of one (its own fsync), and let
 		// the logs that come meanwhile gather behind it.
@@ -92,12 +101,11 @@ func (b *fsBatcher) sync(f File) error {
 	}
 	b.next = append(b.next, t)
 	b.mu.Unlock()
-	select {
-	case batch := <-t.lead:
-		return b.syncBatch(t, batch)
-	case err := <-t.done:
-		return err
+	news := <-t.told
+	if news.lead != nil {
+		return b.syncBatch(t, news.lead)
 	}
+	return news.err
 }
 
 // syncBatch syncs batch (which t leads), answers its members and hands the
@@ -114,9 +122,11 @@ func (b *fsBatcher) syncBatch(t *batchTurn, batch []*batchTurn) error {
 	}
 	for _, m := range batch {
 		if m != t {
-			m.done <- err
+			m.f = nil
+			m.told <- turnNews{err: err}
 		}
 	}
+	t.f = nil
 	b.mu.Lock()
 	following := b.next
 	b.next = nil
@@ -125,7 +135,7 @@ func (b *fsBatcher) syncBatch(t *batchTurn, batch []*batchTurn) error {
 	}
 	b.mu.Unlock()
 	if len(following) > 0 {
-		following[0].lead <- following
+		following[0].told <- turnNews{lead: following}
 	}
 	return err
 }
@@ -152,9 +162,9 @@ func (d *Disk) FileSystemSyncs() (syncs, logs int64) {
 
 // syncLogFile is the fsync of a log's group commit: through the data
 // directory's batcher when the log has a Disk.
-func (d *Disk) syncLogFile(f File) error {
+func (d *Disk) syncLogFile(f File, t *batchTurn) error {
 	if d == nil {
 		return f.Sync()
 	}
-	return d.batcher.sync(f)
+	return d.batcher.sync(f, t)
 }

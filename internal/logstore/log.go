@@ -186,6 +186,7 @@ type Log struct {
 	urgent chan struct{} // tells the syncer someone waits for durability; capacity 1
 	quit   chan struct{}
 	done   chan struct{} // closed when the syncer exits
+	turn   *batchTurn    // the syncer's place in the Disk's fsync batches (fsbatch.go)
 }
 
 // Open opens or creates the log in dir and recovers it (see the package doc).
@@ -198,6 +199,7 @@ func Open(fsys FS, dir string, cfg Config) (*Log, error) {
 		urgent:   make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
+		turn:     newBatchTurn(),
 	}
 	if sp := cfg.Disk.sharedPoints(); sp != nil {
 		if k := sp.key(dir); k != "" {

@@ -68,7 +68,7 @@ func (l *Log) syncOnce() bool {
 	if obs != nil {
 		began = time.Now()
 	}
-	if err := l.cfg.Disk.syncLogFile(seg.f); err != nil {
+	if err := l.cfg.Disk.syncLogFile(seg.f, l.turn); err != nil {
 		l.mu.Lock()
 		l.poisonLocked(fmt.Errorf("fsync %s: %w", seg.path, err))
 		l.mu.Unlock()

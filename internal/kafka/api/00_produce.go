@@ -90,6 +90,7 @@ func handleProduce(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request)
 	var waits []durableWait
 	for _, rt := range req.Topics {
 		topicAllowed := allowedTopic(env, conn, security.OpWrite, rt.Topic)
+		limits := limitsOf(env, rt.Topic)
 		st := kmsg.NewProduceResponseTopic()
 		st.Topic = rt.Topic
 		st.Partitions = make([]kmsg.ProduceResponseTopicPartition, 0, len(rt.Partitions))
@@ -112,7 +113,7 @@ func handleProduce(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request)
 			case addErr != nil:
 				sp.ErrorCode, err = errorCode(addErr, produceAPI), addErr
 			default:
-				p, res, sp.ErrorCode, err = produceOne(env, version, rt.Topic, rp.Partition, rp.Records)
+				p, res, sp.ErrorCode, err = produceOne(env, version, rt.Topic, limits, rp.Partition, rp.Records)
 			}
 			if sp.ErrorCode != 0 {
 				failed = true
@@ -228,8 +229,25 @@ func addImplicitly(ctx context.Context, env *Env, txnID string, topics []kmsg.Pr
 	return failed
 }
 
+// topicLimits are what a produced batch is checked against. They are
+// looked up once per topic of a request, not per partition: a producer
+// writing 1,000 partitions of a topic sends them all in each request.
+type topicLimits struct {
+	maxMessage, segmentBytes int64
+	compacted                bool // records must have keys
+}
+
+func limitsOf(env *Env, topic string) topicLimits {
+	t, _ := env.Partitions.Topic(topic)
+	maxMsg := env.Config.Int("message.max.bytes")
+	if v, ok := t.Configs["max.message.bytes"]; ok {
+		maxMsg = parseInt(v, maxMsg)
+	}
+	return topicLimits{maxMessage: maxMsg, segmentBytes: env.Partitions.LogConfig(t).SegmentBytes, compacted: env.Partitions.Compacted(t)}
+}
+
 // produceOne validates and appends one partition's batch.
-func produceOne(env *Env, version int16, topic string, index int32, records []byte) (*partition.Partition, partition.AppendResult, int16, error) {
+func produceOne(env *Env, version int16, topic string, limits topicLimits, index int32, records []byte) (*partition.Partition, partition.AppendResult, int16, error) {
 	var none partition.AppendResult
 	if isInternalTopic(env, topic) {
 		err := internalTopicError(topic)
@@ -239,12 +257,6 @@ func produceOne(env *Env, version int16, topic string, index int32, records []by
 	if err != nil {
 		return nil, none, errorCode(err, produceAPI), nil
 	}
-	t, _ := env.Partitions.Topic(topic)
-	maxMsg := env.Config.Int("message.max.bytes")
-	if v, ok := t.Configs["max.message.bytes"]; ok {
-		maxMsg = parseInt(v, maxMsg)
-	}
-	segBytes := env.Partitions.LogConfig(t).SegmentBytes
 	switch {
 	case len(records) < 61:
 		return nil, none, kerr.CorruptMessage.Code, produceError("records shorter than a v2 batch header")
@@ -252,9 +264,9 @@ func produceOne(env *Env, version int16, topic string, index int32, records []by
 		return nil, none, kerr.InvalidRecord.Code, produceError("only record batches of magic 2 are supported")
 	case 12+int64(int32(binary.BigEndian.Uint32(records[8:]))) < int64(len(records)):
 		return nil, none, kerr.InvalidRecord.Code, produceError("exactly one record batch per partition is allowed")
-	case int64(len(records)) > segBytes:
+	case int64(len(records)) > limits.segmentBytes:
 		return nil, none, kerr.RecordListTooLarge.Code, nil
-	case int64(len(records)) > maxMsg:
+	case int64(len(records)) > limits.maxMessage:
 		return nil, none, kerr.MessageTooLarge.Code, nil
 	}
 	switch codec := binary.BigEndian.Uint16(records[21:]) & 0x07; {
@@ -280,7 +292,7 @@ func produceOne(env *Env, version int16, topic string, index int32, records []by
 		}
 		defer release()
 	}
-	if env.Partitions.Compacted(t) {
+	if limits.compacted {
 		if err := partition.RequireKeys(records); err != nil {
 			return nil, none, errorCode(err, produceAPI), err
 		}
