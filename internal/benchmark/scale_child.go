@@ -184,6 +184,21 @@ func (c *childBroker) stats() (procStats, error) {
 	return procStats{RSS: int64(st.VmRSS), HWM: int64(st.VmHWM), FDs: fds, CPU: stat.CPUTime()}, nil
 }
 
+// selfCPU is the bench process's own user+system CPU seconds: its clients'
+// cost, set beside the broker's to show which of the two a figure measures
+// on a machine with few cores.
+func selfCPU() (float64, error) {
+	p, err := procfs.Self()
+	if err != nil {
+		return 0, err
+	}
+	stat, err := p.Stat()
+	if err != nil {
+		return 0, err
+	}
+	return stat.CPUTime(), nil
+}
+
 // rssSampler reads the child's VmRSS every 100 ms until stopped and keeps
 // the peak, so a phase can report its own peak (VmHWM only ever grows).
 type rssSampler struct {

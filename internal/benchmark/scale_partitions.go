@@ -18,7 +18,13 @@ type PartitionsRow struct {
 	// CreateSeconds is how long creating the topics took.
 	CreateSeconds float64 `json:"create_seconds"`
 	Throughput
-	RSSBytes int64 `json:"rss_bytes"` // after producing
+	// BrokerCores and BenchCores are the CPU the broker and the bench's
+	// producer used while producing, in cores (CPU seconds per second):
+	// when they add up to the machine's cores, the figure is the
+	// machine's, not the broker's alone.
+	BrokerCores float64 `json:"broker_cores"`
+	BenchCores  float64 `json:"bench_cores"`
+	RSSBytes    int64   `json:"rss_bytes"` // after producing
 	FDs      int   `json:"fds"`       // after producing
 	// StopMs is SIGTERM → exit of the broker that produced: it fsyncs what
 	// is not yet durable and records every partition's final state.
@@ -99,6 +105,14 @@ func runPartitionCount(ctx context.Context, cfg ScaleConfig, total int, value []
 	}
 	row.CreateSeconds = time.Since(begin).Seconds()
 	progressf(cfg.Progress, "partitions %d: produce %d records", row.Partitions, cfg.PartitionRecords)
+	before, err := child.stats()
+	if err != nil {
+		return row, err
+	}
+	selfBefore, err := selfCPU()
+	if err != nil {
+		return row, err
+	}
 	if row.Throughput, err = child.produceSpread(ctx, topics, cfg.PartitionRecords, value); err != nil {
 		return row, err
 	}
@@ -106,6 +120,14 @@ func runPartitionCount(ctx context.Context, cfg ScaleConfig, total int, value []
 	st, err := child.stats()
 	if err != nil {
 		return row, err
+	}
+	selfAfter, err := selfCPU()
+	if err != nil {
+		return row, err
+	}
+	if row.Seconds > 0 {
+		row.BrokerCores = (st.CPU - before.CPU) / row.Seconds
+		row.BenchCores = (selfAfter - selfBefore) / row.Seconds
 	}
 	row.RSSBytes, row.FDs = st.RSS, st.FDs
 
@@ -144,12 +166,12 @@ func runPartitionCount(ctx context.Context, cfg ScaleConfig, total int, value []
 // Format prints the table and the issue's goals beside the figures.
 func (r *PartitionsReport) Format(w io.Writer) {
 	fmt.Fprintf(w, "partitions: %d records of %d bytes, idempotent acks=all, round-robin over every partition\n", r.records(), r.RecordBytes)
-	fmt.Fprintln(w, "stop = SIGTERM → exit; serve = exec → Metadata answered; ready = exec → every partition answers ListOffsets; term = after SIGTERM, kill = after kill -9")
-	fmt.Fprintf(w, "%10s %6s %8s %8s %6s %8s %6s %8s %11s %11s %11s %11s\n", "partitions", "topics", "create", "msgs/s", "MB/s", "RSS MiB", "fds",
+	fmt.Fprintln(w, "cpu = cores the broker / the bench's producer used while producing; stop = SIGTERM → exit; serve = exec → Metadata answered; ready = exec → every partition answers ListOffsets; term = after SIGTERM, kill = after kill -9")
+	fmt.Fprintf(w, "%10s %6s %8s %8s %6s %11s %8s %6s %8s %11s %11s %11s %11s\n", "partitions", "topics", "create", "msgs/s", "MB/s", "cpu b/bench", "RSS MiB", "fds",
 		"stop", "serve(term)", "ready(term)", "serve(kill)", "ready(kill)")
 	for _, row := range r.Rows {
-		fmt.Fprintf(w, "%10d %6d %7.2fs %8.0f %6.1f %8.1f %6d %6.0fms %9.0fms %9.0fms %9.0fms %9.0fms\n", row.Partitions, row.Topics, row.CreateSeconds,
-			row.MsgsPerS, row.MBPerS, mib(row.RSSBytes), row.FDs, row.StopMs, row.StartCleanMs, row.ReadyCleanMs, row.StartKilledMs, row.ReadyKilledMs)
+		fmt.Fprintf(w, "%10d %6d %7.2fs %8.0f %6.1f %5.2f/%5.2f %8.1f %6d %6.0fms %9.0fms %9.0fms %9.0fms %9.0fms\n", row.Partitions, row.Topics, row.CreateSeconds,
+			row.MsgsPerS, row.MBPerS, row.BrokerCores, row.BenchCores, mib(row.RSSBytes), row.FDs, row.StopMs, row.StartCleanMs, row.ReadyCleanMs, row.StartKilledMs, row.ReadyKilledMs)
 	}
 	fmt.Fprintln(w, "goals:")
 	if row, ok := r.row(10000); ok {
