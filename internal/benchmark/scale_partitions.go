@@ -25,7 +25,7 @@ type PartitionsRow struct {
 	BrokerCores float64 `json:"broker_cores"`
 	BenchCores  float64 `json:"bench_cores"`
 	RSSBytes    int64   `json:"rss_bytes"` // after producing
-	FDs      int   `json:"fds"`       // after producing
+	FDs         int     `json:"fds"`       // after producing
 	// StopMs is SIGTERM → exit of the broker that produced: it fsyncs what
 	// is not yet durable and records every partition's final state.
 	StopMs float64 `json:"stop_ms"`

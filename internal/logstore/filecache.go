@@ -384,6 +384,32 @@ func (cf *cachedFile) Sync() error {
 	return err
 }
 
+// fsSyncBegin and fsSyncDone bracket a sync of the whole file system that
+// stands in for cf's fsync (fsbatch.go): what was written through cf when
+// it began is durable once it succeeded, and the file may then be closed
+// like one fsynced through it.
+func (cf *cachedFile) fsSyncBegin() uint64 {
+	cf.c.mu.Lock()
+	defer cf.c.mu.Unlock()
+	return cf.written
+}
+
+func (cf *cachedFile) fsSyncDone(covered uint64) {
+	c := cf.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	cf.inherited = false
+	if covered <= cf.synced {
+		return
+	}
+	cf.synced = covered
+	if cf.pins == 0 && !cf.forgotten && cf.unsynced {
+		c.unlistLocked(cf)
+		c.settleLocked(cf)
+		c.evictLocked()
+	}
+}
+
 func (cf *cachedFile) Size() (int64, error) {
 	f, _, err := cf.pin()
 	if err != nil {

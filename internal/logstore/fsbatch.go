@@ -116,9 +116,7 @@ func (b *fsBatcher) syncBatch(t *batchTurn, batch []*batchTurn) error {
 	if len(batch) == 1 {
 		err = t.f.Sync()
 	} else {
-		err = b.fs.SyncFileSystem(b.dir)
-		b.fsSyncs.Add(1)
-		b.covered.Add(int64(len(batch)))
+		err = b.syncAll(batch)
 	}
 	for _, m := range batch {
 		if m != t {
@@ -138,6 +136,38 @@ func (b *fsBatcher) syncBatch(t *batchTurn, batch []*batchTurn) error {
 		following[0].told <- turnNews{lead: following}
 	}
 	return err
+}
+
+// syncAll syncs the file system for every member of batch, telling files
+// that keep count of what was fsynced through them (the open-file cache's)
+// what the sync covered.
+func (b *fsBatcher) syncAll(batch []*batchTurn) error {
+	marks := make([]uint64, len(batch))
+	for i, m := range batch {
+		if c, ok := m.f.(fsSyncCounted); ok {
+			marks[i] = c.fsSyncBegin()
+		}
+	}
+	err := b.fs.SyncFileSystem(b.dir)
+	b.fsSyncs.Add(1)
+	b.covered.Add(int64(len(batch)))
+	if err != nil {
+		return err
+	}
+	for i, m := range batch {
+		if c, ok := m.f.(fsSyncCounted); ok {
+			c.fsSyncDone(marks[i])
+		}
+	}
+	return nil
+}
+
+// fsSyncCounted is a File that counts the writes an fsync covered (the
+// open-file cache's cachedFile, which closes only files with nothing left
+// to fsync).
+type fsSyncCounted interface {
+	fsSyncBegin() uint64
+	fsSyncDone(covered uint64)
 }
 
 // SetSoloSyncs sets how many fsyncs of different logs may run at once before

@@ -234,3 +234,37 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A file-system sync counts for the open-file cache as an fsync of every
+// file of its batch: the files become idle and are closed down to the
+// limit, as after their own fsyncs.
+func TestFilesSyncedInABatchAreClosedToTheLimit(t *testing.T) {
+	fsys := NewMemFS()
+	disk := mustOpenDisk(t, fsys)
+	disk.SetSoloSyncs(1)
+	disk.Files().SetLimit(3)
+	// A sync that takes a while, as on a disk, lets the others gather.
+	fsys.SetSyncHook(func(ev SyncEvent) {
+		if !ev.Done {
+			time.Sleep(200 * time.Microsecond)
+		}
+	})
+	cfg := Config{Logger: quietLogger, Disk: disk}
+	const n = 12
+	logs := make([]*Log, n)
+	for i := range logs {
+		logs[i] = mustOpen(t, fsys, fmt.Sprintf("/p%d", i), cfg)
+		defer logs[i].Close()
+	}
+	var wg sync.WaitGroup
+	for round := range 20 {
+		for _, l := range logs {
+			wg.Go(func() { mustAppendDurable(t, l, testBatch(1, int64(round), []byte("x"))) })
+		}
+		wg.Wait()
+	}
+	if fsys.FileSystemSyncs() == 0 {
+		t.Fatal("no batch was synced as a whole: the test did not exercise SyncFileSystem")
+	}
+	waitFor(t, func() bool { return disk.Files().Open() <= 3 })
+}
