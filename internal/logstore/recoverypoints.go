@@ -65,8 +65,9 @@ type RecoveryPoint struct {
 // many logs there are. No goroutine of its own: an idle broker has nothing
 // to record, and a closing log records its final point, which whoever
 // closes the data directory writes once for all (Disk.FlushRecoveryPoints).
-// Entries of logs closed for good (a deleted topic) stay until the next
-// start; they name directories no log opens again.
+// Entries of logs removed for good (a deleted topic) are dropped by
+// Disk.ForgetRecoveryPoints once their directory is gone, so the file does
+// not grow with every topic ever created.
 type sharedPoints struct {
 	d *Disk
 
@@ -155,6 +156,36 @@ func (s *sharedPoints) record(key string, gen uint64, offset int64) {
 	}
 	s.current[key] = RecoveryPoint{Generation: gen, Offset: offset}
 	s.dirty = true
+}
+
+// ForgetRecoveryPoints drops the shared file's entries of the logs in dir
+// and below it, once their data is removed for good (a deleted topic); the
+// next flush writes the file without them. Logs there must be closed: a
+// log closing later would record its point again. Safe on a nil Disk.
+func (d *Disk) ForgetRecoveryPoints(dir string) {
+	s := d.sharedPoints()
+	if s == nil {
+		return
+	}
+	prefix := relativeKey(d.dir, dir)
+	if prefix == "" {
+		return
+	}
+	s.load()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	under := func(k string) bool { return k == prefix || strings.HasPrefix(k, prefix+"/") }
+	for k := range s.current {
+		if under(k) {
+			delete(s.current, k)
+			s.dirty = true
+		}
+	}
+	for k := range s.loaded {
+		if under(k) {
+			delete(s.loaded, k)
+		}
+	}
 }
 
 // FlushRecoveryPoints writes the data directory's shared recovery-point
@@ -308,4 +339,11 @@ func (p RecoveryPoints) For(dir string, gen uint64) (int64, bool) {
 		return 0, false
 	}
 	return e.Offset, true
+}
+
+// Has reports whether the shared file has an entry for the log in dir, at
+// any generation.
+func (p RecoveryPoints) Has(dir string) bool {
+	_, ok := p.entries[relativeKey(p.dataDir, dir)]
+	return ok
 }

@@ -242,3 +242,44 @@ func TestSharedFileKeepsThePointsOfLogsNotOpened(t *testing.T) {
 		t.Fatalf("a's recovery point: %d (%v), want 5", r, ok)
 	}
 }
+
+// A deleted topic's logs leave the shared file once their data is gone,
+// whether they were written in this run or only carried over from the file
+// an earlier run wrote: the file does not grow with every topic ever made.
+func TestForgottenLogsLeaveTheSharedFile(t *testing.T) {
+	fsys := NewMemFS()
+	d, _ := OpenDisk(fsys, "/data", 0, quietLogger)
+	cfg := Config{Disk: d, Logger: quietLogger, CheckpointInterval: time.Hour}
+	dirs := []string{"/data/topics/t1/0", "/data/topics/t1/1", "/data/topics/t10/0", "/data/topics/t2/0"}
+	for _, dir := range dirs {
+		l := mustOpen(t, fsys, dir, cfg)
+		appendDurable(t, l, 0, 2)
+		l.Close()
+	}
+	if err := d.FlushRecoveryPoints(); err != nil {
+		t.Fatal(err)
+	}
+
+	// This run forgets t1 (written in it); the next forgets t2, which it
+	// never opened: its entry came from the file.
+	d.ForgetRecoveryPoints("/data/topics/t1")
+	if err := d.FlushRecoveryPoints(); err != nil {
+		t.Fatal(err)
+	}
+	d2, _ := OpenDisk(fsys, "/data", 0, quietLogger)
+	d2.ForgetRecoveryPoints("/data/topics/t2")
+	if err := d2.FlushRecoveryPoints(); err != nil {
+		t.Fatal(err)
+	}
+	points, err := LoadRecoveryPoints(fsys, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for k := range points.entries {
+		keys = append(keys, k)
+	}
+	if len(keys) != 1 || keys[0] != "topics/t10/0" {
+		t.Fatalf("the shared file holds %v, want only topics/t10/0 (t1 and t2 forgotten, t10 is not under t1)", keys)
+	}
+}

@@ -197,6 +197,7 @@ func (m *Manager) sweep(names []string) error {
 				m.log.Warn("could not remove deleted topic data; will retry at the next start", "dir", dir, "err", err)
 				continue
 			}
+			m.disk.ForgetRecoveryPoints(dir)
 			if err := m.cat.Forget(id); err != nil {
 				m.log.Warn("could not drop the tombstone of a deleted topic", "topic", d.Name, "err", err)
 			}
@@ -563,6 +564,7 @@ func (m *Manager) removeTopicData(t catalog.Topic) {
 		m.log.Warn("could not remove topic data; the next start retries", "topic", t.Name, "err", err)
 		return
 	}
+	m.disk.ForgetRecoveryPoints(path.Join(m.dir, t.ID.Hex()))
 	if err := m.cat.Forget(t.ID); err != nil {
 		m.log.Warn("could not drop the tombstone of a deleted topic; the next start retries", "topic", t.Name, "err", err)
 	}

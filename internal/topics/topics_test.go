@@ -242,3 +242,59 @@ func openTestManager(t *testing.T, mem *logstore.MemFS) *Manager {
 	t.Cleanup(func() { m.Close() })
 	return m
 }
+
+// TestDeletedTopicLeavesTheSharedRecoveryPoints: deleting a topic drops its
+// partitions' entries from the data directory's shared recovery-point file,
+// so the file does not keep every topic ever created.
+func TestDeletedTopicLeavesTheSharedRecoveryPoints(t *testing.T) {
+	mem := logstore.NewMemFS()
+	cat, err := catalog.Open(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	disk, err := logstore.OpenDisk(mem, "/data", 0, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := OpenManager(ManagerConfig{FS: mem, DataDir: "/data", Catalog: cat, Config: config.New(), Disk: disk})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	gone, err := m.CreateTopic("gone", 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept, err := m.CreateTopic("kept", 1, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{"gone", "kept"} {
+		p, err := m.Lookup(name, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Append(recordBatch("k", "v")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := m.DeleteTopic("gone"); err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := disk.FlushRecoveryPoints(); err != nil {
+		t.Fatal(err)
+	}
+	points, err := logstore.LoadRecoveryPoints(mem, "/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if points.Has("/data/topics/"+gone.ID.Hex()+"/0") || points.Has("/data/topics/"+gone.ID.Hex()+"/1") {
+		t.Fatal("the deleted topic's partition is still in the shared recovery-point file")
+	}
+	if !points.Has("/data/topics/" + kept.ID.Hex() + "/0") {
+		t.Fatal("the kept topic's partition is missing from the shared recovery-point file")
+	}
+}
