@@ -136,6 +136,15 @@ func (osFS) SyncFileSystem(dir string) error {
 	}
 }
 
+// FileSystemID implements FileSystemSyncer: the device number of dir.
+func (osFS) FileSystemID(dir string) (uint64, error) {
+	var st unix.Stat_t
+	if err := unix.Stat(dir, &st); err != nil {
+		return 0, &os.PathError{Op: "stat", Path: dir, Err: err}
+	}
+	return st.Dev, nil
+}
+
 func (osFS) Stat(name string) (int64, error) {
 	fi, err := os.Stat(name)
 	if err != nil {

@@ -12,6 +12,10 @@ type FileSystemSyncer interface {
 	// SyncFileSystem makes the data written to every file of dir's file
 	// system durable, and reports a write-back error of any of them.
 	SyncFileSystem(dir string) error
+	// FileSystemID names the file system dir is on (its device number), so
+	// that a log directory mounted or linked elsewhere is never counted as
+	// covered by a sync of the data directory's file system.
+	FileSystemID(dir string) (uint64, error)
 }
 
 // DefaultSoloSyncs is how many fsyncs of different logs may run at once
@@ -66,6 +70,9 @@ type fsBatcher struct {
 type batchTurn struct {
 	f    File
 	told chan turnNews // capacity 1; drained before the turn is reused
+	// alone: the log's directory is not on the data directory's file
+	// system (or that could not be told), so it always fsyncs its own file.
+	alone bool
 }
 
 type turnNews struct {
@@ -75,10 +82,32 @@ type turnNews struct {
 
 func newBatchTurn() *batchTurn { return &batchTurn{told: make(chan turnNews, 1)} }
 
+// turnFor is the batch turn of a log in dir: one that may join batches
+// only if dir is on the same file system as the data directory.
+func (d *Disk) turnFor(dir string) *batchTurn {
+	t := newBatchTurn()
+	if d == nil || d.batcher.fs == nil {
+		return t
+	}
+	home, err := d.batcher.fs.FileSystemID(d.dir)
+	if err == nil {
+		var here uint64
+		here, err = d.batcher.fs.FileSystemID(dir)
+		t.alone = err != nil || here != home
+	} else {
+		t.alone = true
+	}
+	if t.alone {
+		d.log.Warn("a log directory is not on the data directory's file system (or its file system cannot be told); it is fsynced on its own, never by a sync of the data directory's file system",
+			"dir", dir, "data_dir", d.dir, "err", err)
+	}
+	return t
+}
+
 // sync makes f's written data durable, alone or in a batch; t is the
 // caller's turn.
 func (b *fsBatcher) sync(f File, t *batchTurn) error {
-	if b == nil || b.fs == nil || b.solo.Load() <= 0 {
+	if b == nil || b.fs == nil || t.alone || b.solo.Load() <= 0 {
 		return f.Sync()
 	}
 	b.mu.Lock()

@@ -268,3 +268,52 @@ func TestFilesSyncedInABatchAreClosedToTheLimit(t *testing.T) {
 	}
 	waitFor(t, func() bool { return disk.Files().Open() <= 3 })
 }
+
+// A log whose directory is on another file system than the data directory
+// (mounted or linked elsewhere) is never counted as covered by a sync of
+// the data directory's file system: it fsyncs its own file, and what it
+// acknowledged survives a power loss.
+func TestLogOnAnotherFileSystemSyncsItsOwnFile(t *testing.T) {
+	fsys := NewMemFS()
+	fsys.SetForeignFileSystem("/elsewhere")
+	disk := mustOpenDisk(t, fsys)
+	disk.SetSoloSyncs(1)
+	fsys.SetSyncHook(func(ev SyncEvent) {
+		if !ev.Done {
+			time.Sleep(200 * time.Microsecond) // let the others gather
+		}
+	})
+	cfg := Config{Logger: quietLogger, Disk: disk}
+	var logs []*Log
+	for i := range 6 {
+		logs = append(logs, mustOpen(t, fsys, fmt.Sprintf("/p%d", i), cfg))
+	}
+	foreign := mustOpen(t, fsys, "/elsewhere/p", cfg)
+	logs = append(logs, foreign)
+	defer func() {
+		for _, l := range logs {
+			l.Close()
+		}
+	}()
+	var wg sync.WaitGroup
+	for round := range 30 {
+		for _, l := range logs {
+			wg.Go(func() { mustAppendDurable(t, l, testBatch(1, int64(round), []byte("x"))) })
+		}
+		wg.Wait()
+		// Every batch acknowledged so far survives a power loss now.
+		crashed := fsys.CrashClone(CrashOptions{})
+		l, err := Open(crashed, "/elsewhere/p", Config{Logger: quietLogger})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := l.EndOffset()
+		l.Close()
+		if got != int64(round+1) {
+			t.Fatalf("round %d: after a power loss the log on another file system holds %d of its %d acknowledged batches", round, got, round+1)
+		}
+	}
+	if fsys.FileSystemSyncs() == 0 {
+		t.Fatal("no batch was synced as a whole: the test did not exercise SyncFileSystem")
+	}
+}

@@ -199,7 +199,7 @@ func Open(fsys FS, dir string, cfg Config) (*Log, error) {
 		urgent:   make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
-		turn:     newBatchTurn(),
+		turn:     cfg.Disk.turnFor(dir),
 	}
 	if sp := cfg.Disk.sharedPoints(); sp != nil {
 		if k := sp.key(dir); k != "" {

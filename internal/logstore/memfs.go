@@ -37,7 +37,8 @@ type MemFS struct {
 	// the most open at once, opens every open of each name (OpenSegments).
 	openSegs, peakSegs int
 	opens              map[string]int
-	fsSyncs            int // SyncFileSystem calls
+	fsSyncs            int      // SyncFileSystem calls
+	foreign            []string // directories on "another file system" (FileSystemID)
 }
 
 // SyncEvent describes one sync as seen by a hook: N counts syncs from 1,
@@ -498,13 +499,45 @@ func (m *MemFS) SyncFileSystem(dir string) error {
 	m.fsSyncs++
 	m.mu.Unlock()
 	return m.sync(SyncEvent{Name: dir, FileSystem: true}, func() error {
-		for _, d := range m.dirs {
+		for path, d := range m.dirs {
+			if m.foreignLocked(path) {
+				continue // another file system: not covered
+			}
 			for _, ino := range d.entries {
 				ino.synced = slices.Clone(ino.data)
 			}
 		}
 		return nil
 	})
+}
+
+// FileSystemID implements FileSystemSyncer: a MemFS is one file system,
+// except below a directory marked with SetForeignFileSystem.
+func (m *MemFS) FileSystemID(dir string) (uint64, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.foreignLocked(dir) {
+		return 2, nil
+	}
+	return 1, nil
+}
+
+func (m *MemFS) foreignLocked(dir string) bool {
+	for _, f := range m.foreign {
+		if dir == f || strings.HasPrefix(dir, f+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// SetForeignFileSystem makes dir and what is below it count as another
+// file system (a mount or a symlink to another disk): SyncFileSystem of
+// the rest does not make its files durable.
+func (m *MemFS) SetForeignFileSystem(dir string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.foreign = append(m.foreign, dir)
 }
 
 // FileSystemSyncs reports how many SyncFileSystem calls were made.
