@@ -54,6 +54,10 @@ type fsBatcher struct {
 	dir  string
 	solo atomic.Int32 // concurrent fsyncs before batching; 0 = off
 
+	homeOnce sync.Once // home is the data directory's FileSystemID
+	home     uint64
+	homeErr  error
+
 	mu      sync.Mutex
 	running int          // solo fsyncs in flight
 	leading bool         // a batch's leader is syncing
@@ -89,7 +93,8 @@ func (d *Disk) turnFor(dir string) *batchTurn {
 	if d == nil || d.batcher.fs == nil {
 		return t
 	}
-	home, err := d.batcher.fs.FileSystemID(d.dir)
+	d.batcher.homeOnce.Do(func() { d.batcher.home, d.batcher.homeErr = d.batcher.fs.FileSystemID(d.dir) })
+	home, err := d.batcher.home, d.batcher.homeErr
 	if err == nil {
 		var here uint64
 		here, err = d.batcher.fs.FileSystemID(dir)

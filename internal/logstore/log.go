@@ -199,7 +199,6 @@ func Open(fsys FS, dir string, cfg Config) (*Log, error) {
 		urgent:   make(chan struct{}, 1),
 		quit:     make(chan struct{}),
 		done:     make(chan struct{}),
-		turn:     cfg.Disk.turnFor(dir),
 	}
 	if sp := cfg.Disk.sharedPoints(); sp != nil {
 		if k := sp.key(dir); k != "" {
@@ -209,6 +208,7 @@ func Open(fsys FS, dir string, cfg Config) (*Log, error) {
 	if err := fsys.MkdirAll(dir); err != nil {
 		return nil, fmt.Errorf("logstore: create %s: %w", dir, err)
 	}
+	l.turn = cfg.Disk.turnFor(dir) // once dir exists: it asks dir's file system
 	if err := l.recover(); err != nil {
 		l.closeFiles()
 		return nil, err

@@ -516,6 +516,9 @@ func (m *MemFS) SyncFileSystem(dir string) error {
 func (m *MemFS) FileSystemID(dir string) (uint64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if _, ok := m.dirs[filepath.Clean(dir)]; !ok {
+		return 0, &fs.PathError{Op: "stat", Path: dir, Err: fs.ErrNotExist}
+	}
 	if m.foreignLocked(dir) {
 		return 2, nil
 	}
