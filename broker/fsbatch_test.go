@@ -57,4 +57,3 @@ func TestManyPartitionsAreSyncedTogether(t *testing.T) {
 		t.Fatalf("the topic holds %d records, %d were acknowledged", total, produced)
 	}
 }
-
