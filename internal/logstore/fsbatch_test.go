@@ -178,13 +178,8 @@ func TestFailedFileSystemSyncPoisonsEveryLogOfTheBatch(t *testing.T) {
 	fsys := NewMemFS()
 	disk := mustOpenDisk(t, fsys)
 	disk.SetSoloSyncs(1)
-	cfg := Config{Logger: quietLogger, Disk: disk}
 	const n = 6
-	logs := make([]*Log, n)
-	for i := range logs {
-		logs[i] = mustOpen(t, fsys, fmt.Sprintf("/p%d", i), cfg)
-		defer logs[i].Close()
-	}
+	logs := openLogs(t, fsys, Config{Logger: quietLogger, Disk: disk}, n)
 	// Hold the first fsyncs (the solo one and a batch of one behind it)
 	// until every other log has asked for durability and gathered into
 	// one batch; then fail every sync from there on.
@@ -223,6 +218,27 @@ func TestFailedFileSystemSyncPoisonsEveryLogOfTheBatch(t *testing.T) {
 	}
 }
 
+// openLogs opens n logs /p0 … /p(n-1) with cfg, closed when the test ends.
+func openLogs(t *testing.T, fsys FS, cfg Config, n int) []*Log {
+	t.Helper()
+	logs := make([]*Log, n)
+	for i := range logs {
+		logs[i] = mustOpen(t, fsys, fmt.Sprintf("/p%d", i), cfg)
+		t.Cleanup(func() { logs[i].Close() })
+	}
+	return logs
+}
+
+// slowSyncs makes every sync of fsys take 200 µs, as on a disk, so that
+// logs needing one at the same moment gather into batches.
+func slowSyncs(fsys *MemFS) {
+	fsys.SetSyncHook(func(ev SyncEvent) {
+		if !ev.Done {
+			time.Sleep(200 * time.Microsecond)
+		}
+	})
+}
+
 // waitFor polls cond for up to 10 s.
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
@@ -243,19 +259,8 @@ func TestFilesSyncedInABatchAreClosedToTheLimit(t *testing.T) {
 	disk := mustOpenDisk(t, fsys)
 	disk.SetSoloSyncs(1)
 	disk.Files().SetLimit(3)
-	// A sync that takes a while, as on a disk, lets the others gather.
-	fsys.SetSyncHook(func(ev SyncEvent) {
-		if !ev.Done {
-			time.Sleep(200 * time.Microsecond)
-		}
-	})
-	cfg := Config{Logger: quietLogger, Disk: disk}
-	const n = 12
-	logs := make([]*Log, n)
-	for i := range logs {
-		logs[i] = mustOpen(t, fsys, fmt.Sprintf("/p%d", i), cfg)
-		defer logs[i].Close()
-	}
+	slowSyncs(fsys)
+	logs := openLogs(t, fsys, Config{Logger: quietLogger, Disk: disk}, 12)
 	var wg sync.WaitGroup
 	for round := range 20 {
 		for _, l := range logs {
@@ -278,23 +283,11 @@ func TestLogOnAnotherFileSystemSyncsItsOwnFile(t *testing.T) {
 	fsys.SetForeignFileSystem("/elsewhere")
 	disk := mustOpenDisk(t, fsys)
 	disk.SetSoloSyncs(1)
-	fsys.SetSyncHook(func(ev SyncEvent) {
-		if !ev.Done {
-			time.Sleep(200 * time.Microsecond) // let the others gather
-		}
-	})
+	slowSyncs(fsys)
 	cfg := Config{Logger: quietLogger, Disk: disk}
-	var logs []*Log
-	for i := range 6 {
-		logs = append(logs, mustOpen(t, fsys, fmt.Sprintf("/p%d", i), cfg))
-	}
 	foreign := mustOpen(t, fsys, "/elsewhere/p", cfg)
-	logs = append(logs, foreign)
-	defer func() {
-		for _, l := range logs {
-			l.Close()
-		}
-	}()
+	defer foreign.Close()
+	logs := append(openLogs(t, fsys, cfg, 6), foreign) // last: rarely the one syncing alone
 	var wg sync.WaitGroup
 	for round := range 30 {
 		for _, l := range logs {
