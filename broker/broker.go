@@ -188,6 +188,9 @@ func (b *Broker) Start() (err error) {
 	}
 	disk.Files().SetLimit(int(b.conf.Int("idem.log.open.files.max")))
 	disk.SetSoloSyncs(int(b.conf.Int("idem.log.sync.solo.max")))
+	// Runs after every log opened below is closed (cleanups run in
+	// reverse): their final points, and a flush still in the background.
+	cleanup = append(cleanup, disk.FlushRecoveryPoints)
 	cat.UseDisk(disk)
 	parts, err := topics.OpenManager(topics.ManagerConfig{
 		FS: b.fs, DataDir: dir, Catalog: cat, Config: b.conf, Logger: b.log, Disk: disk,

@@ -131,6 +131,13 @@ func runCrashSeed(t *testing.T, seed uint64) int {
 	if err := l.Close(); err != nil {
 		t.Fatalf("seed %d: close: %v", seed, err)
 	}
+	if shared {
+		// As the broker does when it closes the data directory: write the
+		// final points and join a flush still running in the background.
+		if err := cfg.Disk.FlushRecoveryPoints(); err != nil {
+			t.Fatalf("seed %d: flush recovery points: %v", seed, err)
+		}
+	}
 	fsys.SetSyncHook(nil)
 
 	for i, p := range points {

@@ -111,6 +111,9 @@ func runSharedSyncCrashSeed(t *testing.T, seed uint64) (points, fsSyncs int) {
 			t.Fatalf("seed %d: close: %v", seed, err)
 		}
 	}
+	if err := disk.FlushRecoveryPoints(); err != nil { // joins a background flush
+		t.Fatalf("seed %d: flush recovery points: %v", seed, err)
+	}
 	fsys.SetSyncHook(nil)
 
 	for i, c := range crashes {

@@ -61,10 +61,11 @@ type RecoveryPoint struct {
 // sharedPoints is a data directory's shared recovery-point file and the
 // advances not yet written to it. Logs record their advances (cheap: a map
 // update) and the first syncer to find the file older than the interval
-// writes it for all of them, so the cost is one file per interval however
-// many logs there are. No goroutine of its own: an idle broker has nothing
-// to record, and a closing log records its final point, which whoever
-// closes the data directory writes once for all (Disk.FlushRecoveryPoints).
+// starts a write for all of them (maybeFlush), so the cost is one file per
+// interval however many logs there are. No goroutine lives on: an idle
+// broker has nothing to record, and a closing log records its final point,
+// which whoever closes the data directory writes once for all, joining a
+// write still running (Disk.FlushRecoveryPoints).
 // Entries of logs removed for good (a deleted topic) are dropped by
 // Disk.ForgetRecoveryPoints once their directory is gone, so the file does
 // not grow with every topic ever created.
@@ -76,7 +77,8 @@ type sharedPoints struct {
 	dirty     bool
 	lastFlush time.Time
 
-	flushMu sync.Mutex // one writer of the file at a time
+	flushMu  sync.Mutex     // one writer of the file at a time
+	flushing sync.WaitGroup // background flushes started by maybeFlush
 
 	loadOnce sync.Once
 	loaded   map[string]RecoveryPoint // what the file held at the first open
@@ -199,21 +201,45 @@ func (d *Disk) FlushRecoveryPoints() error {
 	}
 	s.flushMu.Lock()
 	defer s.flushMu.Unlock()
+	s.flushing.Wait() // a background flush has unlocked flushMu: let it end
 	return s.flushLocked(d.now())
 }
 
 // maybeFlush writes the file when it holds unwritten advances and the last
-// write is at least interval old. A caller finding another flush under way
-// returns at once: that flush, or the next, covers its advance.
-func (s *sharedPoints) maybeFlush(now time.Time, interval time.Duration) error {
+// write is at least interval old. The write runs on a goroutine of its own
+// (tracked by flushing, joined by FlushRecoveryPoints): the syncer that
+// found it due goes straight back to fsyncing records. Written inline, its
+// fsyncs and the directory sync after the rename (which on ext4 commits
+// the journal, waiting for other files' dirty data) held up the durable
+// waiters of that log for up to 20 ms once a second. A caller finding a
+// flush under way returns at once: that flush, once done, writes again if
+// an advance came meanwhile and the interval allows, or the next caller
+// does.
+func (s *sharedPoints) maybeFlush(now time.Time, interval time.Duration) {
 	s.mu.Lock()
 	due := s.dirty && now.Sub(s.lastFlush) >= interval
 	s.mu.Unlock()
 	if !due || !s.flushMu.TryLock() {
-		return nil
+		return
 	}
-	defer s.flushMu.Unlock()
-	return s.flushLocked(now)
+	s.flushing.Add(1)
+	go func() {
+		defer s.flushing.Done()
+		defer s.flushMu.Unlock()
+		for {
+			if err := s.flushLocked(now); err != nil {
+				s.d.log.Warn("recovery-point file write failed", "err", err)
+				return
+			}
+			now = s.d.now()
+			s.mu.Lock()
+			again := s.dirty && now.Sub(s.lastFlush) >= interval
+			s.mu.Unlock()
+			if !again {
+				return
+			}
+		}
+	}()
 }
 
 // flushLocked writes the file if it is dirty; flushMu must be held.

@@ -144,9 +144,7 @@ func (l *Log) maybeCheckpoint() {
 		// moved).
 		l.shared.record(l.sharedKey, l.ckptGen, c.recovery)
 		l.lastCkpt, l.lastCkptTime = c, now
-		if err := l.shared.maybeFlush(now, l.cfg.CheckpointInterval); err != nil {
-			l.log.Warn("recovery-point file write failed", "err", err)
-		}
+		l.shared.maybeFlush(now, l.cfg.CheckpointInterval)
 	} else if err := l.writeCheckpointLocked(c); err != nil {
 		// The checkpoint only sharpens recovery's judgement; losing one is
 		// not data loss, so report it without poisoning the log.
