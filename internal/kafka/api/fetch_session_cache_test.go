@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
@@ -138,5 +139,31 @@ func TestFetchSessionEpochWraps(t *testing.T) {
 		if got := nextFetchEpoch(c[0]); got != c[1] {
 			t.Errorf("epoch after %d is %d, want %d", c[0], got, c[1])
 		}
+	}
+}
+
+// An answer read for an epoch the session has moved past (another
+// connection's request was accepted meanwhile) is not sent: Kafka answers
+// INVALID_FETCH_SESSION_EPOCH with no partitions, and the session keeps
+// what it last sent.
+func TestFetchSessionAnswerForAnOutdatedEpochIsRefused(t *testing.T) {
+	c, _ := newTestCache(10, time.Minute)
+	s := sessionOf(1)
+	c.create(s)
+	resp := kmsg.NewPtrFetchResponse()
+	st := kmsg.NewFetchResponseTopic()
+	st.Topic = "t"
+	sp := kmsg.NewFetchResponseTopicPartition()
+	sp.HighWatermark = 7
+	st.Partitions = append(st.Partitions, sp)
+	resp.Topics = append(resp.Topics, st)
+	s.epoch = nextFetchEpoch(s.epoch) // accepted our request (epoch 1)
+	mine := s.epoch
+	s.epoch = nextFetchEpoch(s.epoch) // and then another connection's
+	if s.commit(mine, resp) || resp.ErrorCode != kerr.InvalidFetchSessionEpoch.Code || len(resp.Topics) != 0 {
+		t.Fatalf("outdated answer committed: error %d, %d topics", resp.ErrorCode, len(resp.Topics))
+	}
+	if hw := s.parts[sessionKey{"t", 0}].highWatermark; hw != -1 {
+		t.Fatalf("the refused answer's high watermark %d was remembered", hw)
 	}
 }
