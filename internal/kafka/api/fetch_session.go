@@ -53,6 +53,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/idem-dev/idem/internal/catalog"
+	"github.com/idem-dev/idem/internal/partition"
 )
 
 // maxUnknownSessionPartitions is how many partitions that did not exist
@@ -118,6 +121,14 @@ type sessionPartition struct {
 	// Last answered; -1 until the partition was first answered, and the
 	// high watermark again after an error, so that it is answered next time.
 	highWatermark, lastStable, logStart int64
+
+	// part is the open partition last served, of the topic incarnation
+	// partOf: looking a thousand partitions up in the topic manager on
+	// every fetch was most of an incremental fetch's cost (three locks
+	// each). It is used only while the topic still has that id and the
+	// partition no error, which is what a lookup would check.
+	part   *partition.Partition
+	partOf catalog.ID
 
 	prev, next *sessionPartition
 }
@@ -441,11 +452,12 @@ func fillSession(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem
 	maxBytes := fetchMaxBytes(env, req)
 	total := 0
 	var st *kmsg.FetchResponseTopic
+	var r partitionResolver
 	for p := s.head; p != nil; p = p.next {
 		sp := kmsg.NewFetchResponseTopicPartition()
 		sp.Partition = p.key.partition
 		sp.RecordBatches = []byte{} // empty, not null (see fillFetch)
-		switch part, err := lookupPartition(env, p.key.topic, p.key.partition); {
+		switch part, err := r.resolve(env, p); {
 		case acl.denied(p.key.topic):
 			sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		case err != nil:
@@ -485,8 +497,9 @@ func fillSession(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem
 func (s *fetchSession) watch(env *Env, wake chan struct{}) func() {
 	s.mu.Lock()
 	stops := make([]func(), 0, len(s.parts))
+	var r partitionResolver
 	for p := s.head; p != nil; p = p.next {
-		if part, err := lookupPartition(env, p.key.topic, p.key.partition); err == nil {
+		if part, err := r.resolve(env, p); err == nil {
 			stops = append(stops, part.Watch(wake))
 		}
 	}
@@ -496,4 +509,33 @@ func (s *fetchSession) watch(env *Env, wake chan struct{}) func() {
 			stop()
 		}
 	}
+}
+
+// partitionResolver finds the open partitions of a session's partitions,
+// asking the topic manager for each topic once per pass (the session's
+// order keeps a topic's partitions mostly together) and for a partition
+// only when the one remembered is not known to be current.
+type partitionResolver struct {
+	topic string
+	id    catalog.ID
+	known bool // topic exists, with id
+}
+
+func (r *partitionResolver) resolve(env *Env, p *sessionPartition) (*partition.Partition, error) {
+	if env.Partitions == nil || isInternalTopic(env, p.key.topic) {
+		return lookupPartition(env, p.key.topic, p.key.partition)
+	}
+	if r.topic != p.key.topic {
+		t, ok := env.Partitions.Topic(p.key.topic)
+		r.topic, r.id, r.known = p.key.topic, t.ID, ok
+	}
+	if r.known && p.part != nil && p.partOf == r.id && p.part.Err() == nil {
+		return p.part, nil
+	}
+	part, err := lookupPartition(env, p.key.topic, p.key.partition)
+	p.part, p.partOf = nil, catalog.ID{}
+	if err == nil && r.known {
+		p.part, p.partOf = part, r.id
+	}
+	return part, err
 }

@@ -406,3 +406,24 @@ func TestFetchSessionChecksReadACLOnEveryPartitionItCarries(t *testing.T) {
 	want(t, "bob on alice's session", bob.do(sessionFetch(id, 2, 0)), 0,
 		"open/0 "+kerr.TopicAuthorizationFailed.Message, "secret/0 "+kerr.TopicAuthorizationFailed.Message)
 }
+
+// A topic deleted and created again under its name while a session holds
+// its partition: the session serves the new topic, never the old one's
+// closed log.
+func TestFetchSessionServesATopicRecreatedUnderItsName(t *testing.T) {
+	_, cl := sessionBroker(t)
+	adm := kadm.NewClient(cl)
+	createTopic(t, adm, "re", 1, nil)
+	produceTo(t, cl, "re", 0, "old")
+	f := newFetcher(t, cl)
+	id := f.do(sessionFetch(0, 0, 0, at{"re", 0, 0})).SessionID
+	want(t, "old topic, incremental", f.do(sessionFetch(id, 1, 0)), 0, "re/0 1 records")
+	if _, err := adm.DeleteTopics(testkit.Context(t, 10*time.Second), "re"); err != nil {
+		t.Fatal(err)
+	}
+	want(t, "deleted", f.do(sessionFetch(id, 2, 0)), 0, "re/0 "+kerr.UnknownTopicOrPartition.Message)
+	createTopic(t, adm, "re", 1, nil)
+	produceTo(t, cl, "re", 0, "new", "newer")
+	resp := f.do(sessionFetch(id, 3, 0))
+	want(t, "recreated", resp, 0, "re/0 2 records")
+}
