@@ -27,11 +27,11 @@ package api
 //   - versions below 7 have no session fields and are always sessionless.
 //
 // An incremental answer carries a session partition only when it has
-// records, an error, or a high watermark, last stable offset or log start
-// offset other than the one last sent for it (Kafka's
-// maybeUpdateResponseData; the last stable offset is idem's addition,
-// since an idem transaction can move it without moving the high
-// watermark). A partition that answered an error is sent again next time
+// records, an error, or a high watermark or log start offset other than
+// the one last sent for it (Kafka's maybeUpdateResponseData). A last
+// stable offset that moves alone needs no answer: a read_committed
+// consumer then has records to read below it, and a read_uncommitted one
+// does not need it. A partition that answered an error is sent again next time
 // (its remembered high watermark becomes -1), as long as it stays in the
 // session. Partitions that returned records move to the back of the
 // session, so that a MaxBytes-limited answer serves the others next time.
@@ -120,7 +120,7 @@ type sessionPartition struct {
 
 	// Last answered; -1 until the partition was first answered, and the
 	// high watermark again after an error, so that it is answered next time.
-	highWatermark, lastStable, logStart int64
+	highWatermark, logStart int64
 
 	// part is the open partition last served, of the topic incarnation
 	// partOf: looking a thousand partitions up in the topic manager on
@@ -267,7 +267,7 @@ func (s *fetchSession) put(env *Env, topic string, rp *kmsg.FetchRequestTopicPar
 	k := sessionKey{topic, rp.Partition}
 	p := s.parts[k]
 	if p == nil {
-		p = &sessionPartition{key: k, highWatermark: -1, lastStable: -1, logStart: -1}
+		p = &sessionPartition{key: k, highWatermark: -1, logStart: -1}
 		if !partitionExists(env, topic, rp.Partition) {
 			if s.unknown >= maxUnknownSessionPartitions {
 				return false
@@ -353,12 +353,24 @@ func (s *fetchSession) unlink(p *sessionPartition) {
 // update).
 func (p *sessionPartition) mustAnswer(sp *kmsg.FetchResponseTopicPartition) bool {
 	return len(sp.RecordBatches) > 0 || sp.ErrorCode != 0 || sp.HighWatermark != p.highWatermark ||
-		sp.LastStableOffset != p.lastStable || sp.LogStartOffset != p.logStart
+		sp.LogStartOffset != p.logStart
+}
+
+// quiet reports, from two atomic loads, that a read_uncommitted fetch of
+// part would give nothing an incremental answer includes: the client asks
+// from the high watermark (no records, and in range), which is the one
+// last answered, as is the log start offset. Most partitions of a large
+// session are quiet in most fetches; reading them in full takes the
+// partition's and the log's locks for the last stable and end offsets.
+func (p *sessionPartition) quiet(part *partition.Partition) bool {
+	hwm := part.HighWatermark()
+	return p.fetchOffset == hwm && hwm == p.highWatermark && part.StartOffset() == p.logStart &&
+		p.fetchOffset >= p.logStart && leaderEpochCode(p.leaderEpoch) == 0
 }
 
 // answered remembers what was sent for the partition.
 func (p *sessionPartition) answered(sp *kmsg.FetchResponseTopicPartition) {
-	p.highWatermark, p.lastStable, p.logStart = sp.HighWatermark, sp.LastStableOffset, sp.LogStartOffset
+	p.highWatermark, p.logStart = sp.HighWatermark, sp.LogStartOffset
 	if sp.ErrorCode != 0 {
 		p.highWatermark = -1
 	}
@@ -462,6 +474,8 @@ func fillSession(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem
 			sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		case err != nil:
 			sp.ErrorCode = errorCode(err, dataAPIs)
+		case req.IsolationLevel == 0 && p.quiet(part):
+			continue
 		default:
 			rp := kmsg.FetchRequestTopicPartition{Partition: p.key.partition, CurrentLeaderEpoch: p.leaderEpoch,
 				FetchOffset: p.fetchOffset, PartitionMaxBytes: p.maxBytes}
