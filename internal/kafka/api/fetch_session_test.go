@@ -427,3 +427,26 @@ func TestFetchSessionServesATopicRecreatedUnderItsName(t *testing.T) {
 	resp := f.do(sessionFetch(id, 3, 0))
 	want(t, "recreated", resp, 0, "re/0 2 records")
 }
+
+// Records deleted below the consumer: the log start offset moved, which the
+// session answers once, though the consumer has nothing to read.
+func TestFetchSessionAnswersALogStartOffsetChange(t *testing.T) {
+	_, cl := sessionBroker(t)
+	adm := kadm.NewClient(cl)
+	createTopic(t, adm, "ls", 1, nil)
+	produceTo(t, cl, "ls", 0, "a", "b", "c")
+	f := newFetcher(t, cl)
+	id := f.do(sessionFetch(0, 0, 0, at{"ls", 0, 3})).SessionID
+	want(t, "caught up", f.do(sessionFetch(id, 1, 0)), 0)
+	offsets := kadm.Offsets{}
+	offsets.Add(kadm.Offset{Topic: "ls", Partition: 0, At: 2})
+	if _, err := adm.DeleteRecords(testkit.Context(t, 10*time.Second), offsets); err != nil {
+		t.Fatal(err)
+	}
+	resp := f.do(sessionFetch(id, 2, 0))
+	want(t, "after deleting records", resp, 0, "ls/0")
+	if got := resp.Topics[0].Partitions[0].LogStartOffset; got != 2 {
+		t.Fatalf("log start offset %d, want 2", got)
+	}
+	want(t, "and then not again", f.do(sessionFetch(id, 3, 0)), 0)
+}
