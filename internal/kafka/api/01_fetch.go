@@ -262,10 +262,10 @@ type fetchMemory struct {
 	// not have every byte it reads allocated, zeroed and collected.
 	buf []byte
 	// parts are the answer's per-topic partition lists, from
-	// partitionLists: a consumer of a thousand partitions names every one
-	// in every fetch (idem serves no fetch sessions), and a list of a
-	// thousand entries allocated per fetch was most of the broker's
-	// garbage under such a consumer.
+	// partitionLists: a consumer of a thousand partitions without a fetch
+	// session names every one in every fetch, and a list of a thousand
+	// entries allocated per fetch was most of the broker's garbage under
+	// such a consumer.
 	parts []*[]kmsg.FetchResponseTopicPartition
 	// served is what the last fillFetch put in the answer, per partition,
 	// counted once the answer is final (a long poll reads several times).
