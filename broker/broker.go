@@ -286,6 +286,8 @@ func (b *Broker) Start() (err error) {
 	if b.conf.AuthorizerEnabled() {
 		env.Authorizer = security.NewAuthorizer(sec, strings.Split(b.conf.String("super.users"), ";"), b.conf.Bool("allow.everyone.if.no.acl.found"))
 	}
+	env.FetchSessions = api.NewFetchSessionCache(int(b.conf.Int("max.incremental.fetch.session.cache.slots")), b.conf.Millis("min.incremental.fetch.session.eviction.ms"))
+	b.reg.MustRegister(env.FetchSessions.Collector())
 	if perMin := b.conf.Int("idem.auto.create.topics.max.per.minute"); perMin >= 0 {
 		env.AutoCreate = rate.NewLimiter(rate.Limit(float64(perMin)/60), int(max(perMin, 1)))
 		if perMin == 0 {

@@ -19,9 +19,11 @@ package api
 //     advance. Reading and waiting happen in a Deferred on the connection's
 //     writer, so a long-poll never blocks later requests from being read and
 //     a connection holds at most one fetch response's data at a time.
-//   - Fetch sessions (KIP-227) are declined: SessionID is always 0 and every
-//     request is a full fetch. A request naming a session id gets
-//     FETCH_SESSION_ID_NOT_FOUND.
+//   - Fetch sessions (KIP-227) are served as Kafka serves them
+//     (fetch_session.go): a full fetch at epoch 0 opens a session, and
+//     incremental fetches then name only what changed and are answered only
+//     the partitions with something new. Long-polls watch every partition
+//     of the session.
 //   - IsolationLevel 1 (read_committed) serves data only below the last
 //     stable offset and lists the aborted transactions overlapping the data
 //     returned (exactly those: entries whose marker precedes FetchOffset
@@ -60,19 +62,131 @@ const maxFetchWait = 5 * time.Minute
 func handleFetch(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FetchRequest)
 	resp := req.ResponseKind().(*kmsg.FetchResponse)
-	if req.SessionID != 0 {
+	cache := env.FetchSessions
+	switch {
+	case req.Version < 7: // no session fields
+		return fullFetch(env, conn, req, resp, nil), nil
+	case req.SessionEpoch == 0 || req.SessionEpoch == -1:
+		// A full fetch closes the session it names; epoch 0 opens a new one.
+		if cache == nil {
+			return fullFetch(env, conn, req, resp, nil), nil
+		}
+		if req.SessionID != 0 {
+			cache.remove(req.SessionID)
+		}
+		if req.SessionEpoch == -1 {
+			cache = nil
+		}
+		return fullFetch(env, conn, req, resp, cache), nil
+	}
+	var s *fetchSession
+	if cache != nil {
+		s = cache.get(req.SessionID)
+	}
+	if s == nil {
 		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
 		return resp, nil
 	}
+	s.mu.Lock()
+	if s.epoch != req.SessionEpoch {
+		s.mu.Unlock()
+		resp.ErrorCode = kerr.InvalidFetchSessionEpoch.Code
+		return resp, nil
+	}
+	if !s.update(env, req) || len(s.parts) == 0 {
+		s.mu.Unlock()
+		cache.removeSession(s)
+		return fullFetch(env, conn, req, resp, nil), nil
+	}
+	s.epoch = nextFetchEpoch(s.epoch)
+	epoch := s.epoch
+	// Every partition served is checked, those the session carries from
+	// earlier requests too: the ACL may have changed since, and a session
+	// id is no credential.
+	acl := readACL{}
+	if env.Authorizer != nil {
+		acl.allowed = map[string]bool{}
+		for p := s.head; p != nil; p = p.next {
+			if _, ok := acl.allowed[p.key.topic]; !ok {
+				acl.allowed[p.key.topic] = allowedTopic(env, conn, security.OpRead, p.key.topic)
+			}
+		}
+	}
+	s.mu.Unlock()
+	cache.touch(s)
+	cache.incremental.Add(1)
+	resp.SessionID = s.id
+	return deferFetch(env, req, resp,
+		func(resp *kmsg.FetchResponse, mem *fetchMemory) int {
+			return fillSession(env, req, resp, mem, s, epoch, acl)
+		},
+		func(wake chan struct{}) func() { return s.watch(env, wake) },
+		func(resp *kmsg.FetchResponse) bool { return s.commit(epoch, resp) },
+	), nil
+}
+
+// readACL is what a fetch may read, decided on the connection's reader
+// (the writer, which fills the answer, must not read conn).
+type readACL struct {
+	// allowed maps each topic checked to whether it may be read; nil
+	// when there is no authorizer. A topic not checked is denied.
+	allowed map[string]bool
+}
+
+func (a readACL) denied(topic string) bool {
+	return a.allowed != nil && !a.allowed[topic]
+}
+
+// fullFetch serves a request that names every partition it wants. With
+// open set, the answer opens a fetch session holding those partitions if
+// the cache takes it (SessionID then names it).
+func fullFetch(env *Env, conn *Conn, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, open *FetchSessionCache) kmsg.Response {
 	// Decided now, on the reader: the writer must not read conn. A
 	// follower's fetch (ReplicaID ≥ 0) would need CLUSTER_ACTION; idem has
 	// no followers, so every fetch is a consumer's and needs READ.
-	denied := map[string]bool{}
-	for _, rt := range req.Topics {
-		if !allowedTopic(env, conn, security.OpRead, rt.Topic) {
-			denied[rt.Topic] = true
+	acl := readACL{}
+	if env.Authorizer != nil {
+		acl.allowed = map[string]bool{}
+		for _, rt := range req.Topics {
+			acl.allowed[rt.Topic] = allowedTopic(env, conn, security.OpRead, rt.Topic)
 		}
 	}
+	return deferFetch(env, req, resp,
+		func(resp *kmsg.FetchResponse, mem *fetchMemory) int { return fillFetch(env, req, resp, mem, acl) },
+		func(wake chan struct{}) func() {
+			var stops []func()
+			for _, rt := range req.Topics {
+				for _, rp := range rt.Partitions {
+					if p, err := lookupPartition(env, rt.Topic, rp.Partition); err == nil {
+						stops = append(stops, p.Watch(wake))
+					}
+				}
+			}
+			return func() {
+				for _, stop := range stops {
+					stop()
+				}
+			}
+		},
+		func(resp *kmsg.FetchResponse) bool {
+			if open != nil {
+				if s := newFetchSession(env, req, resp); s != nil {
+					resp.SessionID = open.create(s)
+				}
+			}
+			return true
+		},
+	)
+}
+
+// deferFetch returns the Deferred that reads a fetch's answer (read, into
+// resp) on the connection's writer, waits as the request allows for more
+// data (watch registers wake with every partition the fetch reads and
+// returns what undoes it), and lets final settle the answer given: it
+// reports false when the answer carries no records after all.
+func deferFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse,
+	read func(*kmsg.FetchResponse, *fetchMemory) int, watch func(chan struct{}) func(),
+	final func(*kmsg.FetchResponse) bool) *Deferred {
 	wait := min(time.Duration(req.MaxWaitMillis)*time.Millisecond, maxFetchWait)
 	deadline := time.Now().Add(wait)
 	// Everything, even the first read, happens on the writer when this
@@ -83,26 +197,21 @@ func handleFetch(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (km
 	// hold more than the budget either.
 	mem := &fetchMemory{budget: env.Memory}
 	fill := func(ctx context.Context) error {
-		n := fillFetch(env, req, resp, mem, denied)
+		n := read(resp, mem)
 		if n >= int(req.MinBytes) || wait <= 0 || fetchHasError(resp) || !time.Now().Before(deadline) {
 			return nil
 		}
 		// Watch, then re-read, so that an advance between the first read
 		// and the wait is not missed.
 		wake := make(chan struct{}, 1)
-		for _, rt := range req.Topics {
-			for _, rp := range rt.Partitions {
-				if p, err := lookupPartition(env, rt.Topic, rp.Partition); err == nil {
-					defer p.Watch(wake)()
-				}
-			}
-		}
+		defer watch(wake)()
 		timer := time.NewTimer(time.Until(deadline))
 		defer timer.Stop()
 		for {
 			mem.releaseAll() // the previous read is replaced
 			fresh := req.ResponseKind().(*kmsg.FetchResponse)
-			n := fillFetch(env, req, fresh, mem, denied)
+			fresh.SessionID = resp.SessionID
+			n := read(fresh, mem)
 			*resp = *fresh
 			if n >= int(req.MinBytes) || fetchHasError(resp) {
 				return nil
@@ -120,11 +229,16 @@ func handleFetch(_ context.Context, env *Env, conn *Conn, kreq kmsg.Request) (km
 	}
 	return &Deferred{Response: resp, Done: mem.finish, Wait: func(ctx context.Context) error {
 		err := fill(ctx)
-		if err == nil {
-			mem.countServed() // resp is the answer sent: count its records per partition
+		if err != nil {
+			return err
 		}
-		return err
-	}}, nil
+		if final(resp) {
+			mem.countServed() // resp is the answer sent: count its records per partition
+		} else {
+			mem.served = mem.served[:0]
+		}
+		return nil
+	}}
 }
 
 func fetchHasError(resp *kmsg.FetchResponse) bool {
@@ -148,10 +262,10 @@ type fetchMemory struct {
 	// not have every byte it reads allocated, zeroed and collected.
 	buf []byte
 	// parts are the answer's per-topic partition lists, from
-	// partitionLists: a consumer of a thousand partitions names every one
-	// in every fetch (idem serves no fetch sessions), and a list of a
-	// thousand entries allocated per fetch was most of the broker's
-	// garbage under such a consumer.
+	// partitionLists: a consumer of a thousand partitions without a fetch
+	// session names every one in every fetch, and a list of a thousand
+	// entries allocated per fetch was most of the broker's garbage under
+	// such a consumer.
 	parts []*[]kmsg.FetchResponseTopicPartition
 	// served is what the last fillFetch put in the answer, per partition,
 	// counted once the answer is final (a long poll reads several times).
@@ -288,16 +402,8 @@ func (m *fetchMemory) adopt(data []byte) {
 
 // fillFetch reads every requested partition into resp and returns the number
 // of record bytes.
-func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *fetchMemory, denied map[string]bool) int {
-	maxBytes := int(req.MaxBytes)
-	if maxBytes <= 0 {
-		maxBytes = defaultFetchMaxBytes
-	}
-	// The broker's fetch.max.bytes caps what a client may ask for, so one
-	// request cannot make the broker read gigabytes into memory.
-	if limit := int(env.Config.Int("fetch.max.bytes")); maxBytes > limit {
-		maxBytes = limit
-	}
+func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *fetchMemory, acl readACL) int {
+	maxBytes := fetchMaxBytes(env, req)
 	total := 0
 	mem.served = mem.served[:0]
 	resp.Topics = slices.Grow(resp.Topics[:0], len(req.Topics))
@@ -315,7 +421,7 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *
 			// Empty, not null: librdkafka rejects a null record set
 			// ("invalid MessageSetSize -1"); Kafka always sends size 0.
 			sp.RecordBatches = []byte{}
-			if denied[rt.Topic] {
+			if acl.denied(rt.Topic) {
 				sp.ErrorCode = kerr.TopicAuthorizationFailed.Code
 				st.Partitions = append(st.Partitions, sp)
 				continue
@@ -337,6 +443,20 @@ func fillFetch(env *Env, req *kmsg.FetchRequest, resp *kmsg.FetchResponse, mem *
 		resp.Topics = append(resp.Topics, st)
 	}
 	return total
+}
+
+// fetchMaxBytes is the most record bytes the answer to req may carry.
+func fetchMaxBytes(env *Env, req *kmsg.FetchRequest) int {
+	maxBytes := int(req.MaxBytes)
+	if maxBytes <= 0 {
+		maxBytes = defaultFetchMaxBytes
+	}
+	// The broker's fetch.max.bytes caps what a client may ask for, so one
+	// request cannot make the broker read gigabytes into memory.
+	if limit := int(env.Config.Int("fetch.max.bytes")); maxBytes > limit {
+		maxBytes = limit
+	}
+	return maxBytes
 }
 
 func fetchPartition(p *partition.Partition, req *kmsg.FetchRequest, rp *kmsg.FetchRequestTopicPartition, sp *kmsg.FetchResponseTopicPartition, remaining int, haveData bool, mem *fetchMemory) int {

@@ -144,6 +144,11 @@ type Env struct {
 	// Memory is the budget Fetch answers take their records from; nil
 	// means no limit.
 	Memory MemoryBudget
+	// FetchSessions is the broker's incremental fetch session cache
+	// (KIP-227); nil declines sessions: every fetch is served as a full
+	// fetch with SessionID 0, and an incremental one gets
+	// FETCH_SESSION_ID_NOT_FOUND.
+	FetchSessions *FetchSessionCache
 	// AutoCreate paces topic auto-creation by Metadata requests
 	// (idem.auto.create.topics.max.per.minute); nil means no pacing.
 	AutoCreate *rate.Limiter
