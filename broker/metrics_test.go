@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -32,36 +31,7 @@ func sample(t *testing.T, b *brokertest.Broker, name string, labels ...string) (
 // sampleSum is sample that also returns a histogram's sum.
 func sampleSum(t *testing.T, b *brokertest.Broker, name string, labels ...string) (v, sum float64, ok bool) {
 	t.Helper()
-	mfs, err := b.Registry().Gather()
-	if err != nil {
-		t.Fatalf("gather: %v", err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-	series:
-		for _, m := range mf.GetMetric() {
-			if len(m.GetLabel())*2 != len(labels) {
-				continue
-			}
-			for _, l := range m.GetLabel() {
-				i := slices.Index(labels, l.GetName())
-				if i < 0 || i%2 != 0 || labels[i+1] != l.GetValue() {
-					continue series
-				}
-			}
-			switch {
-			case m.Counter != nil:
-				return m.GetCounter().GetValue(), 0, true
-			case m.Gauge != nil:
-				return m.GetGauge().GetValue(), 0, true
-			case m.Histogram != nil:
-				return float64(m.GetHistogram().GetSampleCount()), m.GetHistogram().GetSampleSum(), true
-			}
-		}
-	}
-	return 0, 0, false
+	return b.Metric(t, name, labels...)
 }
 
 // mustSample is sample for a series that must exist.

@@ -24,22 +24,11 @@ import (
 // fetchSessionEvent reads idem_fetch_session_events_total{event=…}.
 func fetchSessionEvent(t *testing.T, b *brokertest.Broker, event string) float64 {
 	t.Helper()
-	mfs, err := b.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, _, ok := b.Metric(t, "idem_fetch_session_events_total", "event", event)
+	if !ok {
+		t.Fatalf("no idem_fetch_session_events_total{event=%q}", event)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != "idem_fetch_session_events_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			if l := m.GetLabel(); len(l) == 1 && l[0].GetValue() == event {
-				return m.GetCounter().GetValue()
-			}
-		}
-	}
-	t.Fatalf("idem_fetch_session_events_total{event=%q} not registered", event)
-	return 0
+	return v
 }
 
 // collector gathers what a consumer polls, per partition in arrival order.

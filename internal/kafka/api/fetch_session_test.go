@@ -143,24 +143,11 @@ func sessionBroker(t *testing.T, opts ...broker.Option) (*brokertest.Broker, *kg
 // sessionEvents reads idem_fetch_session_events_total{event}.
 func sessionEvents(t *testing.T, b *brokertest.Broker, event string) float64 {
 	t.Helper()
-	mfs, err := b.Registry().Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, _, ok := b.Metric(t, "idem_fetch_session_events_total", "event", event)
+	if !ok {
+		t.Fatalf("no idem_fetch_session_events_total{event=%q}", event)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() != "idem_fetch_session_events_total" {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "event" && l.GetValue() == event {
-					return m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	t.Fatalf("no idem_fetch_session_events_total{event=%q}", event)
-	return 0
+	return v
 }
 
 func TestFetchSessionOpensAnswersOnlyNewsForgetsAndCloses(t *testing.T) {
