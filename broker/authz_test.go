@@ -3,7 +3,6 @@ package broker_test
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
@@ -19,37 +18,16 @@ import (
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
-	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/security"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
-
-// seedUsers writes users into a data directory before the broker's first
-// start, as `idem user create --data-dir` does: a locked-down broker is
-// never born unmanageable.
-func seedUsers(t *testing.T, dir string, users ...string) {
-	t.Helper()
-	s, err := security.Open(security.StoreConfig{FS: logstore.OSFS(), Dir: filepath.Join(dir, "__security")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for _, u := range users {
-		c, err := security.NewCredential(security.ScramSHA256, u+"-pw", security.MinIterations)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if errs := s.AlterCredentials(context.Background(), []security.CredentialChange{{User: u, Mechanism: security.ScramSHA256, Credential: &c}}); errs[0] != nil {
-			t.Fatal(errs[0])
-		}
-	}
-}
 
 // lockedBroker runs a broker with only a SASL listener, the authorizer on,
 // admin as the super user, and users admin, alice and bob.
 func lockedBroker(t *testing.T, extra ...broker.Option) *brokertest.Broker {
 	t.Helper()
 	dir := t.TempDir()
-	seedUsers(t, dir, "admin", "alice", "bob")
+	brokerkit.SeedUsers(t, dir, "admin", "alice", "bob")
 	return brokertest.Run(t, append([]broker.Option{
 		broker.WithDataDir(dir),
 		broker.WithProperty("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),

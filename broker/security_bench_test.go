@@ -19,6 +19,7 @@ import (
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // TestSecurityThroughput measures, in one run and round by round, produce
@@ -48,7 +49,7 @@ func TestSecurityThroughput(t *testing.T) {
 	// The authorizer variant: a second broker whose user is allowed by one
 	// prefixed ACL among 1,000.
 	dir := t.TempDir()
-	seedUsers(t, dir, "admin", "bob")
+	brokerkit.SeedUsers(t, dir, "admin", "bob")
 	az := brokertest.Run(t, broker.WithDataDir(dir), broker.WithProperty("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
 		broker.WithProperty("authorizer.class.name", "idem"), broker.WithProperty("super.users", "User:admin"))
 	adm := kadm.NewClient(userClient(t, az, "admin"))

@@ -117,7 +117,7 @@ var layers = []layer{
 	{pkg: "internal/testkit"},
 	{pkg: "internal/dlq/dlqtest", may: []string{"broker/brokertest"}},
 	{pkg: "internal/testkit/pgkit", may: []string{"internal/testkit"}},
-	{pkg: "internal/testkit/brokerkit", may: []string{"internal/testkit", "broker", "broker/brokertest", "internal/brokerhook", "internal/logstore", "internal/verify"}},
+	{pkg: "internal/testkit/brokerkit", may: []string{"internal/testkit", "broker", "broker/brokertest", "internal/brokerhook", "internal/logstore", "internal/security", "internal/verify"}},
 	{pkg: "internal/testkit/txnkit", may: []string{"internal/testkit", "internal/verify"}},
 	{pkg: "internal/archtest"},
 	{pkg: "test/..."},

@@ -1,9 +1,7 @@
 package api_test
 
 import (
-	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"testing"
@@ -17,9 +15,8 @@ import (
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
-	"github.com/idem-dev/idem/internal/logstore"
-	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // Incremental fetch sessions (KIP-227), driven by hand-built Fetch requests
@@ -335,29 +332,9 @@ func TestFetchSessionReportsADeletedTopic(t *testing.T) {
 	want(t, "forgotten", f.do(forget(sessionFetch(id, 2, 100*time.Millisecond), "gone", 0)), 0)
 }
 
-// seedUser writes a SCRAM-SHA-256 user (password <name>-pw) into a data
-// directory before the broker's first start.
-func seedUsers(t *testing.T, dir string, users ...string) {
-	t.Helper()
-	s, err := security.Open(security.StoreConfig{FS: logstore.OSFS(), Dir: filepath.Join(dir, "__security")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for _, u := range users {
-		c, err := security.NewCredential(security.ScramSHA256, u+"-pw", security.MinIterations)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if errs := s.AlterCredentials(context.Background(), []security.CredentialChange{{User: u, Mechanism: security.ScramSHA256, Credential: &c}}); errs[0] != nil {
-			t.Fatal(errs[0])
-		}
-	}
-}
-
 func TestFetchSessionChecksReadACLOnEveryPartitionItCarries(t *testing.T) {
 	dir := t.TempDir()
-	seedUsers(t, dir, "admin", "alice", "bob")
+	brokerkit.SeedUsers(t, dir, "admin", "alice", "bob")
 	b := brokertest.Run(t,
 		broker.WithDataDir(dir),
 		broker.WithProperty("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
