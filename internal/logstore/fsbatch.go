@@ -112,7 +112,7 @@ func (d *Disk) turnFor(dir string) *batchTurn {
 // sync makes f's written data durable, alone or in a batch; t is the
 // caller's turn.
 func (b *fsBatcher) sync(f File, t *batchTurn) error {
-	if b == nil || b.fs == nil || t.alone || b.solo.Load() <= 0 {
+	if b.fs == nil || t.alone || b.solo.Load() <= 0 {
 		return f.Sync()
 	}
 	b.mu.Lock()

@@ -173,6 +173,10 @@ func (d *Disk) ForgetRecoveryPoints(dir string) {
 	if prefix == "" {
 		return
 	}
+	// Loaded first, so the file's old entries are in current and go with
+	// the rest. loaded itself stays as read: concurrent opens look it up
+	// without a lock, and no log opens a removed directory again (topic
+	// directories are named by topic id).
 	s.load()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -181,11 +185,6 @@ func (d *Disk) ForgetRecoveryPoints(dir string) {
 		if under(k) {
 			delete(s.current, k)
 			s.dirty = true
-		}
-	}
-	for k := range s.loaded {
-		if under(k) {
-			delete(s.loaded, k)
 		}
 	}
 }
