@@ -141,6 +141,7 @@ docs/bench.md describes each and how to read it.`,
 	f.IntVar(&cfg.Records1K, "records-1k", 200_000, "1-KiB records per throughput run (0 skips)")
 	f.IntSliceVar(&cfg.Rates, "rates", []int{1000, 5000}, "fixed produce rates (msgs/s) for the latency runs")
 	f.DurationVar(&duration, "latency-duration", 10*time.Second, "length of each latency run")
+	f.IntVar(&cfg.LatencyInFlight, "latency-in-flight", 0, "latency runs: produce requests in flight with a non-idempotent acks=all producer (0: the idempotent producer, one request in flight), to separate the client's wait from the broker's latency")
 	f.Int32Var(&cfg.Partitions, "partitions", 4, "partitions per benchmark topic")
 	f.IntVar(&cfg.ShareRecords, "share-records", 1_000_000, "100-byte records of the share-group run: share consumers acking each record versus a classic group committing after each poll, then a lock-expiry redelivery (0 skips)")
 	f.IntVar(&cfg.ShareConsumers, "share-consumers", 4, "consumers of the share-group and classic-group runs")

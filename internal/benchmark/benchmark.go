@@ -30,6 +30,13 @@ type Config struct {
 	// lasting LatencyDuration.
 	Rates           []int
 	LatencyDuration time.Duration
+	// LatencyInFlight, when above 1, makes the latency runs' producer
+	// non-idempotent with that many produce requests in flight. An
+	// idempotent franz-go producer keeps one request in flight per broker,
+	// so a record sent while one is in flight waits for its whole round
+	// trip; this separates that client wait from the broker's own latency.
+	// 0 or 1: the default idempotent producer.
+	LatencyInFlight int
 	// ShareRecords is how many 100-byte records the share-group runs
 	// consume, with ShareConsumers share consumers acknowledging each one
 	// and as many classic group consumers committing after each poll.
@@ -75,6 +82,9 @@ type Latency struct {
 	// a record behind the request before it.
 	AckP50Ms float64 `json:"ack_p50_ms"`
 	AckP99Ms float64 `json:"ack_p99_ms"`
+	// InFlight is the producer's produce requests in flight per broker
+	// when above 1 (a non-idempotent producer); 0 for the idempotent one.
+	InFlight int `json:"in_flight,omitempty"`
 }
 
 // Report is everything a run measured.
@@ -93,6 +103,9 @@ func Run(ctx context.Context, cfg Config) (Report, error) {
 		if rate <= 0 {
 			return Report{}, fmt.Errorf("bench: latency rate %d: each --rates value must be at least 1 msg/s", rate)
 		}
+	}
+	if cfg.LatencyInFlight < 0 || cfg.LatencyInFlight > 100 {
+		return Report{}, fmt.Errorf("bench: latency in-flight %d: must be 0 (idempotent producer) to 100", cfg.LatencyInFlight)
 	}
 	var rep Report
 	runID := time.Now().UnixNano()
@@ -284,7 +297,13 @@ func latency(ctx context.Context, cfg Config, topic string, rate int) (Latency, 
 		return Latency{}, err
 	}
 	defer cons.Close()
-	prod, err := cfg.newClient(kgo.SeedBrokers(cfg.Brokers...), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0))
+	prodOpts := []kgo.Opt{kgo.SeedBrokers(cfg.Brokers...), kgo.DefaultProduceTopic(topic), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.ProducerLinger(0)}
+	inFlight := 0
+	if cfg.LatencyInFlight > 1 {
+		inFlight = cfg.LatencyInFlight
+		prodOpts = append(prodOpts, kgo.DisableIdempotentWrite(), kgo.MaxProduceRequestsInflightPerBroker(inFlight))
+	}
+	prod, err := cfg.newClient(prodOpts...)
 	if err != nil {
 		return Latency{}, err
 	}
@@ -360,7 +379,7 @@ func latency(ctx context.Context, cfg Config, topic string, rate int) (Latency, 
 	defer ackMu.Unlock()
 	slices.Sort(acks)
 	return Latency{RatePerS: rate, Records: len(lat), P50Ms: q(lat, 0.50), P99Ms: q(lat, 0.99), P999Ms: q(lat, 0.999), MaxMs: float64(lat[len(lat)-1]) / 1e6,
-		AckP50Ms: q(acks, 0.50), AckP99Ms: q(acks, 0.99)}, nil
+		AckP50Ms: q(acks, 0.50), AckP99Ms: q(acks, 0.99), InFlight: inFlight}, nil
 }
 
 // Format writes the report as a table.
@@ -380,7 +399,11 @@ func Format(w io.Writer, rep Report) {
 	if len(rep.Latency) > 0 {
 		fmt.Fprintf(w, "\n%-24s %10s %8s %8s %8s %8s %11s %11s\n", "end-to-end (acks=all)", "records", "p50 ms", "p99 ms", "p999 ms", "max ms", "ack p50 ms", "ack p99 ms")
 		for _, l := range rep.Latency {
-			fmt.Fprintf(w, "%-24s %10d %8.2f %8.2f %8.2f %8.2f %11.2f %11.2f\n", fmt.Sprintf("%d msg/s", l.RatePerS), l.Records, l.P50Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.AckP50Ms, l.AckP99Ms)
+			name := fmt.Sprintf("%d msg/s", l.RatePerS)
+			if l.InFlight > 1 {
+				name += fmt.Sprintf(", %d in flight", l.InFlight)
+			}
+			fmt.Fprintf(w, "%-24s %10d %8.2f %8.2f %8.2f %8.2f %11.2f %11.2f\n", name, l.Records, l.P50Ms, l.P99Ms, l.P999Ms, l.MaxMs, l.AckP50Ms, l.AckP99Ms)
 		}
 	}
 }

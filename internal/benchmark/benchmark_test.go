@@ -69,3 +69,28 @@ func TestShareRunSmall(t *testing.T) {
 		t.Fatalf("table lacks the share rows:\n%s", out.String())
 	}
 }
+
+// TestLatencyWithRequestsInFlight runs a latency run with a non-idempotent
+// producer keeping several requests in flight: every record still arrives,
+// the row says how many requests were in flight, and a bound outside 0–100
+// is refused before anything runs.
+func TestLatencyWithRequestsInFlight(t *testing.T) {
+	b := brokertest.Run(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	rep, err := Run(ctx, Config{Brokers: []string{b.Addr()}, Rates: []int{500}, LatencyDuration: time.Second, LatencyInFlight: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Latency) != 1 || rep.Latency[0].Records != 500 || rep.Latency[0].InFlight != 5 {
+		t.Fatalf("latency run: %+v", rep.Latency)
+	}
+	var out bytes.Buffer
+	Format(&out, rep)
+	if !strings.Contains(out.String(), "500 msg/s, 5 in flight") {
+		t.Fatalf("table does not name the requests in flight:\n%s", out.String())
+	}
+	if _, err := Run(ctx, Config{Brokers: []string{b.Addr()}, LatencyInFlight: -1}); err == nil || !strings.Contains(err.Error(), "in-flight") {
+		t.Fatalf("a negative in-flight bound: err %v, want a refusal naming it", err)
+	}
+}
