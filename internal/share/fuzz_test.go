@@ -1,6 +1,8 @@
 package share
 
 import (
+	"errors"
+	"math"
 	"testing"
 
 	"github.com/idem-dev/idem/internal/statelog"
@@ -37,4 +39,26 @@ func FuzzReplayRecord(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestReplayRefusesAStateRecordBelowOffsetZero is the fuzzer's find made a
+// specification: a state record whose start offset is negative is corrupt.
+// With a start of -2^63, last-start overflowed, every run passed the window
+// bound, and replay grew the window record by record until memory ran out.
+func TestReplayRefusesAStateRecordBelowOffsetZero(t *testing.T) {
+	tp := topicPartition{id: [16]byte{1}, partition: 2}
+	for _, spso := range []int64{-1, math.MinInt64} {
+		c := &Coordinator{groups: map[string]*group{}, configs: map[resourceKey]map[string]string{}}
+		c.dlq.init()
+		rec := stateRecord("g", tp, false, spso, []run{{first: 0, last: 3, state: stAcknowledged, count: 1}}, false)
+		c.mu.Lock()
+		err := c.applyLocked(rec)
+		c.mu.Unlock()
+		if !errors.Is(err, errCorruptRecord) {
+			t.Errorf("start %d: err %v, want a corrupt-record error", spso, err)
+		}
+		if g := c.groups["g"]; g != nil && g.sps[tp] != nil {
+			t.Errorf("start %d: replay kept a window of %d records", spso, len(g.sps[tp].recs))
+		}
+	}
 }

@@ -237,6 +237,12 @@ func decodeState(v []byte) (full bool, spso int64, runs []run, err error) {
 	}
 	full = d.i8() == 1
 	spso = d.i64()
+	// Offsets are never negative; refusing a negative start also keeps
+	// rn.last-spso below from overflowing (a start of -2^63 made any run
+	// look short, and replay grew a window of 2^63 records).
+	if d.err == nil && spso < 0 {
+		return false, 0, nil, fmt.Errorf("%w: share-partition start offset %d", errCorruptRecord, spso)
+	}
 	n := d.count(27)
 	runs = make([]run, 0, n)
 	for range n {
