@@ -482,16 +482,35 @@ func (l *Log) active() *segment { return l.segs[len(l.segs)-1] }
 // once write(2) has taken it. The log assigns the base offset and writes it
 // into batch[0:8]. The batch is validated first (length, magic, CRC-32C).
 func (l *Log) Append(batch []byte) (AppendInfo, error) {
+	return l.appendTelling(batch, l.kick)
+}
+
+// AppendSyncNow is Append for a caller that is about to wait for the batch
+// to be durable (acks=all): the syncer starts its fsync at once instead of
+// after BackgroundSyncDelay, woken once, rather than woken by the append's
+// kick and again by the waiter.
+func (l *Log) AppendSyncNow(batch []byte) (AppendInfo, error) {
+	return l.appendTelling(batch, l.urgent)
+}
+
+// appendTelling appends batch and then signals the syncer on wake (kick or
+// urgent).
+func (l *Log) appendTelling(batch []byte, wake chan struct{}) (AppendInfo, error) {
 	if l.cfg.UseReserve {
-		return l.AppendUsingReserve(batch)
+		var info AppendInfo
+		err := l.cfg.Disk.Do(func() (err error) {
+			info, err = l.appendOnce(batch, true, wake)
+			return err
+		})
+		return info, err
 	}
-	return l.appendOnce(batch, false)
+	return l.appendOnce(batch, false, wake)
 }
 
 // appendOnce appends batch; a record append (reserved false) is refused
 // while the disk is full, so that records never take the space the disk
 // reserve gave back for metadata.
-func (l *Log) appendOnce(batch []byte, reserved bool) (AppendInfo, error) {
+func (l *Log) appendOnce(batch []byte, reserved bool, wake chan struct{}) (AppendInfo, error) {
 	h, err := ParseBatch(batch)
 	if err != nil {
 		return AppendInfo{}, err
@@ -537,7 +556,7 @@ func (l *Log) appendOnce(batch []byte, reserved bool) (AppendInfo, error) {
 	}
 	seg.track(h, pos, len(batch), l.cfg.IndexIntervalBytes)
 	select {
-	case l.kick <- struct{}{}:
+	case wake <- struct{}{}:
 	default:
 	}
 	return AppendInfo{BaseOffset: h.BaseOffset, LastOffset: h.LastOffset(), Position: pos}, nil
@@ -549,7 +568,7 @@ func (l *Log) appendOnce(batch []byte, reserved bool) (AppendInfo, error) {
 func (l *Log) AppendUsingReserve(batch []byte) (AppendInfo, error) {
 	var info AppendInfo
 	err := l.cfg.Disk.Do(func() (err error) {
-		info, err = l.appendOnce(batch, true)
+		info, err = l.appendOnce(batch, true, l.kick)
 		return err
 	})
 	return info, err
@@ -557,7 +576,7 @@ func (l *Log) AppendUsingReserve(batch []byte) (AppendInfo, error) {
 
 // AppendDurable appends and waits until an fsync covers the batch.
 func (l *Log) AppendDurable(ctx context.Context, batch []byte) (AppendInfo, error) {
-	info, err := l.Append(batch)
+	info, err := l.AppendSyncNow(batch)
 	if err != nil {
 		return info, err
 	}

@@ -49,3 +49,26 @@ func TestSyncObserverSeesEveryLog(t *testing.T) {
 		t.Fatal("an fsync was reported after ObserveSyncs(nil)")
 	}
 }
+
+// An append nobody waits for is fsynced after BackgroundSyncDelay, to
+// gather more bytes per fsync; AppendSyncNow, for a caller about to wait
+// (acks=all), starts the fsync at once, before anyone calls WaitDurable.
+func TestAppendSyncNowStartsTheFsyncWithoutWaitingForTheDelay(t *testing.T) {
+	l := mustOpen(t, NewMemFS(), "/p", Config{BackgroundSyncDelay: time.Hour})
+	defer l.Close()
+	mustAppend(t, l, testBatch(1, 1, []byte("background")))
+	time.Sleep(50 * time.Millisecond)
+	if got := l.DurableOffset(); got != 0 {
+		t.Fatalf("a plain append was fsynced (durable offset %d) before BackgroundSyncDelay", got)
+	}
+	if _, err := l.AppendSyncNow(testBatch(1, 1, []byte("acks=all"))); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for l.DurableOffset() != 2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("durable offset %d: AppendSyncNow did not start an fsync", l.DurableOffset())
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

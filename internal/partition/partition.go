@@ -351,6 +351,16 @@ func (p *Partition) expired(e *producerEntry) bool {
 // WaitDurable(ctx, res.LastOffset+1) for acks=all. The batch is modified in
 // place (offsets, leader epoch, and for LogAppendTime topics the timestamp).
 func (p *Partition) Append(batch []byte) (AppendResult, error) {
+	return p.append(batch, false)
+}
+
+// AppendSyncNow is Append for a caller that will wait for durability
+// (acks=all): the log's fsync starts at once (logstore.Log.AppendSyncNow).
+func (p *Partition) AppendSyncNow(batch []byte) (AppendResult, error) {
+	return p.append(batch, true)
+}
+
+func (p *Partition) append(batch []byte, syncNow bool) (AppendResult, error) {
 	h, err := logstore.ParseBatch(batch)
 	if err != nil {
 		return AppendResult{}, fmt.Errorf("%w: %v", ErrCorruptBatch, err)
@@ -400,7 +410,11 @@ func (p *Partition) Append(batch []byte) (AppendResult, error) {
 		logstore.FixCRC(batch)
 		res.LogAppendTime = now
 	}
-	info, err := p.log.Append(batch)
+	appendLog := p.log.Append
+	if syncNow {
+		appendLog = p.log.AppendSyncNow
+	}
+	info, err := appendLog(batch)
 	if err != nil {
 		return AppendResult{}, err
 	}

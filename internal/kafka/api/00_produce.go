@@ -113,7 +113,7 @@ func handleProduce(ctx context.Context, env *Env, conn *Conn, kreq kmsg.Request)
 			case addErr != nil:
 				sp.ErrorCode, err = errorCode(addErr, produceAPI), addErr
 			default:
-				p, res, sp.ErrorCode, err = produceOne(env, version, rt.Topic, limits, rp.Partition, rp.Records)
+				p, res, sp.ErrorCode, err = produceOne(env, version, rt.Topic, limits, rp.Partition, rp.Records, req.Acks == -1)
 			}
 			if sp.ErrorCode != 0 {
 				failed = true
@@ -246,8 +246,9 @@ func limitsOf(env *Env, topic string) topicLimits {
 	return topicLimits{maxMessage: maxMsg, segmentBytes: env.Partitions.LogConfig(t).SegmentBytes, compacted: env.Partitions.Compacted(t)}
 }
 
-// produceOne validates and appends one partition's batch.
-func produceOne(env *Env, version int16, topic string, limits topicLimits, index int32, records []byte) (*partition.Partition, partition.AppendResult, int16, error) {
+// produceOne validates and appends one partition's batch; with syncNow
+// (acks=all) the partition's fsync starts at once.
+func produceOne(env *Env, version int16, topic string, limits topicLimits, index int32, records []byte, syncNow bool) (*partition.Partition, partition.AppendResult, int16, error) {
 	var none partition.AppendResult
 	if isInternalTopic(env, topic) {
 		err := internalTopicError(topic)
@@ -297,7 +298,11 @@ func produceOne(env *Env, version int16, topic string, limits topicLimits, index
 			return nil, none, errorCode(err, produceAPI), err
 		}
 	}
-	res, err := p.Append(records)
+	appendBatch := p.Append
+	if syncNow {
+		appendBatch = p.AppendSyncNow
+	}
+	res, err := appendBatch(records)
 	if err != nil {
 		return nil, none, errorCode(err, produceAPI), err
 	}
