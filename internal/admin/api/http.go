@@ -108,8 +108,8 @@ var routes = append([]Route{
 		if err != nil {
 			return 0, nil, err
 		}
-		v, err := s.Transactions(ctx, c, opts)
-		return http.StatusOK, v, err
+		v, err := s.TransactionsPage(ctx, c, opts)
+		return http.StatusOK, v.Items, err
 	}},
 	{"POST", "/v1/transactions/{id}/abort", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {
 		v, err := s.AbortTransaction(ctx, c, r.PathValue("id"))
@@ -120,8 +120,8 @@ var routes = append([]Route{
 		if err != nil {
 			return 0, nil, err
 		}
-		v, err := s.ShareGroups(ctx, c, opts)
-		return http.StatusOK, v, err
+		v, err := s.ShareGroupsPage(ctx, c, opts)
+		return http.StatusOK, v.Items, err
 	}},
 	// Share-group detail, dead-letter topics and redrive (dlq.go, share.go).
 	{"GET", "/v1/share-groups/{id}", func(s *Service, ctx context.Context, c *Conn, r *http.Request) (int, any, error) {

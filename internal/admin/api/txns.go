@@ -31,26 +31,71 @@ func openState(s string) bool {
 	return s == "Ongoing" || s == "PrepareCommit" || s == "PrepareAbort" || s == "PrepareEpochFence"
 }
 
-// Transactions lists every transactional id with its state.
-func (s *Service) Transactions(ctx context.Context, c *Conn, opts ListOptions) ([]Transaction, error) {
+// TransactionsPage lists one page of the transactional ids with their
+// state; only the page's ids are described.
+func (s *Service) TransactionsPage(ctx context.Context, c *Conn, opts ListOptions) (ListPage[Transaction], error) {
 	listed, err := c.Admin.ListTransactions(ctx, nil, nil)
 	if err != nil {
-		return nil, err
+		return ListPage[Transaction]{}, err
 	}
-	out := []Transaction{}
-	ids, _ := opts.page(listed.TransactionalIDs())
+	ids, matching := opts.page(listed.TransactionalIDs())
+	out := ListPage[Transaction]{Items: []Transaction{}, Matching: matching}
 	if len(ids) == 0 {
 		return out, nil
 	}
 	described, err := c.Admin.DescribeTransactions(ctx, ids...)
 	if err != nil {
-		return nil, err
+		return ListPage[Transaction]{}, err
 	}
 	now := time.Now()
 	for _, d := range described.Sorted() {
-		out = append(out, transaction(d, now))
+		out.Items = append(out.Items, transaction(d, now))
 	}
 	return out, nil
+}
+
+// TransactionCounts is how many transactional ids are in each kind of
+// state, for the delivery-contract page.
+type TransactionCounts struct {
+	Open, Committed, Aborted, Hanging int
+}
+
+// CountTransactions counts the transactional ids by state from the list
+// alone; only the open ones are described (their start time tells whether
+// they hang), so the cost follows the open transactions, not every id the
+// coordinator remembers.
+func (s *Service) CountTransactions(ctx context.Context, c *Conn) (TransactionCounts, error) {
+	listed, err := c.Admin.ListTransactions(ctx, nil, nil)
+	if err != nil {
+		return TransactionCounts{}, err
+	}
+	var n TransactionCounts
+	var open []string
+	for id, t := range listed {
+		switch {
+		case t.State == "CompleteCommit":
+			n.Committed++
+		case t.State == "CompleteAbort":
+			n.Aborted++
+		case openState(t.State):
+			n.Open++
+			open = append(open, id)
+		}
+	}
+	if len(open) == 0 {
+		return n, nil
+	}
+	described, err := c.Admin.DescribeTransactions(ctx, open...)
+	if err != nil {
+		return TransactionCounts{}, err
+	}
+	now := time.Now()
+	for _, d := range described.Sorted() {
+		if transaction(d, now).Hanging {
+			n.Hanging++
+		}
+	}
+	return n, nil
 }
 
 func transaction(d kadm.DescribedTransaction, now time.Time) Transaction {
@@ -143,20 +188,21 @@ type ShareMember struct {
 	Assignments []Assignment `json:"assignments"`
 }
 
-// ShareGroups lists the share groups with their members.
-func (s *Service) ShareGroups(ctx context.Context, c *Conn, opts ListOptions) ([]ShareGroup, error) {
+// ShareGroupsPage lists one page of the share groups with their members;
+// only the page's groups are described.
+func (s *Service) ShareGroupsPage(ctx context.Context, c *Conn, opts ListOptions) (ListPage[ShareGroup], error) {
 	listed, err := c.Admin.ListGroupsByType(ctx, []string{"share"})
 	if err != nil {
-		return nil, err
+		return ListPage[ShareGroup]{}, err
 	}
-	out := []ShareGroup{}
-	ids, _ := opts.page(listed.Groups())
+	ids, matching := opts.page(listed.Groups())
+	page := ListPage[ShareGroup]{Items: []ShareGroup{}, Matching: matching}
 	if len(ids) == 0 {
-		return out, nil
+		return page, nil
 	}
 	described, err := c.Admin.DescribeShareGroups(ctx, ids...)
 	if err != nil {
-		return nil, err
+		return ListPage[ShareGroup]{}, err
 	}
 	for _, id := range ids {
 		lg := listed[id]
@@ -178,7 +224,7 @@ func (s *Service) ShareGroups(ctx context.Context, c *Conn, opts ListOptions) ([
 				g.Members = append(g.Members, sm)
 			}
 		}
-		out = append(out, g)
+		page.Items = append(page.Items, g)
 	}
-	return out, nil
+	return page, nil
 }

@@ -144,9 +144,9 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /groups", c.groups)
 	mux.HandleFunc("GET /groups/{id}", detailPage(c, "group", "groups", c.groupData, func(g groupPage) string { return "Group " + g.Group }))
 	mux.HandleFunc("POST /groups/{id}/reset", c.reset)
-	mux.HandleFunc("GET /transactions", listPage(c, "transactions", "Transactions", "transactions", everything(c.cfg.API.Transactions)))
+	mux.HandleFunc("GET /transactions", pagedPage(c, transactionsList))
 	mux.HandleFunc("POST /transactions/{id}/abort", c.abort)
-	mux.HandleFunc("GET /share-groups", listPage(c, "share-groups", "Share groups", "share", everything(c.cfg.API.ShareGroups)))
+	mux.HandleFunc("GET /share-groups", pagedPage(c, shareGroupsList))
 	mux.HandleFunc("GET /delivery", c.delivery)
 	// The forms that create, alter, produce to and delete (forms.go).
 	mux.HandleFunc("POST /topics", c.createTopic)
@@ -219,12 +219,6 @@ func (c *Console) fail(w http.ResponseWriter, r *http.Request, err error) {
 func (c *Console) conn(r *http.Request) (*api.Conn, error) {
 	user, pass, _ := r.BasicAuth()
 	return c.cfg.API.Conn(user, pass)
-}
-
-// everything adapts one of the API's paged lists to a console page that
-// shows every row (transactions, share groups: short lists in practice).
-func everything[T any](list func(context.Context, *api.Conn, api.ListOptions) (T, error)) func(context.Context, *api.Conn) (T, error) {
-	return func(ctx context.Context, cn *api.Conn) (T, error) { return list(ctx, cn, api.ListOptions{}) }
 }
 
 // listPage serves a page drawn from one Service call as the request's
@@ -472,12 +466,7 @@ func (c *Console) abort(w http.ResponseWriter, r *http.Request) {
 	tx, err := c.cfg.API.AbortTransaction(r.Context(), cn, id)
 	if err != nil {
 		p := api.AsProblem(err)
-		ts, lerr := c.cfg.API.Transactions(r.Context(), cn, api.ListOptions{})
-		if lerr != nil {
-			c.fail(w, r, err)
-			return
-		}
-		c.render(w, r, p.Status, "transactions", page{Title: "Transactions", Nav: "transactions", Error: p, Data: ts})
+		drawPaged(c, w, r, p.Status, p, transactionsList)
 		return
 	}
 	done := fmt.Sprintf("Transaction %s aborted (%s); its producer is fenced.", id, tx.State)
@@ -490,25 +479,13 @@ func (c *Console) delivery(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	ts, err := c.cfg.API.Transactions(r.Context(), cn, api.ListOptions{})
+	txns, err := c.cfg.API.CountTransactions(r.Context(), cn)
 	if err != nil {
 		c.fail(w, r, err)
 		return
 	}
 	d := c.deliveryMetrics()
-	for _, t := range ts {
-		switch t.State {
-		case "CompleteAbort":
-			d.TxnAborted++
-		case "CompleteCommit":
-			d.TxnCommitted++
-		case "Ongoing", "PrepareCommit", "PrepareAbort":
-			d.TxnOpen++
-		}
-		if t.Hanging {
-			d.TxnHanging++
-		}
-	}
+	d.TxnOpen, d.TxnCommitted, d.TxnAborted, d.TxnHanging = txns.Open, txns.Committed, txns.Aborted, txns.Hanging
 	// The lab's table and chart of its latest run beside the counters.
 	type deliveryPage struct {
 		deliveryMetrics

@@ -1,6 +1,7 @@
 package console_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -568,5 +569,73 @@ func TestListsArePagedAndFiltered(t *testing.T) {
 	}
 	if _, body := get(t, base+"/topics/wide"); !strings.Contains(body, "1–50 of 120, page 1 of 3") {
 		t.Errorf("the partitions' pager is missing")
+	}
+}
+
+// TestTransactionsAndShareGroupsArePaged: like the topics and groups, the
+// transactions and share-group lists show one page at a time with the
+// filter kept in the page links, and refuse a malformed page with 400.
+func TestTransactionsAndShareGroupsArePaged(t *testing.T) {
+	b := brokertest.Run(t, broker.WithTopics("ledger"), broker.WithProperty("num.partitions", "1"))
+	for _, id := range []string{"pay-a", "pay-b", "refund-c"} {
+		producer := b.Client(t, kgo.TransactionalID(id))
+		if err := producer.BeginTransaction(); err != nil {
+			t.Fatal(err)
+		}
+		if err := producer.ProduceSync(brokertest.Ctx(t), &kgo.Record{Topic: "ledger", Value: []byte(id)}).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		if err := producer.EndTransaction(brokertest.Ctx(t), kgo.TryCommit); err != nil {
+			t.Fatal(err)
+		}
+	}
+	open := b.Client(t, kgo.TransactionalID("open-d"), kgo.TransactionTimeout(time.Minute))
+	if err := open.BeginTransaction(); err != nil {
+		t.Fatal(err)
+	}
+	if err := open.ProduceSync(brokertest.Ctx(t), &kgo.Record{Topic: "ledger", Value: []byte("open")}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []string{"workers-a", "workers-b", "audit"} {
+		member := b.Client(t, kgo.ShareGroup(g), kgo.ConsumeTopics("ledger"), kgo.FetchMaxWait(100*time.Millisecond))
+		pctx, cancel := context.WithTimeout(brokertest.Ctx(t), 500*time.Millisecond)
+		member.PollRecords(pctx, 1) // joining creates the group
+		cancel()
+	}
+	base := b.AdminURL()
+	txnRows := func(body string) int { return strings.Count(body, `<th scope="row"><code>`) }
+	if _, body := get(t, base+"/transactions?contains=PAY&limit=1&page=2"); txnRows(body) != 1 || !strings.Contains(body, "<code>pay-b</code>") ||
+		!strings.Contains(body, "2–2 of 2, page 2 of 2") || !strings.Contains(body, `<a rel="prev" href="?contains=PAY&amp;limit=1&amp;page=1">`) {
+		t.Errorf("transactions containing PAY, page 2 of 1 a page: %d rows\n%s", txnRows(body), body)
+	}
+	if _, body := get(t, base+"/transactions"); txnRows(body) != 4 || !strings.Contains(body, "1–4 of 4") {
+		t.Errorf("all transactions: %d rows\n%s", txnRows(body), body)
+	}
+	// The delivery page counts every id by state, describing only the open.
+	_, body := get(t, base+"/delivery")
+	for _, want := range []string{`id="txn-ids-committed">3<`, `id="txn-ids-open">1<`, `id="txn-ids-hanging">0<`} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/delivery lacks %s", want)
+		}
+	}
+	if _, body := get(t, base+"/transactions?contains=nothing"); !strings.Contains(body, "No transactional ids contain") {
+		t.Errorf("an empty filter result says nothing:\n%s", body)
+	}
+	shareRows := func(body string) int { return strings.Count(body, `<tr><th scope="row"><a href="/share-groups/`) }
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		_, body := get(t, base+"/share-groups?contains=workers&limit=1")
+		if shareRows(body) == 1 && strings.Contains(body, `href="/share-groups/workers-a"`) && strings.Contains(body, "1–1 of 2, page 1 of 2") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("share groups containing workers, 1 a page: %d rows\n%s", shareRows(body), body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	for _, path := range []string{"/transactions", "/share-groups"} {
+		if status, _ := get(t, base+path+"?page=0"); status != http.StatusBadRequest {
+			t.Errorf("%s?page=0: status %d, want 400", path, status)
+		}
 	}
 }

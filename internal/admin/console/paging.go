@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -207,3 +208,51 @@ func (c *Console) drawTopic(w http.ResponseWriter, r *http.Request, status int, 
 // Prev and Next are the neighbouring page numbers.
 func (pg pager) Prev() int { return pg.Page - 1 }
 func (pg pager) Next() int { return pg.Page + 1 }
+
+// pagedList is a list page the API serves a page at a time: the template
+// it is drawn with, its title and nav entry, and the API call.
+type pagedList[T any] struct {
+	name, title, nav string
+	list             func(*api.Service, context.Context, *api.Conn, api.ListOptions) (api.ListPage[T], error)
+}
+
+// listRows is a paged list page's data: one page of rows and the pager.
+type listRows[T any] struct {
+	Rows  []T
+	Pager pager
+}
+
+var (
+	transactionsList = pagedList[api.Transaction]{"transactions", "Transactions", "transactions", (*api.Service).TransactionsPage}
+	shareGroupsList  = pagedList[api.ShareGroup]{"share-groups", "Share groups", "share", (*api.Service).ShareGroupsPage}
+)
+
+// pagedPage serves list: ?page=&limit=&contains= choose the rows, and only
+// those are drawn from the API (and described by the broker).
+func pagedPage[T any](c *Console, l pagedList[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		drawPaged(c, w, r, http.StatusOK, nil, l)
+	}
+}
+
+// drawPaged draws one page of l with status and the problem p (nil on a
+// plain GET; an action's failure otherwise).
+func drawPaged[T any](c *Console, w http.ResponseWriter, r *http.Request, status int, p *api.Problem, l pagedList[T]) {
+	cn, err := c.conn(r)
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	pg, err := readPager(r.URL.Query())
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	rows, err := l.list(c.cfg.API, r.Context(), cn, pg.options())
+	if err != nil {
+		c.fail(w, r, err)
+		return
+	}
+	c.render(w, r, status, l.name, page{Title: l.title, Nav: l.nav, Error: p,
+		Data: listRows[T]{Rows: rows.Items, Pager: pg.of(rows.Matching)}})
+}
