@@ -497,12 +497,7 @@ func (l *Log) AppendSyncNow(batch []byte) (AppendInfo, error) {
 // urgent).
 func (l *Log) appendTelling(batch []byte, wake chan struct{}) (AppendInfo, error) {
 	if l.cfg.UseReserve {
-		var info AppendInfo
-		err := l.cfg.Disk.Do(func() (err error) {
-			info, err = l.appendOnce(batch, true, wake)
-			return err
-		})
-		return info, err
+		return l.appendReserved(batch, wake)
 	}
 	return l.appendOnce(batch, false, wake)
 }
@@ -566,9 +561,13 @@ func (l *Log) appendOnce(batch []byte, reserved bool, wake chan struct{}) (Appen
 // when the disk is full (transaction markers): a write that fails for want of
 // space draws on the disk reserve and is tried again.
 func (l *Log) AppendUsingReserve(batch []byte) (AppendInfo, error) {
+	return l.appendReserved(batch, l.kick)
+}
+
+func (l *Log) appendReserved(batch []byte, wake chan struct{}) (AppendInfo, error) {
 	var info AppendInfo
 	err := l.cfg.Disk.Do(func() (err error) {
-		info, err = l.appendOnce(batch, true, l.kick)
+		info, err = l.appendOnce(batch, true, wake)
 		return err
 	})
 	return info, err
