@@ -12,6 +12,8 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 
+	"github.com/idem-dev/idem/internal/testkit"
+
 	"github.com/idem-dev/idem/internal/logstore"
 )
 
@@ -54,7 +56,7 @@ import (
 //	cfetch C g=G [epoch=N]                           OffsetFetch v9's member check
 //	txn-commit works for consumer groups with the member's epoch as generation.
 func TestScripts(t *testing.T) {
-	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+	testkit.WalkScripts(t, "testdata", func(t *testing.T, path string) {
 		e := newScriptEnv(t)
 		e.open()
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {

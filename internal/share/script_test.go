@@ -12,6 +12,8 @@ import (
 
 	"github.com/cockroachdb/datadriven"
 
+	"github.com/idem-dev/idem/internal/testkit"
+
 	"github.com/idem-dev/idem/internal/config"
 	"github.com/idem-dev/idem/internal/logstore"
 )
@@ -45,7 +47,7 @@ import (
 //	read T/P                              print a partition's records and headers
 //	restart | crash                       close and reopen (crash: power loss on the MemFS)
 func TestScripts(t *testing.T) {
-	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+	testkit.WalkScripts(t, "testdata", func(t *testing.T, path string) {
 		e := newScriptEnv(t)
 		defer e.close()
 		datadriven.RunTest(t, path, func(t *testing.T, d *datadriven.TestData) string {

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/cockroachdb/datadriven"
+
+	"github.com/idem-dev/idem/internal/testkit"
 )
 
 // TestScripts runs the coordinator's specification, testdata/*.txt, with
@@ -49,7 +51,7 @@ import (
 //	          sorted, one a line ("markers: none" if there was none)
 //	producer  "producer: pid=N epoch=N tv=V" as Describe shows it
 func TestScripts(t *testing.T) {
-	datadriven.Walk(t, "testdata", func(t *testing.T, path string) {
+	testkit.WalkScripts(t, "testdata", func(t *testing.T, path string) {
 		s := &scriptRun{e: newEnv(t), cur: map[string]ProducerIDEpoch{}, prev: map[string]ProducerIDEpoch{}}
 		datadriven.RunTest(t, path, s.run)
 	})
