@@ -83,10 +83,13 @@ func (l *Log) syncOnce() bool {
 		l.durablePos = pos
 	}
 	l.waitMu.Unlock()
-	l.advanceDurable(target)
+	// Observe before releasing the waiters: once an acknowledgement is
+	// out, the fsync that made it durable is counted (a test or a scrape
+	// right after an acks=all produce sees it).
 	if obs != nil {
 		(*obs)(time.Since(began), max(covered, 0))
 	}
+	l.advanceDurable(target)
 	return true
 }
 
