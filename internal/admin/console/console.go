@@ -80,6 +80,7 @@ var funcs = template.FuncMap{
 	// deref and deref64 read the lab report's optional values.
 	"deref":   func(b *bool) bool { return b != nil && *b },
 	"deref64": func(n *int64) int64 { return *n },
+	"filter":  newFilterBox,
 }
 
 // New parses the templates (a broken template fails here, at start).
@@ -141,7 +142,7 @@ func (c *Console) Handler() http.Handler {
 	mux.HandleFunc("GET /topics/{name}", c.topic)
 	mux.HandleFunc("GET /topics/{name}/partitions/{partition}", c.messages)
 	mux.HandleFunc("GET /topics/{name}/partitions/{partition}/messages/{offset}", c.message)
-	mux.HandleFunc("GET /groups", c.groups)
+	mux.HandleFunc("GET /groups", pagedPage(c, groupsList))
 	mux.HandleFunc("GET /groups/{id}", detailPage(c, "group", "groups", c.groupData, func(g groupPage) string { return "Group " + g.Group }))
 	mux.HandleFunc("POST /groups/{id}/reset", c.reset)
 	mux.HandleFunc("GET /transactions", pagedPage(c, transactionsList))
@@ -466,7 +467,7 @@ func (c *Console) abort(w http.ResponseWriter, r *http.Request) {
 	tx, err := c.cfg.API.AbortTransaction(r.Context(), cn, id)
 	if err != nil {
 		p := api.AsProblem(err)
-		drawPaged(c, w, r, p.Status, p, transactionsList)
+		drawPaged(c, w, r, p.Status, p, form{}, transactionsList)
 		return
 	}
 	done := fmt.Sprintf("Transaction %s aborted (%s); its producer is fenced.", id, tx.State)

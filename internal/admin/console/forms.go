@@ -117,7 +117,7 @@ func (c *Console) createTopic(w http.ResponseWriter, r *http.Request) {
 	req := api.CreateTopicRequest{Name: strings.TrimSpace(f.Value("name")), Configs: map[string]string{}}
 	fail := func(field string, err error) {
 		p := f.refuse(field, err)
-		c.drawTopics(w, r, p.Status, f, p)
+		drawPaged(c, w, r, p.Status, p, f, topicsList)
 	}
 	if v := strings.TrimSpace(f.Value("partitions")); v != "" {
 		n, err := strconv.ParseInt(v, 10, 32)

@@ -104,6 +104,18 @@ func (pg pager) Links() []pageLink {
 	return out
 }
 
+// filterBox is the filter form above a paged list (template "filter").
+type filterBox struct {
+	Action, What, Field string
+	Pager               pager
+}
+
+// newFilterBox is the template function filter: the form that GETs action
+// with contains and limit, labelled "Filter what" and "field contains".
+func newFilterBox(action, what, field string, pg pager) filterBox {
+	return filterBox{Action: action, What: what, Field: field, Pager: pg}
+}
+
 // Beyond says that the page asked for starts after the last row.
 func (pg pager) Beyond() bool { return pg.Matching > 0 && (pg.Page-1)*pg.Limit >= pg.Matching }
 
@@ -111,64 +123,8 @@ func (pg pager) Beyond() bool { return pg.Matching > 0 && (pg.Page-1)*pg.Limit >
 func (pg pager) First() int { return min((pg.Page-1)*pg.Limit+1, pg.Matching) }
 func (pg pager) Last() int  { return min(pg.Page*pg.Limit, pg.Matching) }
 
-// topicsPage is the topics page's data: one page of topics and the create
-// form as last submitted.
-type topicsPage struct {
-	Topics []api.TopicSummary
-	Pager  pager
-	Form   form
-}
-
 func (c *Console) topics(w http.ResponseWriter, r *http.Request) {
-	c.drawTopics(w, r, http.StatusOK, form{}, nil)
-}
-
-// drawTopics draws the topics page with status, the create form f and the
-// problem p (nil on a plain GET).
-func (c *Console) drawTopics(w http.ResponseWriter, r *http.Request, status int, f form, p *api.Problem) {
-	cn, err := c.conn(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	pg, err := readPager(r.URL.Query())
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	list, err := c.cfg.API.TopicsPage(r.Context(), cn, pg.options())
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	c.render(w, r, status, "topics", page{Title: "Topics", Nav: "topics", Error: p,
-		Data: topicsPage{Topics: list.Items, Pager: pg.of(list.Matching), Form: f}})
-}
-
-// groupsPage is the groups page's data: one page of groups.
-type groupsPage struct {
-	Groups []api.GroupSummary
-	Pager  pager
-}
-
-func (c *Console) groups(w http.ResponseWriter, r *http.Request) {
-	cn, err := c.conn(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	pg, err := readPager(r.URL.Query())
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	list, err := c.cfg.API.GroupsPage(r.Context(), cn, pg.options())
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	c.render(w, r, http.StatusOK, "groups", page{Title: "Consumer groups", Nav: "groups",
-		Data: groupsPage{Groups: list.Items, Pager: pg.of(list.Matching)}})
+	drawPaged(c, w, r, http.StatusOK, nil, form{}, topicsList)
 }
 
 // topicPage is the topic page's data: the topic, one page of its
@@ -216,13 +172,17 @@ type pagedList[T any] struct {
 	list             func(*api.Service, context.Context, *api.Conn, api.ListOptions) (api.ListPage[T], error)
 }
 
-// listRows is a paged list page's data: one page of rows and the pager.
+// listRows is a paged list page's data: one page of rows, the pager, and
+// the page's form as last submitted (the topics page's create form).
 type listRows[T any] struct {
 	Rows  []T
 	Pager pager
+	Form  form
 }
 
 var (
+	topicsList       = pagedList[api.TopicSummary]{"topics", "Topics", "topics", (*api.Service).TopicsPage}
+	groupsList       = pagedList[api.GroupSummary]{"groups", "Consumer groups", "groups", (*api.Service).GroupsPage}
 	transactionsList = pagedList[api.Transaction]{"transactions", "Transactions", "transactions", (*api.Service).TransactionsPage}
 	shareGroupsList  = pagedList[api.ShareGroup]{"share-groups", "Share groups", "share", (*api.Service).ShareGroupsPage}
 )
@@ -231,13 +191,13 @@ var (
 // those are drawn from the API (and described by the broker).
 func pagedPage[T any](c *Console, l pagedList[T]) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		drawPaged(c, w, r, http.StatusOK, nil, l)
+		drawPaged(c, w, r, http.StatusOK, nil, form{}, l)
 	}
 }
 
-// drawPaged draws one page of l with status and the problem p (nil on a
-// plain GET; an action's failure otherwise).
-func drawPaged[T any](c *Console, w http.ResponseWriter, r *http.Request, status int, p *api.Problem, l pagedList[T]) {
+// drawPaged draws one page of l with status, the problem p (nil on a plain
+// GET; an action's failure otherwise) and the form f as submitted.
+func drawPaged[T any](c *Console, w http.ResponseWriter, r *http.Request, status int, p *api.Problem, f form, l pagedList[T]) {
 	cn, err := c.conn(r)
 	if err != nil {
 		c.fail(w, r, err)
@@ -254,5 +214,5 @@ func drawPaged[T any](c *Console, w http.ResponseWriter, r *http.Request, status
 		return
 	}
 	c.render(w, r, status, l.name, page{Title: l.title, Nav: l.nav, Error: p,
-		Data: listRows[T]{Rows: rows.Items, Pager: pg.of(rows.Matching)}})
+		Data: listRows[T]{Rows: rows.Items, Pager: pg.of(rows.Matching), Form: f}})
 }
