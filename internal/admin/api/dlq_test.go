@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,8 +20,7 @@ import (
 	"github.com/idem-dev/idem/internal/admin/api"
 	"github.com/idem-dev/idem/internal/dlq"
 	"github.com/idem-dev/idem/internal/dlq/dlqtest"
-	"github.com/idem-dev/idem/internal/logstore"
-	"github.com/idem-dev/idem/internal/security"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // deadLetterBroker is a broker whose share group billing rejected keys
@@ -250,26 +248,7 @@ func TestShareGroupDetail(t *testing.T) {
 // alice, who may only describe the cluster, sees no dead-letter topic and
 // is refused the records and the redrive (403); the super user lists them.
 func TestDeadLettersHonourACLs(t *testing.T) {
-	dir := t.TempDir()
-	s, err := security.Open(security.StoreConfig{FS: logstore.OSFS(), Dir: filepath.Join(dir, "__security")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range []string{"admin", "alice"} {
-		cred, err := security.NewCredential(security.ScramSHA256, u+"-pw", security.MinIterations)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if errs := s.AlterCredentials(context.Background(), []security.CredentialChange{{User: u, Mechanism: security.ScramSHA256, Credential: &cred}}); errs[0] != nil {
-			t.Fatal(errs[0])
-		}
-	}
-	s.Close()
-	b := brokertest.Run(t, broker.WithDataDir(dir),
-		broker.WithProperty("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
-		broker.WithProperty("authorizer.class.name", "idem"),
-		broker.WithProperty("super.users", "User:admin"),
-		broker.WithTopics("orders", "dlq.orders"))
+	b := brokertest.Run(t, append(brokerkit.LockedDownBroker(t, "admin", "alice"), broker.WithTopics("orders", "dlq.orders"))...)
 	cl := b.Client(t, kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pw"}.AsSha256Mechanism()))
 	if res, err := kadm.NewClient(cl).CreateACLs(ctx(t), kadm.NewACLs().Allow("User:alice").Clusters().Operations(kadm.OpDescribe)); err != nil || res[0].Err != nil {
 		t.Fatalf("create ACL: %v %v", err, res)

@@ -2,7 +2,6 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -20,9 +19,8 @@ import (
 	"github.com/idem-dev/idem/broker/brokertest"
 	"github.com/idem-dev/idem/internal/admin/api"
 	"github.com/idem-dev/idem/internal/lab"
-	"github.com/idem-dev/idem/internal/logstore"
-	"github.com/idem-dev/idem/internal/security"
 	"github.com/idem-dev/idem/internal/testkit"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // labReport is the part of the lab's JSON report the tests read.
@@ -302,26 +300,7 @@ func TestTheLabRunnerVariableIsTheLabs(t *testing.T) {
 // listener, the authorizer, admin as its super user and each of users
 // with the password "<user>-pw".
 func secureBroker(t *testing.T, users ...string) []broker.Option {
-	t.Helper()
-	dir := t.TempDir()
-	s, err := security.Open(security.StoreConfig{FS: logstore.OSFS(), Dir: filepath.Join(dir, "__security")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close()
-	for _, u := range users {
-		cred, err := security.NewCredential(security.ScramSHA256, u+"-pw", security.MinIterations)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if errs := s.AlterCredentials(context.Background(), []security.CredentialChange{{User: u, Mechanism: security.ScramSHA256, Credential: &cred}}); errs[0] != nil {
-			t.Fatal(errs[0])
-		}
-	}
-	return []broker.Option{broker.WithDataDir(dir),
-		broker.WithProperty("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
-		broker.WithProperty("authorizer.class.name", "idem"),
-		broker.WithProperty("super.users", "User:admin")}
+	return brokerkit.LockedDownBroker(t, users...)
 }
 
 func compact(t *testing.T, js []byte) string {

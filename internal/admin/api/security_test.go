@@ -1,9 +1,7 @@
 package api_test
 
 import (
-	"context"
 	"net/http"
-	"path/filepath"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -12,8 +10,7 @@ import (
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
-	"github.com/idem-dev/idem/internal/logstore"
-	"github.com/idem-dev/idem/internal/security"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // TestTheAPIActsAsTheAuthenticatedUser: with a SASL listener and the
@@ -22,26 +19,7 @@ import (
 // the admin server asks of its users), is refused topics with 403; the
 // super user is not.
 func TestTheAPIActsAsTheAuthenticatedUser(t *testing.T) {
-	dir := t.TempDir()
-	s, err := security.Open(security.StoreConfig{FS: logstore.OSFS(), Dir: filepath.Join(dir, "__security")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range []string{"admin", "alice"} {
-		cred, err := security.NewCredential(security.ScramSHA256, u+"-pw", security.MinIterations)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if errs := s.AlterCredentials(context.Background(), []security.CredentialChange{{User: u, Mechanism: security.ScramSHA256, Credential: &cred}}); errs[0] != nil {
-			t.Fatal(errs[0])
-		}
-	}
-	s.Close()
-	b := brokertest.Run(t, broker.WithDataDir(dir),
-		broker.WithProperty("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
-		broker.WithProperty("authorizer.class.name", "idem"),
-		broker.WithProperty("super.users", "User:admin"),
-		broker.WithTopics("orders"))
+	b := brokertest.Run(t, append(brokerkit.LockedDownBroker(t, "admin", "alice"), broker.WithTopics("orders"))...)
 	adm := kadm.NewClient(b.Client(t, kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pw"}.AsSha256Mechanism())))
 	acl := kadm.NewACLs().Allow("User:alice").Clusters().Operations(kadm.OpDescribe)
 	if res, err := adm.CreateACLs(ctx(t), acl); err != nil || res[0].Err != nil {

@@ -1,10 +1,8 @@
 package console_test
 
 import (
-	"context"
 	"io"
 	"net/http"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,8 +13,7 @@ import (
 
 	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/broker/brokertest"
-	"github.com/idem-dev/idem/internal/logstore"
-	"github.com/idem-dev/idem/internal/security"
+	"github.com/idem-dev/idem/internal/testkit/brokerkit"
 )
 
 // TestTheConsoleShowsWhatTheUserMaySee: with the authorizer on, the console
@@ -24,26 +21,7 @@ import (
 // the 403 page for a topic and an empty topic list; the super user sees
 // the topic.
 func TestTheConsoleShowsWhatTheUserMaySee(t *testing.T) {
-	dir := t.TempDir()
-	s, err := security.Open(security.StoreConfig{FS: logstore.OSFS(), Dir: filepath.Join(dir, "__security")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, u := range []string{"admin", "alice"} {
-		cred, err := security.NewCredential(security.ScramSHA256, u+"-pw", security.MinIterations)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if errs := s.AlterCredentials(context.Background(), []security.CredentialChange{{User: u, Mechanism: security.ScramSHA256, Credential: &cred}}); errs[0] != nil {
-			t.Fatal(errs[0])
-		}
-	}
-	s.Close()
-	b := brokertest.Run(t, broker.WithDataDir(dir),
-		broker.WithProperty("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
-		broker.WithProperty("authorizer.class.name", "idem"),
-		broker.WithProperty("super.users", "User:admin"),
-		broker.WithTopics("orders"))
+	b := brokertest.Run(t, append(brokerkit.LockedDownBroker(t, "admin", "alice"), broker.WithTopics("orders"))...)
 	adm := kadm.NewClient(b.Client(t, kgo.SASL(scram.Auth{User: "admin", Pass: "admin-pw"}.AsSha256Mechanism())))
 	if res, err := adm.CreateACLs(brokertest.Ctx(t), kadm.NewACLs().Allow("User:alice").Clusters().Operations(kadm.OpDescribe)); err != nil || res[0].Err != nil {
 		t.Fatalf("create ACL: %v %v", err, res)

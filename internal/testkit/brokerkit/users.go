@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/idem-dev/idem/broker"
 	"github.com/idem-dev/idem/internal/logstore"
 	"github.com/idem-dev/idem/internal/security"
 )
@@ -30,4 +31,18 @@ func SeedUsers(t testing.TB, dataDir string, users ...string) {
 			t.Fatal(errs[0])
 		}
 	}
+}
+
+// LockedDownBroker is the options of a broker with one SASL_PLAINTEXT
+// listener, the authorizer on, "admin" as its super user, and users (admin
+// among them, as the caller lists) seeded as SeedUsers does. Add topics and
+// other options after these.
+func LockedDownBroker(t testing.TB, users ...string) []broker.Option {
+	t.Helper()
+	dir := t.TempDir()
+	SeedUsers(t, dir, users...)
+	return []broker.Option{broker.WithDataDir(dir),
+		broker.WithProperty("listeners", "SASL_PLAINTEXT://127.0.0.1:0"),
+		broker.WithProperty("authorizer.class.name", "idem"),
+		broker.WithProperty("super.users", "User:admin")}
 }
