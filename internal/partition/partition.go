@@ -410,11 +410,12 @@ func (p *Partition) append(batch []byte, syncNow bool) (AppendResult, error) {
 		logstore.FixCRC(batch)
 		res.LogAppendTime = now
 	}
-	appendLog := p.log.Append
+	var info logstore.AppendInfo
 	if syncNow {
-		appendLog = p.log.AppendSyncNow
+		info, err = p.log.AppendSyncNow(batch)
+	} else {
+		info, err = p.log.Append(batch)
 	}
-	info, err := appendLog(batch)
 	if err != nil {
 		return AppendResult{}, err
 	}

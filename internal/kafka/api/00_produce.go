@@ -298,11 +298,12 @@ func produceOne(env *Env, version int16, topic string, limits topicLimits, index
 			return nil, none, errorCode(err, produceAPI), err
 		}
 	}
-	appendBatch := p.Append
+	var res partition.AppendResult
 	if syncNow {
-		appendBatch = p.AppendSyncNow
+		res, err = p.AppendSyncNow(records)
+	} else {
+		res, err = p.Append(records)
 	}
-	res, err := appendBatch(records)
 	if err != nil {
 		return nil, none, errorCode(err, produceAPI), err
 	}
