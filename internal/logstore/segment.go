@@ -128,27 +128,28 @@ func (s *segment) scan(r io.ReaderAt, fileSize int64, indexInterval int) (scanRe
 // it after loading the index a clean shutdown or a checkpoint persisted for
 // the active segment, so only its tail is read.
 func (s *segment) resume(r io.ReaderAt, fileSize int64, indexInterval int) (scanResult, error) {
-	var buf []byte
-	hdr := make([]byte, BatchHeaderSize)
+	buf := make([]byte, BatchHeaderSize)
 	pos := s.size
 	batches := 0
 	for pos < fileSize {
 		if fileSize-pos < BatchHeaderSize {
 			return scanResult{valid: pos, badErr: fmt.Errorf("%w: %d trailing bytes are shorter than a batch header", ErrInvalidBatch, fileSize-pos)}, nil
 		}
-		if _, err := readFull(r, hdr, pos); err != nil {
+		// Read the header, then only the rest of the batch: the tail is
+		// read once, byte for byte.
+		if _, err := readFull(r, buf[:BatchHeaderSize], pos); err != nil {
 			return scanResult{}, err
 		}
-		h := decodeHeader(hdr)
+		h := decodeHeader(buf[:BatchHeaderSize])
 		total := int64(lengthPrefix) + int64(h.Length)
 		if h.Length < BatchHeaderSize-lengthPrefix || total > fileSize-pos {
 			return scanResult{valid: pos, badErr: fmt.Errorf("%w: batch length %d at position %d does not fit the file", ErrInvalidBatch, h.Length, pos)}, nil
 		}
 		if cap(buf) < int(total) {
-			buf = make([]byte, 0, total)
+			buf = append(buf[:BatchHeaderSize], make([]byte, int(total)-BatchHeaderSize)...)
 		}
 		b := buf[:total]
-		if _, err := readFull(r, b, pos); err != nil {
+		if _, err := readFull(r, b[BatchHeaderSize:], pos+BatchHeaderSize); err != nil {
 			return scanResult{}, err
 		}
 		h, _, err := parseBatchPrefix(b)
